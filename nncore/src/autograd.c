@@ -1,0 +1,130 @@
+/* The tape, gradient accumulation and backward pass. */
+#include "internal.h"
+
+#include <stdarg.h>
+
+bool nn_arena_push_node(nn_arena *a, nn_node *n);
+nn_node **nn_arena_tape(nn_arena *a, size_t *n);
+
+static _Thread_local int tl_no_grad;
+
+void nn_no_grad_begin(void) { tl_no_grad++; }
+void nn_no_grad_end(void) {
+  if (tl_no_grad > 0) tl_no_grad--;
+}
+bool nn_grad_enabled(void) { return tl_no_grad == 0; }
+
+size_t nn_tape_size(void) {
+  size_t n;
+  nn_arena_tape(nn_arena_current(), &n);
+  return n;
+}
+
+nn_node *nn_record(nn_tensor *out, const char *name, nn_backward_fn bw, int n_in, ...) {
+  if (!out || tl_no_grad) return NULL;
+  nn_tensor *in[NN_NODE_MAX_IN];
+  bool any = false;
+  va_list ap;
+  va_start(ap, n_in);
+  for (int i = 0; i < n_in; i++) {
+    in[i] = va_arg(ap, nn_tensor *);
+    if (in[i] && in[i]->requires_grad) any = true;
+  }
+  va_end(ap);
+  if (!any) return NULL;
+  nn_arena *a = nn_arena_current();
+  nn_node *n = nn_arena_alloc(a, sizeof *n);
+  if (!n) return NULL;
+  memset(n, 0, sizeof *n);
+  n->backward = bw;
+  n->name = name;
+  n->out = out;
+  n->n_in = n_in;
+  for (int i = 0; i < n_in; i++) n->in[i] = in[i];
+  if (!nn_arena_push_node(a, n)) return NULL;
+  out->requires_grad = true;
+  out->grad_fn = n;
+  return n;
+}
+
+/* Adds g into a dense gradient buffer, walking g's strides. */
+static void add_into(nn_tensor *dst, nn_tensor *g) {
+  int64_t n = nn_numel(dst);
+  float *d = nn_f32(dst);
+  if (nn_is_contiguous(g)) {
+    const float *s = nn_f32(g);
+    for (int64_t i = 0; i < n; i++) d[i] += s[i];
+  } else {
+    const float *s = nn_dense_f32(g);
+    for (int64_t i = 0; i < n; i++) d[i] += s[i];
+  }
+}
+
+void nn_accum_grad(nn_tensor *t, nn_tensor *g) {
+  if (!t || !t->requires_grad || !g) return;
+  if (!nn_same_shape(t, g)) {
+    g = nn_sum_to(g, t->ndim, t->shape);
+    if (!g) return;
+  }
+  if (!t->grad) {
+    if (t->persistent) {
+      t->grad = nn_tensor_new(NN_F32, t->ndim, t->shape);
+      if (!t->grad) return;
+      add_into(t->grad, g);
+    } else {
+      t->grad = nn_empty(NN_F32, t->ndim, t->shape);
+      if (!t->grad) return;
+      nn_copy_(t->grad, g);
+    }
+    return;
+  }
+  add_into(t->grad, g);
+}
+
+bool nn_backward_with(nn_tensor *out, const nn_tensor *grad_out) {
+  if (!out) {
+    nn_set_error("backward: no output tensor (an earlier op failed: %s)", nn_last_error());
+    return false;
+  }
+  if (!out->requires_grad) {
+    nn_set_error("backward: the output does not require a gradient (no trainable input, or built under no_grad)");
+    return false;
+  }
+  size_t nt;
+  nn_node **tape = nn_arena_tape(nn_arena_current(), &nt);
+  /* forget intermediate gradients of an earlier backward over the same tape */
+  for (size_t i = 0; i < nt; i++)
+    if (!tape[i]->out->persistent) tape[i]->out->grad = NULL;
+  nn_no_grad_begin();
+  nn_tensor *g = nn_empty(NN_F32, out->ndim, out->shape);
+  if (!g) {
+    nn_no_grad_end();
+    return false;
+  }
+  if (grad_out) nn_copy_(g, grad_out);
+  else nn_fill_(g, 1.0f);
+  if (out->persistent || !out->grad_fn) nn_accum_grad(out, g);
+  else out->grad = g;
+  for (size_t i = nt; i-- > 0;) {
+    nn_node *n = tape[i];
+    if (n->out->grad) n->backward(n, n->out->grad);
+  }
+  nn_no_grad_end();
+  return true;
+}
+
+bool nn_backward(nn_tensor *loss) { return nn_backward_with(loss, NULL); }
+
+nn_tensor *nn_detach(nn_tensor *t) {
+  if (!t) return NULL;
+  nn_tensor *v = nn_view_of(t, t->ndim, t->shape, t->strides, t->offset);
+  return v;
+}
+
+void nn_set_requires_grad(nn_tensor *t, bool on) {
+  if (t) t->requires_grad = on;
+}
+
+void nn_zero_grad(nn_tensor *t) {
+  if (t && t->grad) nn_fill_(t->grad, 0.0f);
+}

@@ -1,0 +1,64 @@
+/* Private helpers shared by nncore's source files. */
+#ifndef NNCORE_INTERNAL_H
+#define NNCORE_INTERNAL_H
+
+#include "nncore/nncore.h"
+
+#include <math.h>
+#include <string.h>
+
+#define NN_NODE_MAX_IN 6
+
+typedef struct nn_node nn_node;
+typedef void (*nn_backward_fn)(nn_node *n, nn_tensor *gout);
+
+/* One recorded op. Inputs are kept by pointer (arena or persistent tensors);
+ * small scalars and saved tensors carry what the backward needs. */
+struct nn_node {
+  nn_backward_fn backward;
+  const char *name;
+  nn_tensor *out;
+  nn_tensor *in[NN_NODE_MAX_IN];
+  int n_in;
+  nn_tensor *saved[4];
+  float f[6];
+  int64_t i[8];
+  void *extra;
+};
+
+/* Records a node when grad mode is on and any input requires a gradient.
+ * Sets out->requires_grad / grad_fn. Returns the node or NULL. */
+nn_node *nn_record(nn_tensor *out, const char *name, nn_backward_fn bw, int n_in, ...);
+/* Adds g into t->grad (allocating it); reduces broadcast dims of g first. */
+void nn_accum_grad(nn_tensor *t, nn_tensor *g);
+/* Whether an input needs its gradient computed. */
+static inline bool nn_needs_grad(const nn_tensor *t) { return t && t->requires_grad; }
+
+/* Tensor struct in the arena that views `storage`. */
+nn_tensor *nn_view_of(const nn_tensor *base, int ndim, const int64_t *shape,
+                      const int64_t *strides, int64_t offset);
+void nn_set_contiguous_strides(nn_tensor *t);
+int nn_norm_axis(int axis, int ndim);
+
+/* Errors for ops: sets the message and returns NULL. */
+#define NN_FAIL(...) do { nn_set_error(__VA_ARGS__); return NULL; } while (0)
+#define NN_CHECK_F32(t, opname) \
+  do { if ((t)->dtype != NN_F32) NN_FAIL("%s: expected f32 tensor, got %s", opname, nn_dtype_name((t)->dtype)); } while (0)
+
+/* Broadcast shape of a and b into shape/ndim; false if incompatible. */
+bool nn_broadcast_shape(const nn_tensor *a, const nn_tensor *b, int *ndim, int64_t *shape);
+
+/* Returns a contiguous f32 pointer for t (copying into the arena when strided). */
+const float *nn_dense_f32(nn_tensor *t);
+/* Reads integer tensor element i (dense order) as int64. */
+int64_t nn_index_at(const nn_tensor *t, int64_t i);
+
+/* Thread pool (threads.c): fn(ctx, begin, end) over [0, n) split in contiguous chunks. */
+typedef void (*nn_range_fn)(void *ctx, int64_t begin, int64_t end);
+void nn_parallel_for(int64_t n, int64_t min_chunk, nn_range_fn fn, void *ctx);
+
+/* Gemm wrapper: C = alpha * op(A) op(B) + beta * C, row-major. */
+void nn_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+              int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
+#endif

@@ -1,0 +1,510 @@
+/* conv2d / conv_transpose2d (im2col + sgemm), pooling and resampling. NCHW. */
+#include "internal.h"
+
+nn_conv_params nn_conv_defaults(void) {
+  return (nn_conv_params){.stride_h = 1, .stride_w = 1, .dilation_h = 1, .dilation_w = 1, .groups = 1};
+}
+
+typedef struct {
+  int64_t C, H, W, KH, KW, OH, OW;
+  int sh, sw, ph, pw, dh, dw;
+} geom;
+
+/* im2col: col[(c*KH+kh)*KW+kw][oh*OW+ow] = img[c][oh*sh-ph+kh*dh][ow*sw-pw+kw*dw] */
+typedef struct {
+  const geom *g;
+  const float *img;
+  float *col;
+} i2c_ctx;
+
+static void im2col_rows(void *p, int64_t r0, int64_t r1) {
+  i2c_ctx *c = p;
+  const geom *g = c->g;
+  int64_t OHW = g->OH * g->OW;
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t kw = r % g->KW, kh = (r / g->KW) % g->KH, ch = r / (g->KW * g->KH);
+    const float *src = c->img + ch * g->H * g->W;
+    float *dst = c->col + r * OHW;
+    int64_t woff = kw * g->dw - g->pw;
+    for (int64_t oh = 0; oh < g->OH; oh++) {
+      int64_t ih = oh * g->sh - g->ph + kh * g->dh;
+      float *d = dst + oh * g->OW;
+      if (ih < 0 || ih >= g->H) {
+        memset(d, 0, (size_t)g->OW * 4);
+        continue;
+      }
+      const float *s = src + ih * g->W;
+      if (g->sw == 1) {
+        /* contiguous run with zero borders */
+        int64_t lo = woff < 0 ? -woff : 0;
+        int64_t hi = g->W - woff;
+        if (hi > g->OW) hi = g->OW;
+        if (lo > g->OW) lo = g->OW;
+        for (int64_t ow = 0; ow < lo; ow++) d[ow] = 0;
+        if (hi > lo) memcpy(d + lo, s + lo + woff, (size_t)(hi - lo) * 4);
+        for (int64_t ow = hi > lo ? hi : lo; ow < g->OW; ow++) d[ow] = 0;
+      } else {
+        for (int64_t ow = 0; ow < g->OW; ow++) {
+          int64_t iw = ow * g->sw + woff;
+          d[ow] = (iw >= 0 && iw < g->W) ? s[iw] : 0;
+        }
+      }
+    }
+  }
+}
+
+static void im2col(const geom *g, const float *img, float *col) {
+  i2c_ctx c = {g, img, col};
+  nn_parallel_for(g->C * g->KH * g->KW, 4, im2col_rows, &c);
+}
+
+/* col2im: img += scatter of col; split by channel so no two threads write one pixel. */
+static void col2im_channels(void *p, int64_t c0, int64_t c1) {
+  i2c_ctx *c = p;
+  const geom *g = c->g;
+  int64_t OHW = g->OH * g->OW;
+  float *img = (float *)c->img;
+  for (int64_t ch = c0; ch < c1; ch++) {
+    float *dst = img + ch * g->H * g->W;
+    for (int64_t kh = 0; kh < g->KH; kh++)
+      for (int64_t kw = 0; kw < g->KW; kw++) {
+        const float *src = c->col + ((ch * g->KH + kh) * g->KW + kw) * OHW;
+        for (int64_t oh = 0; oh < g->OH; oh++) {
+          int64_t ih = oh * g->sh - g->ph + kh * g->dh;
+          if (ih < 0 || ih >= g->H) continue;
+          float *d = dst + ih * g->W;
+          const float *s = src + oh * g->OW;
+          for (int64_t ow = 0; ow < g->OW; ow++) {
+            int64_t iw = ow * g->sw - g->pw + kw * g->dw;
+            if (iw >= 0 && iw < g->W) d[iw] += s[ow];
+          }
+        }
+      }
+  }
+}
+
+static void col2im_add(const geom *g, const float *col, float *img) {
+  i2c_ctx c = {g, img, (float *)col};
+  nn_parallel_for(g->C, 1, col2im_channels, &c);
+}
+
+static bool is_pointwise(const geom *g) {
+  return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+}
+
+static bool check_params(nn_conv_params p, const char *name) {
+  if (p.stride_h < 1 || p.stride_w < 1 || p.dilation_h < 1 || p.dilation_w < 1 || p.groups < 1 ||
+      p.pad_h < 0 || p.pad_w < 0 || p.output_pad_h < 0 || p.output_pad_w < 0) {
+    nn_set_error("%s: stride, dilation and groups must be >= 1 and padding >= 0", name);
+    return false;
+  }
+  return true;
+}
+
+/* Adds bias[c] to every pixel of channel c of out[N, C, HW]. */
+static void add_bias(float *out, const float *bias, int64_t N, int64_t C, int64_t HW) {
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t c = 0; c < C; c++) {
+      float b = bias[c];
+      float *o = out + (n * C + c) * HW;
+      for (int64_t i = 0; i < HW; i++) o[i] += b;
+    }
+}
+
+static void bias_grad(nn_tensor *b, const float *g, int64_t N, int64_t C, int64_t HW) {
+  nn_tensor *gb = nn_zeros(NN_F32, 1, &C);
+  if (!gb) return;
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t c = 0; c < C; c++) {
+      double s = 0;
+      const float *p = g + (n * C + c) * HW;
+      for (int64_t i = 0; i < HW; i++) s += p[i];
+      nn_f32(gb)[c] += (float)s;
+    }
+  nn_accum_grad(b, gb);
+}
+
+/* ------------------------------------------------------------------ conv2d */
+
+typedef struct {
+  geom g;      /* per-group input geometry */
+  int64_t N, OC, groups, Cg, OCg;
+} conv_info;
+
+static float *scratch_col(const geom *g) {
+  return nn_arena_alloc(nn_arena_current(), (size_t)(g->C * g->KH * g->KW * g->OH * g->OW) * 4);
+}
+
+static void conv2d_bw(nn_node *n, nn_tensor *gout) {
+  nn_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+  conv_info *ci = n->extra;
+  const geom *g = &ci->g;
+  const float *xd = nn_f32(n->saved[0]), *wd = nn_f32(n->saved[1]);
+  const float *gd = nn_dense_f32(gout);
+  int64_t HW = g->H * g->W, OHW = g->OH * g->OW, KK = g->C * g->KH * g->KW;
+  bool pw = is_pointwise(g);
+  float *col = pw ? NULL : scratch_col(g);
+  nn_tensor *gx = nn_needs_grad(x) ? nn_zeros(NN_F32, x->ndim, x->shape) : NULL;
+  nn_tensor *gw = nn_needs_grad(w) ? nn_zeros(NN_F32, w->ndim, w->shape) : NULL;
+  float *dcol = gx && !pw ? scratch_col(g) : NULL;
+  for (int64_t bn = 0; bn < ci->N; bn++)
+    for (int64_t gi = 0; gi < ci->groups; gi++) {
+      const float *img = xd + (bn * ci->groups + gi) * g->C * HW;
+      const float *go = gd + (bn * ci->OC + gi * ci->OCg) * OHW;
+      const float *wg = wd + gi * ci->OCg * KK;
+      if (gw) {
+        const float *c = img;
+        if (!pw) {
+          im2col(g, img, col);
+          c = col;
+        }
+        nn_sgemm(false, true, ci->OCg, KK, OHW, 1.0f, go, OHW, c, OHW, 1.0f, nn_f32(gw) + gi * ci->OCg * KK, KK);
+      }
+      if (gx) {
+        float *dimg = nn_f32(gx) + (bn * ci->groups + gi) * g->C * HW;
+        if (pw) {
+          nn_sgemm(true, false, KK, OHW, ci->OCg, 1.0f, wg, KK, go, OHW, 1.0f, dimg, OHW);
+        } else {
+          nn_sgemm(true, false, KK, OHW, ci->OCg, 1.0f, wg, KK, go, OHW, 0.0f, dcol, OHW);
+          col2im_add(g, dcol, dimg);
+        }
+      }
+    }
+  if (gx) nn_accum_grad(x, gx);
+  if (gw) nn_accum_grad(w, gw);
+  if (nn_needs_grad(b)) bias_grad(b, gd, ci->N, ci->OC, OHW);
+}
+
+nn_tensor *nn_conv2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p) {
+  if (!x || !w) return NULL;
+  NN_CHECK_F32(x, "conv2d");
+  NN_CHECK_F32(w, "conv2d");
+  if (!check_params(p, "conv2d")) return NULL;
+  if (x->ndim != 4 || w->ndim != 4) NN_FAIL("conv2d: need x[N,C,H,W] and w[OC,C/groups,KH,KW]");
+  int64_t N = x->shape[0], C = x->shape[1], OC = w->shape[0];
+  if (C % p.groups || OC % p.groups || w->shape[1] != C / p.groups) {
+    char s1[96], s2[96];
+    NN_FAIL("conv2d: input %s and weight %s do not fit groups=%d", nn_shape_str(x, s1, sizeof s1),
+            nn_shape_str(w, s2, sizeof s2), p.groups);
+  }
+  if (b && (b->ndim != 1 || b->shape[0] != OC)) NN_FAIL("conv2d: bias must be [%lld]", (long long)OC);
+  geom g = {.C = C / p.groups, .H = x->shape[2], .W = x->shape[3], .KH = w->shape[2], .KW = w->shape[3],
+            .sh = p.stride_h, .sw = p.stride_w, .ph = p.pad_h, .pw = p.pad_w, .dh = p.dilation_h, .dw = p.dilation_w};
+  g.OH = (g.H + 2 * g.ph - g.dh * (g.KH - 1) - 1) / g.sh + 1;
+  g.OW = (g.W + 2 * g.pw - g.dw * (g.KW - 1) - 1) / g.sw + 1;
+  if (g.H + 2 * g.ph < g.dh * (g.KH - 1) + 1 || g.W + 2 * g.pw < g.dw * (g.KW - 1) + 1)
+    NN_FAIL("conv2d: kernel larger than the padded input");
+  nn_tensor *xc = nn_contiguous(nn_detach(x)), *wc = nn_contiguous(nn_detach(w));
+  int64_t osh[4] = {N, OC, g.OH, g.OW};
+  nn_tensor *out = nn_empty(NN_F32, 4, osh);
+  if (!out || !xc || !wc) return NULL;
+  int64_t HW = g.H * g.W, OHW = g.OH * g.OW, KK = g.C * g.KH * g.KW, OCg = OC / p.groups;
+  bool pw = is_pointwise(&g);
+  float *col = pw ? NULL : scratch_col(&g);
+  if (!pw && !col) return NULL;
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t gi = 0; gi < p.groups; gi++) {
+      const float *img = nn_f32(xc) + (n * p.groups + gi) * g.C * HW;
+      const float *src = img;
+      if (!pw) {
+        im2col(&g, img, col);
+        src = col;
+      }
+      nn_sgemm(false, false, OCg, OHW, KK, 1.0f, nn_f32(wc) + gi * OCg * KK, KK, src, OHW, 0.0f,
+               nn_f32(out) + (n * OC + gi * OCg) * OHW, OHW);
+    }
+  if (b) add_bias(nn_f32(out), nn_dense_f32(b), N, OC, OHW);
+  nn_node *node = nn_record(out, "conv2d", conv2d_bw, 3, x, w, b);
+  if (node) {
+    conv_info *ci = nn_arena_alloc(nn_arena_current(), sizeof *ci);
+    if (!ci) return NULL;
+    *ci = (conv_info){.g = g, .N = N, .OC = OC, .groups = p.groups, .Cg = g.C, .OCg = OCg};
+    node->extra = ci;
+    node->saved[0] = xc;
+    node->saved[1] = wc;
+  }
+  return out;
+}
+
+/* -------------------------------------------------------- conv_transpose2d */
+/* Geometry `g` describes the equivalent forward conv: its input is our output
+ * (C = OCg channels of size OH x OW here named H x W) and its output is ours. */
+
+static void convt_bw(nn_node *n, nn_tensor *gout) {
+  nn_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+  conv_info *ci = n->extra;
+  const geom *g = &ci->g;
+  const float *xd = nn_f32(n->saved[0]), *wd = nn_f32(n->saved[1]);
+  const float *gd = nn_dense_f32(gout);
+  int64_t inHW = g->OH * g->OW, outHW = g->H * g->W, KK = g->C * g->KH * g->KW;
+  int64_t Cin = x->shape[1];
+  float *col = scratch_col(g);
+  if (!col) return;
+  nn_tensor *gx = nn_needs_grad(x) ? nn_zeros(NN_F32, x->ndim, x->shape) : NULL;
+  nn_tensor *gw = nn_needs_grad(w) ? nn_zeros(NN_F32, w->ndim, w->shape) : NULL;
+  for (int64_t bn = 0; bn < ci->N; bn++)
+    for (int64_t gi = 0; gi < ci->groups; gi++) {
+      const float *go = gd + (bn * ci->OC + gi * ci->OCg) * outHW;
+      im2col(g, go, col);
+      const float *xin = xd + (bn * Cin + gi * ci->Cg) * inHW;
+      if (gx)
+        nn_sgemm(false, false, ci->Cg, inHW, KK, 1.0f, wd + gi * ci->Cg * KK, KK, col, inHW, 1.0f,
+                 nn_f32(gx) + (bn * Cin + gi * ci->Cg) * inHW, inHW);
+      if (gw)
+        nn_sgemm(false, true, ci->Cg, KK, inHW, 1.0f, xin, inHW, col, inHW, 1.0f,
+                 nn_f32(gw) + gi * ci->Cg * KK, KK);
+    }
+  if (gx) nn_accum_grad(x, gx);
+  if (gw) nn_accum_grad(w, gw);
+  if (nn_needs_grad(b)) bias_grad(b, gd, ci->N, ci->OC, outHW);
+}
+
+nn_tensor *nn_conv_transpose2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p) {
+  if (!x || !w) return NULL;
+  NN_CHECK_F32(x, "conv_transpose2d");
+  NN_CHECK_F32(w, "conv_transpose2d");
+  if (!check_params(p, "conv_transpose2d")) return NULL;
+  if (x->ndim != 4 || w->ndim != 4) NN_FAIL("conv_transpose2d: need x[N,C,H,W] and w[C,OC/groups,KH,KW]");
+  int64_t N = x->shape[0], C = x->shape[1];
+  if (w->shape[0] != C || C % p.groups) NN_FAIL("conv_transpose2d: weight dim 0 must equal input channels, divisible by groups");
+  int64_t OCg = w->shape[1], OC = OCg * p.groups, Cg = C / p.groups;
+  if (b && (b->ndim != 1 || b->shape[0] != OC)) NN_FAIL("conv_transpose2d: bias must be [%lld]", (long long)OC);
+  if (p.output_pad_h >= p.stride_h && p.output_pad_h >= p.dilation_h) NN_FAIL("conv_transpose2d: output padding too large");
+  if (p.output_pad_w >= p.stride_w && p.output_pad_w >= p.dilation_w) NN_FAIL("conv_transpose2d: output padding too large");
+  int64_t H = x->shape[2], W = x->shape[3], KH = w->shape[2], KW = w->shape[3];
+  int64_t OH = (H - 1) * p.stride_h - 2 * p.pad_h + p.dilation_h * (KH - 1) + p.output_pad_h + 1;
+  int64_t OW = (W - 1) * p.stride_w - 2 * p.pad_w + p.dilation_w * (KW - 1) + p.output_pad_w + 1;
+  if (OH < 1 || OW < 1) NN_FAIL("conv_transpose2d: padding leaves an empty output");
+  geom g = {.C = OCg, .H = OH, .W = OW, .KH = KH, .KW = KW, .OH = H, .OW = W, .sh = p.stride_h,
+            .sw = p.stride_w, .ph = p.pad_h, .pw = p.pad_w, .dh = p.dilation_h, .dw = p.dilation_w};
+  nn_tensor *xc = nn_contiguous(nn_detach(x)), *wc = nn_contiguous(nn_detach(w));
+  int64_t osh[4] = {N, OC, OH, OW};
+  nn_tensor *out = nn_zeros(NN_F32, 4, osh);
+  float *col = scratch_col(&g);
+  if (!out || !xc || !wc || !col) return NULL;
+  int64_t inHW = H * W, KK = OCg * KH * KW;
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t gi = 0; gi < p.groups; gi++) {
+      /* col[KK, inHW] = W_g^T @ x[n, g] */
+      nn_sgemm(true, false, KK, inHW, Cg, 1.0f, nn_f32(wc) + gi * Cg * KK, KK,
+               nn_f32(xc) + (n * C + gi * Cg) * inHW, inHW, 0.0f, col, inHW);
+      col2im_add(&g, col, nn_f32(out) + (n * OC + gi * OCg) * OH * OW);
+    }
+  if (b) add_bias(nn_f32(out), nn_dense_f32(b), N, OC, OH * OW);
+  nn_node *node = nn_record(out, "conv_transpose2d", convt_bw, 3, x, w, b);
+  if (node) {
+    conv_info *ci = nn_arena_alloc(nn_arena_current(), sizeof *ci);
+    if (!ci) return NULL;
+    *ci = (conv_info){.g = g, .N = N, .OC = OC, .groups = p.groups, .Cg = Cg, .OCg = OCg};
+    node->extra = ci;
+    node->saved[0] = xc;
+    node->saved[1] = wc;
+  }
+  return out;
+}
+
+/* ----------------------------------------------------------------- pooling */
+
+typedef struct {
+  const float *x;
+  float *y;
+  int64_t *arg;
+  int64_t H, W, OH, OW;
+  int k, s, p;
+  bool is_max;
+} pool_ctx;
+
+static void pool_planes(void *pp, int64_t p0, int64_t p1) {
+  pool_ctx *c = pp;
+  float inv = 1.0f / (float)(c->k * c->k);
+  for (int64_t pl = p0; pl < p1; pl++) {
+    const float *x = c->x + pl * c->H * c->W;
+    float *y = c->y + pl * c->OH * c->OW;
+    int64_t *a = c->arg ? c->arg + pl * c->OH * c->OW : NULL;
+    for (int64_t oh = 0; oh < c->OH; oh++)
+      for (int64_t ow = 0; ow < c->OW; ow++) {
+        float best = -INFINITY, sum = 0;
+        int64_t bi = -1;
+        for (int kh = 0; kh < c->k; kh++) {
+          int64_t ih = oh * c->s - c->p + kh;
+          if (ih < 0 || ih >= c->H) continue;
+          for (int kw = 0; kw < c->k; kw++) {
+            int64_t iw = ow * c->s - c->p + kw;
+            if (iw < 0 || iw >= c->W) continue;
+            float v = x[ih * c->W + iw];
+            sum += v;
+            if (v > best || bi < 0) {
+              best = v;
+              bi = ih * c->W + iw;
+            }
+          }
+        }
+        if (c->is_max) {
+          y[oh * c->OW + ow] = best;
+          a[oh * c->OW + ow] = bi;
+        } else {
+          y[oh * c->OW + ow] = sum * inv;
+        }
+      }
+  }
+}
+
+static void pool_bw(nn_node *n, nn_tensor *g) {
+  nn_tensor *x = n->in[0];
+  if (!nn_needs_grad(x)) return;
+  nn_tensor *gx = nn_zeros(NN_F32, 4, x->shape);
+  if (!gx) return;
+  const float *gd = nn_dense_f32(g);
+  int64_t planes = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3];
+  int64_t OH = n->out->shape[2], OW = n->out->shape[3];
+  int k = (int)n->i[0], s = (int)n->i[1], p = (int)n->i[2];
+  for (int64_t pl = 0; pl < planes; pl++) {
+    float *dx = nn_f32(gx) + pl * H * W;
+    const float *go = gd + pl * OH * OW;
+    if (n->i[3]) {
+      const int64_t *a = (const int64_t *)nn_data(n->saved[0]) + pl * OH * OW;
+      for (int64_t i = 0; i < OH * OW; i++) dx[a[i]] += go[i];
+    } else {
+      float inv = 1.0f / (float)(k * k);
+      for (int64_t oh = 0; oh < OH; oh++)
+        for (int64_t ow = 0; ow < OW; ow++)
+          for (int kh = 0; kh < k; kh++) {
+            int64_t ih = oh * s - p + kh;
+            if (ih < 0 || ih >= H) continue;
+            for (int kw = 0; kw < k; kw++) {
+              int64_t iw = ow * s - p + kw;
+              if (iw >= 0 && iw < W) dx[ih * W + iw] += go[oh * OW + ow] * inv;
+            }
+          }
+    }
+  }
+  nn_accum_grad(x, gx);
+}
+
+static nn_tensor *pool2d(nn_tensor *x, int k, int s, int p, bool is_max, const char *name) {
+  if (!x) return NULL;
+  NN_CHECK_F32(x, name);
+  if (x->ndim != 4) NN_FAIL("%s: need x[N,C,H,W]", name);
+  if (k < 1 || s < 1 || p < 0 || p > k / 2) NN_FAIL("%s: need kernel >= 1, stride >= 1, 0 <= pad <= kernel/2", name);
+  int64_t H = x->shape[2], W = x->shape[3];
+  if (H + 2 * p < k || W + 2 * p < k) NN_FAIL("%s: kernel larger than the padded input", name);
+  int64_t OH = (H + 2 * p - k) / s + 1, OW = (W + 2 * p - k) / s + 1;
+  int64_t osh[4] = {x->shape[0], x->shape[1], OH, OW};
+  nn_tensor *out = nn_empty(NN_F32, 4, osh);
+  nn_tensor *arg = is_max ? nn_empty(NN_I64, 4, osh) : NULL;
+  const float *xd = nn_dense_f32(x);
+  if (!out || !xd || (is_max && !arg)) return NULL;
+  pool_ctx c = {.x = xd, .y = nn_f32(out), .arg = arg ? nn_data(arg) : NULL, .H = H, .W = W,
+                .OH = OH, .OW = OW, .k = k, .s = s, .p = p, .is_max = is_max};
+  nn_parallel_for(x->shape[0] * x->shape[1], 1, pool_planes, &c);
+  nn_node *n = nn_record(out, name, pool_bw, 1, x);
+  if (n) {
+    n->i[0] = k;
+    n->i[1] = s;
+    n->i[2] = p;
+    n->i[3] = is_max;
+    n->saved[0] = arg;
+  }
+  return out;
+}
+
+nn_tensor *nn_max_pool2d(nn_tensor *x, int k, int s, int p) { return pool2d(x, k, s, p, true, "max_pool2d"); }
+nn_tensor *nn_avg_pool2d(nn_tensor *x, int k, int s, int p) { return pool2d(x, k, s, p, false, "avg_pool2d"); }
+
+/* -------------------------------------------------------------- upsampling */
+
+/* Source coordinates and weights for one output axis (bilinear, half-pixel). */
+static void bilinear_axis(int64_t in, int64_t out, int64_t o, int64_t *i0, int64_t *i1, float *w1) {
+  float scale = (float)in / (float)out;
+  float src = ((float)o + 0.5f) * scale - 0.5f;
+  if (src < 0) src = 0;
+  int64_t lo = (int64_t)src;
+  if (lo > in - 1) lo = in - 1;
+  *i0 = lo;
+  *i1 = lo + 1 < in ? lo + 1 : in - 1;
+  *w1 = src - (float)lo;
+}
+
+static int64_t nearest_src(int64_t in, int64_t out, int64_t o) {
+  int64_t s = (int64_t)floorf((float)o * ((float)in / (float)out));
+  return s < in ? s : in - 1;
+}
+
+static void upsample_bw(nn_node *n, nn_tensor *g) {
+  nn_tensor *x = n->in[0];
+  if (!nn_needs_grad(x)) return;
+  nn_tensor *gx = nn_zeros(NN_F32, 4, x->shape);
+  if (!gx) return;
+  const float *gd = nn_dense_f32(g);
+  int64_t planes = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3];
+  int64_t OH = n->out->shape[2], OW = n->out->shape[3];
+  for (int64_t pl = 0; pl < planes; pl++) {
+    float *dx = nn_f32(gx) + pl * H * W;
+    const float *go = gd + pl * OH * OW;
+    for (int64_t oh = 0; oh < OH; oh++)
+      for (int64_t ow = 0; ow < OW; ow++) {
+        float v = go[oh * OW + ow];
+        if (n->i[0]) {
+          int64_t h0, h1, w0, w1;
+          float ah, aw;
+          bilinear_axis(H, OH, oh, &h0, &h1, &ah);
+          bilinear_axis(W, OW, ow, &w0, &w1, &aw);
+          dx[h0 * W + w0] += v * (1 - ah) * (1 - aw);
+          dx[h0 * W + w1] += v * (1 - ah) * aw;
+          dx[h1 * W + w0] += v * ah * (1 - aw);
+          dx[h1 * W + w1] += v * ah * aw;
+        } else {
+          dx[nearest_src(H, OH, oh) * W + nearest_src(W, OW, ow)] += v;
+        }
+      }
+  }
+  nn_accum_grad(x, gx);
+}
+
+typedef struct {
+  const float *x;
+  float *y;
+  int64_t H, W, OH, OW;
+  bool bilinear;
+} up_ctx;
+
+static void up_planes(void *p, int64_t p0, int64_t p1) {
+  up_ctx *c = p;
+  for (int64_t pl = p0; pl < p1; pl++) {
+    const float *x = c->x + pl * c->H * c->W;
+    float *y = c->y + pl * c->OH * c->OW;
+    for (int64_t oh = 0; oh < c->OH; oh++)
+      for (int64_t ow = 0; ow < c->OW; ow++) {
+        if (c->bilinear) {
+          int64_t h0, h1, w0, w1;
+          float ah, aw;
+          bilinear_axis(c->H, c->OH, oh, &h0, &h1, &ah);
+          bilinear_axis(c->W, c->OW, ow, &w0, &w1, &aw);
+          y[oh * c->OW + ow] = (1 - ah) * ((1 - aw) * x[h0 * c->W + w0] + aw * x[h0 * c->W + w1]) +
+                               ah * ((1 - aw) * x[h1 * c->W + w0] + aw * x[h1 * c->W + w1]);
+        } else {
+          y[oh * c->OW + ow] = x[nearest_src(c->H, c->OH, oh) * c->W + nearest_src(c->W, c->OW, ow)];
+        }
+      }
+  }
+}
+
+static nn_tensor *upsample(nn_tensor *x, int64_t oh, int64_t ow, bool bilinear, const char *name) {
+  if (!x) return NULL;
+  NN_CHECK_F32(x, name);
+  if (x->ndim != 4) NN_FAIL("%s: need x[N,C,H,W]", name);
+  if (oh < 1 || ow < 1 || oh > (1 << 16) || ow > (1 << 16)) NN_FAIL("%s: output size %lldx%lld out of range", name, (long long)oh, (long long)ow);
+  if (x->shape[2] < 1 || x->shape[3] < 1) NN_FAIL("%s: empty input", name);
+  int64_t osh[4] = {x->shape[0], x->shape[1], oh, ow};
+  nn_tensor *out = nn_empty(NN_F32, 4, osh);
+  const float *xd = nn_dense_f32(x);
+  if (!out || !xd) return NULL;
+  up_ctx c = {xd, nn_f32(out), x->shape[2], x->shape[3], oh, ow, bilinear};
+  nn_parallel_for(x->shape[0] * x->shape[1], 1, up_planes, &c);
+  nn_node *n = nn_record(out, name, upsample_bw, 1, x);
+  if (n) n->i[0] = bilinear;
+  return out;
+}
+
+nn_tensor *nn_upsample_nearest(nn_tensor *x, int64_t oh, int64_t ow) { return upsample(x, oh, ow, false, "upsample_nearest"); }
+nn_tensor *nn_upsample_bilinear(nn_tensor *x, int64_t oh, int64_t ow) { return upsample(x, oh, ow, true, "upsample_bilinear"); }

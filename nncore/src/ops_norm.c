@@ -1,0 +1,264 @@
+/* Batch norm, layer norm, dropout and GDN. */
+#include "internal.h"
+
+/* ------------------------------------------------------------- batch norm */
+
+typedef struct {
+  const float *x, *g;
+  float *y;
+  const float *scale, *shift; /* per channel */
+  int64_t N, C, S;
+} bn_ctx;
+
+static void bn_apply(void *p, int64_t c0, int64_t c1) {
+  bn_ctx *c = p;
+  for (int64_t ch = c0; ch < c1; ch++)
+    for (int64_t n = 0; n < c->N; n++) {
+      const float *x = c->x + (n * c->C + ch) * c->S;
+      float *y = c->y + (n * c->C + ch) * c->S;
+      float a = c->scale[ch], b = c->shift[ch];
+      for (int64_t i = 0; i < c->S; i++) y[i] = x[i] * a + b;
+    }
+}
+
+static void bn_bw(nn_node *n, nn_tensor *g) {
+  nn_tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2];
+  int64_t N = n->i[0], C = n->i[1], S = n->i[2];
+  bool training = n->i[3];
+  const float *xd = nn_f32(n->saved[0]), *gd = nn_dense_f32(g);
+  const float *mean = nn_f32(n->saved[1]), *invstd = nn_f32(n->saved[2]);
+  nn_tensor *gx = nn_needs_grad(x) ? nn_empty(NN_F32, x->ndim, x->shape) : NULL;
+  nn_tensor *gg = nn_needs_grad(gamma) ? nn_empty(NN_F32, 1, &C) : NULL;
+  nn_tensor *gb = nn_needs_grad(beta) ? nn_empty(NN_F32, 1, &C) : NULL;
+  double M = (double)(N * S);
+  for (int64_t c = 0; c < C; c++) {
+    double sg = 0, sgx = 0;
+    for (int64_t b = 0; b < N; b++) {
+      const float *xp = xd + (b * C + c) * S, *gp = gd + (b * C + c) * S;
+      for (int64_t i = 0; i < S; i++) {
+        sg += gp[i];
+        sgx += gp[i] * (xp[i] - mean[c]) * invstd[c];
+      }
+    }
+    if (gg) nn_f32(gg)[c] = (float)sgx;
+    if (gb) nn_f32(gb)[c] = (float)sg;
+    if (!gx) continue;
+    float gam = gamma ? nn_f32(n->saved[3])[c] : 1.0f;
+    float k = gam * invstd[c];
+    for (int64_t b = 0; b < N; b++) {
+      const float *xp = xd + (b * C + c) * S, *gp = gd + (b * C + c) * S;
+      float *dx = nn_f32(gx) + (b * C + c) * S;
+      if (training) {
+        for (int64_t i = 0; i < S; i++) {
+          double xh = (xp[i] - mean[c]) * invstd[c];
+          dx[i] = (float)(k * (gp[i] - sg / M - xh * sgx / M));
+        }
+      } else {
+        for (int64_t i = 0; i < S; i++) dx[i] = k * gp[i];
+      }
+    }
+  }
+  if (gx) nn_accum_grad(x, gx);
+  if (gg) nn_accum_grad(gamma, gg);
+  if (gb) nn_accum_grad(beta, gb);
+}
+
+nn_tensor *nn_batch_norm(nn_tensor *x, nn_tensor *gamma, nn_tensor *beta, nn_tensor *rmean,
+                         nn_tensor *rvar, bool training, float momentum, float eps) {
+  if (!x) return NULL;
+  NN_CHECK_F32(x, "batch_norm");
+  if (x->ndim < 2) NN_FAIL("batch_norm: need x[N, C, ...]");
+  int64_t N = x->shape[0], C = x->shape[1], S = 1;
+  for (int d = 2; d < x->ndim; d++) S *= x->shape[d];
+  nn_tensor *ps[4] = {gamma, beta, rmean, rvar};
+  for (int i = 0; i < 4; i++)
+    if (ps[i] && (ps[i]->ndim != 1 || ps[i]->shape[0] != C || ps[i]->dtype != NN_F32))
+      NN_FAIL("batch_norm: parameters and running stats must be f32 [%lld]", (long long)C);
+  if (!training && (!rmean || !rvar)) NN_FAIL("batch_norm: eval mode needs running mean and variance");
+  if (training && N * S < 2) NN_FAIL("batch_norm: training needs more than one value per channel");
+  const float *xd = nn_dense_f32(x);
+  nn_tensor *mean = nn_empty(NN_F32, 1, &C), *invstd = nn_empty(NN_F32, 1, &C);
+  nn_tensor *scale = nn_empty(NN_F32, 1, &C), *shift = nn_empty(NN_F32, 1, &C);
+  nn_tensor *out = nn_empty(NN_F32, x->ndim, x->shape);
+  nn_tensor *gam = gamma ? nn_contiguous(nn_detach(gamma)) : NULL;
+  if (!xd || !mean || !invstd || !scale || !shift || !out) return NULL;
+  for (int64_t c = 0; c < C; c++) {
+    double m, v;
+    if (training) {
+      double s = 0, s2 = 0;
+      for (int64_t b = 0; b < N; b++) {
+        const float *p = xd + (b * C + c) * S;
+        for (int64_t i = 0; i < S; i++) s += p[i];
+      }
+      m = s / (double)(N * S);
+      for (int64_t b = 0; b < N; b++) {
+        const float *p = xd + (b * C + c) * S;
+        for (int64_t i = 0; i < S; i++) s2 += (p[i] - m) * (p[i] - m);
+      }
+      v = s2 / (double)(N * S);
+      if (rmean) nn_f32(rmean)[c] = (float)((1 - momentum) * nn_f32(rmean)[c] + momentum * m);
+      if (rvar) nn_f32(rvar)[c] = (float)((1 - momentum) * nn_f32(rvar)[c] + momentum * v * (double)(N * S) / (double)(N * S - 1));
+    } else {
+      m = nn_f32(rmean)[c];
+      v = nn_f32(rvar)[c];
+    }
+    float is = (float)(1.0 / sqrt(v + eps));
+    nn_f32(mean)[c] = (float)m;
+    nn_f32(invstd)[c] = is;
+    float gm = gam ? nn_f32(gam)[c] : 1.0f, bt = beta ? nn_get(beta, &c) : 0.0f;
+    nn_f32(scale)[c] = gm * is;
+    nn_f32(shift)[c] = bt - (float)m * gm * is;
+  }
+  bn_ctx ctx = {.x = xd, .y = nn_f32(out), .scale = nn_f32(scale), .shift = nn_f32(shift), .N = N, .C = C, .S = S};
+  nn_parallel_for(C, 1, bn_apply, &ctx);
+  nn_node *n = nn_record(out, "batch_norm", bn_bw, 3, x, gamma, beta);
+  if (n) {
+    n->i[0] = N;
+    n->i[1] = C;
+    n->i[2] = S;
+    n->i[3] = training;
+    n->saved[0] = nn_is_contiguous(x) ? x : NULL;
+    if (!n->saved[0]) {
+      n->saved[0] = nn_empty(NN_F32, x->ndim, x->shape);
+      if (n->saved[0]) memcpy(nn_f32(n->saved[0]), xd, (size_t)nn_numel(x) * 4);
+    }
+    n->saved[1] = mean;
+    n->saved[2] = invstd;
+    n->saved[3] = gam;
+  }
+  return out;
+}
+
+/* ------------------------------------------------------------- layer norm */
+
+typedef struct {
+  const float *x, *gamma, *beta, *g;
+  float *y, *mean, *invstd, *dx;
+  int64_t D;
+  float eps;
+} ln_ctx;
+
+static void ln_rows(void *p, int64_t r0, int64_t r1) {
+  ln_ctx *c = p;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = c->x + r * c->D;
+    float *y = c->y + r * c->D;
+    double s = 0, s2 = 0;
+    for (int64_t i = 0; i < c->D; i++) s += x[i];
+    double m = s / (double)c->D;
+    for (int64_t i = 0; i < c->D; i++) s2 += (x[i] - m) * (x[i] - m);
+    float is = (float)(1.0 / sqrt(s2 / (double)c->D + c->eps));
+    c->mean[r] = (float)m;
+    c->invstd[r] = is;
+    for (int64_t i = 0; i < c->D; i++) {
+      float xh = (x[i] - (float)m) * is;
+      y[i] = xh * (c->gamma ? c->gamma[i] : 1.0f) + (c->beta ? c->beta[i] : 0.0f);
+    }
+  }
+}
+
+static void ln_bw_rows(void *p, int64_t r0, int64_t r1) {
+  ln_ctx *c = p;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = c->x + r * c->D, *g = c->g + r * c->D;
+    float *dx = c->dx + r * c->D;
+    float m = c->mean[r], is = c->invstd[r];
+    double s1 = 0, s2 = 0;
+    for (int64_t i = 0; i < c->D; i++) {
+      float dxh = g[i] * (c->gamma ? c->gamma[i] : 1.0f);
+      float xh = (x[i] - m) * is;
+      s1 += dxh;
+      s2 += dxh * xh;
+    }
+    float a = (float)(s1 / (double)c->D), b = (float)(s2 / (double)c->D);
+    for (int64_t i = 0; i < c->D; i++) {
+      float dxh = g[i] * (c->gamma ? c->gamma[i] : 1.0f);
+      float xh = (x[i] - m) * is;
+      dx[i] = is * (dxh - a - xh * b);
+    }
+  }
+}
+
+static void ln_bw(nn_node *n, nn_tensor *g) {
+  nn_tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2];
+  int64_t D = n->i[0], rows = n->i[1];
+  ln_ctx c = {.x = nn_f32(n->saved[0]), .gamma = n->saved[3] ? nn_f32(n->saved[3]) : NULL,
+              .g = nn_dense_f32(g), .mean = nn_f32(n->saved[1]), .invstd = nn_f32(n->saved[2]), .D = D};
+  if (nn_needs_grad(x)) {
+    nn_tensor *gx = nn_empty(NN_F32, x->ndim, x->shape);
+    if (!gx) return;
+    c.dx = nn_f32(gx);
+    nn_parallel_for(rows, 16, ln_bw_rows, &c);
+    nn_accum_grad(x, gx);
+  }
+  if (nn_needs_grad(gamma) || nn_needs_grad(beta)) {
+    nn_tensor *gg = nn_zeros(NN_F32, 1, &D), *gb = nn_zeros(NN_F32, 1, &D);
+    if (!gg || !gb) return;
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t i = 0; i < D; i++) {
+        float xh = (c.x[r * D + i] - c.mean[r]) * c.invstd[r];
+        nn_f32(gg)[i] += c.g[r * D + i] * xh;
+        nn_f32(gb)[i] += c.g[r * D + i];
+      }
+    nn_accum_grad(gamma, gg);
+    nn_accum_grad(beta, gb);
+  }
+}
+
+nn_tensor *nn_layer_norm(nn_tensor *x, nn_tensor *gamma, nn_tensor *beta, float eps) {
+  if (!x) return NULL;
+  NN_CHECK_F32(x, "layer_norm");
+  if (x->ndim < 1) NN_FAIL("layer_norm: need at least one dim");
+  int64_t D = x->shape[x->ndim - 1], rows = D ? nn_numel(x) / D : 0;
+  if ((gamma && (gamma->ndim != 1 || gamma->shape[0] != D)) || (beta && (beta->ndim != 1 || beta->shape[0] != D)))
+    NN_FAIL("layer_norm: gamma/beta must be [%lld]", (long long)D);
+  nn_tensor *xc = nn_contiguous(nn_detach(x));
+  nn_tensor *gc = gamma ? nn_contiguous(nn_detach(gamma)) : NULL;
+  nn_tensor *bc = beta ? nn_contiguous(nn_detach(beta)) : NULL;
+  nn_tensor *out = nn_empty(NN_F32, x->ndim, x->shape);
+  nn_tensor *mean = nn_empty(NN_F32, 1, &rows), *invstd = nn_empty(NN_F32, 1, &rows);
+  if (!xc || !out || !mean || !invstd) return NULL;
+  ln_ctx c = {.x = nn_f32(xc), .gamma = gc ? nn_f32(gc) : NULL, .beta = bc ? nn_f32(bc) : NULL,
+              .y = nn_f32(out), .mean = nn_f32(mean), .invstd = nn_f32(invstd), .D = D, .eps = eps};
+  nn_parallel_for(rows, 16, ln_rows, &c);
+  nn_node *n = nn_record(out, "layer_norm", ln_bw, 3, x, gamma, beta);
+  if (n) {
+    n->i[0] = D;
+    n->i[1] = rows;
+    n->saved[0] = xc;
+    n->saved[1] = mean;
+    n->saved[2] = invstd;
+    n->saved[3] = gc;
+  }
+  return out;
+}
+
+/* ---------------------------------------------------------------- dropout */
+
+nn_tensor *nn_dropout(nn_tensor *x, float p, bool training, nn_rng *rng) {
+  if (!x) return NULL;
+  if (!(p >= 0.0f && p < 1.0f)) NN_FAIL("dropout: p must be in [0, 1), got %g", p);
+  if (!training || p == 0.0f) return x;
+  if (!rng) NN_FAIL("dropout: training mode needs an rng");
+  nn_tensor *mask = nn_empty(NN_F32, x->ndim, x->shape);
+  if (!mask) return NULL;
+  float keep = 1.0f / (1.0f - p);
+  int64_t n = nn_numel(mask);
+  for (int64_t i = 0; i < n; i++) nn_f32(mask)[i] = nn_rng_uniform(rng) < p ? 0.0f : keep;
+  return nn_mul(x, mask);
+}
+
+/* -------------------------------------------------------------------- GDN */
+
+nn_tensor *nn_gdn(nn_tensor *x, nn_tensor *beta, nn_tensor *gamma, bool inverse) {
+  if (!x || !beta || !gamma) return NULL;
+  if (x->ndim != 4) NN_FAIL("gdn: need x[N,C,H,W]");
+  int64_t C = x->shape[1];
+  if (beta->ndim != 1 || beta->shape[0] != C || gamma->ndim != 2 || gamma->shape[0] != C || gamma->shape[1] != C)
+    NN_FAIL("gdn: need beta[%lld] and gamma[%lld,%lld]", (long long)C, (long long)C, (long long)C);
+  /* norm_i = beta_i + sum_j gamma_ij x_j^2 is a 1x1 convolution of x^2 */
+  int64_t wsh[4] = {C, C, 1, 1};
+  nn_tensor *norm = nn_conv2d(nn_mul(x, x), nn_reshape(gamma, 4, wsh), beta, nn_conv_defaults());
+  nn_tensor *r = nn_sqrt(norm);
+  return inverse ? nn_mul(x, r) : nn_div(x, r);
+}

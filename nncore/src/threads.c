@@ -1,0 +1,159 @@
+/* A small fixed thread pool for non-GEMM kernels, plus OpenBLAS's count.
+ *
+ * Work is split statically into contiguous ranges of output elements, so a
+ * kernel never sums across ranges and results are identical for any count.
+ * A call made while the pool is busy (another element's thread, or a kernel
+ * nested inside a kernel) runs serially instead of waiting. */
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#define MAX_THREADS 64
+
+typedef struct {
+  pthread_mutex_t lock;      /* held by the caller for the whole job */
+  pthread_mutex_t m;
+  pthread_cond_t start, done;
+  pthread_t tid[MAX_THREADS];
+  int n_workers;             /* threads besides the caller */
+  unsigned long gen;
+  int remaining;
+  bool quit;
+  nn_range_fn fn;
+  void *ctx;
+  int64_t n;
+  int parts;
+} pool_t;
+
+static pool_t pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
+                      .m = PTHREAD_MUTEX_INITIALIZER,
+                      .start = PTHREAD_COND_INITIALIZER,
+                      .done = PTHREAD_COND_INITIALIZER};
+static int g_threads = 0; /* 0 = not yet configured */
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+typedef struct { int id; } worker_arg;
+static worker_arg g_args[MAX_THREADS];
+
+static void *worker(void *p) {
+  int id = ((worker_arg *)p)->id;
+  unsigned long seen = 0;
+  pthread_mutex_lock(&pool.m);
+  for (;;) {
+    while (pool.gen == seen && !pool.quit) pthread_cond_wait(&pool.start, &pool.m);
+    if (pool.quit) break;
+    seen = pool.gen;
+    int parts = pool.parts;
+    nn_range_fn fn = pool.fn;
+    void *ctx = pool.ctx;
+    int64_t n = pool.n;
+    pthread_mutex_unlock(&pool.m);
+    if (id < parts) fn(ctx, n * id / parts, n * (id + 1) / parts);
+    pthread_mutex_lock(&pool.m);
+    if (--pool.remaining == 0) pthread_cond_signal(&pool.done);
+  }
+  pthread_mutex_unlock(&pool.m);
+  return NULL;
+}
+
+static void pool_stop(void) {
+  pthread_mutex_lock(&pool.m);
+  pool.quit = true;
+  pthread_cond_broadcast(&pool.start);
+  pthread_mutex_unlock(&pool.m);
+  for (int i = 0; i < pool.n_workers; i++) pthread_join(pool.tid[i], NULL);
+  pool.n_workers = 0;
+  pool.quit = false;
+}
+
+static void pool_start(int total) {
+  for (int i = 0; i < total - 1 && i < MAX_THREADS; i++) {
+    g_args[i].id = i + 1;
+    if (pthread_create(&pool.tid[i], NULL, worker, &g_args[i]) != 0) break;
+    pool.n_workers++;
+  }
+}
+
+static int cores(void) {
+  long c = sysconf(_SC_NPROCESSORS_ONLN);
+  return c < 1 ? 1 : (int)c;
+}
+
+static void configure(int n) {
+  if (n < 1) n = cores();
+  if (n > MAX_THREADS) n = MAX_THREADS;
+  pthread_mutex_lock(&pool.lock);
+  if (pool.n_workers != n - 1) {
+    pool_stop();
+    pool_start(n);
+  }
+  g_threads = n;
+  pthread_mutex_unlock(&pool.lock);
+  openblas_set_num_threads(n);
+}
+
+static void at_exit_stop(void) {
+  pthread_mutex_lock(&pool.lock);
+  pool_stop();
+  pthread_mutex_unlock(&pool.lock);
+}
+
+static void init_once(void) {
+  const char *e = getenv("NNCORE_NUM_THREADS");
+  configure(e ? atoi(e) : 0);
+  atexit(at_exit_stop);
+}
+
+void nn_set_num_threads(int n) {
+  pthread_once(&g_once, init_once);
+  configure(n);
+}
+
+int nn_get_num_threads(void) {
+  pthread_once(&g_once, init_once);
+  return g_threads;
+}
+
+void nn_parallel_for(int64_t n, int64_t min_chunk, nn_range_fn fn, void *ctx) {
+  if (n <= 0) return;
+  int nt = nn_get_num_threads();
+  if (min_chunk < 1) min_chunk = 1;
+  int parts = (int)((n + min_chunk - 1) / min_chunk);
+  if (parts > nt) parts = nt;
+  if (parts <= 1 || pthread_mutex_trylock(&pool.lock) != 0) {
+    fn(ctx, 0, n);
+    return;
+  }
+  if (parts > pool.n_workers + 1) parts = pool.n_workers + 1;
+  pthread_mutex_lock(&pool.m);
+  pool.fn = fn;
+  pool.ctx = ctx;
+  pool.n = n;
+  pool.parts = parts;
+  pool.remaining = pool.n_workers;
+  pool.gen++;
+  pthread_cond_broadcast(&pool.start);
+  pthread_mutex_unlock(&pool.m);
+  fn(ctx, 0, n / parts);
+  pthread_mutex_lock(&pool.m);
+  while (pool.remaining > 0) pthread_cond_wait(&pool.done, &pool.m);
+  pthread_mutex_unlock(&pool.m);
+  pthread_mutex_unlock(&pool.lock);
+}
+
+void nn_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+              int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
+    return;
+  }
+  pthread_once(&g_once, init_once);
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+              (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
