@@ -1,0 +1,378 @@
+/* Forward values against independent references: naive loops written here,
+ * a brute-force CTC, and values computed by PyTorch (tests/fixtures). */
+#include "harness.h"
+
+#define SH(...) (int64_t[]){__VA_ARGS__}
+#define ND(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t))
+#define RANDN(...) t_randn(&rng, ND(__VA_ARGS__), SH(__VA_ARGS__), 1.0f)
+
+static double max_diff_t(nn_tensor *a, const float *ref) {
+  int64_t n = nn_numel(a);
+  float *v = malloc((size_t)n * 4);
+  nn_to_float_array(a, v);
+  double d = max_abs_diff(v, ref, n);
+  free(v);
+  return d;
+}
+
+/* ------------------------------------------------------------------ conv */
+
+static void naive_conv2d(const float *x, const float *w, const float *b, float *y, int64_t N, int64_t C, int64_t H,
+                         int64_t W, int64_t OC, int64_t KH, int64_t KW, nn_conv_params p, int64_t OH, int64_t OW) {
+  int64_t Cg = C / p.groups, OCg = OC / p.groups;
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t oc = 0; oc < OC; oc++)
+      for (int64_t oh = 0; oh < OH; oh++)
+        for (int64_t ow = 0; ow < OW; ow++) {
+          double s = b ? b[oc] : 0;
+          int64_t g = oc / OCg;
+          for (int64_t c = 0; c < Cg; c++)
+            for (int64_t kh = 0; kh < KH; kh++)
+              for (int64_t kw = 0; kw < KW; kw++) {
+                int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
+                int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dilation_w;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                s += (double)x[((n * C + g * Cg + c) * H + ih) * W + iw] * w[((oc * Cg + c) * KH + kh) * KW + kw];
+              }
+          y[((n * OC + oc) * OH + oh) * OW + ow] = (float)s;
+        }
+}
+
+TEST(ref_conv2d_matches_naive_loop) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 21);
+  struct { int64_t N, C, H, W, OC, K; int s, pd, d, g; } cases[] = {
+      {2, 3, 9, 7, 4, 3, 1, 1, 1, 1}, {1, 4, 8, 8, 6, 3, 2, 1, 1, 2}, {2, 6, 7, 9, 6, 3, 1, 2, 2, 6},
+      {1, 3, 5, 5, 2, 1, 1, 0, 1, 1}, {1, 2, 11, 6, 3, 5, 3, 2, 1, 1}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    __typeof__(cases[0]) c = cases[i];
+    nn_conv_params p = nn_conv_defaults();
+    p.stride_h = p.stride_w = c.s;
+    p.pad_h = p.pad_w = c.pd;
+    p.dilation_h = p.dilation_w = c.d;
+    p.groups = c.g;
+    nn_tensor *x = RANDN(c.N, c.C, c.H, c.W), *w = RANDN(c.OC, c.C / c.g, c.K, c.K), *b = RANDN(c.OC);
+    nn_tensor *y = nn_conv2d(x, w, b, p);
+    CHECK(y != NULL, "conv case %zu", i);
+    if (y) {
+      float *ref = malloc((size_t)nn_numel(y) * 4);
+      naive_conv2d(nn_f32(x), nn_f32(w), nn_f32(b), ref, c.N, c.C, c.H, c.W, c.OC, c.K, c.K, p, y->shape[2], y->shape[3]);
+      CHECK(max_diff_t(y, ref) < 1e-4, "conv case %zu differs by %g", i, max_diff_t(y, ref));
+      free(ref);
+    }
+    nn_tensor_free(x);
+    nn_tensor_free(w);
+    nn_tensor_free(b);
+  }
+}
+
+/* conv_transpose2d by its definition: every input pixel scatters a weighted kernel. */
+TEST(ref_conv_transpose2d_matches_scatter_definition) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 22);
+  int64_t N = 2, C = 4, H = 3, W = 4, OCg = 3, K = 3, G = 2;
+  nn_conv_params p = nn_conv_defaults();
+  p.stride_h = p.stride_w = 2;
+  p.pad_h = p.pad_w = 1;
+  p.output_pad_h = p.output_pad_w = 1;
+  p.groups = (int)G;
+  nn_tensor *x = RANDN(N, C, H, W), *w = RANDN(C, OCg, K, K), *b = RANDN(OCg * G);
+  nn_tensor *y = nn_conv_transpose2d(x, w, b, p);
+  CHECK(y && y->shape[2] == 6 && y->shape[3] == 8, "output shape");
+  if (!y) goto out;
+  int64_t OC = OCg * G, OH = y->shape[2], OW = y->shape[3], Cg = C / G;
+  float *ref = calloc((size_t)nn_numel(y), 4);
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t oc = 0; oc < OC; oc++)
+      for (int64_t i = 0; i < OH * OW; i++) ref[(n * OC + oc) * OH * OW + i] = nn_f32(b)[oc];
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t ih = 0; ih < H; ih++)
+        for (int64_t iw = 0; iw < W; iw++)
+          for (int64_t o = 0; o < OCg; o++)
+            for (int64_t kh = 0; kh < K; kh++)
+              for (int64_t kw = 0; kw < K; kw++) {
+                int64_t oh = ih * p.stride_h - p.pad_h + kh, ow = iw * p.stride_w - p.pad_w + kw;
+                if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
+                int64_t oc = (c / Cg) * OCg + o;
+                ref[((n * OC + oc) * OH + oh) * OW + ow] +=
+                    nn_f32(x)[((n * C + c) * H + ih) * W + iw] * nn_f32(w)[((c * OCg + o) * K + kh) * K + kw];
+              }
+  CHECK(max_diff_t(y, ref) < 1e-4, "differs by %g", max_diff_t(y, ref));
+  free(ref);
+out:
+  nn_tensor_free(x);
+  nn_tensor_free(w);
+  nn_tensor_free(b);
+}
+
+TEST(ref_matmul_matches_naive) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 23);
+  nn_tensor *a = RANDN(3, 17, 33), *b = RANDN(33, 9);
+  nn_tensor *y = nn_matmul(a, b);
+  float *ref = malloc(3 * 17 * 9 * 4);
+  for (int bi = 0; bi < 3; bi++)
+    for (int i = 0; i < 17; i++)
+      for (int j = 0; j < 9; j++) {
+        double s = 0;
+        for (int k = 0; k < 33; k++) s += (double)nn_f32(a)[(bi * 17 + i) * 33 + k] * nn_f32(b)[k * 9 + j];
+        ref[(bi * 17 + i) * 9 + j] = (float)s;
+      }
+  CHECK(y && y->ndim == 3 && y->shape[0] == 3 && y->shape[2] == 9, "shape");
+  CHECK(max_diff_t(y, ref) < 1e-4, "differs by %g", max_diff_t(y, ref));
+  free(ref);
+  nn_tensor_free(a);
+  nn_tensor_free(b);
+}
+
+/* ------------------------------------------------------------- LSTM / GRU */
+
+static float sig(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* One direction, one layer, step by step in plain loops (PyTorch's equations). */
+static void ref_rnn_dir(bool gru, const float *x, int64_t T, int64_t N, int64_t I, int64_t H, const float *wih,
+                        const float *whh, const float *bih, const float *bhh, const int64_t *len, bool reverse,
+                        float *out /* [T,N,H] */) {
+  int64_t G = (gru ? 3 : 4) * H;
+  float *h = calloc((size_t)(N * H), 4), *c = calloc((size_t)(N * H), 4), *gi = malloc((size_t)G * 4),
+        *gh = malloc((size_t)G * 4);
+  for (int64_t b = 0; b < N; b++) {
+    for (int64_t s = 0; s < len[b]; s++) {
+      int64_t t = reverse ? len[b] - 1 - s : s;
+      for (int64_t g = 0; g < G; g++) {
+        double a = bih[g], hh = bhh[g];
+        for (int64_t k = 0; k < I; k++) a += (double)wih[g * I + k] * x[(t * N + b) * I + k];
+        for (int64_t k = 0; k < H; k++) hh += (double)whh[g * H + k] * h[b * H + k];
+        gi[g] = (float)a;
+        gh[g] = (float)hh;
+      }
+      for (int64_t j = 0; j < H; j++) {
+        if (gru) {
+          float r = sig(gi[j] + gh[j]), z = sig(gi[H + j] + gh[H + j]);
+          float n = tanhf(gi[2 * H + j] + r * gh[2 * H + j]);
+          h[b * H + j] = (1 - z) * n + z * h[b * H + j];
+        } else {
+          float i = sig(gi[j] + gh[j]), f = sig(gi[H + j] + gh[H + j]);
+          float g = tanhf(gi[2 * H + j] + gh[2 * H + j]), o = sig(gi[3 * H + j] + gh[3 * H + j]);
+          c[b * H + j] = f * c[b * H + j] + i * g;
+          h[b * H + j] = o * tanhf(c[b * H + j]);
+        }
+      }
+      for (int64_t j = 0; j < H; j++) out[(t * N + b) * H + j] = h[b * H + j];
+    }
+    for (int64_t t = len[b]; t < T; t++)
+      for (int64_t j = 0; j < H; j++) out[(t * N + b) * H + j] = 0;
+  }
+  free(h);
+  free(c);
+  free(gi);
+  free(gh);
+}
+
+static void rnn_reference_case(bool gru) {
+  nn_rng rng;
+  nn_rng_seed(&rng, gru ? 31 : 32);
+  int64_t T = 6, N = 3, I = 4, H = 5;
+  nn_params p;
+  nn_params_init(&p);
+  nn_rnn r;
+  CHECK(nn_rnn_init(&r, &p, "rnn", gru, I, H, 2, true, &rng), "init");
+  nn_tensor *x = RANDN(T, N, I);
+  int64_t len[] = {6, 4, 1};
+  nn_tensor *lt = nn_tensor_from_data(NN_I64, 1, SH(3), len);
+  nn_tensor *y = nn_rnn_forward(&r, x, lt);
+  CHECK(y && y->shape[2] == 2 * H, "output shape");
+  /* reference: layer 0 both directions, concat, then layer 1 */
+  float *l0 = malloc((size_t)(T * N * 2 * H) * 4), *dir = malloc((size_t)(T * N * H) * 4);
+  float *l1 = malloc((size_t)(T * N * 2 * H) * 4);
+  const float *in = nn_f32(x);
+  int64_t in_dim = I;
+  for (int l = 0; l < 2; l++) {
+    float *dst = l == 0 ? l0 : l1;
+    for (int d = 0; d < 2; d++) {
+      ref_rnn_dir(gru, in, T, N, in_dim, H, nn_f32(r.w_ih[l][d]), nn_f32(r.w_hh[l][d]), nn_f32(r.b_ih[l][d]),
+                  nn_f32(r.b_hh[l][d]), len, d == 1, dir);
+      for (int64_t i = 0; i < T * N; i++)
+        for (int64_t j = 0; j < H; j++) dst[i * 2 * H + d * H + j] = dir[i * H + j];
+    }
+    in = l0;
+    in_dim = 2 * H;
+  }
+  if (y) CHECK(max_diff_t(y, l1) < 1e-5, "%s differs from the step-by-step reference by %g", gru ? "GRU" : "LSTM", max_diff_t(y, l1));
+  free(l0);
+  free(l1);
+  free(dir);
+  nn_tensor_free(x);
+  nn_tensor_free(lt);
+  nn_params_free(&p);
+}
+
+TEST(ref_lstm_matches_step_by_step) { rnn_reference_case(false); }
+TEST(ref_gru_matches_step_by_step) { rnn_reference_case(true); }
+
+/* -------------------------------------------------------------------- CTC */
+
+/* Sums the probability of every length-T path over C symbols that collapses to the target. */
+static double brute_ctc(const float *lp, int64_t T, int64_t N, int64_t C, int64_t n, int64_t Tn, const int64_t *tg, int64_t S) {
+  double total = 0;
+  int64_t paths = 1;
+  for (int64_t t = 0; t < Tn; t++) paths *= C;
+  for (int64_t p = 0; p < paths; p++) {
+    int64_t code = p, seq[16], out[16], no = 0;
+    double lprob = 0;
+    for (int64_t t = 0; t < Tn; t++) {
+      seq[t] = code % C;
+      code /= C;
+      lprob += lp[(t * N + n) * C + seq[t]];
+    }
+    int64_t prev = -1;
+    for (int64_t t = 0; t < Tn; t++) {
+      if (seq[t] != 0 && seq[t] != prev) out[no++] = seq[t];
+      prev = seq[t];
+    }
+    bool match = no == S;
+    for (int64_t i = 0; match && i < S; i++) match = out[i] == tg[i];
+    if (match) total += exp(lprob);
+  }
+  return -log(total);
+}
+
+TEST(ref_ctc_matches_brute_force) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 33);
+  int64_t T = 6, N = 3, C = 3, S = 3;
+  nn_tensor *logits = RANDN(T, N, C);
+  nn_tensor *lp = nn_log_softmax(logits, 2);
+  int64_t tg[] = {1, 2, 1, 2, 2, 0, 1, 0, 0};
+  int64_t il[] = {6, 5, 4}, tl[] = {3, 2, 1};
+  nn_tensor *targets = nn_tensor_from_data(NN_I64, 2, SH(N, S), tg);
+  nn_tensor *loss = nn_ctc_loss(lp, targets, il, tl, 0, false, false);
+  double ref = 0;
+  for (int64_t n = 0; n < N; n++) ref += brute_ctc(nn_f32(lp), T, N, C, n, il[n], tg + n * S, tl[n]);
+  CHECK(loss != NULL, "ctc");
+  if (loss) CHECK_CLOSE(nn_item(loss), ref, 1e-4 * fabs(ref));
+  /* infeasible: target longer than the input can hold (1,1 needs 3 frames) */
+  int64_t il2[] = {2, 5, 4}, tg2[] = {1, 1, 0, 2, 2, 0, 1, 0, 0}, tl2[] = {2, 2, 1};
+  nn_tensor *t2 = nn_tensor_from_data(NN_I64, 2, SH(N, S), tg2);
+  nn_tensor *inf = nn_ctc_loss(lp, t2, il2, tl2, 0, false, false);
+  nn_tensor *zero = nn_ctc_loss(lp, t2, il2, tl2, 0, false, true);
+  CHECK(inf && isinf(nn_item(inf)), "infeasible alignment gives +inf");
+  double ref2 = brute_ctc(nn_f32(lp), T, N, C, 1, 5, tg2 + 3, 2) + brute_ctc(nn_f32(lp), T, N, C, 2, 4, tg2 + 6, 1);
+  CHECK(zero && fabs(nn_item(zero) - ref2) < 1e-4 * ref2, "zero_infinity drops the infeasible sample");
+  /* bad labels are refused, not crashed on */
+  int64_t bad[] = {0, 1, 0, 1, 1, 0, 1, 0, 0};
+  nn_tensor *tb = nn_tensor_from_data(NN_I64, 2, SH(N, S), bad);
+  CHECK(nn_ctc_loss(lp, tb, il, tl, 0, false, false) == NULL, "blank inside a target is refused");
+  nn_tensor_free(logits);
+  nn_tensor_free(targets);
+  nn_tensor_free(t2);
+  nn_tensor_free(tb);
+}
+
+/* ------------------------------------------------------------ small values */
+
+TEST(ref_softmax_and_norms) {
+  float xv[] = {1, 2, 3, 0, 0, 0};
+  nn_tensor *x = nn_tensor_from_data(NN_F32, 2, SH(2, 3), xv);
+  nn_tensor *s = nn_softmax(x, 1);
+  double e = exp(1) + exp(2) + exp(3);
+  CHECK_CLOSE(nn_f32(s)[0], exp(1) / e, 1e-6);
+  CHECK_CLOSE(nn_f32(s)[4], 1.0 / 3, 1e-6);
+  nn_tensor *ls = nn_log_softmax(x, 1);
+  CHECK_CLOSE(nn_f32(ls)[2], 3 - log(e), 1e-5);
+  nn_tensor *ln = nn_layer_norm(x, NULL, NULL, 0.0f);
+  CHECK_CLOSE(nn_f32(ln)[0], -sqrt(1.5), 1e-5);
+  /* batch norm in training mode normalises each channel and updates running stats */
+  float bv[] = {1, 3, 10, 20, 5, 7, 30, 40};
+  nn_tensor *bx = nn_tensor_from_data(NN_F32, 3, SH(2, 2, 2), bv);
+  nn_tensor *rm = nn_tensor_new(NN_F32, 1, SH(2)), *rv = nn_tensor_new(NN_F32, 1, SH(2));
+  nn_fill_(rv, 1.0f);
+  nn_tensor *by = nn_batch_norm(bx, NULL, NULL, rm, rv, true, 0.5f, 0.0f);
+  /* channel 0 values 1,3,5,7: mean 4, biased var 5 */
+  CHECK_CLOSE(nn_f32(by)[0], (1 - 4) / sqrt(5), 1e-5);
+  CHECK_CLOSE(nn_f32(rm)[0], 2.0, 1e-6);
+  CHECK_CLOSE(nn_f32(rv)[0], 0.5 + 0.5 * 20.0 / 3.0, 1e-5);
+  nn_tensor_free(x);
+  nn_tensor_free(bx);
+  nn_tensor_free(rm);
+  nn_tensor_free(rv);
+}
+
+/* ------------------------------------------------------- PyTorch fixtures */
+
+static const char *fixture_path(char *buf, size_t n) {
+  const char *root = getenv("E2E_SOURCE_ROOT");
+  snprintf(buf, n, "%s/tests/fixtures/torch_reference.safetensors", root ? root : ".");
+  return buf;
+}
+
+TEST(ref_matches_pytorch_fixtures) {
+  char path[1024];
+  nn_st_file *f = nn_st_open(fixture_path(path, sizeof path));
+  CHECK(f != NULL, "fixture file %s (regenerate with tools/gen_torch_fixtures.py)", path);
+  if (!f) return;
+  int compared = 0;
+  for (int i = 0; i < nn_st_count(f); i++) {
+    const char *name = nn_st_name(f, i);
+    size_t len = strlen(name);
+    if (len < 4 || strcmp(name + len - 4, ".out") != 0) continue;
+    char op[128];
+    snprintf(op, sizeof op, "%.*s", (int)(len - 4), name);
+    char k[160];
+    snprintf(k, sizeof k, "%s.x", op);
+    nn_tensor *x = nn_st_get(f, k);
+    nn_tensor *want = nn_st_get(f, name);
+    nn_tensor *got = NULL;
+    nn_tensor *extra[4] = {0};
+    if (strcmp(op, "gelu") == 0) got = nn_gelu(x);
+    else if (strcmp(op, "bilinear_up") == 0) got = nn_upsample_bilinear(x, want->shape[2], want->shape[3]);
+    else if (strcmp(op, "bilinear_down") == 0) got = nn_upsample_bilinear(x, want->shape[2], want->shape[3]);
+    else if (strcmp(op, "nearest") == 0) got = nn_upsample_nearest(x, want->shape[2], want->shape[3]);
+    else if (strcmp(op, "log_softmax") == 0) got = nn_log_softmax(x, 1);
+    else if (strcmp(op, "ce_smooth") == 0) {
+      extra[0] = nn_st_get(f, "ce_smooth.target");
+      got = nn_cross_entropy(x, extra[0], 1, 0.2f);
+    } else if (strcmp(op, "ctc") == 0) {
+      extra[0] = nn_st_get(f, "ctc.target");
+      extra[1] = nn_st_get(f, "ctc.lengths");
+      int64_t il[8], tl[8];
+      for (int64_t n = 0; n < x->shape[1]; n++) {
+        il[n] = ((int64_t *)nn_data(extra[1]))[2 * n];
+        tl[n] = ((int64_t *)nn_data(extra[1]))[2 * n + 1];
+      }
+      got = nn_ctc_loss(x, extra[0], il, tl, 0, true, false);
+    } else if (strcmp(op, "conv_transpose") == 0) {
+      extra[0] = nn_st_get(f, "conv_transpose.w");
+      nn_conv_params p = nn_conv_defaults();
+      p.stride_h = p.stride_w = 2;
+      p.pad_h = p.pad_w = 2;
+      p.output_pad_h = p.output_pad_w = 1;
+      got = nn_conv_transpose2d(x, extra[0], NULL, p);
+    } else if (strcmp(op, "gdn") == 0) {
+      extra[0] = nn_st_get(f, "gdn.beta");
+      extra[1] = nn_st_get(f, "gdn.gamma");
+      got = nn_gdn(x, extra[0], extra[1], false);
+    } else if (strcmp(op, "smooth_l1") == 0) {
+      extra[0] = nn_st_get(f, "smooth_l1.target");
+      got = nn_smooth_l1_loss(x, extra[0], 0.7f);
+    } else if (strcmp(op, "bce") == 0) {
+      extra[0] = nn_st_get(f, "bce.target");
+      got = nn_bce_with_logits(x, extra[0]);
+    }
+    CHECK(got != NULL, "op %s ran", op);
+    if (got) {
+      CHECK(nn_numel(got) == nn_numel(want), "%s size", op);
+      if (nn_numel(got) == nn_numel(want)) {
+        double d = max_diff_t(got, nn_f32(want));
+        CHECK(d < 2e-5, "%s differs from PyTorch by %g", op, d);
+        compared++;
+      }
+    }
+    nn_tensor_free(x);
+    nn_tensor_free(want);
+    for (int j = 0; j < 4; j++) nn_tensor_free(extra[j]);
+  }
+  CHECK(compared >= 10, "compared %d ops with PyTorch", compared);
+  nn_st_close(f);
+}
