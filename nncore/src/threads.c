@@ -36,12 +36,13 @@ static pool_t pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
 static int g_threads = 0; /* 0 = not yet configured */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-typedef struct { int id; } worker_arg;
+/* gen0: the job generation when the worker was created, so it never runs a stale job */
+typedef struct { int id; unsigned long gen0; } worker_arg;
 static worker_arg g_args[MAX_THREADS];
 
 static void *worker(void *p) {
   int id = ((worker_arg *)p)->id;
-  unsigned long seen = 0;
+  unsigned long seen = ((worker_arg *)p)->gen0;
   pthread_mutex_lock(&pool.m);
   for (;;) {
     while (pool.gen == seen && !pool.quit) pthread_cond_wait(&pool.start, &pool.m);
@@ -73,6 +74,7 @@ static void pool_stop(void) {
 static void pool_start(int total) {
   for (int i = 0; i < total - 1 && i < MAX_THREADS; i++) {
     g_args[i].id = i + 1;
+    g_args[i].gen0 = pool.gen;
     if (pthread_create(&pool.tid[i], NULL, worker, &g_args[i]) != 0) break;
     pool.n_workers++;
   }
@@ -93,7 +95,7 @@ static void configure(int n) {
   }
   g_threads = n;
   pthread_mutex_unlock(&pool.lock);
-  openblas_set_num_threads(n);
+  openblas_set_num_threads(1); /* GEMM threads come from our pool, see nn_sgemm */
 }
 
 static void at_exit_stop(void) {
@@ -145,8 +147,43 @@ void nn_parallel_for(int64_t n, int64_t min_chunk, nn_range_fn fn, void *ctx) {
   pthread_mutex_unlock(&pool.lock);
 }
 
-void nn_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-              int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+/* GEMM runs on our pool, not OpenBLAS's threads: OpenBLAS stays single-threaded
+ * and we split C into fixed panels (128 columns, or 64 rows when C is tall).
+ * The panels depend on the shape only, so every element is computed by the
+ * same kernel call whatever the thread count: results are bit-identical for
+ * 1..N threads, which OpenBLAS's own threading does not promise. */
+typedef struct {
+  bool ta, tb, split_n;
+  int64_t m, n, k, lda, ldb, ldc, blk;
+  float alpha, beta;
+  const float *a, *b;
+  float *c;
+} gemm_ctx;
+
+static void gemm_call(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                      const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
+              alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+static void gemm_panels(void *p, int64_t b0, int64_t b1) {
+  gemm_ctx *g = p;
+  for (int64_t bi = b0; bi < b1; bi++) {
+    int64_t s = bi * g->blk;
+    if (g->split_n) {
+      int64_t nj = g->n - s < g->blk ? g->n - s : g->blk;
+      const float *bp = g->tb ? g->b + s * g->ldb : g->b + s;
+      gemm_call(g->ta, g->tb, g->m, nj, g->k, g->alpha, g->a, g->lda, bp, g->ldb, g->beta, g->c + s, g->ldc);
+    } else {
+      int64_t mi = g->m - s < g->blk ? g->m - s : g->blk;
+      const float *ap = g->ta ? g->a + s : g->a + s * g->lda;
+      gemm_call(g->ta, g->tb, mi, g->n, g->k, g->alpha, ap, g->lda, g->b, g->ldb, g->beta, g->c + s * g->ldc, g->ldc);
+    }
+  }
+}
+
+void nn_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+              const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     for (int64_t i = 0; i < m; i++)
@@ -154,6 +191,14 @@ void nn_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, co
     return;
   }
   pthread_once(&g_once, init_once);
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+  if (m * n * k < (1 << 18)) {
+    gemm_call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  gemm_ctx g = {.ta = ta, .tb = tb, .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc,
+                .alpha = alpha, .beta = beta, .a = a, .b = b, .c = c};
+  g.split_n = n >= m;
+  g.blk = g.split_n ? 128 : 64;
+  int64_t blocks = ((g.split_n ? n : m) + g.blk - 1) / g.blk;
+  nn_parallel_for(blocks, 1, gemm_panels, &g);
 }
