@@ -439,6 +439,10 @@ static bool save_sources(const char *path, const st_sources *src, const nn_kv *m
     nn_set_error("%s: cannot create a temporary file next to it: %s", path, strerror(errno));
     goto out;
   }
+  /* mkstemp makes 0600 files; give the checkpoint the usual umask-based mode */
+  mode_t um = umask(0);
+  umask(um);
+  fchmod(fd, 0666 & ~um);
   ok = write_all(fd, &padded, 8) && write_all(fd, hdr, hlen);
   for (uint64_t i = hlen; ok && i < padded; i++) ok = write_all(fd, " ", 1);
   for (int s = 0; ok && s < src->n_sets; s++)

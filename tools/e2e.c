@@ -1,0 +1,61 @@
+/* The `e2e` command: one entry point for demos, training, evaluation and inspection. */
+#include "e2e.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "nncore/nncore.h"
+
+static int info(int argc, char **argv) {
+  if (argc != 1) {
+    fprintf(stderr, "usage: e2e info FILE.safetensors\n");
+    return 2;
+  }
+  nn_st_file *f = nn_st_open(argv[0]);
+  if (!f) {
+    fprintf(stderr, "e2e info: %s\n", nn_last_error());
+    return 1;
+  }
+  int64_t total = 0;
+  for (int i = 0; i < nn_st_count(f); i++) {
+    nn_tensor *t = nn_st_get(f, nn_st_name(f, i));
+    char s[96];
+    printf("%-48s %-4s %s\n", nn_st_name(f, i), nn_dtype_name(t->dtype), nn_shape_str(t, s, sizeof s));
+    total += nn_numel(t);
+    nn_tensor_free(t);
+  }
+  printf("%d tensors, %lld values\n", nn_st_count(f), (long long)total);
+  static const char *keys[] = {"architecture", "config", "dataset", "recipe", "step", "steps", "optimizer",
+                               "train_seconds", "test_accuracy", "metrics"};
+  for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+    if (nn_st_meta(f, keys[k])) printf("%-14s %s\n", keys[k], nn_st_meta(f, keys[k]));
+  nn_st_close(f);
+  return 0;
+}
+
+static void usage(void) {
+  printf("usage: e2e COMMAND [ARGS]\n\n"
+         "commands:\n"
+         "  demo [--steps N] [--threads N] [--out DIR]\n"
+         "        train a small CNN from scratch and show the loss falling\n"
+         "  info FILE.safetensors\n"
+         "        list the tensors and metadata of a model or checkpoint\n"
+         "  version\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    usage();
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "demo")) return e2e_demo(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "info")) return info(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "version")) {
+    printf("e2e %d.%d (nncore; cuda %s)\n", NNCORE_VERSION_MAJOR, NNCORE_VERSION_MINOR,
+           nn_backend_get(NN_CUDA) ? (nn_device_available(NN_CUDA) ? "built, GPU present" : "built, no GPU") : "not built");
+    return 0;
+  }
+  fprintf(stderr, "e2e: unknown command '%s'\n\n", argv[1]);
+  usage();
+  return 2;
+}

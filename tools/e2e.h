@@ -1,0 +1,7 @@
+/* Sub-commands of the `e2e` tool. */
+#ifndef E2E_TOOL_H
+#define E2E_TOOL_H
+
+int e2e_demo(int argc, char **argv);
+
+#endif

@@ -1,0 +1,148 @@
+/* A small cairo line-chart renderer: axes with "nice" ticks, a legend, optional log y. */
+#include "plot.h"
+
+#include <cairo.h>
+#include <math.h>
+#include <stdio.h>
+
+static const double palette[][3] = {{0.12, 0.47, 0.71}, {1.0, 0.50, 0.05}, {0.17, 0.63, 0.17}, {0.84, 0.15, 0.16},
+                                    {0.58, 0.40, 0.74}, {0.55, 0.34, 0.29}, {0.89, 0.47, 0.76}, {0.50, 0.50, 0.50}};
+
+static double nice_step(double range, int target) {
+  double raw = range / target, mag = pow(10, floor(log10(raw))), r = raw / mag;
+  return (r < 1.5 ? 1 : r < 3 ? 2 : r < 7 ? 5 : 10) * mag;
+}
+
+bool plot_lines_png(const char *path, const plot_spec *spec, const plot_series *s, int ns) {
+  int W = spec->width ? spec->width : 900, H = spec->height ? spec->height : 540;
+  double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+  for (int i = 0; i < ns; i++)
+    for (int k = 0; k < s[i].n; k++) {
+      double y = s[i].y[k];
+      if (!isfinite(y) || !isfinite(s[i].x[k]) || (spec->log_y && y <= 0)) continue;
+      if (spec->log_y) y = log10(y);
+      x0 = fmin(x0, s[i].x[k]);
+      x1 = fmax(x1, s[i].x[k]);
+      y0 = fmin(y0, y);
+      y1 = fmax(y1, y);
+    }
+  if (!isfinite(x0) || !isfinite(y0)) {
+    fprintf(stderr, "plot %s: no finite data\n", path);
+    return false;
+  }
+  if (x1 == x0) x1 = x0 + 1;
+  if (y1 == y0) y1 = y0 + 1;
+  double pad = 0.05 * (y1 - y0);
+  y0 -= pad;
+  y1 += pad;
+  cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
+  cairo_t *cr = cairo_create(surf);
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  double L = 80, R = W - 20, T = 50, B = H - 60;
+#define PX(x) (L + ((x) - x0) / (x1 - x0) * (R - L))
+#define PY(y) (B - ((y) - y0) / (y1 - y0) * (B - T))
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, 12);
+  cairo_set_line_width(cr, 1);
+  char buf[64];
+  cairo_text_extents_t te;
+  /* grid and ticks */
+  double xs = nice_step(x1 - x0, 8);
+  for (double v = ceil(x0 / xs) * xs; v <= x1 + 1e-9; v += xs) {
+    cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
+    cairo_move_to(cr, PX(v), T);
+    cairo_line_to(cr, PX(v), B);
+    cairo_stroke(cr);
+    snprintf(buf, sizeof buf, "%g", v);
+    cairo_text_extents(cr, buf, &te);
+    cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+    cairo_move_to(cr, PX(v) - te.width / 2, B + 16);
+    cairo_show_text(cr, buf);
+  }
+  double ys = spec->log_y ? 1 : nice_step(y1 - y0, 6);
+  if (spec->log_y && y1 - y0 < 2) ys = 0.25;
+  for (double v = ceil(y0 / ys) * ys; v <= y1 + 1e-9; v += ys) {
+    cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
+    cairo_move_to(cr, L, PY(v));
+    cairo_line_to(cr, R, PY(v));
+    cairo_stroke(cr);
+    snprintf(buf, sizeof buf, "%.3g", spec->log_y ? pow(10, v) : v);
+    cairo_text_extents(cr, buf, &te);
+    cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+    cairo_move_to(cr, L - te.width - 6, PY(v) + 4);
+    cairo_show_text(cr, buf);
+  }
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  cairo_rectangle(cr, L, T, R - L, B - T);
+  cairo_stroke(cr);
+  /* labels */
+  cairo_set_font_size(cr, 16);
+  if (spec->title) {
+    cairo_text_extents(cr, spec->title, &te);
+    cairo_move_to(cr, (W - te.width) / 2, 30);
+    cairo_show_text(cr, spec->title);
+  }
+  cairo_set_font_size(cr, 13);
+  if (spec->xlabel) {
+    cairo_text_extents(cr, spec->xlabel, &te);
+    cairo_move_to(cr, (L + R - te.width) / 2, H - 20);
+    cairo_show_text(cr, spec->xlabel);
+  }
+  if (spec->ylabel) {
+    cairo_save(cr);
+    cairo_text_extents(cr, spec->ylabel, &te);
+    cairo_move_to(cr, 20, (T + B + te.width) / 2);
+    cairo_rotate(cr, -M_PI / 2);
+    cairo_show_text(cr, spec->ylabel);
+    cairo_restore(cr);
+  }
+  /* series */
+  cairo_rectangle(cr, L, T, R - L, B - T);
+  cairo_clip(cr);
+  for (int i = 0; i < ns; i++) {
+    const double *c = palette[i % 8];
+    cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+    cairo_set_line_width(cr, 2);
+    bool started = false;
+    for (int k = 0; k < s[i].n; k++) {
+      double y = s[i].y[k];
+      if (!isfinite(y) || (spec->log_y && y <= 0)) continue;
+      if (spec->log_y) y = log10(y);
+      if (!started) cairo_move_to(cr, PX(s[i].x[k]), PY(y));
+      else cairo_line_to(cr, PX(s[i].x[k]), PY(y));
+      started = true;
+    }
+    cairo_stroke(cr);
+    if (s[i].markers)
+      for (int k = 0; k < s[i].n; k++) {
+        double y = s[i].y[k];
+        if (!isfinite(y) || (spec->log_y && y <= 0)) continue;
+        if (spec->log_y) y = log10(y);
+        cairo_arc(cr, PX(s[i].x[k]), PY(y), 3.5, 0, 2 * M_PI);
+        cairo_fill(cr);
+      }
+  }
+  cairo_reset_clip(cr);
+  /* legend */
+  cairo_set_font_size(cr, 12);
+  for (int i = 0; i < ns; i++) {
+    if (!s[i].label) continue;
+    const double *c = palette[i % 8];
+    double ly = T + 14 + 18 * i;
+    cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+    cairo_rectangle(cr, R - 190, ly - 8, 14, 10);
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+    cairo_move_to(cr, R - 170, ly + 1);
+    cairo_show_text(cr, s[i].label);
+  }
+  cairo_status_t st = cairo_surface_write_to_png(surf, path);
+  cairo_destroy(cr);
+  cairo_surface_destroy(surf);
+  if (st != CAIRO_STATUS_SUCCESS) {
+    fprintf(stderr, "plot: cannot write %s: %s\n", path, cairo_status_to_string(st));
+    return false;
+  }
+  return true;
+}

@@ -1,0 +1,23 @@
+/* Line charts to PNG (cairo): loss curves now, rate-distortion plots later. */
+#ifndef E2E_PLOT_H
+#define E2E_PLOT_H
+
+#include <stdbool.h>
+
+typedef struct {
+  const char *label;
+  const double *x, *y;
+  int n;
+  bool markers;  /* draw points as well as the line */
+} plot_series;
+
+typedef struct {
+  const char *title, *xlabel, *ylabel;
+  bool log_y;
+  int width, height;  /* 0: 900 x 540 */
+} plot_spec;
+
+/* Writes a PNG; false (with a message on stderr) when it cannot. */
+bool plot_lines_png(const char *path, const plot_spec *spec, const plot_series *series, int n_series);
+
+#endif
