@@ -311,12 +311,25 @@ FN(f_lstm_cell, nn_lstm_cell(in[0], in[1], in[2], mask_101(3)))
 FN(f_lstm_cell_nomask, nn_lstm_cell(in[0], in[1], in[2], NULL))
 FN(f_gru_cell, nn_gru_cell(in[0], in[1], in[2], mask_101(3)))
 
+static nn_tensor *mask_tn(void) {
+  /* [T=4, N=3]: sequence lengths 4, 2, 3 */
+  nn_tensor *m = nn_empty(NN_F32, 2, SH(4, 3));
+  int len[3] = {4, 2, 3};
+  for (int t = 0; t < 4; t++)
+    for (int b = 0; b < 3; b++) nn_f32(m)[t * 3 + b] = t < len[b];
+  return m;
+}
+FN(f_lstm_seq, nn_rnn_sequence(in[0], in[1], NULL, mask_tn(), false))
+FN(f_gru_seq, nn_rnn_sequence(in[0], in[1], in[2], mask_tn(), true))
+
 TEST(grad_rnn_cells) {
   nn_rng rng;
   nn_rng_seed(&rng, 11);
   RUN("lstm_cell masked", f_lstm_cell, RANDN(3, 8), RANDN(3, 2), RANDN(3, 2));
   RUN("lstm_cell", f_lstm_cell_nomask, RANDN(2, 12), RANDN(2, 3), RANDN(2, 3));
   RUN("gru_cell masked", f_gru_cell, RANDN(3, 6), RANDN(3, 6), RANDN(3, 2));
+  RUN("lstm sequence (fused BPTT), masked", f_lstm_seq, RANDN(4, 3, 8), RANDN(8, 2));
+  RUN("gru sequence (fused BPTT), masked", f_gru_seq, RANDN(4, 3, 6), RANDN(6, 2), RANDN(6));
 }
 
 typedef struct { nn_rnn rnn; nn_params p; } rnn_case;

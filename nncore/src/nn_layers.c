@@ -265,33 +265,15 @@ bool nn_rnn_init(nn_rnn *r, nn_params *p, const char *name, bool gru, int64_t in
 }
 
 /* One direction of one layer over x[T, N, I] (already reversed if backward). */
-static nn_tensor *rnn_direction(const nn_rnn *r, int l, int d, nn_tensor *x, nn_tensor *const *masks) {
-  int64_t T = x->shape[0], N = x->shape[1], I = x->shape[2], H = r->hidden;
-  int64_t G = (r->gru ? 3 : 4) * H;
-  nn_tensor *flat = nn_reshape(x, 2, (int64_t[]){T * N, I});
-  nn_tensor *xg = nn_matmul(flat, nn_transpose(r->w_ih[l][d], 0, 1));
-  /* LSTM folds both biases into the input projection; GRU keeps b_hh apart (it is gated by r) */
+static nn_tensor *rnn_direction(const nn_rnn *r, int l, int d, nn_tensor *x, nn_tensor *mask) {
+  int64_t T = x->shape[0], N = x->shape[1], I = x->shape[2];
+  int64_t G = (r->gru ? 3 : 4) * r->hidden;
+  /* the input projection of every step is one GEMM */
+  nn_tensor *xg = nn_matmul(nn_reshape(x, 2, (int64_t[]){T * N, I}), nn_transpose(r->w_ih[l][d], 0, 1));
+  /* LSTM folds both biases in here; GRU keeps b_hh apart (it is gated by r) */
   xg = r->gru ? nn_add(xg, r->b_ih[l][d]) : nn_add(nn_add(xg, r->b_ih[l][d]), r->b_hh[l][d]);
   xg = nn_reshape(xg, 3, (int64_t[]){T, N, G});
-  if (!xg) return NULL;
-  nn_tensor *h = nn_zeros(NN_F32, 2, (int64_t[]){N, H}), *c = nn_zeros(NN_F32, 2, (int64_t[]){N, H});
-  nn_tensor **outs = nn_arena_alloc(nn_arena_current(), (size_t)T * sizeof *outs);
-  if (!h || !c || !outs) return NULL;
-  nn_tensor *whhT = nn_transpose(r->w_hh[l][d], 0, 1);
-  for (int64_t t = 0; t < T; t++) {
-    nn_tensor *xt = nn_reshape(nn_slice(xg, 0, t, t + 1, 1), 2, (int64_t[]){N, G});
-    nn_tensor *hg = nn_matmul(h, whhT);
-    if (r->gru) {
-      h = nn_gru_cell(xt, nn_add(hg, r->b_hh[l][d]), h, masks ? masks[t] : NULL);
-    } else {
-      nn_tensor *hc = nn_lstm_cell(nn_add(xt, hg), c, h, masks ? masks[t] : NULL);
-      h = nn_slice(hc, 1, 0, H, 1);
-      c = nn_slice(hc, 1, H, 2 * H, 1);
-    }
-    if (!h) return NULL;
-    outs[t] = nn_reshape(h, 3, (int64_t[]){1, N, H});
-  }
-  return nn_concat(outs, (int)T, 0);
+  return nn_rnn_sequence(xg, r->w_hh[l][d], r->gru ? r->b_hh[l][d] : NULL, mask, r->gru);
 }
 
 nn_tensor *nn_rnn_forward(const nn_rnn *r, nn_tensor *x, nn_tensor *lengths) {
@@ -299,30 +281,20 @@ nn_tensor *nn_rnn_forward(const nn_rnn *r, nn_tensor *x, nn_tensor *lengths) {
   NN_CHECK_F32(x, "rnn");
   if (x->ndim != 3 || x->shape[2] != r->input) NN_FAIL("rnn: input must be [T, N, %lld]", (long long)r->input);
   int64_t T = x->shape[0], N = x->shape[1];
-  nn_tensor **masks = NULL, *valid = NULL;
+  nn_tensor *mask = NULL, *lens = lengths;
   if (lengths) {
     if (lengths->ndim != 1 || lengths->shape[0] != N || lengths->dtype == NN_F32)
       NN_FAIL("rnn: lengths must be an integer [%lld] tensor", (long long)N);
-    masks = nn_arena_alloc(nn_arena_current(), (size_t)(T ? T : 1) * sizeof *masks);
-    valid = nn_empty(NN_F32, 3, (int64_t[]){T, N, 1});
-    if (!masks || !valid) return NULL;
     for (int64_t b = 0; b < N; b++) {
       int64_t L = nn_index_at(lengths, b);
       if (L < 0 || L > T) NN_FAIL("rnn: length %lld of sequence %lld outside [0, %lld]", (long long)L, (long long)b, (long long)T);
     }
-    for (int64_t t = 0; t < T; t++) {
-      masks[t] = nn_empty(NN_F32, 1, &N);
-      if (!masks[t]) return NULL;
-      for (int64_t b = 0; b < N; b++) {
-        float v = t < nn_index_at(lengths, b) ? 1.0f : 0.0f;
-        nn_f32(masks[t])[b] = v;
-        nn_f32(valid)[t * N + b] = v;
-      }
-    }
-  }
-  /* the backward direction reverses each sequence within its own length */
-  nn_tensor *lens = lengths;
-  if (!lens && r->dirs == 2) {
+    mask = nn_empty(NN_F32, 2, (int64_t[]){T, N});
+    if (!mask) return NULL;
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t b = 0; b < N; b++) nn_f32(mask)[t * N + b] = t < nn_index_at(lengths, b) ? 1.0f : 0.0f;
+  } else if (r->dirs == 2) {
+    /* the backward direction reverses each sequence within its own length */
     lens = nn_empty(NN_I64, 1, &N);
     if (!lens) return NULL;
     for (int64_t b = 0; b < N; b++) ((int64_t *)nn_data(lens))[b] = T;
@@ -332,8 +304,7 @@ nn_tensor *nn_rnn_forward(const nn_rnn *r, nn_tensor *x, nn_tensor *lengths) {
     nn_tensor *dirs[2] = {NULL, NULL};
     for (int d = 0; d < r->dirs; d++) {
       nn_tensor *src = d == 1 ? nn_reverse_padded(in, lens) : in;
-      nn_tensor *y = rnn_direction(r, l, d, src, masks);
-      if (y && valid) y = nn_mul(y, valid);
+      nn_tensor *y = rnn_direction(r, l, d, src, mask);
       dirs[d] = d == 1 ? nn_reverse_padded(y, lens) : y;
     }
     in = r->dirs == 2 ? nn_concat(dirs, 2, 2) : dirs[0];

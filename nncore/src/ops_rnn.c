@@ -175,3 +175,157 @@ nn_tensor *nn_scaled_dot_product_attention(nn_tensor *q, nn_tensor *k, nn_tensor
   if (mask) scores = nn_masked_fill(scores, mask, -1e9f);
   return nn_matmul(nn_softmax(scores, -1), v);
 }
+
+/* --------------------------------------------------- whole-sequence LSTM/GRU */
+/* The recurrence of one layer and direction over all T steps as one op. The
+ * forward runs one small GEMM per step (h @ W_hh^T); the backward runs BPTT
+ * with one GEMM per step for dh and a single large GEMM for dW_hh over all
+ * steps, instead of T separate weight-gradient products. */
+
+typedef struct {
+  bool gru;
+  int64_t T, N, H, G;
+  float *act;   /* [T, N, G] LSTM: i,f,g,o after activation; GRU: r,z,n and hn (pre-gate) */
+  float *cnew;  /* LSTM: [T, N, H] cell before the mask */
+  float *hs;    /* [T+1, N, H] state after each step (hs[0] = 0) */
+  float *cs;    /* LSTM: [T+1, N, H] */
+  float *hn;    /* GRU: [T, N, H] W_hn h + b_hn */
+  const float *mask; /* [T, N] or NULL */
+} seq_state;
+
+static void seq_bw(nn_node *node, nn_tensor *gout) {
+  seq_state *s = node->extra;
+  nn_tensor *xg = node->in[0], *w = node->in[1], *b = node->in[2];
+  int64_t T = s->T, N = s->N, H = s->H, G = s->G;
+  const float *go = nn_dense_f32(gout), *wd = nn_f32(node->saved[0]);
+  nn_tensor *dG = nn_empty(NN_F32, 3, (int64_t[]){T, N, G});   /* gradient of the x-side gates */
+  nn_tensor *dHG = s->gru ? nn_empty(NN_F32, 3, (int64_t[]){T, N, G}) : dG; /* of the h-side gates */
+  float *dh = nn_arena_alloc(nn_arena_current(), (size_t)(N * H) * 4);
+  float *dc = nn_arena_alloc(nn_arena_current(), (size_t)(N * H) * 4);
+  if (!dG || !dHG || !dh || !dc || !go) return;
+  memset(dh, 0, (size_t)(N * H) * 4);
+  memset(dc, 0, (size_t)(N * H) * 4);
+  for (int64_t t = T - 1; t >= 0; t--) {
+    const float *a = s->act + t * N * G, *hp = s->hs + t * N * H, *dout = go + t * N * H;
+    float *dg = nn_f32(dG) + t * N * G, *dhg = nn_f32(dHG) + t * N * G;
+    for (int64_t bi = 0; bi < N; bi++) {
+      float m = s->mask ? s->mask[t * N + bi] : 1.0f;
+      for (int64_t j = 0; j < H; j++) {
+        int64_t k = bi * H + j;
+        float dcarry = dh[k];
+        float dhn = m * (dout[k] + dcarry);
+        if (s->gru) {
+          float r = a[bi * G + j], z = a[bi * G + H + j], n = a[bi * G + 2 * H + j];
+          float hnv = s->hn[(t * N + bi) * H + j];
+          float dn = dhn * (1 - z), dz = dhn * (hp[k] - n);
+          float dnp = dn * (1 - n * n), drp = dnp * hnv * r * (1 - r), dzp = dz * z * (1 - z);
+          dg[bi * G + j] = drp;
+          dg[bi * G + H + j] = dzp;
+          dg[bi * G + 2 * H + j] = dnp;
+          dhg[bi * G + j] = drp;
+          dhg[bi * G + H + j] = dzp;
+          dhg[bi * G + 2 * H + j] = dnp * r;
+          dh[k] = dhn * z + (1 - m) * dcarry;
+        } else {
+          float i = a[bi * G + j], f = a[bi * G + H + j], g = a[bi * G + 2 * H + j], o = a[bi * G + 3 * H + j];
+          float cn = s->cnew[k + t * N * H], tc = tanhf(cn), cprev = s->cs[t * N * H + k];
+          float dcn = m * dc[k] + dhn * o * (1 - tc * tc);
+          dg[bi * G + j] = dcn * g * i * (1 - i);
+          dg[bi * G + H + j] = dcn * cprev * f * (1 - f);
+          dg[bi * G + 2 * H + j] = dcn * i * (1 - g * g);
+          dg[bi * G + 3 * H + j] = dhn * tc * o * (1 - o);
+          dc[k] = (1 - m) * dc[k] + dcn * f;
+          dh[k] = (1 - m) * dcarry;
+        }
+      }
+    }
+    /* dh_{t-1} += dHG_t @ W_hh */
+    nn_sgemm(false, false, N, H, G, 1.0f, dhg, G, wd, H, 1.0f, dh, H);
+  }
+  if (nn_needs_grad(xg)) nn_accum_grad(xg, dG);
+  if (nn_needs_grad(w)) {
+    /* dW_hh = sum_t dHG_t^T @ h_{t-1}: one GEMM over all steps */
+    nn_tensor *dw = nn_empty(NN_F32, 2, (int64_t[]){G, H});
+    if (!dw) return;
+    nn_sgemm(true, false, G, H, T * N, 1.0f, nn_f32(dHG), G, s->hs, H, 0.0f, nn_f32(dw), H);
+    nn_accum_grad(w, dw);
+  }
+  if (b && nn_needs_grad(b)) nn_accum_grad(b, nn_sum(nn_reshape(dHG, 2, (int64_t[]){T * N, G}), 0, false));
+}
+
+nn_tensor *nn_rnn_sequence(nn_tensor *xg, nn_tensor *w_hh, nn_tensor *b_hh, nn_tensor *mask, bool gru) {
+  if (!xg || !w_hh) return NULL;
+  NN_CHECK_F32(xg, "rnn_sequence");
+  if (xg->ndim != 3 || w_hh->ndim != 2) NN_FAIL("rnn_sequence: need xg[T, N, G] and w_hh[G, H]");
+  int64_t T = xg->shape[0], N = xg->shape[1], G = xg->shape[2], H = w_hh->shape[1];
+  if (G != (gru ? 3 : 4) * H || w_hh->shape[0] != G)
+    NN_FAIL("rnn_sequence: gates %lld do not match w_hh [%lld, %lld] for %s", (long long)G,
+            (long long)w_hh->shape[0], (long long)H, gru ? "GRU" : "LSTM");
+  if (gru && (!b_hh || b_hh->ndim != 1 || b_hh->shape[0] != G)) NN_FAIL("rnn_sequence: GRU needs b_hh[%lld]", (long long)G);
+  if (mask && (mask->ndim != 2 || mask->shape[0] != T || mask->shape[1] != N))
+    NN_FAIL("rnn_sequence: mask must be [%lld, %lld]", (long long)T, (long long)N);
+  nn_arena *ar = nn_arena_current();
+  nn_tensor *xc = nn_contiguous(nn_detach(xg)), *wc = nn_contiguous(nn_detach(w_hh));
+  const float *bd = gru ? nn_dense_f32(b_hh) : NULL;
+  const float *md = mask ? nn_dense_f32(mask) : NULL;
+  seq_state *s = nn_arena_alloc(ar, sizeof *s);
+  nn_tensor *out = nn_empty(NN_F32, 3, (int64_t[]){T, N, H});
+  if (!xc || !wc || !s || !out || (mask && !md) || (gru && !bd)) return NULL;
+  *s = (seq_state){.gru = gru, .T = T, .N = N, .H = H, .G = G, .mask = md};
+  s->act = nn_arena_alloc(ar, (size_t)(T * N * G) * 4);
+  s->hs = nn_arena_alloc(ar, (size_t)((T + 1) * N * H) * 4);
+  float *hgate = nn_arena_alloc(ar, (size_t)(N * G) * 4);
+  if (gru) s->hn = nn_arena_alloc(ar, (size_t)(T * N * H) * 4);
+  else {
+    s->cnew = nn_arena_alloc(ar, (size_t)(T * N * H) * 4);
+    s->cs = nn_arena_alloc(ar, (size_t)((T + 1) * N * H) * 4);
+  }
+  if (!s->act || !s->hs || !hgate || (gru ? !s->hn : (!s->cnew || !s->cs))) return NULL;
+  memset(s->hs, 0, (size_t)(N * H) * 4);
+  if (!gru) memset(s->cs, 0, (size_t)(N * H) * 4);
+  const float *w = nn_f32(wc);
+  for (int64_t t = 0; t < T; t++) {
+    const float *x = nn_f32(xc) + t * N * G, *hp = s->hs + t * N * H;
+    float *hn = s->hs + (t + 1) * N * H, *a = s->act + t * N * G, *o = nn_f32(out) + t * N * H;
+    /* h-side gates: h_{t-1} @ W_hh^T */
+    nn_sgemm(false, true, N, G, H, 1.0f, hp, H, w, H, 0.0f, hgate, G);
+    for (int64_t bi = 0; bi < N; bi++) {
+      float m = md ? md[t * N + bi] : 1.0f;
+      const float *xr = x + bi * G, *hr = hgate + bi * G;
+      float *ar2 = a + bi * G;
+      for (int64_t j = 0; j < H; j++) {
+        int64_t k = bi * H + j;
+        float hnew;
+        if (gru) {
+          float hnv = hr[2 * H + j] + bd[2 * H + j];
+          float r = sigm(xr[j] + hr[j] + bd[j]), z = sigm(xr[H + j] + hr[H + j] + bd[H + j]);
+          float n = tanhf(xr[2 * H + j] + r * hnv);
+          ar2[j] = r;
+          ar2[H + j] = z;
+          ar2[2 * H + j] = n;
+          s->hn[t * N * H + k] = hnv;
+          hnew = (1 - z) * n + z * hp[k];
+        } else {
+          float i = sigm(xr[j] + hr[j]), f = sigm(xr[H + j] + hr[H + j]);
+          float g = tanhf(xr[2 * H + j] + hr[2 * H + j]), og = sigm(xr[3 * H + j] + hr[3 * H + j]);
+          ar2[j] = i;
+          ar2[H + j] = f;
+          ar2[2 * H + j] = g;
+          ar2[3 * H + j] = og;
+          float cprev = s->cs[t * N * H + k], c = f * cprev + i * g;
+          s->cnew[t * N * H + k] = c;
+          s->cs[(t + 1) * N * H + k] = m * c + (1 - m) * cprev;
+          hnew = og * tanhf(c);
+        }
+        hn[k] = m * hnew + (1 - m) * hp[k];
+        o[k] = m * hnew;
+      }
+    }
+  }
+  nn_node *node = nn_record(out, gru ? "gru_sequence" : "lstm_sequence", seq_bw, 3, xg, w_hh, gru ? b_hh : NULL);
+  if (node) {
+    node->extra = s;
+    node->saved[0] = wc;
+  }
+  return out;
+}

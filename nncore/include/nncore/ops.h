@@ -116,6 +116,13 @@ nn_tensor *nn_lstm_cell(nn_tensor *gates, nn_tensor *c_prev, nn_tensor *h_prev, 
 /* xg[N,3H] = W_ih x + b_ih, hg[N,3H] = W_hh h + b_hh (r,z,n order), h_prev [N,H]. */
 nn_tensor *nn_gru_cell(nn_tensor *xg, nn_tensor *hg, nn_tensor *h_prev, nn_tensor *mask);
 
+/* A whole recurrent layer direction over T steps (fused BPTT backward).
+ * xg[T,N,G]: input-side gate pre-activations (x W_ih^T + biases; for the GRU
+ * without b_hh), w_hh[G,H], b_hh[G] (GRU only, else NULL), mask[T,N] or NULL.
+ * G = 4H (LSTM, gates i,f,g,o) or 3H (GRU, r,z,n). Returns h[T,N,H], zero at
+ * masked steps, whose state is carried unchanged. */
+nn_tensor *nn_rnn_sequence(nn_tensor *xg, nn_tensor *w_hh, nn_tensor *b_hh, nn_tensor *mask, bool gru);
+
 /* ---- attention ---- */
 /* q[...,Tq,D], k[...,Tk,D], v[...,Tk,Dv]; mask broadcastable to [...,Tq,Tk]:
  * entries == 0 are masked out (NULL: no mask). */

@@ -1,0 +1,217 @@
+/* nncore side of the benchmarks: the same shapes as bench/bench_torch.py.
+ * Prints one JSON object per case: {"case", "threads", "ms" (median), "gflop"}.
+ *   bench_nncore [--threads N] [--case NAME] [--peak]
+ * --peak measures this CPU's FMA throughput (AVX2 and AVX-512) per core. */
+#include <immintrin.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nncore/nncore.h"
+
+#define SH(...) (int64_t[]){__VA_ARGS__}
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Median of repeated runs: 3 warm-ups, then at least 5 runs and about a second. */
+static double time_case(void (*fn)(void *), void *ctx) {
+  for (int i = 0; i < 3; i++) fn(ctx);
+  double t[200];
+  int n = 0;
+  double start = now_ms();
+  while (n < 200 && (n < 5 || now_ms() - start < 1000)) {
+    double t0 = now_ms();
+    fn(ctx);
+    t[n++] = now_ms() - t0;
+  }
+  qsort(t, (size_t)n, sizeof t[0], cmp_d);
+  return t[n / 2];
+}
+
+/* ---------------------------------------------------------------- cases */
+
+typedef struct { nn_tensor *a, *b; } mm_ctx;
+static void run_sgemm(void *p) {
+  mm_ctx *c = p;
+  nn_matmul(c->a, c->b);
+  nn_arena_reset(nn_arena_current());
+}
+
+typedef struct { nn_tensor *x, *w, *b; bool backward; } conv_ctx;
+static void run_conv(void *p) {
+  conv_ctx *c = p;
+  nn_conv_params cp = nn_conv_defaults();
+  cp.pad_h = cp.pad_w = 1;
+  nn_tensor *y = nn_conv2d(c->x, c->w, c->b, cp);
+  if (c->backward) {
+    nn_backward(nn_sum_all(y));
+    nn_tensor_free_grad(c->x);
+    nn_tensor_free_grad(c->w);
+    nn_tensor_free_grad(c->b);
+  }
+  nn_arena_reset(nn_arena_current());
+}
+
+/* The small CNN of the training-step case; bench_torch.py builds the same one. */
+typedef struct {
+  nn_params p;
+  nn_conv2d_layer c1, c2, c3;
+  nn_batchnorm b1, b2, b3;
+  nn_linear fc;
+  nn_optim *opt;
+  nn_tensor *x, *y;
+} cnn_ctx;
+
+static void cnn_init(cnn_ctx *m) {
+  nn_rng r;
+  nn_rng_seed(&r, 1);
+  nn_params_init(&m->p);
+  nn_conv2d_init(&m->c1, &m->p, "c1", 3, 32, 3, 1, 1, 1, false, &r);
+  nn_batchnorm_init(&m->b1, &m->p, "b1", 32);
+  nn_conv2d_init(&m->c2, &m->p, "c2", 32, 64, 3, 1, 1, 1, false, &r);
+  nn_batchnorm_init(&m->b2, &m->p, "b2", 64);
+  nn_conv2d_init(&m->c3, &m->p, "c3", 64, 128, 3, 1, 1, 1, false, &r);
+  nn_batchnorm_init(&m->b3, &m->p, "b3", 128);
+  nn_linear_init(&m->fc, &m->p, "fc", 128, 10, true, &r);
+  nn_optim_config oc = nn_optim_defaults(NN_SGD, 0.01f);
+  oc.momentum = 0.9f;
+  m->opt = nn_optim_new(&m->p, oc);
+  m->x = nn_tensor_new(NN_F32, 4, SH(32, 3, 64, 64));
+  nn_fill_normal_(m->x, &r, 0, 1);
+  m->y = nn_tensor_new(NN_I64, 1, SH(32));
+  for (int i = 0; i < 32; i++) ((int64_t *)nn_data(m->y))[i] = i % 10;
+}
+
+static void run_cnn_step(void *p) {
+  cnn_ctx *m = p;
+  nn_optim_zero_grad(m->opt);
+  nn_tensor *h = nn_max_pool2d(nn_relu(nn_batchnorm_forward(&m->b1, nn_conv2d_forward(&m->c1, m->x), true)), 2, 2, 0);
+  h = nn_max_pool2d(nn_relu(nn_batchnorm_forward(&m->b2, nn_conv2d_forward(&m->c2, h), true)), 2, 2, 0);
+  h = nn_relu(nn_batchnorm_forward(&m->b3, nn_conv2d_forward(&m->c3, h), true));
+  h = nn_mean(nn_reshape(h, 3, SH(32, 128, -1)), 2, false);
+  nn_backward(nn_cross_entropy(nn_linear_forward(&m->fc, h), m->y, -100, 0.0f));
+  nn_optim_step(m->opt);
+  nn_arena_reset(nn_arena_current());
+}
+
+typedef struct { nn_params p; nn_rnn lstm; nn_tensor *x; } lstm_ctx;
+static void run_lstm(void *p) {
+  lstm_ctx *c = p;
+  nn_params_zero_grad(&c->p);
+  nn_backward(nn_sum_all(nn_rnn_forward(&c->lstm, c->x, NULL)));
+  nn_arena_reset(nn_arena_current());
+}
+
+/* --------------------------------------------------------------- peak */
+
+/* 12 independent FMA chains per core keep both FMA pipes busy. */
+__attribute__((target("avx2,fma"))) static double fma_avx2(long iters) {
+  __m256 a[12], b = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-3f);
+  for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
+  for (long it = 0; it < iters; it++)
+    for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], b, c);
+  float s = 0;
+  for (int i = 0; i < 12; i++) s += _mm256_cvtss_f32(a[i]);
+  return s;
+}
+__attribute__((target("avx512f"))) static double fma_avx512(long iters) {
+  __m512 a[12], b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-3f);
+  for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+  for (long it = 0; it < iters; it++)
+    for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], b, c);
+  float s = 0;
+  for (int i = 0; i < 12; i++) s += _mm512_reduce_add_ps(a[i]);
+  return s;
+}
+
+static void peak(void) {
+  long iters = 20000000;
+  double t0 = now_ms();
+  volatile double s = fma_avx2(iters);
+  double t1 = now_ms();
+  s += fma_avx512(iters);
+  double t2 = now_ms();
+  (void)s;
+  double f2 = 12.0 * 8 * 2 * iters / ((t1 - t0) * 1e6), f5 = 12.0 * 16 * 2 * iters / ((t2 - t1) * 1e6);
+  printf("{\"case\": \"peak_per_core\", \"avx2_gflops\": %.1f, \"avx512_gflops\": %.1f}\n", f2, f5);
+}
+
+int main(int argc, char **argv) {
+  int threads = 1;
+  const char *only = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--case") && i + 1 < argc) only = argv[++i];
+    else if (!strcmp(argv[i], "--peak")) {
+      peak();
+      return 0;
+    } else {
+      fprintf(stderr, "usage: bench_nncore [--threads N] [--case NAME] [--peak]\n");
+      return 2;
+    }
+  }
+  nn_set_num_threads(threads);
+  nn_rng r;
+  nn_rng_seed(&r, 3);
+#define WANT(name) (!only || !strcmp(only, name))
+#define REPORT(name, ms, gflop) \
+  printf("{\"case\": \"%s\", \"threads\": %d, \"ms\": %.3f, \"gflop\": %.4f}\n", name, threads, ms, gflop), fflush(stdout)
+  if (WANT("sgemm_1024")) {
+    mm_ctx c = {nn_tensor_new(NN_F32, 2, SH(1024, 1024)), nn_tensor_new(NN_F32, 2, SH(1024, 1024))};
+    nn_fill_normal_(c.a, &r, 0, 1);
+    nn_fill_normal_(c.b, &r, 0, 1);
+    REPORT("sgemm_1024", time_case(run_sgemm, &c), 2.0 * 1024 * 1024 * 1024 / 1e9);
+    nn_tensor_free(c.a);
+    nn_tensor_free(c.b);
+  }
+  double conv_gf = 2.0 * 64 * 56 * 56 * 64 * 9 / 1e9;
+  for (int bw = 0; bw < 2; bw++) {
+    const char *name = bw ? "conv3x3_64_fwd_bwd" : "conv3x3_64_fwd";
+    if (!WANT(name)) continue;
+    conv_ctx c = {nn_tensor_new(NN_F32, 4, SH(1, 64, 56, 56)), nn_tensor_new(NN_F32, 4, SH(64, 64, 3, 3)),
+                  nn_tensor_new(NN_F32, 1, SH(64)), bw};
+    nn_fill_normal_(c.x, &r, 0, 1);
+    nn_fill_normal_(c.w, &r, 0, 0.05f);
+    if (bw) {
+      nn_set_requires_grad(c.x, true);
+      nn_set_requires_grad(c.w, true);
+      nn_set_requires_grad(c.b, true);
+    }
+    REPORT(name, time_case(run_conv, &c), conv_gf * (bw ? 3 : 1));
+    nn_tensor_free(c.x);
+    nn_tensor_free(c.w);
+    nn_tensor_free(c.b);
+  }
+  if (WANT("cnn_train_step")) {
+    cnn_ctx m;
+    cnn_init(&m);
+    /* conv MACs: 64x64x(3*32*9) + 32x32x(32*64*9) + 16x16x(64*128*9), x2 flops, x3 fwd+bwd, x32 batch */
+    double macs = 64.0 * 64 * 3 * 32 * 9 + 32.0 * 32 * 32 * 64 * 9 + 16.0 * 16 * 64 * 128 * 9;
+    REPORT("cnn_train_step", time_case(run_cnn_step, &m), macs * 2 * 3 * 32 / 1e9);
+    nn_optim_free(m.opt);
+    nn_params_free(&m.p);
+    nn_tensor_free(m.x);
+    nn_tensor_free(m.y);
+  }
+  if (WANT("lstm_256_fwd_bwd")) {
+    lstm_ctx c;
+    nn_params_init(&c.p);
+    nn_rnn_init(&c.lstm, &c.p, "lstm", false, 256, 256, 1, false, &r);
+    c.x = nn_tensor_new(NN_F32, 3, SH(100, 8, 256));
+    nn_fill_normal_(c.x, &r, 0, 1);
+    REPORT("lstm_256_fwd_bwd", time_case(run_lstm, &c), 3.0 * 2 * 8 * 1024 * 512 * 100 / 1e9);
+    nn_params_free(&c.p);
+    nn_tensor_free(c.x);
+  }
+  return 0;
+}

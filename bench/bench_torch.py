@@ -1,0 +1,87 @@
+#!/usr/bin/python3
+"""PyTorch side of the benchmarks (Debian python3-torch, CPU): the same cases,
+shapes and timing rule as bench_nncore.c. Prints one JSON object per case.
+    /usr/bin/python3 bench/bench_torch.py --threads N [--case NAME]
+"""
+import argparse
+import json
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def time_case(fn):
+    for _ in range(3):
+        fn()
+    ts = []
+    start = time.perf_counter()
+    while len(ts) < 200 and (len(ts) < 5 or time.perf_counter() - start < 1.0):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--case")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+
+    def report(name, ms, gflop):
+        print(json.dumps({"case": name, "threads": a.threads, "ms": round(ms, 3), "gflop": gflop}), flush=True)
+
+    want = lambda n: a.case is None or a.case == n
+    if want("sgemm_1024"):
+        x, y = torch.randn(1024, 1024), torch.randn(1024, 1024)
+        with torch.no_grad():
+            report("sgemm_1024", time_case(lambda: torch.mm(x, y)), 2.0 * 1024**3 / 1e9)
+    conv_gf = 2.0 * 64 * 56 * 56 * 64 * 9 / 1e9
+    if want("conv3x3_64_fwd"):
+        x, w, b = torch.randn(1, 64, 56, 56), torch.randn(64, 64, 3, 3) * 0.05, torch.zeros(64)
+        with torch.no_grad():
+            report("conv3x3_64_fwd", time_case(lambda: F.conv2d(x, w, b, padding=1)), conv_gf)
+    if want("conv3x3_64_fwd_bwd"):
+        x = torch.randn(1, 64, 56, 56, requires_grad=True)
+        w = (torch.randn(64, 64, 3, 3) * 0.05).requires_grad_()
+        b = torch.zeros(64, requires_grad=True)
+
+        def step():
+            x.grad = w.grad = b.grad = None
+            F.conv2d(x, w, b, padding=1).sum().backward()
+
+        report("conv3x3_64_fwd_bwd", time_case(step), conv_gf * 3)
+    if want("cnn_train_step"):
+        model = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1, bias=False), nn.BatchNorm2d(128), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10))
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        x, y = torch.randn(32, 3, 64, 64), torch.arange(32) % 10
+
+        def step():
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+
+        macs = 64 * 64 * 3 * 32 * 9 + 32 * 32 * 32 * 64 * 9 + 16 * 16 * 64 * 128 * 9
+        report("cnn_train_step", time_case(step), macs * 2 * 3 * 32 / 1e9)
+    if want("lstm_256_fwd_bwd"):
+        lstm = nn.LSTM(256, 256)
+        x = torch.randn(100, 8, 256)
+
+        def step():
+            lstm.zero_grad()
+            lstm(x)[0].sum().backward()
+
+        report("lstm_256_fwd_bwd", time_case(step), 3.0 * 2 * 8 * 1024 * 512 * 100 / 1e9)
+
+
+if __name__ == "__main__":
+    main()

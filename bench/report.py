@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""Turns bench/run.sh's JSON lines into a Markdown table: times, nncore/PyTorch
+ratio (< 1 means nncore is faster) and achieved GFLOP/s against the measured peak."""
+import json
+import sys
+
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+peak = next(r for r in rows if r["case"] == "peak_per_core")
+res = {}
+for r in rows:
+    if "impl" in r:
+        res[(r["coretype"], r["threads"], r["case"], r["impl"])] = r
+print(f"Peak per core, measured by an FMA loop (12 independent chains): AVX2 {peak['avx2_gflops']} GFLOP/s, "
+      f"AVX-512 {peak['avx512_gflops']} GFLOP/s.\n")
+for coretype in ("Haswell", "auto"):
+    note = "OPENBLAS_CORETYPE=Haswell (machine default: OpenBLAS uses AVX2)" if coretype == "Haswell" \
+        else "OPENBLAS_CORETYPE unset (OpenBLAS autodetects AVX-512)"
+    print(f"### {note}\n")
+    print("| case | threads | nncore ms | PyTorch ms | ratio | nncore GFLOP/s | % of AVX-512 peak |")
+    print("|---|---|---|---|---|---|---|")
+    for (ct, t, case, impl), r in sorted(res.items(), key=lambda kv: (kv[0][1], kv[0][2])):
+        if ct != coretype or impl != "nncore":
+            continue
+        tr = res.get((ct, t, case, "torch"))
+        gfs = r["gflop"] / (r["ms"] / 1e3)
+        pk = peak["avx512_gflops"] * t
+        ratio = f"{r['ms'] / tr['ms']:.2f}" if tr else "n/a"
+        print(f"| {case} | {t} | {r['ms']:.2f} | {tr['ms'] if tr else float('nan'):.2f} | {ratio} | {gfs:.0f} | {100 * gfs / pk:.0f}% |")
+    print()

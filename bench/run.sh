@@ -1,0 +1,28 @@
+#!/bin/sh
+# Side-by-side benchmark: nncore vs PyTorch (Debian python3-torch, CPU) on the
+# same shapes, at 1 and 2 threads, under both OpenBLAS core-type settings.
+# Thread counts are pinned for every pool involved (nncore's, OpenMP's and
+# OpenBLAS's), otherwise PyTorch's OpenBLAS quietly uses every core.
+#   bench/run.sh [build-dir]      (tools/setup.sh bench builds and calls this)
+set -eu
+cd "$(dirname "$0")/.."
+B=${1:-build}
+[ -x "$B/bench/bench_nncore" ] || { echo "build first: tools/setup.sh bench" >&2; exit 1; }
+/usr/bin/python3 -c "import torch" 2>/dev/null || { echo "needs python3-torch (tools/setup.sh bench installs it)" >&2; exit 1; }
+mkdir -p bench/results
+out=bench/results/latest.jsonl
+: > "$out"
+peak=$("$B/bench/bench_nncore" --peak)
+echo "$peak" >> "$out"
+for coretype in Haswell auto; do
+  for t in 1 2; do
+    if [ "$coretype" = auto ]; then envset="env -u OPENBLAS_CORETYPE"; else envset="env OPENBLAS_CORETYPE=Haswell"; fi
+    pin="OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t"
+    # alternate the two sides per case so that drift in machine load hits both
+    for c in sgemm_1024 conv3x3_64_fwd conv3x3_64_fwd_bwd cnn_train_step lstm_256_fwd_bwd; do
+      $envset $pin "$B/bench/bench_nncore" --threads "$t" --case "$c" | sed "s/^{/{\"impl\": \"nncore\", \"coretype\": \"$coretype\", /" >> "$out"
+      $envset $pin /usr/bin/python3 bench/bench_torch.py --threads "$t" --case "$c" | sed "s/^{/{\"impl\": \"torch\", \"coretype\": \"$coretype\", /" >> "$out"
+    done
+  done
+done
+python3 bench/report.py "$out" | tee bench/results/latest.md
