@@ -448,3 +448,37 @@ TEST(grad_losses) {
   RUN("smooth_l1", f_sl1, AWAY(3, 5), RANDN(3, 5));
   RUN("ctc", f_ctc, RANDN(6, 2, 4));
 }
+
+/* ------------------------------------------------- random broadcast shapes */
+typedef struct { int op; } bin_case;
+static nn_tensor *f_binop(nn_tensor **in, void *ctx) {
+  bin_case *c = ctx;
+  switch (c->op) {
+  case 0: return nn_add(in[0], in[1]);
+  case 1: return nn_sub(in[0], in[1]);
+  case 2: return nn_mul(in[0], in[1]);
+  default: return nn_div(in[0], nn_add_scalar(nn_abs(in[1]), 0.5f));
+  }
+}
+
+/* 40 random pairs of broadcast-compatible shapes (1..4 dims, sizes 1..4,
+ * random dims squeezed to 1 or dropped on one side), all four binary ops. */
+TEST(grad_random_broadcast_shapes) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 16);
+  for (int it = 0; it < 40; it++) {
+    int nd = 1 + (int)(nn_rng_u64(&rng) % 4);
+    int64_t full[4], sa[4], sb[4];
+    for (int d = 0; d < nd; d++) full[d] = 1 + (int64_t)(nn_rng_u64(&rng) % 4);
+    int nda = nd, ndb = nd - (int)(nn_rng_u64(&rng) % nd); /* b may have fewer leading dims */
+    for (int d = 0; d < nda; d++) sa[d] = nn_rng_u64(&rng) % 3 == 0 ? 1 : full[d];
+    for (int d = 0; d < ndb; d++) sb[d] = nn_rng_u64(&rng) % 3 == 0 ? 1 : full[nd - ndb + d];
+    bin_case c = {.op = it % 4};
+    nn_tensor *ts[2] = {t_randn(&rng, nda, sa, 1.0f), t_randn(&rng, ndb, sb, 1.0f)};
+    grad_on(ts, 2);
+    char label[64];
+    snprintf(label, sizeof label, "random broadcast #%d (op %d)", it, c.op);
+    gradcheck(label, f_binop, ts, 2, &c);
+    free_all(ts, 2);
+  }
+}
