@@ -54,10 +54,11 @@ static void run_conv(void *p) {
   cp.pad_h = cp.pad_w = 1;
   nn_tensor *y = nn_conv2d(c->x, c->w, c->b, cp);
   if (c->backward) {
+    /* zero, not free: a training loop reuses its gradient buffers */
+    nn_zero_grad(c->x);
+    nn_zero_grad(c->w);
+    nn_zero_grad(c->b);
     nn_backward(nn_sum_all(y));
-    nn_tensor_free_grad(c->x);
-    nn_tensor_free_grad(c->w);
-    nn_tensor_free_grad(c->b);
   }
   nn_arena_reset(nn_arena_current());
 }

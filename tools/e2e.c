@@ -38,6 +38,8 @@ static void usage(void) {
          "commands:\n"
          "  demo [--steps N] [--threads N] [--out DIR]\n"
          "        train a small CNN from scratch and show the loss falling\n"
+         "  train detect [OPTIONS]   train a detector (e2e train detect --help)\n"
+         "  eval detect --model FILE [OPTIONS]   mAP on the held-out split\n"
          "  info FILE.safetensors\n"
          "        list the tensors and metadata of a model or checkpoint\n"
          "  version\n");
@@ -50,6 +52,8 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "demo")) return e2e_demo(argc - 2, argv + 2);
   if (!strcmp(argv[1], "info")) return info(argc - 2, argv + 2);
+  if (argc >= 3 && !strcmp(argv[1], "train") && !strcmp(argv[2], "detect")) return e2e_train_detect(argc - 3, argv + 3);
+  if (argc >= 3 && !strcmp(argv[1], "eval") && !strcmp(argv[2], "detect")) return e2e_eval_detect(argc - 3, argv + 3);
   if (!strcmp(argv[1], "version")) {
     printf("e2e %d.%d (nncore; cuda %s)\n", NNCORE_VERSION_MAJOR, NNCORE_VERSION_MINOR,
            nn_backend_get(NN_CUDA) ? (nn_device_available(NN_CUDA) ? "built, GPU present" : "built, no GPU") : "not built");

@@ -3,5 +3,7 @@
 #define E2E_TOOL_H
 
 int e2e_demo(int argc, char **argv);
+int e2e_train_detect(int argc, char **argv);
+int e2e_eval_detect(int argc, char **argv);
 
 #endif

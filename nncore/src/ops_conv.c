@@ -74,9 +74,17 @@ static void col2im_channels(void *p, int64_t c0, int64_t c1) {
           if (ih < 0 || ih >= g->H) continue;
           float *d = dst + ih * g->W;
           const float *s = src + oh * g->OW;
-          for (int64_t ow = 0; ow < g->OW; ow++) {
-            int64_t iw = ow * g->sw - g->pw + kw * g->dw;
-            if (iw >= 0 && iw < g->W) d[iw] += s[ow];
+          if (g->sw == 1) {
+            /* iw = ow + off over the valid range: a branch-free, vectorisable add */
+            int64_t off = kw * g->dw - g->pw;
+            int64_t lo = off < 0 ? -off : 0, hi = g->W - off < g->OW ? g->W - off : g->OW;
+            float *dd = d + off;
+            for (int64_t ow = lo; ow < hi; ow++) dd[ow] += s[ow];
+          } else {
+            for (int64_t ow = 0; ow < g->OW; ow++) {
+              int64_t iw = ow * g->sw - g->pw + kw * g->dw;
+              if (iw >= 0 && iw < g->W) d[iw] += s[ow];
+            }
           }
         }
       }

@@ -21,46 +21,82 @@ static void bn_apply(void *p, int64_t c0, int64_t c1) {
     }
 }
 
+typedef struct {
+  const float *xd, *gd, *mean, *invstd, *gam;
+  float *gx, *gg, *gb;
+  int64_t N, C, S;
+  bool training;
+} bn_bw_ctx;
+
+/* Each channel's sums and gradients are computed by one thread: no cross-thread reductions. */
+static void bn_bw_channels(void *p, int64_t c0, int64_t c1) {
+  bn_bw_ctx *k = p;
+  int64_t N = k->N, C = k->C, S = k->S;
+  double M = (double)(N * S);
+  for (int64_t c = c0; c < c1; c++) {
+    double sg = 0, sgx = 0;
+    float mc = k->mean[c], ic = k->invstd[c];
+    for (int64_t b = 0; b < N; b++) {
+      const float *xp = k->xd + (b * C + c) * S, *gp = k->gd + (b * C + c) * S;
+      for (int64_t i = 0; i < S; i++) {
+        sg += gp[i];
+        sgx += gp[i] * (xp[i] - mc) * ic;
+      }
+    }
+    if (k->gg) k->gg[c] = (float)sgx;
+    if (k->gb) k->gb[c] = (float)sg;
+    if (!k->gx) continue;
+    float kk = (k->gam ? k->gam[c] : 1.0f) * ic;
+    float a = (float)(sg / M), bcoef = (float)(sgx / M);
+    for (int64_t b = 0; b < N; b++) {
+      const float *xp = k->xd + (b * C + c) * S, *gp = k->gd + (b * C + c) * S;
+      float *dx = k->gx + (b * C + c) * S;
+      if (k->training)
+        for (int64_t i = 0; i < S; i++) dx[i] = kk * (gp[i] - a - (xp[i] - mc) * ic * bcoef);
+      else
+        for (int64_t i = 0; i < S; i++) dx[i] = kk * gp[i];
+    }
+  }
+}
+
 static void bn_bw(nn_node *n, nn_tensor *g) {
   nn_tensor *x = n->in[0], *gamma = n->in[1], *beta = n->in[2];
-  int64_t N = n->i[0], C = n->i[1], S = n->i[2];
-  bool training = n->i[3];
-  const float *xd = nn_f32(n->saved[0]), *gd = nn_dense_f32(g);
-  const float *mean = nn_f32(n->saved[1]), *invstd = nn_f32(n->saved[2]);
+  int64_t C = n->i[1];
   nn_tensor *gx = nn_needs_grad(x) ? nn_empty(NN_F32, x->ndim, x->shape) : NULL;
   nn_tensor *gg = nn_needs_grad(gamma) ? nn_empty(NN_F32, 1, &C) : NULL;
   nn_tensor *gb = nn_needs_grad(beta) ? nn_empty(NN_F32, 1, &C) : NULL;
-  double M = (double)(N * S);
-  for (int64_t c = 0; c < C; c++) {
-    double sg = 0, sgx = 0;
-    for (int64_t b = 0; b < N; b++) {
-      const float *xp = xd + (b * C + c) * S, *gp = gd + (b * C + c) * S;
-      for (int64_t i = 0; i < S; i++) {
-        sg += gp[i];
-        sgx += gp[i] * (xp[i] - mean[c]) * invstd[c];
-      }
-    }
-    if (gg) nn_f32(gg)[c] = (float)sgx;
-    if (gb) nn_f32(gb)[c] = (float)sg;
-    if (!gx) continue;
-    float gam = gamma ? nn_f32(n->saved[3])[c] : 1.0f;
-    float k = gam * invstd[c];
-    for (int64_t b = 0; b < N; b++) {
-      const float *xp = xd + (b * C + c) * S, *gp = gd + (b * C + c) * S;
-      float *dx = nn_f32(gx) + (b * C + c) * S;
-      if (training) {
-        for (int64_t i = 0; i < S; i++) {
-          double xh = (xp[i] - mean[c]) * invstd[c];
-          dx[i] = (float)(k * (gp[i] - sg / M - xh * sgx / M));
-        }
-      } else {
-        for (int64_t i = 0; i < S; i++) dx[i] = k * gp[i];
-      }
-    }
-  }
+  bn_bw_ctx k = {.xd = nn_f32(n->saved[0]), .gd = nn_dense_f32(g), .mean = nn_f32(n->saved[1]),
+                 .invstd = nn_f32(n->saved[2]), .gam = gamma ? nn_f32(n->saved[3]) : NULL,
+                 .gx = gx ? nn_f32(gx) : NULL, .gg = gg ? nn_f32(gg) : NULL, .gb = gb ? nn_f32(gb) : NULL,
+                 .N = n->i[0], .C = C, .S = n->i[2], .training = n->i[3]};
+  nn_parallel_for(C, 1, bn_bw_channels, &k);
   if (gx) nn_accum_grad(x, gx);
   if (gg) nn_accum_grad(gamma, gg);
   if (gb) nn_accum_grad(beta, gb);
+}
+
+typedef struct {
+  const float *xd;
+  float *mean, *var;
+  int64_t N, C, S;
+} bn_stats_ctx;
+
+static void bn_stats_channels(void *p, int64_t c0, int64_t c1) {
+  bn_stats_ctx *k = p;
+  for (int64_t c = c0; c < c1; c++) {
+    double s = 0, s2 = 0;
+    for (int64_t b = 0; b < k->N; b++) {
+      const float *q = k->xd + (b * k->C + c) * k->S;
+      for (int64_t i = 0; i < k->S; i++) s += q[i];
+    }
+    double m = s / (double)(k->N * k->S);
+    for (int64_t b = 0; b < k->N; b++) {
+      const float *q = k->xd + (b * k->C + c) * k->S;
+      for (int64_t i = 0; i < k->S; i++) s2 += (q[i] - m) * (q[i] - m);
+    }
+    k->mean[c] = (float)m;
+    k->var[c] = (float)(s2 / (double)(k->N * k->S));
+  }
 }
 
 nn_tensor *nn_batch_norm(nn_tensor *x, nn_tensor *gamma, nn_tensor *beta, nn_tensor *rmean,
@@ -82,20 +118,15 @@ nn_tensor *nn_batch_norm(nn_tensor *x, nn_tensor *gamma, nn_tensor *beta, nn_ten
   nn_tensor *out = nn_empty(NN_F32, x->ndim, x->shape);
   nn_tensor *gam = gamma ? nn_contiguous(nn_detach(gamma)) : NULL;
   if (!xd || !mean || !invstd || !scale || !shift || !out) return NULL;
+  if (training) {
+    bn_stats_ctx k = {.xd = xd, .mean = nn_f32(mean), .var = nn_f32(invstd), .N = N, .C = C, .S = S};
+    nn_parallel_for(C, 1, bn_stats_channels, &k);
+  }
   for (int64_t c = 0; c < C; c++) {
     double m, v;
     if (training) {
-      double s = 0, s2 = 0;
-      for (int64_t b = 0; b < N; b++) {
-        const float *p = xd + (b * C + c) * S;
-        for (int64_t i = 0; i < S; i++) s += p[i];
-      }
-      m = s / (double)(N * S);
-      for (int64_t b = 0; b < N; b++) {
-        const float *p = xd + (b * C + c) * S;
-        for (int64_t i = 0; i < S; i++) s2 += (p[i] - m) * (p[i] - m);
-      }
-      v = s2 / (double)(N * S);
+      m = nn_f32(mean)[c];
+      v = nn_f32(invstd)[c]; /* holds the batch variance until overwritten below */
       if (rmean) nn_f32(rmean)[c] = (float)((1 - momentum) * nn_f32(rmean)[c] + momentum * m);
       if (rvar) nn_f32(rvar)[c] = (float)((1 - momentum) * nn_f32(rvar)[c] + momentum * v * (double)(N * S) / (double)(N * S - 1));
     } else {

@@ -7,22 +7,29 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <cblas.h>
 
 #define MAX_THREADS 64
+/* Busy-wait this many pause instructions (tens of microseconds) before
+ * sleeping: a training step issues hundreds of short parallel calls, and a
+ * futex wake-up per call costs more than the work (notably in VMs). */
+#define SPIN_LIMIT 20000
 
 typedef struct {
   pthread_mutex_t lock;      /* held by the caller for the whole job */
-  pthread_mutex_t m;
+  pthread_mutex_t m;         /* guards sleeping workers / a sleeping caller */
   pthread_cond_t start, done;
   pthread_t tid[MAX_THREADS];
   int n_workers;             /* threads besides the caller */
-  unsigned long gen;
-  int remaining;
-  bool quit;
+  _Atomic unsigned long gen; /* job generation; a change publishes the job fields */
+  _Atomic int remaining;
+  _Atomic bool quit;
+  int sleeping;              /* workers blocked on `start` (under m) */
+  bool caller_waiting;       /* caller blocked on `done` (under m) */
   nn_range_fn fn;
   void *ctx;
   int64_t n;
@@ -40,41 +47,51 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 typedef struct { int id; unsigned long gen0; } worker_arg;
 static worker_arg g_args[MAX_THREADS];
 
+static inline void cpu_relax(void) { __builtin_ia32_pause(); }
+
 static void *worker(void *p) {
   int id = ((worker_arg *)p)->id;
   unsigned long seen = ((worker_arg *)p)->gen0;
-  pthread_mutex_lock(&pool.m);
   for (;;) {
-    while (pool.gen == seen && !pool.quit) pthread_cond_wait(&pool.start, &pool.m);
-    if (pool.quit) break;
-    seen = pool.gen;
-    int parts = pool.parts;
-    nn_range_fn fn = pool.fn;
-    void *ctx = pool.ctx;
-    int64_t n = pool.n;
-    pthread_mutex_unlock(&pool.m);
-    if (id < parts) fn(ctx, n * id / parts, n * (id + 1) / parts);
-    pthread_mutex_lock(&pool.m);
-    if (--pool.remaining == 0) pthread_cond_signal(&pool.done);
+    unsigned long g;
+    int spins = 0;
+    while ((g = atomic_load_explicit(&pool.gen, memory_order_acquire)) == seen && !atomic_load(&pool.quit)) {
+      if (spins++ < SPIN_LIMIT) {
+        cpu_relax();
+        continue;
+      }
+      pthread_mutex_lock(&pool.m);
+      pool.sleeping++;
+      while (atomic_load(&pool.gen) == seen && !atomic_load(&pool.quit)) pthread_cond_wait(&pool.start, &pool.m);
+      pool.sleeping--;
+      pthread_mutex_unlock(&pool.m);
+    }
+    if (atomic_load(&pool.quit)) break;
+    seen = g;
+    if (id < pool.parts) pool.fn(pool.ctx, pool.n * id / pool.parts, pool.n * (id + 1) / pool.parts);
+    if (atomic_fetch_sub_explicit(&pool.remaining, 1, memory_order_acq_rel) == 1) {
+      pthread_mutex_lock(&pool.m);
+      if (pool.caller_waiting) pthread_cond_signal(&pool.done);
+      pthread_mutex_unlock(&pool.m);
+    }
   }
-  pthread_mutex_unlock(&pool.m);
   return NULL;
 }
 
 static void pool_stop(void) {
+  atomic_store(&pool.quit, true);
   pthread_mutex_lock(&pool.m);
-  pool.quit = true;
   pthread_cond_broadcast(&pool.start);
   pthread_mutex_unlock(&pool.m);
   for (int i = 0; i < pool.n_workers; i++) pthread_join(pool.tid[i], NULL);
   pool.n_workers = 0;
-  pool.quit = false;
+  atomic_store(&pool.quit, false);
 }
 
 static void pool_start(int total) {
   for (int i = 0; i < total - 1 && i < MAX_THREADS; i++) {
     g_args[i].id = i + 1;
-    g_args[i].gen0 = pool.gen;
+    g_args[i].gen0 = atomic_load(&pool.gen);
     if (pthread_create(&pool.tid[i], NULL, worker, &g_args[i]) != 0) break;
     pool.n_workers++;
   }
@@ -131,19 +148,27 @@ void nn_parallel_for(int64_t n, int64_t min_chunk, nn_range_fn fn, void *ctx) {
     return;
   }
   if (parts > pool.n_workers + 1) parts = pool.n_workers + 1;
-  pthread_mutex_lock(&pool.m);
   pool.fn = fn;
   pool.ctx = ctx;
   pool.n = n;
   pool.parts = parts;
-  pool.remaining = pool.n_workers;
-  pool.gen++;
-  pthread_cond_broadcast(&pool.start);
+  atomic_store_explicit(&pool.remaining, pool.n_workers, memory_order_relaxed);
+  atomic_fetch_add_explicit(&pool.gen, 1, memory_order_release); /* publishes the job */
+  pthread_mutex_lock(&pool.m);
+  if (pool.sleeping) pthread_cond_broadcast(&pool.start);
   pthread_mutex_unlock(&pool.m);
   fn(ctx, 0, n / parts);
-  pthread_mutex_lock(&pool.m);
-  while (pool.remaining > 0) pthread_cond_wait(&pool.done, &pool.m);
-  pthread_mutex_unlock(&pool.m);
+  for (int spins = 0; atomic_load_explicit(&pool.remaining, memory_order_acquire) > 0; spins++) {
+    if (spins < SPIN_LIMIT) {
+      cpu_relax();
+      continue;
+    }
+    pthread_mutex_lock(&pool.m);
+    pool.caller_waiting = true;
+    while (atomic_load(&pool.remaining) > 0) pthread_cond_wait(&pool.done, &pool.m);
+    pool.caller_waiting = false;
+    pthread_mutex_unlock(&pool.m);
+  }
   pthread_mutex_unlock(&pool.lock);
 }
 

@@ -1,0 +1,76 @@
+/* An anchor-free, CenterNet-style detector trained end to end from pixels to
+ * boxes: a small conv backbone with one top-down fusion, and a head at stride 8
+ * that predicts per class a centre heatmap plus, per cell, the box size (log)
+ * and the sub-cell centre offset. Objects are heatmap peaks (3x3 max filter),
+ * so no anchor tuning and no NMS is needed; an optional class-wise NMS can
+ * still remove duplicate peaks on very large objects. */
+#ifndef E2E_DETECTOR_H
+#define E2E_DETECTOR_H
+
+#include "nncore/nncore.h"
+
+#define DET_MAX_CLASSES 80
+#define DET_LABEL_LEN 48
+
+typedef struct {
+  int num_classes;
+  int input_size;  /* square network input, multiple of 32 (letterboxed) */
+  int width;       /* channels of the first layer; later layers use 2x, 4x, 8x */
+  char labels[DET_MAX_CLASSES][DET_LABEL_LEN];
+} det_config;
+
+typedef struct {
+  det_config cfg;
+  nn_params p;
+  nn_conv2d_layer conv[7];
+  nn_batchnorm bn[7];
+  nn_conv2d_layer lateral, fuse, head;
+  nn_batchnorm fuse_bn;
+} detector;
+
+typedef struct {
+  float x1, y1, x2, y2;  /* pixels */
+  float score;
+  int cls;
+} det_box;
+
+/* Letterbox geometry: network coords = frame coords * scale + pad. */
+typedef struct { float scale, pad_x, pad_y; int in_w, in_h, size; } det_letterbox;
+
+det_config det_config_default(int num_classes, int input_size);
+bool det_init(detector *d, const det_config *cfg, uint64_t seed);
+void det_free(detector *d);
+/* x[N, 3, S, S] (normalised RGB) -> raw head output [N, C + 4, S/8, S/8]. */
+nn_tensor *det_forward(detector *d, nn_tensor *x, bool training);
+
+/* Training targets for one batch, built from boxes in network-input pixels. */
+typedef struct {
+  nn_tensor *heat;   /* [N, C, H, W] gaussian peaks */
+  nn_tensor *reg;    /* [N, 4, H, W] offset x, offset y, log w, log h (in cells) */
+  nn_tensor *mask;   /* [N, 1, H, W] 1 at object centres */
+  int n_objects;
+} det_targets;
+/* boxes[i] for image i with counts[i] entries. Returns arena tensors. */
+bool det_build_targets(const det_config *cfg, int batch, const det_box *const *boxes, const int *counts, det_targets *t);
+/* Focal loss on the heatmap + L1 on offsets and sizes at centres; parts out (may be NULL). */
+nn_tensor *det_loss(nn_tensor *out, const det_targets *t, float *heat_loss, float *reg_loss);
+
+/* Boxes from the head output of one image (index b), in network-input pixels.
+ * Returns how many were written (at most max_out), best first. */
+int det_decode(const det_config *cfg, nn_tensor *out, int b, float threshold, float iou_threshold, int max_out,
+               det_box *boxes);
+
+/* Maps a frame of in_w x in_h into the square input. */
+det_letterbox det_letterbox_for(int in_w, int in_h, int size);
+/* Boxes from network-input pixels back to frame pixels (clipped to the frame). */
+void det_unletterbox(const det_letterbox *lb, det_box *b, int n);
+
+float det_iou(const det_box *a, const det_box *b);
+
+/* safetensors with metadata "architecture" = "e2e-centernet-v1" and "config" JSON. */
+bool det_save(detector *d, const char *path, const nn_kv *extra_meta, int n_extra);
+/* Loads and validates a model file into d (zeroed, or a detector to replace).
+ * On failure d is untouched and false is returned with nn_last_error(). */
+bool det_load(detector *d, const char *path);
+
+#endif

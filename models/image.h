@@ -1,0 +1,28 @@
+/* Images for training and evaluation: decoding (libjpeg, cairo for PNG),
+ * resizing, letterboxing into normalised network input. */
+#ifndef E2E_IMAGE_H
+#define E2E_IMAGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct {
+  int w, h;
+  uint8_t *rgb; /* w * h * 3, row-major */
+} e2e_image;
+
+/* JPEG or PNG by content. False with a message in nn_last_error(). */
+bool e2e_image_load(const char *path, e2e_image *out);
+void e2e_image_free(e2e_image *im);
+/* Bilinear resize of a packed RGB image. */
+void e2e_image_resize(const uint8_t *src, int sw, int sh, int sstride, uint8_t *dst, int dw, int dh);
+
+/* Network input normalisation shared by training and the elements. */
+#define E2E_PIXEL_MEAN 0.5f
+#define E2E_PIXEL_STD 0.25f
+/* Writes a planar float image (3 x size x size) from packed RGB, scaling by
+ * `scale`, placing at (pad_x, pad_y) and filling the rest with grey. */
+void e2e_letterbox_to_planar(const uint8_t *rgb, int w, int h, int stride, int size, float scale, float pad_x,
+                             float pad_y, float *dst);
+
+#endif

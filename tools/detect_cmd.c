@@ -1,0 +1,284 @@
+/* `e2e train detect` and `e2e eval detect`: the detector's training recipe and
+ * its COCO-style evaluation, on ../shared/data (train on the train split,
+ * report on the held-out one; the held-out split is never used to select). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../models/detect/dataset.h"
+#include "../models/detect/eval.h"
+#include "e2e.h"
+#include "plot.h"
+
+typedef struct {
+  const char *dataset, *cls, *out, *model, *data_root, *curve;
+  int input, width, batch, steps, threads, eval_every;
+  float lr, mosaic, threshold;
+  uint64_t seed;
+} det_args;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static const char *data_root(const det_args *a) {
+  if (a->data_root) return a->data_root;
+  const char *e = getenv("E2E_SHARED_DATA");
+  return e ? e : "../shared/data";
+}
+
+static bool load_split(const det_args *a, bool train, det_dataset *ds) {
+  char root[1024];
+  if (!strcmp(a->dataset, "coco128")) {
+    snprintf(root, sizeof root, "%s/detect/coco128", data_root(a));
+    return det_dataset_load_coco128(ds, root, train ? "train2017" : "val2017", strcmp(a->cls, "all") ? a->cls : NULL);
+  }
+  if (!strcmp(a->dataset, "raccoon")) {
+    snprintf(root, sizeof root, "%s/detect/raccoon", data_root(a));
+    return det_dataset_load_raccoon(ds, root, train ? "train" : "test");
+  }
+  nn_set_error("unknown dataset '%s' (coco128 or raccoon)", a->dataset);
+  return false;
+}
+
+static int parse(int argc, char **argv, det_args *a, bool train) {
+  *a = (det_args){.dataset = "coco128", .cls = "person", .input = 320, .width = 16, .batch = 16, .steps = 3000,
+                  .lr = 2e-3f, .mosaic = 0.5f, .threshold = 0.3f, .seed = 1};
+  for (int i = 0; i < argc; i++) {
+    const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!v) goto bad;
+    if (!strcmp(k, "--dataset")) a->dataset = v;
+    else if (!strcmp(k, "--class")) a->cls = v;
+    else if (!strcmp(k, "--out")) a->out = v;
+    else if (!strcmp(k, "--model")) a->model = v;
+    else if (!strcmp(k, "--data-root")) a->data_root = v;
+    else if (!strcmp(k, "--curve")) a->curve = v;
+    else if (!strcmp(k, "--input")) a->input = atoi(v);
+    else if (!strcmp(k, "--width")) a->width = atoi(v);
+    else if (!strcmp(k, "--batch")) a->batch = atoi(v);
+    else if (!strcmp(k, "--steps")) a->steps = atoi(v);
+    else if (!strcmp(k, "--threads")) a->threads = atoi(v);
+    else if (!strcmp(k, "--lr")) a->lr = strtof(v, NULL);
+    else if (!strcmp(k, "--mosaic")) a->mosaic = strtof(v, NULL);
+    else if (!strcmp(k, "--threshold")) a->threshold = strtof(v, NULL);
+    else if (!strcmp(k, "--seed")) a->seed = strtoull(v, NULL, 10);
+    else goto bad;
+    i++;
+  }
+  if (a->batch < 1 || a->batch > 256 || a->steps < 1 || !(a->lr > 0) || a->mosaic < 0 || a->mosaic > 1 ||
+      !(a->threshold > 0 && a->threshold < 1)) {
+    fprintf(stderr, "e2e: --batch 1..256, --steps >= 1, --lr > 0, --mosaic 0..1, --threshold in (0, 1)\n");
+    return 2;
+  }
+  if (!train && !a->model) {
+    fprintf(stderr, "e2e eval detect: --model FILE is required\n");
+    return 2;
+  }
+  return 0;
+bad:
+  fprintf(stderr,
+          "usage: e2e %s detect [--dataset coco128|raccoon] [--class person|all] [--data-root DIR]\n"
+          "       train: [--out FILE] [--input 320] [--width 16] [--batch 16] [--steps 3000] [--lr 2e-3]\n"
+          "              [--mosaic 0.5] [--threads N] [--seed S] [--curve PNG]\n"
+          "       eval:  --model FILE [--threshold 0.3] [--input N]\n",
+          train ? "train" : "eval");
+  return 2;
+}
+
+/* Runs the model over a dataset split and fills metrics. */
+static bool evaluate(detector *d, const det_dataset *ds, int input, float op_threshold, det_metrics *m, double *ms_per_img) {
+  det_eval_image *ev = calloc((size_t)ds->n, sizeof *ev);
+  det_box *preds = calloc((size_t)ds->n * 100, sizeof *preds);
+  float *buf = malloc((size_t)3 * input * input * 4);
+  if (!ev || !preds || !buf) return false;
+  double t0 = now_s();
+  nn_no_grad_begin();
+  for (int i = 0; i < ds->n; i++) {
+    const det_sample *s = &ds->s[i];
+    det_letterbox lb = det_letterbox_for(s->img.w, s->img.h, input);
+    e2e_letterbox_to_planar(s->img.rgb, s->img.w, s->img.h, s->img.w * 3, input, lb.scale, lb.pad_x, lb.pad_y, buf);
+    nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, input, input});
+    memcpy(nn_f32(x), buf, (size_t)3 * input * input * 4);
+    nn_tensor *out = det_forward(d, x, false);
+    int k = det_decode(&d->cfg, out, 0, 0.01f, 0.6f, 100, preds + (size_t)i * 100);
+    det_unletterbox(&lb, preds + (size_t)i * 100, k);
+    ev[i] = (det_eval_image){s->boxes, s->n, preds + (size_t)i * 100, k};
+    nn_arena_reset(nn_arena_current());
+  }
+  nn_no_grad_end();
+  *ms_per_img = (now_s() - t0) * 1e3 / (ds->n ? ds->n : 1);
+  det_evaluate(ev, ds->n, d->cfg.num_classes, op_threshold, m);
+  free(ev);
+  free(preds);
+  free(buf);
+  return true;
+}
+
+static void print_metrics(const detector *d, const det_metrics *m, const char *split, float thr) {
+  printf("%s: mAP@0.5 %.3f  mAP@[.5:.95] %.3f\n", split, m->map50, m->map5095);
+  for (int c = 0; c < d->cfg.num_classes; c++)
+    if (m->ap50[c] >= 0) printf("  %-16s AP50 %.3f  AP %.3f  (%d objects)\n", d->cfg.labels[c], m->ap50[c], m->ap5095[c], m->n_gt[c]);
+  printf("  at threshold %.2f: precision %.3f recall %.3f F1 %.3f (TP %d, FP %d, FN %d)\n", thr, m->precision,
+         m->recall, m->f1, m->tp, m->fp, m->fn);
+}
+
+int e2e_train_detect(int argc, char **argv) {
+  det_args a;
+  int rc = parse(argc, argv, &a, true);
+  if (rc) return rc;
+  nn_set_num_threads(a.threads);
+  det_dataset train;
+  if (!load_split(&a, true, &train)) {
+    fprintf(stderr, "e2e train detect: %s\n", nn_last_error());
+    return 1;
+  }
+  int n_obj = 0;
+  for (int i = 0; i < train.n; i++) n_obj += train.s[i].n;
+  det_config cfg = det_config_default(train.num_classes, a.input);
+  cfg.width = a.width;
+  for (int c = 0; c < train.num_classes; c++) snprintf(cfg.labels[c], DET_LABEL_LEN, "%s", train.labels[c]);
+  detector d;
+  if (!det_init(&d, &cfg, a.seed)) {
+    fprintf(stderr, "e2e train detect: %s\n", nn_last_error());
+    return 1;
+  }
+  char out_default[256];
+  snprintf(out_default, sizeof out_default, "%s-detector.safetensors", !strcmp(a.dataset, "raccoon") ? "raccoon" : a.cls);
+  const char *out = a.out ? a.out : out_default;
+  printf("training %s detector on %s (%d images, %d objects), input %d, %lld parameters, %d threads\n", a.cls,
+         a.dataset, train.n, n_obj, a.input, (long long)nn_params_numel(&d.p, true), nn_get_num_threads());
+  nn_optim *opt = nn_optim_new(&d.p, nn_optim_defaults(NN_ADAMW, a.lr));
+  opt->cfg.weight_decay = 5e-4f;
+  nn_lr_schedule sched = {.kind = NN_LR_COSINE, .base_lr = a.lr, .min_lr = a.lr * 0.02f,
+                          .warmup_steps = a.steps / 30 + 1, .total_steps = a.steps};
+  nn_rng rng;
+  nn_rng_seed(&rng, a.seed + 17);
+  size_t isz = (size_t)3 * a.input * a.input;
+  float *imgs = malloc(isz * (size_t)a.batch * 4);
+  det_box *boxes = malloc(sizeof(det_box) * 128 * (size_t)a.batch);
+  const det_box **bptr = malloc(sizeof *bptr * (size_t)a.batch);
+  int *counts = malloc(sizeof(int) * (size_t)a.batch);
+  double *cx = malloc(sizeof(double) * (size_t)a.steps), *cy = malloc(sizeof(double) * (size_t)a.steps);
+  double t0 = now_s(), smooth = 0, sh = 0, sr = 0;
+  for (int step = 0; step < a.steps; step++) {
+    for (int b = 0; b < a.batch; b++) {
+      int idx = (int)(nn_rng_u64(&rng) % (uint64_t)train.n);
+      bool mosaic = nn_rng_uniform(&rng) < a.mosaic;
+      counts[b] = det_augment(&train, idx, &rng, a.input, mosaic, imgs + isz * b, boxes + 128 * b, 128);
+      bptr[b] = boxes + 128 * b;
+    }
+    nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){a.batch, 3, a.input, a.input});
+    memcpy(nn_f32(x), imgs, isz * (size_t)a.batch * 4);
+    det_targets t;
+    float hl = 0, rl = 0;
+    opt->cfg.lr = nn_lr_at(&sched, step);
+    nn_optim_zero_grad(opt);
+    nn_tensor *loss = det_build_targets(&cfg, a.batch, bptr, counts, &t) ? det_loss(det_forward(&d, x, true), &t, &hl, &rl) : NULL;
+    if (!loss || !nn_backward(loss)) {
+      fprintf(stderr, "e2e train detect: step %d: %s\n", step, nn_last_error());
+      return 1;
+    }
+    nn_clip_grad_norm(&d.p, 10.0f);
+    nn_optim_step(opt);
+    float l = nn_item(loss);
+    nn_arena_reset(nn_arena_current());
+    if (!isfinite(l)) {
+      fprintf(stderr, "e2e train detect: loss became %g at step %d; stopping (try a lower --lr)\n", l, step);
+      return 1;
+    }
+    smooth = step ? 0.98 * smooth + 0.02 * l : l;
+    sh = step ? 0.98 * sh + 0.02 * hl : hl;
+    sr = step ? 0.98 * sr + 0.02 * rl : rl;
+    cx[step] = step;
+    cy[step] = l;
+    if ((step + 1) % 25 == 0 || step + 1 == a.steps) {
+      double el = now_s() - t0;
+      printf("step %5d/%d  loss %.4f (heatmap %.4f, box %.4f)  lr %.2e  %.1f img/s  ETA %.0fs\n", step + 1, a.steps,
+             smooth, sh, sr, opt->cfg.lr, (double)(step + 1) * a.batch / el, el / (step + 1) * (a.steps - step - 1));
+      fflush(stdout);
+    }
+    if ((step + 1) % 500 == 0 && step + 1 < a.steps) det_save(&d, out, NULL, 0); /* atomic checkpoint */
+  }
+  double train_s = now_s() - t0;
+  det_dataset held;
+  det_metrics m = {0};
+  double ms = 0;
+  bool have_eval = load_split(&a, false, &held) && evaluate(&d, &held, a.input, a.threshold, &m, &ms);
+  if (have_eval) print_metrics(&d, &m, !strcmp(a.dataset, "raccoon") ? "raccoon test" : "coco128 val2017", a.threshold);
+  char s_steps[32], s_batch[32], s_in[32], s_lr[32], s_time[32], s_map[160];
+  snprintf(s_steps, sizeof s_steps, "%d", a.steps);
+  snprintf(s_batch, sizeof s_batch, "%d", a.batch);
+  snprintf(s_in, sizeof s_in, "%d", a.input);
+  snprintf(s_lr, sizeof s_lr, "%g", a.lr);
+  snprintf(s_time, sizeof s_time, "%.0f", train_s);
+  snprintf(s_map, sizeof s_map, "{\"split\": \"%s\", \"map50\": %.4f, \"map50_95\": %.4f}",
+           !strcmp(a.dataset, "raccoon") ? "raccoon test" : "coco128 val2017", m.map50, m.map5095);
+  char recipe[512];
+  snprintf(recipe, sizeof recipe,
+           "e2e train detect --dataset %s --class %s --input %d --width %d --batch %d --steps %d --lr %g --mosaic %g --seed %llu",
+           a.dataset, a.cls, a.input, a.width, a.batch, a.steps, a.lr, a.mosaic, (unsigned long long)a.seed);
+  nn_kv meta[] = {{"dataset", !strcmp(a.dataset, "raccoon") ? "raccoon train_labels.csv" : "coco128 train2017"},
+                  {"recipe", recipe}, {"steps", s_steps}, {"batch", s_batch}, {"input_size", s_in}, {"lr", s_lr},
+                  {"train_seconds", s_time},
+                  {"augmentation", "scale 0.6-1.5, aspect 0.8-1.25, translate, flip, colour jitter, mosaic"},
+                  {"optimizer", "adamw wd 5e-4, cosine with warm-up, grad clip 10"},
+                  {"metrics", have_eval ? s_map : "{}"}};
+  if (!det_save(&d, out, meta, sizeof meta / sizeof meta[0])) {
+    fprintf(stderr, "e2e train detect: %s\n", nn_last_error());
+    return 1;
+  }
+  printf("saved %s (trained %.0fs)\n", out, train_s);
+  char curve[1024];
+  snprintf(curve, sizeof curve, "%s", a.curve ? a.curve : out);
+  if (!a.curve) {
+    char *dot = strrchr(curve, '.');
+    if (dot) strcpy(dot, "-loss.png");
+  }
+  plot_series ps = {.label = "loss per step", .x = cx, .y = cy, .n = a.steps};
+  plot_spec spec = {.title = "e2e detector training loss", .xlabel = "step", .ylabel = "focal + box L1", .log_y = true};
+  if (plot_lines_png(curve, &spec, &ps, 1)) printf("loss curve: %s\n", curve);
+  if (have_eval) det_dataset_free(&held);
+  det_dataset_free(&train);
+  nn_optim_free(opt);
+  det_free(&d);
+  free(imgs);
+  free(boxes);
+  free(bptr);
+  free(counts);
+  free(cx);
+  free(cy);
+  return 0;
+}
+
+int e2e_eval_detect(int argc, char **argv) {
+  det_args a;
+  int rc = parse(argc, argv, &a, false);
+  if (rc) return rc;
+  nn_set_num_threads(a.threads);
+  detector d = {0};
+  if (!det_load(&d, a.model)) {
+    fprintf(stderr, "e2e eval detect: %s\n", nn_last_error());
+    return 1;
+  }
+  det_dataset held;
+  if (!load_split(&a, false, &held)) {
+    fprintf(stderr, "e2e eval detect: %s\n", nn_last_error());
+    return 1;
+  }
+  int input = d.cfg.input_size;
+  for (int i = 0; i < argc - 1; i++)
+    if (!strcmp(argv[i], "--input")) input = atoi(argv[i + 1]);
+  det_metrics m;
+  double ms;
+  evaluate(&d, &held, input, a.threshold, &m, &ms);
+  print_metrics(&d, &m, !strcmp(a.dataset, "raccoon") ? "raccoon test" : "coco128 val2017", a.threshold);
+  printf("  %.1f ms per image at input %d on %d threads\n", ms, input, nn_get_num_threads());
+  det_dataset_free(&held);
+  det_free(&d);
+  return 0;
+}
