@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "nncore/nncore.h"
+#include "../models/detect/detector.h"
 
 #define SH(...) (int64_t[]){__VA_ARGS__}
 
@@ -113,6 +114,15 @@ static void run_lstm(void *p) {
   nn_arena_reset(nn_arena_current());
 }
 
+typedef struct { detector d; nn_tensor *x; } det_ctx;
+static void run_detect(void *p) {
+  det_ctx *c = p;
+  nn_no_grad_begin();
+  det_forward(&c->d, c->x, false);
+  nn_no_grad_end();
+  nn_arena_reset(nn_arena_current());
+}
+
 /* --------------------------------------------------------------- peak */
 
 /* 12 independent FMA chains per core keep both FMA pipes busy. */
@@ -212,6 +222,21 @@ int main(int argc, char **argv) {
     nn_fill_normal_(c.x, &r, 0, 1);
     REPORT("lstm_256_fwd_bwd", time_case(run_lstm, &c), 3.0 * 2 * 8 * 1024 * 512 * 100 / 1e9);
     nn_params_free(&c.p);
+    nn_tensor_free(c.x);
+  }
+  if (WANT("detect_320_fwd")) {
+    /* the shipped detector's network (e2edetect's default): inference on one 320x320 frame */
+    det_ctx c;
+    det_config cfg = det_config_default(1, 320);
+    det_init(&c.d, &cfg, 1);
+    c.x = nn_tensor_new(NN_F32, 4, SH(1, 3, 320, 320));
+    nn_fill_normal_(c.x, &r, 0, 1);
+    /* MACs of the convolutions (see models/detect/detector.c) */
+    double macs = 160.0 * 160 * 16 * 27 + 80.0 * 80 * 32 * 144 + 80.0 * 80 * 32 * 288 + 40.0 * 40 * 64 * 288 +
+                  40.0 * 40 * 64 * 576 + 20.0 * 20 * 128 * 576 + 20.0 * 20 * 128 * 1152 + 40.0 * 40 * 128 * 64 +
+                  40.0 * 40 * 64 * 1152 + 40.0 * 40 * 5 * 64;
+    REPORT("detect_320_fwd", time_case(run_detect, &c), macs * 2 / 1e9);
+    det_free(&c.d);
     nn_tensor_free(c.x);
   }
   return 0;

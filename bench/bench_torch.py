@@ -81,6 +81,36 @@ def main():
             lstm(x)[0].sum().backward()
 
         report("lstm_256_fwd_bwd", time_case(step), 3.0 * 2 * 8 * 1024 * 512 * 100 / 1e9)
+    if want("detect_320_fwd"):
+        w = 16
+
+        def cbr(i, o, s):
+            return [nn.Conv2d(i, o, 3, s, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
+
+        class Det(nn.Module):
+            """The same network as models/detect/detector.c."""
+
+            def __init__(self):
+                super().__init__()
+                self.low = nn.Sequential(*cbr(3, w, 2), *cbr(w, 2 * w, 2), *cbr(2 * w, 2 * w, 1),
+                                         *cbr(2 * w, 4 * w, 2), *cbr(4 * w, 4 * w, 1))
+                self.high = nn.Sequential(*cbr(4 * w, 8 * w, 2), *cbr(8 * w, 8 * w, 1))
+                self.lateral = nn.Conv2d(4 * w, 8 * w, 1)
+                self.fuse = nn.Sequential(*cbr(8 * w, 4 * w, 1))
+                self.head = nn.Conv2d(4 * w, 5, 1)
+
+            def forward(self, x):
+                c4 = self.low(x)
+                h = self.high(c4)
+                f = F.interpolate(h, size=c4.shape[2:], mode="nearest") + self.lateral(c4)
+                return self.head(self.fuse(f))
+
+        m = Det().eval()
+        x = torch.randn(1, 3, 320, 320)
+        macs = (160 * 160 * 16 * 27 + 80 * 80 * 32 * 144 + 80 * 80 * 32 * 288 + 40 * 40 * 64 * 288 + 40 * 40 * 64 * 576
+                + 20 * 20 * 128 * 576 + 20 * 20 * 128 * 1152 + 40 * 40 * 128 * 64 + 40 * 40 * 64 * 1152 + 40 * 40 * 5 * 64)
+        with torch.no_grad():
+            report("detect_320_fwd", time_case(lambda: m(x)), macs * 2 / 1e9)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@
 #include "plot.h"
 
 typedef struct {
-  const char *dataset, *cls, *out, *model, *data_root, *curve;
+  const char *dataset, *cls, *out, *model, *data_root, *curve, *init;
   int input, width, batch, steps, threads, eval_every;
   float lr, mosaic, threshold;
   uint64_t seed;
@@ -58,6 +58,7 @@ static int parse(int argc, char **argv, det_args *a, bool train) {
     else if (!strcmp(k, "--model")) a->model = v;
     else if (!strcmp(k, "--data-root")) a->data_root = v;
     else if (!strcmp(k, "--curve")) a->curve = v;
+    else if (!strcmp(k, "--init")) a->init = v;
     else if (!strcmp(k, "--input")) a->input = atoi(v);
     else if (!strcmp(k, "--width")) a->width = atoi(v);
     else if (!strcmp(k, "--batch")) a->batch = atoi(v);
@@ -84,7 +85,7 @@ bad:
   fprintf(stderr,
           "usage: e2e %s detect [--dataset coco128|raccoon] [--class person|all] [--data-root DIR]\n"
           "       train: [--out FILE] [--input 320] [--width 16] [--batch 16] [--steps 3000] [--lr 2e-3]\n"
-          "              [--mosaic 0.5] [--threads N] [--seed S] [--curve PNG]\n"
+          "              [--mosaic 0.5] [--threads N] [--seed S] [--curve PNG] [--init FILE (continue from weights)]\n"
           "       eval:  --model FILE [--threshold 0.3] [--input N]\n",
           train ? "train" : "eval");
   return 2;
@@ -142,8 +143,20 @@ int e2e_train_detect(int argc, char **argv) {
   det_config cfg = det_config_default(train.num_classes, a.input);
   cfg.width = a.width;
   for (int c = 0; c < train.num_classes; c++) snprintf(cfg.labels[c], DET_LABEL_LEN, "%s", train.labels[c]);
-  detector d;
-  if (!det_init(&d, &cfg, a.seed)) {
+  detector d = {0};
+  if (a.init) {
+    /* continue from earlier weights (a later stage of a recipe); the config comes from the file */
+    if (!det_load(&d, a.init)) {
+      fprintf(stderr, "e2e train detect: --init: %s\n", nn_last_error());
+      return 1;
+    }
+    if (d.cfg.num_classes != train.num_classes) {
+      fprintf(stderr, "e2e train detect: --init model has %d classes, the data %d\n", d.cfg.num_classes, train.num_classes);
+      return 1;
+    }
+    cfg = d.cfg;
+    a.input = cfg.input_size;
+  } else if (!det_init(&d, &cfg, a.seed)) {
     fprintf(stderr, "e2e train detect: %s\n", nn_last_error());
     return 1;
   }
@@ -220,8 +233,9 @@ int e2e_train_detect(int argc, char **argv) {
            !strcmp(a.dataset, "raccoon") ? "raccoon test" : "coco128 val2017", m.map50, m.map5095);
   char recipe[512];
   snprintf(recipe, sizeof recipe,
-           "e2e train detect --dataset %s --class %s --input %d --width %d --batch %d --steps %d --lr %g --mosaic %g --seed %llu",
-           a.dataset, a.cls, a.input, a.width, a.batch, a.steps, a.lr, a.mosaic, (unsigned long long)a.seed);
+           "e2e train detect --dataset %s --class %s --input %d --width %d --batch %d --steps %d --lr %g --mosaic %g --seed %llu%s%s",
+           a.dataset, a.cls, a.input, cfg.width, a.batch, a.steps, a.lr, a.mosaic, (unsigned long long)a.seed,
+           a.init ? " --init " : "", a.init ? a.init : "");
   nn_kv meta[] = {{"dataset", !strcmp(a.dataset, "raccoon") ? "raccoon train_labels.csv" : "coco128 train2017"},
                   {"recipe", recipe}, {"steps", s_steps}, {"batch", s_batch}, {"input_size", s_in}, {"lr", s_lr},
                   {"train_seconds", s_time},

@@ -18,7 +18,7 @@ for path in sys.argv[1:]:
     for line in lines:
         t = json.loads(line)
         label = f"{path.split('/')[0]}:{t['name']}"
-        m = re.findall(r"^(\d+) passed, (\d+) failed$", t.get("stdout", ""), re.M)
+        m = re.findall(r"^(\d+) passed, (\d+) failed(?:, \d+ skipped)?$", t.get("stdout", ""), re.M)
         if m:
             p, f = map(int, m[-1])
             total_pass += p
