@@ -133,6 +133,7 @@ int e2e_train_detect(int argc, char **argv) {
   int rc = parse(argc, argv, &a, true);
   if (rc) return rc;
   nn_set_num_threads(a.threads);
+  if (!strcmp(a.dataset, "raccoon")) a.cls = "raccoon"; /* its only class */
   det_dataset train;
   if (!load_split(&a, true, &train)) {
     fprintf(stderr, "e2e train detect: %s\n", nn_last_error());
