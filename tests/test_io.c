@@ -147,7 +147,7 @@ TEST(io_refuses_wrong_sizes_dtypes_and_layouts) {
   expect_refused(b, "invalid size", "negative dim");
   free(b.b);
   b = raw_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1099511627776, 1099511627776], \"data_offsets\": [0, 8]}}", 8);
-  expect_refused(b, "", "overflowing shape");
+  expect_refused(b, "impossibly large", "overflowing shape");
   free(b.b);
   /* well-formed file whose tensors do not fit the model */
   b = raw_file("{\"layer.weight\": {\"dtype\": \"F32\", \"shape\": [4, 3], \"data_offsets\": [0, 48]},"

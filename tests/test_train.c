@@ -353,6 +353,17 @@ TEST(checkpoint_save_load_gives_identical_outputs_and_training) {
   bool same = true;
   for (int i = 0; i < a.p.n; i++) same &= memcmp(nn_data(a.p.t[i]), nn_data(b.p.t[i]), nn_numel(a.p.t[i]) * 4) == 0;
   CHECK(same, "training continues identically after a reload");
+  /* a checkpoint refused for its optimizer part must not have touched the model */
+  ckpt_model c;
+  ckpt_model_init(&c, 7);
+  nn_optim *sgd = nn_optim_new(&c.p, nn_optim_defaults(NN_SGD, 0.1f));
+  nn_tensor *before = nn_tensor_persist(c.c.weight);
+  CHECK(!nn_checkpoint_load(path, &c.p, sgd) && strstr(nn_last_error(), "optimizer"), "optimizer mismatch refused");
+  CHECK(memcmp(nn_f32(before), nn_f32(c.c.weight), nn_numel(before) * 4) == 0, "refused checkpoint changed the model");
+  nn_tensor_free(before);
+  nn_optim_free(sgd);
+  nn_optim_free(c.opt);
+  nn_params_free(&c.p);
   nn_st_file *f = nn_st_open(path);
   CHECK(f && nn_st_meta(f, "architecture") && strcmp(nn_st_meta(f, "architecture"), "test-cnn") == 0, "metadata");
   CHECK(f && nn_st_meta(f, "step") && strcmp(nn_st_meta(f, "step"), "5") == 0, "step metadata");

@@ -165,15 +165,18 @@ static bool parse_entry(nn_st_file *f, const char *name, JsonNode *node, st_entr
   return e->name != NULL;
 }
 
-nn_st_file *nn_st_open_memory(const void *data, size_t size, const char *what) {
+/* Parses and validates `bytes`, which the returned file owns (freed on failure too). */
+static nn_st_file *st_parse(uint8_t *bytes, size_t size, const char *what) {
   nn_st_file *f = calloc(1, sizeof *f);
-  if (!f) return NULL;
+  if (!f) {
+    free(bytes);
+    return NULL;
+  }
   f->what = strdup(what ? what : "safetensors");
-  f->bytes = malloc(size ? size : 1);
+  f->bytes = bytes;
   JsonParser *parser = NULL;
   st_entry **sorted = NULL;
   if (!f->what || !f->bytes) ST_FAIL("out of memory");
-  memcpy(f->bytes, data, size);
   f->size = size;
   if (size < 8) ST_FAIL("file is %zu bytes, too short for a safetensors header", size);
   uint64_t hlen = 0;
@@ -262,6 +265,12 @@ fail:
   return NULL;
 }
 
+nn_st_file *nn_st_open_memory(const void *data, size_t size, const char *what) {
+  uint8_t *copy = malloc(size ? size : 1);
+  if (copy) memcpy(copy, data, size);
+  return st_parse(copy, size, what);
+}
+
 nn_st_file *nn_st_open(const char *path) {
   FILE *fp = fopen(path, "rb");
   if (!fp) {
@@ -288,9 +297,7 @@ nn_st_file *nn_st_open(const char *path) {
     nn_set_error("%s: short read", path);
     return NULL;
   }
-  nn_st_file *f = nn_st_open_memory(buf, size, path);
-  free(buf);
-  return f;
+  return st_parse(buf, size, path);
 }
 
 int nn_st_count(const nn_st_file *f) { return f->n; }
@@ -317,39 +324,38 @@ nn_tensor *nn_st_get(const nn_st_file *f, const char *name) {
   return nn_tensor_from_data(e->dtype, e->ndim, e->shape, f->data + e->begin);
 }
 
-bool nn_st_load_params(const nn_st_file *f, nn_params *p, const char *prefix, bool strict) {
+/* Checks (copy = false) or copies (copy = true) every tensor of p from the file. */
+static bool load_params(const nn_st_file *f, nn_params *p, const char *prefix, bool strict, bool copy) {
   size_t plen = prefix ? strlen(prefix) : 0;
   char name[512];
-  /* check everything first so a refused file leaves the model untouched */
-  for (int pass = 0; pass < 2; pass++)
-    for (int i = 0; i < p->n; i++) {
-      snprintf(name, sizeof name, "%s%s", prefix ? prefix : "", p->names[i]);
-      const st_entry *e = find(f, name);
-      nn_tensor *t = p->t[i];
-      if (pass == 0) {
-        if (!e) {
-          nn_set_error("%s: missing tensor '%s'", f->what, name);
-          return false;
-        }
-        if (e->dtype != t->dtype) {
-          nn_set_error("%s: tensor '%s' is %s, expected %s", f->what, name, st_dtype_name(e->dtype), st_dtype_name(t->dtype));
-          return false;
-        }
-        bool same = e->ndim == t->ndim;
-        for (int d = 0; same && d < t->ndim; d++) same = e->shape[d] == t->shape[d];
-        if (!same) {
-          char s1[96], s2[96];
-          nn_tensor tmp = {.ndim = e->ndim};
-          for (int d = 0; d < e->ndim; d++) tmp.shape[d] = e->shape[d];
-          nn_set_error("%s: tensor '%s' has shape %s, the model expects %s", f->what, name,
-                       nn_shape_str(&tmp, s1, sizeof s1), nn_shape_str(t, s2, sizeof s2));
-          return false;
-        }
-      } else {
-        memcpy(nn_data(t), f->data + e->begin, e->end - e->begin);
-      }
+  for (int i = 0; i < p->n; i++) {
+    snprintf(name, sizeof name, "%s%s", prefix ? prefix : "", p->names[i]);
+    const st_entry *e = find(f, name);
+    nn_tensor *t = p->t[i];
+    if (copy) {
+      memcpy(nn_data(t), f->data + e->begin, e->end - e->begin);
+      continue;
     }
-  if (strict)
+    if (!e) {
+      nn_set_error("%s: missing tensor '%s'", f->what, name);
+      return false;
+    }
+    if (e->dtype != t->dtype) {
+      nn_set_error("%s: tensor '%s' is %s, expected %s", f->what, name, st_dtype_name(e->dtype), st_dtype_name(t->dtype));
+      return false;
+    }
+    bool same = e->ndim == t->ndim;
+    for (int d = 0; same && d < t->ndim; d++) same = e->shape[d] == t->shape[d];
+    if (!same) {
+      char s1[96], s2[96];
+      nn_tensor tmp = {.ndim = e->ndim};
+      for (int d = 0; d < e->ndim; d++) tmp.shape[d] = e->shape[d];
+      nn_set_error("%s: tensor '%s' has shape %s, the model expects %s", f->what, name,
+                   nn_shape_str(&tmp, s1, sizeof s1), nn_shape_str(t, s2, sizeof s2));
+      return false;
+    }
+  }
+  if (strict && !copy)
     for (int i = 0; i < f->n; i++) {
       if (plen && strncmp(f->e[i].name, prefix, plen) != 0) continue;
       if (!nn_params_find(p, f->e[i].name + plen)) {
@@ -358,6 +364,11 @@ bool nn_st_load_params(const nn_st_file *f, nn_params *p, const char *prefix, bo
       }
     }
   return true;
+}
+
+bool nn_st_load_params(const nn_st_file *f, nn_params *p, const char *prefix, bool strict) {
+  /* check everything first so a refused file leaves the model untouched */
+  return load_params(f, p, prefix, strict, false) && load_params(f, p, prefix, strict, true);
 }
 
 /* ----------------------------------------------------------------- writing */
@@ -512,16 +523,22 @@ bool nn_checkpoint_save(const char *path, const nn_params *model, const nn_optim
 bool nn_checkpoint_load(const char *path, nn_params *model, nn_optim *opt) {
   nn_st_file *f = nn_st_open(path);
   if (!f) return false;
-  bool ok = nn_st_load_params(f, model, "model.", true);
-  if (ok && opt) {
+  bool ok = true;
+  if (opt) {
     const char *kind = nn_st_meta(f, "optimizer");
     if (!kind || strcmp(kind, nn_optim_kind_name(opt->cfg.kind)) != 0) {
       nn_set_error("%s: checkpoint optimizer is '%s', not '%s'", path, kind ? kind : "none", nn_optim_kind_name(opt->cfg.kind));
       ok = false;
-    } else {
-      ok = nn_st_load_params(f, &opt->state, "optim.", true);
+    }
+  }
+  /* model and optimizer state are both checked before either is overwritten */
+  ok = ok && load_params(f, model, "model.", true, false) && (!opt || load_params(f, &opt->state, "optim.", true, false));
+  if (ok) {
+    load_params(f, model, "model.", true, true);
+    if (opt) {
+      load_params(f, &opt->state, "optim.", true, true);
       const char *st = nn_st_meta(f, "step");
-      if (ok && st) opt->step = strtoll(st, NULL, 10);
+      if (st) opt->step = strtoll(st, NULL, 10);
     }
   }
   nn_st_close(f);
