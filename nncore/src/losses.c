@@ -190,7 +190,7 @@ static inline double lse2(double a, double b) {
 
 typedef struct {
   const float *lp;      /* [T, N, C] */
-  nn_tensor *targets;   /* [N, S] */
+  const int64_t *labels; /* [N, S], resolved once from the targets tensor */
   const int64_t *il, *tl;
   int64_t T, N, C, S;
   int blank;
@@ -207,7 +207,7 @@ static void ctc_samples(void *p, int64_t n0, int64_t n1) {
     int64_t Tn = c->il[n], Sn = c->tl[n], L = 2 * Sn + 1;
     double *la = c->work + n * (2 * c->T * Lmax + c->C), *lb = la + c->T * Lmax, *lcab = lb + c->T * Lmax;
 #define LP(t, k) ((double)c->lp[((t) * c->N + n) * c->C + (k)])
-#define LAB(s) ((s) % 2 == 0 ? (int64_t)c->blank : nn_index_at(c->targets, n * c->S + (s) / 2))
+#define LAB(s) ((s) % 2 == 0 ? (int64_t)c->blank : c->labels[n * c->S + (s) / 2])
     for (int64_t i = 0; i < c->T * Lmax; i++) la[i] = lb[i] = -INFINITY;
     double logp = -INFINITY;
     if (Tn > 0) {
@@ -268,22 +268,25 @@ nn_tensor *nn_ctc_loss(nn_tensor *log_probs, nn_tensor *targets, const int64_t *
     NN_FAIL("ctc_loss: targets must be an integer [N, S] tensor");
   if (blank < 0 || blank >= C) NN_FAIL("ctc_loss: blank %d outside [0, %lld)", blank, (long long)C);
   int64_t S = targets->shape[1];
+  /* the recursions look labels up O(T * S) times: resolve dtype and strides once */
+  int64_t *labels = nn_arena_alloc(nn_arena_current(), (size_t)(N * S > 0 ? N * S : 1) * sizeof *labels);
+  if (!labels) return NULL;
+  for (int64_t i = 0; i < N * S; i++) labels[i] = nn_index_at(targets, i);
   for (int64_t n = 0; n < N; n++) {
     if (il[n] < 0 || il[n] > T) NN_FAIL("ctc_loss: input length %lld of sample %lld outside [0, %lld]", (long long)il[n], (long long)n, (long long)T);
     if (tl[n] < 0 || tl[n] > S) NN_FAIL("ctc_loss: target length %lld of sample %lld outside [0, %lld]", (long long)tl[n], (long long)n, (long long)S);
     for (int64_t s = 0; s < tl[n]; s++) {
-      int64_t v = nn_index_at(targets, n * S + s);
+      int64_t v = labels[n * S + s];
       if (v < 0 || v >= C || v == blank) NN_FAIL("ctc_loss: target label %lld of sample %lld invalid (blank or out of range)", (long long)v, (long long)n);
     }
   }
-  nn_tensor *tc = nn_is_contiguous(targets) ? targets : nn_contiguous(nn_detach(targets));
   const float *lp = nn_dense_f32(log_probs);
   int64_t Lmax = 2 * S + 1;
   bool want_grad = log_probs->requires_grad && nn_grad_enabled();
   nn_tensor *grad = want_grad ? nn_empty(NN_F32, 3, log_probs->shape) : NULL;
   double *work = nn_arena_alloc(nn_arena_current(), (size_t)(N * (2 * T * Lmax + C) + N) * sizeof(double));
-  if (!tc || !lp || !work || (want_grad && !grad)) return NULL;
-  ctc_ctx c = {.lp = lp, .targets = tc, .il = il, .tl = tl, .T = T, .N = N, .C = C, .S = S, .blank = blank,
+  if (!lp || !work || (want_grad && !grad)) return NULL;
+  ctc_ctx c = {.lp = lp, .labels = labels, .il = il, .tl = tl, .T = T, .N = N, .C = C, .S = S, .blank = blank,
                .want_grad = want_grad, .zero_inf = zero_infinity, .mean = mean,
                .nll = work + N * (2 * T * Lmax + C), .grad = grad ? nn_f32(grad) : NULL, .work = work};
   nn_parallel_for(N, 1, ctc_samples, &c);
