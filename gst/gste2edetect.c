@@ -316,7 +316,6 @@ static gboolean stop(GstBaseTransform *trans) {
   if (self->conv) gst_video_converter_free(self->conv);
   self->conv = NULL;
   g_clear_pointer(&self->rgb, g_free);
-  g_clear_pointer(&self->input, g_free);
   nn_arena_free(self->arena);
   self->arena = NULL;
   return TRUE;
@@ -340,9 +339,7 @@ static gboolean setup_converter(GstE2eDetect *self, GstVideoInfo *in, int size) 
   self->conv = gst_video_converter_new(in, &out, cfg);
   if (!self->conv) return FALSE;
   g_free(self->rgb);
-  g_free(self->input);
   self->rgb = g_malloc((gsize)GST_VIDEO_INFO_SIZE(&out));
-  self->input = g_malloc((gsize)3 * size * size * sizeof(float));
   self->conv_w = nw;
   self->conv_h = nh;
   self->conv_size = size;
@@ -370,14 +367,15 @@ static gboolean set_info(GstVideoFilter *filter, GstCaps *incaps, GstVideoInfo *
 
 /* ---------------------------------------------------------------- frames */
 
-static void letterbox_input(GstE2eDetect *self, const guint8 *rgb, int stride) {
+/* Writes the planar, normalised, letterboxed network input into dst. */
+static void letterbox_input(GstE2eDetect *self, const guint8 *rgb, int stride, float *dst) {
   int size = self->conv_size, nw = self->conv_w, nh = self->conv_h;
   int ox = (int)self->lb.pad_x, oy = (int)self->lb.pad_y;
   float grey = (0.5f - E2E_PIXEL_MEAN) / E2E_PIXEL_STD;
   float k = 1.0f / (255.0f * E2E_PIXEL_STD), off = -E2E_PIXEL_MEAN / E2E_PIXEL_STD;
   size_t plane = (size_t)size * size;
   for (int c = 0; c < 3; c++) {
-    float *p = self->input + c * plane;
+    float *p = dst + c * plane;
     for (int y = 0; y < size; y++) {
       float *row = p + (size_t)y * size;
       int sy = y - oy;
@@ -476,15 +474,15 @@ static void run_inference(GstE2eDetect *self, GstVideoFrame *frame, float thresh
     gst_buffer_unref(rb);
     return;
   }
-  gst_video_converter_frame(self->conv, frame, &rgbf);
-  letterbox_input(self, GST_VIDEO_FRAME_PLANE_DATA(&rgbf, 0), GST_VIDEO_FRAME_PLANE_STRIDE(&rgbf, 0));
-  gst_video_frame_unmap(&rgbf);
-  gst_buffer_unref(rb);
-
   int size = self->conv_size;
   nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, size, size});
+  if (x) {
+    gst_video_converter_frame(self->conv, frame, &rgbf);
+    letterbox_input(self, GST_VIDEO_FRAME_PLANE_DATA(&rgbf, 0), GST_VIDEO_FRAME_PLANE_STRIDE(&rgbf, 0), nn_f32(x));
+  }
+  gst_video_frame_unmap(&rgbf);
+  gst_buffer_unref(rb);
   if (!x) return;
-  memcpy(nn_f32(x), self->input, (size_t)3 * size * size * sizeof(float));
   nn_no_grad_begin();
   nn_tensor *out = det_forward(self->model, x, false);
   nn_no_grad_end();

@@ -35,7 +35,6 @@ struct _GstE2eDetect {
   GstVideoConverter *conv;
   gint conv_w, conv_h, conv_size;
   guint8 *rgb;
-  float *input;
   det_letterbox lb;
   det_box last[E2E_DETECT_MAX_OBJECTS];
   gint n_last;

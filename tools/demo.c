@@ -76,12 +76,6 @@ static nn_tensor *net_forward(shapes_net *m, nn_tensor *x, bool train) {
   return nn_linear_forward(&m->fc, h);
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static double evaluate(shapes_net *m, const float *imgs, const int64_t *labels, int n, int *per_class_ok, int *per_class_n) {
   int correct = 0;
   nn_no_grad_begin();
@@ -148,7 +142,7 @@ int e2e_demo(int argc, char **argv) {
   printf("model: %lld parameters\n", (long long)nn_params_numel(&m.p, true));
   printf("%8s %10s %8s %10s %8s\n", "step", "loss", "lr", "img/s", "ETA");
   double *curve_x = malloc((size_t)steps * sizeof(double)), *curve_y = malloc((size_t)steps * sizeof(double));
-  double t0 = now_s(), smooth = 0;
+  double t0 = e2e_now_s(), smooth = 0;
   for (int step = 0; step < steps; step++) {
     for (int i = 0; i < batch; i++) yb[i] = draw_shape(&data_rng, xb + i * isz);
     nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){batch, 3, IMG, IMG});
@@ -170,12 +164,12 @@ int e2e_demo(int argc, char **argv) {
     curve_y[step] = l;
     nn_arena_reset(nn_arena_current());
     if ((step + 1) % (steps / 12 > 0 ? steps / 12 : 1) == 0 || step == steps - 1) {
-      double el = now_s() - t0, ips = (double)(step + 1) * batch / el;
+      double el = e2e_now_s() - t0, ips = (double)(step + 1) * batch / el;
       printf("%8d %10.4f %8.5f %10.0f %7.0fs\n", step + 1, smooth, opt->cfg.lr, ips, el / (step + 1) * (steps - step - 1));
       fflush(stdout);
     }
   }
-  double train_s = now_s() - t0;
+  double train_s = e2e_now_s() - t0;
   int ok[NCLASS] = {0}, cnt[NCLASS] = {0};
   double acc = evaluate(&m, test, test_l, NTEST, ok, cnt);
   printf("\ntrained in %.1fs; accuracy on %d unseen images: %.1f%%\n", train_s, NTEST, 100 * acc);

@@ -20,12 +20,6 @@ typedef struct {
   uint64_t seed;
 } det_args;
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static const char *data_root(const det_args *a) {
   if (a->data_root) return a->data_root;
   const char *e = getenv("E2E_SHARED_DATA");
@@ -95,16 +89,14 @@ bad:
 static bool evaluate(detector *d, const det_dataset *ds, int input, float op_threshold, det_metrics *m, double *ms_per_img) {
   det_eval_image *ev = calloc((size_t)ds->n, sizeof *ev);
   det_box *preds = calloc((size_t)ds->n * 100, sizeof *preds);
-  float *buf = malloc((size_t)3 * input * input * 4);
-  if (!ev || !preds || !buf) return false;
-  double t0 = now_s();
+  if (!ev || !preds) return false;
+  double t0 = e2e_now_s();
   nn_no_grad_begin();
   for (int i = 0; i < ds->n; i++) {
     const det_sample *s = &ds->s[i];
     det_letterbox lb = det_letterbox_for(s->img.w, s->img.h, input);
-    e2e_letterbox_to_planar(s->img.rgb, s->img.w, s->img.h, s->img.w * 3, input, lb.scale, lb.pad_x, lb.pad_y, buf);
     nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, input, input});
-    memcpy(nn_f32(x), buf, (size_t)3 * input * input * 4);
+    e2e_letterbox_to_planar(s->img.rgb, s->img.w, s->img.h, s->img.w * 3, input, lb.scale, lb.pad_x, lb.pad_y, nn_f32(x));
     nn_tensor *out = det_forward(d, x, false);
     int k = det_decode(&d->cfg, out, 0, 0.01f, 0.6f, 100, preds + (size_t)i * 100);
     det_unletterbox(&lb, preds + (size_t)i * 100, k);
@@ -112,11 +104,10 @@ static bool evaluate(detector *d, const det_dataset *ds, int input, float op_thr
     nn_arena_reset(nn_arena_current());
   }
   nn_no_grad_end();
-  *ms_per_img = (now_s() - t0) * 1e3 / (ds->n ? ds->n : 1);
+  *ms_per_img = (e2e_now_s() - t0) * 1e3 / (ds->n ? ds->n : 1);
   det_evaluate(ev, ds->n, d->cfg.num_classes, op_threshold, m);
   free(ev);
   free(preds);
-  free(buf);
   return true;
 }
 
@@ -173,21 +164,19 @@ int e2e_train_detect(int argc, char **argv) {
   nn_rng rng;
   nn_rng_seed(&rng, a.seed + 17);
   size_t isz = (size_t)3 * a.input * a.input;
-  float *imgs = malloc(isz * (size_t)a.batch * 4);
   det_box *boxes = malloc(sizeof(det_box) * 128 * (size_t)a.batch);
   const det_box **bptr = malloc(sizeof *bptr * (size_t)a.batch);
   int *counts = malloc(sizeof(int) * (size_t)a.batch);
   double *cx = malloc(sizeof(double) * (size_t)a.steps), *cy = malloc(sizeof(double) * (size_t)a.steps);
-  double t0 = now_s(), smooth = 0, sh = 0, sr = 0;
+  double t0 = e2e_now_s(), smooth = 0, sh = 0, sr = 0;
   for (int step = 0; step < a.steps; step++) {
+    nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){a.batch, 3, a.input, a.input});
     for (int b = 0; b < a.batch; b++) {
       int idx = (int)(nn_rng_u64(&rng) % (uint64_t)train.n);
       bool mosaic = nn_rng_uniform(&rng) < a.mosaic;
-      counts[b] = det_augment(&train, idx, &rng, a.input, mosaic, imgs + isz * b, boxes + 128 * b, 128);
+      counts[b] = det_augment(&train, idx, &rng, a.input, mosaic, nn_f32(x) + isz * b, boxes + 128 * b, 128);
       bptr[b] = boxes + 128 * b;
     }
-    nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){a.batch, 3, a.input, a.input});
-    memcpy(nn_f32(x), imgs, isz * (size_t)a.batch * 4);
     det_targets t;
     float hl = 0, rl = 0;
     opt->cfg.lr = nn_lr_at(&sched, step);
@@ -211,14 +200,14 @@ int e2e_train_detect(int argc, char **argv) {
     cx[step] = step;
     cy[step] = l;
     if ((step + 1) % 25 == 0 || step + 1 == a.steps) {
-      double el = now_s() - t0;
+      double el = e2e_now_s() - t0;
       printf("step %5d/%d  loss %.4f (heatmap %.4f, box %.4f)  lr %.2e  %.1f img/s  ETA %.0fs\n", step + 1, a.steps,
              smooth, sh, sr, opt->cfg.lr, (double)(step + 1) * a.batch / el, el / (step + 1) * (a.steps - step - 1));
       fflush(stdout);
     }
     if ((step + 1) % 500 == 0 && step + 1 < a.steps) det_save(&d, out, NULL, 0); /* atomic checkpoint */
   }
-  double train_s = now_s() - t0;
+  double train_s = e2e_now_s() - t0;
   det_dataset held;
   det_metrics m = {0};
   double ms = 0;
@@ -261,7 +250,6 @@ int e2e_train_detect(int argc, char **argv) {
   det_dataset_free(&train);
   nn_optim_free(opt);
   det_free(&d);
-  free(imgs);
   free(boxes);
   free(bptr);
   free(counts);

@@ -2,6 +2,15 @@
 #ifndef E2E_TOOL_H
 #define E2E_TOOL_H
 
+#include <time.h>
+
+/* Monotonic seconds, for progress and ETA lines. */
+static inline double e2e_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 int e2e_demo(int argc, char **argv);
 int e2e_train_detect(int argc, char **argv);
 int e2e_eval_detect(int argc, char **argv);
