@@ -386,11 +386,13 @@ nn_tensor *nn_masked_fill(nn_tensor *a, nn_tensor *mask, float value) {
   for (int d = 0; ok && d < nd; d++) ok = shape[d] == a->shape[d];
   if (!ok)
     NN_FAIL("masked_fill: mask does not broadcast to the input's shape");
-  nn_tensor *md = nn_is_contiguous(mask) ? mask : nn_contiguous(nn_detach(mask));
+  /* the mask as dense floats once (any dtype, any strides), then read by broadcast strides */
+  nn_tensor *md = nn_empty(NN_F32, mask->ndim, mask->shape);
   const float *x = nn_dense_f32(a);
   nn_tensor *out = nn_empty(NN_F32, a->ndim, a->shape);
   nn_tensor *keep = nn_empty(NN_F32, a->ndim, a->shape);
   if (!md || !x || !out || !keep) return NULL;
+  nn_to_float_array(mask, nn_f32(md));
   broadcast_strides(md, nd, shape, ms);
   int64_t n = nn_numel(out);
   for (int64_t i = 0; i < n; i++) {
@@ -399,7 +401,7 @@ nn_tensor *nn_masked_fill(nn_tensor *a, nn_tensor *mask, float value) {
       moff += (rem % shape[d]) * ms[d];
       rem /= shape[d];
     }
-    bool k = nn_index_at(md, moff) != 0;
+    bool k = nn_f32(md)[moff] != 0.0f;
     nn_f32(keep)[i] = k ? 1.0f : 0.0f;
     nn_f32(out)[i] = k ? x[i] : value;
   }
