@@ -3,20 +3,16 @@
 
 #define PACKAGE "gst-e2e"
 
+#include "../models/model_path.h"
 #include "e2eplugin.h"
 #include "gste2edetect.h"
 #include "gste2eoverlay.h"
 
 const gchar *e2e_default_model(const gchar *file) {
-  static gchar path[4096];
-  const gchar *dirs[] = {g_getenv("E2E_MODEL_DIR"), E2E_MODEL_INSTALL_DIR, E2E_MODEL_SOURCE_DIR};
-  for (guint i = 0; i < G_N_ELEMENTS(dirs); i++) {
-    if (!dirs[i]) continue;
-    g_snprintf(path, sizeof path, "%s/%s", dirs[i], file);
-    if (g_file_test(path, G_FILE_TEST_IS_REGULAR)) return path;
-  }
-  g_snprintf(path, sizeof path, "%s/%s", E2E_MODEL_INSTALL_DIR, file);
-  return path; /* absent: the element reports it with this path */
+  gchar *rel = g_strdup_printf("detect/%s", file);
+  const gchar *p = e2e_model_path(rel);
+  g_free(rel);
+  return p;
 }
 
 static gboolean plugin_init(GstPlugin *plugin) {

@@ -181,3 +181,28 @@ void e2e_letterbox_to_planar(const uint8_t *rgb, int w, int h, int stride, int s
     }
   }
 }
+
+bool e2e_image_save_png(const char *path, const uint8_t *rgb, int w, int h) {
+  cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+  if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) {
+    nn_set_error("%s: cannot make a %dx%d image", path, w, h);
+    cairo_surface_destroy(s);
+    return false;
+  }
+  cairo_surface_flush(s);
+  uint8_t *d = cairo_image_surface_get_data(s);
+  int stride = cairo_image_surface_get_stride(s);
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      const uint8_t *p = rgb + ((size_t)y * w + x) * 3;
+      ((uint32_t *)(d + (size_t)y * stride))[x] = 0xff000000u | (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+    }
+  cairo_surface_mark_dirty(s);
+  cairo_status_t st = cairo_surface_write_to_png(s, path);
+  cairo_surface_destroy(s);
+  if (st != CAIRO_STATUS_SUCCESS) {
+    nn_set_error("%s: %s", path, cairo_status_to_string(st));
+    return false;
+  }
+  return true;
+}

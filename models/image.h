@@ -14,6 +14,8 @@ typedef struct {
 /* JPEG or PNG by content. False with a message in nn_last_error(). */
 bool e2e_image_load(const char *path, e2e_image *out);
 void e2e_image_free(e2e_image *im);
+/* Writes packed RGB as PNG (cairo). */
+bool e2e_image_save_png(const char *path, const uint8_t *rgb, int w, int h);
 /* Bilinear resize of a packed RGB image. */
 void e2e_image_resize(const uint8_t *src, int sw, int sh, int sstride, uint8_t *dst, int dw, int dh);
 

@@ -428,6 +428,8 @@ static nn_tensor *f_ce_spatial(nn_tensor **in, void *ctx) {
 }
 FN(f_bce, nn_bce_with_logits(in[0], nn_sigmoid(in[1])))
 FN(f_sl1, nn_smooth_l1_loss(in[0], in[1], 0.5f))
+/* latents of either sign and scales from 0.3 up; y kept away from 0 where |y| has its kink */
+FN(f_gauss_bits, nn_mul_scalar(nn_gaussian_bits(nn_mul_scalar(in[0], 2.0f), nn_add_scalar(nn_abs(in[1]), 0.3f), 0.11f), 0.05f))
 static nn_tensor *f_ctc(nn_tensor **in, void *ctx) {
   (void)ctx;
   int64_t tg[] = {1, 2, 2, 3, 1, 0};
@@ -447,6 +449,7 @@ TEST(grad_losses) {
   RUN("bce_with_logits", f_bce, RANDN(3, 4), RANDN(3, 4));
   RUN("smooth_l1", f_sl1, AWAY(3, 5), RANDN(3, 5));
   RUN("ctc", f_ctc, RANDN(6, 2, 4));
+  RUN("gaussian_bits", f_gauss_bits, AWAY(3, 5), RANDN(3, 5));
 }
 
 /* ------------------------------------------------- random broadcast shapes */

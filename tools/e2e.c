@@ -40,6 +40,9 @@ static void usage(void) {
          "        train a small CNN from scratch and show the loss falling\n"
          "  train detect [OPTIONS]   train a detector (e2e train detect --help)\n"
          "  eval detect --model FILE [OPTIONS]   mAP on the held-out split\n"
+         "  train codec [OPTIONS]    train the learned image codec (all quality levels)\n"
+         "  codec encode [--quality 1..5] IN.png OUT.e2el | codec decode IN.e2el OUT.png\n"
+         "  codec eval [--dir FOLDER]   bpp, PSNR-RGB, MS-SSIM and BD-rate vs JPEG (Kodak by default)\n"
          "  info FILE.safetensors\n"
          "        list the tensors and metadata of a model or checkpoint\n"
          "  version\n");
@@ -51,8 +54,10 @@ int main(int argc, char **argv) {
     return argc < 2 ? 2 : 0;
   }
   if (!strcmp(argv[1], "demo")) return e2e_demo(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "codec")) return e2e_codec(argc - 2, argv + 2);
   if (!strcmp(argv[1], "info")) return info(argc - 2, argv + 2);
   if (argc >= 3 && !strcmp(argv[1], "train") && !strcmp(argv[2], "detect")) return e2e_train_detect(argc - 3, argv + 3);
+  if (argc >= 3 && !strcmp(argv[1], "train") && !strcmp(argv[2], "codec")) return e2e_train_codec(argc - 3, argv + 3);
   if (argc >= 3 && !strcmp(argv[1], "eval") && !strcmp(argv[2], "detect")) return e2e_eval_detect(argc - 3, argv + 3);
   if (!strcmp(argv[1], "version")) {
     printf("e2e %d.%d (nncore; cuda %s)\n", NNCORE_VERSION_MAJOR, NNCORE_VERSION_MINOR,

@@ -14,5 +14,7 @@ static inline double e2e_now_s(void) {
 int e2e_demo(int argc, char **argv);
 int e2e_train_detect(int argc, char **argv);
 int e2e_eval_detect(int argc, char **argv);
+int e2e_train_codec(int argc, char **argv);
+int e2e_codec(int argc, char **argv);
 
 #endif

@@ -13,8 +13,8 @@ static double nice_step(double range, int target) {
   return (r < 1.5 ? 1 : r < 3 ? 2 : r < 7 ? 5 : 10) * mag;
 }
 
-bool plot_lines_png(const char *path, const plot_spec *spec, const plot_series *s, int ns) {
-  int W = spec->width ? spec->width : 900, H = spec->height ? spec->height : 540;
+/* Draws one chart into the W x H box at the cairo origin. */
+static bool draw_chart(cairo_t *cr, const char *path, const plot_spec *spec, const plot_series *s, int ns, int W, int H) {
   double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
   for (int i = 0; i < ns; i++)
     for (int k = 0; k < s[i].n; k++) {
@@ -35,10 +35,6 @@ bool plot_lines_png(const char *path, const plot_spec *spec, const plot_series *
   double pad = 0.05 * (y1 - y0);
   y0 -= pad;
   y1 += pad;
-  cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
-  cairo_t *cr = cairo_create(surf);
-  cairo_set_source_rgb(cr, 1, 1, 1);
-  cairo_paint(cr);
   double L = 80, R = W - 20, T = 50, B = H - 60;
 #define PX(x) (L + ((x) - x0) / (x1 - x0) * (R - L))
 #define PY(y) (B - ((y) - y0) / (y1 - y0) * (B - T))
@@ -137,12 +133,47 @@ bool plot_lines_png(const char *path, const plot_spec *spec, const plot_series *
     cairo_move_to(cr, R - 170, ly + 1);
     cairo_show_text(cr, s[i].label);
   }
+#undef PX
+#undef PY
+  return true;
+}
+
+static bool write_png(cairo_surface_t *surf, const char *path) {
   cairo_status_t st = cairo_surface_write_to_png(surf, path);
-  cairo_destroy(cr);
-  cairo_surface_destroy(surf);
   if (st != CAIRO_STATUS_SUCCESS) {
     fprintf(stderr, "plot: cannot write %s: %s\n", path, cairo_status_to_string(st));
     return false;
   }
   return true;
+}
+
+bool plot_lines_png(const char *path, const plot_spec *spec, const plot_series *s, int ns) {
+  const plot_panel panel = {*spec, s, ns};
+  return plot_panels_png(path, &panel, 1);
+}
+
+bool plot_panels_png(const char *path, const plot_panel *panels, int n) {
+  int W = 0, H = 0;
+  for (int i = 0; i < n; i++) {
+    int w = panels[i].spec.width ? panels[i].spec.width : 900, h = panels[i].spec.height ? panels[i].spec.height : 540;
+    W = w > W ? w : W;
+    H += h;
+  }
+  cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
+  cairo_t *cr = cairo_create(surf);
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  bool ok = true;
+  for (int i = 0, y = 0; i < n && ok; i++) {
+    int h = panels[i].spec.height ? panels[i].spec.height : 540;
+    cairo_save(cr);
+    cairo_translate(cr, 0, y);
+    ok = draw_chart(cr, path, &panels[i].spec, panels[i].series, panels[i].n_series, W, h);
+    cairo_restore(cr);
+    y += h;
+  }
+  ok = ok && write_png(surf, path);
+  cairo_destroy(cr);
+  cairo_surface_destroy(surf);
+  return ok;
 }

@@ -20,4 +20,12 @@ typedef struct {
 /* Writes a PNG; false (with a message on stderr) when it cannot. */
 bool plot_lines_png(const char *path, const plot_spec *spec, const plot_series *series, int n_series);
 
+/* Several charts stacked vertically in one PNG (e.g. loss, bpp and PSNR). */
+typedef struct {
+  plot_spec spec;
+  const plot_series *series;
+  int n_series;
+} plot_panel;
+bool plot_panels_png(const char *path, const plot_panel *panels, int n_panels);
+
 #endif

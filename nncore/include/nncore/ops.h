@@ -144,6 +144,12 @@ nn_tensor *nn_smooth_l1_loss(nn_tensor *pred, nn_tensor *target, float beta);
 nn_tensor *nn_ctc_loss(nn_tensor *log_probs, nn_tensor *targets, const int64_t *input_lengths,
                        const int64_t *target_lengths, int blank, bool mean_by_target_length,
                        bool zero_infinity);
+/* Rate of integer-quantised latents: sum over elements of -log2 P(y) where
+ * P(y) = Phi((y + 1/2) / s) - Phi((y - 1/2) / s) for a zero-mean Gaussian with
+ * scale s = max(scale, scale_min) (the hyperprior's conditional model; y is the
+ * latent with additive uniform noise in training). Same shapes; P is floored
+ * at 1e-9. Returns a scalar number of bits, summed in a fixed order. */
+nn_tensor *nn_gaussian_bits(nn_tensor *y, nn_tensor *scale, float scale_min);
 
 #ifdef __cplusplus
 }

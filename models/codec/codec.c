@@ -1,0 +1,658 @@
+#include "codec.h"
+
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rans.h"
+
+#define ARCH "e2e-hyperprior-v1"
+#define TAIL_SIGMAS 6.0 /* table half-width in scales: mass outside is ~2e-9, sent as escapes */
+
+/* The MSE lambdas of CompressAI's bmshj2018 qualities 2..6: about 0.15 to 1.2 bpp on Kodak */
+static const float QUALITY_LAMBDA[CODEC_MAX_QUALITY] = {0.0035f, 0.0067f, 0.0130f, 0.0250f, 0.0483f};
+
+float codec_lambda(int q) { return QUALITY_LAMBDA[(q < 1 ? 1 : q > CODEC_MAX_QUALITY ? CODEC_MAX_QUALITY : q) - 1]; }
+
+codec_config codec_config_default(void) { return (codec_config){.n = 64, .m = 96}; }
+
+static bool config_valid(const codec_config *c) {
+  if (c->n < 8 || c->n > 512 || c->m < 8 || c->m > 1024) {
+    nn_set_error("codec config out of range (n %d, m %d)", c->n, c->m);
+    return false;
+  }
+  return true;
+}
+
+/* ------------------------------------------------------------ CDF tables */
+
+static double phi(double t) { return 0.5 * erfc(-t * 0.70710678118654752440); }
+
+static bool tables_build(codec_tables *t) {
+  double lo = log(CODEC_SCALE_MIN), hi = log(256.0);
+  t->max_len = 0;
+  for (int i = 0; i < CODEC_NUM_SCALES; i++) {
+    t->scales[i] = (float)exp(lo + (hi - lo) * i / (CODEC_NUM_SCALES - 1));
+    int tail = (int)ceil(t->scales[i] * TAIL_SIGMAS);
+    t->offset[i] = tail;
+    t->len[i] = 2 * tail + 2; /* values -tail..tail, then the escape */
+    if (t->len[i] > t->max_len) t->max_len = t->len[i];
+  }
+  t->cdf = calloc((size_t)CODEC_NUM_SCALES * (size_t)(t->max_len + 1), sizeof(int32_t));
+  double *pmf = malloc(sizeof(double) * (size_t)t->max_len);
+  if (!t->cdf || !pmf) {
+    free(pmf);
+    nn_set_error("codec: out of memory for CDF tables");
+    return false;
+  }
+  for (int i = 0; i < CODEC_NUM_SCALES; i++) {
+    double s = t->scales[i];
+    int tail = t->offset[i], n = t->len[i];
+    for (int k = -tail; k <= tail; k++) pmf[k + tail] = phi((k + 0.5) / s) - phi((k - 0.5) / s);
+    pmf[n - 1] = 2 * phi((-tail - 0.5) / s);
+    int32_t *cdf = t->cdf + (size_t)i * (size_t)(t->max_len + 1);
+    if (!rans_cdf_from_pmf(pmf, n, cdf)) {
+      free(pmf);
+      nn_set_error("codec: could not quantise CDF table %d", i);
+      return false;
+    }
+    for (int k = n + 1; k <= t->max_len; k++) cdf[k] = (int32_t)RANS_TOTAL;
+  }
+  free(pmf);
+  return true;
+}
+
+/* Tables from a file are checked as hostile input: the coder relies on them. */
+static bool tables_valid(const codec_tables *t, const char *path) {
+  for (int i = 0; i < CODEC_NUM_SCALES; i++) {
+    if (!(t->scales[i] >= CODEC_SCALE_MIN * 0.999f && t->scales[i] < 1e4f) ||
+        (i && !(t->scales[i] > t->scales[i - 1])) || t->len[i] < 2 || t->len[i] > t->max_len ||
+        t->offset[i] < 0 || t->offset[i] > t->len[i] - 2) {
+      nn_set_error("%s: entropy table %d is malformed", path, i);
+      return false;
+    }
+    const int32_t *cdf = t->cdf + (size_t)i * (size_t)(t->max_len + 1);
+    if (cdf[0] != 0 || cdf[t->len[i]] != (int32_t)RANS_TOTAL) {
+      nn_set_error("%s: entropy table %d does not span [0, 2^16]", path, i);
+      return false;
+    }
+    for (int k = 0; k < t->len[i]; k++)
+      if (cdf[k + 1] <= cdf[k]) {
+        nn_set_error("%s: entropy table %d has a zero-probability symbol at %d", path, i, k);
+        return false;
+      }
+  }
+  return true;
+}
+
+int codec_scale_index(const codec_tables *t, float s) {
+  int i = 0; /* first quantised scale >= s: never under-estimates the spread */
+  while (i < CODEC_NUM_SCALES - 1 && t->scales[i] < s) i++;
+  return i;
+}
+
+/* ------------------------------------------------------------ the model */
+
+static bool add_layers(codec_model *c, nn_rng *rng) {
+  int n = c->cfg.n, m = c->cfg.m;
+  bool ok = nn_conv2d_init(&c->ga[0], &c->p, "g_a.0", 3, n, 5, 2, 2, 1, true, rng) &&
+            nn_gdn_init(&c->ga_gdn[0], &c->p, "g_a.gdn0", n, false) &&
+            nn_conv2d_init(&c->ga[1], &c->p, "g_a.1", n, n, 5, 2, 2, 1, true, rng) &&
+            nn_gdn_init(&c->ga_gdn[1], &c->p, "g_a.gdn1", n, false) &&
+            nn_conv2d_init(&c->ga[2], &c->p, "g_a.2", n, n, 5, 2, 2, 1, true, rng) &&
+            nn_gdn_init(&c->ga_gdn[2], &c->p, "g_a.gdn2", n, false) &&
+            nn_conv2d_init(&c->ga[3], &c->p, "g_a.3", n, m, 5, 2, 2, 1, true, rng) &&
+            nn_conv2d_init(&c->ha[0], &c->p, "h_a.0", m, n, 3, 1, 1, 1, true, rng) &&
+            nn_conv2d_init(&c->ha[1], &c->p, "h_a.1", n, n, 5, 2, 2, 1, true, rng) &&
+            nn_conv2d_init(&c->ha[2], &c->p, "h_a.2", n, n, 5, 2, 2, 1, true, rng) &&
+            nn_conv_transpose2d_init(&c->hs[0], &c->p, "h_s.0", n, n, 5, 2, 2, 1, true, rng) &&
+            nn_conv_transpose2d_init(&c->hs[1], &c->p, "h_s.1", n, n, 5, 2, 2, 1, true, rng) &&
+            nn_conv2d_init(&c->hs_out, &c->p, "h_s.2", n, m, 3, 1, 1, 1, true, rng) &&
+            nn_conv_transpose2d_init(&c->gs[0], &c->p, "g_s.0", m, n, 5, 2, 2, 1, true, rng) &&
+            nn_gdn_init(&c->gs_igdn[0], &c->p, "g_s.igdn0", n, true) &&
+            nn_conv_transpose2d_init(&c->gs[1], &c->p, "g_s.1", n, n, 5, 2, 2, 1, true, rng) &&
+            nn_gdn_init(&c->gs_igdn[1], &c->p, "g_s.igdn1", n, true) &&
+            nn_conv_transpose2d_init(&c->gs[2], &c->p, "g_s.2", n, n, 5, 2, 2, 1, true, rng) &&
+            nn_gdn_init(&c->gs_igdn[2], &c->p, "g_s.igdn2", n, true) &&
+            nn_conv_transpose2d_init(&c->gs[3], &c->p, "g_s.3", n, 3, 5, 2, 2, 1, true, rng);
+  if (!ok) return false;
+  nn_fill_(c->gs[3].bias, 0.45f); /* mean grey: training starts from a sensible image, not black */
+  nn_tensor *zs = nn_params_add(&c->p, "z.log_scale", nn_tensor_new(NN_F32, 1, (int64_t[]){n}), true);
+  nn_tensor *zm = nn_params_add(&c->p, "z.mean", nn_tensor_new(NN_F32, 1, (int64_t[]){n}), true);
+  if (!zs || !zm) return false;
+  nn_fill_(zs, logf(4.0f));
+  c->z_scale_raw = zs;
+  int64_t gs[2] = {CODEC_MAX_QUALITY, m};
+  c->gain_enc = nn_params_add(&c->p, "gain.enc", nn_tensor_new(NN_F32, 2, gs), true);
+  c->gain_dec = nn_params_add(&c->p, "gain.dec", nn_tensor_new(NN_F32, 2, gs), true);
+  if (!c->gain_enc || !c->gain_dec) return false;
+  /* start from quantiser steps spaced by sqrt(2) per level; training refines them per channel */
+  for (int q = 0; q < CODEC_MAX_QUALITY; q++)
+    for (int k = 0; k < m; k++) {
+      float g = powf(2.0f, 0.5f * (float)(q - CODEC_MAX_QUALITY / 2));
+      nn_f32(c->gain_enc)[q * m + k] = g;
+      nn_f32(c->gain_dec)[q * m + k] = 1.0f / g;
+    }
+  return true;
+}
+
+/* The tables ride along as buffers so that files carry the exact integers. */
+static bool add_table_buffers(codec_model *c) {
+  codec_tables *t = &c->tables;
+  nn_tensor *sc = nn_params_add(&c->p, "entropy.scales", nn_tensor_new(NN_F32, 1, (int64_t[]){CODEC_NUM_SCALES}), false);
+  nn_tensor *ln = nn_params_add(&c->p, "entropy.len", nn_tensor_new(NN_I32, 1, (int64_t[]){CODEC_NUM_SCALES}), false);
+  nn_tensor *of = nn_params_add(&c->p, "entropy.offset", nn_tensor_new(NN_I32, 1, (int64_t[]){CODEC_NUM_SCALES}), false);
+  nn_tensor *cd = nn_params_add(&c->p, "entropy.cdf",
+                                nn_tensor_new(NN_I32, 2, (int64_t[]){CODEC_NUM_SCALES, t->max_len + 1}), false);
+  if (!sc || !ln || !of || !cd) return false;
+  memcpy(nn_data(sc), t->scales, sizeof t->scales);
+  memcpy(nn_data(ln), t->len, sizeof t->len);
+  memcpy(nn_data(of), t->offset, sizeof t->offset);
+  memcpy(nn_data(cd), t->cdf, sizeof(int32_t) * CODEC_NUM_SCALES * (size_t)(t->max_len + 1));
+  return true;
+}
+
+/* Points the table struct at the (possibly just loaded) buffers. */
+static void tables_from_buffers(codec_model *c) {
+  codec_tables *t = &c->tables;
+  memcpy(t->scales, nn_data(nn_params_find(&c->p, "entropy.scales")), sizeof t->scales);
+  memcpy(t->len, nn_data(nn_params_find(&c->p, "entropy.len")), sizeof t->len);
+  memcpy(t->offset, nn_data(nn_params_find(&c->p, "entropy.offset")), sizeof t->offset);
+  memcpy(t->cdf, nn_data(nn_params_find(&c->p, "entropy.cdf")),
+         sizeof(int32_t) * CODEC_NUM_SCALES * (size_t)(t->max_len + 1));
+}
+
+static uint32_t weights_hash(const nn_params *p) {
+  uint32_t h = 2166136261u; /* FNV-1a over names and bytes, in list order */
+  for (int i = 0; i < p->n; i++) {
+    for (const char *s = p->names[i]; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    const uint8_t *b = nn_data(p->t[i]);
+    size_t nb = (size_t)nn_numel(p->t[i]) * nn_dtype_size(p->t[i]->dtype);
+    for (size_t k = 0; k < nb; k++) h = (h ^ b[k]) * 16777619u;
+  }
+  return h;
+}
+
+bool codec_init(codec_model *c, const codec_config *cfg, uint64_t seed) {
+  memset(c, 0, sizeof *c);
+  if (!config_valid(cfg)) return false;
+  c->cfg = *cfg;
+  nn_params_init(&c->p);
+  nn_rng rng;
+  nn_rng_seed(&rng, seed);
+  if (!add_layers(c, &rng) || !tables_build(&c->tables) || !add_table_buffers(c)) {
+    codec_free(c);
+    return false;
+  }
+  c->model_id = weights_hash(&c->p);
+  return true;
+}
+
+void codec_free(codec_model *c) {
+  nn_params_free(&c->p);
+  free(c->tables.cdf);
+  memset(c, 0, sizeof *c);
+}
+
+static nn_tensor *analysis(codec_model *c, nn_tensor *x) {
+  for (int i = 0; i < 3; i++) x = nn_gdn_forward(&c->ga_gdn[i], nn_conv2d_forward(&c->ga[i], x));
+  return nn_conv2d_forward(&c->ga[3], x);
+}
+
+static nn_tensor *hyper_analysis(codec_model *c, nn_tensor *y) {
+  nn_tensor *h = nn_relu(nn_conv2d_forward(&c->ha[0], nn_abs(y)));
+  h = nn_relu(nn_conv2d_forward(&c->ha[1], h));
+  return nn_conv2d_forward(&c->ha[2], h);
+}
+
+static nn_tensor *hyper_synthesis(codec_model *c, nn_tensor *z) {
+  nn_tensor *h = nn_relu(nn_conv_transpose2d_forward(&c->hs[0], z));
+  h = nn_relu(nn_conv_transpose2d_forward(&c->hs[1], h));
+  return nn_relu(nn_conv2d_forward(&c->hs_out, h));
+}
+
+static nn_tensor *synthesis(codec_model *c, nn_tensor *y) {
+  for (int i = 0; i < 3; i++) y = nn_gdn_forward(&c->gs_igdn[i], nn_conv_transpose2d_forward(&c->gs[i], y));
+  return nn_conv_transpose2d_forward(&c->gs[3], y);
+}
+
+static nn_tensor *uniform_noise(const nn_tensor *like, nn_rng *rng) {
+  nn_tensor *u = nn_empty(NN_F32, like->ndim, like->shape);
+  if (!u) return NULL;
+  float *d = nn_f32(u);
+  for (int64_t i = 0, n = nn_numel(u); i < n; i++) d[i] = nn_rng_uniform(rng) - 0.5f;
+  return u;
+}
+
+/* round(v) - v as a constant: adding it is rounding with an identity gradient */
+static nn_tensor *rounding_offset(nn_tensor *v) {
+  nn_tensor *vc = nn_contiguous(nn_detach(v));
+  nn_tensor *r = vc ? nn_empty(NN_F32, vc->ndim, vc->shape) : NULL;
+  if (!r) return NULL;
+  const float *s = nn_f32(vc);
+  float *d = nn_f32(r);
+  for (int64_t i = 0, n = nn_numel(r); i < n; i++) d[i] = nearbyintf(s[i]) - s[i];
+  return r;
+}
+
+static nn_tensor *z_scales(codec_model *c, nn_tensor *z) {
+  int64_t cs[4] = {1, c->cfg.n, 1, 1};
+  return nn_contiguous(nn_expand(nn_reshape(nn_exp(c->z_scale_raw), 4, cs), 4, z->shape));
+}
+
+/* Rows of a [levels, m] gain table for each patch, as [N, m, 1, 1]. */
+static nn_tensor *gains_for(const codec_model *c, nn_tensor *table, const int *quality, int64_t n) {
+  nn_tensor *idx = nn_empty(NN_I64, 1, &n);
+  if (!idx) return NULL;
+  for (int64_t i = 0; i < n; i++) ((int64_t *)nn_data(idx))[i] = quality[i] - 1;
+  return nn_reshape(nn_index_select(table, 0, idx), 4, (int64_t[]){n, c->cfg.m, 1, 1});
+}
+
+nn_tensor *codec_train_forward(codec_model *c, nn_tensor *x, const int *quality, nn_rng *rng, codec_stats *st) {
+  if (!x) return NULL;
+  if (x->ndim != 4 || x->shape[1] != 3 || x->shape[2] % CODEC_STRIDE || x->shape[3] % CODEC_STRIDE) {
+    nn_set_error("codec: training input must be [N,3,H,W] with H, W multiples of %d", CODEC_STRIDE);
+    return NULL;
+  }
+  int64_t nb = x->shape[0], pixels = nb * x->shape[2] * x->shape[3];
+  nn_tensor *lam = nn_empty(NN_F32, 1, &nb);
+  if (!lam) return NULL;
+  for (int64_t i = 0; i < nb; i++) {
+    if (quality[i] < 1 || quality[i] > CODEC_MAX_QUALITY) {
+      nn_set_error("codec: quality %d out of 1..%d", quality[i], CODEC_MAX_QUALITY);
+      return NULL;
+    }
+    nn_f32(lam)[i] = codec_lambda(quality[i]) * 255.0f * 255.0f;
+  }
+  nn_tensor *y = nn_mul(analysis(c, x), gains_for(c, c->gain_enc, quality, nb));
+  nn_tensor *z = hyper_analysis(c, y);
+  if (!z) return NULL;
+  int64_t ms[4] = {1, c->cfg.n, 1, 1};
+  nn_tensor *z_tilde = nn_add(z, uniform_noise(z, rng));
+  nn_tensor *bits_z = nn_gaussian_bits(nn_sub(z_tilde, nn_reshape(nn_params_find(&c->p, "z.mean"), 4, ms)),
+                                       z_scales(c, z), CODEC_SCALE_MIN);
+  nn_tensor *scales = hyper_synthesis(c, z_tilde);
+  nn_tensor *bits_y = nn_gaussian_bits(nn_add(y, uniform_noise(y, rng)), scales, CODEC_SCALE_MIN);
+  nn_tensor *y_hat = nn_add(y, rounding_offset(y));
+  nn_tensor *x_hat = synthesis(c, nn_mul(y_hat, gains_for(c, c->gain_dec, quality, nb)));
+  nn_tensor *d = nn_sub(x_hat, x);
+  /* per-patch MSE [N], weighted by its level's lambda */
+  nn_tensor *mse_i = nn_mean(nn_reshape(nn_mul(d, d), 2, (int64_t[]){nb, -1}), 1, false);
+  nn_tensor *mse = nn_mean_all(mse_i);
+  nn_tensor *bpp = nn_mul_scalar(nn_add(bits_y, bits_z), 1.0f / (float)pixels);
+  nn_tensor *loss = nn_add(nn_mean_all(nn_mul(mse_i, lam)), bpp);
+  if (loss && st) {
+    st->loss = nn_item(loss);
+    st->bpp = nn_item(bpp);
+    st->bpp_z = nn_item(bits_z) / (float)pixels;
+    st->mse = nn_item(mse);
+    st->psnr = st->mse > 0 ? 10.0f * log10f(1.0f / st->mse) : 99.0f;
+  }
+  return loss;
+}
+
+/* ------------------------------------------------------------ save / load */
+
+static char *config_json(const codec_config *c) {
+  GString *s = g_string_new(NULL);
+  g_string_append_printf(s, "{\"n\": %d, \"m\": %d, \"stride\": %d, \"qualities\": %d, \"lambdas\": [", c->n, c->m,
+                         CODEC_STRIDE, CODEC_MAX_QUALITY);
+  for (int q = 1; q <= CODEC_MAX_QUALITY; q++) g_string_append_printf(s, "%s%g", q > 1 ? ", " : "", (double)codec_lambda(q));
+  g_string_append(s, "]}");
+  return g_string_free(s, FALSE);
+}
+
+bool codec_save(codec_model *c, const char *path, const nn_kv *extra, int n_extra) {
+  c->model_id = weights_hash(&c->p);
+  char *cfg = config_json(&c->cfg);
+  char id[16];
+  snprintf(id, sizeof id, "%08x", c->model_id);
+  nn_kv *meta = calloc((size_t)n_extra + 3, sizeof *meta);
+  if (!meta) {
+    g_free(cfg);
+    return false;
+  }
+  meta[0] = (nn_kv){"architecture", ARCH};
+  meta[1] = (nn_kv){"config", cfg};
+  meta[2] = (nn_kv){"model_id", id};
+  for (int i = 0; i < n_extra; i++) meta[3 + i] = extra[i];
+  bool ok = nn_safetensors_save(path, &c->p, meta, n_extra + 3);
+  free(meta);
+  g_free(cfg);
+  return ok;
+}
+
+static bool parse_config(const char *json, codec_config *c, const char *path) {
+  JsonParser *p = json_parser_new();
+  bool ok = false;
+  if (!json || !json_parser_load_from_data(p, json, -1, NULL) || !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(p))) {
+    nn_set_error("%s: metadata 'config' is missing or not a JSON object", path);
+  } else {
+    JsonObject *o = json_node_get_object(json_parser_get_root(p));
+    c->n = (int)json_object_get_int_member_with_default(o, "n", 0);
+    c->m = (int)json_object_get_int_member_with_default(o, "m", 0);
+    if (json_object_get_int_member_with_default(o, "qualities", 0) != CODEC_MAX_QUALITY) {
+      nn_set_error("%s: the model must have %d quality levels", path, CODEC_MAX_QUALITY);
+    } else if (json_object_get_int_member_with_default(o, "stride", CODEC_STRIDE) != CODEC_STRIDE) {
+      nn_set_error("%s: stride other than %d is not supported", path, CODEC_STRIDE);
+    } else if (!config_valid(c)) {
+      char msg[256];
+      snprintf(msg, sizeof msg, "%s: %s", path, nn_last_error());
+      nn_set_error("%s", msg);
+    } else {
+      ok = true;
+    }
+  }
+  g_object_unref(p);
+  return ok;
+}
+
+bool codec_load(codec_model *c, const char *path) {
+  nn_st_file *f = nn_st_open(path);
+  if (!f) return false;
+  const char *arch = nn_st_meta(f, "architecture");
+  codec_config cfg;
+  codec_model tmp;
+  bool ok = false;
+  if (!arch || strcmp(arch, ARCH) != 0) {
+    nn_set_error("%s: not an e2ecodec model (architecture '%s', expected '%s')", path, arch ? arch : "none", ARCH);
+  } else if (parse_config(nn_st_meta(f, "config"), &cfg, path) && codec_init(&tmp, &cfg, 0)) {
+    ok = nn_st_load_params(f, &tmp.p, NULL, true);
+    if (ok) {
+      tables_from_buffers(&tmp);
+      ok = tables_valid(&tmp.tables, path);
+    }
+    if (ok) {
+      for (int i = 0; i < tmp.p.n && ok; i++) {
+        if (tmp.p.t[i]->dtype != NN_F32) continue;
+        const float *d = nn_f32(tmp.p.t[i]);
+        for (int64_t k = 0, n = nn_numel(tmp.p.t[i]); k < n; k++)
+          if (!isfinite(d[k])) {
+            nn_set_error("%s: tensor '%s' holds a non-finite value", path, tmp.p.names[i]);
+            ok = false;
+            break;
+          }
+      }
+    }
+    if (ok) {
+      tmp.model_id = weights_hash(&tmp.p);
+      codec_free(c);
+      *c = tmp;
+    } else {
+      codec_free(&tmp);
+    }
+  }
+  nn_st_close(f);
+  return ok;
+}
+
+/* ------------------------------------------------------------ stream */
+
+uint32_t codec_crc32(const uint8_t *data, size_t len) {
+  uint32_t crc = 0xffffffffu; /* IEEE 802.3, bitwise: streams are small next to the network */
+  for (size_t i = 0; i < len; i++) {
+    crc ^= data[i];
+    for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xedb88320u & (uint32_t)-(int32_t)(crc & 1));
+  }
+  return ~crc;
+}
+
+static void put_u32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+static uint32_t get_u32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+static uint32_t get_u16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1]; }
+
+bool codec_parse_header(const uint8_t *d, size_t len, codec_header *h) {
+  if (len < CODEC_HEADER_BYTES) {
+    nn_set_error("e2ecodec stream too short for a header (%zu bytes, need %d)", len, CODEC_HEADER_BYTES);
+    return false;
+  }
+  if (memcmp(d, CODEC_MAGIC, 4) != 0) {
+    nn_set_error("not an e2ecodec stream (bad magic)");
+    return false;
+  }
+  h->version = d[4];
+  h->quality = d[5];
+  if (h->version < 1 || h->version > CODEC_VERSION) {
+    nn_set_error("e2ecodec stream version %d is not supported (this decoder reads 1..%d)", h->version, CODEC_VERSION);
+    return false;
+  }
+  if (d[6] != 0 || d[7] != 0) {
+    nn_set_error("e2ecodec stream has unknown flags 0x%02x%02x", d[6], d[7]);
+    return false;
+  }
+  h->model_id = get_u32(d + 8);
+  h->width = (int)get_u16(d + 12);
+  h->height = (int)get_u16(d + 14);
+  h->z_bytes = get_u32(d + 16);
+  h->y_bytes = get_u32(d + 20);
+  h->crc = get_u32(d + 24);
+  if (h->quality < 1 || h->quality > CODEC_MAX_QUALITY || h->width < 1 || h->height < 1 ||
+      h->width > CODEC_MAX_DIM || h->height > CODEC_MAX_DIM) {
+    nn_set_error("e2ecodec header out of range (quality %d, %dx%d)", h->quality, h->width, h->height);
+    return false;
+  }
+  if ((uint64_t)h->z_bytes + h->y_bytes + CODEC_HEADER_BYTES != len) {
+    nn_set_error("e2ecodec stream is %zu bytes but its header says %llu (truncated or padded)", len,
+                 (unsigned long long)h->z_bytes + h->y_bytes + CODEC_HEADER_BYTES);
+    return false;
+  }
+  return true;
+}
+
+static int pad_to(int v) { return (v + CODEC_STRIDE - 1) / CODEC_STRIDE * CODEC_STRIDE; }
+
+/* Planar 0..1 floats, edges replicated into the padding (cheaper to code than black). */
+static void rgb_to_padded(const uint8_t *rgb, int w, int h, int stride, int pw, int ph, float *dst) {
+  for (int c = 0; c < 3; c++)
+    for (int y = 0; y < ph; y++) {
+      const uint8_t *row = rgb + (size_t)(y < h ? y : h - 1) * (size_t)stride;
+      float *o = dst + ((size_t)c * ph + y) * pw;
+      for (int x = 0; x < pw; x++) o[x] = row[(x < w ? x : w - 1) * 3 + c] * (1.0f / 255.0f);
+    }
+}
+
+static void padded_to_rgb(const float *src, int pw, int ph, int w, int h, uint8_t *rgb) {
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      for (int c = 0; c < 3; c++) {
+        float v = src[((size_t)c * ph + y) * pw + x] * 255.0f;
+        rgb[((size_t)y * w + x) * 3 + c] = (uint8_t)(v <= 0 ? 0 : v >= 255 ? 255 : (int)(v + 0.5f));
+      }
+}
+
+/* Integer y values above the table go out as the escape then 32 raw bits (zig-zag). */
+static void put_value(rans_writer *w, const codec_tables *t, int ti, int32_t v) {
+  const int32_t *cdf = t->cdf + (size_t)ti * (size_t)(t->max_len + 1);
+  int32_t k = v + t->offset[ti];
+  if (k >= 0 && k < t->len[ti] - 1) {
+    rans_put(w, cdf, k);
+    return;
+  }
+  rans_put(w, cdf, t->len[ti] - 1);
+  uint32_t zz = (uint32_t)(v << 1) ^ (uint32_t)(v >> 31);
+  rans_put_raw16(w, zz >> 16);
+  rans_put_raw16(w, zz & 0xffff);
+}
+
+static int32_t get_value(rans_reader *r, const codec_tables *t, int ti) {
+  const int32_t *cdf = t->cdf + (size_t)ti * (size_t)(t->max_len + 1);
+  int k = rans_get(r, cdf, t->len[ti]);
+  if (k < t->len[ti] - 1) return k - t->offset[ti];
+  uint32_t hi = rans_get_raw16(r), lo = rans_get_raw16(r);
+  uint32_t zz = hi << 16 | lo;
+  return (int32_t)(zz >> 1) ^ -(int32_t)(zz & 1);
+}
+
+/* Decoder-side part shared by both directions: z symbols -> scales -> indices. */
+static int *scale_indices(const codec_model *c, const float *z_hat, int zh, int zw) {
+  size_t ny = (size_t)c->cfg.m * (size_t)(4 * zh) * (size_t)(4 * zw);
+  float *s = malloc(sizeof(float) * ny);
+  int *idx = malloc(sizeof(int) * ny);
+  if (!s || !idx) {
+    free(s);
+    free(idx);
+    return NULL;
+  }
+  if (!codec_hyper_scales_exact(c, z_hat, zh, zw, s)) {
+    free(s);
+    free(idx);
+    return NULL;
+  }
+  for (size_t i = 0; i < ny; i++) idx[i] = codec_scale_index(&c->tables, s[i]);
+  free(s);
+  return idx;
+}
+
+static int z_table(const codec_model *c, int ch) {
+  return codec_scale_index(&c->tables, expf(nn_f32(c->z_scale_raw)[ch]));
+}
+
+/* g_s(y_hat) -> 8-bit RGB: the reconstruction both sides compute. */
+static bool reconstruct(codec_model *c, int quality, nn_tensor *y_hat, int pw, int ph, int w, int h, uint8_t *rgb) {
+  nn_tensor *x_hat = synthesis(c, nn_mul(y_hat, gains_for(c, c->gain_dec, &quality, 1)));
+  if (!x_hat) return false;
+  padded_to_rgb(nn_f32(x_hat), pw, ph, w, h, rgb);
+  return true;
+}
+
+bool codec_compress(codec_model *c, int quality, const uint8_t *rgb, int w, int h, int stride, uint8_t **out,
+                    size_t *out_len, uint8_t *recon) {
+  if (quality < 1 || quality > CODEC_MAX_QUALITY) {
+    nn_set_error("e2ecodec: quality %d out of 1..%d", quality, CODEC_MAX_QUALITY);
+    return false;
+  }
+  if (w < 1 || h < 1 || w > CODEC_MAX_DIM || h > CODEC_MAX_DIM) {
+    nn_set_error("e2ecodec: image size %dx%d out of range (1..%d)", w, h, CODEC_MAX_DIM);
+    return false;
+  }
+  int pw = pad_to(w), ph = pad_to(h), zh = ph / CODEC_STRIDE, zw = pw / CODEC_STRIDE;
+  int n = c->cfg.n, m = c->cfg.m;
+  bool ok = false;
+  int *idx = NULL;
+  uint8_t *zb = NULL, *yb = NULL;
+  rans_writer wz, wy;
+  rans_writer_init(&wz);
+  rans_writer_init(&wy);
+  nn_no_grad_begin();
+  nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, ph, pw});
+  if (!x) goto done;
+  rgb_to_padded(rgb, w, h, stride, pw, ph, nn_f32(x));
+  nn_tensor *y = nn_mul(analysis(c, x), gains_for(c, c->gain_enc, &quality, 1));
+  nn_tensor *z = hyper_analysis(c, y);
+  if (!z) goto done;
+  /* z: per-channel Gaussian around its learned mean */
+  const float *zm = nn_f32(nn_params_find(&c->p, "z.mean"));
+  nn_tensor *z_hat = nn_empty(NN_F32, 4, (int64_t[]){1, n, zh, zw});
+  if (!z_hat) goto done;
+  for (int ch = 0; ch < n; ch++) {
+    int ti = z_table(c, ch);
+    for (int i = 0; i < zh * zw; i++) {
+      size_t k = (size_t)ch * zh * zw + i;
+      int32_t q = (int32_t)nearbyintf(nn_f32(z)[k] - zm[ch]);
+      put_value(&wz, &c->tables, ti, q);
+      nn_f32(z_hat)[k] = (float)q + zm[ch];
+    }
+  }
+  idx = scale_indices(c, nn_f32(z_hat), zh, zw);
+  nn_tensor *y_hat = nn_empty(NN_F32, 4, (int64_t[]){1, m, 4 * zh, 4 * zw});
+  if (!idx || !y_hat) goto done;
+  const float *yc = nn_f32(y);
+  for (size_t i = 0, ny = (size_t)m * 16 * zh * zw; i < ny; i++) {
+    float v = yc[i];
+    int32_t q = !isfinite(v) ? 0 : v > 1e9f ? 1000000000 : v < -1e9f ? -1000000000 : (int32_t)nearbyintf(v);
+    put_value(&wy, &c->tables, idx[i], q);
+    nn_f32(y_hat)[i] = (float)q;
+  }
+  size_t zl = 0, yl = 0;
+  zb = rans_writer_finish(&wz, &zl);
+  yb = rans_writer_finish(&wy, &yl);
+  if (!zb || !yb) {
+    nn_set_error("e2ecodec: out of memory while coding");
+    goto done;
+  }
+  if (recon && !reconstruct(c, quality, y_hat, pw, ph, w, h, recon)) goto done;
+  size_t len = CODEC_HEADER_BYTES + zl + yl;
+  uint8_t *s = malloc(len);
+  if (!s) goto done;
+  memcpy(s, CODEC_MAGIC, 4);
+  s[4] = CODEC_VERSION;
+  s[5] = (uint8_t)quality;
+  s[6] = s[7] = 0;
+  put_u32(s + 8, c->model_id);
+  s[12] = (uint8_t)(w >> 8), s[13] = (uint8_t)w, s[14] = (uint8_t)(h >> 8), s[15] = (uint8_t)h;
+  put_u32(s + 16, (uint32_t)zl);
+  put_u32(s + 20, (uint32_t)yl);
+  memcpy(s + CODEC_HEADER_BYTES, zb, zl);
+  memcpy(s + CODEC_HEADER_BYTES + zl, yb, yl);
+  put_u32(s + 24, codec_crc32(s + CODEC_HEADER_BYTES, zl + yl));
+  *out = s;
+  *out_len = len;
+  ok = true;
+done:
+  nn_no_grad_end();
+  nn_arena_reset(nn_arena_current());
+  rans_writer_free(&wz);
+  rans_writer_free(&wy);
+  free(zb);
+  free(yb);
+  free(idx);
+  return ok;
+}
+
+bool codec_decompress(codec_model *c, const uint8_t *data, size_t len, uint8_t *rgb, int w, int h) {
+  codec_header hd;
+  if (!codec_parse_header(data, len, &hd)) return false;
+  if (hd.width != w || hd.height != h) {
+    nn_set_error("e2ecodec: stream is %dx%d, caller expected %dx%d", hd.width, hd.height, w, h);
+    return false;
+  }
+  if (hd.model_id != c->model_id) {
+    nn_set_error("e2ecodec: stream was made by model %08x, this decoder holds model %08x (load the encoder's model)",
+                 hd.model_id, c->model_id);
+    return false;
+  }
+  if (codec_crc32(data + CODEC_HEADER_BYTES, hd.z_bytes + (size_t)hd.y_bytes) != hd.crc) {
+    nn_set_error("e2ecodec: stream checksum mismatch (corrupted data)");
+    return false;
+  }
+  int pw = pad_to(w), ph = pad_to(h), zh = ph / CODEC_STRIDE, zw = pw / CODEC_STRIDE;
+  int n = c->cfg.n, m = c->cfg.m;
+  bool ok = false;
+  int *idx = NULL;
+  nn_no_grad_begin();
+  const float *zm = nn_f32(nn_params_find(&c->p, "z.mean"));
+  nn_tensor *z_hat = nn_empty(NN_F32, 4, (int64_t[]){1, n, zh, zw});
+  nn_tensor *y_hat = nn_empty(NN_F32, 4, (int64_t[]){1, m, 4 * zh, 4 * zw});
+  if (!z_hat || !y_hat) goto done;
+  rans_reader rz, ry;
+  rans_reader_init(&rz, data + CODEC_HEADER_BYTES, hd.z_bytes);
+  for (int ch = 0; ch < n; ch++) {
+    int ti = z_table(c, ch);
+    for (int i = 0; i < zh * zw; i++) nn_f32(z_hat)[(size_t)ch * zh * zw + i] = (float)get_value(&rz, &c->tables, ti) + zm[ch];
+  }
+  if (!rans_reader_done(&rz)) {
+    nn_set_error("e2ecodec: hyper-latent payload is corrupt (does not decode to its exact length)");
+    goto done;
+  }
+  idx = scale_indices(c, nn_f32(z_hat), zh, zw);
+  if (!idx) goto done;
+  rans_reader_init(&ry, data + CODEC_HEADER_BYTES + hd.z_bytes, hd.y_bytes);
+  for (size_t i = 0, ny = (size_t)m * 16 * zh * zw; i < ny; i++) nn_f32(y_hat)[i] = (float)get_value(&ry, &c->tables, idx[i]);
+  if (!rans_reader_done(&ry)) {
+    nn_set_error("e2ecodec: latent payload is corrupt (does not decode to its exact length)");
+    goto done;
+  }
+  ok = reconstruct(c, hd.quality, y_hat, pw, ph, w, h, rgb);
+done:
+  nn_no_grad_end();
+  nn_arena_reset(nn_arena_current());
+  free(idx);
+  return ok;
+}

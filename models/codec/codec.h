@@ -1,0 +1,121 @@
+/* e2ecodec's learned image codec: the scale-hyperprior model of Ballé et al.
+ * (2018). An analysis transform with GDN maps the image to latents y at 1/16
+ * resolution; a hyper-analysis maps |y| to side information z at 1/64. z is
+ * coded with a factorised (per-channel Gaussian) density; the hyper-synthesis
+ * turns the decoded z into a scale for every element of y, whose integer
+ * values are coded under zero-mean Gaussians of those scales. The synthesis
+ * transform with inverse GDN reconstructs the image from the rounded y.
+ *
+ * One model serves every quality level: a learned per-channel gain scales y
+ * before rounding (finer steps for higher quality) and its inverse-gain
+ * partner rescales the decoded latents (Cui et al., "asymmetric gained"
+ * variable-rate coding). Training draws a level per patch and weights that
+ * patch's distortion by the level's lambda.
+ *
+ * Training (codec_train_forward) uses additive uniform noise for the rate and
+ * straight-through rounding for the distortion. Coding (codec_compress /
+ * codec_decompress) rounds, and computes the scales the decoder needs with a
+ * fixed-order float path (codec_hyper_scales_exact) so that encoder and
+ * decoder agree bit for bit on every probability, whatever the thread count or
+ * CPU: the entropy coder only ever sees integer CDF tables stored in the model
+ * file. */
+#ifndef E2E_CODEC_H
+#define E2E_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nncore/nncore.h"
+
+#define CODEC_STRIDE 64        /* image sizes are padded to a multiple of this */
+#define CODEC_SCALE_MIN 0.11f  /* lower bound of every Gaussian scale */
+#define CODEC_NUM_SCALES 64    /* quantised scales (log-spaced 0.11 .. 256) */
+#define CODEC_MAX_QUALITY 5    /* quality levels 1..5 of one model */
+#define CODEC_MAX_DIM 16384    /* largest width or height a stream may declare */
+
+typedef struct {
+  int n;          /* channels of the transforms */
+  int m;          /* channels of y */
+} codec_config;
+
+/* Rate-distortion trade-off of a quality level (MSE on the 0..255 scale). */
+float codec_lambda(int quality);
+
+/* Integer CDFs for the entropy coder, one per quantised scale. Symbol k of
+ * table t stands for the value k - offset[t]; the last symbol is an escape
+ * for values outside the table. cdf[t][0] = 0 and cdf[t][len[t]] = 1 << 16. */
+typedef struct {
+  float scales[CODEC_NUM_SCALES];
+  int32_t len[CODEC_NUM_SCALES];     /* symbols incl. escape */
+  int32_t offset[CODEC_NUM_SCALES];
+  int32_t max_len;
+  int32_t *cdf;                      /* [CODEC_NUM_SCALES][max_len + 1] */
+} codec_tables;
+
+typedef struct {
+  codec_config cfg;
+  nn_params p;
+  nn_conv2d_layer ga[4];
+  nn_gdn_layer ga_gdn[3];
+  nn_conv2d_layer ha[3];
+  nn_conv_transpose2d_layer hs[2];
+  nn_conv2d_layer hs_out;
+  nn_conv_transpose2d_layer gs[4];
+  nn_gdn_layer gs_igdn[3];
+  nn_tensor *z_scale_raw;  /* [n]: log of the scale of z's per-channel Gaussian */
+  nn_tensor *gain_enc, *gain_dec; /* [CODEC_MAX_QUALITY, m] */
+  codec_tables tables;     /* built at init, replaced by the file's on load */
+  uint32_t model_id;       /* hash of the weights: streams name the model they need */
+} codec_model;
+
+codec_config codec_config_default(void);
+bool codec_init(codec_model *c, const codec_config *cfg, uint64_t seed);
+void codec_free(codec_model *c);
+
+/* Training pass on x[N,3,H,W] (values 0..1, H and W multiples of 64) where
+ * patch i is coded at quality[i]. Returns the mean over patches of
+ * lambda_i * 255^2 * MSE_i + bpp_i and fills the parts (averaged). */
+typedef struct { float loss, bpp, bpp_z, mse, psnr; } codec_stats;
+nn_tensor *codec_train_forward(codec_model *c, nn_tensor *x, const int *quality, nn_rng *rng, codec_stats *st);
+
+/* safetensors: weights + tables + metadata ("architecture" = "e2e-hyperprior-v1"). */
+bool codec_save(codec_model *c, const char *path, const nn_kv *meta, int n_meta);
+/* Validates everything (shapes, tables) before touching c; c is untouched on failure. */
+bool codec_load(codec_model *c, const char *path);
+
+/* ---- coding ---- */
+/* Stream header, version 1 (all integers big-endian):
+ *   "E2EL" | version u8 | quality u8 | flags u8 (0) | reserved u8 (0) | model_id u32 |
+ *   width u16 | height u16 | z_bytes u32 | y_bytes u32 | crc32 u32 (of the two payloads) |
+ *   z payload | y payload */
+#define CODEC_MAGIC "E2EL"
+#define CODEC_VERSION 1
+#define CODEC_HEADER_BYTES 28
+
+typedef struct {
+  int version, quality, width, height;
+  uint32_t model_id, z_bytes, y_bytes, crc;
+} codec_header;
+
+/* Parses and checks a header (magic, version, sizes against len). */
+bool codec_parse_header(const uint8_t *data, size_t len, codec_header *h);
+
+/* Both directions run in no-grad mode and reset the current thread's arena. */
+/* Compresses packed RGB (w x h, stride bytes per row). On success *out is a
+ * malloc'd stream of *out_len bytes; recon (w*h*3, may be NULL) receives what
+ * the decoder will reconstruct, bit for bit. */
+bool codec_compress(codec_model *c, int quality, const uint8_t *rgb, int w, int h, int stride, uint8_t **out, size_t *out_len,
+                    uint8_t *recon);
+/* Decodes a stream into rgb (w*h*3, sizes from the header). Refuses streams for
+ * another model or with a bad checksum, with a message in nn_last_error(). */
+bool codec_decompress(codec_model *c, const uint8_t *data, size_t len, uint8_t *rgb, int w, int h);
+
+/* Decoder-side scales from z_hat[1,n,h,w] with a fixed summation order
+ * (exposed for tests): writes [m, 4h, 4w] floats to out. False when out of memory. */
+bool codec_hyper_scales_exact(const codec_model *c, const float *z_hat, int zh, int zw, float *out);
+/* Index of the quantised scale used for a predicted scale. */
+int codec_scale_index(const codec_tables *t, float scale);
+
+uint32_t codec_crc32(const uint8_t *data, size_t len);
+
+#endif

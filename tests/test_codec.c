@@ -1,0 +1,320 @@
+/* e2ecodec: entropy coder, bitstream, decoder-side determinism, hostile streams.
+ * Uses small randomly initialised models: coding must be exact whatever the weights. */
+#include <glib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../models/codec/codec.h"
+#include "../models/codec/rans.h"
+#include "harness.h"
+
+/* ---------------------------------------------------------------- rANS */
+
+static double rnd(nn_rng *r) { return nn_rng_uniform(r); }
+
+TEST(rans_roundtrip_random_tables) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 1);
+  enum { TABLES = 40, SYMS = 20000 };
+  int32_t *cdf = malloc(sizeof(int32_t) * TABLES * 1025);
+  int len[TABLES];
+  double *pmf = malloc(sizeof(double) * 1024);
+  for (int t = 0; t < TABLES; t++) {
+    len[t] = 2 + (int)(nn_rng_u64(&rng) % 1000);
+    for (int k = 0; k < len[t]; k++) {
+      /* mixtures of flat, peaked and vanishing masses, including 1e-30 */
+      double u = rnd(&rng);
+      pmf[k] = t % 4 == 0 ? 1.0 : t % 4 == 1 ? exp(-30 * u) : t % 4 == 2 ? (u < 0.9 ? 1e-30 : u) : pow(u, 8);
+    }
+    if (t == TABLES - 1) { /* one symbol holding almost all the mass */
+      for (int k = 0; k < len[t]; k++) pmf[k] = 1e-12;
+      pmf[0] = 1.0;
+    }
+    CHECK(rans_cdf_from_pmf(pmf, len[t], cdf + t * 1025), "table %d", t);
+    CHECK(cdf[t * 1025] == 0 && cdf[t * 1025 + len[t]] == (int32_t)RANS_TOTAL, "table %d spans the total", t);
+    for (int k = 0; k < len[t]; k++) CHECK(cdf[t * 1025 + k + 1] > cdf[t * 1025 + k], "table %d symbol %d has mass", t, k);
+  }
+  int *tab = malloc(sizeof(int) * SYMS), *sym = malloc(sizeof(int) * SYMS);
+  uint32_t *raw = malloc(sizeof(uint32_t) * SYMS);
+  rans_writer w;
+  rans_writer_init(&w);
+  for (int i = 0; i < SYMS; i++) {
+    tab[i] = (int)(nn_rng_u64(&rng) % TABLES);
+    /* draw from the table itself half the time, uniformly (rare symbols too) otherwise */
+    if (i % 2) {
+      uint32_t slot = (uint32_t)(nn_rng_u64(&rng) % RANS_TOTAL);
+      int s = 0;
+      while (cdf[tab[i] * 1025 + s + 1] <= (int32_t)slot) s++;
+      sym[i] = s;
+    } else {
+      sym[i] = (int)(nn_rng_u64(&rng) % (uint64_t)len[tab[i]]);
+    }
+    rans_put(&w, cdf + tab[i] * 1025, sym[i]);
+    raw[i] = (uint32_t)(nn_rng_u64(&rng) & 0xffff);
+    if (i % 7 == 0) rans_put_raw16(&w, raw[i]);
+  }
+  size_t n = 0;
+  uint8_t *buf = rans_writer_finish(&w, &n);
+  CHECK(buf != NULL && n > 4, "stream written");
+  rans_reader r;
+  rans_reader_init(&r, buf, n);
+  int bad = 0;
+  for (int i = 0; i < SYMS; i++) {
+    if (rans_get(&r, cdf + tab[i] * 1025, len[tab[i]]) != sym[i]) bad++;
+    if (i % 7 == 0 && rans_get_raw16(&r) != raw[i]) bad++;
+  }
+  CHECK(bad == 0, "%d symbols decoded wrong", bad);
+  CHECK(rans_reader_done(&r), "reader ends exactly at the end in the initial state");
+  /* a truncated stream is detected */
+  rans_reader_init(&r, buf, n - 3);
+  for (int i = 0; i < SYMS; i++) {
+    rans_get(&r, cdf + tab[i] * 1025, len[tab[i]]);
+    if (i % 7 == 0) rans_get_raw16(&r);
+  }
+  CHECK(!rans_reader_done(&r), "truncation noticed");
+  rans_writer_free(&w);
+  free(buf), free(cdf), free(pmf), free(tab), free(sym), free(raw);
+}
+
+TEST(rans_empty_and_degenerate) {
+  rans_writer w;
+  rans_writer_init(&w);
+  size_t n = 0;
+  uint8_t *buf = rans_writer_finish(&w, &n);
+  CHECK(buf && n == 4, "empty stream is the 4-byte state (got %zu)", n);
+  rans_reader r;
+  rans_reader_init(&r, buf, n);
+  CHECK(rans_reader_done(&r), "empty stream reads back");
+  free(buf);
+  rans_writer_free(&w);
+  double bad[3] = {1, -1, 1};
+  int32_t cdf[4];
+  CHECK(!rans_cdf_from_pmf(bad, 3, cdf), "negative mass refused");
+  double zero[2] = {0, 0};
+  CHECK(!rans_cdf_from_pmf(zero, 2, cdf), "all-zero mass refused");
+}
+
+/* ---------------------------------------------------------------- rate op */
+
+TEST(gaussian_bits_reference_values) {
+  /* P(0 | s=1) = Phi(.5) - Phi(-.5) = 0.3829249225; P(3 | s=0.5) = Phi(7) - Phi(5) */
+  nn_tensor *y = nn_empty(NN_F32, 1, (int64_t[]){3}), *s = nn_empty(NN_F32, 1, (int64_t[]){3});
+  float yv[3] = {0, 3, -2}, sv[3] = {1, 0.5f, 0.01f};
+  memcpy(nn_data(y), yv, sizeof yv);
+  memcpy(nn_data(s), sv, sizeof sv);
+  double p0 = 0.3829249225480262, p1 = 0.5 * erfc(5 / sqrt(2.0)) - 0.5 * erfc(7 / sqrt(2.0));
+  /* s = 0.01 is lifted to the 0.11 floor: P(-2) is ~0, floored at 1e-9 */
+  double expect = -log2(p0) - log2(p1) - log2(1e-9);
+  CHECK_CLOSE(nn_item(nn_gaussian_bits(y, s, 0.11f)), expect, 1e-3 * expect);
+  nn_arena_reset(nn_arena_current());
+}
+
+/* ---------------------------------------------------------------- codec */
+
+static codec_model small_model(uint64_t seed) {
+  codec_model c;
+  codec_config cfg = {.n = 16, .m = 24};
+  if (!codec_init(&c, &cfg, seed)) memset(&c, 0, sizeof c);
+  return c;
+}
+
+static uint8_t *test_image(int w, int h, uint64_t seed) {
+  nn_rng rng;
+  nn_rng_seed(&rng, seed);
+  uint8_t *p = malloc((size_t)w * h * 3);
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      for (int c = 0; c < 3; c++) /* smooth gradients, an edge, and noise */
+        p[((size_t)y * w + x) * 3 + c] =
+            (uint8_t)fminf(255, (float)(x * 255 / w) * (c == 0) + (float)(y * 200 / h) * (c == 1) + (x > w / 2 ? 60 : 0) +
+                                    (float)(nn_rng_u64(&rng) % 20));
+  return p;
+}
+
+TEST(codec_encode_decode_bit_exact_any_threads) {
+  codec_model c = small_model(3);
+  CHECK(c.p.n > 0, "model built");
+  int sizes[][2] = {{64, 64}, {97, 45}, {130, 200}};
+  for (int si = 0; si < 3; si++) {
+    int w = sizes[si][0], h = sizes[si][1];
+    uint8_t *img = test_image(w, h, (uint64_t)si);
+    for (int q = 1; q <= CODEC_MAX_QUALITY; q += 2) {
+      nn_set_num_threads(1);
+      uint8_t *s1 = NULL, *rec1 = malloc((size_t)w * h * 3), *dec = malloc((size_t)w * h * 3);
+      size_t l1 = 0;
+      CHECK(codec_compress(&c, q, img, w, h, w * 3, &s1, &l1, rec1), "%dx%d q%d: %s", w, h, q, nn_last_error());
+      nn_set_num_threads(2);
+      uint8_t *s2 = NULL;
+      size_t l2 = 0;
+      CHECK(codec_compress(&c, q, img, w, h, w * 3, &s2, &l2, NULL), "encode on 2 threads");
+      CHECK(l1 == l2 && memcmp(s1, s2, l1) == 0, "%dx%d q%d: stream identical on 1 and 2 threads", w, h, q);
+      CHECK(codec_decompress(&c, s1, l1, dec, w, h), "decode: %s", nn_last_error());
+      CHECK(memcmp(dec, rec1, (size_t)w * h * 3) == 0, "%dx%d q%d: decoder (2 threads) == encoder's reconstruction", w, h, q);
+      nn_set_num_threads(1);
+      memset(dec, 0, (size_t)w * h * 3);
+      CHECK(codec_decompress(&c, s1, l1, dec, w, h) && memcmp(dec, rec1, (size_t)w * h * 3) == 0, "decoder on 1 thread too");
+      codec_header hd;
+      CHECK(codec_parse_header(s1, l1, &hd) && hd.width == w && hd.height == h && hd.quality == q &&
+                hd.model_id == c.model_id && hd.version == CODEC_VERSION, "header fields");
+      free(s1), free(s2), free(rec1), free(dec);
+    }
+    free(img);
+  }
+  nn_set_num_threads(0);
+  codec_free(&c);
+}
+
+TEST(codec_exact_scales_match_training_path) {
+  /* the fixed-order decoder path computes the same function as the nncore layers */
+  codec_model c = small_model(5);
+  int zh = 2, zw = 3;
+  nn_rng rng;
+  nn_rng_seed(&rng, 9);
+  nn_tensor *z = nn_empty(NN_F32, 4, (int64_t[]){1, 16, zh, zw});
+  for (int i = 0; i < 16 * zh * zw; i++) nn_f32(z)[i] = (float)((int)(nn_rng_u64(&rng) % 9) - 4);
+  /* make the biases positive so that the ReLUs pass something */
+  nn_fill_(c.hs[0].bias, 0.1f), nn_fill_(c.hs[1].bias, 0.1f), nn_fill_(c.hs_out.bias, 0.2f);
+  nn_no_grad_begin();
+  nn_tensor *h = nn_relu(nn_conv_transpose2d_forward(&c.hs[0], z));
+  h = nn_relu(nn_conv_transpose2d_forward(&c.hs[1], h));
+  h = nn_relu(nn_conv2d_forward(&c.hs_out, h));
+  nn_no_grad_end();
+  float *exact = malloc(sizeof(float) * 24 * 16 * zh * zw);
+  CHECK(codec_hyper_scales_exact(&c, nn_f32(z), zh, zw, exact), "exact path ran");
+  double maxd = 0, maxv = 0;
+  for (int i = 0; i < 24 * 16 * zh * zw; i++) {
+    maxd = fmax(maxd, fabs(exact[i] - nn_f32(h)[i]));
+    maxv = fmax(maxv, fabs(exact[i]));
+  }
+  CHECK(maxv > 0.05 && maxd <= 1e-5 * (1 + maxv), "max |exact - nncore| = %g (values up to %g)", maxd, maxv);
+  free(exact);
+  nn_arena_reset(nn_arena_current());
+  codec_free(&c);
+}
+
+TEST(codec_stream_versions_and_foreign_bytes) {
+  codec_model c = small_model(3);
+  uint8_t *img = test_image(64, 64, 1), *out = malloc(64 * 64 * 3), *s = NULL;
+  size_t len = 0;
+  CHECK(codec_compress(&c, 2, img, 64, 64, 64 * 3, &s, &len, NULL), "encode");
+  codec_header h;
+  uint8_t *m = malloc(len);
+  memcpy(m, s, len);
+  m[4] = CODEC_VERSION + 1;
+  CHECK(!codec_parse_header(m, len, &h) && strstr(nn_last_error(), "version"), "future version refused: %s", nn_last_error());
+  m[4] = 0;
+  CHECK(!codec_parse_header(m, len, &h), "version 0 refused");
+  memcpy(m, s, len);
+  m[0] = 'X';
+  CHECK(!codec_parse_header(m, len, &h) && strstr(nn_last_error(), "magic"), "foreign bytes refused");
+  memcpy(m, s, len);
+  m[6] = 1;
+  CHECK(!codec_parse_header(m, len, &h), "unknown flags refused");
+  CHECK(!codec_parse_header(s, 10, &h), "short header refused");
+  CHECK(!codec_parse_header(s, len - 1, &h) && strstr(nn_last_error(), "truncated"), "truncated stream refused");
+  /* another model's stream */
+  codec_model other = small_model(4);
+  CHECK(!codec_decompress(&other, s, len, out, 64, 64) && strstr(nn_last_error(), "model"), "foreign model refused: %s",
+        nn_last_error());
+  codec_free(&other);
+  /* wrong size expectation */
+  CHECK(!codec_decompress(&c, s, len, out, 32, 64), "size mismatch refused");
+  free(m), free(s), free(img), free(out);
+  codec_free(&c);
+}
+
+TEST(codec_mutated_streams_never_crash) {
+  codec_model c = small_model(3);
+  uint8_t *img = test_image(96, 80, 2), *out = malloc(96 * 80 * 3), *s = NULL;
+  size_t len = 0;
+  CHECK(codec_compress(&c, 3, img, 96, 80, 96 * 3, &s, &len, NULL), "encode");
+  nn_rng rng;
+  nn_rng_seed(&rng, 77);
+  int refused = 0, decoded = 0;
+  uint8_t *m = malloc(len + 64);
+  for (int it = 0; it < 600; it++) {
+    memcpy(m, s, len);
+    size_t ml = len;
+    int kind = it % 4;
+    if (kind == 0) { /* flip bytes anywhere */
+      for (int k = 0; k < 1 + it % 5; k++) m[nn_rng_u64(&rng) % ml] ^= (uint8_t)(1 + nn_rng_u64(&rng) % 255);
+    } else if (kind == 1) { /* truncate */
+      ml = (size_t)(nn_rng_u64(&rng) % len);
+    } else if (kind == 2) { /* flip payload bytes and fix the checksum: hostile but well-formed */
+      size_t at = CODEC_HEADER_BYTES + nn_rng_u64(&rng) % (len - CODEC_HEADER_BYTES);
+      m[at] ^= (uint8_t)(1 + nn_rng_u64(&rng) % 255);
+      uint32_t crc = codec_crc32(m + CODEC_HEADER_BYTES, len - CODEC_HEADER_BYTES);
+      m[24] = (uint8_t)(crc >> 24), m[25] = (uint8_t)(crc >> 16), m[26] = (uint8_t)(crc >> 8), m[27] = (uint8_t)crc;
+    } else { /* random header fields */
+      for (int k = 4; k < 24; k++)
+        if (nn_rng_u64(&rng) % 4 == 0) m[k] = (uint8_t)nn_rng_u64(&rng);
+    }
+    codec_header h;
+    int w = 96, hh = 80;
+    if (codec_parse_header(m, ml, &h)) w = h.width, hh = h.height;
+    uint8_t *o = (w == 96 && hh == 80) ? out : malloc((size_t)w * hh * 3);
+    if (codec_decompress(&c, m, ml, o, w, hh)) decoded++;
+    else refused++;
+    if (o != out) free(o);
+  }
+  /* the exact outcomes vary; what matters is that every stream came back, refused or decoded */
+  CHECK(refused + decoded == 600 && refused > 300, "%d refused, %d decoded (no crash, no hang)", refused, decoded);
+  free(m), free(s), free(img), free(out);
+  codec_free(&c);
+}
+
+TEST(codec_save_load_roundtrip_and_corrupt_file) {
+  codec_model c = small_model(6), d = {0};
+  const char *path = "test_codec_model.safetensors";
+  CHECK(codec_save(&c, path, NULL, 0), "save: %s", nn_last_error());
+  CHECK(codec_load(&d, path), "load: %s", nn_last_error());
+  CHECK(d.model_id == c.model_id, "same model id after reload (%08x vs %08x)", d.model_id, c.model_id);
+  uint8_t *img = test_image(64, 64, 3), *out = malloc(64 * 64 * 3), *rec = malloc(64 * 64 * 3), *s = NULL;
+  size_t len = 0;
+  CHECK(codec_compress(&c, 4, img, 64, 64, 64 * 3, &s, &len, rec) && codec_decompress(&d, s, len, out, 64, 64) &&
+            memcmp(out, rec, 64 * 64 * 3) == 0, "stream from the saved model decodes with the loaded one");
+  /* truncated file: refused, model untouched */
+  gchar *data;
+  gsize dl;
+  CHECK(g_file_get_contents(path, &data, &dl, NULL), "read back");
+  CHECK(g_file_set_contents(path, data, (gssize)(dl / 2), NULL), "truncate");
+  uint32_t before = d.model_id;
+  CHECK(!codec_load(&d, path) && d.model_id == before, "truncated model refused, old one kept: %s", nn_last_error());
+  /* a CDF table with a zero-probability symbol: refused */
+  g_free(data);
+  remove(path);
+  free(img), free(out), free(rec), free(s);
+  codec_free(&c);
+  codec_free(&d);
+}
+
+TEST(codec_training_step_lowers_loss) {
+  codec_model c = small_model(8);
+  nn_optim *opt = nn_optim_new(&c.p, nn_optim_defaults(NN_ADAM, 2e-3f));
+  nn_rng rng;
+  nn_rng_seed(&rng, 1);
+  uint8_t *img = test_image(64, 64, 5);
+  int qs[2] = {1, 5};
+  float first = 0, last = 0;
+  for (int step = 0; step < 40; step++) {
+    nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){2, 3, 64, 64});
+    for (int b = 0; b < 2; b++)
+      for (int ch = 0; ch < 3; ch++)
+        for (int i = 0; i < 64 * 64; i++) nn_f32(x)[(b * 3 + ch) * 4096 + i] = img[i * 3 + ch] / 255.0f;
+    codec_stats st;
+    nn_optim_zero_grad(opt);
+    nn_tensor *loss = codec_train_forward(&c, x, qs, &rng, &st);
+    CHECK(loss && nn_backward(loss), "step %d: %s", step, nn_last_error());
+    nn_optim_step(opt);
+    nn_arena_reset(nn_arena_current());
+    if (step < 3) first += st.loss / 3;
+    if (step >= 37) last += st.loss / 3;
+  }
+  CHECK(last < 0.6f * first, "loss %.3f -> %.3f", first, last);
+  free(img);
+  nn_optim_free(opt);
+  codec_free(&c);
+}
+
+
