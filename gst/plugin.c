@@ -5,6 +5,7 @@
 
 #include "../models/model_path.h"
 #include "e2eplugin.h"
+#include "gste2ecodec.h"
 #include "gste2edetect.h"
 #include "gste2eoverlay.h"
 
@@ -16,8 +17,14 @@ const gchar *e2e_default_model(const gchar *file) {
 }
 
 static gboolean plugin_init(GstPlugin *plugin) {
+  /* parser and decoder are ranked so that decodebin plays e2ecodec files */
   return gst_element_register(plugin, "e2edetect", GST_RANK_NONE, GST_TYPE_E2E_DETECT) &&
-         gst_element_register(plugin, "e2eoverlay", GST_RANK_NONE, GST_TYPE_E2E_OVERLAY);
+         gst_element_register(plugin, "e2eoverlay", GST_RANK_NONE, GST_TYPE_E2E_OVERLAY) &&
+         gst_element_register(plugin, "e2ecodecenc", GST_RANK_NONE, GST_TYPE_E2E_CODEC_ENC) &&
+         gst_element_register(plugin, "e2ecodecdec", GST_RANK_PRIMARY, GST_TYPE_E2E_CODEC_DEC) &&
+         gst_element_register(plugin, "e2ecodecparse", GST_RANK_PRIMARY, GST_TYPE_E2E_CODEC_PARSE) &&
+         gst_element_register(plugin, "e2ecodec", GST_RANK_NONE, GST_TYPE_E2E_CODEC_BIN) &&
+         e2e_codec_typefind_register(plugin);
 }
 
 GST_PLUGIN_DEFINE(GST_VERSION_MAJOR, GST_VERSION_MINOR, e2e,

@@ -245,9 +245,9 @@ TEST(codec_mutated_streams_never_crash) {
       size_t at = CODEC_HEADER_BYTES + nn_rng_u64(&rng) % (len - CODEC_HEADER_BYTES);
       m[at] ^= (uint8_t)(1 + nn_rng_u64(&rng) % 255);
       uint32_t crc = codec_crc32(m + CODEC_HEADER_BYTES, len - CODEC_HEADER_BYTES);
-      m[24] = (uint8_t)(crc >> 24), m[25] = (uint8_t)(crc >> 16), m[26] = (uint8_t)(crc >> 8), m[27] = (uint8_t)crc;
+      m[28] = (uint8_t)(crc >> 24), m[29] = (uint8_t)(crc >> 16), m[30] = (uint8_t)(crc >> 8), m[31] = (uint8_t)crc;
     } else { /* random header fields */
-      for (int k = 4; k < 24; k++)
+      for (int k = 4; k < 28; k++)
         if (nn_rng_u64(&rng) % 4 == 0) m[k] = (uint8_t)nn_rng_u64(&rng);
     }
     codec_header h;

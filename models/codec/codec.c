@@ -430,11 +430,13 @@ bool codec_parse_header(const uint8_t *d, size_t len, codec_header *h) {
   h->model_id = get_u32(d + 8);
   h->width = (int)get_u16(d + 12);
   h->height = (int)get_u16(d + 14);
-  h->z_bytes = get_u32(d + 16);
-  h->y_bytes = get_u32(d + 20);
-  h->crc = get_u32(d + 24);
+  h->fps_n = (int)get_u16(d + 16);
+  h->fps_d = (int)get_u16(d + 18);
+  h->z_bytes = get_u32(d + 20);
+  h->y_bytes = get_u32(d + 24);
+  h->crc = get_u32(d + 28);
   if (h->quality < 1 || h->quality > CODEC_MAX_QUALITY || h->width < 1 || h->height < 1 ||
-      h->width > CODEC_MAX_DIM || h->height > CODEC_MAX_DIM) {
+      h->width > CODEC_MAX_DIM || h->height > CODEC_MAX_DIM || (h->fps_n != 0 && h->fps_d == 0)) {
     nn_set_error("e2ecodec header out of range (quality %d, %dx%d)", h->quality, h->width, h->height);
     return false;
   }
@@ -444,6 +446,11 @@ bool codec_parse_header(const uint8_t *d, size_t len, codec_header *h) {
     return false;
   }
   return true;
+}
+
+void codec_set_frame_rate(uint8_t *s, int n, int d) {
+  if (n < 0 || n > 65535 || d < 1 || d > 65535) n = d = 0; /* not representable: unknown */
+  s[16] = (uint8_t)(n >> 8), s[17] = (uint8_t)n, s[18] = (uint8_t)(d >> 8), s[19] = (uint8_t)d;
 }
 
 static int pad_to(int v) { return (v + CODEC_STRIDE - 1) / CODEC_STRIDE * CODEC_STRIDE; }
@@ -587,11 +594,12 @@ bool codec_compress(codec_model *c, int quality, const uint8_t *rgb, int w, int 
   s[6] = s[7] = 0;
   put_u32(s + 8, c->model_id);
   s[12] = (uint8_t)(w >> 8), s[13] = (uint8_t)w, s[14] = (uint8_t)(h >> 8), s[15] = (uint8_t)h;
-  put_u32(s + 16, (uint32_t)zl);
-  put_u32(s + 20, (uint32_t)yl);
+  s[16] = s[17] = s[18] = s[19] = 0;
+  put_u32(s + 20, (uint32_t)zl);
+  put_u32(s + 24, (uint32_t)yl);
   memcpy(s + CODEC_HEADER_BYTES, zb, zl);
   memcpy(s + CODEC_HEADER_BYTES + zl, yb, yl);
-  put_u32(s + 24, codec_crc32(s + CODEC_HEADER_BYTES, zl + yl));
+  put_u32(s + 28, codec_crc32(s + CODEC_HEADER_BYTES, zl + yl));
   *out = s;
   *out_len = len;
   ok = true;

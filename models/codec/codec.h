@@ -84,18 +84,22 @@ bool codec_save(codec_model *c, const char *path, const nn_kv *meta, int n_meta)
 bool codec_load(codec_model *c, const char *path);
 
 /* ---- coding ---- */
-/* Stream header, version 1 (all integers big-endian):
+/* One coded picture, version 1 (all integers big-endian):
  *   "E2EL" | version u8 | quality u8 | flags u8 (0) | reserved u8 (0) | model_id u32 |
- *   width u16 | height u16 | z_bytes u32 | y_bytes u32 | crc32 u32 (of the two payloads) |
- *   z payload | y payload */
+ *   width u16 | height u16 | fps_n u16 | fps_d u16 (0/0: unknown) |
+ *   z_bytes u32 | y_bytes u32 | crc32 u32 (of the two payloads) | z payload | y payload
+ * A video stream is these pictures back to back; every one is a key frame. */
 #define CODEC_MAGIC "E2EL"
 #define CODEC_VERSION 1
-#define CODEC_HEADER_BYTES 28
+#define CODEC_HEADER_BYTES 32
 
 typedef struct {
-  int version, quality, width, height;
+  int version, quality, width, height, fps_n, fps_d;
   uint32_t model_id, z_bytes, y_bytes, crc;
 } codec_header;
+
+/* Stamps the frame rate into a coded picture's header (not covered by the CRC). */
+void codec_set_frame_rate(uint8_t *stream, int fps_n, int fps_d);
 
 /* Parses and checks a header (magic, version, sizes against len). */
 bool codec_parse_header(const uint8_t *data, size_t len, codec_header *h);

@@ -1,0 +1,39 @@
+/* The learned codec's elements: encoder, decoder, parser and the e2ecodec
+ * preview bin. Streams are video/x-e2e-lic: coded pictures back to back
+ * (models/codec/codec.h), each one a key frame. */
+#ifndef GST_E2E_CODEC_H
+#define GST_E2E_CODEC_H
+
+#include <gst/base/gstbaseparse.h>
+#include <gst/video/gstvideodecoder.h>
+#include <gst/video/gstvideoencoder.h>
+#include <gst/video/video.h>
+
+#include "../models/codec/codec.h"
+
+G_BEGIN_DECLS
+
+#define E2E_LIC_CAPS "video/x-e2e-lic"
+
+#define GST_TYPE_E2E_CODEC_ENC (gst_e2e_codec_enc_get_type())
+G_DECLARE_FINAL_TYPE(GstE2eCodecEnc, gst_e2e_codec_enc, GST, E2E_CODEC_ENC, GstVideoEncoder)
+
+#define GST_TYPE_E2E_CODEC_DEC (gst_e2e_codec_dec_get_type())
+G_DECLARE_FINAL_TYPE(GstE2eCodecDec, gst_e2e_codec_dec, GST, E2E_CODEC_DEC, GstVideoDecoder)
+
+#define GST_TYPE_E2E_CODEC_PARSE (gst_e2e_codec_parse_get_type())
+G_DECLARE_FINAL_TYPE(GstE2eCodecParse, gst_e2e_codec_parse, GST, E2E_CODEC_PARSE, GstBaseParse)
+
+#define GST_TYPE_E2E_CODEC_BIN (gst_e2e_codec_bin_get_type())
+G_DECLARE_FINAL_TYPE(GstE2eCodecBin, gst_e2e_codec_bin, GST, E2E_CODEC_BIN, GstBin)
+
+/* Loads the model at path (NULL: the shipped one) for an element, posting an
+ * error naming the file on failure. */
+codec_model *e2e_codec_load_for(GstElement *e, const gchar *path);
+
+/* Type finder for "E2EL" streams. */
+gboolean e2e_codec_typefind_register(GstPlugin *plugin);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,257 @@
+/* e2ecodecenc: raw video -> learned intra-coded pictures (video/x-e2e-lic).
+ * Frames of any format GstVideoConverter handles are turned into RGB, padded
+ * internally to the network's stride of 64, coded at the current "quality"
+ * (changeable while playing: every picture carries its level). With
+ * message=true it posts "e2ecodec-frame" messages {bytes, bpp, psnr, quality,
+ * encode-ms}; the PSNR is that of the decoder's exact reconstruction. */
+#include <math.h>
+#include <string.h>
+
+#include "../models/model_path.h"
+#include "gste2ecodec.h"
+
+GST_DEBUG_CATEGORY_STATIC(e2ecodecenc_debug);
+#define GST_CAT_DEFAULT e2ecodecenc_debug
+
+struct _GstE2eCodecEnc {
+  GstVideoEncoder parent;
+  GMutex lock; /* properties */
+  gchar *model_path, *device;
+  guint quality, num_threads;
+  gboolean post_messages;
+  codec_model *model;
+  nn_arena *arena;
+  GstVideoCodecState *in_state;
+  GstVideoConverter *conv;
+  guint8 *rgb, *recon;
+};
+
+enum { PROP_0, PROP_QUALITY, PROP_MODEL, PROP_DEVICE, PROP_NUM_THREADS, PROP_MESSAGE };
+
+G_DEFINE_TYPE(GstE2eCodecEnc, gst_e2e_codec_enc, GST_TYPE_VIDEO_ENCODER)
+
+#define RAW_CAPS GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, ABGR, I420, YV12, NV12, NV21, Y42B, Y444 }")
+static GstStaticPadTemplate sink_t = GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(RAW_CAPS));
+static GstStaticPadTemplate src_t = GST_STATIC_PAD_TEMPLATE(
+    "src", GST_PAD_SRC, GST_PAD_ALWAYS,
+    GST_STATIC_CAPS(E2E_LIC_CAPS ", width = (int) [ 1, 16384 ], height = (int) [ 1, 16384 ], parsed = (boolean) true"));
+
+codec_model *e2e_codec_load_for(GstElement *e, const gchar *path) {
+  const gchar *p = path ? path : e2e_model_path("codec/e2ecodec.safetensors");
+  codec_model *m = g_new0(codec_model, 1);
+  if (!codec_load(m, p)) {
+    GST_ELEMENT_ERROR(e, RESOURCE, READ, ("Could not load codec model \"%s\".", p), ("%s", nn_last_error()));
+    g_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+static void free_model(codec_model *m) {
+  if (!m) return;
+  codec_free(m);
+  g_free(m);
+}
+
+static gboolean enc_start(GstVideoEncoder *enc) {
+  GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(enc);
+  g_mutex_lock(&self->lock);
+  gchar *path = g_strdup(self->model_path), *device = g_strdup(self->device);
+  g_mutex_unlock(&self->lock);
+  gboolean ok = FALSE;
+  if (g_strcmp0(device, "cpu") != 0) {
+    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS,
+                      ("device=%s is not available: e2ecodec runs on the CPU in this build (device=cpu).", device), (NULL));
+  } else if ((self->model = e2e_codec_load_for(GST_ELEMENT(self), path))) {
+    self->arena = nn_arena_new(64 << 20);
+    ok = self->arena != NULL;
+  }
+  g_free(path);
+  g_free(device);
+  return ok;
+}
+
+static gboolean enc_stop(GstVideoEncoder *enc) {
+  GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(enc);
+  free_model(self->model);
+  self->model = NULL;
+  if (self->arena) nn_arena_free(self->arena);
+  self->arena = NULL;
+  if (self->conv) gst_video_converter_free(self->conv);
+  self->conv = NULL;
+  g_clear_pointer(&self->rgb, g_free);
+  g_clear_pointer(&self->recon, g_free);
+  if (self->in_state) gst_video_codec_state_unref(self->in_state);
+  self->in_state = NULL;
+  return TRUE;
+}
+
+static gboolean enc_set_format(GstVideoEncoder *enc, GstVideoCodecState *state) {
+  GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(enc);
+  GstVideoInfo *in = &state->info;
+  if (self->in_state) gst_video_codec_state_unref(self->in_state);
+  self->in_state = gst_video_codec_state_ref(state);
+  if (self->conv) gst_video_converter_free(self->conv);
+  self->conv = NULL;
+  if (GST_VIDEO_INFO_FORMAT(in) != GST_VIDEO_FORMAT_RGB) {
+    GstVideoInfo rgb;
+    gst_video_info_set_format(&rgb, GST_VIDEO_FORMAT_RGB, GST_VIDEO_INFO_WIDTH(in), GST_VIDEO_INFO_HEIGHT(in));
+    GST_VIDEO_INFO_PLANE_STRIDE(&rgb, 0) = GST_VIDEO_INFO_WIDTH(in) * 3;
+    GST_VIDEO_INFO_FPS_N(&rgb) = GST_VIDEO_INFO_FPS_N(in);
+    GST_VIDEO_INFO_FPS_D(&rgb) = GST_VIDEO_INFO_FPS_D(in);
+    self->conv = gst_video_converter_new(in, &rgb, NULL);
+    if (!self->conv) {
+      GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Cannot convert %s to RGB for the codec.",
+                                                   gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(in))), (NULL));
+      return FALSE;
+    }
+  }
+  size_t n = (size_t)GST_VIDEO_INFO_WIDTH(in) * GST_VIDEO_INFO_HEIGHT(in) * 3;
+  g_free(self->rgb);
+  g_free(self->recon);
+  self->rgb = g_malloc(n);
+  self->recon = g_malloc(n);
+  GstCaps *caps = gst_caps_new_simple(E2E_LIC_CAPS, "parsed", G_TYPE_BOOLEAN, TRUE, NULL);
+  gchar id[16];
+  g_snprintf(id, sizeof id, "%08x", self->model->model_id);
+  gst_caps_set_simple(caps, "model-id", G_TYPE_STRING, id, NULL);
+  GstVideoCodecState *out = gst_video_encoder_set_output_state(enc, caps, state);
+  gst_video_codec_state_unref(out);
+  return gst_video_encoder_negotiate(enc);
+}
+
+static GstFlowReturn enc_handle_frame(GstVideoEncoder *enc, GstVideoCodecFrame *frame) {
+  GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(enc);
+  if (!self->in_state) {
+    gst_video_codec_frame_unref(frame);
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  GstVideoInfo *in = &self->in_state->info;
+  int w = GST_VIDEO_INFO_WIDTH(in), h = GST_VIDEO_INFO_HEIGHT(in);
+  GstVideoFrame vf;
+  if (!gst_video_frame_map(&vf, in, frame->input_buffer, GST_MAP_READ)) {
+    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Cannot map the input frame."), (NULL));
+    gst_video_codec_frame_unref(frame);
+    return GST_FLOW_ERROR;
+  }
+  if (self->conv) {
+    GstVideoInfo rgb;
+    gst_video_info_set_format(&rgb, GST_VIDEO_FORMAT_RGB, w, h);
+    GST_VIDEO_INFO_PLANE_STRIDE(&rgb, 0) = w * 3; /* our buffer is packed */
+    GstVideoFrame of = {0};
+    of.info = rgb;
+    of.data[0] = self->rgb;
+    gst_video_converter_frame(self->conv, &vf, &of);
+  } else {
+    for (int y = 0; y < h; y++)
+      memcpy(self->rgb + (size_t)y * w * 3, (guint8 *)GST_VIDEO_FRAME_PLANE_DATA(&vf, 0) + (size_t)y * GST_VIDEO_FRAME_PLANE_STRIDE(&vf, 0),
+             (size_t)w * 3);
+  }
+  gst_video_frame_unmap(&vf);
+  g_mutex_lock(&self->lock);
+  int quality = (int)self->quality, threads = (int)self->num_threads;
+  gboolean post = self->post_messages;
+  g_mutex_unlock(&self->lock);
+  nn_set_num_threads(threads);
+  nn_arena *prev = nn_arena_set_current(self->arena);
+  uint8_t *stream = NULL;
+  size_t len = 0;
+  gint64 t0 = g_get_monotonic_time();
+  gboolean ok = codec_compress(self->model, quality, self->rgb, w, h, w * 3, &stream, &len, post ? self->recon : NULL);
+  double ms = (double)(g_get_monotonic_time() - t0) / 1000.0;
+  nn_arena_set_current(prev);
+  if (!ok) {
+    GST_ELEMENT_ERROR(self, STREAM, ENCODE, ("Learned encoding failed."), ("%s", nn_last_error()));
+    gst_video_codec_frame_unref(frame);
+    return GST_FLOW_ERROR;
+  }
+  codec_set_frame_rate(stream, GST_VIDEO_INFO_FPS_N(in), GST_VIDEO_INFO_FPS_D(in));
+  frame->output_buffer = gst_buffer_new_wrapped(stream, len); /* stream is malloc'd: g_free frees it (GLib >= 2.46) */
+  GST_VIDEO_CODEC_FRAME_SET_SYNC_POINT(frame);
+  if (post) {
+    double psnr = 0, se = 0;
+    size_t n = (size_t)w * h * 3;
+    for (size_t i = 0; i < n; i++) {
+      double d = (double)self->rgb[i] - self->recon[i];
+      se += d * d;
+    }
+    psnr = se > 0 ? 10 * log10(255.0 * 255.0 * n / se) : 99.0;
+    GstStructure *s = gst_structure_new("e2ecodec-frame", "timestamp", G_TYPE_UINT64, frame->pts, "bytes", G_TYPE_UINT64,
+                                        (guint64)len, "bpp", G_TYPE_DOUBLE, 8.0 * len / ((double)w * h), "psnr",
+                                        G_TYPE_DOUBLE, psnr, "quality", G_TYPE_INT, quality, "encode-ms", G_TYPE_DOUBLE, ms, NULL);
+    gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
+  }
+  return gst_video_encoder_finish_frame(enc, frame);
+}
+
+static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps) {
+  GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(obj);
+  g_mutex_lock(&self->lock);
+  switch (id) {
+  case PROP_QUALITY: self->quality = g_value_get_uint(v); break;
+  case PROP_MODEL: g_free(self->model_path); self->model_path = g_value_dup_string(v); break;
+  case PROP_DEVICE: g_free(self->device); self->device = g_value_dup_string(v); break;
+  case PROP_NUM_THREADS: self->num_threads = g_value_get_uint(v); break;
+  case PROP_MESSAGE: self->post_messages = g_value_get_boolean(v); break;
+  default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
+  }
+  g_mutex_unlock(&self->lock);
+}
+
+static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
+  GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(obj);
+  g_mutex_lock(&self->lock);
+  switch (id) {
+  case PROP_QUALITY: g_value_set_uint(v, self->quality); break;
+  case PROP_MODEL: g_value_set_string(v, self->model_path); break;
+  case PROP_DEVICE: g_value_set_string(v, self->device); break;
+  case PROP_NUM_THREADS: g_value_set_uint(v, self->num_threads); break;
+  case PROP_MESSAGE: g_value_set_boolean(v, self->post_messages); break;
+  default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
+  }
+  g_mutex_unlock(&self->lock);
+}
+
+static void finalize(GObject *obj) {
+  GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(obj);
+  g_free(self->model_path);
+  g_free(self->device);
+  g_mutex_clear(&self->lock);
+  G_OBJECT_CLASS(gst_e2e_codec_enc_parent_class)->finalize(obj);
+}
+
+static void gst_e2e_codec_enc_init(GstE2eCodecEnc *self) {
+  g_mutex_init(&self->lock);
+  self->quality = 3;
+  self->device = g_strdup("cpu");
+}
+
+static void gst_e2e_codec_enc_class_init(GstE2eCodecEncClass *klass) {
+  GObjectClass *oc = G_OBJECT_CLASS(klass);
+  GstElementClass *ec = GST_ELEMENT_CLASS(klass);
+  GstVideoEncoderClass *vc = GST_VIDEO_ENCODER_CLASS(klass);
+  GST_DEBUG_CATEGORY_INIT(e2ecodecenc_debug, "e2ecodecenc", 0, "learned image codec encoder");
+  oc->set_property = set_property;
+  oc->get_property = get_property;
+  oc->finalize = finalize;
+  GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
+  g_object_class_install_property(oc, PROP_QUALITY, g_param_spec_uint("quality", "Quality",
+      "Quality level: 1 (smallest, ~0.2 bpp) .. 5 (best); can change while playing", 1, CODEC_MAX_QUALITY, 3,
+      rw | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property(oc, PROP_MODEL, g_param_spec_string("model", "Model",
+      "Codec model (safetensors); default: the shipped e2ecodec model", NULL, rw | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property(oc, PROP_DEVICE, g_param_spec_string("device", "Device",
+      "Where the network runs: cpu (cuda is not available for the codec yet)", "cpu", rw | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property(oc, PROP_NUM_THREADS, g_param_spec_uint("num-threads", "Threads",
+      "Threads for the network (0: NNCORE_NUM_THREADS or all cores)", 0, 256, 0, rw | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property(oc, PROP_MESSAGE, g_param_spec_boolean("message", "Message",
+      "Post an element message per frame with bytes, bpp, PSNR-RGB and timing", FALSE, rw | GST_PARAM_MUTABLE_PLAYING));
+  gst_element_class_add_static_pad_template(ec, &sink_t);
+  gst_element_class_add_static_pad_template(ec, &src_t);
+  gst_element_class_set_static_metadata(ec, "e2e learned image codec encoder", "Codec/Encoder/Video",
+      "Codes each frame with a learned scale-hyperprior image codec (e2ecodec)", "gst-e2e");
+  vc->start = enc_start;
+  vc->stop = enc_stop;
+  vc->set_format = enc_set_format;
+  vc->handle_frame = enc_handle_frame;
+}

@@ -1,0 +1,115 @@
+/* e2ecodecparse: splits a video/x-e2e-lic byte stream (e.g. from filesrc)
+ * into one buffer per coded picture, using each picture header's payload
+ * sizes, and resynchronises on the "E2EL" magic after garbage. Caps and
+ * frame durations come from the first header. Also the type finder. */
+#include <string.h>
+
+#include "gste2ecodec.h"
+
+GST_DEBUG_CATEGORY_STATIC(e2ecodecparse_debug);
+#define GST_CAT_DEFAULT e2ecodecparse_debug
+
+#define MAX_PICTURE_BYTES (512u << 20) /* anything larger is not a picture we wrote */
+
+struct _GstE2eCodecParse {
+  GstBaseParse parent;
+  gint width, height, fps_n, fps_d;
+};
+
+G_DEFINE_TYPE(GstE2eCodecParse, gst_e2e_codec_parse, GST_TYPE_BASE_PARSE)
+
+static GstStaticPadTemplate sink_t = GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(E2E_LIC_CAPS));
+static GstStaticPadTemplate src_t =
+    GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(E2E_LIC_CAPS ", parsed = (boolean) true"));
+
+static gboolean parse_start(GstBaseParse *parse) {
+  GstE2eCodecParse *self = GST_E2E_CODEC_PARSE(parse);
+  self->width = self->height = self->fps_n = 0;
+  self->fps_d = 1;
+  gst_base_parse_set_min_frame_size(parse, CODEC_HEADER_BYTES);
+  return TRUE;
+}
+
+static GstFlowReturn parse_handle_frame(GstBaseParse *parse, GstBaseParseFrame *frame, gint *skipsize) {
+  GstE2eCodecParse *self = GST_E2E_CODEC_PARSE(parse);
+  GstMapInfo map;
+  if (!gst_buffer_map(frame->buffer, &map, GST_MAP_READ)) return GST_FLOW_ERROR;
+  const guint8 *d = map.data;
+  gsize n = map.size;
+  GstFlowReturn ret = GST_FLOW_OK;
+  if (n < CODEC_HEADER_BYTES) goto more;
+  if (memcmp(d, CODEC_MAGIC, 4) != 0) { /* resync on the next magic */
+    gsize k = 1;
+    while (k + 4 <= n && memcmp(d + k, CODEC_MAGIC, 4) != 0) k++;
+    *skipsize = (gint)(k + 4 <= n ? k : n - 3);
+    GST_DEBUG_OBJECT(self, "skipping %d bytes of garbage", *skipsize);
+    goto out;
+  }
+  guint32 zb = GST_READ_UINT32_BE(d + 20), yb = GST_READ_UINT32_BE(d + 24);
+  guint64 total = (guint64)CODEC_HEADER_BYTES + zb + yb;
+  codec_header h;
+  /* validate the fixed fields with the declared length (the payload may still be on its way) */
+  guint8 probe[CODEC_HEADER_BYTES];
+  memcpy(probe, d, CODEC_HEADER_BYTES);
+  if (total > MAX_PICTURE_BYTES || !codec_parse_header(probe, (size_t)total, &h)) {
+    GST_WARNING_OBJECT(self, "bad picture header (%s); resynchronising", nn_last_error());
+    *skipsize = 1;
+    goto out;
+  }
+  if (n < total) {
+    gst_base_parse_set_min_frame_size(parse, (guint)total);
+    goto more;
+  }
+  gst_base_parse_set_min_frame_size(parse, CODEC_HEADER_BYTES);
+  if (h.width != self->width || h.height != self->height || h.fps_n != self->fps_n || h.fps_d != self->fps_d ||
+      !gst_pad_has_current_caps(GST_BASE_PARSE_SRC_PAD(parse))) {
+    self->width = h.width, self->height = h.height, self->fps_n = h.fps_n, self->fps_d = h.fps_d ? h.fps_d : 1;
+    gchar id[16];
+    g_snprintf(id, sizeof id, "%08x", h.model_id);
+    GstCaps *caps = gst_caps_new_simple(E2E_LIC_CAPS, "parsed", G_TYPE_BOOLEAN, TRUE, "width", G_TYPE_INT, h.width,
+                                        "height", G_TYPE_INT, h.height, "framerate", GST_TYPE_FRACTION, self->fps_n,
+                                        self->fps_d, "model-id", G_TYPE_STRING, id, NULL);
+    gst_pad_set_caps(GST_BASE_PARSE_SRC_PAD(parse), caps);
+    gst_caps_unref(caps);
+    if (self->fps_n > 0) gst_base_parse_set_frame_rate(parse, (guint)self->fps_n, (guint)self->fps_d, 0, 0);
+  }
+  GST_BUFFER_FLAG_UNSET(frame->buffer, GST_BUFFER_FLAG_DELTA_UNIT); /* every picture is a key frame */
+  gst_buffer_unmap(frame->buffer, &map);
+  return gst_base_parse_finish_frame(parse, frame, (gint)total);
+more:
+  *skipsize = 0;
+out:
+  gst_buffer_unmap(frame->buffer, &map);
+  return ret;
+}
+
+static void gst_e2e_codec_parse_init(GstE2eCodecParse *self) {
+  GST_PAD_SET_ACCEPT_INTERSECT(GST_BASE_PARSE_SINK_PAD(self));
+  GST_PAD_SET_ACCEPT_TEMPLATE(GST_BASE_PARSE_SINK_PAD(self));
+}
+
+static void gst_e2e_codec_parse_class_init(GstE2eCodecParseClass *klass) {
+  GstElementClass *ec = GST_ELEMENT_CLASS(klass);
+  GstBaseParseClass *pc = GST_BASE_PARSE_CLASS(klass);
+  GST_DEBUG_CATEGORY_INIT(e2ecodecparse_debug, "e2ecodecparse", 0, "learned image codec stream parser");
+  gst_element_class_add_static_pad_template(ec, &sink_t);
+  gst_element_class_add_static_pad_template(ec, &src_t);
+  gst_element_class_set_static_metadata(ec, "e2e learned image codec parser", "Codec/Parser/Video",
+      "Splits e2ecodec streams into pictures", "gst-e2e");
+  pc->start = parse_start;
+  pc->handle_frame = parse_handle_frame;
+}
+
+/* ---------------------------------------------------------------- type finder */
+
+static void typefind(GstTypeFind *tf, gpointer user) {
+  const guint8 *d = gst_type_find_peek(tf, 0, 8);
+  if (d && memcmp(d, CODEC_MAGIC, 4) == 0 && d[4] >= 1 && d[4] <= CODEC_VERSION && d[5] >= 1 && d[5] <= CODEC_MAX_QUALITY)
+    gst_type_find_suggest(tf, GST_TYPE_FIND_MAXIMUM, (GstCaps *)user);
+}
+
+gboolean e2e_codec_typefind_register(GstPlugin *plugin) {
+  GstCaps *caps = gst_caps_new_empty_simple(E2E_LIC_CAPS);
+  return gst_type_find_register(plugin, "video/x-e2e-lic", GST_RANK_PRIMARY, typefind, "e2el", caps, caps,
+                                (GDestroyNotify)gst_caps_unref);
+}

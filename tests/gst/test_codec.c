@@ -1,0 +1,326 @@
+/* e2ecodecenc / e2ecodecdec / e2ecodecparse / e2ecodec through GstHarness.
+ * A small randomly initialised model is enough: coding must be exact and
+ * robust whatever the weights. */
+#include <gst/check/gstharness.h>
+#include <gst/video/video.h>
+#include <math.h>
+#include <unistd.h>
+
+#include "../../models/codec/codec.h"
+#include "../harness.h"
+
+__attribute__((constructor)) static void init_gst(void) {
+  gst_init(NULL, NULL);
+  g_setenv("GST_PLUGIN_PATH", E2E_PLUGIN_BUILD_DIR, TRUE);
+  gst_registry_scan_path(gst_registry_get(), E2E_PLUGIN_BUILD_DIR);
+}
+
+static char *make_model(uint64_t seed, codec_model *keep) {
+  codec_config cfg = {.n = 16, .m = 24};
+  codec_model c;
+  CHECK(codec_init(&c, &cfg, seed), "model");
+  char *path = g_strdup_printf("/tmp/e2e-codec-test-%d-%llu.safetensors", getpid(), (unsigned long long)seed);
+  CHECK(codec_save(&c, path, NULL, 0), "save: %s", nn_last_error());
+  if (keep) *keep = c;
+  else codec_free(&c);
+  return path;
+}
+
+/* A packed-RGB test picture, and the same as a GstBuffer of format fmt. */
+static uint8_t *picture(int w, int h, int seed) {
+  uint8_t *p = g_malloc((size_t)w * h * 3);
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      p[((size_t)y * w + x) * 3 + 0] = (uint8_t)(x * 255 / w);
+      p[((size_t)y * w + x) * 3 + 1] = (uint8_t)(y * 255 / h);
+      p[((size_t)y * w + x) * 3 + 2] = (uint8_t)(((x / 8 + y / 8 + seed) % 2) * 200);
+    }
+  return p;
+}
+
+static GstBuffer *frame_buffer(const uint8_t *rgb, int w, int h, GstVideoFormat fmt, GstClockTime pts) {
+  GstVideoInfo in, out;
+  gst_video_info_set_format(&in, GST_VIDEO_FORMAT_RGB, w, h);
+  gst_video_info_set_format(&out, fmt, w, h);
+  GstBuffer *src = gst_buffer_new_allocate(NULL, GST_VIDEO_INFO_SIZE(&in), NULL);
+  GstVideoFrame fi, fo;
+  gst_video_frame_map(&fi, &in, src, GST_MAP_WRITE);
+  for (int y = 0; y < h; y++)
+    memcpy((uint8_t *)GST_VIDEO_FRAME_PLANE_DATA(&fi, 0) + (size_t)y * GST_VIDEO_FRAME_PLANE_STRIDE(&fi, 0),
+           rgb + (size_t)y * w * 3, (size_t)w * 3);
+  gst_video_frame_unmap(&fi);
+  GstBuffer *o = gst_buffer_new_allocate(NULL, GST_VIDEO_INFO_SIZE(&out), NULL);
+  gst_video_frame_map(&fi, &in, src, GST_MAP_READ);
+  gst_video_frame_map(&fo, &out, o, GST_MAP_WRITE);
+  GstVideoConverter *c = gst_video_converter_new(&in, &out, NULL);
+  gst_video_converter_frame(c, &fi, &fo);
+  gst_video_converter_free(c);
+  gst_video_frame_unmap(&fi);
+  gst_video_frame_unmap(&fo);
+  gst_buffer_unref(src);
+  GST_BUFFER_PTS(o) = pts;
+  GST_BUFFER_DURATION(o) = GST_SECOND / 10;
+  return o;
+}
+
+static gchar *raw_caps(GstVideoFormat fmt, int w, int h) {
+  return g_strdup_printf("video/x-raw,format=%s,width=%d,height=%d,framerate=10/1", gst_video_format_to_string(fmt), w, h);
+}
+
+TEST(encoder_caps_timestamps_and_headers_for_each_format) {
+  char *model = make_model(1, NULL);
+  GstVideoFormat fmts[] = {GST_VIDEO_FORMAT_RGB, GST_VIDEO_FORMAT_I420, GST_VIDEO_FORMAT_NV12, GST_VIDEO_FORMAT_BGRx};
+  for (guint f = 0; f < G_N_ELEMENTS(fmts); f++) {
+    int w = 97, h = 45; /* odd: padding to the stride of 64 happens inside */
+    /* properties read at start go into the launch line: the harness starts the element at once */
+    gchar *launch = g_strdup_printf("e2ecodecenc model=%s quality=2", model);
+    GstHarness *hs = gst_harness_new_parse(launch);
+    g_free(launch);
+    gchar *caps = raw_caps(fmts[f], w, h);
+    gst_harness_set_src_caps_str(hs, caps);
+    uint8_t *pic = picture(w, h, 0);
+    for (int i = 0; i < 3; i++) gst_harness_push(hs, frame_buffer(pic, w, h, fmts[f], i * GST_SECOND / 10));
+    for (int i = 0; i < 3; i++) {
+      GstBuffer *b = gst_harness_pull(hs);
+      CHECK(b != NULL, "%s: output %d", caps, i);
+      if (!b) break;
+      CHECK(GST_BUFFER_PTS(b) == (GstClockTime)i * GST_SECOND / 10, "%s: pts kept", caps);
+      CHECK(!GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT), "every picture is a key frame");
+      GstMapInfo m;
+      gst_buffer_map(b, &m, GST_MAP_READ);
+      codec_header hd;
+      CHECK(codec_parse_header(m.data, m.size, &hd) && hd.width == w && hd.height == h && hd.quality == 2 &&
+                hd.fps_n == 10 && hd.fps_d == 1, "%s: header %dx%d q%d fps %d/%d", caps, hd.width, hd.height, hd.quality,
+            hd.fps_n, hd.fps_d);
+      gst_buffer_unmap(b, &m);
+      gst_buffer_unref(b);
+    }
+    GstCaps *oc = gst_pad_get_current_caps(hs->sinkpad);
+    GstStructure *s = gst_caps_get_structure(oc, 0);
+    int cw = 0, ch = 0;
+    gst_structure_get_int(s, "width", &cw);
+    gst_structure_get_int(s, "height", &ch);
+    CHECK(gst_structure_has_name(s, "video/x-e2e-lic") && cw == w && ch == h && gst_structure_get_string(s, "model-id"),
+          "%s: output caps %" GST_PTR_FORMAT, caps, oc);
+    gst_caps_unref(oc);
+    g_free(pic);
+    g_free(caps);
+    gst_harness_teardown(hs);
+  }
+  unlink(model);
+  g_free(model);
+}
+
+TEST(encoder_then_decoder_bit_exact_and_quality_changes_while_playing) {
+  codec_model ref;
+  char *model = make_model(2, &ref);
+  int w = 130, h = 70;
+  gchar *launch = g_strdup_printf("e2ecodecenc model=%s quality=1 ! e2ecodecdec model=%s", model, model);
+  GstHarness *hs = gst_harness_new_parse(launch);
+  g_free(launch);
+  GstElement *enc = gst_harness_find_element(hs, "e2ecodecenc"), *dec = gst_harness_find_element(hs, "e2ecodecdec");
+  gchar *caps = raw_caps(GST_VIDEO_FORMAT_RGB, w, h);
+  gst_harness_set_src_caps_str(hs, caps);
+  uint8_t *pic = picture(w, h, 1), *rec = g_malloc((size_t)w * h * 3);
+  for (int q = 1; q <= CODEC_MAX_QUALITY; q += 2) {
+    g_object_set(enc, "quality", q, NULL);
+    gst_harness_push(hs, frame_buffer(pic, w, h, GST_VIDEO_FORMAT_RGB, (GstClockTime)q * GST_SECOND));
+    GstBuffer *b = gst_harness_pull(hs);
+    CHECK(b != NULL, "decoded frame at q%d", q);
+    if (!b) break;
+    CHECK(GST_BUFFER_PTS(b) == (GstClockTime)q * GST_SECOND, "pts through encoder and decoder");
+    uint8_t *s = NULL;
+    size_t len;
+    CHECK(codec_compress(&ref, q, pic, w, h, w * 3, &s, &len, rec), "reference encode");
+    GstVideoInfo info;
+    gst_video_info_set_format(&info, GST_VIDEO_FORMAT_RGB, w, h);
+    GstVideoFrame vf;
+    gst_video_frame_map(&vf, &info, b, GST_MAP_READ);
+    int bad_rows = 0;
+    for (int y = 0; y < h; y++)
+      if (memcmp((uint8_t *)GST_VIDEO_FRAME_PLANE_DATA(&vf, 0) + (size_t)y * GST_VIDEO_FRAME_PLANE_STRIDE(&vf, 0),
+                 rec + (size_t)y * w * 3, (size_t)w * 3))
+        bad_rows++;
+    CHECK(bad_rows == 0, "q%d: element output == library reconstruction (%d rows differ)", q, bad_rows);
+    gst_video_frame_unmap(&vf);
+    free(s);
+    gst_buffer_unref(b);
+  }
+  gst_object_unref(enc);
+  gst_object_unref(dec);
+  g_free(pic), g_free(rec), g_free(caps);
+  gst_harness_teardown(hs);
+  codec_free(&ref);
+  unlink(model);
+  g_free(model);
+}
+
+/* Codes one picture with the library, for decoder and parser tests. */
+static uint8_t *coded(codec_model *c, int q, int w, int h, int seed, size_t *len) {
+  uint8_t *pic = picture(w, h, seed), *s = NULL;
+  CHECK(codec_compress(c, q, pic, w, h, w * 3, &s, len, NULL), "encode");
+  codec_set_frame_rate(s, 10, 1);
+  g_free(pic);
+  return s;
+}
+
+static GstBuffer *wrap(const uint8_t *d, size_t n, GstClockTime pts) {
+  GstBuffer *b = gst_buffer_new_memdup(d, n);
+  GST_BUFFER_PTS(b) = pts;
+  return b;
+}
+
+TEST(decoder_drops_corrupt_pictures_with_a_warning_and_goes_on) {
+  codec_model ref;
+  char *model = make_model(3, &ref);
+  size_t len;
+  uint8_t *good = coded(&ref, 3, 64, 64, 0, &len);
+  gchar *launch = g_strdup_printf("e2ecodecdec model=%s max-errors=-1", model);
+  GstHarness *hs = gst_harness_new_parse(launch);
+  g_free(launch);
+  GstElement *dec = gst_harness_find_element(hs, "e2ecodecdec");
+  GstBus *bus = gst_bus_new();
+  gst_element_set_bus(dec, bus);
+  gst_object_unref(dec);
+  gst_harness_set_src_caps_str(hs, "video/x-e2e-lic,parsed=true,width=64,height=64,framerate=10/1");
+  uint8_t *bad = g_memdup2(good, len);
+  bad[len / 2] ^= 0x5a; /* checksum no longer matches */
+  GstFlowReturn r1 = gst_harness_push(hs, wrap(bad, len, 0));
+  GstFlowReturn r2 = gst_harness_push(hs, wrap(good, len - 7, GST_SECOND / 10)); /* truncated */
+  GstFlowReturn r3 = gst_harness_push(hs, wrap((const uint8_t *)"not a picture at all, just bytes", 32, GST_SECOND / 5));
+  GstFlowReturn r4 = gst_harness_push(hs, wrap(good, len, GST_SECOND * 3 / 10));
+  CHECK(r1 == GST_FLOW_OK && r2 == GST_FLOW_OK && r3 == GST_FLOW_OK && r4 == GST_FLOW_OK, "flow stays OK (%d %d %d %d)", r1, r2, r3, r4);
+  CHECK(gst_harness_buffers_in_queue(hs) == 1, "only the good picture comes out (%u)", gst_harness_buffers_in_queue(hs));
+  GstBuffer *b = gst_harness_pull(hs);
+  CHECK(b && GST_BUFFER_PTS(b) == GST_SECOND * 3 / 10, "it is the last one");
+  if (b) gst_buffer_unref(b);
+  /* warnings were posted on the bus for the dropped pictures */
+  int warnings = 0;
+  GstMessage *m;
+  while ((m = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING))) {
+    warnings++;
+    gst_message_unref(m);
+  }
+  gst_object_unref(bus);
+  CHECK(warnings == 3, "a warning for each of the 3 dropped pictures (%d)", warnings);
+  gst_harness_teardown(hs);
+  free(good);
+  g_free(bad);
+  codec_free(&ref);
+  unlink(model);
+  g_free(model);
+}
+
+static void expect_error(const char *launch, const char *needle) {
+  GstElement *p = gst_parse_launch(launch, NULL);
+  gst_element_set_state(p, GST_STATE_PLAYING);
+  GstBus *bus = gst_element_get_bus(p);
+  GstMessage *msg = gst_bus_timed_pop_filtered(bus, 10 * GST_SECOND, GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+  CHECK(msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR, "%s: an error, not EOS or a hang", launch);
+  if (msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
+    GError *err = NULL;
+    gchar *dbg = NULL;
+    gst_message_parse_error(msg, &err, &dbg);
+    CHECK(strstr(err->message, needle) || (dbg && strstr(dbg, needle)), "'%s' in: %s / %s", needle, err->message, dbg);
+    g_error_free(err);
+    g_free(dbg);
+  }
+  if (msg) gst_message_unref(msg);
+  gst_object_unref(bus);
+  gst_element_set_state(p, GST_STATE_NULL);
+  gst_object_unref(p);
+}
+
+TEST(missing_or_foreign_model_is_a_clear_error) {
+  expect_error("videotestsrc num-buffers=2 ! e2ecodecenc model=/nonexistent/codec.safetensors ! fakesink",
+               "/nonexistent/codec.safetensors");
+  expect_error("videotestsrc num-buffers=2 ! e2ecodecenc device=cuda ! fakesink", "device=cuda");
+  /* stream made by one model, decoder holding another */
+  char *a = make_model(4, NULL), *b = make_model(5, NULL);
+  gchar *launch = g_strdup_printf("videotestsrc num-buffers=2 ! video/x-raw,width=64,height=64 ! e2ecodecenc model=%s ! "
+                                  "e2ecodecdec model=%s ! fakesink", a, b);
+  expect_error(launch, "model");
+  g_free(launch);
+  unlink(a), unlink(b);
+  g_free(a), g_free(b);
+}
+
+TEST(parser_splits_byte_streams_and_resyncs_after_garbage) {
+  codec_model ref;
+  char *model = make_model(6, &ref);
+  size_t l1, l2, l3;
+  uint8_t *p1 = coded(&ref, 1, 64, 48, 0, &l1), *p2 = coded(&ref, 5, 64, 48, 1, &l2), *p3 = coded(&ref, 3, 64, 48, 2, &l3);
+  GByteArray *all = g_byte_array_new();
+  g_byte_array_append(all, (const guint8 *)"garbage!", 8);
+  g_byte_array_append(all, p1, (guint)l1);
+  g_byte_array_append(all, p2, (guint)l2);
+  g_byte_array_append(all, (const guint8 *)"E2Ex", 4); /* a false magic */
+  g_byte_array_append(all, p3, (guint)l3);
+  GstHarness *hs = gst_harness_new("e2ecodecparse");
+  gst_harness_set_src_caps_str(hs, "video/x-e2e-lic");
+  /* push in odd chunk sizes so pictures straddle buffers */
+  for (guint off = 0; off < all->len;) {
+    guint n = MIN(37u + off % 101u, all->len - off);
+    gst_harness_push(hs, gst_buffer_new_memdup(all->data + off, n));
+    off += n;
+  }
+  gst_harness_push_event(hs, gst_event_new_eos());
+  const uint8_t *want[3] = {p1, p2, p3};
+  size_t wl[3] = {l1, l2, l3};
+  CHECK(gst_harness_buffers_in_queue(hs) == 3, "three pictures out (%u)", gst_harness_buffers_in_queue(hs));
+  for (int i = 0; i < 3 && gst_harness_buffers_in_queue(hs); i++) {
+    GstBuffer *b = gst_harness_pull(hs);
+    GstMapInfo m;
+    gst_buffer_map(b, &m, GST_MAP_READ);
+    CHECK(m.size == wl[i] && memcmp(m.data, want[i], wl[i]) == 0, "picture %d intact (%zu bytes)", i, m.size);
+    CHECK(GST_BUFFER_DURATION(b) == GST_SECOND / 10, "duration from the header's frame rate");
+    gst_buffer_unmap(b, &m);
+    gst_buffer_unref(b);
+  }
+  GstCaps *oc = gst_pad_get_current_caps(hs->sinkpad);
+  gchar *cs = gst_caps_to_string(oc);
+  CHECK(strstr(cs, "width=(int)64") && strstr(cs, "height=(int)48") && strstr(cs, "framerate=(fraction)10/1"), "caps %s", cs);
+  g_free(cs);
+  gst_caps_unref(oc);
+  gst_harness_teardown(hs);
+  g_byte_array_unref(all);
+  free(p1), free(p2), free(p3);
+  codec_free(&ref);
+  unlink(model);
+  g_free(model);
+}
+
+TEST(bin_posts_bpp_and_psnr_per_frame) {
+  char *model = make_model(7, NULL);
+  gchar *launch = g_strdup_printf("videotestsrc num-buffers=3 pattern=ball ! video/x-raw,width=96,height=64,format=NV12 ! "
+                                  "e2ecodec model=%s quality=4 ! fakesink", model);
+  GstElement *p = gst_parse_launch(launch, NULL);
+  gst_element_set_state(p, GST_STATE_PLAYING);
+  GstBus *bus = gst_element_get_bus(p);
+  int frames = 0;
+  for (;;) {
+    GstMessage *m = gst_bus_timed_pop_filtered(bus, 10 * GST_SECOND, GST_MESSAGE_ELEMENT | GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+    if (!m) break;
+    if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ELEMENT && gst_structure_has_name(gst_message_get_structure(m), "e2ecodec-frame")) {
+      const GstStructure *s = gst_message_get_structure(m);
+      double bpp = 0, psnr = 0;
+      int q = 0;
+      gst_structure_get_double(s, "bpp", &bpp);
+      gst_structure_get_double(s, "psnr", &psnr);
+      gst_structure_get_int(s, "quality", &q);
+      CHECK(bpp > 0 && bpp < 48 && psnr > 0 && psnr < 100 && q == 4, "frame message bpp %g psnr %g q %d", bpp, psnr, q);
+      frames++;
+    }
+    bool end = GST_MESSAGE_TYPE(m) != GST_MESSAGE_ELEMENT;
+    CHECK(GST_MESSAGE_TYPE(m) != GST_MESSAGE_ERROR, "no error");
+    gst_message_unref(m);
+    if (end) break;
+  }
+  CHECK(frames == 3, "one message per frame (%d)", frames);
+  gst_object_unref(bus);
+  gst_element_set_state(p, GST_STATE_NULL);
+  gst_object_unref(p);
+  g_free(launch);
+  unlink(model);
+  g_free(model);
+}
