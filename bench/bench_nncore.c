@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "nncore/nncore.h"
+#include "../models/codec/codec.h"
 #include "../models/detect/detector.h"
 
 #define SH(...) (int64_t[]){__VA_ARGS__}
@@ -121,6 +122,26 @@ static void run_detect(void *p) {
   det_forward(&c->d, c->x, false);
   nn_no_grad_end();
   nn_arena_reset(nn_arena_current());
+}
+
+/* The codec at its shipped size (N 64, M 96), random weights: speed does not depend on them. */
+typedef struct { codec_model c; uint8_t *rgb, *stream, *out; size_t len; int w, h; } codec_ctx;
+static void run_codec_encode(void *p) {
+  codec_ctx *c = p;
+  free(c->stream);
+  codec_compress(&c->c, 3, c->rgb, c->w, c->h, c->w * 3, &c->stream, &c->len, NULL);
+}
+static void run_codec_decode(void *p) {
+  codec_ctx *c = p;
+  codec_decompress(&c->c, c->stream, c->len, c->out, c->w, c->h);
+}
+/* MACs of encode (g_a + h_a + h_s) or decode (h_s + g_s) on a padded H x W image */
+static double codec_macs(double H, double W, double n, double m, bool enc) {
+  double P2 = H / 2 * W / 2, P4 = P2 / 4, P8 = P4 / 4, P16 = P8 / 4, P32 = P16 / 4, P64 = P32 / 4;
+  double hs = P64 * n * n * 25 + P32 * n * n * 25 + P16 * m * n * 9;
+  if (enc) return P2 * n * 75 + P4 * n * n * 25 + P8 * n * n * 25 + P16 * m * n * 25 + (P2 + P4 + P8) * n * n +
+                  P16 * n * m * 9 + P32 * n * n * 25 + P64 * n * n * 25 + hs;
+  return hs + P16 * m * n * 25 + P8 * n * n * 25 + P4 * n * n * 25 + P4 * n * 3 * 25 * 4 + (P8 + P4 + P2) * n * n;
 }
 
 /* --------------------------------------------------------------- peak */
@@ -238,6 +259,25 @@ int main(int argc, char **argv) {
     REPORT("detect_320_fwd", time_case(run_detect, &c), macs * 2 / 1e9);
     det_free(&c.d);
     nn_tensor_free(c.x);
+  }
+  int sizes[2][2] = {{768, 512}, {1280, 720}};
+  for (int si = 0; si < 2; si++) {
+    char enc_name[64], dec_name[64];
+    snprintf(enc_name, sizeof enc_name, "codec_encode_%dx%d", sizes[si][0], sizes[si][1]);
+    snprintf(dec_name, sizeof dec_name, "codec_decode_%dx%d", sizes[si][0], sizes[si][1]);
+    if (!WANT(enc_name) && !WANT(dec_name)) continue;
+    codec_ctx c = {.w = sizes[si][0], .h = sizes[si][1]};
+    codec_config cfg = codec_config_default();
+    codec_init(&c.c, &cfg, 1);
+    c.rgb = malloc((size_t)c.w * c.h * 3);
+    c.out = malloc((size_t)c.w * c.h * 3);
+    for (size_t i = 0; i < (size_t)c.w * c.h * 3; i++) c.rgb[i] = (uint8_t)(nn_rng_u64(&r) & 0xff);
+    run_codec_encode(&c);
+    double H = (c.h + 63) / 64 * 64, W = (c.w + 63) / 64 * 64;
+    if (WANT(enc_name)) REPORT(enc_name, time_case(run_codec_encode, &c), codec_macs(H, W, cfg.n, cfg.m, true) * 2 / 1e9);
+    if (WANT(dec_name)) REPORT(dec_name, time_case(run_codec_decode, &c), codec_macs(H, W, cfg.n, cfg.m, false) * 2 / 1e9);
+    codec_free(&c.c);
+    free(c.rgb), free(c.out), free(c.stream);
   }
   return 0;
 }

@@ -52,10 +52,10 @@ static void gst_e2e_codec_bin_init(GstE2eCodecBin *self) {
   gst_bin_add_many(GST_BIN(self), self->enc, self->dec, NULL);
   gst_element_link(self->enc, self->dec);
   GstPad *p = gst_element_get_static_pad(self->enc, "sink");
-  gst_element_add_pad(GST_ELEMENT(self), gst_ghost_pad_new_from_template("sink", p, gst_static_pad_template_get(&sink_t)));
+  gst_element_add_pad(GST_ELEMENT(self), gst_ghost_pad_new_from_template("sink", p, gst_element_class_get_pad_template(GST_ELEMENT_GET_CLASS(self), "sink")));
   gst_object_unref(p);
   p = gst_element_get_static_pad(self->dec, "src");
-  gst_element_add_pad(GST_ELEMENT(self), gst_ghost_pad_new_from_template("src", p, gst_static_pad_template_get(&src_t)));
+  gst_element_add_pad(GST_ELEMENT(self), gst_ghost_pad_new_from_template("src", p, gst_element_class_get_pad_template(GST_ELEMENT_GET_CLASS(self), "src")));
   gst_object_unref(p);
 }
 

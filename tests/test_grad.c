@@ -485,3 +485,20 @@ TEST(grad_random_broadcast_shapes) {
     free_all(ts, 2);
   }
 }
+
+/* lower_bound: identity gradient above the bound; below it, only gradients that
+ * would raise the input pass (loss = w * lower_bound(x) with w = +1 / -1). */
+TEST(lower_bound_gradient_lets_values_come_back) {
+  float xs[4] = {0.5f, -0.5f, 0.5f, -0.5f}, ws[4] = {1, 1, -1, -1};
+  float expect[4] = {1, 0, -1, -1}; /* x < 0 with w = +1: descent would push x further down: blocked */
+  nn_tensor *x = nn_tensor_from_data(NN_F32, 1, (int64_t[]){4}, xs);
+  nn_tensor *w = nn_tensor_from_data(NN_F32, 1, (int64_t[]){4}, ws);
+  nn_set_requires_grad(x, true);
+  nn_tensor *y = nn_lower_bound(x, 0.0f);
+  CHECK(nn_f32(y)[1] == 0.0f && nn_f32(y)[0] == 0.5f, "forward is max(x, 0)");
+  CHECK(nn_backward(nn_sum_all(nn_mul(y, w))), "backward");
+  for (int i = 0; i < 4; i++) CHECK(nn_f32(x->grad)[i] == expect[i], "grad[%d] = %g, expected %g", i, nn_f32(x->grad)[i], expect[i]);
+  nn_arena_reset(nn_arena_current());
+  nn_tensor_free(x);
+  nn_tensor_free(w);
+}

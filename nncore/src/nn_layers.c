@@ -223,8 +223,9 @@ bool nn_gdn_init(nn_gdn_layer *l, nn_params *p, const char *name, int64_t c, boo
 }
 
 nn_tensor *nn_gdn_forward(const nn_gdn_layer *l, nn_tensor *x) {
-  /* lower bounds keep the denominator positive during training */
-  return nn_gdn(x, nn_clamp(l->beta, 1e-6f, INFINITY), nn_clamp(l->gamma, 0.0f, INFINITY), l->inverse);
+  /* lower bounds keep the denominator positive during training; unlike a clamp
+   * they let entries that fell below the bound come back */
+  return nn_gdn(x, nn_lower_bound(l->beta, 1e-6f), nn_lower_bound(l->gamma, 0.0f), l->inverse);
 }
 
 /* ---------------------------------------------------------------- LSTM/GRU */

@@ -164,7 +164,7 @@ nn_tensor *nn_div(nn_tensor *a, nn_tensor *b) {
 
 typedef enum {
   U_NEG, U_EXP, U_LOG, U_SQRT, U_POW, U_ABS, U_CLAMP, U_RELU, U_LEAKY, U_SIGMOID, U_TANH, U_GELU,
-  U_ADDS, U_MULS
+  U_ADDS, U_MULS, U_LOWER_BOUND
 } unop;
 
 typedef struct {
@@ -201,6 +201,7 @@ static void un_fwd_range(void *p, int64_t i0, int64_t i1) {
     break;
   case U_ADDS: for (int64_t i = i0; i < i1; i++) o[i] = x[i] + p0; break;
   case U_MULS: for (int64_t i = i0; i < i1; i++) o[i] = x[i] * p0; break;
+  case U_LOWER_BOUND: for (int64_t i = i0; i < i1; i++) o[i] = x[i] < p0 ? p0 : x[i]; break;
   }
 }
 
@@ -233,6 +234,8 @@ static void un_bwd_range(void *p, int64_t i0, int64_t i1) {
     break;
   case U_ADDS: for (int64_t i = i0; i < i1; i++) o[i] = g[i]; break;
   case U_MULS: for (int64_t i = i0; i < i1; i++) o[i] = g[i] * p0; break;
+  /* below the bound, pass only gradients that would move x back up (descent goes along -g) */
+  case U_LOWER_BOUND: for (int64_t i = i0; i < i1; i++) o[i] = (x[i] >= p0 || g[i] < 0) ? g[i] : 0; break;
   }
   (void)p1;
 }
@@ -277,6 +280,7 @@ nn_tensor *nn_clamp(nn_tensor *a, float lo, float hi) {
   if (lo > hi) NN_FAIL("clamp: lo %g > hi %g", lo, hi);
   return unary(U_CLAMP, a, lo, hi, "clamp");
 }
+nn_tensor *nn_lower_bound(nn_tensor *a, float bound) { return unary(U_LOWER_BOUND, a, bound, 0, "lower_bound"); }
 nn_tensor *nn_relu(nn_tensor *a) { return unary(U_RELU, a, 0, 0, "relu"); }
 nn_tensor *nn_leaky_relu(nn_tensor *a, float s) { return unary(U_LEAKY, a, s, 0, "leaky_relu"); }
 nn_tensor *nn_sigmoid(nn_tensor *a) { return unary(U_SIGMOID, a, 0, 0, "sigmoid"); }

@@ -29,6 +29,10 @@ nn_tensor *nn_sqrt(nn_tensor *a);
 nn_tensor *nn_pow(nn_tensor *a, float exponent);
 nn_tensor *nn_abs(nn_tensor *a);
 nn_tensor *nn_clamp(nn_tensor *a, float lo, float hi);
+/* max(a, bound), but below the bound the gradient still flows when it would
+ * raise a (Ballé's LowerBound): parameters kept positive this way never get
+ * stuck at the bound the way clamp's zero gradient leaves them. */
+nn_tensor *nn_lower_bound(nn_tensor *a, float bound);
 
 /* ---- activations ---- */
 nn_tensor *nn_relu(nn_tensor *a);
