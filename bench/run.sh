@@ -4,6 +4,7 @@
 # Thread counts are pinned for every pool involved (nncore's, OpenMP's and
 # OpenBLAS's), otherwise PyTorch's OpenBLAS quietly uses every core.
 #   bench/run.sh [build-dir]      (tools/setup.sh bench builds and calls this)
+#   CASES="codec_encode_768x512 codec_decode_768x512" CORETYPES=Haswell bench/run.sh   # a subset
 set -eu
 cd "$(dirname "$0")/.."
 B=${1:-build}
@@ -14,7 +15,7 @@ out=bench/results/latest.jsonl
 : > "$out"
 peak=$("$B/bench/bench_nncore" --peak)
 echo "$peak" >> "$out"
-for coretype in Haswell auto; do
+for coretype in ${CORETYPES:-Haswell auto}; do
   for t in 1 2; do
     if [ "$coretype" = auto ]; then envset="env -u OPENBLAS_CORETYPE"; else envset="env OPENBLAS_CORETYPE=Haswell"; fi
     pin="OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t"
