@@ -122,15 +122,22 @@ static bool draw_chart(cairo_t *cr, const char *path, const plot_spec *spec, con
   cairo_reset_clip(cr);
   /* legend */
   cairo_set_font_size(cr, 12);
+  double lw = 0; /* the legend sits right-aligned, as wide as its longest label */
+  for (int i = 0; i < ns; i++)
+    if (s[i].label) {
+      cairo_text_extents(cr, s[i].label, &te);
+      lw = fmax(lw, te.x_advance);
+    }
+  double lx = R - lw - 32;
   for (int i = 0; i < ns; i++) {
     if (!s[i].label) continue;
     const double *c = palette[i % 8];
     double ly = T + 14 + 18 * i;
     cairo_set_source_rgb(cr, c[0], c[1], c[2]);
-    cairo_rectangle(cr, R - 190, ly - 8, 14, 10);
+    cairo_rectangle(cr, lx, ly - 8, 14, 10);
     cairo_fill(cr);
     cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
-    cairo_move_to(cr, R - 170, ly + 1);
+    cairo_move_to(cr, lx + 20, ly + 1);
     cairo_show_text(cr, s[i].label);
   }
 #undef PX
