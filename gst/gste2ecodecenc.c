@@ -169,13 +169,7 @@ static GstFlowReturn enc_handle_frame(GstVideoEncoder *enc, GstVideoCodecFrame *
   frame->output_buffer = gst_buffer_new_wrapped(stream, len); /* stream is malloc'd: g_free frees it (GLib >= 2.46) */
   GST_VIDEO_CODEC_FRAME_SET_SYNC_POINT(frame);
   if (post) {
-    double psnr = 0, se = 0;
-    size_t n = (size_t)w * h * 3;
-    for (size_t i = 0; i < n; i++) {
-      double d = (double)self->rgb[i] - self->recon[i];
-      se += d * d;
-    }
-    psnr = se > 0 ? 10 * log10(255.0 * 255.0 * n / se) : 99.0;
+    double psnr = codec_psnr(self->rgb, self->recon, (size_t)w * h * 3);
     GstStructure *s = gst_structure_new("e2ecodec-frame", "timestamp", G_TYPE_UINT64, frame->pts, "bytes", G_TYPE_UINT64,
                                         (guint64)len, "bpp", G_TYPE_DOUBLE, 8.0 * len / ((double)w * h), "psnr",
                                         G_TYPE_DOUBLE, psnr, "quality", G_TYPE_INT, quality, "encode-ms", G_TYPE_DOUBLE, ms, NULL);

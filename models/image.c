@@ -2,11 +2,13 @@
 #include "image.h"
 
 #include <cairo.h>
+#include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jpeglib.h> /* needs stdio.h first */
 
@@ -205,4 +207,33 @@ bool e2e_image_save_png(const char *path, const uint8_t *rgb, int w, int h) {
     return false;
   }
   return true;
+}
+
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+char **e2e_list_images(const char *dir, int *n) {
+  *n = 0;
+  DIR *d = opendir(dir);
+  if (!d) {
+    nn_set_error("%s: cannot open folder", dir);
+    return NULL;
+  }
+  char **names = malloc(sizeof *names); /* non-NULL even when empty */
+  struct dirent *e;
+  while (names && (e = readdir(d))) {
+    const char *dot = strrchr(e->d_name, '.');
+    if (!dot || (strcasecmp(dot, ".jpg") && strcasecmp(dot, ".jpeg") && strcasecmp(dot, ".png"))) continue;
+    char **grown = realloc(names, sizeof *names * (size_t)(*n + 1));
+    if (!grown) break;
+    names = grown;
+    names[(*n)++] = strdup(e->d_name);
+  }
+  closedir(d);
+  if (names) qsort(names, (size_t)*n, sizeof *names, cmp_name);
+  return names;
+}
+
+void e2e_free_names(char **names, int n) {
+  for (int i = 0; i < n; i++) free(names[i]);
+  free(names);
 }

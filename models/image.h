@@ -14,6 +14,10 @@ typedef struct {
 /* JPEG or PNG by content. False with a message in nn_last_error(). */
 bool e2e_image_load(const char *path, e2e_image *out);
 void e2e_image_free(e2e_image *im);
+/* Names (not paths) of the .jpg/.jpeg/.png files in dir, sorted; *n set.
+ * Free with e2e_free_names. NULL with nn_last_error() when dir cannot be read. */
+char **e2e_list_images(const char *dir, int *n);
+void e2e_free_names(char **names, int n);
 /* Writes packed RGB as PNG (cairo). */
 bool e2e_image_save_png(const char *path, const uint8_t *rgb, int w, int h);
 /* Bilinear resize of a packed RGB image. */

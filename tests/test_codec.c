@@ -281,8 +281,13 @@ TEST(codec_save_load_roundtrip_and_corrupt_file) {
   CHECK(g_file_set_contents(path, data, (gssize)(dl / 2), NULL), "truncate");
   uint32_t before = d.model_id;
   CHECK(!codec_load(&d, path) && d.model_id == before, "truncated model refused, old one kept: %s", nn_last_error());
-  /* a CDF table with a zero-probability symbol: refused */
   g_free(data);
+  /* a CDF table with a zero-probability symbol: refused (the coder could not code it) */
+  int32_t *cdf = nn_data(nn_params_find(&c.p, "entropy.cdf"));
+  cdf[2] = cdf[1]; /* table 0 (scale 0.11) has 4 symbols: symbol 1 loses its mass */
+  CHECK(codec_save(&c, path, NULL, 0), "save the damaged tables");
+  CHECK(!codec_load(&d, path) && strstr(nn_last_error(), "zero-probability") && d.model_id == before,
+        "damaged CDF refused: %s", nn_last_error());
   remove(path);
   free(img), free(out), free(rec), free(s);
   codec_free(&c);

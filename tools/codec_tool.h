@@ -16,6 +16,5 @@ bool codec_load_folder(const char *dir, image_set_t *set, int max);
 void codec_free_set(image_set_t *set);
 /* Codes one image for real and measures the decoder's reconstruction. */
 bool codec_measure(codec_model *c, int quality, const e2e_image *im, double *bpp, double *psnr, size_t *bytes);
-double codec_psnr(const uint8_t *a, const uint8_t *b, size_t n);
 
 #endif

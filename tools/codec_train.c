@@ -3,7 +3,6 @@
  * Adam with a cosine schedule. Every --eval-every steps it really codes a few
  * BSDS500 val images (rounding + rANS, not the training proxy) and reports
  * their bpp and PSNR. Kodak is never touched here: it is evaluation-only. */
-#include <dirent.h>
 #include <glib.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,29 +15,11 @@
 #include "e2e.h"
 #include "plot.h"
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Every .jpg/.png of a folder, in name order; appends to set. */
+/* Every .jpg/.jpeg/.png of a folder, in name order; appends to set. */
 bool codec_load_folder(const char *dir, image_set_t *set, int max) {
-  DIR *d = opendir(dir);
-  if (!d) {
-    nn_set_error("cannot open folder %s", dir);
-    return false;
-  }
-  char **names = NULL;
-  int n = 0, cap = 0;
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    const char *dot = strrchr(e->d_name, '.');
-    if (!dot || (strcasecmp(dot, ".jpg") && strcasecmp(dot, ".jpeg") && strcasecmp(dot, ".png"))) continue;
-    if (n == cap) {
-      cap = cap ? cap * 2 : 64;
-      names = realloc(names, sizeof *names * (size_t)cap);
-    }
-    names[n++] = strdup(e->d_name);
-  }
-  closedir(d);
-  qsort(names, (size_t)n, sizeof *names, cmp_str);
+  int n = 0;
+  char **names = e2e_list_images(dir, &n);
+  if (!names) return false;
   bool ok = true;
   for (int i = 0; i < n; i++) {
     if (ok && (max <= 0 || set->n < max)) {
@@ -49,9 +30,8 @@ bool codec_load_folder(const char *dir, image_set_t *set, int max) {
       if (!e2e_image_load(path, &set->im[set->n])) ok = false;
       else set->names[set->n++] = strdup(names[i]);
     }
-    free(names[i]);
   }
-  free(names);
+  e2e_free_names(names, n);
   if (ok && set->n == 0) {
     nn_set_error("no .jpg or .png images in %s", dir);
     ok = false;
@@ -83,16 +63,6 @@ bool codec_measure(codec_model *c, int quality, const e2e_image *im, double *bpp
   free(stream);
   free(rec);
   return true;
-}
-
-double codec_psnr(const uint8_t *a, const uint8_t *b, size_t n) {
-  double se = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = (double)a[i] - b[i];
-    se += d * d;
-  }
-  double mse = se / (double)n;
-  return mse > 0 ? 10 * log10(255.0 * 255.0 / mse) : 99.0;
 }
 
 static const char *data_root(const char *arg) {

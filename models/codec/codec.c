@@ -399,6 +399,15 @@ uint32_t codec_crc32(const uint8_t *data, size_t len) {
   return ~crc;
 }
 
+double codec_psnr(const uint8_t *a, const uint8_t *b, size_t n) {
+  double se = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)a[i] - b[i];
+    se += d * d;
+  }
+  return se > 0 ? 10 * log10(255.0 * 255.0 * (double)n / se) : 99.0;
+}
+
 static void put_u32(uint8_t *p, uint32_t v) {
   p[0] = (uint8_t)(v >> 24);
   p[1] = (uint8_t)(v >> 16);

@@ -121,5 +121,7 @@ bool codec_hyper_scales_exact(const codec_model *c, const float *z_hat, int zh, 
 int codec_scale_index(const codec_tables *t, float scale);
 
 uint32_t codec_crc32(const uint8_t *data, size_t len);
+/* PSNR in dB of two 8-bit buffers of n bytes (99 when identical). */
+double codec_psnr(const uint8_t *a, const uint8_t *b, size_t n);
 
 #endif

@@ -1,13 +1,11 @@
 /* Loading COCO128 / raccoon and augmenting samples for training. */
 #include "dataset.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static bool add_sample(det_dataset *ds, int *cap, const char *name, const char *path) {
   if (ds->n == *cap) {
@@ -79,21 +77,9 @@ bool det_dataset_load_coco128(det_dataset *ds, const char *root, const char *spl
     memcpy(ds->labels, names, sizeof names);
   }
   snprintf(path, sizeof path, "%s/images/%s", root, split);
-  DIR *d = opendir(path);
-  if (!d) {
-    nn_set_error("%s: cannot open", path);
-    return false;
-  }
-  char **files = NULL;
   int nf = 0;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (strstr(e->d_name, ".jpg")) {
-      files = realloc(files, (size_t)(nf + 1) * sizeof *files);
-      files[nf++] = strdup(e->d_name);
-    }
-  closedir(d);
-  qsort(files, (size_t)nf, sizeof *files, cmp_str);
+  char **files = e2e_list_images(path, &nf);
+  if (!files) return false;
   int cap = 0;
   bool ok = true;
   for (int i = 0; i < nf && ok; i++) {
@@ -117,8 +103,7 @@ bool det_dataset_load_coco128(det_dataset *ds, const char *root, const char *spl
     }
     fclose(lf);
   }
-  for (int i = 0; i < nf; i++) free(files[i]);
-  free(files);
+  e2e_free_names(files, nf);
   if (!ok) det_dataset_free(ds);
   return ok;
 }
