@@ -19,6 +19,10 @@ for coretype in ${CORETYPES:-Haswell auto}; do
   for t in 1 2; do
     if [ "$coretype" = auto ]; then envset="env -u OPENBLAS_CORETYPE"; else envset="env OPENBLAS_CORETYPE=Haswell"; fi
     pin="OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t MKL_NUM_THREADS=$t"
+    # glibc hands large freed blocks back to the kernel, so PyTorch, which frees its activations after
+    # every call, page-faults them back in on the next one (2-5x slower on this VM). Keep them mapped, for
+    # both sides alike.
+    pin="$pin MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=268435456"
     # three rounds, alternating the two sides per case so that drift in machine
     # load hits both; the report keeps each side's best round
     for round in 1 2 3; do

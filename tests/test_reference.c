@@ -66,6 +66,93 @@ TEST(ref_conv2d_matches_naive_loop) {
   }
 }
 
+/* The fast CPU paths (direct register-tiled kernel, Winograd F(2x2,3x3) for 3x3 stride 1) against the naive
+ * loop, on shapes that cross their tile, chunk and channel-block edges; and the same bits for 1 and 2 threads. */
+TEST(ref_conv2d_fast_paths_match_naive_loop) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 33);
+  struct { int64_t N, C, H, W, OC, K; int s, pd; } cases[] = {
+      {1, 8, 13, 11, 8, 3, 1, 1},   {2, 16, 24, 50, 12, 3, 1, 1}, {1, 9, 7, 5, 5, 3, 1, 0},
+      {1, 32, 40, 40, 33, 3, 1, 1}, {1, 64, 9, 30, 64, 3, 1, 2}, {1, 130, 6, 6, 7, 3, 1, 1},
+      {1, 3, 33, 31, 16, 3, 2, 1},  {2, 16, 20, 22, 6, 5, 2, 2}, {1, 12, 17, 9, 10, 4, 3, 1},
+      {1, 5, 8, 40, 9, 2, 1, 0},    {1, 8, 2, 2, 8, 3, 1, 1},     {1, 64, 21, 17, 67, 3, 1, 1},
+      {2, 96, 5, 26, 64, 3, 1, 0},  {1, 128, 20, 20, 128, 3, 1, 1}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    __typeof__(cases[0]) c = cases[i];
+    nn_conv_params p = nn_conv_defaults();
+    p.stride_h = p.stride_w = c.s;
+    p.pad_h = p.pad_w = c.pd;
+    nn_tensor *x = RANDN(c.N, c.C, c.H, c.W), *w = RANDN(c.OC, c.C, c.K, c.K), *b = RANDN(c.OC);
+    nn_set_num_threads(1);
+    nn_tensor *y1 = nn_conv2d(x, w, b, p);
+    nn_set_num_threads(2);
+    nn_tensor *y2 = nn_conv2d(x, w, b, p);
+    CHECK(y1 && y2, "fast conv case %zu", i);
+    if (y1 && y2) {
+      float *ref = malloc((size_t)nn_numel(y1) * 4);
+      naive_conv2d(nn_f32(x), nn_f32(w), nn_f32(b), ref, c.N, c.C, c.H, c.W, c.OC, c.K, c.K, p, y1->shape[2],
+                   y1->shape[3]);
+      /* sums of up to 1170 products of N(0,1) values: allow for float rounding in that many terms */
+      double tol = 2e-5 * sqrt((double)(c.C * c.K * c.K)) * 4;
+      CHECK(max_diff_t(y1, ref) < tol, "fast conv case %zu differs by %g", i, max_diff_t(y1, ref));
+      CHECK(memcmp(nn_f32(y1), nn_f32(y2), (size_t)nn_numel(y1) * 4) == 0, "case %zu: 1 and 2 threads differ", i);
+      free(ref);
+    }
+    nn_tensor_free(x);
+    nn_tensor_free(w);
+    nn_tensor_free(b);
+  }
+  nn_set_num_threads(0);
+}
+
+/* An inference copy (batch norm folded in, ReLU fused, filters packed) against the three layers it replaces,
+ * for shapes on the direct, Winograd and GEMM paths; and it is a snapshot of the weights it was made from. */
+TEST(ref_conv_infer_matches_conv_bn_relu) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 44);
+  struct { int64_t C, OC, H, K; int s, pd; bool bias, bn, relu; } cases[] = {
+      {3, 16, 33, 3, 2, 1, false, true, true}, {16, 12, 20, 3, 1, 1, true, true, false},
+      {64, 64, 14, 3, 1, 1, false, true, true}, {8, 10, 9, 1, 1, 0, true, false, true},
+      {6, 9, 11, 5, 2, 2, true, true, true}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    __typeof__(cases[0]) c = cases[i];
+    nn_params ps;
+    nn_params_init(&ps);
+    nn_conv2d_layer conv;
+    nn_batchnorm bn;
+    CHECK(nn_conv2d_init(&conv, &ps, "c", c.C, c.OC, (int)c.K, c.s, c.pd, 1, c.bias, &rng), "init %zu", i);
+    CHECK(nn_batchnorm_init(&bn, &ps, "bn", c.OC), "bn init %zu", i);
+    /* running statistics and affine parameters far from the identity */
+    nn_fill_uniform_(bn.running_mean, &rng, -0.5f, 0.5f);
+    nn_fill_uniform_(bn.running_var, &rng, 0.2f, 3.0f);
+    nn_fill_uniform_(bn.weight, &rng, 0.5f, 1.5f);
+    nn_fill_uniform_(bn.bias, &rng, -0.3f, 0.3f);
+    nn_tensor *x = RANDN(2, c.C, c.H, c.H + 3);
+    nn_tensor *ref = nn_conv2d_forward(&conv, x);
+    if (c.bn) ref = nn_batchnorm_forward(&bn, ref, false);
+    if (c.relu) ref = nn_relu(ref);
+    nn_conv_infer ci;
+    CHECK(nn_conv_infer_init(&ci, &conv, c.bn ? &bn : NULL, c.relu), "infer init %zu", i);
+    nn_tensor *y = nn_conv_infer_forward(&ci, x);
+    CHECK(y && ref && nn_same_shape(y, ref), "case %zu shapes", i);
+    if (y && ref) {
+      float *r = malloc((size_t)nn_numel(ref) * 4);
+      nn_to_float_array(ref, r);
+      CHECK(max_diff_t(y, r) < 1e-3, "case %zu: inference copy differs by %g", i, max_diff_t(y, r));
+      /* snapshot: changing the source filters leaves the copy as it was */
+      float before = nn_f32(y)[0];
+      nn_fill_(conv.weight, 0.0f);
+      nn_tensor *y2 = nn_conv_infer_forward(&ci, x);
+      CHECK(y2 && nn_f32(y2)[0] == before, "case %zu: the copy followed a later weight change", i);
+      free(r);
+    }
+    nn_conv_infer_free(&ci);
+    nn_tensor_free(x);
+    nn_params_free(&ps);
+    nn_arena_reset(nn_arena_current());
+  }
+}
+
 /* conv_transpose2d by its definition: every input pixel scatters a weighted kernel. */
 TEST(ref_conv_transpose2d_matches_scatter_definition) {
   nn_rng rng;

@@ -61,9 +61,29 @@ bool det_init(detector *d, const det_config *cfg, uint64_t seed) {
   return true;
 }
 
-void det_free(detector *d) { nn_params_free(&d->p); }
+void det_weights_changed(detector *d) {
+  if (!d->infer_ready) return;
+  for (int i = 0; i < 7; i++) nn_conv_infer_free(&d->infer_conv[i]);
+  nn_conv_infer_free(&d->infer_fuse);
+  d->infer_ready = false;
+}
+
+void det_free(detector *d) {
+  det_weights_changed(d);
+  nn_params_free(&d->p);
+}
+
+static bool build_inference(detector *d) {
+  bool ok = true;
+  for (int i = 0; i < 7 && ok; i++) ok = nn_conv_infer_init(&d->infer_conv[i], &d->conv[i], &d->bn[i], true);
+  ok = ok && nn_conv_infer_init(&d->infer_fuse, &d->fuse, &d->fuse_bn, true);
+  d->infer_ready = true; /* so that the frees below see every copy made */
+  if (!ok) det_weights_changed(d);
+  return ok;
+}
 
 static nn_tensor *cbr(detector *d, int i, nn_tensor *x, bool training) {
+  if (!training) return nn_conv_infer_forward(&d->infer_conv[i], x);
   return nn_relu(nn_batchnorm_forward(&d->bn[i], nn_conv2d_forward(&d->conv[i], x), training));
 }
 
@@ -74,6 +94,10 @@ nn_tensor *det_forward(detector *d, nn_tensor *x, bool training) {
     nn_set_error("detector: input %s must be [N, 3, H, W] with H, W multiples of 32", nn_shape_str(x, s, sizeof s));
     return NULL;
   }
+  if (training)
+    det_weights_changed(d); /* the step that follows changes them */
+  else if (!d->infer_ready && !build_inference(d))
+    return NULL;
   nn_tensor *h = x, *c4 = NULL;
   for (int i = 0; i < 7; i++) {
     h = cbr(d, i, h, training);
@@ -82,7 +106,10 @@ nn_tensor *det_forward(detector *d, nn_tensor *x, bool training) {
   if (!h || !c4) return NULL;
   nn_tensor *up = nn_upsample_nearest(h, c4->shape[2], c4->shape[3]);
   nn_tensor *f = nn_add(up, nn_conv2d_forward(&d->lateral, c4));
-  f = nn_relu(nn_batchnorm_forward(&d->fuse_bn, nn_conv2d_forward(&d->fuse, f), training));
+  if (training)
+    f = nn_relu(nn_batchnorm_forward(&d->fuse_bn, nn_conv2d_forward(&d->fuse, f), training));
+  else
+    f = nn_conv_infer_forward(&d->infer_fuse, f);
   return nn_conv2d_forward(&d->head, f);
 }
 

@@ -26,6 +26,9 @@ typedef struct {
   nn_batchnorm bn[7];
   nn_conv2d_layer lateral, fuse, head;
   nn_batchnorm fuse_bn;
+  /* inference copies (batch norm folded, ReLU fused), built by the first inference forward */
+  bool infer_ready;
+  nn_conv_infer infer_conv[7], infer_fuse;
 } detector;
 
 typedef struct {
@@ -40,8 +43,12 @@ typedef struct { float scale, pad_x, pad_y; int in_w, in_h, size; } det_letterbo
 det_config det_config_default(int num_classes, int input_size);
 bool det_init(detector *d, const det_config *cfg, uint64_t seed);
 void det_free(detector *d);
-/* x[N, 3, S, S] (normalised RGB) -> raw head output [N, C + 4, S/8, S/8]. */
+/* x[N, 3, S, S] (normalised RGB) -> raw head output [N, C + 4, S/8, S/8].
+ * Inference (training = false) runs on copies of the conv layers with the batch norms folded in, made on
+ * the first call; a training forward and det_load drop them, so an optimizer step is always seen. Code
+ * that changes the weights any other way calls det_weights_changed(). */
 nn_tensor *det_forward(detector *d, nn_tensor *x, bool training);
+void det_weights_changed(detector *d);
 
 /* Training targets for one batch, built from boxes in network-input pixels. */
 typedef struct {

@@ -1,6 +1,10 @@
 /* conv2d / conv_transpose2d (im2col + sgemm), pooling and resampling. NCHW. */
 #include "internal.h"
 
+#include "conv_direct.h"
+
+#include <stdlib.h>
+
 nn_conv_params nn_conv_defaults(void) {
   return (nn_conv_params){.stride_h = 1, .stride_w = 1, .dilation_h = 1, .dilation_w = 1, .groups = 1};
 }
@@ -183,6 +187,79 @@ static void conv2d_bw(nn_node *n, nn_tensor *gout) {
   if (nn_needs_grad(b)) bias_grad(b, gd, ci->N, ci->OC, OHW);
 }
 
+/* ------------------------------------------------------- fast CPU paths */
+/* The direct kernel covers plain convolutions with more than one tap or a stride (1x1 stride-1 ones
+ * are a GEMM as they are). Winograd pays for its transforms from 64 channels in and out on. The path
+ * depends only on the shape and the CPU, never on the thread count. */
+typedef enum { PATH_GEMM, PATH_DIRECT, PATH_WINOGRAD } conv_path;
+
+static nn_direct_geom direct_geom(const geom *g, int64_t OC) {
+  return (nn_direct_geom){.C = g->C, .H = g->H, .W = g->W, .OC = OC, .KH = g->KH, .KW = g->KW, .OH = g->OH,
+                          .OW = g->OW, .sh = g->sh, .sw = g->sw, .ph = g->ph, .pw = g->pw};
+}
+
+static conv_path pick_path(const geom *g, int groups, int64_t OC) {
+  if (groups != 1 || g->dh != 1 || g->dw != 1 || is_pointwise(g) || g->KH * g->KW > 64 ||
+      !nn_conv_direct_available())
+    return PATH_GEMM;
+  nn_direct_geom dg = direct_geom(g, OC);
+  if (nn_winograd_fits(&dg) && g->C >= 64 && OC >= 64) return PATH_WINOGRAD;
+  return PATH_DIRECT;
+}
+
+static size_t packed_floats(conv_path path, const nn_direct_geom *dg) {
+  return path == PATH_WINOGRAD ? nn_winograd_packed_floats(dg) : nn_conv_direct_packed_floats(dg);
+}
+
+static void pack_weights(conv_path path, const nn_direct_geom *dg, const float *w, const float *scale,
+                         float *packed) {
+  if (path == PATH_WINOGRAD)
+    nn_winograd_pack(dg, w, scale, packed);
+  else
+    nn_conv_direct_pack(dg, w, scale, packed);
+}
+
+/* out = bias + conv(x) (then ReLU) over N images with weights packed for `path`. */
+static bool run_packed(conv_path path, const nn_direct_geom *dg, int64_t N, const float *x, const float *packed,
+                       const float *bias, bool relu, float *out) {
+  bool wino = path == PATH_WINOGRAD;
+  size_t ns = wino ? nn_winograd_scratch_floats(dg) : nn_conv_direct_input_floats(dg);
+  float *scratch = nn_arena_alloc(nn_arena_current(), ns * sizeof(float));
+  if (!scratch) return false;
+  for (int64_t n = 0; n < N; n++) {
+    const float *xn = x + n * dg->C * dg->H * dg->W;
+    float *on = out + n * dg->OC * dg->OH * dg->OW;
+    if (wino)
+      nn_winograd(dg, xn, packed, bias, relu, scratch, on);
+    else
+      nn_conv_direct(dg, xn, packed, bias, relu, scratch, on);
+  }
+  return true;
+}
+
+static bool run_fast(conv_path path, const geom *g, int64_t N, int64_t OC, const float *x, const float *w,
+                     const float *bias, bool relu, float *out) {
+  nn_direct_geom dg = direct_geom(g, OC);
+  float *packed = nn_arena_alloc(nn_arena_current(), packed_floats(path, &dg) * sizeof(float));
+  if (!packed) return false;
+  pack_weights(path, &dg, w, NULL, packed);
+  return run_packed(path, &dg, N, x, packed, bias, relu, out);
+}
+
+/* Output geometry of a conv; NULL (with the error set) when it does not fit. */
+static bool conv_geom(const nn_tensor *x, const nn_tensor *w, nn_conv_params p, geom *g) {
+  *g = (geom){.C = x->shape[1] / p.groups, .H = x->shape[2], .W = x->shape[3], .KH = w->shape[2], .KW = w->shape[3],
+              .sh = p.stride_h, .sw = p.stride_w, .ph = p.pad_h, .pw = p.pad_w, .dh = p.dilation_h,
+              .dw = p.dilation_w};
+  if (g->H + 2 * g->ph < g->dh * (g->KH - 1) + 1 || g->W + 2 * g->pw < g->dw * (g->KW - 1) + 1) {
+    nn_set_error("conv2d: kernel larger than the padded input");
+    return false;
+  }
+  g->OH = (g->H + 2 * g->ph - g->dh * (g->KH - 1) - 1) / g->sh + 1;
+  g->OW = (g->W + 2 * g->pw - g->dw * (g->KW - 1) - 1) / g->sw + 1;
+  return true;
+}
+
 nn_tensor *nn_conv2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p) {
   if (!x || !w) return NULL;
   NN_CHECK_F32(x, "conv2d");
@@ -196,18 +273,19 @@ nn_tensor *nn_conv2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p)
             nn_shape_str(w, s2, sizeof s2), p.groups);
   }
   if (b && (b->ndim != 1 || b->shape[0] != OC)) NN_FAIL("conv2d: bias must be [%lld]", (long long)OC);
-  geom g = {.C = C / p.groups, .H = x->shape[2], .W = x->shape[3], .KH = w->shape[2], .KW = w->shape[3],
-            .sh = p.stride_h, .sw = p.stride_w, .ph = p.pad_h, .pw = p.pad_w, .dh = p.dilation_h, .dw = p.dilation_w};
-  g.OH = (g.H + 2 * g.ph - g.dh * (g.KH - 1) - 1) / g.sh + 1;
-  g.OW = (g.W + 2 * g.pw - g.dw * (g.KW - 1) - 1) / g.sw + 1;
-  if (g.H + 2 * g.ph < g.dh * (g.KH - 1) + 1 || g.W + 2 * g.pw < g.dw * (g.KW - 1) + 1)
-    NN_FAIL("conv2d: kernel larger than the padded input");
+  geom g;
+  if (!conv_geom(x, w, p, &g)) return NULL;
   nn_tensor *xc = nn_contiguous(nn_detach(x)), *wc = nn_contiguous(nn_detach(w));
   int64_t osh[4] = {N, OC, g.OH, g.OW};
   nn_tensor *out = nn_empty(NN_F32, 4, osh);
   if (!out || !xc || !wc) return NULL;
   int64_t HW = g.H * g.W, OHW = g.OH * g.OW, KK = g.C * g.KH * g.KW, OCg = OC / p.groups;
   bool pw = is_pointwise(&g);
+  conv_path path = pick_path(&g, p.groups, OC);
+  if (path != PATH_GEMM) {
+    if (!run_fast(path, &g, N, OC, nn_f32(xc), nn_f32(wc), b ? nn_dense_f32(b) : NULL, false, nn_f32(out)))
+      return NULL;
+  } else {
   float *col = pw ? NULL : scratch_col(&g);
   if (!pw && !col) return NULL;
   for (int64_t n = 0; n < N; n++)
@@ -222,6 +300,7 @@ nn_tensor *nn_conv2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p)
                nn_f32(out) + (n * OC + gi * OCg) * OHW, OHW);
     }
   if (b) add_bias(nn_f32(out), nn_dense_f32(b), N, OC, OHW);
+  }
   nn_node *node = nn_record(out, "conv2d", conv2d_bw, 3, x, w, b);
   if (node) {
     conv_info *ci = nn_arena_alloc(nn_arena_current(), sizeof *ci);
@@ -231,6 +310,97 @@ nn_tensor *nn_conv2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p)
     node->saved[0] = xc;
     node->saved[1] = wc;
   }
+  return out;
+}
+
+/* ---------------------------------------------------- inference copies */
+
+bool nn_conv_infer_init(nn_conv_infer *ci, const nn_conv2d_layer *conv, const nn_batchnorm *bn, bool relu) {
+  memset(ci, 0, sizeof *ci);
+  nn_tensor *w = conv->weight;
+  if (!w || w->ndim != 4 || w->dtype != NN_F32) {
+    nn_set_error("conv_infer: the conv layer has no f32 [OC, C, KH, KW] weight");
+    return false;
+  }
+  int64_t OC = w->shape[0], per = nn_numel(w) / OC;
+  float *scale = malloc((size_t)OC * sizeof(float)), *bias = calloc((size_t)OC, sizeof(float));
+  float *wd = malloc((size_t)nn_numel(w) * sizeof(float));
+  bool ok = scale && bias && wd;
+  if (ok) {
+    nn_to_float_array(w, wd);
+    if (conv->bias) nn_to_float_array(conv->bias, bias);
+    for (int64_t oc = 0; oc < OC; oc++) {
+      scale[oc] = 1.0f;
+      if (bn) { /* y = (x - mean) / sqrt(var + eps) * gamma + beta, folded into w and b */
+        float s = nn_f32(bn->weight)[oc] / sqrtf(nn_f32(bn->running_var)[oc] + bn->eps);
+        bias[oc] = (bias[oc] - nn_f32(bn->running_mean)[oc]) * s + nn_f32(bn->bias)[oc];
+        scale[oc] = s;
+      }
+      for (int64_t i = 0; i < per; i++) wd[oc * per + i] *= scale[oc];
+    }
+    ci->weight = nn_tensor_from_data(NN_F32, 4, w->shape, wd);
+    ci->bias = conv->bias || bn ? nn_tensor_from_data(NN_F32, 1, &OC, bias) : NULL;
+    ok = ci->weight && (ci->bias || !(conv->bias || bn));
+  }
+  ci->p = conv->p;
+  ci->relu = relu;
+  /* pack for the kernels this layer can take; the image size picks between them at run time */
+  geom g = {.C = w->shape[1], .H = 8, .W = 8, .KH = w->shape[2], .KW = w->shape[3], .OH = 8, .OW = 8,
+            .sh = ci->p.stride_h, .sw = ci->p.stride_w, .ph = ci->p.pad_h, .pw = ci->p.pad_w,
+            .dh = ci->p.dilation_h, .dw = ci->p.dilation_w};
+  nn_direct_geom dg = direct_geom(&g, OC);
+  conv_path path = ok ? pick_path(&g, ci->p.groups, OC) : PATH_GEMM;
+  if (path != PATH_GEMM) {
+    ci->packed_direct = malloc(packed_floats(PATH_DIRECT, &dg) * sizeof(float));
+    if ((ok = ci->packed_direct != NULL)) pack_weights(PATH_DIRECT, &dg, wd, NULL, ci->packed_direct);
+  }
+  if (ok && path == PATH_WINOGRAD) {
+    ci->packed_winograd = malloc(packed_floats(PATH_WINOGRAD, &dg) * sizeof(float));
+    if ((ok = ci->packed_winograd != NULL)) pack_weights(PATH_WINOGRAD, &dg, wd, NULL, ci->packed_winograd);
+  }
+  free(scale);
+  free(bias);
+  free(wd);
+  if (!ok) {
+    nn_conv_infer_free(ci);
+    nn_set_error("conv_infer: out of memory");
+  }
+  return ok;
+}
+
+void nn_conv_infer_free(nn_conv_infer *ci) {
+  nn_tensor_free(ci->weight);
+  nn_tensor_free(ci->bias);
+  free(ci->packed_direct);
+  free(ci->packed_winograd);
+  memset(ci, 0, sizeof *ci);
+}
+
+nn_tensor *nn_conv_infer_forward(const nn_conv_infer *ci, nn_tensor *x) {
+  if (!x) return NULL;
+  if (!ci->weight) NN_FAIL("conv_infer: not initialised");
+  NN_CHECK_F32(x, "conv_infer");
+  nn_tensor *w = ci->weight;
+  int64_t OC = w->shape[0];
+  if (x->ndim != 4 || x->shape[1] != w->shape[1] * ci->p.groups) {
+    char s1[96], s2[96];
+    NN_FAIL("conv_infer: input %s does not fit weight %s", nn_shape_str(x, s1, sizeof s1), nn_shape_str(w, s2, sizeof s2));
+  }
+  geom g;
+  if (!conv_geom(x, w, ci->p, &g)) return NULL;
+  conv_path path = pick_path(&g, ci->p.groups, OC);
+  const float *packed = path == PATH_WINOGRAD ? ci->packed_winograd : path == PATH_DIRECT ? ci->packed_direct : NULL;
+  if (!packed) { /* GEMM, with ReLU as its own pass */
+    nn_tensor *y = nn_conv2d(nn_detach(x), w, ci->bias, ci->p);
+    return ci->relu ? nn_relu(y) : y;
+  }
+  nn_tensor *xc = nn_contiguous(nn_detach(x));
+  nn_tensor *out = nn_empty(NN_F32, 4, (int64_t[]){x->shape[0], OC, g.OH, g.OW});
+  if (!xc || !out) return NULL;
+  nn_direct_geom dg = direct_geom(&g, OC);
+  if (!run_packed(path, &dg, x->shape[0], nn_f32(xc), packed, ci->bias ? nn_f32(ci->bias) : NULL, ci->relu,
+                  nn_f32(out)))
+    return NULL;
   return out;
 }
 

@@ -49,6 +49,21 @@ typedef struct { nn_tensor *weight, *bias, *running_mean, *running_var; float mo
 bool nn_batchnorm_init(nn_batchnorm *l, nn_params *p, const char *name, int64_t channels);
 nn_tensor *nn_batchnorm_forward(const nn_batchnorm *l, nn_tensor *x, bool training);
 
+/* An inference copy of conv2d (+ an eval-mode batch norm) (+ ReLU): the batch norm is folded into the
+ * filters and bias and the filters are packed once for the fast CPU kernels, so the three layers cost
+ * one pass. It is a snapshot: later changes to the source layers do not reach it (make a new one after
+ * training). Its forward records nothing for autograd. */
+typedef struct {
+  nn_tensor *weight, *bias;   /* folded, persistent */
+  nn_conv_params p;
+  bool relu;
+  float *packed_direct;       /* filters packed for the direct kernel, or NULL */
+  float *packed_winograd;     /* and for Winograd (3x3 stride 1, 64+ channels), or NULL */
+} nn_conv_infer;
+bool nn_conv_infer_init(nn_conv_infer *ci, const nn_conv2d_layer *conv, const nn_batchnorm *bn, bool relu);
+nn_tensor *nn_conv_infer_forward(const nn_conv_infer *ci, nn_tensor *x);
+void nn_conv_infer_free(nn_conv_infer *ci);
+
 typedef struct { nn_tensor *weight, *bias; float eps; } nn_layernorm;
 bool nn_layernorm_init(nn_layernorm *l, nn_params *p, const char *name, int64_t dim);
 nn_tensor *nn_layernorm_forward(const nn_layernorm *l, nn_tensor *x);

@@ -1,0 +1,309 @@
+/* Direct convolution, register-tiled for AVX2 + FMA.
+ *
+ * Why not im2col + GEMM: for one image the column matrix is KH*KW times the input, and the GEMM that
+ * reads it back has a short M (the output channels), so half the time goes to memory traffic.
+ *
+ * Layout: the zero-padded input is split into sh*sw "phase planes" of Hq x Wq per channel, so tap
+ * (kh, kw) of output (oh, ow) is plane[kh % sh][kw % sw][oh + kh / sh][ow + kw / sw]. Outputs are
+ * numbered p = oh * Wq + ow (the Wq - OW columns past each row are computed and dropped); then every tap
+ * of a run of consecutive p is a contiguous run of one plane at a fixed offset. A tile is 4 output
+ * channels x 24 consecutive p: 12 accumulators, and each (channel, tap) step is 3 loads, 4 broadcasts
+ * and 12 FMAs. Tiles are grouped so that a group's slice of the planes stays in L2 while every
+ * output-channel block passes over it. */
+#include "conv_direct.h"
+
+#include "internal.h"
+
+#include <stdlib.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define NN_DIRECT_X86 1
+#endif
+
+
+enum { OCB = NN_DIRECT_OCB, TILE = NN_DIRECT_TILE };
+
+/* NNCORE_CONV=gemm (im2col + GEMM only) or =direct (no Winograd) picks a path by hand, for
+ * benchmarks and for telling the paths apart; unset, every path the CPU runs is used. */
+static int conv_mode(void) {
+  static int cached = -1;
+  if (cached < 0) {
+    int mode = 0;
+#ifdef NN_DIRECT_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) mode = 2;
+#endif
+    const char *e = getenv("NNCORE_CONV");
+    if (e && strcmp(e, "gemm") == 0) mode = 0;
+    if (e && strcmp(e, "direct") == 0 && mode) mode = 1;
+    cached = mode;
+  }
+  return cached;
+}
+
+bool nn_conv_direct_available(void) { return conv_mode() >= 1; }
+bool nn_conv_winograd_available(void) { return conv_mode() >= 2; }
+
+typedef struct {
+  int64_t Hq, Wq, plane, chan; /* plane size, and one channel's sh*sw planes */
+  int64_t L;                   /* outputs p = 0 .. L-1 cover every valid (oh, ow) */
+} planes_geom;
+
+static planes_geom planes_of(const nn_direct_geom *g) {
+  planes_geom q;
+  q.Hq = g->OH + (g->KH - 1) / g->sh;
+  q.Wq = g->OW + (g->KW - 1) / g->sw;
+  q.plane = q.Hq * q.Wq;
+  q.chan = q.plane * g->sh * g->sw;
+  q.L = (g->OH - 1) * q.Wq + g->OW;
+  return q;
+}
+
+static int64_t oc_blocks(const nn_direct_geom *g) { return (g->OC + OCB - 1) / OCB; }
+
+size_t nn_conv_direct_packed_floats(const nn_direct_geom *g) {
+  return (size_t)(oc_blocks(g) * OCB * g->C * g->KH * g->KW);
+}
+
+/* The last tile of the last channel reads up to TILE - 1 floats past the planes. */
+size_t nn_conv_direct_input_floats(const nn_direct_geom *g) {
+  planes_geom q = planes_of(g);
+  return (size_t)(g->C * q.chan + TILE + 8);
+}
+
+void nn_conv_direct_pack(const nn_direct_geom *g, const float *w, const float *scale, float *packed) {
+  int64_t T = g->KH * g->KW, C = g->C;
+  for (int64_t ob = 0; ob < oc_blocks(g); ob++)
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t t = 0; t < T; t++)
+        for (int j = 0; j < OCB; j++) {
+          int64_t oc = ob * OCB + j;
+          float v = 0.0f;
+          if (oc < g->OC) v = w[(oc * C + c) * T + t] * (scale ? scale[oc] : 1.0f);
+          packed[((ob * C + c) * T + t) * OCB + j] = v;
+        }
+}
+
+/* ------------------------------------------------------------ phase planes */
+
+#ifdef NN_DIRECT_X86
+__attribute__((target("avx2"))) static void gather_even_avx2(float *dst, const float *src, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n && 2 * j + 16 <= 2 * n - 1; j += 8) { /* never read past src[2n - 2] */
+    __m256 a = _mm256_loadu_ps(src + 2 * j), b = _mm256_loadu_ps(src + 2 * j + 8);
+    __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)); /* a0 a2 b0 b2 | a4 a6 b4 b6 */
+    _mm256_storeu_ps(dst + j, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8)));
+  }
+  for (; j < n; j++) dst[j] = src[2 * j];
+}
+#endif
+
+/* dst[j] = src[2j] for j < n */
+static void gather_even(float *dst, const float *src, int64_t n) {
+#ifdef NN_DIRECT_X86
+  if (nn_conv_direct_available()) {
+    gather_even_avx2(dst, src, n);
+    return;
+  }
+#endif
+  for (int64_t j = 0; j < n; j++) dst[j] = src[2 * j];
+}
+
+typedef struct {
+  const nn_direct_geom *g;
+  planes_geom q;
+  const float *x;
+  float *planes;
+} prep_ctx;
+
+static void prep_channels(void *p, int64_t c0, int64_t c1) {
+  prep_ctx *pc = p;
+  const nn_direct_geom *g = pc->g;
+  const planes_geom *q = &pc->q;
+  for (int64_t c = c0; c < c1; c++) {
+    const float *src = pc->x + c * g->H * g->W;
+    float *dst = pc->planes + c * q->chan;
+    for (int a = 0; a < g->sh; a++)
+      for (int b = 0; b < g->sw; b++)
+        for (int64_t i = 0; i < q->Hq; i++, dst += q->Wq) {
+          int64_t ih = i * g->sh + a - g->ph;
+          if (ih < 0 || ih >= g->H) {
+            memset(dst, 0, (size_t)q->Wq * sizeof *dst);
+            continue;
+          }
+          const float *row = src + ih * g->W;
+          if (g->sw == 1) {
+            /* iw = j - pw: zeros, one copied run, zeros */
+            int64_t lo = g->pw < q->Wq ? g->pw : q->Wq;
+            int64_t hi = g->W + g->pw < q->Wq ? g->W + g->pw : q->Wq;
+            if (hi < lo) hi = lo;
+            memset(dst, 0, (size_t)lo * sizeof *dst);
+            memcpy(dst + lo, row + lo - g->pw, (size_t)(hi - lo) * sizeof *dst);
+            memset(dst + hi, 0, (size_t)(q->Wq - hi) * sizeof *dst);
+          } else {
+            /* iw = j*sw + b - pw is inside the row for j in [lo, hi): zeros, a strided run, zeros */
+            int64_t off = b - g->pw, sw = g->sw;
+            int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+            int64_t hi = g->W - off > 0 ? (g->W - off + sw - 1) / sw : 0;
+            if (lo > q->Wq) lo = q->Wq;
+            if (hi > q->Wq) hi = q->Wq;
+            if (hi < lo) hi = lo;
+            for (int64_t j = 0; j < lo; j++) dst[j] = 0.0f;
+            const float *r = row + off;
+            if (sw == 2)
+              gather_even(dst + lo, r + 2 * lo, hi - lo);
+            else
+              for (int64_t j = lo; j < hi; j++) dst[j] = r[j * sw];
+            for (int64_t j = hi; j < q->Wq; j++) dst[j] = 0.0f;
+          }
+        }
+  }
+}
+
+/* ------------------------------------------------------------------ kernel */
+
+#ifdef NN_DIRECT_X86
+__attribute__((target("avx2,fma"))) static void tile_avx2(const float *xs, int64_t chan, int64_t C,
+                                                           const int64_t *toff, int T, const float *wp,
+                                                           const float *bias, bool relu, float *o,
+                                                           int64_t ldo) {
+  __m256 a00 = _mm256_set1_ps(bias[0]), a01 = a00, a02 = a00;
+  __m256 a10 = _mm256_set1_ps(bias[1]), a11 = a10, a12 = a10;
+  __m256 a20 = _mm256_set1_ps(bias[2]), a21 = a20, a22 = a20;
+  __m256 a30 = _mm256_set1_ps(bias[3]), a31 = a30, a32 = a30;
+  for (int64_t c = 0; c < C; c++, xs += chan) {
+    for (int t = 0; t < T; t++, wp += OCB) {
+      const float *s = xs + toff[t];
+      __m256 x0 = _mm256_loadu_ps(s), x1 = _mm256_loadu_ps(s + 8), x2 = _mm256_loadu_ps(s + 16);
+      __m256 w = _mm256_broadcast_ss(wp);
+      a00 = _mm256_fmadd_ps(w, x0, a00);
+      a01 = _mm256_fmadd_ps(w, x1, a01);
+      a02 = _mm256_fmadd_ps(w, x2, a02);
+      w = _mm256_broadcast_ss(wp + 1);
+      a10 = _mm256_fmadd_ps(w, x0, a10);
+      a11 = _mm256_fmadd_ps(w, x1, a11);
+      a12 = _mm256_fmadd_ps(w, x2, a12);
+      w = _mm256_broadcast_ss(wp + 2);
+      a20 = _mm256_fmadd_ps(w, x0, a20);
+      a21 = _mm256_fmadd_ps(w, x1, a21);
+      a22 = _mm256_fmadd_ps(w, x2, a22);
+      w = _mm256_broadcast_ss(wp + 3);
+      a30 = _mm256_fmadd_ps(w, x0, a30);
+      a31 = _mm256_fmadd_ps(w, x1, a31);
+      a32 = _mm256_fmadd_ps(w, x2, a32);
+    }
+  }
+  if (relu) {
+    __m256 z = _mm256_setzero_ps();
+    a00 = _mm256_max_ps(a00, z), a01 = _mm256_max_ps(a01, z), a02 = _mm256_max_ps(a02, z);
+    a10 = _mm256_max_ps(a10, z), a11 = _mm256_max_ps(a11, z), a12 = _mm256_max_ps(a12, z);
+    a20 = _mm256_max_ps(a20, z), a21 = _mm256_max_ps(a21, z), a22 = _mm256_max_ps(a22, z);
+    a30 = _mm256_max_ps(a30, z), a31 = _mm256_max_ps(a31, z), a32 = _mm256_max_ps(a32, z);
+  }
+  _mm256_storeu_ps(o, a00), _mm256_storeu_ps(o + 8, a01), _mm256_storeu_ps(o + 16, a02);
+  o += ldo;
+  _mm256_storeu_ps(o, a10), _mm256_storeu_ps(o + 8, a11), _mm256_storeu_ps(o + 16, a12);
+  o += ldo;
+  _mm256_storeu_ps(o, a20), _mm256_storeu_ps(o + 8, a21), _mm256_storeu_ps(o + 16, a22);
+  o += ldo;
+  _mm256_storeu_ps(o, a30), _mm256_storeu_ps(o + 8, a31), _mm256_storeu_ps(o + 16, a32);
+}
+#endif
+
+void nn_direct_tile(const float *xs, int64_t chan, int64_t C, const int64_t *toff, int T, const float *wp,
+                    const float *bias, bool relu, float *out, int64_t ldo) {
+#ifdef NN_DIRECT_X86
+  tile_avx2(xs, chan, C, toff, T, wp, bias, relu, out, ldo);
+#else
+  (void)xs, (void)chan, (void)C, (void)toff, (void)T, (void)wp, (void)bias, (void)relu, (void)out, (void)ldo;
+#endif
+}
+
+typedef struct {
+  const nn_direct_geom *g;
+  planes_geom q;
+  const float *planes, *packed, *bias;
+  bool relu;
+  int64_t toff[64];
+  int T;
+  int64_t nob, group; /* output-channel blocks; tiles per group */
+  float *out;
+} kern_ctx;
+
+/* Copies the valid outputs of a tile (columns < OW of p in [p0, p0 + TILE) ∩ [0, L)). */
+static void store_tile(const kern_ctx *k, int64_t ob, int64_t p0, float buf[OCB][TILE]) {
+  const nn_direct_geom *g = k->g;
+  int64_t OHW = g->OH * g->OW, end = p0 + TILE < k->q.L ? p0 + TILE : k->q.L;
+  for (int j = 0; j < OCB; j++) {
+    int64_t oc = ob * OCB + j;
+    if (oc >= g->OC) break;
+    float *o = k->out + oc * OHW;
+    int64_t oh = p0 / k->q.Wq, ow = p0 % k->q.Wq;
+    for (int64_t p = p0; p < end;) {
+      /* one row segment at a time */
+      int64_t run = k->q.Wq - ow < end - p ? k->q.Wq - ow : end - p;
+      int64_t valid = ow < g->OW ? (g->OW - ow < run ? g->OW - ow : run) : 0;
+      if (valid > 0) memcpy(o + oh * g->OW + ow, &buf[j][p - p0], (size_t)valid * sizeof(float));
+      p += run;
+      oh++;
+      ow = 0;
+    }
+  }
+}
+
+/* Items are (group, output-channel block), group-major. A thread walks its items one group at a time,
+ * tiles outer and blocks inner, so a tile's input stays in L1 while the packed weights stream from L2. */
+static void run_items(void *p, int64_t i0, int64_t i1) {
+  kern_ctx *k = p;
+  const nn_direct_geom *g = k->g;
+  int64_t ntiles = (k->q.L + TILE - 1) / TILE, wblock = g->C * k->T * OCB, OHW = g->OH * g->OW;
+  float buf[OCB][TILE];
+  for (int64_t it = i0; it < i1;) {
+    int64_t grp = it / k->nob, ob0 = it % k->nob;
+    int64_t ob1 = (grp + 1) * k->nob < i1 ? k->nob : i1 - grp * k->nob;
+    int64_t t1 = (grp + 1) * k->group < ntiles ? (grp + 1) * k->group : ntiles;
+    for (int64_t tile = grp * k->group; tile < t1; tile++) {
+      int64_t p0 = tile * TILE;
+      for (int64_t ob = ob0; ob < ob1; ob++) {
+        float bias[OCB] = {0};
+        for (int j = 0; j < OCB; j++)
+          if (k->bias && ob * OCB + j < g->OC) bias[j] = k->bias[ob * OCB + j];
+        int64_t ow = p0 % k->q.Wq;
+        if (ow + TILE <= g->OW && (ob + 1) * OCB <= g->OC) { /* the run lies inside one output row */
+          float *o = k->out + ob * OCB * OHW + p0 / k->q.Wq * g->OW + ow;
+          nn_direct_tile(k->planes + p0, k->q.chan, g->C, k->toff, k->T, k->packed + ob * wblock, bias, k->relu,
+                         o, OHW);
+          continue;
+        }
+        nn_direct_tile(k->planes + p0, k->q.chan, g->C, k->toff, k->T, k->packed + ob * wblock, bias, k->relu,
+                       buf[0], TILE);
+        store_tile(k, ob, p0, buf);
+      }
+    }
+    it = grp * k->nob + ob1;
+  }
+}
+
+void nn_conv_direct(const nn_direct_geom *g, const float *x, const float *packed, const float *bias,
+                    bool relu, float *scratch, float *out) {
+  planes_geom q = planes_of(g);
+  prep_ctx pc = {g, q, x, scratch};
+  nn_parallel_for(g->C, 1, prep_channels, &pc);
+  memset(scratch + g->C * q.chan, 0, (TILE + 8) * sizeof(float));
+
+  kern_ctx k = {.g = g, .q = q, .planes = scratch, .packed = packed, .bias = bias, .relu = relu, .out = out};
+  k.T = (int)(g->KH * g->KW);
+  for (int kh = 0, t = 0; kh < g->KH; kh++)
+    for (int kw = 0; kw < g->KW; kw++, t++)
+      k.toff[t] = ((kh % g->sh) * g->sw + kw % g->sw) * q.plane + (kh / g->sh) * q.Wq + kw / g->sw;
+  k.nob = oc_blocks(g);
+  /* a group's slice of the planes (C * chan-stride runs of group*TILE floats) should fit in ~128 KB */
+  int64_t ntiles = (q.L + TILE - 1) / TILE;
+  int64_t per_tile = g->C * g->sh * g->sw * TILE * (int64_t)sizeof(float);
+  k.group = 131072 / (per_tile > 0 ? per_tile : 1);
+  if (k.group < 1) k.group = 1;
+  if (k.group > ntiles) k.group = ntiles;
+  int64_t groups = (ntiles + k.group - 1) / k.group;
+  nn_parallel_for(groups * k.nob, 1, run_items, &k);
+}

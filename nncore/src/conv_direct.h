@@ -1,0 +1,54 @@
+/* Direct (im2col-free) convolution for groups = 1, dilation = 1: the fast path of nn_conv2d's
+ * forward on CPUs with AVX2 + FMA. See conv_direct.c for the layout. */
+#ifndef NNCORE_CONV_DIRECT_H
+#define NNCORE_CONV_DIRECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+  int64_t C, H, W;      /* input */
+  int64_t OC, KH, KW;   /* weight [OC, C, KH, KW] */
+  int64_t OH, OW;       /* output */
+  int sh, sw, ph, pw;   /* stride and zero padding */
+} nn_direct_geom;
+
+/* Register tile: NN_DIRECT_OCB output channels x NN_DIRECT_TILE consecutive outputs. */
+enum { NN_DIRECT_OCB = 4, NN_DIRECT_TILE = 24 };
+
+/* Whether this CPU runs the kernels (AVX2 + FMA) and NNCORE_CONV allows them. Read once. */
+bool nn_conv_direct_available(void);
+bool nn_conv_winograd_available(void);
+
+/* Floats needed by the packed weights and by the rearranged input of one image. */
+size_t nn_conv_direct_packed_floats(const nn_direct_geom *g);
+size_t nn_conv_direct_input_floats(const nn_direct_geom *g);
+
+/* Packs w[OC, C, KH, KW] for the kernel; scale (per output channel, may be NULL) multiplies
+ * each filter, which is how an inference copy folds a batch norm in. */
+void nn_conv_direct_pack(const nn_direct_geom *g, const float *w, const float *scale, float *packed);
+
+/* out[OC, OH, OW] = bias + conv(x[C, H, W]) for one image, then max(0, .) when relu.
+ * bias may be NULL. scratch holds nn_conv_direct_input_floats(g) floats.
+ * Each output is one fixed chain of FMAs (bias, then channel-major, tap-minor), so the
+ * result does not depend on the thread count. */
+void nn_conv_direct(const nn_direct_geom *g, const float *x, const float *packed, const float *bias,
+                    bool relu, float *scratch, float *out);
+
+/* One register tile: out[j * ldo + i] = bias[j] + sum over c < C, t < T of
+ * wp[(c * T + t) * OCB + j] * xs[c * chan + toff[t] + i], for j < OCB, i < TILE (then max(0, .)).
+ * The GEMM micro-kernel of the direct and Winograd paths. */
+void nn_direct_tile(const float *xs, int64_t chan, int64_t C, const int64_t *toff, int T, const float *wp,
+                    const float *bias, bool relu, float *out, int64_t ldo);
+
+/* Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (any padding): 2.25x fewer multiplications.
+ * Packed weights (the transformed filters) take nn_winograd_packed_floats; scratch nn_winograd_scratch_floats. */
+bool nn_winograd_fits(const nn_direct_geom *g);
+size_t nn_winograd_packed_floats(const nn_direct_geom *g);
+size_t nn_winograd_scratch_floats(const nn_direct_geom *g);
+void nn_winograd_pack(const nn_direct_geom *g, const float *w, const float *scale, float *packed);
+void nn_winograd(const nn_direct_geom *g, const float *x, const float *packed, const float *bias, bool relu,
+                 float *scratch, float *out);
+
+#endif

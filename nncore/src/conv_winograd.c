@@ -1,0 +1,207 @@
+/* Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (Lavin & Gray, 2016).
+ *
+ * Each 2x2 block of outputs comes from a 4x4 input patch d: Y = A^T [ (G g G^T) .* (B^T d B) ] A, so
+ * 16 multiplications replace 36. Over C channels the elementwise products become 16 independent
+ * GEMMs M[xi] = U[xi] (OC x C) * V[xi] (C x tiles), run on the direct kernel's register tile.
+ *
+ * Work goes in chunks of consecutive tiles, sized so that a chunk's V and M slices stay in L2; each chunk is
+ * transformed, multiplied and transformed back by one thread, in a fixed order, so the result does
+ * not depend on the thread count. */
+#include "conv_direct.h"
+
+#include "internal.h"
+
+enum { OCB = NN_DIRECT_OCB, TILE = NN_DIRECT_TILE };
+
+typedef struct {
+  int64_t th, tw;     /* output tiles (2x2 each) down and across; tile q = i * tw + j */
+  int64_t pc;         /* tiles per chunk, a multiple of the register tile */
+  int64_t chunks;
+  int64_t ocp;        /* output channels rounded up to OCB */
+} wino_geom;
+
+/* Chunking changes no result (every output is computed the same way in any chunk), so it may follow the
+ * thread count: at least two chunks per thread when the image allows, each one's per-xi slices of V and M
+ * within ~128 KB. */
+static wino_geom wino_of(const nn_direct_geom *g) {
+  wino_geom w;
+  w.th = (g->OH + 1) / 2;
+  w.tw = (g->OW + 1) / 2;
+  w.ocp = (g->OC + OCB - 1) / OCB * OCB;
+  int64_t tiles = w.th * w.tw, nt = nn_get_num_threads();
+  int64_t pc = 32768 / (g->C + w.ocp) / TILE * TILE;
+  int64_t spread = (tiles + 2 * nt - 1) / (2 * nt);
+  spread = (spread + TILE - 1) / TILE * TILE;
+  if (nt > 1 && spread < pc) pc = spread;
+  if (pc < TILE) pc = TILE;
+  w.pc = pc;
+  w.chunks = (tiles + pc - 1) / pc;
+  return w;
+}
+
+bool nn_winograd_fits(const nn_direct_geom *g) {
+  /* rows of tiles live on the stack: keep them under ~256 KB */
+  return g->KH == 3 && g->KW == 3 && g->sh == 1 && g->sw == 1 && g->OH >= 2 && g->OW >= 2 && g->OW <= 4096 &&
+         nn_conv_winograd_available();
+}
+
+size_t nn_winograd_packed_floats(const nn_direct_geom *g) {
+  return (size_t)(16 * wino_of(g).ocp * g->C);
+}
+
+/* Per chunk: V[16][C][pc] and M[16][ocp][pc]. */
+size_t nn_winograd_scratch_floats(const nn_direct_geom *g) {
+  wino_geom w = wino_of(g);
+  return (size_t)(w.chunks * 16 * (g->C + w.ocp) * w.pc);
+}
+
+/* U = G g G^T with G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1], packed per xi like the direct kernel's
+ * weights: [xi][oc block][c][OCB]. */
+void nn_winograd_pack(const nn_direct_geom *g, const float *w, const float *scale, float *packed) {
+  wino_geom wg = wino_of(g);
+  int64_t C = g->C, nob = wg.ocp / OCB;
+  for (int64_t oc = 0; oc < wg.ocp; oc++)
+    for (int64_t c = 0; c < C; c++) {
+      float u[4][4] = {{0}};
+      if (oc < g->OC) {
+        const float *k = w + (oc * C + c) * 9;
+        float s = scale ? scale[oc] : 1.0f, t[4][3];
+        for (int j = 0; j < 3; j++) { /* G k: rows */
+          t[0][j] = k[j];
+          t[1][j] = 0.5f * (k[j] + k[3 + j] + k[6 + j]);
+          t[2][j] = 0.5f * (k[j] - k[3 + j] + k[6 + j]);
+          t[3][j] = k[6 + j];
+        }
+        for (int i = 0; i < 4; i++) { /* (G k) G^T: columns */
+          u[i][0] = s * t[i][0];
+          u[i][1] = s * 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+          u[i][2] = s * 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+          u[i][3] = s * t[i][2];
+        }
+      }
+      int64_t ob = oc / OCB, j = oc % OCB;
+      for (int xi = 0; xi < 16; xi++) packed[((xi * nob + ob) * C + c) * OCB + j] = u[xi / 4][xi % 4];
+    }
+}
+
+typedef struct {
+  const nn_direct_geom *g;
+  wino_geom w;
+  const float *x, *packed, *bias;
+  bool relu;
+  float *scratch, *out;
+} wino_ctx;
+
+/* B^T d B for tiles [q0, q1) of channel c, into V[xi][c][q - q0]. B^T rows: (1 0 -1 0) (0 1 1 0)
+ * (0 -1 1 0) (0 1 0 -1). Vectorised across the tiles of a row. */
+static void input_transform(const wino_ctx *k, int64_t c, int64_t q0, int64_t q1, float *V) {
+  const nn_direct_geom *g = k->g;
+  int64_t tw = k->w.tw, pc = k->w.pc, C = g->C;
+  const float *xc = k->x + c * g->H * g->W;
+  int64_t pw = 2 * tw + 2; /* padded row: columns -pw .. 2tw+1-pw of the input */
+  float prow[pw], ev[4][tw + 1], od[4][tw + 1], h[4][4][tw];
+  int64_t lo = g->pw < pw ? g->pw : pw, hi = g->W + g->pw < pw ? g->W + g->pw : pw;
+  if (hi < lo) hi = lo;
+  for (int64_t i = q0 / tw; i * tw < q1; i++) {
+    int64_t ja = q0 > i * tw ? q0 - i * tw : 0, jb = q1 < (i + 1) * tw ? q1 - i * tw : tw;
+    for (int r = 0; r < 4; r++) {
+      /* even and odd columns of padded row 2i + r */
+      int64_t ih = 2 * i + r - g->ph;
+      if (ih >= 0 && ih < g->H) {
+        memset(prow, 0, (size_t)lo * sizeof(float));
+        memcpy(prow + lo, xc + ih * g->W + lo - g->pw, (size_t)(hi - lo) * sizeof(float));
+        memset(prow + hi, 0, (size_t)(pw - hi) * sizeof(float));
+      } else {
+        memset(prow, 0, sizeof prow);
+      }
+      for (int64_t m = ja; m <= jb; m++) {
+        ev[r][m] = prow[2 * m];
+        od[r][m] = prow[2 * m + 1];
+      }
+      for (int64_t j = ja; j < jb; j++) { /* d B across columns 2j .. 2j+3 */
+        h[r][0][j] = ev[r][j] - ev[r][j + 1];
+        h[r][1][j] = od[r][j] + ev[r][j + 1];
+        h[r][2][j] = ev[r][j + 1] - od[r][j];
+        h[r][3][j] = od[r][j] - od[r][j + 1];
+      }
+    }
+    float *base = V + c * pc + i * tw - q0;
+    for (int b = 0; b < 4; b++) { /* B^T (d B) down the rows */
+      float *v0 = base + (0 * 4 + b) * C * pc, *v1 = base + (1 * 4 + b) * C * pc;
+      float *v2 = base + (2 * 4 + b) * C * pc, *v3 = base + (3 * 4 + b) * C * pc;
+      for (int64_t j = ja; j < jb; j++) {
+        v0[j] = h[0][b][j] - h[2][b][j];
+        v1[j] = h[1][b][j] + h[2][b][j];
+        v2[j] = h[2][b][j] - h[1][b][j];
+        v3[j] = h[1][b][j] - h[3][b][j];
+      }
+    }
+  }
+}
+
+/* A^T m A with A^T = (1 1 1 0) (0 1 -1 -1), plus bias and ReLU, for tiles [q0, q1) of channel oc. */
+static void output_transform(const wino_ctx *k, int64_t oc, int64_t q0, int64_t q1, const float *M) {
+  const nn_direct_geom *g = k->g;
+  int64_t tw = k->w.tw, pc = k->w.pc, ocp = k->w.ocp;
+  float bias = k->bias ? k->bias[oc] : 0.0f;
+  float *o = k->out + oc * g->OH * g->OW;
+  float s[2][4][tw], y[2][2][tw];
+  for (int64_t i = q0 / tw; i * tw < q1; i++) {
+    int64_t ja = q0 > i * tw ? q0 - i * tw : 0, jb = q1 < (i + 1) * tw ? q1 - i * tw : tw;
+    const float *m = M + oc * pc + i * tw - q0;
+    for (int b = 0; b < 4; b++) {
+      const float *m0 = m + (0 * 4 + b) * ocp * pc, *m1 = m + (1 * 4 + b) * ocp * pc;
+      const float *m2 = m + (2 * 4 + b) * ocp * pc, *m3 = m + (3 * 4 + b) * ocp * pc;
+      for (int64_t j = ja; j < jb; j++) {
+        s[0][b][j] = m0[j] + m1[j] + m2[j];
+        s[1][b][j] = m1[j] - m2[j] - m3[j];
+      }
+    }
+    for (int r = 0; r < 2; r++)
+      for (int64_t j = ja; j < jb; j++) {
+        float a = bias + (s[r][0][j] + s[r][1][j] + s[r][2][j]);
+        float b = bias + (s[r][1][j] - s[r][2][j] - s[r][3][j]);
+        y[r][0][j] = k->relu && a < 0.0f ? 0.0f : a;
+        y[r][1][j] = k->relu && b < 0.0f ? 0.0f : b;
+      }
+    for (int r = 0; r < 2 && 2 * i + r < g->OH; r++) {
+      float *row = o + (2 * i + r) * g->OW;
+      for (int64_t j = ja; j < jb; j++) {
+        row[2 * j] = y[r][0][j];
+        if (2 * j + 1 < g->OW) row[2 * j + 1] = y[r][1][j];
+      }
+    }
+  }
+}
+
+static void run_chunks(void *p, int64_t c0, int64_t c1) {
+  wino_ctx *k = p;
+  const nn_direct_geom *g = k->g;
+  const wino_geom *w = &k->w;
+  int64_t C = g->C, nob = w->ocp / OCB;
+  static const int64_t toff0[1] = {0};
+  for (int64_t ch = c0; ch < c1; ch++) {
+    float *V = k->scratch + ch * 16 * (C + w->ocp) * w->pc, *M = V + 16 * C * w->pc;
+    int64_t q0 = ch * w->pc, q1 = q0 + w->pc < w->th * w->tw ? q0 + w->pc : w->th * w->tw;
+    int64_t used = q1 - q0;
+    for (int64_t c = 0; c < C; c++) {
+      input_transform(k, c, q0, q1, V);
+      for (int xi = 0; xi < 16; xi++) /* the columns past the chunk's tiles feed only dropped outputs */
+        memset(V + (xi * C + c) * w->pc + used, 0, (size_t)(w->pc - used) * sizeof(float));
+    }
+    static const float zero[OCB] = {0};
+    for (int xi = 0; xi < 16; xi++) /* a column block of V stays in L1 while every filter block passes */
+      for (int64_t q = 0; q < w->pc; q += TILE)
+        for (int64_t ob = 0; ob < nob; ob++)
+          nn_direct_tile(V + xi * C * w->pc + q, w->pc, C, toff0, 1, k->packed + (xi * nob + ob) * C * OCB,
+                         zero, false, M + (xi * w->ocp + ob * OCB) * w->pc + q, w->pc);
+    for (int64_t oc = 0; oc < g->OC; oc++) output_transform(k, oc, q0, q1, M);
+  }
+}
+
+void nn_winograd(const nn_direct_geom *g, const float *x, const float *packed, const float *bias, bool relu,
+                 float *scratch, float *out) {
+  wino_ctx k = {.g = g, .w = wino_of(g), .x = x, .packed = packed, .bias = bias, .relu = relu,
+                .scratch = scratch, .out = out};
+  nn_parallel_for(k.w.chunks, 1, run_chunks, &k);
+}
