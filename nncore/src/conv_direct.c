@@ -87,29 +87,6 @@ void nn_conv_direct_pack(const nn_direct_geom *g, const float *w, const float *s
 
 /* ------------------------------------------------------------ phase planes */
 
-#ifdef NN_DIRECT_X86
-__attribute__((target("avx2"))) static void gather_even_avx2(float *dst, const float *src, int64_t n) {
-  int64_t j = 0;
-  for (; j + 8 <= n && 2 * j + 16 <= 2 * n - 1; j += 8) { /* never read past src[2n - 2] */
-    __m256 a = _mm256_loadu_ps(src + 2 * j), b = _mm256_loadu_ps(src + 2 * j + 8);
-    __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)); /* a0 a2 b0 b2 | a4 a6 b4 b6 */
-    _mm256_storeu_ps(dst + j, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8)));
-  }
-  for (; j < n; j++) dst[j] = src[2 * j];
-}
-#endif
-
-/* dst[j] = src[2j] for j < n */
-static void gather_even(float *dst, const float *src, int64_t n) {
-#ifdef NN_DIRECT_X86
-  if (nn_conv_direct_available()) {
-    gather_even_avx2(dst, src, n);
-    return;
-  }
-#endif
-  for (int64_t j = 0; j < n; j++) dst[j] = src[2 * j];
-}
-
 typedef struct {
   const nn_direct_geom *g;
   planes_geom q;
@@ -117,48 +94,72 @@ typedef struct {
   float *planes;
 } prep_ctx;
 
+#ifdef NN_DIRECT_X86
+__attribute__((target("avx2"))) static int64_t split_pairs_avx2(const float *src, int64_t n, float *ev, float *od) {
+  int64_t k = 0;
+  for (; 2 * k + 16 <= n; k += 8) {
+    __m256 a = _mm256_loadu_ps(src + 2 * k), b = _mm256_loadu_ps(src + 2 * k + 8);
+    __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)); /* a0 a2 b0 b2 | a4 a6 b4 b6 */
+    __m256 o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+    _mm256_storeu_ps(ev + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8)));
+    _mm256_storeu_ps(od + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xd8)));
+  }
+  return k;
+}
+#endif
+
+/* Splits a row of n floats into its sw column phases: phase[k][m] = src[m * sw + k]. */
+static void split_columns(const float *src, int64_t n, int sw, int64_t stride, float *phase) {
+  int64_t m0 = 0;
+#ifdef NN_DIRECT_X86
+  if (sw == 2 && nn_conv_direct_available()) m0 = split_pairs_avx2(src, n, phase, phase + stride);
+#endif
+  for (int k = 0; k < sw; k++)
+    for (int64_t m = m0; m * sw + k < n; m++) phase[k * stride + m] = src[m * sw + k];
+}
+
+/* Each input row is read once: split into its column phases, then each phase lands, shifted by the
+ * padding and zero-filled, in the plane row it belongs to. */
 static void prep_channels(void *p, int64_t c0, int64_t c1) {
   prep_ctx *pc = p;
   const nn_direct_geom *g = pc->g;
   const planes_geom *q = &pc->q;
+  int sw = g->sw;
+  int64_t stride = (g->W + sw - 1) / sw; /* longest column phase */
+  float *phase = sw > 1 ? malloc((size_t)(sw * stride) * sizeof(float)) : NULL;
+  if (sw > 1 && !phase) { /* no memory for one row: leave zeros, which at worst gives a wrong result */
+    memset(pc->planes + c0 * q->chan, 0, (size_t)((c1 - c0) * q->chan) * sizeof(float));
+    return;
+  }
   for (int64_t c = c0; c < c1; c++) {
     const float *src = pc->x + c * g->H * g->W;
-    float *dst = pc->planes + c * q->chan;
     for (int a = 0; a < g->sh; a++)
-      for (int b = 0; b < g->sw; b++)
-        for (int64_t i = 0; i < q->Hq; i++, dst += q->Wq) {
-          int64_t ih = i * g->sh + a - g->ph;
-          if (ih < 0 || ih >= g->H) {
+      for (int64_t i = 0; i < q->Hq; i++) {
+        int64_t ih = i * g->sh + a - g->ph;
+        bool in = ih >= 0 && ih < g->H;
+        const float *row = src + ih * g->W;
+        if (in && sw > 1) split_columns(row, g->W, sw, stride, phase);
+        for (int b = 0; b < sw; b++) {
+          float *dst = pc->planes + c * q->chan + (a * sw + b) * q->plane + i * q->Wq;
+          if (!in) {
             memset(dst, 0, (size_t)q->Wq * sizeof *dst);
             continue;
           }
-          const float *row = src + ih * g->W;
-          if (g->sw == 1) {
-            /* iw = j - pw: zeros, one copied run, zeros */
-            int64_t lo = g->pw < q->Wq ? g->pw : q->Wq;
-            int64_t hi = g->W + g->pw < q->Wq ? g->W + g->pw : q->Wq;
-            if (hi < lo) hi = lo;
-            memset(dst, 0, (size_t)lo * sizeof *dst);
-            memcpy(dst + lo, row + lo - g->pw, (size_t)(hi - lo) * sizeof *dst);
-            memset(dst + hi, 0, (size_t)(q->Wq - hi) * sizeof *dst);
-          } else {
-            /* iw = j*sw + b - pw is inside the row for j in [lo, hi): zeros, a strided run, zeros */
-            int64_t off = b - g->pw, sw = g->sw;
-            int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
-            int64_t hi = g->W - off > 0 ? (g->W - off + sw - 1) / sw : 0;
-            if (lo > q->Wq) lo = q->Wq;
-            if (hi > q->Wq) hi = q->Wq;
-            if (hi < lo) hi = lo;
-            for (int64_t j = 0; j < lo; j++) dst[j] = 0.0f;
-            const float *r = row + off;
-            if (sw == 2)
-              gather_even(dst + lo, r + 2 * lo, hi - lo);
-            else
-              for (int64_t j = lo; j < hi; j++) dst[j] = r[j * sw];
-            for (int64_t j = hi; j < q->Wq; j++) dst[j] = 0.0f;
-          }
+          /* plane column j holds input column j*sw + b - pw = m*sw + k */
+          int64_t off = b - g->pw, k = ((off % sw) + sw) % sw, shift = (off - k) / sw;
+          const float *from = sw > 1 ? phase + k * stride : row;
+          int64_t len = (g->W - k + sw - 1) / sw; /* entries of phase k */
+          int64_t lo = shift < 0 ? -shift : 0, hi = len - shift;
+          if (lo > q->Wq) lo = q->Wq;
+          if (hi > q->Wq) hi = q->Wq;
+          if (hi < lo) hi = lo;
+          memset(dst, 0, (size_t)lo * sizeof *dst);
+          memcpy(dst + lo, from + lo + shift, (size_t)(hi - lo) * sizeof *dst);
+          memset(dst + hi, 0, (size_t)(q->Wq - hi) * sizeof *dst);
         }
+      }
   }
+  free(phase);
 }
 
 /* ------------------------------------------------------------------ kernel */

@@ -22,14 +22,14 @@ typedef struct {
 
 /* Chunking changes no result (every output is computed the same way in any chunk), so it may follow the
  * thread count: at least two chunks per thread when the image allows, each one's per-xi slices of V and M
- * within ~128 KB. */
+ * within ~64 KB. */
 static wino_geom wino_of(const nn_direct_geom *g) {
   wino_geom w;
   w.th = (g->OH + 1) / 2;
   w.tw = (g->OW + 1) / 2;
   w.ocp = (g->OC + OCB - 1) / OCB * OCB;
   int64_t tiles = w.th * w.tw, nt = nn_get_num_threads();
-  int64_t pc = 32768 / (g->C + w.ocp) / TILE * TILE;
+  int64_t pc = 16384 / (g->C + w.ocp) / TILE * TILE;
   int64_t spread = (tiles + 2 * nt - 1) / (2 * nt);
   spread = (spread + TILE - 1) / TILE * TILE;
   if (nt > 1 && spread < pc) pc = spread;

@@ -644,6 +644,7 @@ typedef struct {
   float *y;
   int64_t H, W, OH, OW;
   bool bilinear;
+  const int64_t *src_col; /* nearest: source column of each output column */
 } up_ctx;
 
 static void up_planes(void *p, int64_t p0, int64_t p1) {
@@ -661,7 +662,9 @@ static void up_planes(void *p, int64_t p0, int64_t p1) {
           y[oh * c->OW + ow] = (1 - ah) * ((1 - aw) * x[h0 * c->W + w0] + aw * x[h0 * c->W + w1]) +
                                ah * ((1 - aw) * x[h1 * c->W + w0] + aw * x[h1 * c->W + w1]);
         } else {
-          y[oh * c->OW + ow] = x[nearest_src(c->H, c->OH, oh) * c->W + nearest_src(c->W, c->OW, ow)];
+          const float *row = x + nearest_src(c->H, c->OH, oh) * c->W;
+          float *out = y + oh * c->OW;
+          for (; ow < c->OW; ow++) out[ow] = row[c->src_col[ow]];
         }
       }
   }
@@ -677,7 +680,10 @@ static nn_tensor *upsample(nn_tensor *x, int64_t oh, int64_t ow, bool bilinear, 
   nn_tensor *out = nn_empty(NN_F32, 4, osh);
   const float *xd = nn_dense_f32(x);
   if (!out || !xd) return NULL;
-  up_ctx c = {xd, nn_f32(out), x->shape[2], x->shape[3], oh, ow, bilinear};
+  int64_t *cols = nn_arena_alloc(nn_arena_current(), (size_t)ow * sizeof(int64_t));
+  if (!cols) return NULL;
+  for (int64_t j = 0; j < ow; j++) cols[j] = nearest_src(x->shape[3], ow, j);
+  up_ctx c = {xd, nn_f32(out), x->shape[2], x->shape[3], oh, ow, bilinear, cols};
   nn_parallel_for(x->shape[0] * x->shape[1], 1, up_planes, &c);
   nn_node *n = nn_record(out, name, upsample_bw, 1, x);
   if (n) n->i[0] = bilinear;
