@@ -40,8 +40,8 @@ static wino_geom wino_of(const nn_direct_geom *g) {
 }
 
 bool nn_winograd_fits(const nn_direct_geom *g) {
-  /* rows of tiles live on the stack: keep them under ~256 KB */
-  return g->KH == 3 && g->KW == 3 && g->sh == 1 && g->sw == 1 && g->OH >= 2 && g->OW >= 2 && g->OW <= 4096 &&
+  /* a row of tiles of the output transform lives on the stack: keep it under ~200 KB */
+  return g->KH == 3 && g->KW == 3 && g->sh == 1 && g->sw == 1 && g->OH >= 2 && g->OW >= 2 && g->OW <= 8192 &&
          nn_conv_winograd_available();
 }
 
@@ -49,7 +49,7 @@ size_t nn_winograd_packed_floats(const nn_direct_geom *g) {
   return (size_t)(16 * wino_of(g).ocp * g->C);
 }
 
-/* Per chunk: V[16][C][pc] and M[16][ocp][pc]. */
+/* Per chunk: V[16][pc / 24][C][24] and M[16][ocp][pc]. */
 size_t nn_winograd_scratch_floats(const nn_direct_geom *g) {
   wino_geom w = wino_of(g);
   return (size_t)(w.chunks * 16 * (g->C + w.ocp) * w.pc);
@@ -92,50 +92,59 @@ typedef struct {
   float *scratch, *out;
 } wino_ctx;
 
-/* B^T d B for tiles [q0, q1) of channel c, into V[xi][c][q - q0]. B^T rows: (1 0 -1 0) (0 1 1 0)
- * (0 -1 1 0) (0 1 0 -1). Vectorised across the tiles of a row. */
-static void input_transform(const wino_ctx *k, int64_t c, int64_t q0, int64_t q1, float *V) {
+/* B^T d B for tiles [q0, q1) of channel c. B^T rows: (1 0 -1 0) (0 1 1 0) (0 -1 1 0) (0 1 0 -1).
+ * Vectorised across the tiles of a row, then stored in V's blocked layout: V[xi][q / 24][c][q % 24], so
+ * that the GEMM reads each block of 24 tiles as one contiguous run over the channels. */
+/* B^T d B for the tiles [qs, qe) (at most 24, one block of V) of channel c, stored as 16 contiguous runs
+ * of 24: V[xi][block][c][0..24). B^T rows: (1 0 -1 0) (0 1 1 0) (0 -1 1 0) (0 1 0 -1). The block may
+ * span rows of tiles; each row segment is transformed across its tiles. */
+static void input_block(const wino_ctx *k, int64_t c, int64_t qs, int64_t qe, float *dst, int64_t xi_stride) {
   const nn_direct_geom *g = k->g;
-  int64_t tw = k->w.tw, pc = k->w.pc, C = g->C;
+  int64_t tw = k->w.tw;
   const float *xc = k->x + c * g->H * g->W;
-  int64_t pw = 2 * tw + 2; /* padded row: columns -pw .. 2tw+1-pw of the input */
-  float prow[pw], ev[4][tw + 1], od[4][tw + 1], h[4][4][tw];
-  int64_t lo = g->pw < pw ? g->pw : pw, hi = g->W + g->pw < pw ? g->W + g->pw : pw;
-  if (hi < lo) hi = lo;
-  for (int64_t i = q0 / tw; i * tw < q1; i++) {
-    int64_t ja = q0 > i * tw ? q0 - i * tw : 0, jb = q1 < (i + 1) * tw ? q1 - i * tw : tw;
+  float v[16][TILE], prow[2 * TILE + 2], ev[TILE + 1], od[TILE + 1], h[4][4][TILE];
+  int n = (int)(qe - qs);
+  for (int64_t q = qs; q < qe;) {
+    int64_t i = q / tw, ja = q - i * tw, jb = ja + (qe - q) < tw ? ja + (qe - q) : tw;
+    int len = (int)(jb - ja), t0 = (int)(q - qs);
+    /* padded columns 2ja .. 2jb+1, i.e. input columns c0 .. c0 + 2len + 1 */
+    int64_t c0 = 2 * ja - g->pw, ncol = 2 * len + 2;
+    int64_t lo = c0 < 0 ? -c0 : 0, hi = g->W - c0 < ncol ? g->W - c0 : ncol;
+    if (lo > ncol) lo = ncol;
+    if (hi < lo) hi = lo;
     for (int r = 0; r < 4; r++) {
-      /* even and odd columns of padded row 2i + r */
       int64_t ih = 2 * i + r - g->ph;
       if (ih >= 0 && ih < g->H) {
-        memset(prow, 0, (size_t)lo * sizeof(float));
-        memcpy(prow + lo, xc + ih * g->W + lo - g->pw, (size_t)(hi - lo) * sizeof(float));
-        memset(prow + hi, 0, (size_t)(pw - hi) * sizeof(float));
+        const float *src = xc + ih * g->W + c0;
+        for (int64_t m = 0; m < lo; m++) prow[m] = 0.0f;
+        for (int64_t m = lo; m < hi; m++) prow[m] = src[m];
+        for (int64_t m = hi; m < ncol; m++) prow[m] = 0.0f;
       } else {
-        memset(prow, 0, sizeof prow);
+        for (int64_t m = 0; m < ncol; m++) prow[m] = 0.0f;
       }
-      for (int64_t m = ja; m <= jb; m++) {
-        ev[r][m] = prow[2 * m];
-        od[r][m] = prow[2 * m + 1];
+      for (int m = 0; m <= len; m++) {
+        ev[m] = prow[2 * m];
+        od[m] = prow[2 * m + 1];
       }
-      for (int64_t j = ja; j < jb; j++) { /* d B across columns 2j .. 2j+3 */
-        h[r][0][j] = ev[r][j] - ev[r][j + 1];
-        h[r][1][j] = od[r][j] + ev[r][j + 1];
-        h[r][2][j] = ev[r][j + 1] - od[r][j];
-        h[r][3][j] = od[r][j] - od[r][j + 1];
-      }
-    }
-    float *base = V + c * pc + i * tw - q0;
-    for (int b = 0; b < 4; b++) { /* B^T (d B) down the rows */
-      float *v0 = base + (0 * 4 + b) * C * pc, *v1 = base + (1 * 4 + b) * C * pc;
-      float *v2 = base + (2 * 4 + b) * C * pc, *v3 = base + (3 * 4 + b) * C * pc;
-      for (int64_t j = ja; j < jb; j++) {
-        v0[j] = h[0][b][j] - h[2][b][j];
-        v1[j] = h[1][b][j] + h[2][b][j];
-        v2[j] = h[2][b][j] - h[1][b][j];
-        v3[j] = h[1][b][j] - h[3][b][j];
+      for (int j = 0; j < len; j++) { /* d B across columns 2j .. 2j+3 */
+        h[r][0][j] = ev[j] - ev[j + 1];
+        h[r][1][j] = od[j] + ev[j + 1];
+        h[r][2][j] = ev[j + 1] - od[j];
+        h[r][3][j] = od[j] - od[j + 1];
       }
     }
+    for (int b = 0; b < 4; b++) /* B^T (d B) down the rows */
+      for (int j = 0; j < len; j++) {
+        v[0 * 4 + b][t0 + j] = h[0][b][j] - h[2][b][j];
+        v[1 * 4 + b][t0 + j] = h[1][b][j] + h[2][b][j];
+        v[2 * 4 + b][t0 + j] = h[2][b][j] - h[1][b][j];
+        v[3 * 4 + b][t0 + j] = h[1][b][j] - h[3][b][j];
+      }
+    q += len;
+  }
+  for (int xi = 0; xi < 16; xi++) { /* tiles past the chunk's end feed only dropped outputs: zeros */
+    for (int t = n; t < TILE; t++) v[xi][t] = 0.0f;
+    memcpy(dst + xi * xi_stride, v[xi], sizeof v[xi]);
   }
 }
 
@@ -184,17 +193,18 @@ static void run_chunks(void *p, int64_t c0, int64_t c1) {
     float *V = k->scratch + ch * 16 * (C + w->ocp) * w->pc, *M = V + 16 * C * w->pc;
     int64_t q0 = ch * w->pc, q1 = q0 + w->pc < w->th * w->tw ? q0 + w->pc : w->th * w->tw;
     int64_t used = q1 - q0;
-    for (int64_t c = 0; c < C; c++) {
-      input_transform(k, c, q0, q1, V);
-      for (int xi = 0; xi < 16; xi++) /* the columns past the chunk's tiles feed only dropped outputs */
-        memset(V + (xi * C + c) * w->pc + used, 0, (size_t)(w->pc - used) * sizeof(float));
-    }
+    int64_t nqb = w->pc / TILE;
+    for (int64_t qb = 0; qb * TILE < used; qb++)
+      for (int64_t c = 0; c < C; c++) {
+        int64_t qs = q0 + qb * TILE, qe = qs + TILE < q1 ? qs + TILE : q1;
+        input_block(k, c, qs, qe, V + (qb * C + c) * TILE, nqb * C * TILE);
+      }
     static const float zero[OCB] = {0};
-    for (int xi = 0; xi < 16; xi++) /* a column block of V stays in L1 while every filter block passes */
-      for (int64_t q = 0; q < w->pc; q += TILE)
+    for (int xi = 0; xi < 16; xi++) /* a block of V stays in L1 while every filter block passes */
+      for (int64_t qb = 0; qb * TILE < used; qb++)
         for (int64_t ob = 0; ob < nob; ob++)
-          nn_direct_tile(V + xi * C * w->pc + q, w->pc, C, toff0, 1, k->packed + (xi * nob + ob) * C * OCB,
-                         zero, false, M + (xi * w->ocp + ob * OCB) * w->pc + q, w->pc);
+          nn_direct_tile(V + (xi * nqb + qb) * C * TILE, TILE, C, toff0, 1, k->packed + (xi * nob + ob) * C * OCB,
+                         zero, false, M + (xi * w->ocp + ob * OCB) * w->pc + qb * TILE, w->pc);
     for (int64_t oc = 0; oc < g->OC; oc++) output_transform(k, oc, q0, q1, M);
   }
 }
