@@ -128,11 +128,24 @@ TEST(ref_conv_infer_matches_conv_bn_relu) {
     nn_fill_uniform_(bn.weight, &rng, 0.5f, 1.5f);
     nn_fill_uniform_(bn.bias, &rng, -0.3f, 0.3f);
     nn_tensor *x = RANDN(2, c.C, c.H, c.H + 3);
-    nn_tensor *ref = nn_conv2d_forward(&conv, x);
-    if (c.bn) ref = nn_batchnorm_forward(&bn, ref, false);
+    nn_tensor *pre = nn_conv2d_forward(&conv, x), *ref = pre;
+    if (c.bn) pre = ref = nn_batchnorm_forward(&bn, ref, false);
     if (c.relu) ref = nn_relu(ref);
     nn_conv_infer ci;
     CHECK(nn_conv_infer_init(&ci, &conv, c.bn ? &bn : NULL, c.relu), "infer init %zu", i);
+    /* the fused add: relu?(conv + addend) */
+    nn_tensor *addend = pre ? t_randn(&rng, 4, pre->shape, 1.0f) : NULL;
+    nn_tensor *sum = addend ? nn_conv_infer_forward_add(&ci, x, addend) : NULL;
+    nn_tensor *sum_ref = addend ? nn_add(pre, addend) : NULL;
+    if (sum_ref && c.relu) sum_ref = nn_relu(sum_ref);
+    CHECK(sum && sum_ref && nn_same_shape(sum, sum_ref), "case %zu: fused add", i);
+    if (sum && sum_ref) {
+      float *r = malloc((size_t)nn_numel(sum_ref) * 4);
+      nn_to_float_array(sum_ref, r);
+      CHECK(max_diff_t(sum, r) < 1e-3, "case %zu: fused add differs by %g", i, max_diff_t(sum, r));
+      free(r);
+    }
+    nn_tensor_free(addend);
     nn_tensor *y = nn_conv_infer_forward(&ci, x);
     CHECK(y && ref && nn_same_shape(y, ref), "case %zu shapes", i);
     if (y && ref) {

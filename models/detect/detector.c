@@ -64,7 +64,9 @@ bool det_init(detector *d, const det_config *cfg, uint64_t seed) {
 void det_weights_changed(detector *d) {
   if (!d->infer_ready) return;
   for (int i = 0; i < 7; i++) nn_conv_infer_free(&d->infer_conv[i]);
+  nn_conv_infer_free(&d->infer_lateral);
   nn_conv_infer_free(&d->infer_fuse);
+  nn_conv_infer_free(&d->infer_head);
   d->infer_ready = false;
 }
 
@@ -76,7 +78,9 @@ void det_free(detector *d) {
 static bool build_inference(detector *d) {
   bool ok = true;
   for (int i = 0; i < 7 && ok; i++) ok = nn_conv_infer_init(&d->infer_conv[i], &d->conv[i], &d->bn[i], true);
-  ok = ok && nn_conv_infer_init(&d->infer_fuse, &d->fuse, &d->fuse_bn, true);
+  ok = ok && nn_conv_infer_init(&d->infer_lateral, &d->lateral, NULL, false) &&
+       nn_conv_infer_init(&d->infer_fuse, &d->fuse, &d->fuse_bn, true) &&
+       nn_conv_infer_init(&d->infer_head, &d->head, NULL, false);
   d->infer_ready = true; /* so that the frees below see every copy made */
   if (!ok) det_weights_changed(d);
   return ok;
@@ -105,11 +109,11 @@ nn_tensor *det_forward(detector *d, nn_tensor *x, bool training) {
   }
   if (!h || !c4) return NULL;
   nn_tensor *up = nn_upsample_nearest(h, c4->shape[2], c4->shape[3]);
+  if (!training) /* top-down add fused into the lateral conv */
+    return nn_conv_infer_forward(&d->infer_head,
+                                 nn_conv_infer_forward(&d->infer_fuse, nn_conv_infer_forward_add(&d->infer_lateral, c4, up)));
   nn_tensor *f = nn_add(up, nn_conv2d_forward(&d->lateral, c4));
-  if (training)
-    f = nn_relu(nn_batchnorm_forward(&d->fuse_bn, nn_conv2d_forward(&d->fuse, f), training));
-  else
-    f = nn_conv_infer_forward(&d->infer_fuse, f);
+  f = nn_relu(nn_batchnorm_forward(&d->fuse_bn, nn_conv2d_forward(&d->fuse, f), training));
   return nn_conv2d_forward(&d->head, f);
 }
 

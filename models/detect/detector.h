@@ -28,7 +28,7 @@ typedef struct {
   nn_batchnorm fuse_bn;
   /* inference copies (batch norm folded, ReLU fused), built by the first inference forward */
   bool infer_ready;
-  nn_conv_infer infer_conv[7], infer_fuse;
+  nn_conv_infer infer_conv[7], infer_lateral, infer_fuse, infer_head;
 } detector;
 
 typedef struct {

@@ -167,12 +167,23 @@ static void prep_channels(void *p, int64_t c0, int64_t c1) {
 #ifdef NN_DIRECT_X86
 __attribute__((target("avx2,fma"))) static void tile_avx2(const float *xs, int64_t chan, int64_t C,
                                                            const int64_t *toff, int T, const float *wp,
-                                                           const float *bias, bool relu, float *o,
+                                                           const float *bias, int flags, float *o,
                                                            int64_t ldo) {
   __m256 a00 = _mm256_set1_ps(bias[0]), a01 = a00, a02 = a00;
   __m256 a10 = _mm256_set1_ps(bias[1]), a11 = a10, a12 = a10;
   __m256 a20 = _mm256_set1_ps(bias[2]), a21 = a20, a22 = a20;
   __m256 a30 = _mm256_set1_ps(bias[3]), a31 = a30, a32 = a30;
+  if (flags & NN_DIRECT_ACCUMULATE) {
+    const float *r = o;
+    a00 = _mm256_add_ps(_mm256_loadu_ps(r), a00), a01 = _mm256_add_ps(_mm256_loadu_ps(r + 8), a01);
+    a02 = _mm256_add_ps(_mm256_loadu_ps(r + 16), a02), r += ldo;
+    a10 = _mm256_add_ps(_mm256_loadu_ps(r), a10), a11 = _mm256_add_ps(_mm256_loadu_ps(r + 8), a11);
+    a12 = _mm256_add_ps(_mm256_loadu_ps(r + 16), a12), r += ldo;
+    a20 = _mm256_add_ps(_mm256_loadu_ps(r), a20), a21 = _mm256_add_ps(_mm256_loadu_ps(r + 8), a21);
+    a22 = _mm256_add_ps(_mm256_loadu_ps(r + 16), a22), r += ldo;
+    a30 = _mm256_add_ps(_mm256_loadu_ps(r), a30), a31 = _mm256_add_ps(_mm256_loadu_ps(r + 8), a31);
+    a32 = _mm256_add_ps(_mm256_loadu_ps(r + 16), a32);
+  }
   for (int64_t c = 0; c < C; c++, xs += chan) {
     for (int t = 0; t < T; t++, wp += OCB) {
       const float *s = xs + toff[t];
@@ -195,7 +206,7 @@ __attribute__((target("avx2,fma"))) static void tile_avx2(const float *xs, int64
       a32 = _mm256_fmadd_ps(w, x2, a32);
     }
   }
-  if (relu) {
+  if (flags & NN_DIRECT_RELU) {
     __m256 z = _mm256_setzero_ps();
     a00 = _mm256_max_ps(a00, z), a01 = _mm256_max_ps(a01, z), a02 = _mm256_max_ps(a02, z);
     a10 = _mm256_max_ps(a10, z), a11 = _mm256_max_ps(a11, z), a12 = _mm256_max_ps(a12, z);
@@ -213,11 +224,11 @@ __attribute__((target("avx2,fma"))) static void tile_avx2(const float *xs, int64
 #endif
 
 void nn_direct_tile(const float *xs, int64_t chan, int64_t C, const int64_t *toff, int T, const float *wp,
-                    const float *bias, bool relu, float *out, int64_t ldo) {
+                    const float *bias, int flags, float *out, int64_t ldo) {
 #ifdef NN_DIRECT_X86
-  tile_avx2(xs, chan, C, toff, T, wp, bias, relu, out, ldo);
+  tile_avx2(xs, chan, C, toff, T, wp, bias, flags, out, ldo);
 #else
-  (void)xs, (void)chan, (void)C, (void)toff, (void)T, (void)wp, (void)bias, (void)relu, (void)out, (void)ldo;
+  (void)xs, (void)chan, (void)C, (void)toff, (void)T, (void)wp, (void)bias, (void)flags, (void)out, (void)ldo;
 #endif
 }
 
@@ -225,15 +236,16 @@ typedef struct {
   const nn_direct_geom *g;
   planes_geom q;
   const float *planes, *packed, *bias;
-  bool relu;
+  int flags;
   int64_t toff[64];
   int T;
   int64_t nob, group; /* output-channel blocks; tiles per group */
   float *out;
 } kern_ctx;
 
-/* Copies the valid outputs of a tile (columns < OW of p in [p0, p0 + TILE) ∩ [0, L)). */
-static void store_tile(const kern_ctx *k, int64_t ob, int64_t p0, float buf[OCB][TILE]) {
+/* Moves the valid outputs of a tile (columns < OW of p in [p0, p0 + TILE) ∩ [0, L)) between the tile
+ * buffer and the output: out of the buffer after the kernel, into it first when accumulating. */
+static void copy_tile(const kern_ctx *k, int64_t ob, int64_t p0, float buf[OCB][TILE], bool to_out) {
   const nn_direct_geom *g = k->g;
   int64_t OHW = g->OH * g->OW, end = p0 + TILE < k->q.L ? p0 + TILE : k->q.L;
   for (int j = 0; j < OCB; j++) {
@@ -245,7 +257,8 @@ static void store_tile(const kern_ctx *k, int64_t ob, int64_t p0, float buf[OCB]
       /* one row segment at a time */
       int64_t run = k->q.Wq - ow < end - p ? k->q.Wq - ow : end - p;
       int64_t valid = ow < g->OW ? (g->OW - ow < run ? g->OW - ow : run) : 0;
-      if (valid > 0) memcpy(o + oh * g->OW + ow, &buf[j][p - p0], (size_t)valid * sizeof(float));
+      if (valid > 0 && to_out) memcpy(o + oh * g->OW + ow, &buf[j][p - p0], (size_t)valid * sizeof(float));
+      if (valid > 0 && !to_out) memcpy(&buf[j][p - p0], o + oh * g->OW + ow, (size_t)valid * sizeof(float));
       p += run;
       oh++;
       ow = 0;
@@ -273,13 +286,17 @@ static void run_items(void *p, int64_t i0, int64_t i1) {
         int64_t ow = p0 % k->q.Wq;
         if (ow + TILE <= g->OW && (ob + 1) * OCB <= g->OC) { /* the run lies inside one output row */
           float *o = k->out + ob * OCB * OHW + p0 / k->q.Wq * g->OW + ow;
-          nn_direct_tile(k->planes + p0, k->q.chan, g->C, k->toff, k->T, k->packed + ob * wblock, bias, k->relu,
+          nn_direct_tile(k->planes + p0, k->q.chan, g->C, k->toff, k->T, k->packed + ob * wblock, bias, k->flags,
                          o, OHW);
           continue;
         }
-        nn_direct_tile(k->planes + p0, k->q.chan, g->C, k->toff, k->T, k->packed + ob * wblock, bias, k->relu,
+        if (k->flags & NN_DIRECT_ACCUMULATE) {
+          memset(buf, 0, sizeof buf); /* lanes that are no output stay finite */
+          copy_tile(k, ob, p0, buf, false);
+        }
+        nn_direct_tile(k->planes + p0, k->q.chan, g->C, k->toff, k->T, k->packed + ob * wblock, bias, k->flags,
                        buf[0], TILE);
-        store_tile(k, ob, p0, buf);
+        copy_tile(k, ob, p0, buf, true);
       }
     }
     it = grp * k->nob + ob1;
@@ -287,13 +304,13 @@ static void run_items(void *p, int64_t i0, int64_t i1) {
 }
 
 void nn_conv_direct(const nn_direct_geom *g, const float *x, const float *packed, const float *bias,
-                    bool relu, float *scratch, float *out) {
+                    int flags, float *scratch, float *out) {
   planes_geom q = planes_of(g);
   prep_ctx pc = {g, q, x, scratch};
   nn_parallel_for(g->C, 1, prep_channels, &pc);
   memset(scratch + g->C * q.chan, 0, (TILE + 8) * sizeof(float));
 
-  kern_ctx k = {.g = g, .q = q, .planes = scratch, .packed = packed, .bias = bias, .relu = relu, .out = out};
+  kern_ctx k = {.g = g, .q = q, .planes = scratch, .packed = packed, .bias = bias, .flags = flags, .out = out};
   k.T = (int)(g->KH * g->KW);
   for (int kh = 0, t = 0; kh < g->KH; kh++)
     for (int kw = 0; kw < g->KW; kw++, t++)

@@ -16,6 +16,8 @@ typedef struct {
 
 /* Register tile: NN_DIRECT_OCB output channels x NN_DIRECT_TILE consecutive outputs. */
 enum { NN_DIRECT_OCB = 4, NN_DIRECT_TILE = 24 };
+/* flags: max(0, .) on the result; add the result to what the output already holds */
+enum { NN_DIRECT_RELU = 1, NN_DIRECT_ACCUMULATE = 2 };
 
 /* Whether this CPU runs the kernels (AVX2 + FMA) and NNCORE_CONV allows them. Read once. */
 bool nn_conv_direct_available(void);
@@ -29,18 +31,20 @@ size_t nn_conv_direct_input_floats(const nn_direct_geom *g);
  * each filter, which is how an inference copy folds a batch norm in. */
 void nn_conv_direct_pack(const nn_direct_geom *g, const float *w, const float *scale, float *packed);
 
-/* out[OC, OH, OW] = bias + conv(x[C, H, W]) for one image, then max(0, .) when relu.
- * bias may be NULL. scratch holds nn_conv_direct_input_floats(g) floats.
+/* out[OC, OH, OW] = bias + conv(x[C, H, W]) (+ out's previous content with NN_DIRECT_ACCUMULATE) for
+ * one image, then max(0, .) with NN_DIRECT_RELU. bias may be NULL. scratch holds
+ * nn_conv_direct_input_floats(g) floats.
  * Each output is one fixed chain of FMAs (bias, then channel-major, tap-minor), so the
  * result does not depend on the thread count. */
 void nn_conv_direct(const nn_direct_geom *g, const float *x, const float *packed, const float *bias,
-                    bool relu, float *scratch, float *out);
+                    int flags, float *scratch, float *out);
 
-/* One register tile: out[j * ldo + i] = bias[j] + sum over c < C, t < T of
- * wp[(c * T + t) * OCB + j] * xs[c * chan + toff[t] + i], for j < OCB, i < TILE (then max(0, .)).
+/* One register tile: out[j * ldo + i] = (out[j * ldo + i] with NN_DIRECT_ACCUMULATE) + bias[j] + sum over
+ * c < C, t < T of wp[(c * T + t) * OCB + j] * xs[c * chan + toff[t] + i], for j < OCB, i < TILE (then
+ * max(0, .) with NN_DIRECT_RELU).
  * The GEMM micro-kernel of the direct and Winograd paths. */
 void nn_direct_tile(const float *xs, int64_t chan, int64_t C, const int64_t *toff, int T, const float *wp,
-                    const float *bias, bool relu, float *out, int64_t ldo);
+                    const float *bias, int flags, float *out, int64_t ldo);
 
 /* Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (any padding): 2.25x fewer multiplications.
  * Packed weights (the transformed filters) take nn_winograd_packed_floats; scratch nn_winograd_scratch_floats. */

@@ -204,7 +204,7 @@ static void run_chunks(void *p, int64_t c0, int64_t c1) {
       for (int64_t qb = 0; qb * TILE < used; qb++)
         for (int64_t ob = 0; ob < nob; ob++)
           nn_direct_tile(V + (xi * nqb + qb) * C * TILE, TILE, C, toff0, 1, k->packed + (xi * nob + ob) * C * OCB,
-                         zero, false, M + (xi * w->ocp + ob * OCB) * w->pc + qb * TILE, w->pc);
+                         zero, 0, M + (xi * w->ocp + ob * OCB) * w->pc + qb * TILE, w->pc);
     for (int64_t oc = 0; oc < g->OC; oc++) output_transform(k, oc, q0, q1, M);
   }
 }

@@ -189,7 +189,8 @@ static void conv2d_bw(nn_node *n, nn_tensor *gout) {
 
 /* ------------------------------------------------------- fast CPU paths */
 /* The direct kernel covers plain convolutions with more than one tap or a stride (1x1 stride-1 ones
- * are a GEMM as they are). Winograd pays for its transforms from 64 channels in and out on. The path
+ * are a GEMM as they are, except in inference copies, where the kernel also fuses a residual add).
+ * Winograd pays for its transforms from 64 channels in and out on. The path
  * depends only on the shape and the CPU, never on the thread count. */
 typedef enum { PATH_GEMM, PATH_DIRECT, PATH_WINOGRAD } conv_path;
 
@@ -198,8 +199,8 @@ static nn_direct_geom direct_geom(const geom *g, int64_t OC) {
                           .OW = g->OW, .sh = g->sh, .sw = g->sw, .ph = g->ph, .pw = g->pw};
 }
 
-static conv_path pick_path(const geom *g, int groups, int64_t OC) {
-  if (groups != 1 || g->dh != 1 || g->dw != 1 || is_pointwise(g) || g->KH * g->KW > 64 ||
+static conv_path pick_path(const geom *g, int groups, int64_t OC, bool pointwise_too) {
+  if (groups != 1 || g->dh != 1 || g->dw != 1 || (is_pointwise(g) && !pointwise_too) || g->KH * g->KW > 64 ||
       !nn_conv_direct_available())
     return PATH_GEMM;
   nn_direct_geom dg = direct_geom(g, OC);
@@ -219,9 +220,11 @@ static void pack_weights(conv_path path, const nn_direct_geom *dg, const float *
     nn_conv_direct_pack(dg, w, scale, packed);
 }
 
-/* out = bias + conv(x) (then ReLU) over N images with weights packed for `path`. */
+/* out = bias + conv(x) (+ out, with accumulate) (then ReLU) over N images with weights packed for `path`
+ * (accumulate: direct path only). */
 static bool run_packed(conv_path path, const nn_direct_geom *dg, int64_t N, const float *x, const float *packed,
-                       const float *bias, bool relu, float *out) {
+                       const float *bias, bool relu, bool accumulate, float *out) {
+  int flags = (relu ? NN_DIRECT_RELU : 0) | (accumulate ? NN_DIRECT_ACCUMULATE : 0);
   bool wino = path == PATH_WINOGRAD;
   size_t ns = wino ? nn_winograd_scratch_floats(dg) : nn_conv_direct_input_floats(dg);
   float *scratch = nn_arena_alloc(nn_arena_current(), ns * sizeof(float));
@@ -232,7 +235,7 @@ static bool run_packed(conv_path path, const nn_direct_geom *dg, int64_t N, cons
     if (wino)
       nn_winograd(dg, xn, packed, bias, relu, scratch, on);
     else
-      nn_conv_direct(dg, xn, packed, bias, relu, scratch, on);
+      nn_conv_direct(dg, xn, packed, bias, flags, scratch, on);
   }
   return true;
 }
@@ -243,7 +246,7 @@ static bool run_fast(conv_path path, const geom *g, int64_t N, int64_t OC, const
   float *packed = nn_arena_alloc(nn_arena_current(), packed_floats(path, &dg) * sizeof(float));
   if (!packed) return false;
   pack_weights(path, &dg, w, NULL, packed);
-  return run_packed(path, &dg, N, x, packed, bias, relu, out);
+  return run_packed(path, &dg, N, x, packed, bias, relu, false, out);
 }
 
 /* Output geometry of a conv; NULL (with the error set) when it does not fit. */
@@ -281,7 +284,7 @@ nn_tensor *nn_conv2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p)
   if (!out || !xc || !wc) return NULL;
   int64_t HW = g.H * g.W, OHW = g.OH * g.OW, KK = g.C * g.KH * g.KW, OCg = OC / p.groups;
   bool pw = is_pointwise(&g);
-  conv_path path = pick_path(&g, p.groups, OC);
+  conv_path path = pick_path(&g, p.groups, OC, false);
   if (path != PATH_GEMM) {
     if (!run_fast(path, &g, N, OC, nn_f32(xc), nn_f32(wc), b ? nn_dense_f32(b) : NULL, false, nn_f32(out)))
       return NULL;
@@ -349,7 +352,7 @@ bool nn_conv_infer_init(nn_conv_infer *ci, const nn_conv2d_layer *conv, const nn
             .sh = ci->p.stride_h, .sw = ci->p.stride_w, .ph = ci->p.pad_h, .pw = ci->p.pad_w,
             .dh = ci->p.dilation_h, .dw = ci->p.dilation_w};
   nn_direct_geom dg = direct_geom(&g, OC);
-  conv_path path = ok ? pick_path(&g, ci->p.groups, OC) : PATH_GEMM;
+  conv_path path = ok ? pick_path(&g, ci->p.groups, OC, true) : PATH_GEMM;
   if (path != PATH_GEMM) {
     ci->packed_direct = malloc(packed_floats(PATH_DIRECT, &dg) * sizeof(float));
     if ((ok = ci->packed_direct != NULL)) pack_weights(PATH_DIRECT, &dg, wd, NULL, ci->packed_direct);
@@ -376,7 +379,7 @@ void nn_conv_infer_free(nn_conv_infer *ci) {
   memset(ci, 0, sizeof *ci);
 }
 
-nn_tensor *nn_conv_infer_forward(const nn_conv_infer *ci, nn_tensor *x) {
+static nn_tensor *conv_infer(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *addend) {
   if (!x) return NULL;
   if (!ci->weight) NN_FAIL("conv_infer: not initialised");
   NN_CHECK_F32(x, "conv_infer");
@@ -388,20 +391,40 @@ nn_tensor *nn_conv_infer_forward(const nn_conv_infer *ci, nn_tensor *x) {
   }
   geom g;
   if (!conv_geom(x, w, ci->p, &g)) return NULL;
-  conv_path path = pick_path(&g, ci->p.groups, OC);
+  int64_t osh[4] = {x->shape[0], OC, g.OH, g.OW};
+  if (addend) {
+    NN_CHECK_F32(addend, "conv_infer");
+    if (addend->ndim != 4 || memcmp(addend->shape, osh, sizeof osh) != 0) {
+      char s1[96];
+      NN_FAIL("conv_infer: addend %s must have the output's shape [%lld, %lld, %lld, %lld]",
+              nn_shape_str(addend, s1, sizeof s1), (long long)osh[0], (long long)osh[1], (long long)osh[2],
+              (long long)osh[3]);
+    }
+  }
+  conv_path path = pick_path(&g, ci->p.groups, OC, true);
+  if (addend && path == PATH_WINOGRAD) path = PATH_DIRECT;
   const float *packed = path == PATH_WINOGRAD ? ci->packed_winograd : path == PATH_DIRECT ? ci->packed_direct : NULL;
-  if (!packed) { /* GEMM, with ReLU as its own pass */
+  if (!packed) { /* GEMM, with the add and ReLU as passes of their own */
     nn_tensor *y = nn_conv2d(nn_detach(x), w, ci->bias, ci->p);
+    if (addend) y = nn_add(y, nn_detach(addend));
     return ci->relu ? nn_relu(y) : y;
   }
   nn_tensor *xc = nn_contiguous(nn_detach(x));
-  nn_tensor *out = nn_empty(NN_F32, 4, (int64_t[]){x->shape[0], OC, g.OH, g.OW});
+  nn_tensor *out = nn_empty(NN_F32, 4, osh);
   if (!xc || !out) return NULL;
+  if (addend) nn_to_float_array(addend, nn_f32(out));
   nn_direct_geom dg = direct_geom(&g, OC);
   if (!run_packed(path, &dg, x->shape[0], nn_f32(xc), packed, ci->bias ? nn_f32(ci->bias) : NULL, ci->relu,
-                  nn_f32(out)))
+                  addend != NULL, nn_f32(out)))
     return NULL;
   return out;
+}
+
+nn_tensor *nn_conv_infer_forward(const nn_conv_infer *ci, nn_tensor *x) { return conv_infer(ci, x, NULL); }
+
+nn_tensor *nn_conv_infer_forward_add(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *addend) {
+  if (!addend) NN_FAIL("conv_infer: no addend");
+  return conv_infer(ci, x, addend);
 }
 
 /* -------------------------------------------------------- conv_transpose2d */

@@ -62,6 +62,8 @@ typedef struct {
 } nn_conv_infer;
 bool nn_conv_infer_init(nn_conv_infer *ci, const nn_conv2d_layer *conv, const nn_batchnorm *bn, bool relu);
 nn_tensor *nn_conv_infer_forward(const nn_conv_infer *ci, nn_tensor *x);
+/* relu?(conv(x) + addend), addend with the output's shape: a residual or top-down add in the same pass. */
+nn_tensor *nn_conv_infer_forward_add(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *addend);
 void nn_conv_infer_free(nn_conv_infer *ci);
 
 typedef struct { nn_tensor *weight, *bias; float eps; } nn_layernorm;
