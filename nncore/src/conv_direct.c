@@ -240,28 +240,42 @@ typedef struct {
   int64_t toff[64];
   int T;
   int64_t nob, group; /* output-channel blocks; tiles per group */
+  /* where flat output p = row * Wq + col (col < valid_w) goes: out + oc * o_chan + row * o_row + col * o_col
+   * (a transposed convolution's phase lands every stride-th element) */
   float *out;
+  int64_t OC, valid_w, o_chan, o_row, o_col;
 } kern_ctx;
 
-/* Moves the valid outputs of a tile (columns < OW of p in [p0, p0 + TILE) ∩ [0, L)) between the tile
+/* Moves the valid outputs of a tile (columns < valid_w of p in [p0, p0 + TILE) ∩ [0, L)) between the tile
  * buffer and the output: out of the buffer after the kernel, into it first when accumulating. */
 static void copy_tile(const kern_ctx *k, int64_t ob, int64_t p0, float buf[OCB][TILE], bool to_out) {
-  const nn_direct_geom *g = k->g;
-  int64_t OHW = g->OH * g->OW, end = p0 + TILE < k->q.L ? p0 + TILE : k->q.L;
+  int64_t end = p0 + TILE < k->q.L ? p0 + TILE : k->q.L;
   for (int j = 0; j < OCB; j++) {
     int64_t oc = ob * OCB + j;
-    if (oc >= g->OC) break;
-    float *o = k->out + oc * OHW;
-    int64_t oh = p0 / k->q.Wq, ow = p0 % k->q.Wq;
+    if (oc >= k->OC) break;
+    float *o = k->out + oc * k->o_chan;
+    int64_t row = p0 / k->q.Wq, col = p0 % k->q.Wq;
     for (int64_t p = p0; p < end;) {
       /* one row segment at a time */
-      int64_t run = k->q.Wq - ow < end - p ? k->q.Wq - ow : end - p;
-      int64_t valid = ow < g->OW ? (g->OW - ow < run ? g->OW - ow : run) : 0;
-      if (valid > 0 && to_out) memcpy(o + oh * g->OW + ow, &buf[j][p - p0], (size_t)valid * sizeof(float));
-      if (valid > 0 && !to_out) memcpy(&buf[j][p - p0], o + oh * g->OW + ow, (size_t)valid * sizeof(float));
+      int64_t run = k->q.Wq - col < end - p ? k->q.Wq - col : end - p;
+      int64_t valid = col < k->valid_w ? (k->valid_w - col < run ? k->valid_w - col : run) : 0;
+      float *dst = o + row * k->o_row + col * k->o_col, *b = &buf[j][p - p0];
+      if (k->o_col == 1 && valid > 0) {
+        if (to_out)
+          memcpy(dst, b, (size_t)valid * sizeof(float));
+        else
+          memcpy(b, dst, (size_t)valid * sizeof(float));
+      } else {
+        for (int64_t t = 0; t < valid; t++) {
+          if (to_out)
+            dst[t * k->o_col] = b[t];
+          else
+            b[t] = dst[t * k->o_col];
+        }
+      }
       p += run;
-      oh++;
-      ow = 0;
+      row++;
+      col = 0;
     }
   }
 }
@@ -271,7 +285,7 @@ static void copy_tile(const kern_ctx *k, int64_t ob, int64_t p0, float buf[OCB][
 static void run_items(void *p, int64_t i0, int64_t i1) {
   kern_ctx *k = p;
   const nn_direct_geom *g = k->g;
-  int64_t ntiles = (k->q.L + TILE - 1) / TILE, wblock = g->C * k->T * OCB, OHW = g->OH * g->OW;
+  int64_t ntiles = (k->q.L + TILE - 1) / TILE, wblock = g->C * k->T * OCB;
   float buf[OCB][TILE];
   for (int64_t it = i0; it < i1;) {
     int64_t grp = it / k->nob, ob0 = it % k->nob;
@@ -282,12 +296,12 @@ static void run_items(void *p, int64_t i0, int64_t i1) {
       for (int64_t ob = ob0; ob < ob1; ob++) {
         float bias[OCB] = {0};
         for (int j = 0; j < OCB; j++)
-          if (k->bias && ob * OCB + j < g->OC) bias[j] = k->bias[ob * OCB + j];
-        int64_t ow = p0 % k->q.Wq;
-        if (ow + TILE <= g->OW && (ob + 1) * OCB <= g->OC) { /* the run lies inside one output row */
-          float *o = k->out + ob * OCB * OHW + p0 / k->q.Wq * g->OW + ow;
+          if (k->bias && ob * OCB + j < k->OC) bias[j] = k->bias[ob * OCB + j];
+        int64_t col = p0 % k->q.Wq;
+        if (k->o_col == 1 && col + TILE <= k->valid_w && (ob + 1) * OCB <= k->OC) { /* inside one output row */
+          float *o = k->out + ob * OCB * k->o_chan + p0 / k->q.Wq * k->o_row + col;
           nn_direct_tile(k->planes + p0, k->q.chan, g->C, k->toff, k->T, k->packed + ob * wblock, bias, k->flags,
-                         o, OHW);
+                         o, k->o_chan);
           continue;
         }
         if (k->flags & NN_DIRECT_ACCUMULATE) {
@@ -303,6 +317,19 @@ static void run_items(void *p, int64_t i0, int64_t i1) {
   }
 }
 
+/* Groups tiles so that a group's slice of the planes (C * phases runs of group * TILE floats) fits in
+ * ~128 KB, then runs (group, output-channel block) items on the pool. */
+static void run_kernel(kern_ctx *k, int phases) {
+  k->nob = (k->OC + OCB - 1) / OCB;
+  int64_t ntiles = (k->q.L + TILE - 1) / TILE;
+  int64_t per_tile = k->g->C * phases * TILE * (int64_t)sizeof(float);
+  k->group = 131072 / (per_tile > 0 ? per_tile : 1);
+  if (k->group < 1) k->group = 1;
+  if (k->group > ntiles) k->group = ntiles;
+  int64_t groups = (ntiles + k->group - 1) / k->group;
+  nn_parallel_for(groups * k->nob, 1, run_items, k);
+}
+
 void nn_conv_direct(const nn_direct_geom *g, const float *x, const float *packed, const float *bias,
                     int flags, float *scratch, float *out) {
   planes_geom q = planes_of(g);
@@ -310,18 +337,96 @@ void nn_conv_direct(const nn_direct_geom *g, const float *x, const float *packed
   nn_parallel_for(g->C, 1, prep_channels, &pc);
   memset(scratch + g->C * q.chan, 0, (TILE + 8) * sizeof(float));
 
-  kern_ctx k = {.g = g, .q = q, .planes = scratch, .packed = packed, .bias = bias, .flags = flags, .out = out};
+  kern_ctx k = {.g = g, .q = q, .planes = scratch, .packed = packed, .bias = bias, .flags = flags, .out = out,
+                .OC = g->OC, .valid_w = g->OW, .o_chan = g->OH * g->OW, .o_row = g->OW, .o_col = 1};
   k.T = (int)(g->KH * g->KW);
   for (int kh = 0, t = 0; kh < g->KH; kh++)
     for (int kw = 0; kw < g->KW; kw++, t++)
       k.toff[t] = ((kh % g->sh) * g->sw + kw % g->sw) * q.plane + (kh / g->sh) * q.Wq + kw / g->sw;
-  k.nob = oc_blocks(g);
-  /* a group's slice of the planes (C * chan-stride runs of group*TILE floats) should fit in ~128 KB */
-  int64_t ntiles = (q.L + TILE - 1) / TILE;
-  int64_t per_tile = g->C * g->sh * g->sw * TILE * (int64_t)sizeof(float);
-  k.group = 131072 / (per_tile > 0 ? per_tile : 1);
-  if (k.group < 1) k.group = 1;
-  if (k.group > ntiles) k.group = ntiles;
-  int64_t groups = (ntiles + k.group - 1) / k.group;
-  nn_parallel_for(groups * k.nob, 1, run_items, &k);
+  run_kernel(&k, g->sh * g->sw);
+}
+
+/* ------------------------------------------------------ transposed conv */
+/* Output phase (a, b) = the outputs (sh*m + a, sw*n + b). Its taps are the kh = a + ph (mod sh) (and the
+ * same for kw), and output row m reads input row m + (a + ph - kh) / sh: a stride-1 convolution over the
+ * input with a sub-kernel, so each phase runs on the same kernel, with no multiplications by the zeros a
+ * scatter formulation inserts. */
+
+typedef struct {
+  int64_t pt, pl, Hq, Wq; /* the input padded by pt rows on top and pl columns on the left */
+} tplanes;
+
+static int64_t phase_len(int64_t total, int s, int a) { return total > a ? (total - a + s - 1) / s : 0; }
+/* e = (a + p - k) / s for the taps of phase a: k = (a + p) mod s, then every s-th */
+static int64_t tap0(int a, int p, int s) { return ((a + p) % s + s) % s; }
+
+static tplanes tplanes_of(const nn_direct_geom *g) {
+  /* rows read: m + e over the phases, m < M_a, e = (a + ph - kh) / sh */
+  int64_t lo_r = 0, hi_r = g->H - 1, lo_c = 0, hi_c = g->W - 1;
+  for (int a = 0; a < g->sh; a++)
+    for (int64_t kh = tap0(a, g->ph, g->sh); kh < g->KH; kh += g->sh) {
+      int64_t e = (a + g->ph - kh) / g->sh, M = phase_len(g->OH, g->sh, a);
+      if (M == 0) continue;
+      if (e < lo_r) lo_r = e;
+      if (M - 1 + e > hi_r) hi_r = M - 1 + e;
+    }
+  for (int b = 0; b < g->sw; b++)
+    for (int64_t kw = tap0(b, g->pw, g->sw); kw < g->KW; kw += g->sw) {
+      int64_t e = (b + g->pw - kw) / g->sw, M = phase_len(g->OW, g->sw, b);
+      if (M == 0) continue;
+      if (e < lo_c) lo_c = e;
+      if (M - 1 + e > hi_c) hi_c = M - 1 + e;
+    }
+  return (tplanes){.pt = -lo_r, .pl = -lo_c, .Hq = hi_r - lo_r + 1, .Wq = hi_c - lo_c + 1};
+}
+
+size_t nn_conv_transpose_direct_scratch_floats(const nn_direct_geom *g) {
+  tplanes t = tplanes_of(g);
+  return (size_t)(g->C * t.Hq * t.Wq + TILE + 8 + oc_blocks(g) * OCB * g->C * g->KH * g->KW);
+}
+
+void nn_conv_transpose_direct(const nn_direct_geom *g, const float *x, const float *w, const float *bias,
+                              float *scratch, float *out) {
+  tplanes t = tplanes_of(g);
+  /* the input, zero-padded, as one stride-1 plane per channel */
+  nn_direct_geom pg = {.C = g->C, .H = g->H, .W = g->W, .sh = 1, .sw = 1, .ph = (int)t.pt, .pw = (int)t.pl};
+  planes_geom q = {.Hq = t.Hq, .Wq = t.Wq, .plane = t.Hq * t.Wq, .chan = t.Hq * t.Wq};
+  prep_ctx pc = {&pg, q, x, scratch};
+  nn_parallel_for(g->C, 1, prep_channels, &pc);
+  memset(scratch + g->C * q.chan, 0, (TILE + 8) * sizeof(float));
+  float *packed = scratch + g->C * q.chan + TILE + 8;
+  int64_t nob = oc_blocks(g), C = g->C;
+  for (int a = 0; a < g->sh; a++)
+    for (int b = 0; b < g->sw; b++) {
+      int64_t Mh = phase_len(g->OH, g->sh, a), Mw = phase_len(g->OW, g->sw, b);
+      if (Mh == 0 || Mw == 0) continue;
+      kern_ctx k = {.g = &pg, .q = q, .planes = scratch, .packed = packed, .bias = bias, .flags = 0,
+                    .out = out + a * g->OW + b, .OC = g->OC, .valid_w = Mw, .o_chan = g->OH * g->OW,
+                    .o_row = g->sh * g->OW, .o_col = g->sw};
+      k.q.L = (Mh - 1) * t.Wq + Mw;
+      int T = 0;
+      int64_t khs[64], kws[64];
+      for (int64_t kh = tap0(a, g->ph, g->sh); kh < g->KH; kh += g->sh)
+        for (int64_t kw = tap0(b, g->pw, g->sw); kw < g->KW; kw += g->sw, T++) {
+          khs[T] = kh, kws[T] = kw;
+          k.toff[T] = ((a + g->ph - kh) / g->sh + t.pt) * t.Wq + (b + g->pw - kw) / g->sw + t.pl;
+        }
+      k.T = T;
+      /* packed[ob][c][t][j] = w[c][oc][kh][kw], the conv_transpose layout */
+      for (int64_t ob = 0; ob < nob; ob++)
+        for (int64_t c = 0; c < C; c++)
+          for (int tt = 0; tt < T; tt++)
+            for (int j = 0; j < OCB; j++) {
+              int64_t oc = ob * OCB + j;
+              packed[((ob * C + c) * T + tt) * OCB + j] =
+                  oc < g->OC ? w[((c * g->OC + oc) * g->KH + khs[tt]) * g->KW + kws[tt]] : 0.0f;
+            }
+      if (T == 0) { /* no tap reaches this phase: the bias alone */
+        for (int64_t oc = 0; oc < g->OC; oc++)
+          for (int64_t m = 0; m < Mh; m++)
+            for (int64_t n = 0; n < Mw; n++) k.out[oc * k.o_chan + m * k.o_row + n * k.o_col] = bias ? bias[oc] : 0.0f;
+        continue;
+      }
+      run_kernel(&k, 1);
+    }
 }

@@ -39,6 +39,14 @@ void nn_conv_direct_pack(const nn_direct_geom *g, const float *w, const float *s
 void nn_conv_direct(const nn_direct_geom *g, const float *x, const float *packed, const float *bias,
                     int flags, float *scratch, float *out);
 
+/* Transposed convolution (groups 1, dilation 1) as sh*sw stride-1 phase convolutions on the same kernel.
+ * Here C, H, W are its input, OC, OH, OW its output, w is [C, OC, KH, KW] (conv_transpose2d's layout) and
+ * ph, pw its padding; output padding is just a larger OH, OW. scratch holds
+ * nn_conv_transpose_direct_scratch_floats(g) floats. */
+size_t nn_conv_transpose_direct_scratch_floats(const nn_direct_geom *g);
+void nn_conv_transpose_direct(const nn_direct_geom *g, const float *x, const float *w, const float *bias,
+                              float *scratch, float *out);
+
 /* One register tile: out[j * ldo + i] = (out[j * ldo + i] with NN_DIRECT_ACCUMULATE) + bias[j] + sum over
  * c < C, t < T of wp[(c * T + t) * OCB + j] * xs[c * chan + toff[t] + i], for j < OCB, i < TILE (then
  * max(0, .) with NN_DIRECT_RELU).

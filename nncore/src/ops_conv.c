@@ -460,6 +460,20 @@ static void convt_bw(nn_node *n, nn_tensor *gout) {
   if (nn_needs_grad(b)) bias_grad(b, gd, ci->N, ci->OC, outHW);
 }
 
+static nn_tensor *record_convt(nn_tensor *out, nn_tensor *x, nn_tensor *w, nn_tensor *b, const geom *g, int64_t N,
+                               int64_t OC, int groups, int64_t Cg, int64_t OCg, nn_tensor *xc, nn_tensor *wc) {
+  nn_node *node = nn_record(out, "conv_transpose2d", convt_bw, 3, x, w, b);
+  if (node) {
+    conv_info *ci = nn_arena_alloc(nn_arena_current(), sizeof *ci);
+    if (!ci) return NULL;
+    *ci = (conv_info){.g = *g, .N = N, .OC = OC, .groups = groups, .Cg = Cg, .OCg = OCg};
+    node->extra = ci;
+    node->saved[0] = xc;
+    node->saved[1] = wc;
+  }
+  return out;
+}
+
 nn_tensor *nn_conv_transpose2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p) {
   if (!x || !w) return NULL;
   NN_CHECK_F32(x, "conv_transpose2d");
@@ -480,6 +494,18 @@ nn_tensor *nn_conv_transpose2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv
             .sw = p.stride_w, .ph = p.pad_h, .pw = p.pad_w, .dh = p.dilation_h, .dw = p.dilation_w};
   nn_tensor *xc = nn_contiguous(nn_detach(x)), *wc = nn_contiguous(nn_detach(w));
   int64_t osh[4] = {N, OC, OH, OW};
+  if (p.groups == 1 && p.dilation_h == 1 && p.dilation_w == 1 && KH * KW <= 64 && nn_conv_direct_available()) {
+    /* one stride-1 convolution per output phase on the direct kernel (conv_direct.c) */
+    nn_direct_geom dg = {.C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW, .OH = OH, .OW = OW,
+                         .sh = p.stride_h, .sw = p.stride_w, .ph = p.pad_h, .pw = p.pad_w};
+    nn_tensor *out = nn_empty(NN_F32, 4, osh);
+    float *scratch = nn_arena_alloc(nn_arena_current(), nn_conv_transpose_direct_scratch_floats(&dg) * sizeof(float));
+    if (!out || !xc || !wc || !scratch) return NULL;
+    const float *bd = b ? nn_dense_f32(b) : NULL;
+    for (int64_t n = 0; n < N; n++)
+      nn_conv_transpose_direct(&dg, nn_f32(xc) + n * C * H * W, nn_f32(wc), bd, scratch, nn_f32(out) + n * OC * OH * OW);
+    return record_convt(out, x, w, b, &g, N, OC, p.groups, Cg, OCg, xc, wc);
+  }
   nn_tensor *out = nn_zeros(NN_F32, 4, osh);
   float *col = scratch_col(&g);
   if (!out || !xc || !wc || !col) return NULL;
@@ -492,16 +518,7 @@ nn_tensor *nn_conv_transpose2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv
       col2im_add(&g, col, nn_f32(out) + (n * OC + gi * OCg) * OH * OW);
     }
   if (b) add_bias(nn_f32(out), nn_dense_f32(b), N, OC, OH * OW);
-  nn_node *node = nn_record(out, "conv_transpose2d", convt_bw, 3, x, w, b);
-  if (node) {
-    conv_info *ci = nn_arena_alloc(nn_arena_current(), sizeof *ci);
-    if (!ci) return NULL;
-    *ci = (conv_info){.g = g, .N = N, .OC = OC, .groups = p.groups, .Cg = Cg, .OCg = OCg};
-    node->extra = ci;
-    node->saved[0] = xc;
-    node->saved[1] = wc;
-  }
-  return out;
+  return record_convt(out, x, w, b, &g, N, OC, p.groups, Cg, OCg, xc, wc);
 }
 
 /* ----------------------------------------------------------------- pooling */
