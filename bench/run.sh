@@ -5,6 +5,7 @@
 # OpenBLAS's), otherwise PyTorch's OpenBLAS quietly uses every core.
 #   bench/run.sh [build-dir]      (tools/setup.sh bench builds and calls this)
 #   CASES="codec_encode_768x512 codec_decode_768x512" CORETYPES=Haswell bench/run.sh   # a subset
+#   ROUNDS=5 ...                  more alternating rounds on a noisy machine (default 3)
 set -eu
 cd "$(dirname "$0")/.."
 B=${1:-build}
@@ -23,9 +24,9 @@ for coretype in ${CORETYPES:-Haswell auto}; do
     # every call, page-faults them back in on the next one (2-5x slower on this VM). Keep them mapped, for
     # both sides alike.
     pin="$pin MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=268435456"
-    # three rounds, alternating the two sides per case so that drift in machine
+    # rounds (three by default), alternating the two sides per case so that drift in machine
     # load hits both; the report keeps each side's best round
-    for round in 1 2 3; do
+    for round in $(seq "${ROUNDS:-3}"); do
     for c in ${CASES:-sgemm_1024 conv3x3_64_fwd conv3x3_64_fwd_bwd cnn_train_step lstm_256_fwd_bwd detect_320_fwd codec_encode_768x512 codec_decode_768x512 codec_encode_1280x720 codec_decode_1280x720}; do
       $envset $pin "$B/bench/bench_nncore" --threads "$t" --case "$c" | sed "s/^{/{\"impl\": \"nncore\", \"coretype\": \"$coretype\", /" >> "$out"
       $envset $pin /usr/bin/python3 bench/bench_torch.py --threads "$t" --case "$c" | sed "s/^{/{\"impl\": \"torch\", \"coretype\": \"$coretype\", /" >> "$out"

@@ -119,47 +119,56 @@ static void split_columns(const float *src, int64_t n, int sw, int64_t stride, f
 }
 
 /* Each input row is read once: split into its column phases, then each phase lands, shifted by the
- * padding and zero-filled, in the plane row it belongs to. */
-static void prep_channels(void *p, int64_t c0, int64_t c1) {
+ * padding and zero-filled, in the plane row it belongs to. Work items are the plane rows (channel,
+ * row phase, row), so that even a 3-channel input splits evenly over the threads. */
+static void prep_rows(void *p, int64_t r0, int64_t r1) {
   prep_ctx *pc = p;
   const nn_direct_geom *g = pc->g;
   const planes_geom *q = &pc->q;
   int sw = g->sw;
   int64_t stride = (g->W + sw - 1) / sw; /* longest column phase */
-  float *phase = sw > 1 ? malloc((size_t)(sw * stride) * sizeof(float)) : NULL;
-  if (sw > 1 && !phase) { /* no memory for one row: leave zeros, which at worst gives a wrong result */
-    memset(pc->planes + c0 * q->chan, 0, (size_t)((c1 - c0) * q->chan) * sizeof(float));
+  float local[4096], *phase = local;
+  if (sw > 1 && sw * stride > 4096 && !(phase = malloc((size_t)(sw * stride) * sizeof(float)))) {
+    /* no memory for one row: zeros, which at worst gives a wrong result rather than a crash */
+    for (int64_t r = r0; r < r1; r++) {
+      int64_t c = r / (g->sh * q->Hq), a = r / q->Hq % g->sh, i = r % q->Hq;
+      for (int b = 0; b < sw; b++)
+        memset(pc->planes + c * q->chan + (a * sw + b) * q->plane + i * q->Wq, 0, (size_t)q->Wq * sizeof(float));
+    }
     return;
   }
-  for (int64_t c = c0; c < c1; c++) {
-    const float *src = pc->x + c * g->H * g->W;
-    for (int a = 0; a < g->sh; a++)
-      for (int64_t i = 0; i < q->Hq; i++) {
-        int64_t ih = i * g->sh + a - g->ph;
-        bool in = ih >= 0 && ih < g->H;
-        const float *row = src + ih * g->W;
-        if (in && sw > 1) split_columns(row, g->W, sw, stride, phase);
-        for (int b = 0; b < sw; b++) {
-          float *dst = pc->planes + c * q->chan + (a * sw + b) * q->plane + i * q->Wq;
-          if (!in) {
-            memset(dst, 0, (size_t)q->Wq * sizeof *dst);
-            continue;
-          }
-          /* plane column j holds input column j*sw + b - pw = m*sw + k */
-          int64_t off = b - g->pw, k = ((off % sw) + sw) % sw, shift = (off - k) / sw;
-          const float *from = sw > 1 ? phase + k * stride : row;
-          int64_t len = (g->W - k + sw - 1) / sw; /* entries of phase k */
-          int64_t lo = shift < 0 ? -shift : 0, hi = len - shift;
-          if (lo > q->Wq) lo = q->Wq;
-          if (hi > q->Wq) hi = q->Wq;
-          if (hi < lo) hi = lo;
-          memset(dst, 0, (size_t)lo * sizeof *dst);
-          memcpy(dst + lo, from + lo + shift, (size_t)(hi - lo) * sizeof *dst);
-          memset(dst + hi, 0, (size_t)(q->Wq - hi) * sizeof *dst);
-        }
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t c = r / (g->sh * q->Hq), a = r / q->Hq % g->sh, i = r % q->Hq;
+    int64_t ih = i * g->sh + a - g->ph;
+    bool in = ih >= 0 && ih < g->H;
+    const float *row = pc->x + c * g->H * g->W + ih * g->W;
+    if (in && sw > 1) split_columns(row, g->W, sw, stride, phase);
+    for (int b = 0; b < sw; b++) {
+      float *dst = pc->planes + c * q->chan + (a * sw + b) * q->plane + i * q->Wq;
+      if (!in) {
+        memset(dst, 0, (size_t)q->Wq * sizeof *dst);
+        continue;
       }
+      /* plane column j holds input column j*sw + b - pw = m*sw + k */
+      int64_t off = b - g->pw, k = ((off % sw) + sw) % sw, shift = (off - k) / sw;
+      const float *from = sw > 1 ? phase + k * stride : row;
+      int64_t len = (g->W - k + sw - 1) / sw; /* entries of phase k */
+      int64_t lo = shift < 0 ? -shift : 0, hi = len - shift;
+      if (lo > q->Wq) lo = q->Wq;
+      if (hi > q->Wq) hi = q->Wq;
+      if (hi < lo) hi = lo;
+      memset(dst, 0, (size_t)lo * sizeof *dst);
+      memcpy(dst + lo, from + lo + shift, (size_t)(hi - lo) * sizeof *dst);
+      memset(dst + hi, 0, (size_t)(q->Wq - hi) * sizeof *dst);
+    }
   }
-  free(phase);
+  if (phase != local) free(phase);
+}
+
+static void prep_planes(const nn_direct_geom *g, planes_geom q, const float *x, float *planes) {
+  prep_ctx pc = {g, q, x, planes};
+  nn_parallel_for(g->C * g->sh * q.Hq, 8, prep_rows, &pc);
+  memset(planes + g->C * q.chan, 0, (TILE + 8) * sizeof(float));
 }
 
 /* ------------------------------------------------------------------ kernel */
@@ -333,10 +342,7 @@ static void run_kernel(kern_ctx *k, int phases) {
 void nn_conv_direct(const nn_direct_geom *g, const float *x, const float *packed, const float *bias,
                     int flags, float *scratch, float *out) {
   planes_geom q = planes_of(g);
-  prep_ctx pc = {g, q, x, scratch};
-  nn_parallel_for(g->C, 1, prep_channels, &pc);
-  memset(scratch + g->C * q.chan, 0, (TILE + 8) * sizeof(float));
-
+  prep_planes(g, q, x, scratch);
   kern_ctx k = {.g = g, .q = q, .planes = scratch, .packed = packed, .bias = bias, .flags = flags, .out = out,
                 .OC = g->OC, .valid_w = g->OW, .o_chan = g->OH * g->OW, .o_row = g->OW, .o_col = 1};
   k.T = (int)(g->KH * g->KW);
@@ -391,9 +397,7 @@ void nn_conv_transpose_direct(const nn_direct_geom *g, const float *x, const flo
   /* the input, zero-padded, as one stride-1 plane per channel */
   nn_direct_geom pg = {.C = g->C, .H = g->H, .W = g->W, .sh = 1, .sw = 1, .ph = (int)t.pt, .pw = (int)t.pl};
   planes_geom q = {.Hq = t.Hq, .Wq = t.Wq, .plane = t.Hq * t.Wq, .chan = t.Hq * t.Wq};
-  prep_ctx pc = {&pg, q, x, scratch};
-  nn_parallel_for(g->C, 1, prep_channels, &pc);
-  memset(scratch + g->C * q.chan, 0, (TILE + 8) * sizeof(float));
+  prep_planes(&pg, q, x, scratch);
   float *packed = scratch + g->C * q.chan + TILE + 8;
   int64_t nob = oc_blocks(g), C = g->C;
   for (int a = 0; a < g->sh; a++)

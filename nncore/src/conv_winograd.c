@@ -15,27 +15,39 @@ enum { OCB = NN_DIRECT_OCB, TILE = NN_DIRECT_TILE };
 
 typedef struct {
   int64_t th, tw;     /* output tiles (2x2 each) down and across; tile q = i * tw + j */
-  int64_t pc;         /* tiles per chunk, a multiple of the register tile */
-  int64_t chunks;
+  int64_t chunks;     /* chunk ch covers tiles [chunk_start(ch), chunk_start(ch + 1)) */
+  int64_t pc;         /* the longest chunk, rounded up to the register tile: scratch stride */
   int64_t ocp;        /* output channels rounded up to OCB */
 } wino_geom;
 
+static int64_t chunk_start(const wino_geom *w, int64_t ch) {
+  int64_t tiles = w->th * w->tw;
+  return ch >= w->chunks ? tiles : tiles * ch / w->chunks / TILE * TILE;
+}
+
 /* Chunking changes no result (every output is computed the same way in any chunk), so it may follow the
- * thread count: at least two chunks per thread when the image allows, each one's per-xi slices of V and M
- * within ~64 KB. */
+ * thread count: a multiple of it, at least two per thread, of near-equal size, each chunk's per-xi
+ * slices of V and M within ~64 KB. */
 static wino_geom wino_of(const nn_direct_geom *g) {
   wino_geom w;
   w.th = (g->OH + 1) / 2;
   w.tw = (g->OW + 1) / 2;
   w.ocp = (g->OC + OCB - 1) / OCB * OCB;
-  int64_t tiles = w.th * w.tw, nt = nn_get_num_threads();
-  int64_t pc = 16384 / (g->C + w.ocp) / TILE * TILE;
-  int64_t spread = (tiles + 2 * nt - 1) / (2 * nt);
-  spread = (spread + TILE - 1) / TILE * TILE;
-  if (nt > 1 && spread < pc) pc = spread;
-  if (pc < TILE) pc = TILE;
-  w.pc = pc;
-  w.chunks = (tiles + pc - 1) / pc;
+  int64_t tiles = w.th * w.tw, nt = nn_get_num_threads(), blocks = (tiles + TILE - 1) / TILE;
+  int64_t limit = 16384 / (g->C + w.ocp) / TILE * TILE;
+  if (limit < TILE) limit = TILE;
+  int64_t chunks = (tiles + limit - 1) / limit;
+  if (nt > 1) {
+    if (chunks < 2 * nt) chunks = 2 * nt;
+    chunks = (chunks + nt - 1) / nt * nt;
+  }
+  w.chunks = chunks < blocks ? chunks : blocks;
+  w.pc = TILE;
+  for (int64_t ch = 0; ch < w.chunks; ch++) {
+    int64_t len = chunk_start(&w, ch + 1) - chunk_start(&w, ch);
+    if (len > w.pc) w.pc = len;
+  }
+  w.pc = (w.pc + TILE - 1) / TILE * TILE;
   return w;
 }
 
@@ -191,7 +203,7 @@ static void run_chunks(void *p, int64_t c0, int64_t c1) {
   static const int64_t toff0[1] = {0};
   for (int64_t ch = c0; ch < c1; ch++) {
     float *V = k->scratch + ch * 16 * (C + w->ocp) * w->pc, *M = V + 16 * C * w->pc;
-    int64_t q0 = ch * w->pc, q1 = q0 + w->pc < w->th * w->tw ? q0 + w->pc : w->th * w->tw;
+    int64_t q0 = chunk_start(w, ch), q1 = chunk_start(w, ch + 1);
     int64_t used = q1 - q0;
     int64_t nqb = w->pc / TILE;
     for (int64_t qb = 0; qb * TILE < used; qb++)
