@@ -143,6 +143,23 @@ typedef struct {
   int64_t N, OC, groups, Cg, OCg;
 } conv_info;
 
+/* Puts a conv or transposed conv on the tape with what its backward needs. */
+static nn_tensor *record_conv(nn_tensor *out, const char *name, nn_backward_fn bw, nn_tensor *x, nn_tensor *w,
+                              nn_tensor *b, const geom *g, int64_t N, int64_t OC, int groups, int64_t Cg, int64_t OCg,
+                              nn_tensor *xc, nn_tensor *wc) {
+  nn_node *node = nn_record(out, name, bw, 3, x, w, b);
+  if (node) {
+    conv_info *ci = nn_arena_alloc(nn_arena_current(), sizeof *ci);
+    if (!ci) return NULL;
+    *ci = (conv_info){.g = *g, .N = N, .OC = OC, .groups = groups, .Cg = Cg, .OCg = OCg};
+    node->extra = ci;
+    node->saved[0] = xc;
+    node->saved[1] = wc;
+  }
+  return out;
+}
+
+
 static float *scratch_col(const geom *g) {
   return nn_arena_alloc(nn_arena_current(), (size_t)(g->C * g->KH * g->KW * g->OH * g->OW) * 4);
 }
@@ -288,7 +305,8 @@ nn_tensor *nn_conv2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p)
   if (path != PATH_GEMM) {
     if (!run_fast(path, &g, N, OC, nn_f32(xc), nn_f32(wc), b ? nn_dense_f32(b) : NULL, false, nn_f32(out)))
       return NULL;
-  } else {
+    return record_conv(out, "conv2d", conv2d_bw, x, w, b, &g, N, OC, p.groups, g.C, OCg, xc, wc);
+  }
   float *col = pw ? NULL : scratch_col(&g);
   if (!pw && !col) return NULL;
   for (int64_t n = 0; n < N; n++)
@@ -303,17 +321,7 @@ nn_tensor *nn_conv2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p)
                nn_f32(out) + (n * OC + gi * OCg) * OHW, OHW);
     }
   if (b) add_bias(nn_f32(out), nn_dense_f32(b), N, OC, OHW);
-  }
-  nn_node *node = nn_record(out, "conv2d", conv2d_bw, 3, x, w, b);
-  if (node) {
-    conv_info *ci = nn_arena_alloc(nn_arena_current(), sizeof *ci);
-    if (!ci) return NULL;
-    *ci = (conv_info){.g = g, .N = N, .OC = OC, .groups = p.groups, .Cg = g.C, .OCg = OCg};
-    node->extra = ci;
-    node->saved[0] = xc;
-    node->saved[1] = wc;
-  }
-  return out;
+  return record_conv(out, "conv2d", conv2d_bw, x, w, b, &g, N, OC, p.groups, g.C, OCg, xc, wc);
 }
 
 /* ---------------------------------------------------- inference copies */
@@ -460,20 +468,6 @@ static void convt_bw(nn_node *n, nn_tensor *gout) {
   if (nn_needs_grad(b)) bias_grad(b, gd, ci->N, ci->OC, outHW);
 }
 
-static nn_tensor *record_convt(nn_tensor *out, nn_tensor *x, nn_tensor *w, nn_tensor *b, const geom *g, int64_t N,
-                               int64_t OC, int groups, int64_t Cg, int64_t OCg, nn_tensor *xc, nn_tensor *wc) {
-  nn_node *node = nn_record(out, "conv_transpose2d", convt_bw, 3, x, w, b);
-  if (node) {
-    conv_info *ci = nn_arena_alloc(nn_arena_current(), sizeof *ci);
-    if (!ci) return NULL;
-    *ci = (conv_info){.g = *g, .N = N, .OC = OC, .groups = groups, .Cg = Cg, .OCg = OCg};
-    node->extra = ci;
-    node->saved[0] = xc;
-    node->saved[1] = wc;
-  }
-  return out;
-}
-
 nn_tensor *nn_conv_transpose2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p) {
   if (!x || !w) return NULL;
   NN_CHECK_F32(x, "conv_transpose2d");
@@ -504,7 +498,7 @@ nn_tensor *nn_conv_transpose2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv
     const float *bd = b ? nn_dense_f32(b) : NULL;
     for (int64_t n = 0; n < N; n++)
       nn_conv_transpose_direct(&dg, nn_f32(xc) + n * C * H * W, nn_f32(wc), bd, scratch, nn_f32(out) + n * OC * OH * OW);
-    return record_convt(out, x, w, b, &g, N, OC, p.groups, Cg, OCg, xc, wc);
+    return record_conv(out, "conv_transpose2d", convt_bw, x, w, b, &g, N, OC, p.groups, Cg, OCg, xc, wc);
   }
   nn_tensor *out = nn_zeros(NN_F32, 4, osh);
   float *col = scratch_col(&g);
@@ -518,7 +512,7 @@ nn_tensor *nn_conv_transpose2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv
       col2im_add(&g, col, nn_f32(out) + (n * OC + gi * OCg) * OH * OW);
     }
   if (b) add_bias(nn_f32(out), nn_dense_f32(b), N, OC, OH * OW);
-  return record_convt(out, x, w, b, &g, N, OC, p.groups, Cg, OCg, xc, wc);
+  return record_conv(out, "conv_transpose2d", convt_bw, x, w, b, &g, N, OC, p.groups, Cg, OCg, xc, wc);
 }
 
 /* ----------------------------------------------------------------- pooling */
