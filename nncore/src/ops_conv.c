@@ -136,74 +136,6 @@ static void bias_grad(nn_tensor *b, const float *g, int64_t N, int64_t C, int64_
   nn_accum_grad(b, gb);
 }
 
-/* ------------------------------------------------------------------ conv2d */
-
-typedef struct {
-  geom g;      /* per-group input geometry */
-  int64_t N, OC, groups, Cg, OCg;
-} conv_info;
-
-/* Puts a conv or transposed conv on the tape with what its backward needs. */
-static nn_tensor *record_conv(nn_tensor *out, const char *name, nn_backward_fn bw, nn_tensor *x, nn_tensor *w,
-                              nn_tensor *b, const geom *g, int64_t N, int64_t OC, int groups, int64_t Cg, int64_t OCg,
-                              nn_tensor *xc, nn_tensor *wc) {
-  nn_node *node = nn_record(out, name, bw, 3, x, w, b);
-  if (node) {
-    conv_info *ci = nn_arena_alloc(nn_arena_current(), sizeof *ci);
-    if (!ci) return NULL;
-    *ci = (conv_info){.g = *g, .N = N, .OC = OC, .groups = groups, .Cg = Cg, .OCg = OCg};
-    node->extra = ci;
-    node->saved[0] = xc;
-    node->saved[1] = wc;
-  }
-  return out;
-}
-
-
-static float *scratch_col(const geom *g) {
-  return nn_arena_alloc(nn_arena_current(), (size_t)(g->C * g->KH * g->KW * g->OH * g->OW) * 4);
-}
-
-static void conv2d_bw(nn_node *n, nn_tensor *gout) {
-  nn_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
-  conv_info *ci = n->extra;
-  const geom *g = &ci->g;
-  const float *xd = nn_f32(n->saved[0]), *wd = nn_f32(n->saved[1]);
-  const float *gd = nn_dense_f32(gout);
-  int64_t HW = g->H * g->W, OHW = g->OH * g->OW, KK = g->C * g->KH * g->KW;
-  bool pw = is_pointwise(g);
-  float *col = pw ? NULL : scratch_col(g);
-  nn_tensor *gx = nn_needs_grad(x) ? nn_zeros(NN_F32, x->ndim, x->shape) : NULL;
-  nn_tensor *gw = nn_needs_grad(w) ? nn_zeros(NN_F32, w->ndim, w->shape) : NULL;
-  float *dcol = gx && !pw ? scratch_col(g) : NULL;
-  for (int64_t bn = 0; bn < ci->N; bn++)
-    for (int64_t gi = 0; gi < ci->groups; gi++) {
-      const float *img = xd + (bn * ci->groups + gi) * g->C * HW;
-      const float *go = gd + (bn * ci->OC + gi * ci->OCg) * OHW;
-      const float *wg = wd + gi * ci->OCg * KK;
-      if (gw) {
-        const float *c = img;
-        if (!pw) {
-          im2col(g, img, col);
-          c = col;
-        }
-        nn_sgemm(false, true, ci->OCg, KK, OHW, 1.0f, go, OHW, c, OHW, 1.0f, nn_f32(gw) + gi * ci->OCg * KK, KK);
-      }
-      if (gx) {
-        float *dimg = nn_f32(gx) + (bn * ci->groups + gi) * g->C * HW;
-        if (pw) {
-          nn_sgemm(true, false, KK, OHW, ci->OCg, 1.0f, wg, KK, go, OHW, 1.0f, dimg, OHW);
-        } else {
-          nn_sgemm(true, false, KK, OHW, ci->OCg, 1.0f, wg, KK, go, OHW, 0.0f, dcol, OHW);
-          col2im_add(g, dcol, dimg);
-        }
-      }
-    }
-  if (gx) nn_accum_grad(x, gx);
-  if (gw) nn_accum_grad(w, gw);
-  if (nn_needs_grad(b)) bias_grad(b, gd, ci->N, ci->OC, OHW);
-}
-
 /* ------------------------------------------------------- fast CPU paths */
 /* The direct kernel covers plain convolutions with more than one tap or a stride (1x1 stride-1 ones
  * are a GEMM as they are, except in inference copies, where the kernel also fuses a residual add).
@@ -278,6 +210,85 @@ static bool conv_geom(const nn_tensor *x, const nn_tensor *w, nn_conv_params p, 
   g->OH = (g->H + 2 * g->ph - g->dh * (g->KH - 1) - 1) / g->sh + 1;
   g->OW = (g->W + 2 * g->pw - g->dw * (g->KW - 1) - 1) / g->sw + 1;
   return true;
+}
+
+/* ------------------------------------------------------------------ conv2d */
+
+typedef struct {
+  geom g;      /* per-group input geometry */
+  int64_t N, OC, groups, Cg, OCg;
+} conv_info;
+
+/* Puts a conv or transposed conv on the tape with what its backward needs. */
+static nn_tensor *record_conv(nn_tensor *out, const char *name, nn_backward_fn bw, nn_tensor *x, nn_tensor *w,
+                              nn_tensor *b, const geom *g, int64_t N, int64_t OC, int groups, int64_t Cg, int64_t OCg,
+                              nn_tensor *xc, nn_tensor *wc) {
+  nn_node *node = nn_record(out, name, bw, 3, x, w, b);
+  if (node) {
+    conv_info *ci = nn_arena_alloc(nn_arena_current(), sizeof *ci);
+    if (!ci) return NULL;
+    *ci = (conv_info){.g = *g, .N = N, .OC = OC, .groups = groups, .Cg = Cg, .OCg = OCg};
+    node->extra = ci;
+    node->saved[0] = xc;
+    node->saved[1] = wc;
+  }
+  return out;
+}
+
+
+static float *scratch_col(const geom *g) {
+  return nn_arena_alloc(nn_arena_current(), (size_t)(g->C * g->KH * g->KW * g->OH * g->OW) * 4);
+}
+
+static void conv2d_bw(nn_node *n, nn_tensor *gout) {
+  nn_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+  conv_info *ci = n->extra;
+  const geom *g = &ci->g;
+  const float *xd = nn_f32(n->saved[0]), *wd = nn_f32(n->saved[1]);
+  const float *gd = nn_dense_f32(gout);
+  int64_t HW = g->H * g->W, OHW = g->OH * g->OW, KK = g->C * g->KH * g->KW;
+  bool pw = is_pointwise(g);
+  float *col = pw ? NULL : scratch_col(g);
+  nn_tensor *gx = nn_needs_grad(x) ? nn_zeros(NN_F32, x->ndim, x->shape) : NULL;
+  nn_tensor *gw = nn_needs_grad(w) ? nn_zeros(NN_F32, w->ndim, w->shape) : NULL;
+  if (gx && pick_path(g, (int)ci->groups, ci->OC, false) != PATH_GEMM) {
+    /* the data gradient is the transposed convolution of gout with the same filters: direct kernel */
+    nn_direct_geom tg = {.C = ci->OC, .H = g->OH, .W = g->OW, .OC = g->C, .KH = g->KH, .KW = g->KW, .OH = g->H,
+                         .OW = g->W, .sh = g->sh, .sw = g->sw, .ph = g->ph, .pw = g->pw};
+    float *scratch = nn_arena_alloc(nn_arena_current(), nn_conv_transpose_direct_scratch_floats(&tg) * sizeof(float));
+    if (!scratch) return;
+    for (int64_t bn = 0; bn < ci->N; bn++)
+      nn_conv_transpose_direct(&tg, gd + bn * ci->OC * OHW, wd, NULL, scratch, nn_f32(gx) + bn * g->C * HW);
+    nn_accum_grad(x, gx);
+    gx = NULL;
+  }
+  float *dcol = gx && !pw ? scratch_col(g) : NULL;
+  for (int64_t bn = 0; bn < ci->N; bn++)
+    for (int64_t gi = 0; gi < ci->groups; gi++) {
+      const float *img = xd + (bn * ci->groups + gi) * g->C * HW;
+      const float *go = gd + (bn * ci->OC + gi * ci->OCg) * OHW;
+      const float *wg = wd + gi * ci->OCg * KK;
+      if (gw) {
+        const float *c = img;
+        if (!pw) {
+          im2col(g, img, col);
+          c = col;
+        }
+        nn_sgemm(false, true, ci->OCg, KK, OHW, 1.0f, go, OHW, c, OHW, 1.0f, nn_f32(gw) + gi * ci->OCg * KK, KK);
+      }
+      if (gx) {
+        float *dimg = nn_f32(gx) + (bn * ci->groups + gi) * g->C * HW;
+        if (pw) {
+          nn_sgemm(true, false, KK, OHW, ci->OCg, 1.0f, wg, KK, go, OHW, 1.0f, dimg, OHW);
+        } else {
+          nn_sgemm(true, false, KK, OHW, ci->OCg, 1.0f, wg, KK, go, OHW, 0.0f, dcol, OHW);
+          col2im_add(g, dcol, dimg);
+        }
+      }
+    }
+  if (gx) nn_accum_grad(x, gx);
+  if (gw) nn_accum_grad(w, gw);
+  if (nn_needs_grad(b)) bias_grad(b, gd, ci->N, ci->OC, OHW);
 }
 
 nn_tensor *nn_conv2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p) {
@@ -451,9 +462,17 @@ static void convt_bw(nn_node *n, nn_tensor *gout) {
   if (!col) return;
   nn_tensor *gx = nn_needs_grad(x) ? nn_zeros(NN_F32, x->ndim, x->shape) : NULL;
   nn_tensor *gw = nn_needs_grad(w) ? nn_zeros(NN_F32, w->ndim, w->shape) : NULL;
+  conv_path path = gx ? pick_path(g, (int)ci->groups, Cin, false) : PATH_GEMM;
+  if (path != PATH_GEMM) {
+    /* the data gradient is the plain convolution of gout with the same filters */
+    if (!run_fast(path, g, ci->N, Cin, gd, wd, NULL, false, nn_f32(gx))) return;
+    nn_accum_grad(x, gx);
+    gx = NULL;
+  }
   for (int64_t bn = 0; bn < ci->N; bn++)
     for (int64_t gi = 0; gi < ci->groups; gi++) {
       const float *go = gd + (bn * ci->OC + gi * ci->OCg) * outHW;
+      if (!gx && !gw) break;
       im2col(g, go, col);
       const float *xin = xd + (bn * Cin + gi * ci->Cg) * inHW;
       if (gx)
