@@ -72,7 +72,7 @@ size_t nn_conv_direct_input_floats(const nn_direct_geom *g) {
   return (size_t)(g->C * q.chan + TILE + 8);
 }
 
-void nn_conv_direct_pack(const nn_direct_geom *g, const float *w, const float *scale, float *packed) {
+void nn_conv_direct_pack(const nn_direct_geom *g, const float *w, float *packed) {
   int64_t T = g->KH * g->KW, C = g->C;
   for (int64_t ob = 0; ob < oc_blocks(g); ob++)
     for (int64_t c = 0; c < C; c++)
@@ -80,7 +80,7 @@ void nn_conv_direct_pack(const nn_direct_geom *g, const float *w, const float *s
         for (int j = 0; j < OCB; j++) {
           int64_t oc = ob * OCB + j;
           float v = 0.0f;
-          if (oc < g->OC) v = w[(oc * C + c) * T + t] * (scale ? scale[oc] : 1.0f);
+          if (oc < g->OC) v = w[(oc * C + c) * T + t];
           packed[((ob * C + c) * T + t) * OCB + j] = v;
         }
 }
@@ -120,49 +120,45 @@ static void split_columns(const float *src, int64_t n, int sw, int64_t stride, f
 
 /* Each input row is read once: split into its column phases, then each phase lands, shifted by the
  * padding and zero-filled, in the plane row it belongs to. Work items are the plane rows (channel,
- * row phase, row), so that even a 3-channel input splits evenly over the threads. */
+ * row phase, row), so that even a 3-channel input splits evenly over the threads. Rows too wide for the
+ * split buffer on the stack are gathered with a stride instead. */
 static void prep_rows(void *p, int64_t r0, int64_t r1) {
   prep_ctx *pc = p;
   const nn_direct_geom *g = pc->g;
   const planes_geom *q = &pc->q;
   int sw = g->sw;
   int64_t stride = (g->W + sw - 1) / sw; /* longest column phase */
-  float local[4096], *phase = local;
-  if (sw > 1 && sw * stride > 4096 && !(phase = malloc((size_t)(sw * stride) * sizeof(float)))) {
-    /* no memory for one row: zeros, which at worst gives a wrong result rather than a crash */
-    for (int64_t r = r0; r < r1; r++) {
-      int64_t c = r / (g->sh * q->Hq), a = r / q->Hq % g->sh, i = r % q->Hq;
-      for (int b = 0; b < sw; b++)
-        memset(pc->planes + c * q->chan + (a * sw + b) * q->plane + i * q->Wq, 0, (size_t)q->Wq * sizeof(float));
-    }
-    return;
-  }
+  float phase[4096];
+  bool split = sw > 1 && sw * stride <= 4096;
   for (int64_t r = r0; r < r1; r++) {
     int64_t c = r / (g->sh * q->Hq), a = r / q->Hq % g->sh, i = r % q->Hq;
     int64_t ih = i * g->sh + a - g->ph;
     bool in = ih >= 0 && ih < g->H;
     const float *row = pc->x + c * g->H * g->W + ih * g->W;
-    if (in && sw > 1) split_columns(row, g->W, sw, stride, phase);
+    if (in && split) split_columns(row, g->W, sw, stride, phase);
     for (int b = 0; b < sw; b++) {
       float *dst = pc->planes + c * q->chan + (a * sw + b) * q->plane + i * q->Wq;
       if (!in) {
         memset(dst, 0, (size_t)q->Wq * sizeof *dst);
         continue;
       }
-      /* plane column j holds input column j*sw + b - pw = m*sw + k */
+      /* plane column j holds input column j*sw + b - pw = (j + shift)*sw + k */
       int64_t off = b - g->pw, k = ((off % sw) + sw) % sw, shift = (off - k) / sw;
-      const float *from = sw > 1 ? phase + k * stride : row;
       int64_t len = (g->W - k + sw - 1) / sw; /* entries of phase k */
       int64_t lo = shift < 0 ? -shift : 0, hi = len - shift;
       if (lo > q->Wq) lo = q->Wq;
       if (hi > q->Wq) hi = q->Wq;
       if (hi < lo) hi = lo;
       memset(dst, 0, (size_t)lo * sizeof *dst);
-      memcpy(dst + lo, from + lo + shift, (size_t)(hi - lo) * sizeof *dst);
+      if (sw == 1)
+        memcpy(dst + lo, row + lo + shift, (size_t)(hi - lo) * sizeof *dst);
+      else if (split)
+        memcpy(dst + lo, phase + k * stride + lo + shift, (size_t)(hi - lo) * sizeof *dst);
+      else
+        for (int64_t j = lo; j < hi; j++) dst[j] = row[(j + shift) * sw + k];
       memset(dst + hi, 0, (size_t)(q->Wq - hi) * sizeof *dst);
     }
   }
-  if (phase != local) free(phase);
 }
 
 static void prep_planes(const nn_direct_geom *g, planes_geom q, const float *x, float *planes) {

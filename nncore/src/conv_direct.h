@@ -27,9 +27,8 @@ bool nn_conv_winograd_available(void);
 size_t nn_conv_direct_packed_floats(const nn_direct_geom *g);
 size_t nn_conv_direct_input_floats(const nn_direct_geom *g);
 
-/* Packs w[OC, C, KH, KW] for the kernel; scale (per output channel, may be NULL) multiplies
- * each filter, which is how an inference copy folds a batch norm in. */
-void nn_conv_direct_pack(const nn_direct_geom *g, const float *w, const float *scale, float *packed);
+/* Packs w[OC, C, KH, KW] for the kernel: [OC / OCB][C][KH * KW][OCB], zero-padded channels. */
+void nn_conv_direct_pack(const nn_direct_geom *g, const float *w, float *packed);
 
 /* out[OC, OH, OW] = bias + conv(x[C, H, W]) (+ out's previous content with NN_DIRECT_ACCUMULATE) for
  * one image, then max(0, .) with NN_DIRECT_RELU. bias may be NULL. scratch holds
@@ -59,7 +58,7 @@ void nn_direct_tile(const float *xs, int64_t chan, int64_t C, const int64_t *tof
 bool nn_winograd_fits(const nn_direct_geom *g);
 size_t nn_winograd_packed_floats(const nn_direct_geom *g);
 size_t nn_winograd_scratch_floats(const nn_direct_geom *g);
-void nn_winograd_pack(const nn_direct_geom *g, const float *w, const float *scale, float *packed);
+void nn_winograd_pack(const nn_direct_geom *g, const float *w, float *packed);
 void nn_winograd(const nn_direct_geom *g, const float *x, const float *packed, const float *bias, bool relu,
                  float *scratch, float *out);
 

@@ -69,7 +69,7 @@ size_t nn_winograd_scratch_floats(const nn_direct_geom *g) {
 
 /* U = G g G^T with G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1], packed per xi like the direct kernel's
  * weights: [xi][oc block][c][OCB]. */
-void nn_winograd_pack(const nn_direct_geom *g, const float *w, const float *scale, float *packed) {
+void nn_winograd_pack(const nn_direct_geom *g, const float *w, float *packed) {
   wino_geom wg = wino_of(g);
   int64_t C = g->C, nob = wg.ocp / OCB;
   for (int64_t oc = 0; oc < wg.ocp; oc++)
@@ -77,7 +77,7 @@ void nn_winograd_pack(const nn_direct_geom *g, const float *w, const float *scal
       float u[4][4] = {{0}};
       if (oc < g->OC) {
         const float *k = w + (oc * C + c) * 9;
-        float s = scale ? scale[oc] : 1.0f, t[4][3];
+        float t[4][3];
         for (int j = 0; j < 3; j++) { /* G k: rows */
           t[0][j] = k[j];
           t[1][j] = 0.5f * (k[j] + k[3 + j] + k[6 + j]);
@@ -85,10 +85,10 @@ void nn_winograd_pack(const nn_direct_geom *g, const float *w, const float *scal
           t[3][j] = k[6 + j];
         }
         for (int i = 0; i < 4; i++) { /* (G k) G^T: columns */
-          u[i][0] = s * t[i][0];
-          u[i][1] = s * 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-          u[i][2] = s * 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-          u[i][3] = s * t[i][2];
+          u[i][0] = t[i][0];
+          u[i][1] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+          u[i][2] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+          u[i][3] = t[i][2];
         }
       }
       int64_t ob = oc / OCB, j = oc % OCB;
@@ -104,11 +104,8 @@ typedef struct {
   float *scratch, *out;
 } wino_ctx;
 
-/* B^T d B for tiles [q0, q1) of channel c. B^T rows: (1 0 -1 0) (0 1 1 0) (0 -1 1 0) (0 1 0 -1).
- * Vectorised across the tiles of a row, then stored in V's blocked layout: V[xi][q / 24][c][q % 24], so
- * that the GEMM reads each block of 24 tiles as one contiguous run over the channels. */
 /* B^T d B for the tiles [qs, qe) (at most 24, one block of V) of channel c, stored as 16 contiguous runs
- * of 24: V[xi][block][c][0..24). B^T rows: (1 0 -1 0) (0 1 1 0) (0 -1 1 0) (0 1 0 -1). The block may
+ * of 24: V[xi][block][c][0..24), so that the GEMM reads a block as one run over the channels. B^T rows: (1 0 -1 0) (0 1 1 0) (0 -1 1 0) (0 1 0 -1). The block may
  * span rows of tiles; each row segment is transformed across its tiles. */
 static void input_block(const wino_ctx *k, int64_t c, int64_t qs, int64_t qe, float *dst, int64_t xi_stride) {
   const nn_direct_geom *g = k->g;

@@ -1,4 +1,5 @@
-/* conv2d / conv_transpose2d (im2col + sgemm), pooling and resampling. NCHW. */
+/* conv2d / conv_transpose2d (fast CPU kernels from conv_direct.c and conv_winograd.c where the shape
+ * allows, im2col + sgemm otherwise), pooling and resampling. NCHW. */
 #include "internal.h"
 
 #include "conv_direct.h"
@@ -161,12 +162,11 @@ static size_t packed_floats(conv_path path, const nn_direct_geom *dg) {
   return path == PATH_WINOGRAD ? nn_winograd_packed_floats(dg) : nn_conv_direct_packed_floats(dg);
 }
 
-static void pack_weights(conv_path path, const nn_direct_geom *dg, const float *w, const float *scale,
-                         float *packed) {
+static void pack_weights(conv_path path, const nn_direct_geom *dg, const float *w, float *packed) {
   if (path == PATH_WINOGRAD)
-    nn_winograd_pack(dg, w, scale, packed);
+    nn_winograd_pack(dg, w, packed);
   else
-    nn_conv_direct_pack(dg, w, scale, packed);
+    nn_conv_direct_pack(dg, w, packed);
 }
 
 /* out = bias + conv(x) (+ out, with accumulate) (then ReLU) over N images with weights packed for `path`
@@ -194,7 +194,7 @@ static bool run_fast(conv_path path, const geom *g, int64_t N, int64_t OC, const
   nn_direct_geom dg = direct_geom(g, OC);
   float *packed = nn_arena_alloc(nn_arena_current(), packed_floats(path, &dg) * sizeof(float));
   if (!packed) return false;
-  pack_weights(path, &dg, w, NULL, packed);
+  pack_weights(path, &dg, w, packed);
   return run_packed(path, &dg, N, x, packed, bias, relu, false, out);
 }
 
@@ -249,18 +249,21 @@ static void conv2d_bw(nn_node *n, nn_tensor *gout) {
   int64_t HW = g->H * g->W, OHW = g->OH * g->OW, KK = g->C * g->KH * g->KW;
   bool pw = is_pointwise(g);
   float *col = pw ? NULL : scratch_col(g);
-  nn_tensor *gx = nn_needs_grad(x) ? nn_zeros(NN_F32, x->ndim, x->shape) : NULL;
   nn_tensor *gw = nn_needs_grad(w) ? nn_zeros(NN_F32, w->ndim, w->shape) : NULL;
-  if (gx && pick_path(g, (int)ci->groups, ci->OC, false) != PATH_GEMM) {
-    /* the data gradient is the transposed convolution of gout with the same filters: direct kernel */
+  nn_tensor *gx = NULL;
+  if (nn_needs_grad(x) && pick_path(g, (int)ci->groups, ci->OC, false) != PATH_GEMM) {
+    /* the data gradient is the transposed convolution of gout with the same filters: direct kernel,
+     * which writes every element (no zero fill) */
+    nn_tensor *dx = nn_empty(NN_F32, x->ndim, x->shape);
     nn_direct_geom tg = {.C = ci->OC, .H = g->OH, .W = g->OW, .OC = g->C, .KH = g->KH, .KW = g->KW, .OH = g->H,
                          .OW = g->W, .sh = g->sh, .sw = g->sw, .ph = g->ph, .pw = g->pw};
     float *scratch = nn_arena_alloc(nn_arena_current(), nn_conv_transpose_direct_scratch_floats(&tg) * sizeof(float));
-    if (!scratch) return;
+    if (!dx || !scratch) return;
     for (int64_t bn = 0; bn < ci->N; bn++)
-      nn_conv_transpose_direct(&tg, gd + bn * ci->OC * OHW, wd, NULL, scratch, nn_f32(gx) + bn * g->C * HW);
-    nn_accum_grad(x, gx);
-    gx = NULL;
+      nn_conv_transpose_direct(&tg, gd + bn * ci->OC * OHW, wd, NULL, scratch, nn_f32(dx) + bn * g->C * HW);
+    nn_accum_grad(x, dx);
+  } else if (nn_needs_grad(x)) {
+    gx = nn_zeros(NN_F32, x->ndim, x->shape);
   }
   float *dcol = gx && !pw ? scratch_col(g) : NULL;
   for (int64_t bn = 0; bn < ci->N; bn++)
@@ -374,11 +377,11 @@ bool nn_conv_infer_init(nn_conv_infer *ci, const nn_conv2d_layer *conv, const nn
   conv_path path = ok ? pick_path(&g, ci->p.groups, OC, true) : PATH_GEMM;
   if (path != PATH_GEMM) {
     ci->packed_direct = malloc(packed_floats(PATH_DIRECT, &dg) * sizeof(float));
-    if ((ok = ci->packed_direct != NULL)) pack_weights(PATH_DIRECT, &dg, wd, NULL, ci->packed_direct);
+    if ((ok = ci->packed_direct != NULL)) pack_weights(PATH_DIRECT, &dg, wd, ci->packed_direct);
   }
   if (ok && path == PATH_WINOGRAD) {
     ci->packed_winograd = malloc(packed_floats(PATH_WINOGRAD, &dg) * sizeof(float));
-    if ((ok = ci->packed_winograd != NULL)) pack_weights(PATH_WINOGRAD, &dg, wd, NULL, ci->packed_winograd);
+    if ((ok = ci->packed_winograd != NULL)) pack_weights(PATH_WINOGRAD, &dg, wd, ci->packed_winograd);
   }
   free(scale);
   free(bias);
@@ -458,21 +461,26 @@ static void convt_bw(nn_node *n, nn_tensor *gout) {
   const float *gd = nn_dense_f32(gout);
   int64_t inHW = g->OH * g->OW, outHW = g->H * g->W, KK = g->C * g->KH * g->KW;
   int64_t Cin = x->shape[1];
+  nn_tensor *gw = nn_needs_grad(w) ? nn_zeros(NN_F32, w->ndim, w->shape) : NULL;
+  nn_tensor *gx = NULL;
+  conv_path path = nn_needs_grad(x) ? pick_path(g, (int)ci->groups, Cin, false) : PATH_GEMM;
+  if (nn_needs_grad(x) && path != PATH_GEMM) {
+    /* the data gradient is the plain convolution of gout with the same filters (every element written) */
+    nn_tensor *dx = nn_empty(NN_F32, x->ndim, x->shape);
+    if (!dx || !run_fast(path, g, ci->N, Cin, gd, wd, NULL, false, nn_f32(dx))) return;
+    nn_accum_grad(x, dx);
+  } else if (nn_needs_grad(x)) {
+    gx = nn_zeros(NN_F32, x->ndim, x->shape);
+  }
+  if (!gx && !gw) {
+    if (nn_needs_grad(b)) bias_grad(b, gd, ci->N, ci->OC, outHW);
+    return;
+  }
   float *col = scratch_col(g);
   if (!col) return;
-  nn_tensor *gx = nn_needs_grad(x) ? nn_zeros(NN_F32, x->ndim, x->shape) : NULL;
-  nn_tensor *gw = nn_needs_grad(w) ? nn_zeros(NN_F32, w->ndim, w->shape) : NULL;
-  conv_path path = gx ? pick_path(g, (int)ci->groups, Cin, false) : PATH_GEMM;
-  if (path != PATH_GEMM) {
-    /* the data gradient is the plain convolution of gout with the same filters */
-    if (!run_fast(path, g, ci->N, Cin, gd, wd, NULL, false, nn_f32(gx))) return;
-    nn_accum_grad(x, gx);
-    gx = NULL;
-  }
   for (int64_t bn = 0; bn < ci->N; bn++)
     for (int64_t gi = 0; gi < ci->groups; gi++) {
       const float *go = gd + (bn * ci->OC + gi * ci->OCg) * outHW;
-      if (!gx && !gw) break;
       im2col(g, go, col);
       const float *xin = xd + (bn * Cin + gi * ci->Cg) * inHW;
       if (gx)
