@@ -502,3 +502,31 @@ TEST(lower_bound_gradient_lets_values_come_back) {
   nn_tensor_free(x);
   nn_tensor_free(w);
 }
+
+/* gaussian_bits' scale under scale_min: a latent away from zero wants a wider
+ * scale (negative gradient: passes, so an under-bound hyper-synthesis can
+ * learn); a zero latent wants a narrower one (positive: blocked at the bound). */
+TEST(gaussian_bits_scale_gradient_below_the_bound) {
+  float ys[2] = {0.6f, 0.0f}, ss[2] = {0.05f, 0.05f};
+  nn_tensor *y = nn_tensor_from_data(NN_F32, 1, (int64_t[]){2}, ys);
+  nn_tensor *s = nn_tensor_from_data(NN_F32, 1, (int64_t[]){2}, ss);
+  nn_set_requires_grad(s, true);
+  CHECK(nn_backward(nn_gaussian_bits(y, s, 0.11f)), "backward");
+  double h = 1e-3, b[2]; /* the slope at the bound, by central difference with a lower bound out of the way */
+  for (int k = 0; k < 2; k++) {
+    float sk[2] = {0.11f + (float)(k ? h : -h), 1.0f};
+    nn_tensor *sv = nn_tensor_from_data(NN_F32, 1, (int64_t[]){2}, sk);
+    float y0[2] = {0.6f, 0.0f};
+    nn_tensor *yv = nn_tensor_from_data(NN_F32, 1, (int64_t[]){2}, y0);
+    b[k] = nn_item(nn_gaussian_bits(yv, sv, 0.01f));
+    nn_tensor_free(sv);
+    nn_tensor_free(yv);
+  }
+  double fd = (b[1] - b[0]) / (2 * h);
+  const float *g = nn_f32(s->grad);
+  CHECK(fd < 0 && fabs(g[0] - fd) < 0.02 * fabs(fd), "grad %g, finite difference at the bound %g", g[0], fd);
+  CHECK(g[1] == 0.0f, "zero latent under the bound: grad %g, expected 0 (blocked)", g[1]);
+  nn_arena_reset(nn_arena_current());
+  nn_tensor_free(y);
+  nn_tensor_free(s);
+}

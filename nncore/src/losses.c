@@ -302,7 +302,8 @@ nn_tensor *nn_ctc_loss(nn_tensor *log_probs, nn_tensor *targets, const int64_t *
 /* ---------------------------------------------------- Gaussian rate (bits) */
 
 /* Bits of integer-quantised y under a zero-mean Gaussian of scale s:
- * p = Phi((0.5 - |y|) / s) - Phi((-0.5 - |y|) / s). Both terms are taken in the
+ * p = Phi((0.5 - |y|) / s) - Phi((-0.5 - |y|) / s), with s held at scale_min
+ * or above (a lower bound in the sense of nn_lower_bound). Both terms are taken in the
  * lower tail through erfc, which keeps relative precision where p is tiny. */
 #define RATE_P_MIN 1e-9
 
@@ -336,7 +337,11 @@ static void rate_bwd_range(void *p, int64_t i0, int64_t i1) {
       double k = -c->gscale / (pr * 0.69314718055994530942); /* d(-log2 p)/dp */
       double pu = gauss_pdf(au), pl = gauss_pdf(al);
       gy = k * (-(pu - pl) / s) * (y > 0 ? 1.0 : (y < 0 ? -1.0 : 0.0));
-      gs = sr > c->smin ? k * (-(au * pu - al * pl) / s) : 0.0;
+      gs = k * (-(au * pu - al * pl) / s);
+      /* Below the bound only a gradient that raises the scale passes: a plain
+       * clamp leaves a predictor whose outputs all start under the bound (a
+       * freshly initialised hyper-synthesis) with no gradient, for good. */
+      if (sr <= c->smin && gs > 0) gs = 0.0;
     }
     if (c->gy) c->gy[i] = (float)gy;
     if (c->gs) c->gs[i] = (float)gs;

@@ -152,7 +152,9 @@ nn_tensor *nn_ctc_loss(nn_tensor *log_probs, nn_tensor *targets, const int64_t *
  * P(y) = Phi((y + 1/2) / s) - Phi((y - 1/2) / s) for a zero-mean Gaussian with
  * scale s = max(scale, scale_min) (the hyperprior's conditional model; y is the
  * latent with additive uniform noise in training). Same shapes; P is floored
- * at 1e-9. Returns a scalar number of bits, summed in a fixed order. */
+ * at 1e-9. Returns a scalar number of bits, summed in a fixed order. Below
+ * scale_min, the scale's gradient passes only where it would raise the scale
+ * (as nn_lower_bound), so a predictor that starts under the bound can learn. */
 nn_tensor *nn_gaussian_bits(nn_tensor *y, nn_tensor *scale, float scale_min);
 
 #ifdef __cplusplus
