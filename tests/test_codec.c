@@ -193,6 +193,78 @@ TEST(codec_exact_scales_match_training_path) {
   codec_free(&c);
 }
 
+/* The summation order the decoder relies on, written as plainly as possible:
+ * bias, then input channel by input channel, tap by tap, ascending, taps
+ * outside the picture skipped. codec_hyper_scales_exact must equal this bit
+ * for bit: any change of order (a GEMM, an FMA, a blocked sum) breaks it. */
+static void ref_deconv5s2_relu(const float *in, int C, int H, int W, const float *w, const float *b, int OC, float *out) {
+  for (int oc = 0; oc < OC; oc++)
+    for (int oy = 0; oy < 2 * H; oy++)
+      for (int ox = 0; ox < 2 * W; ox++) {
+        int py = oy & 1, px = ox & 1, qy = oy >> 1, qx = ox >> 1;
+        float acc = b[oc];
+        for (int ic = 0; ic < C; ic++)
+          for (int ky = py; ky < 5; ky += 2)
+            for (int kx = px; kx < 5; kx += 2) {
+              int iy = qy + (py + 2 - ky) / 2, ix = qx + (px + 2 - kx) / 2;
+              if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+              acc = acc + w[(((size_t)ic * OC + oc) * 5 + ky) * 5 + kx] * in[((size_t)ic * H + iy) * W + ix];
+            }
+        out[((size_t)oc * 2 * H + oy) * 2 * W + ox] = acc > 0 ? acc : 0;
+      }
+}
+
+static void ref_conv3_relu(const float *in, int C, int H, int W, const float *w, const float *b, int OC, float *out) {
+  for (int oc = 0; oc < OC; oc++)
+    for (int y = 0; y < H; y++)
+      for (int x = 0; x < W; x++) {
+        float acc = b[oc];
+        for (int ic = 0; ic < C; ic++)
+          for (int ky = 0; ky < 3; ky++)
+            for (int kx = 0; kx < 3; kx++) {
+              int iy = y + ky - 1, ix = x + kx - 1;
+              if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+              acc = acc + w[(((size_t)oc * C + ic) * 3 + ky) * 3 + kx] * in[((size_t)ic * H + iy) * W + ix];
+            }
+        out[((size_t)oc * H + y) * W + x] = acc > 0 ? acc : 0;
+      }
+}
+
+TEST(codec_exact_scales_follow_the_fixed_order_bit_for_bit) {
+  /* m = 30 leaves a partial block of output channels; sizes cover 1-pixel and odd z maps */
+  codec_config cfg = {.n = 16, .m = 30};
+  codec_model c;
+  CHECK(codec_init(&c, &cfg, 21), "model built");
+  nn_rng rng;
+  nn_rng_seed(&rng, 4);
+  for (nn_tensor **t = (nn_tensor *[]){c.hs[0].bias, c.hs[1].bias, c.hs_out.bias, NULL}; *t; t++)
+    for (int64_t i = 0; i < nn_numel(*t); i++) nn_f32(*t)[i] = 0.2f * (nn_rng_uniform(&rng) - 0.3f);
+  int sizes[][2] = {{1, 1}, {2, 3}, {5, 7}, {3, 16}};
+  for (int si = 0; si < 4; si++) {
+    int zh = sizes[si][0], zw = sizes[si][1], n = 16, m = 30;
+    float *z = malloc(sizeof(float) * n * zh * zw);
+    for (int i = 0; i < n * zh * zw; i++) z[i] = (float)((int)(nn_rng_u64(&rng) % 9) - 4) + 0.37f;
+    float *h1 = malloc(sizeof(float) * n * 4 * zh * zw), *h2 = malloc(sizeof(float) * n * 16 * zh * zw);
+    float *ref = malloc(sizeof(float) * m * 16 * zh * zw), *got = malloc(sizeof(float) * m * 16 * zh * zw);
+    ref_deconv5s2_relu(z, n, zh, zw, nn_f32(c.hs[0].weight), nn_f32(c.hs[0].bias), n, h1);
+    ref_deconv5s2_relu(h1, n, 2 * zh, 2 * zw, nn_f32(c.hs[1].weight), nn_f32(c.hs[1].bias), n, h2);
+    ref_conv3_relu(h2, n, 4 * zh, 4 * zw, nn_f32(c.hs_out.weight), nn_f32(c.hs_out.bias), m, ref);
+    int positive = 0;
+    for (int i = 0; i < m * 16 * zh * zw; i++) positive += ref[i] > 0;
+    CHECK(positive > m * 16 * zh * zw / 8, "the ReLUs pass something (%d positive)", positive);
+    for (int threads = 1; threads <= 2; threads++) {
+      nn_set_num_threads(threads);
+      memset(got, 0xff, sizeof(float) * m * 16 * zh * zw);
+      CHECK(codec_hyper_scales_exact(&c, z, zh, zw, got), "exact path ran");
+      CHECK(!memcmp(ref, got, sizeof(float) * m * 16 * zh * zw), "z %dx%d, %d threads: not bit-identical to the fixed order",
+            zh, zw, threads);
+    }
+    free(z), free(h1), free(h2), free(ref), free(got);
+  }
+  nn_set_num_threads(0);
+  codec_free(&c);
+}
+
 TEST(codec_stream_versions_and_foreign_bytes) {
   codec_model c = small_model(3);
   uint8_t *img = test_image(64, 64, 1), *out = malloc(64 * 64 * 3), *s = NULL;

@@ -77,6 +77,7 @@ static void usage(void) {
           "                       [--lr 3e-4] [--threads N] [--seed S] [--init FILE] [--data-root DIR]\n"
           "                       [--eval-every 500] [--val-images 8] [--n 64] [--m 96] [--curve PNG]\n"
           "                       [--max-seconds T (stop by time; the schedule follows whichever runs out first)]\n"
+          "                       [--reset-hyper 1 (with --init: fresh hyperprior on the loaded transforms)]\n"
           "  trains one model for all %d quality levels (a level drawn per patch)\n",
           CODEC_MAX_QUALITY);
 }
@@ -102,12 +103,28 @@ static bool validate(codec_model *c, const image_set_t *val, double *bpp, double
   return true;
 }
 
+/* Fresh hyper-analysis, hyper-synthesis and z density on top of loaded
+ * transforms: for continuing a model whose hyperprior never learned. */
+static bool reset_hyperprior(codec_model *c, uint64_t seed) {
+  codec_model fresh;
+  if (!codec_init(&fresh, &c->cfg, seed)) return false;
+  for (int i = 0; i < c->p.n; i++) {
+    const char *name = c->p.names[i];
+    if (strncmp(name, "h_a.", 4) && strncmp(name, "h_s.", 4) && strncmp(name, "z.", 2)) continue;
+    nn_tensor *src = nn_params_find(&fresh.p, name);
+    memcpy(nn_data(c->p.t[i]), nn_data(src), (size_t)nn_numel(src) * nn_dtype_size(src->dtype));
+  }
+  codec_free(&fresh);
+  return true;
+}
+
 int e2e_train_codec(int argc, char **argv) {
   double max_seconds = 0;
   int steps = 6000, batch = 8, patch = 128, threads = 0, eval_every = 500, val_images = 8, n_ch = 0, m_ch = 0;
   float lr = 3e-4f;
   uint64_t seed = 1;
   const char *out = NULL, *init = NULL, *root_arg = NULL, *curve_arg = NULL;
+  bool reset_hyper = false;
   for (int i = 0; i < argc; i++) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) {
@@ -129,6 +146,7 @@ int e2e_train_codec(int argc, char **argv) {
     else if (!strcmp(k, "--m")) m_ch = atoi(v);
     else if (!strcmp(k, "--curve")) curve_arg = v;
     else if (!strcmp(k, "--max-seconds")) max_seconds = strtod(v, NULL);
+    else if (!strcmp(k, "--reset-hyper")) reset_hyper = atoi(v) != 0;
     else {
       usage();
       return 2;
@@ -171,6 +189,10 @@ int e2e_train_codec(int argc, char **argv) {
     }
   } else if (!codec_init(&c, &cfg, seed)) {
     fprintf(stderr, "e2e train codec: %s\n", nn_last_error());
+    return 1;
+  }
+  if (init && reset_hyper && !reset_hyperprior(&c, seed)) {
+    fprintf(stderr, "e2e train codec: --reset-hyper: %s\n", nn_last_error());
     return 1;
   }
   if (!out) out = "codec.safetensors";
@@ -269,9 +291,10 @@ int e2e_train_codec(int argc, char **argv) {
   }
   char recipe[512], s_steps[32], s_time[32], s_metrics[512];
   snprintf(recipe, sizeof recipe,
-           "e2e train codec --steps %d --batch %d --patch %d --lr %g --seed %llu --n %d --m %d%s%s "
+           "e2e train codec --steps %d --batch %d --patch %d --lr %g --seed %llu --n %d --m %d%s%s%s "
            "(%d steps done in %.0fs on %d threads%s)", planned_steps, batch, patch, lr, (unsigned long long)seed,
-           c.cfg.n, c.cfg.m, init ? " --init " : "", init ? init : "", done_steps, train_s, nn_get_num_threads(),
+           c.cfg.n, c.cfg.m, init ? " --init " : "", init ? init : "", init && reset_hyper ? " --reset-hyper 1" : "",
+           done_steps, train_s, nn_get_num_threads(),
            max_seconds > 0 ? ", lr schedule paced by --max-seconds" : "");
   snprintf(s_steps, sizeof s_steps, "%d", steps);
   snprintf(s_time, sizeof s_time, "%.0f", train_s);

@@ -53,9 +53,6 @@ const float *nn_dense_f32(nn_tensor *t);
 /* Reads integer tensor element i (dense order) as int64. */
 int64_t nn_index_at(const nn_tensor *t, int64_t i);
 
-/* Thread pool (threads.c): fn(ctx, begin, end) over [0, n) split in contiguous chunks. */
-typedef void (*nn_range_fn)(void *ctx, int64_t begin, int64_t end);
-void nn_parallel_for(int64_t n, int64_t min_chunk, nn_range_fn fn, void *ctx);
 
 /* Gemm wrapper: C = alpha * op(A) op(B) + beta * C, row-major. */
 void nn_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,

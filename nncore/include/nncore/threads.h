@@ -4,12 +4,22 @@
 #ifndef NNCORE_THREADS_H
 #define NNCORE_THREADS_H
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 void nn_set_num_threads(int n);   /* n < 1 means "all cores" */
 int nn_get_num_threads(void);
+
+/* Runs fn(ctx, begin, end) over [0, n) in contiguous chunks of at least
+ * min_chunk items, one per pool thread (the caller takes the first). For
+ * kernels outside nncore, such as the codec's fixed-order hyper-synthesis:
+ * a chunking that never changes an output keeps results thread-count free.
+ * A nested call, or one while another thread holds the pool, runs inline. */
+typedef void (*nn_range_fn)(void *ctx, int64_t begin, int64_t end);
+void nn_parallel_for(int64_t n, int64_t min_chunk, nn_range_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }
