@@ -498,3 +498,40 @@ TEST(ref_matches_pytorch_fixtures) {
   CHECK(compared >= 10, "compared %d ops with PyTorch", compared);
   nn_st_close(f);
 }
+
+/* Inference GDN (fused over pixel tiles) against the graph training uses, on
+ * shapes with a partial last tile and two images; 1 and 2 threads identical. */
+TEST(ref_gdn_inference_matches_training_graph) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 77);
+  int shapes[][4] = {{2, 5, 17, 33}, {1, 3, 1, 1}, {1, 8, 16, 32}};
+  for (int si = 0; si < 3; si++)
+    for (int inverse = 0; inverse < 2; inverse++) {
+      int64_t N = shapes[si][0], C = shapes[si][1], H = shapes[si][2], W = shapes[si][3];
+      nn_tensor *x = nn_tensor_new(NN_F32, 4, (int64_t[]){N, C, H, W});
+      nn_tensor *beta = nn_tensor_new(NN_F32, 1, (int64_t[]){C}), *gamma = nn_tensor_new(NN_F32, 2, (int64_t[]){C, C});
+      for (int64_t i = 0; i < nn_numel(x); i++) nn_f32(x)[i] = 2.0f * nn_rng_normal(&rng);
+      for (int64_t i = 0; i < C; i++) nn_f32(beta)[i] = 0.5f + nn_rng_uniform(&rng);
+      for (int64_t i = 0; i < C * C; i++) nn_f32(gamma)[i] = 0.3f * nn_rng_uniform(&rng);
+      /* the graph: x needs a gradient */
+      nn_set_requires_grad(x, true);
+      nn_tensor *want = nn_contiguous(nn_gdn(x, beta, gamma, inverse));
+      nn_set_requires_grad(x, false);
+      nn_tensor *got[2];
+      for (int t = 0; t < 2; t++) {
+        nn_set_num_threads(t + 1);
+        nn_no_grad_begin();
+        got[t] = nn_gdn(x, beta, gamma, inverse);
+        nn_no_grad_end();
+      }
+      nn_set_num_threads(0);
+      CHECK(want && got[0] && got[1], "ran");
+      double d = max_diff_t(got[0], nn_f32(want)), scale = 0;
+      for (int64_t i = 0; i < nn_numel(want); i++) scale = fmax(scale, fabs(nn_f32(want)[i]));
+      CHECK(d <= 1e-5 * (1 + scale), "shape %d inverse %d: fused differs from the graph by %g", si, inverse, d);
+      CHECK(!memcmp(nn_f32(got[0]), nn_f32(got[1]), sizeof(float) * (size_t)nn_numel(want)),
+            "shape %d inverse %d: 1 and 2 threads differ", si, inverse);
+      nn_arena_reset(nn_arena_current());
+      nn_tensor_free(x), nn_tensor_free(beta), nn_tensor_free(gamma);
+    }
+}
