@@ -265,6 +265,31 @@ TEST(codec_exact_scales_follow_the_fixed_order_bit_for_bit) {
   codec_free(&c);
 }
 
+TEST(codec_scale_index_is_the_first_scale_not_below) {
+  codec_model c = small_model(2);
+  const codec_tables *t = &c.tables;
+  nn_rng rng;
+  nn_rng_seed(&rng, 8);
+  float probes[4 * CODEC_NUM_SCALES + 2000 + 5];
+  int n = 0;
+  for (int i = 0; i < CODEC_NUM_SCALES; i++) { /* every table value and its neighbours */
+    probes[n++] = t->scales[i];
+    probes[n++] = nextafterf(t->scales[i], 0);
+    probes[n++] = nextafterf(t->scales[i], INFINITY);
+    probes[n++] = t->scales[i] * 1.01f;
+  }
+  for (int i = 0; i < 2000; i++) probes[n++] = expf(8.0f * nn_rng_uniform(&rng) - 3.0f);
+  probes[n++] = 0, probes[n++] = -1, probes[n++] = NAN, probes[n++] = INFINITY, probes[n++] = 1e30f;
+  for (int k = 0; k < n; k++) {
+    int want = 0; /* the definition, as a scan */
+    while (want < CODEC_NUM_SCALES - 1 && t->scales[want] < probes[k]) want++;
+    int got = codec_scale_index(t, probes[k]);
+    CHECK(got == want, "scale %g: index %d, expected %d", probes[k], got, want);
+    if (got != want) break;
+  }
+  codec_free(&c);
+}
+
 TEST(codec_stream_versions_and_foreign_bytes) {
   codec_model c = small_model(3);
   uint8_t *img = test_image(64, 64, 1), *out = malloc(64 * 64 * 3), *s = NULL;

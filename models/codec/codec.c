@@ -88,9 +88,15 @@ static bool tables_valid(const codec_tables *t, const char *path) {
 }
 
 int codec_scale_index(const codec_tables *t, float s) {
-  int i = 0; /* first quantised scale >= s: never under-estimates the spread */
-  while (i < CODEC_NUM_SCALES - 1 && t->scales[i] < s) i++;
-  return i;
+  /* first quantised scale >= s (never under-estimates the spread), else the last; the table is
+   * strictly increasing (checked on load), so a binary search finds the same index as a scan */
+  int lo = 0, hi = CODEC_NUM_SCALES - 1;
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (t->scales[mid] < s) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /* ------------------------------------------------------------ the model */
