@@ -9,10 +9,11 @@
  * result is the same IEEE float on any x86-64 build, at any vector width and
  * any thread count.
  *
- * Speed comes from keeping that order while vectorising across the pixels of
- * an output row (AVX2 where the CPU has it, chosen at load time), computing
- * four output channels per pass over an input row, and splitting output
- * channels across nncore's threads. The inputs are zero-padded, so a tap
+ * Speed comes from keeping that order while vectorising across output pixels:
+ * a block of four output channels by sixteen pixels stays in registers while
+ * the input channels and taps stream past (AVX2 where the CPU has it, chosen
+ * at load time; plain SSE pairs otherwise, same results), and blocks of output
+ * channels are split across nncore's threads. Inputs are zero-padded, so a tap
  * outside the picture adds w * 0: the sum is unchanged (at most a zero's sign,
  * which the ReLU after every layer removes). */
 #include <stdlib.h>
@@ -26,120 +27,142 @@
 #define VECTOR_CLONES
 #endif
 
-#define OC_BLOCK 4
-#define MAX_ROW (CODEC_MAX_DIM / 16) /* widest row: y's width */
+typedef float v8 __attribute__((vector_size(32)));
 
+#define OCB 4   /* output channels per block */
+#define XB 16   /* output pixels per block: two vectors */
+#define SLACK 24 /* floats past a padded row that a block's loads may touch (their outputs are dropped) */
+#define MAX_TAPS 9
+
+static inline v8 load8(const float *p) {
+  v8 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/* One correlation: out[oc][y][x] = relu(b[oc] + sum over ic, then taps t, of w * in[ic][y + ry_t][x + rx_t]),
+ * the input zero-padded and the taps in the reference order. */
 typedef struct {
-  const float *in; /* [C][H + 2][W + 2], zero border */
-  int C, H, W, OC;
-  const float *w, *b;
+  const float *in;
+  int64_t in_chan, in_row;
+  int C, OC, H, W, T;
+  int64_t roff[MAX_TAPS]; /* ry * in_row + rx per tap */
+  const float *wpk;       /* [OC / OCB][C][T][OCB], zero for channels past OC */
+  const float *b;
   float *out;
-  int out_pad; /* 1: out is [OC][oh + 2][ow + 2] with a zero border (the next layer's input) */
-} hs_layer;
+  int64_t out_chan, out_row, out_col;
+} corr_job;
 
-/* acc_j[x] = acc_j[x] + w_j * row[x] for four channels; the order per element is the caller's. */
-static inline void taps4(float *restrict a0, float *restrict a1, float *restrict a2, float *restrict a3,
-                         const float *restrict row, const float *wv, int n) {
-  float w0 = wv[0], w1 = wv[1], w2 = wv[2], w3 = wv[3];
-  for (int x = 0; x < n; x++) {
-    float r = row[x];
-    a0[x] = a0[x] + w0 * r;
-    a1[x] = a1[x] + w1 * r;
-    a2[x] = a2[x] + w2 * r;
-    a3[x] = a3[x] + w3 * r;
+VECTOR_CLONES static void corr_blocks(void *ctx, int64_t g0, int64_t g1) {
+  const corr_job *J = ctx;
+  for (int64_t g = g0; g < g1; g++) {
+    int oc0 = (int)g * OCB;
+    float bias[OCB];
+    for (int j = 0; j < OCB; j++) bias[j] = oc0 + j < J->OC ? J->b[oc0 + j] : 0;
+    for (int y = 0; y < J->H; y++)
+      for (int x0 = 0; x0 < J->W; x0 += XB) {
+        v8 a00 = {0}, a01, a10, a11, a20, a21, a30, a31;
+        a00 = a00 + bias[0], a01 = a00;
+        a10 = (v8){0} + bias[1], a11 = a10;
+        a20 = (v8){0} + bias[2], a21 = a20;
+        a30 = (v8){0} + bias[3], a31 = a30;
+        const float *wv = J->wpk + (size_t)g * J->C * J->T * OCB;
+        for (int ic = 0; ic < J->C; ic++) {
+          const float *base = J->in + ic * J->in_chan + y * J->in_row + x0;
+          for (int t = 0; t < J->T; t++, wv += OCB) {
+            v8 xa = load8(base + J->roff[t]), xb = load8(base + J->roff[t] + 8);
+            a00 = a00 + xa * wv[0], a01 = a01 + xb * wv[0];
+            a10 = a10 + xa * wv[1], a11 = a11 + xb * wv[1];
+            a20 = a20 + xa * wv[2], a21 = a21 + xb * wv[2];
+            a30 = a30 + xa * wv[3], a31 = a31 + xb * wv[3];
+          }
+        }
+        float res[OCB][XB];
+        memcpy(res[0], &a00, 32), memcpy(res[0] + 8, &a01, 32);
+        memcpy(res[1], &a10, 32), memcpy(res[1] + 8, &a11, 32);
+        memcpy(res[2], &a20, 32), memcpy(res[2] + 8, &a21, 32);
+        memcpy(res[3], &a30, 32), memcpy(res[3] + 8, &a31, 32);
+        int nx = J->W - x0 < XB ? J->W - x0 : XB;
+        for (int j = 0; j < OCB && oc0 + j < J->OC; j++) {
+          float *o = J->out + (oc0 + j) * J->out_chan + y * J->out_row + x0 * J->out_col;
+          for (int x = 0; x < nx; x++) o[x * J->out_col] = res[j][x] > 0 ? res[j][x] : 0;
+        }
+      }
   }
 }
 
-static inline void store_relu(float *restrict dst, int step, const float *restrict acc, int n) {
-  for (int x = 0; x < n; x++) dst[(size_t)x * step] = acc[x] > 0 ? acc[x] : 0;
+/* Packs w into [OC / OCB][C][T][OCB]; weight(ic, oc, t) reads the layer's own layout. */
+static float *pack_weights(int C, int OC, int T, const float *w, int64_t s_ic, int64_t s_oc, const int64_t *t_off) {
+  int nb = (OC + OCB - 1) / OCB;
+  float *p = calloc((size_t)nb * C * T * OCB, sizeof(float));
+  if (!p) return NULL;
+  for (int g = 0; g < nb; g++)
+    for (int ic = 0; ic < C; ic++)
+      for (int t = 0; t < T; t++)
+        for (int j = 0; j < OCB && g * OCB + j < OC; j++)
+          p[(((size_t)g * C + ic) * T + t) * OCB + j] = w[ic * s_ic + (g * OCB + j) * s_oc + t_off[t]];
+  return p;
 }
 
-/* Transposed conv, kernel 5, stride 2, padding 2, output padding 1, then ReLU:
- * in[C][H][W] -> out[OC][2H][2W]. Output phase (py, px) is a correlation over
- * the taps ky = py (mod 2), kx = px (mod 2); weights are [C][OC][5][5]. */
-VECTOR_CLONES static void deconv5s2_relu(void *ctx, int64_t g0, int64_t g1) {
-  const hs_layer *L = ctx;
-  int H = L->H, W = L->W, Wp = W + 2, C = L->C, OC = L->OC;
-  int oh = 2 * H, ow = 2 * W, op = L->out_pad, ostride = ow + 2 * op;
-  float acc[OC_BLOCK][MAX_ROW];
-  for (int64_t g = g0; g < g1; g++) {
-    int oc0 = (int)g * OC_BLOCK;
-    for (int py = 0; py < 2; py++)
-      for (int px = 0; px < 2; px++)
-        for (int qy = 0; qy < H; qy++) {
-          for (int j = 0; j < OC_BLOCK; j++)
-            for (int x = 0; x < W; x++) acc[j][x] = oc0 + j < OC ? L->b[oc0 + j] : 0;
-          for (int ic = 0; ic < C; ic++)
-            for (int ky = py; ky < 5; ky += 2) {
-              int dy = (py + 2 - ky) / 2;
-              const float *row = L->in + ((size_t)ic * (H + 2) + qy + dy + 1) * Wp + 1;
-              for (int kx = px; kx < 5; kx += 2) {
-                int dx = (px + 2 - kx) / 2;
-                float wv[OC_BLOCK];
-                for (int j = 0; j < OC_BLOCK; j++)
-                  wv[j] = oc0 + j < OC ? L->w[(((size_t)ic * OC + oc0 + j) * 5 + ky) * 5 + kx] : 0;
-                taps4(acc[0], acc[1], acc[2], acc[3], row + dx, wv, W);
-              }
-            }
-          for (int j = 0; j < OC_BLOCK && oc0 + j < OC; j++) {
-            float *dst = L->out + ((size_t)(oc0 + j) * (oh + 2 * op) + 2 * qy + py + op) * ostride + px + op;
-            store_relu(dst, 2, acc[j], W);
-          }
-        }
-  }
-}
+/* A zero-padded copy layout: one row and column of zeros around, SLACK floats after each row. */
+static int64_t padded_row(int W) { return W + 2 + SLACK; }
+static size_t padded_size(int C, int H, int W) { return (size_t)C * (H + 2) * padded_row(W) + SLACK; }
 
-/* Conv 3x3, stride 1, padding 1, then ReLU: in[C][H][W] -> out[OC][H][W]; weights [OC][C][3][3]. */
-VECTOR_CLONES static void conv3_relu(void *ctx, int64_t g0, int64_t g1) {
-  const hs_layer *L = ctx;
-  int H = L->H, W = L->W, Wp = W + 2, C = L->C, OC = L->OC;
-  float acc[OC_BLOCK][MAX_ROW];
-  for (int64_t g = g0; g < g1; g++) {
-    int oc0 = (int)g * OC_BLOCK;
-    for (int y = 0; y < H; y++) {
-      for (int j = 0; j < OC_BLOCK; j++)
-        for (int x = 0; x < W; x++) acc[j][x] = oc0 + j < OC ? L->b[oc0 + j] : 0;
-      for (int ic = 0; ic < C; ic++)
-        for (int ky = 0; ky < 3; ky++) {
-          const float *row = L->in + ((size_t)ic * (H + 2) + y + ky) * Wp;
-          for (int kx = 0; kx < 3; kx++) {
-            float wv[OC_BLOCK];
-            for (int j = 0; j < OC_BLOCK; j++)
-              wv[j] = oc0 + j < OC ? L->w[(((size_t)(oc0 + j) * C + ic) * 3 + ky) * 3 + kx] : 0;
-            taps4(acc[0], acc[1], acc[2], acc[3], row + kx, wv, W);
-          }
+/* Transposed conv, kernel 5, stride 2, padding 2, output padding 1, then ReLU: in (padded) [C][H][W] ->
+ * out (padded) [OC][2H][2W]. Output phase (py, px) is a correlation over the taps ky = py (mod 2),
+ * kx = px (mod 2), ascending; weights are [C][OC][5][5]. */
+static bool deconv5s2_relu(const float *in, int C, int H, int W, const float *w, const float *b, int OC, float *out) {
+  for (int py = 0; py < 2; py++)
+    for (int px = 0; px < 2; px++) {
+      corr_job J = {.in = in, .in_chan = (int64_t)(H + 2) * padded_row(W), .in_row = padded_row(W), .C = C, .OC = OC,
+                    .H = H, .W = W, .b = b};
+      int64_t t_off[MAX_TAPS];
+      for (int ky = py; ky < 5; ky += 2)
+        for (int kx = px; kx < 5; kx += 2) {
+          int dy = (py + 2 - ky) / 2, dx = (px + 2 - kx) / 2;
+          J.roff[J.T] = (dy + 1) * J.in_row + dx + 1;
+          t_off[J.T++] = ky * 5 + kx;
         }
-      for (int j = 0; j < OC_BLOCK && oc0 + j < OC; j++) store_relu(L->out + ((size_t)(oc0 + j) * H + y) * W, 1, acc[j], W);
+      float *wpk = pack_weights(C, OC, J.T, w, (int64_t)OC * 25, 25, t_off);
+      if (!wpk) return false;
+      J.wpk = wpk;
+      int64_t orow = padded_row(2 * W);
+      J.out = out + (1 + py) * orow + 1 + px;
+      J.out_chan = (int64_t)(2 * H + 2) * orow, J.out_row = 2 * orow, J.out_col = 2;
+      nn_parallel_for((OC + OCB - 1) / OCB, 1, corr_blocks, &J);
+      free(wpk);
     }
-  }
+  return true;
 }
 
-static void run_layer(nn_range_fn fn, hs_layer *L) {
-  nn_parallel_for((L->OC + OC_BLOCK - 1) / OC_BLOCK, 1, fn, L);
+/* Conv 3x3, stride 1, padding 1, then ReLU: in (padded) [C][H][W] -> out [OC][H][W]; weights [OC][C][3][3]. */
+static bool conv3_relu(const float *in, int C, int H, int W, const float *w, const float *b, int OC, float *out) {
+  corr_job J = {.in = in, .in_chan = (int64_t)(H + 2) * padded_row(W), .in_row = padded_row(W), .C = C, .OC = OC,
+                .H = H, .W = W, .T = 9, .b = b, .out = out, .out_chan = (int64_t)H * W, .out_row = W, .out_col = 1};
+  int64_t t_off[MAX_TAPS];
+  for (int t = 0; t < 9; t++) J.roff[t] = (t / 3) * J.in_row + t % 3, t_off[t] = t;
+  float *wpk = pack_weights(C, OC, 9, w, 9, (int64_t)C * 9, t_off);
+  if (!wpk) return false;
+  J.wpk = wpk;
+  nn_parallel_for((OC + OCB - 1) / OCB, 1, corr_blocks, &J);
+  free(wpk);
+  return true;
 }
 
 bool codec_hyper_scales_exact(const codec_model *c, const float *z_hat, int zh, int zw, float *out) {
   int n = c->cfg.n, m = c->cfg.m;
-  if (4 * zw > MAX_ROW) {
-    nn_set_error("e2ecodec: picture too wide for the hyper-synthesis (%d latent columns)", 4 * zw);
-    return false;
-  }
-  /* every layer's input with a one-pixel zero border */
-  float *z_pad = calloc((size_t)n * (zh + 2) * (zw + 2), sizeof(float));
-  float *h1 = calloc((size_t)n * (2 * zh + 2) * (2 * zw + 2), sizeof(float));
-  float *h2 = calloc((size_t)n * (4 * zh + 2) * (4 * zw + 2), sizeof(float));
+  float *z_pad = calloc(padded_size(n, zh, zw), sizeof(float));
+  float *h1 = calloc(padded_size(n, 2 * zh, 2 * zw), sizeof(float));
+  float *h2 = calloc(padded_size(n, 4 * zh, 4 * zw), sizeof(float));
   bool ok = z_pad && h1 && h2;
   if (ok) {
     for (int ch = 0; ch < n; ch++)
       for (int y = 0; y < zh; y++)
-        memcpy(z_pad + ((size_t)ch * (zh + 2) + y + 1) * (zw + 2) + 1, z_hat + ((size_t)ch * zh + y) * zw,
+        memcpy(z_pad + ((size_t)ch * (zh + 2) + y + 1) * padded_row(zw) + 1, z_hat + ((size_t)ch * zh + y) * zw,
                sizeof(float) * (size_t)zw);
-    hs_layer l0 = {z_pad, n, zh, zw, n, nn_f32(c->hs[0].weight), nn_f32(c->hs[0].bias), h1, 1};
-    hs_layer l1 = {h1, n, 2 * zh, 2 * zw, n, nn_f32(c->hs[1].weight), nn_f32(c->hs[1].bias), h2, 1};
-    hs_layer l2 = {h2, n, 4 * zh, 4 * zw, m, nn_f32(c->hs_out.weight), nn_f32(c->hs_out.bias), out, 0};
-    run_layer(deconv5s2_relu, &l0);
-    run_layer(deconv5s2_relu, &l1);
-    run_layer(conv3_relu, &l2);
+    ok = deconv5s2_relu(z_pad, n, zh, zw, nn_f32(c->hs[0].weight), nn_f32(c->hs[0].bias), n, h1) &&
+         deconv5s2_relu(h1, n, 2 * zh, 2 * zw, nn_f32(c->hs[1].weight), nn_f32(c->hs[1].bias), n, h2) &&
+         conv3_relu(h2, n, 4 * zh, 4 * zw, nn_f32(c->hs_out.weight), nn_f32(c->hs_out.bias), m, out);
   }
   free(z_pad);
   free(h1);
