@@ -129,7 +129,7 @@ static void run_detect(void *p) {
   nn_arena_reset(nn_arena_current());
 }
 
-/* The codec at its shipped size (N 64, M 96), random weights: speed does not depend on them. */
+/* The codec at its shipped size (codec_config_default: N 64, M 192), random weights: speed does not depend on them. */
 typedef struct { codec_model c; uint8_t *rgb, *stream, *out; size_t len; int w, h; } codec_ctx;
 static void run_codec_encode(void *p) {
   codec_ctx *c = p;

@@ -133,7 +133,7 @@ def main():
         enc_name, dec_name = f"codec_encode_{cw}x{ch}", f"codec_decode_{cw}x{ch}"
         if not (want(enc_name) or want(dec_name)):
             continue
-        n, m_ = 64, 96
+        n, m_ = 64, 192  # the shipped model (codec_config_default)
 
         class GDN(nn.Module):
             def __init__(self, c, inverse=False):

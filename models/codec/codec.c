@@ -16,7 +16,8 @@ static const float QUALITY_LAMBDA[CODEC_MAX_QUALITY] = {0.0035f, 0.0067f, 0.0130
 
 float codec_lambda(int q) { return QUALITY_LAMBDA[(q < 1 ? 1 : q > CODEC_MAX_QUALITY ? CODEC_MAX_QUALITY : q) - 1]; }
 
-codec_config codec_config_default(void) { return (codec_config){.n = 64, .m = 96}; }
+/* m 192: a linear code with 96 latents per 16x16 RGB block stops near 30 dB on BSDS500; 192 near 36.5 */
+codec_config codec_config_default(void) { return (codec_config){.n = 64, .m = 192}; }
 
 static bool config_valid(const codec_config *c) {
   if (c->n < 8 || c->n > 512 || c->m < 8 || c->m > 1024) {
