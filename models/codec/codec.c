@@ -300,6 +300,54 @@ nn_tensor *codec_train_forward(codec_model *c, nn_tensor *x, const int *quality,
   return loss;
 }
 
+/* Every tensor keeps its old entries; the new analysis rows and hyper-synthesis rows start from a
+ * fresh initialisation (so the new latents carry something and gradients reach them), the synthesis
+ * and hyper-analysis read the new channels through weights ten times smaller than a fresh start, and
+ * the new gains start at each level's mean gain. */
+bool codec_widen_latents(codec_model *c, int m, uint64_t seed) {
+  codec_config cfg = c->cfg;
+  int m_old = cfg.m;
+  if (m <= m_old) {
+    nn_set_error("codec: widening needs more than the model's %d latent channels (asked %d)", m_old, m);
+    return false;
+  }
+  cfg.m = m;
+  codec_model w;
+  if (!codec_init(&w, &cfg, seed)) return false;
+  for (int i = 0; i < w.p.n; i++) {
+    nn_tensor *dst = w.p.t[i], *src = nn_params_find(&c->p, w.p.names[i]);
+    if (!src || src->dtype != NN_F32 || src->ndim != dst->ndim || !strncmp(w.p.names[i], "entropy.", 8)) continue;
+    bool gain = !strncmp(w.p.names[i], "gain.", 5);
+    bool quiet = !strcmp(w.p.names[i], "g_s.0.weight") || !strcmp(w.p.names[i], "h_a.0.weight");
+    float *dd = nn_f32(dst);
+    const float *sd = nn_f32(src);
+    for (int64_t e = 0; e < nn_numel(dst); e++) { /* the overlap keeps the old entries */
+      int64_t rem = e, se = 0, stride_s = nn_numel(src);
+      bool inside = true;
+      for (int d = 0; d < dst->ndim; d++) {
+        int64_t block_d = 1;
+        for (int k = d + 1; k < dst->ndim; k++) block_d *= dst->shape[k];
+        int64_t idx = rem / block_d;
+        rem %= block_d;
+        stride_s /= src->shape[d];
+        if (idx >= src->shape[d]) inside = false;
+        se += idx * stride_s;
+      }
+      if (inside) dd[e] = sd[se];
+      else if (quiet) dd[e] *= 0.1f;
+      else if (gain) { /* row = level: its mean over the old channels */
+        int64_t level = e / dst->shape[1];
+        double mean = 0;
+        for (int k = 0; k < m_old; k++) mean += sd[level * m_old + k];
+        dd[e] = (float)(mean / m_old);
+      }
+    }
+  }
+  codec_free(c);
+  *c = w;
+  return true;
+}
+
 /* ------------------------------------------------------------ save / load */
 
 static char *config_json(const codec_config *c) {

@@ -78,6 +78,10 @@ void codec_free(codec_model *c);
 typedef struct { float loss, bpp, bpp_z, mse, psnr; } codec_stats;
 nn_tensor *codec_train_forward(codec_model *c, nn_tensor *x, const int *quality, nn_rng *rng, codec_stats *st);
 
+/* Grows y from c->cfg.m to m channels (for training on from a model whose latent width caps its
+ * quality) while keeping what the model computes nearly unchanged; c is replaced on success. */
+bool codec_widen_latents(codec_model *c, int m, uint64_t seed);
+
 /* safetensors: weights + tables + metadata ("architecture" = "e2e-hyperprior-v1"). */
 bool codec_save(codec_model *c, const char *path, const nn_kv *meta, int n_meta);
 /* Validates everything (shapes, tables) before touching c; c is untouched on failure. */
