@@ -561,6 +561,17 @@ static int32_t get_value(rans_reader *r, const codec_tables *t, int ti) {
   return (int32_t)(zz >> 1) ^ -(int32_t)(zz & 1);
 }
 
+typedef struct {
+  const codec_tables *t;
+  const float *s;
+  int *idx;
+} scale_index_ctx;
+
+static void scale_index_range(void *p, int64_t i0, int64_t i1) {
+  scale_index_ctx *c = p;
+  for (int64_t i = i0; i < i1; i++) c->idx[i] = codec_scale_index(c->t, c->s[i]);
+}
+
 /* Decoder-side part shared by both directions: z symbols -> scales -> indices. */
 static int *scale_indices(const codec_model *c, const float *z_hat, int zh, int zw) {
   size_t ny = (size_t)c->cfg.m * (size_t)(4 * zh) * (size_t)(4 * zw);
@@ -576,7 +587,8 @@ static int *scale_indices(const codec_model *c, const float *z_hat, int zh, int 
     free(idx);
     return NULL;
   }
-  for (size_t i = 0; i < ny; i++) idx[i] = codec_scale_index(&c->tables, s[i]);
+  scale_index_ctx sc = {&c->tables, s, idx};
+  nn_parallel_for((int64_t)ny, 1 << 14, scale_index_range, &sc);
   free(s);
   return idx;
 }
