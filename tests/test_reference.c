@@ -66,7 +66,8 @@ TEST(ref_conv2d_matches_naive_loop) {
   }
 }
 
-/* The fast CPU paths (direct register-tiled kernel, Winograd F(2x2,3x3) for 3x3 stride 1) against the naive
+/* The fast CPU paths (direct register-tiled kernel, Winograd F(2x2,3x3) for 3x3 stride 1 and, over the
+ * space-to-depth input, for 5x5 stride 2) against the naive
  * loop, on shapes that cross their tile, chunk and channel-block edges; and the same bits for 1 and 2 threads. */
 TEST(ref_conv2d_fast_paths_match_naive_loop) {
   nn_rng rng;
@@ -77,7 +78,10 @@ TEST(ref_conv2d_fast_paths_match_naive_loop) {
       {1, 3, 33, 31, 16, 3, 2, 1},  {2, 16, 20, 22, 6, 5, 2, 2}, {1, 12, 17, 9, 10, 4, 3, 1},
       {1, 5, 8, 40, 9, 2, 1, 0},    {1, 8, 2, 2, 8, 3, 1, 1},     {1, 64, 21, 17, 67, 3, 1, 1},
       {2, 96, 5, 26, 64, 3, 1, 0},  {1, 128, 20, 20, 128, 3, 1, 1}, {1, 64, 7, 101, 66, 3, 1, 1},
-      {1, 2, 3, 4203, 5, 3, 2, 1} /* rows wider than the stack split buffer */};
+      {1, 2, 3, 4203, 5, 3, 2, 1} /* rows wider than the stack split buffer */,
+      /* 5x5 stride 2 with 4C >= 64 and OC >= 64: Winograd over the space-to-depth input */
+      {1, 16, 20, 22, 64, 5, 2, 2}, {2, 64, 33, 31, 70, 5, 2, 2}, {1, 20, 9, 12, 64, 5, 2, 0},
+      {1, 64, 6, 7, 64, 5, 2, 1},   {1, 64, 32, 48, 192, 5, 2, 2}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     __typeof__(cases[0]) c = cases[i];
     nn_conv_params p = nn_conv_defaults();
@@ -114,7 +118,7 @@ TEST(ref_conv_infer_matches_conv_bn_relu) {
   struct { int64_t C, OC, H, K; int s, pd; bool bias, bn, relu; } cases[] = {
       {3, 16, 33, 3, 2, 1, false, true, true}, {16, 12, 20, 3, 1, 1, true, true, false},
       {64, 64, 14, 3, 1, 1, false, true, true}, {8, 10, 9, 1, 1, 0, true, false, true},
-      {6, 9, 11, 5, 2, 2, true, true, true}};
+      {6, 9, 11, 5, 2, 2, true, true, true}, {16, 64, 17, 5, 2, 2, true, true, true} /* Winograd s2 */};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     __typeof__(cases[0]) c = cases[i];
     nn_params ps;

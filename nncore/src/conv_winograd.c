@@ -7,6 +7,8 @@
  * Work goes in chunks of consecutive tiles, sized so that a chunk's V and M slices stay in L2; each chunk is
  * transformed, multiplied and transformed back by one thread, in a fixed order, so the result does
  * not depend on the thread count. */
+#include <stdlib.h>
+
 #include "conv_direct.h"
 
 #include "internal.h"
@@ -223,4 +225,83 @@ void nn_winograd(const nn_direct_geom *g, const float *x, const float *packed, c
   wino_ctx k = {.g = g, .w = wino_of(g), .x = x, .packed = packed, .bias = bias, .relu = relu,
                 .scratch = scratch, .out = out};
   nn_parallel_for(k.w.chunks, 1, run_chunks, &k);
+}
+
+/* ------------------------------------------- 5x5 stride 2 via space-to-depth */
+/* A 5x5 stride-2 convolution is a 3x3 stride-1 one over the 2x2 space-to-depth of its padded input:
+ * with kh = 2a + p and kw = 2b + q, xpad[2oh + kh][2ow + kw] = S[c, p, q][oh + a][ow + b], so
+ * out = bias + sum over (c, p, q), a, b < 3 of W'[c, p, q][a][b] * S[c, p, q][oh + a][ow + b], where W'
+ * takes W[c][2a + p][2b + q] and zero where 2a + p or 2b + q reaches 5. On that 4C-channel 3x3 problem
+ * Winograd needs 16 multiplications per 2x2 outputs and channel instead of 4 x 25 = 100 directly:
+ * 1.56x fewer, zero taps included. */
+
+static nn_direct_geom s2_geom(const nn_direct_geom *g) {
+  return (nn_direct_geom){.C = 4 * g->C, .H = g->OH + 2, .W = g->OW + 2, .OC = g->OC, .KH = 3, .KW = 3,
+                          .OH = g->OH, .OW = g->OW, .sh = 1, .sw = 1, .ph = 0, .pw = 0};
+}
+
+bool nn_winograd_s2_fits(const nn_direct_geom *g) {
+  if (g->KH != 5 || g->KW != 5 || g->sh != 2 || g->sw != 2) return false;
+  nn_direct_geom s = s2_geom(g);
+  return nn_winograd_fits(&s);
+}
+
+size_t nn_winograd_s2_packed_floats(const nn_direct_geom *g) {
+  nn_direct_geom s = s2_geom(g);
+  return nn_winograd_packed_floats(&s);
+}
+
+size_t nn_winograd_s2_scratch_floats(const nn_direct_geom *g) {
+  nn_direct_geom s = s2_geom(g);
+  return (size_t)(s.C * s.H * s.W) + nn_winograd_scratch_floats(&s);
+}
+
+bool nn_winograd_s2_pack(const nn_direct_geom *g, const float *w, float *packed) {
+  nn_direct_geom s = s2_geom(g);
+  float *w2 = calloc((size_t)(g->OC * s.C * 9), sizeof(float));
+  if (!w2) return false;
+  for (int64_t oc = 0; oc < g->OC; oc++)
+    for (int64_t c = 0; c < g->C; c++)
+      for (int kh = 0; kh < 5; kh++)
+        for (int kw = 0; kw < 5; kw++) {
+          int64_t c2 = c * 4 + (kh % 2) * 2 + kw % 2;
+          w2[((oc * s.C + c2) * 3 + kh / 2) * 3 + kw / 2] = w[((oc * g->C + c) * 5 + kh) * 5 + kw];
+        }
+  nn_winograd_pack(&s, w2, packed);
+  free(w2);
+  return true;
+}
+
+typedef struct {
+  const nn_direct_geom *g, *s;
+  const float *x;
+  float *S;
+} s2d_ctx;
+
+/* Rows r of S (all of its 4C channels, each Hs rows): S[c, p, q][i][j] = x[2i + p - ph][2j + q - pw], 0 outside. */
+static void s2d_rows(void *p, int64_t r0, int64_t r1) {
+  const s2d_ctx *k = p;
+  const nn_direct_geom *g = k->g, *s = k->s;
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t c2 = r / s->H, i = r % s->H, c = c2 / 4, py = (c2 / 2) % 2, px = c2 % 2;
+    float *dst = k->S + r * s->W;
+    int64_t y = 2 * i + py - g->ph;
+    if (y < 0 || y >= g->H) {
+      memset(dst, 0, sizeof(float) * (size_t)s->W);
+      continue;
+    }
+    const float *row = k->x + (c * g->H + y) * g->W;
+    for (int64_t j = 0; j < s->W; j++) {
+      int64_t xx = 2 * j + px - g->pw;
+      dst[j] = xx >= 0 && xx < g->W ? row[xx] : 0.0f;
+    }
+  }
+}
+
+void nn_winograd_s2(const nn_direct_geom *g, const float *x, const float *packed, const float *bias, bool relu,
+                    float *scratch, float *out) {
+  nn_direct_geom s = s2_geom(g);
+  s2d_ctx k = {g, &s, x, scratch};
+  nn_parallel_for(s.C * s.H, 8, s2d_rows, &k);
+  nn_winograd(&s, scratch, packed, bias, relu, scratch + s.C * s.H * s.W, out);
 }

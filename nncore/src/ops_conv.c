@@ -142,7 +142,9 @@ static void bias_grad(nn_tensor *b, const float *g, int64_t N, int64_t C, int64_
  * are a GEMM as they are, except in inference copies, where the kernel also fuses a residual add).
  * Winograd pays for its transforms from 64 channels in and out on. The path
  * depends only on the shape and the CPU, never on the thread count. */
-typedef enum { PATH_GEMM, PATH_DIRECT, PATH_WINOGRAD } conv_path;
+typedef enum { PATH_GEMM, PATH_DIRECT, PATH_WINOGRAD, PATH_WINOGRAD_S2 } conv_path;
+
+static bool is_winograd(conv_path p) { return p == PATH_WINOGRAD || p == PATH_WINOGRAD_S2; }
 
 static nn_direct_geom direct_geom(const geom *g, int64_t OC) {
   return (nn_direct_geom){.C = g->C, .H = g->H, .W = g->W, .OC = OC, .KH = g->KH, .KW = g->KW, .OH = g->OH,
@@ -155,18 +157,28 @@ static conv_path pick_path(const geom *g, int groups, int64_t OC, bool pointwise
     return PATH_GEMM;
   nn_direct_geom dg = direct_geom(g, OC);
   if (nn_winograd_fits(&dg) && g->C >= 64 && OC >= 64) return PATH_WINOGRAD;
+  if (nn_winograd_s2_fits(&dg) && 4 * g->C >= 64 && OC >= 64) return PATH_WINOGRAD_S2;
   return PATH_DIRECT;
 }
 
 static size_t packed_floats(conv_path path, const nn_direct_geom *dg) {
-  return path == PATH_WINOGRAD ? nn_winograd_packed_floats(dg) : nn_conv_direct_packed_floats(dg);
+  return path == PATH_WINOGRAD      ? nn_winograd_packed_floats(dg)
+         : path == PATH_WINOGRAD_S2 ? nn_winograd_s2_packed_floats(dg)
+                                    : nn_conv_direct_packed_floats(dg);
 }
 
-static void pack_weights(conv_path path, const nn_direct_geom *dg, const float *w, float *packed) {
-  if (path == PATH_WINOGRAD)
+static bool pack_weights(conv_path path, const nn_direct_geom *dg, const float *w, float *packed) {
+  if (path == PATH_WINOGRAD_S2) {
+    if (!nn_winograd_s2_pack(dg, w, packed)) {
+      nn_set_error("conv2d: out of memory packing filters");
+      return false;
+    }
+  } else if (path == PATH_WINOGRAD) {
     nn_winograd_pack(dg, w, packed);
-  else
+  } else {
     nn_conv_direct_pack(dg, w, packed);
+  }
+  return true;
 }
 
 /* out = bias + conv(x) (+ out, with accumulate) (then ReLU) over N images with weights packed for `path`
@@ -174,15 +186,18 @@ static void pack_weights(conv_path path, const nn_direct_geom *dg, const float *
 static bool run_packed(conv_path path, const nn_direct_geom *dg, int64_t N, const float *x, const float *packed,
                        const float *bias, bool relu, bool accumulate, float *out) {
   int flags = (relu ? NN_DIRECT_RELU : 0) | (accumulate ? NN_DIRECT_ACCUMULATE : 0);
-  bool wino = path == PATH_WINOGRAD;
-  size_t ns = wino ? nn_winograd_scratch_floats(dg) : nn_conv_direct_input_floats(dg);
+  size_t ns = path == PATH_WINOGRAD      ? nn_winograd_scratch_floats(dg)
+              : path == PATH_WINOGRAD_S2 ? nn_winograd_s2_scratch_floats(dg)
+                                         : nn_conv_direct_input_floats(dg);
   float *scratch = nn_arena_alloc(nn_arena_current(), ns * sizeof(float));
   if (!scratch) return false;
   for (int64_t n = 0; n < N; n++) {
     const float *xn = x + n * dg->C * dg->H * dg->W;
     float *on = out + n * dg->OC * dg->OH * dg->OW;
-    if (wino)
+    if (path == PATH_WINOGRAD)
       nn_winograd(dg, xn, packed, bias, relu, scratch, on);
+    else if (path == PATH_WINOGRAD_S2)
+      nn_winograd_s2(dg, xn, packed, bias, relu, scratch, on);
     else
       nn_conv_direct(dg, xn, packed, bias, flags, scratch, on);
   }
@@ -194,7 +209,7 @@ static bool run_fast(conv_path path, const geom *g, int64_t N, int64_t OC, const
   nn_direct_geom dg = direct_geom(g, OC);
   float *packed = nn_arena_alloc(nn_arena_current(), packed_floats(path, &dg) * sizeof(float));
   if (!packed) return false;
-  pack_weights(path, &dg, w, packed);
+  if (!pack_weights(path, &dg, w, packed)) return false;
   return run_packed(path, &dg, N, x, packed, bias, relu, false, out);
 }
 
@@ -379,9 +394,9 @@ bool nn_conv_infer_init(nn_conv_infer *ci, const nn_conv2d_layer *conv, const nn
     ci->packed_direct = malloc(packed_floats(PATH_DIRECT, &dg) * sizeof(float));
     if ((ok = ci->packed_direct != NULL)) pack_weights(PATH_DIRECT, &dg, wd, ci->packed_direct);
   }
-  if (ok && path == PATH_WINOGRAD) {
-    ci->packed_winograd = malloc(packed_floats(PATH_WINOGRAD, &dg) * sizeof(float));
-    if ((ok = ci->packed_winograd != NULL)) pack_weights(PATH_WINOGRAD, &dg, wd, ci->packed_winograd);
+  if (ok && is_winograd(path)) { /* a layer is 3x3 stride 1 or 5x5 stride 2, never both: one slot */
+    ci->packed_winograd = malloc(packed_floats(path, &dg) * sizeof(float));
+    ok = ci->packed_winograd != NULL && pack_weights(path, &dg, wd, ci->packed_winograd);
   }
   free(scale);
   free(bias);
@@ -424,8 +439,8 @@ static nn_tensor *conv_infer(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *a
     }
   }
   conv_path path = pick_path(&g, ci->p.groups, OC, true);
-  if (addend && path == PATH_WINOGRAD) path = PATH_DIRECT;
-  const float *packed = path == PATH_WINOGRAD ? ci->packed_winograd : path == PATH_DIRECT ? ci->packed_direct : NULL;
+  if (addend && is_winograd(path)) path = PATH_DIRECT;
+  const float *packed = is_winograd(path) ? ci->packed_winograd : path == PATH_DIRECT ? ci->packed_direct : NULL;
   if (!packed) { /* GEMM, with the add and ReLU as passes of their own */
     nn_tensor *y = nn_conv2d(nn_detach(x), w, ci->bias, ci->p);
     if (addend) y = nn_add(y, nn_detach(addend));
