@@ -232,6 +232,39 @@ TEST(ref_conv_transpose2d_matches_scatter_definition) {
   nn_set_num_threads(0);
 }
 
+/* The data gradient of a transposed convolution is the plain convolution of the output gradient with the
+ * same filters; for the codec's 5x5 stride-2 shape with 64 channels it runs on Winograd over the
+ * space-to-depth input. Against the adjoint written out: dx[c][i][j] = sum w[c][o][kh][kw] g[o][2i-2+kh][2j-2+kw]. */
+TEST(ref_conv_transpose2d_data_gradient_on_the_fast_paths) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 24);
+  int64_t C = 64, O = 16, H = 9, W = 11, K = 5, OH = 2 * H, OW = 2 * W;
+  nn_conv_params p = nn_conv_defaults();
+  p.stride_h = p.stride_w = 2;
+  p.pad_h = p.pad_w = 2;
+  p.output_pad_h = p.output_pad_w = 1;
+  nn_tensor *x = RANDN(1, C, H, W), *w = RANDN(C, O, K, K), *g = RANDN(1, O, OH, OW);
+  nn_set_requires_grad(x, true);
+  CHECK(nn_backward(nn_sum_all(nn_mul(nn_conv_transpose2d(x, w, NULL, p), g))), "backward");
+  double maxd = 0;
+  for (int64_t c = 0; c < C; c++)
+    for (int64_t i = 0; i < H; i++)
+      for (int64_t j = 0; j < W; j++) {
+        double ref = 0;
+        for (int64_t o = 0; o < O; o++)
+          for (int64_t kh = 0; kh < K; kh++)
+            for (int64_t kw = 0; kw < K; kw++) {
+              int64_t y = 2 * i - 2 + kh, xx = 2 * j - 2 + kw;
+              if (y < 0 || y >= OH || xx < 0 || xx >= OW) continue;
+              ref += (double)nn_f32(w)[((c * O + o) * K + kh) * K + kw] * nn_f32(g)[(o * OH + y) * OW + xx];
+            }
+        maxd = fmax(maxd, fabs(ref - nn_f32(x->grad)[(c * H + i) * W + j]));
+      }
+  CHECK(maxd < 2e-3, "data gradient differs from the adjoint by %g", maxd);
+  nn_arena_reset(nn_arena_current());
+  nn_tensor_free(x), nn_tensor_free(w), nn_tensor_free(g);
+}
+
 TEST(ref_matmul_matches_naive) {
   nn_rng rng;
   nn_rng_seed(&rng, 23);
