@@ -547,7 +547,8 @@ static void put_value(rans_writer *w, const codec_tables *t, int ti, int32_t v) 
     return;
   }
   rans_put(w, cdf, t->len[ti] - 1);
-  uint32_t zz = (uint32_t)(v << 1) ^ (uint32_t)(v >> 31);
+  uint32_t u = (uint32_t)v; /* zig-zag in unsigned arithmetic: shifting a negative int is undefined */
+  uint32_t zz = (u << 1) ^ (0u - (u >> 31));
   rans_put_raw16(w, zz >> 16);
   rans_put_raw16(w, zz & 0xffff);
 }
