@@ -7,7 +7,7 @@
 # is evaluation-only and never read here), then evaluated on Kodak against
 # JPEG, which writes the RD plot.
 #
-#   models/codec/train.sh                       # all stages: about 4.5 hours on 2 threads
+#   models/codec/train.sh                       # all stages: about 3.2 hours on 2 threads, then the Kodak eval
 #   STAGE1_SECONDS=60 STAGE3_SECONDS=60 STAGE4_SECONDS=60 models/codec/train.sh   # a quick try
 #
 # How the shipped file was made (the logs are in logs/):
