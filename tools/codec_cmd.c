@@ -15,6 +15,15 @@
 
 #define DEFAULT_MODEL "codec/e2ecodec.safetensors"
 
+/* A BD-rate, or why there is none: curves whose PSNR ranges do not overlap have no common interval. */
+static const char *bd_text(double bd, char *buf, size_t n) {
+  if (isfinite(bd))
+    snprintf(buf, n, "%+.1f%%", bd);
+  else
+    snprintf(buf, n, "none (the PSNR ranges do not overlap)");
+  return buf;
+}
+
 static bool load_model(codec_model *c, const char *path) {
   const char *p = path ? path : e2e_model_path(DEFAULT_MODEL);
   if (!codec_load(c, p)) {
@@ -246,8 +255,12 @@ static int eval(int argc, char **argv) {
   for (int k = 0; k < NJ; k++) jb[k] = jpeg[k].bpp, jp[k] = jpeg[k].psnr;
   for (int k = 0; k < NW; k++) wb[k] = webp[k].bpp, wp[k] = webp[k].psnr;
   double bd_jpeg = rd_bd_rate(jb, jp, NJ, ob, op, CODEC_MAX_QUALITY);
-  printf("BD-rate of e2ecodec vs JPEG (libavcodec mjpeg, 4:2:0, optimal Huffman), PSNR-RGB: %+.1f%%\n", bd_jpeg);
-  if (have_webp) printf("BD-rate of e2ecodec vs WebP (libavcodec libwebp): %+.1f%%\n", rd_bd_rate(wb, wp, NW, ob, op, CODEC_MAX_QUALITY));
+  char bd_s[64];
+  printf("BD-rate of e2ecodec vs JPEG (libavcodec mjpeg, 4:2:0, optimal Huffman), PSNR-RGB: %s\n",
+         bd_text(bd_jpeg, bd_s, sizeof bd_s));
+  if (have_webp)
+    printf("BD-rate of e2ecodec vs WebP (libavcodec libwebp): %s\n",
+           bd_text(rd_bd_rate(wb, wp, NW, ob, op, CODEC_MAX_QUALITY), bd_s, sizeof bd_s));
   printf("e2ecodec range: %.3f..%.3f bpp; mean encode %.0f ms, decode %.0f ms per image; decoder == encoder "
          "reconstruction on %d/%d streams\n",
          ob[0], ob[CODEC_MAX_QUALITY - 1], enc_ms / (set.n * CODEC_MAX_QUALITY), dec_ms / (set.n * CODEC_MAX_QUALITY),
@@ -282,7 +295,7 @@ static int eval(int argc, char **argv) {
     if (isfinite(bd)) printf("  BD-rate vs %s: %+.1f%%\n", pub[k].name, bd);
   }
   char title[160];
-  snprintf(title, sizeof title, "Kodak rate-distortion (e2ecodec BD-rate vs JPEG %+.1f%%)", bd_jpeg);
+  snprintf(title, sizeof title, "Kodak rate-distortion (e2ecodec BD-rate vs JPEG %s)", bd_text(bd_jpeg, bd_s, sizeof bd_s));
   plot_spec spec = {.title = title, .xlabel = "bits per pixel", .ylabel = "PSNR-RGB (dB)", .width = 1000, .height = 640};
   if (plot && plot_lines_png(plot, &spec, series, ns)) printf("RD plot: %s\n", plot);
   codec_free_set(&set);
