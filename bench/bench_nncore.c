@@ -285,6 +285,7 @@ int main(int argc, char **argv) {
     codec_ctx c = {.w = sizes[si][0], .h = sizes[si][1]};
     codec_config cfg = codec_config_default();
     codec_init(&c.c, &cfg, 1);
+    codec_prepare_inference(&c.c); /* as the encoder element and e2e codec do */
     c.rgb = malloc((size_t)c.w * c.h * 3);
     c.out = malloc((size_t)c.w * c.h * 3);
     for (size_t i = 0; i < (size_t)c.w * c.h * 3; i++) c.rgb[i] = (uint8_t)(nn_rng_u64(&r) & 0xff);

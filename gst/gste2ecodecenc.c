@@ -65,6 +65,11 @@ static gboolean enc_start(GstVideoEncoder *enc) {
   } else if ((self->model = e2e_codec_load_for(GST_ELEMENT(self), path))) {
     self->arena = nn_arena_new(64 << 20);
     ok = self->arena != NULL;
+    if (ok && !codec_prepare_inference(self->model)) {
+      GST_ELEMENT_ERROR(self, RESOURCE, NO_SPACE_LEFT, ("Could not prepare the codec model for encoding."),
+                        ("%s", nn_last_error()));
+      ok = FALSE;
+    }
   }
   g_free(path);
   g_free(device);

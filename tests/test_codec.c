@@ -114,7 +114,8 @@ TEST(gaussian_bits_reference_values) {
 
 static codec_model small_model(uint64_t seed) {
   codec_model c;
-  codec_config cfg = {.n = 16, .m = 24};
+  codec_config cfg = codec_config_default();
+  cfg.n = 16, cfg.m = 24;
   if (!codec_init(&c, &cfg, seed)) memset(&c, 0, sizeof c);
   return c;
 }
@@ -232,7 +233,8 @@ static void ref_conv3_relu(const float *in, int C, int H, int W, const float *w,
 
 TEST(codec_exact_scales_follow_the_fixed_order_bit_for_bit) {
   /* m = 30 leaves a partial block of output channels; sizes cover 1-pixel and odd z maps */
-  codec_config cfg = {.n = 16, .m = 30};
+  codec_config cfg = codec_config_default();
+  cfg.n = 16, cfg.m = 30;
   codec_model c;
   CHECK(codec_init(&c, &cfg, 21), "model built");
   nn_rng rng;
@@ -393,6 +395,82 @@ TEST(codec_mutated_streams_never_crash) {
   /* the exact outcomes vary; what matters is that every stream came back, refused or decoded */
   CHECK(refused + decoded == 600 && refused > 300, "%d refused, %d decoded (no crash, no hang)", refused, decoded);
   free(m), free(s), free(img), free(out);
+  codec_free(&c);
+}
+
+TEST(codec_set_lambdas_interpolates_gains_in_log_lambda) {
+  codec_model c = small_model(6);
+  const int m = 24;
+  /* gains that follow a power law of lambda per channel (one channel negative): log-log
+   * interpolation and the extended end segments must reproduce it at any new lambda */
+  for (int q = 0; q < CODEC_MAX_QUALITY; q++)
+    for (int k = 0; k < m; k++) {
+      double lam = c.cfg.lambda[q], p = 0.2 + 0.03 * k, g = (k == 5 ? -1.0 : 1.0) * (1 + k) * pow(lam, p);
+      nn_f32(c.gain_enc)[q * m + k] = (float)g;
+      nn_f32(c.gain_dec)[q * m + k] = (float)(1.0 / g);
+    }
+  float bad[CODEC_MAX_QUALITY] = {0.001f, 0.003f, 0.002f, 0.01f, 0.02f};
+  float before = nn_f32(c.gain_enc)[0];
+  CHECK(!codec_set_lambdas(&c, bad) && nn_f32(c.gain_enc)[0] == before, "falling lambdas refused, gains kept");
+  float want[CODEC_MAX_QUALITY]; /* below the first, between levels, and above the last */
+  want[0] = c.cfg.lambda[0] * 0.4f;
+  want[1] = sqrtf(c.cfg.lambda[1] * c.cfg.lambda[2]);
+  want[2] = c.cfg.lambda[3];
+  want[3] = c.cfg.lambda[4] * 1.5f;
+  want[4] = c.cfg.lambda[4] * 3.0f;
+  CHECK(codec_set_lambdas(&c, want), "set: %s", nn_last_error());
+  double worst = 0;
+  for (int q = 0; q < CODEC_MAX_QUALITY; q++) {
+    CHECK(c.cfg.lambda[q] == want[q], "level %d takes lambda %g", q + 1, want[q]);
+    for (int k = 0; k < m; k++) {
+      double p = 0.2 + 0.03 * k, g = (k == 5 ? -1.0 : 1.0) * (1 + k) * pow(want[q], p);
+      worst = fmax(worst, fabs(nn_f32(c.gain_enc)[q * m + k] / g - 1));
+      worst = fmax(worst, fabs(nn_f32(c.gain_dec)[q * m + k] * g - 1));
+    }
+  }
+  CHECK(worst < 1e-4, "gains follow the power law at the new lambdas (worst relative error %.2g)", worst);
+  /* the lambdas travel with the file */
+  const char *path = "test_codec_lambdas.safetensors";
+  codec_model d = {0};
+  CHECK(codec_save(&c, path, NULL, 0) && codec_load(&d, path), "save and load: %s", nn_last_error());
+  CHECK(!memcmp(d.cfg.lambda, want, sizeof want), "lambdas reloaded exactly");
+  remove(path);
+  codec_free(&c);
+  codec_free(&d);
+}
+
+/* The packed copies of codec_prepare_inference code the same stream as the training graph's layers, at a
+ * width (64) that takes the Winograd paths; they are a snapshot until prepared again. */
+TEST(codec_prepared_encoder_matches_the_layers) {
+  codec_model c;
+  codec_config cfg = codec_config_default();
+  cfg.n = 64, cfg.m = 64;
+  CHECK(codec_init(&c, &cfg, 9), "init");
+  for (int k = 0; k < 64; k++) /* fine steps, so that the latents of random weights are not all 0 */
+    nn_f32(c.gain_enc)[3 * 64 + k] = 40.0f, nn_f32(c.gain_dec)[3 * 64 + k] = 1.0f / 40.0f;
+  int w = 128, h = 128;
+  uint8_t *img = test_image(w, h, 4), *rec0 = malloc(w * h * 3), *rec1 = malloc(w * h * 3);
+  uint8_t *s0 = NULL, *s1 = NULL;
+  size_t l0 = 0, l1 = 0;
+  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s0, &l0, rec0), "encode through the layers");
+  CHECK(codec_prepare_inference(&c) && c.enc_infer_ready, "prepare: %s", nn_last_error());
+  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s1, &l1, rec1), "encode through the copies");
+  CHECK(l0 == l1 && !memcmp(s0, s1, l0) && !memcmp(rec0, rec1, (size_t)w * h * 3), "same stream and reconstruction");
+  free(s1), s1 = NULL;
+  float *wt = nn_f32(c.ga[1].weight); /* a changed weight reaches the copies only when prepared again */
+  for (int i = 0; i < 64 * 64 * 25; i += 7) wt[i] *= -3.0f;
+  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s1, &l1, rec1) && l1 == l0 && !memcmp(s0, s1, l0), "a snapshot");
+  free(s1), s1 = NULL;
+  CHECK(codec_prepare_inference(&c), "prepare again");
+  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s1, &l1, rec1) && (l1 != l0 || memcmp(s0, s1, l0)),
+        "the changed weight changes the stream");
+  uint8_t *s2 = NULL;
+  size_t l2 = 0;
+  c.enc_infer_ready = false; /* the layers again, with the changed weight */
+  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s2, &l2, rec0) && l2 == l1 && !memcmp(s1, s2, l1),
+        "and equals the layers' stream");
+  c.enc_infer_ready = true;
+  free(s0), free(s1), free(s2), free(img), free(rec0), free(rec1);
   codec_free(&c);
 }
 

@@ -26,7 +26,7 @@ static const char *bd_text(double bd, char *buf, size_t n) {
 
 static bool load_model(codec_model *c, const char *path) {
   const char *p = path ? path : e2e_model_path(DEFAULT_MODEL);
-  if (!codec_load(c, p)) {
+  if (!codec_load(c, p) || !codec_prepare_inference(c)) {
     fprintf(stderr, "e2e codec: %s\n", nn_last_error());
     return false;
   }

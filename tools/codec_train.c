@@ -75,12 +75,13 @@ static void usage(void) {
   fprintf(stderr,
           "usage: e2e train codec [--out FILE] [--steps 6000] [--batch 8] [--patch 128]\n"
           "                       [--lr 3e-4] [--threads N] [--seed S] [--init FILE] [--data-root DIR]\n"
-          "                       [--eval-every 500] [--val-images 8] [--n 64] [--m 96] [--curve PNG]\n"
+          "                       [--eval-every 500] [--val-images 8] [--n 64] [--m 192] [--curve PNG]\n"
           "                       [--max-seconds T (stop by time; the schedule follows whichever runs out first)]\n"
           "                       [--reset-hyper 1 (with --init: fresh hyperprior on the loaded transforms)]\n"
           "                       [--widen-m M (with --init: grow y to M channels, keeping what the model computes)]\n"
+          "                       [--lambdas L1,..,L%d (rising; with --init the levels' gains are carried over)]\n"
           "  trains one model for all %d quality levels (a level drawn per patch)\n",
-          CODEC_MAX_QUALITY);
+          CODEC_MAX_QUALITY, CODEC_MAX_QUALITY);
 }
 
 /* Really codes the validation images at every level; prints and stores the means. */
@@ -127,6 +128,7 @@ int e2e_train_codec(int argc, char **argv) {
   const char *out = NULL, *init = NULL, *root_arg = NULL, *curve_arg = NULL;
   bool reset_hyper = false;
   int widen_m = 0;
+  const char *lambdas_arg = NULL;
   for (int i = 0; i < argc; i++) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) {
@@ -150,6 +152,7 @@ int e2e_train_codec(int argc, char **argv) {
     else if (!strcmp(k, "--max-seconds")) max_seconds = strtod(v, NULL);
     else if (!strcmp(k, "--reset-hyper")) reset_hyper = atoi(v) != 0;
     else if (!strcmp(k, "--widen-m")) widen_m = atoi(v);
+    else if (!strcmp(k, "--lambdas")) lambdas_arg = v;
     else {
       usage();
       return 2;
@@ -209,10 +212,27 @@ int e2e_train_codec(int argc, char **argv) {
       return 1;
     }
   }
+  if (lambdas_arg) {
+    float lam[CODEC_MAX_QUALITY];
+    char *end = (char *)lambdas_arg;
+    int got = 0;
+    for (; got < CODEC_MAX_QUALITY; got++) {
+      lam[got] = strtof(end, &end);
+      if (got < CODEC_MAX_QUALITY - 1 && *end++ != ',') break;
+    }
+    if (got != CODEC_MAX_QUALITY || *end) {
+      fprintf(stderr, "e2e train codec: --lambdas needs %d comma-separated numbers\n", CODEC_MAX_QUALITY);
+      return 2;
+    }
+    if (!codec_set_lambdas(&c, lam)) {
+      fprintf(stderr, "e2e train codec: --lambdas: %s\n", nn_last_error());
+      return 2;
+    }
+  }
   if (!out) out = "codec.safetensors";
   printf("training e2ecodec (%d quality levels, lambda %g..%g, N %d, M %d, %lld parameters) on %d BSDS500 images, "
          "%dx%d patches, batch %d, %d threads\n",
-         CODEC_MAX_QUALITY, codec_lambda(1), codec_lambda(CODEC_MAX_QUALITY), c.cfg.n, c.cfg.m, (long long)nn_params_numel(&c.p, true), train.n, patch, patch, batch,
+         CODEC_MAX_QUALITY, codec_lambda(&c.cfg, 1), codec_lambda(&c.cfg, CODEC_MAX_QUALITY), c.cfg.n, c.cfg.m, (long long)nn_params_numel(&c.p, true), train.n, patch, patch, batch,
          nn_get_num_threads());
   nn_optim *opt = nn_optim_new(&c.p, nn_optim_defaults(NN_ADAM, lr));
   nn_lr_schedule sched = {.kind = NN_LR_COSINE, .base_lr = lr, .min_lr = lr * 0.05f, .warmup_steps = steps / 50 + 1,
@@ -281,10 +301,11 @@ int e2e_train_codec(int argc, char **argv) {
     cbpp[step] = st.bpp;
     cpsnr[step] = st.psnr;
     if ((step + 1) % 25 == 0 || step + 1 == steps) {
-      double el = e2e_now_s() - t0;
+      double el = e2e_now_s() - t0, eta = el / (step + 1) * (steps - step - 1);
+      if (max_seconds > 0 && max_seconds - el < eta) eta = max_seconds - el;
       printf("step %5d/%d  loss %.4f  bpp %.3f (z %.3f)  PSNR %.2f dB  lr %.2e  %.1f patches/s  ETA %.0fs\n", step + 1,
              steps, sm.loss, sm.bpp, sm.bpp_z, sm.psnr, opt->cfg.lr, (double)(step + 1) * batch / el,
-             el / (step + 1) * (steps - step - 1));
+             eta);
       fflush(stdout);
     }
     if ((step + 1) % eval_every == 0 && val.n && step + 1 < steps) {

@@ -11,20 +11,38 @@
 #define ARCH "e2e-hyperprior-v1"
 #define TAIL_SIGMAS 6.0 /* table half-width in scales: mass outside is ~2e-9, sent as escapes */
 
-/* The MSE lambdas of CompressAI's bmshj2018 qualities 2..6: about 0.15 to 1.2 bpp on Kodak */
-static const float QUALITY_LAMBDA[CODEC_MAX_QUALITY] = {0.0035f, 0.0067f, 0.0130f, 0.0250f, 0.0483f};
+/* Spaced by 2.65x so that the shipped model's five levels span 0.25..1.0 bpp on Kodak (the range the
+ * comparison with JPEG is made over). Files made before lambdas were stored used CompressAI's
+ * bmshj2018 qualities 2..6, LEGACY_LAMBDA. */
+static const float DEFAULT_LAMBDA[CODEC_MAX_QUALITY] = {0.0015f, 0.0040f, 0.0106f, 0.0280f, 0.0750f};
+static const float LEGACY_LAMBDA[CODEC_MAX_QUALITY] = {0.0035f, 0.0067f, 0.0130f, 0.0250f, 0.0483f};
 
-float codec_lambda(int q) { return QUALITY_LAMBDA[(q < 1 ? 1 : q > CODEC_MAX_QUALITY ? CODEC_MAX_QUALITY : q) - 1]; }
+float codec_lambda(const codec_config *cfg, int q) {
+  return cfg->lambda[(q < 1 ? 1 : q > CODEC_MAX_QUALITY ? CODEC_MAX_QUALITY : q) - 1];
+}
 
 /* m 192: a linear code with 96 latents per 16x16 RGB block stops near 30 dB on BSDS500; 192 near 36.5 */
-codec_config codec_config_default(void) { return (codec_config){.n = 64, .m = 192}; }
+codec_config codec_config_default(void) {
+  codec_config c = {.n = 64, .m = 192};
+  memcpy(c.lambda, DEFAULT_LAMBDA, sizeof c.lambda);
+  return c;
+}
+
+static bool lambdas_valid(const float *lambda) {
+  for (int q = 0; q < CODEC_MAX_QUALITY; q++)
+    if (!(lambda[q] > 0 && lambda[q] < 1e3f) || (q && !(lambda[q] > lambda[q - 1]))) {
+      nn_set_error("codec lambdas must be positive and strictly rising (level %d: %g)", q + 1, (double)lambda[q]);
+      return false;
+    }
+  return true;
+}
 
 static bool config_valid(const codec_config *c) {
   if (c->n < 8 || c->n > 512 || c->m < 8 || c->m > 1024) {
     nn_set_error("codec config out of range (n %d, m %d)", c->n, c->m);
     return false;
   }
-  return true;
+  return lambdas_valid(c->lambda);
 }
 
 /* ------------------------------------------------------------ CDF tables */
@@ -197,18 +215,40 @@ bool codec_init(codec_model *c, const codec_config *cfg, uint64_t seed) {
   return true;
 }
 
+static void release_inference(codec_model *c) {
+  for (int i = 0; i < 7; i++) nn_conv_infer_free(&c->enc_infer[i]);
+  c->enc_infer_ready = false;
+}
+
 void codec_free(codec_model *c) {
+  release_inference(c);
   nn_params_free(&c->p);
   free(c->tables.cdf);
   memset(c, 0, sizeof *c);
 }
 
-static nn_tensor *analysis(codec_model *c, nn_tensor *x) {
-  for (int i = 0; i < 3; i++) x = nn_gdn_forward(&c->ga_gdn[i], nn_conv2d_forward(&c->ga[i], x));
-  return nn_conv2d_forward(&c->ga[3], x);
+bool codec_prepare_inference(codec_model *c) {
+  release_inference(c);
+  bool ok = true;
+  for (int i = 0; i < 4 && ok; i++) ok = nn_conv_infer_init(&c->enc_infer[i], &c->ga[i], NULL, false);
+  for (int i = 0; i < 3 && ok; i++) ok = nn_conv_infer_init(&c->enc_infer[4 + i], &c->ha[i], NULL, i < 2);
+  if (!ok) release_inference(c);
+  c->enc_infer_ready = ok;
+  return ok;
 }
 
-static nn_tensor *hyper_analysis(codec_model *c, nn_tensor *y) {
+/* copies: through the packed snapshots of codec_prepare_inference (coding only, never training) */
+static nn_tensor *analysis(codec_model *c, nn_tensor *x, bool copies) {
+  for (int i = 0; i < 3; i++)
+    x = nn_gdn_forward(&c->ga_gdn[i], copies ? nn_conv_infer_forward(&c->enc_infer[i], x) : nn_conv2d_forward(&c->ga[i], x));
+  return copies ? nn_conv_infer_forward(&c->enc_infer[3], x) : nn_conv2d_forward(&c->ga[3], x);
+}
+
+static nn_tensor *hyper_analysis(codec_model *c, nn_tensor *y, bool copies) {
+  if (copies) {
+    nn_tensor *h = nn_conv_infer_forward(&c->enc_infer[5], nn_conv_infer_forward(&c->enc_infer[4], nn_abs(y)));
+    return nn_conv_infer_forward(&c->enc_infer[6], h);
+  }
   nn_tensor *h = nn_relu(nn_conv2d_forward(&c->ha[0], nn_abs(y)));
   h = nn_relu(nn_conv2d_forward(&c->ha[1], h));
   return nn_conv2d_forward(&c->ha[2], h);
@@ -271,10 +311,10 @@ nn_tensor *codec_train_forward(codec_model *c, nn_tensor *x, const int *quality,
       nn_set_error("codec: quality %d out of 1..%d", quality[i], CODEC_MAX_QUALITY);
       return NULL;
     }
-    nn_f32(lam)[i] = codec_lambda(quality[i]) * 255.0f * 255.0f;
+    nn_f32(lam)[i] = codec_lambda(&c->cfg, quality[i]) * 255.0f * 255.0f;
   }
-  nn_tensor *y = nn_mul(analysis(c, x), gains_for(c, c->gain_enc, quality, nb));
-  nn_tensor *z = hyper_analysis(c, y);
+  nn_tensor *y = nn_mul(analysis(c, x, false), gains_for(c, c->gain_enc, quality, nb));
+  nn_tensor *z = hyper_analysis(c, y, false);
   if (!z) return NULL;
   int64_t ms[4] = {1, c->cfg.n, 1, 1};
   nn_tensor *z_tilde = nn_add(z, uniform_noise(z, rng));
@@ -348,13 +388,44 @@ bool codec_widen_latents(codec_model *c, int m, uint64_t seed) {
   return true;
 }
 
+bool codec_set_lambdas(codec_model *c, const float *lambda) {
+  if (!lambdas_valid(lambda)) return false;
+  int m = c->cfg.m;
+  double lo[CODEC_MAX_QUALITY];
+  for (int q = 0; q < CODEC_MAX_QUALITY; q++) lo[q] = log(c->cfg.lambda[q]);
+  nn_tensor *tables[2] = {c->gain_enc, c->gain_dec};
+  for (int t = 0; t < 2; t++) {
+    float *g = nn_f32(tables[t]);
+    float *old = malloc(sizeof(float) * (size_t)CODEC_MAX_QUALITY * (size_t)m);
+    if (!old) {
+      nn_set_error("codec: out of memory");
+      return false;
+    }
+    memcpy(old, g, sizeof(float) * (size_t)CODEC_MAX_QUALITY * (size_t)m);
+    for (int q = 0; q < CODEC_MAX_QUALITY; q++) {
+      double x = log(lambda[q]);
+      int s = 0; /* segment [s, s+1] holding x, or the end segment beyond it */
+      while (s < CODEC_MAX_QUALITY - 2 && x > lo[s + 1]) s++;
+      double w = (x - lo[s]) / (lo[s + 1] - lo[s]);
+      for (int k = 0; k < m; k++) { /* gains of either sign keep their sign; log of the magnitude */
+        float a = old[s * m + k], b = old[(s + 1) * m + k];
+        if ((a > 0) != (b > 0) || a == 0 || b == 0) g[q * m + k] = (float)((1 - w) * a + w * b);
+        else g[q * m + k] = copysignf((float)exp((1 - w) * log(fabs(a)) + w * log(fabs(b))), a);
+      }
+    }
+    free(old);
+  }
+  memcpy(c->cfg.lambda, lambda, sizeof c->cfg.lambda);
+  return true;
+}
+
 /* ------------------------------------------------------------ save / load */
 
 static char *config_json(const codec_config *c) {
   GString *s = g_string_new(NULL);
   g_string_append_printf(s, "{\"n\": %d, \"m\": %d, \"stride\": %d, \"qualities\": %d, \"lambdas\": [", c->n, c->m,
                          CODEC_STRIDE, CODEC_MAX_QUALITY);
-  for (int q = 1; q <= CODEC_MAX_QUALITY; q++) g_string_append_printf(s, "%s%g", q > 1 ? ", " : "", (double)codec_lambda(q));
+  for (int q = 1; q <= CODEC_MAX_QUALITY; q++) g_string_append_printf(s, "%s%.9g", q > 1 ? ", " : "", (double)codec_lambda(c, q));
   g_string_append(s, "]}");
   return g_string_free(s, FALSE);
 }
@@ -388,6 +459,10 @@ static bool parse_config(const char *json, codec_config *c, const char *path) {
     JsonObject *o = json_node_get_object(json_parser_get_root(p));
     c->n = (int)json_object_get_int_member_with_default(o, "n", 0);
     c->m = (int)json_object_get_int_member_with_default(o, "m", 0);
+    memcpy(c->lambda, LEGACY_LAMBDA, sizeof c->lambda);
+    JsonArray *lam = json_object_has_member(o, "lambdas") ? json_object_get_array_member(o, "lambdas") : NULL;
+    if (lam && json_array_get_length(lam) == CODEC_MAX_QUALITY)
+      for (int q = 0; q < CODEC_MAX_QUALITY; q++) c->lambda[q] = (float)json_array_get_double_element(lam, q);
     if (json_object_get_int_member_with_default(o, "qualities", 0) != CODEC_MAX_QUALITY) {
       nn_set_error("%s: the model must have %d quality levels", path, CODEC_MAX_QUALITY);
     } else if (json_object_get_int_member_with_default(o, "stride", CODEC_STRIDE) != CODEC_STRIDE) {
@@ -628,8 +703,8 @@ bool codec_compress(codec_model *c, int quality, const uint8_t *rgb, int w, int 
   nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, ph, pw});
   if (!x) goto done;
   rgb_to_padded(rgb, w, h, stride, pw, ph, nn_f32(x));
-  nn_tensor *y = nn_mul(analysis(c, x), gains_for(c, c->gain_enc, &quality, 1));
-  nn_tensor *z = hyper_analysis(c, y);
+  nn_tensor *y = nn_mul(analysis(c, x, c->enc_infer_ready), gains_for(c, c->gain_enc, &quality, 1));
+  nn_tensor *z = hyper_analysis(c, y, c->enc_infer_ready);
   if (!z) goto done;
   /* z: per-channel Gaussian around its learned mean */
   const float *zm = nn_f32(nn_params_find(&c->p, "z.mean"));

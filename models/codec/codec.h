@@ -36,10 +36,11 @@
 typedef struct {
   int n;          /* channels of the transforms */
   int m;          /* channels of y */
+  float lambda[CODEC_MAX_QUALITY]; /* rate-distortion trade-off per level (MSE on the 0..255 scale), rising */
 } codec_config;
 
-/* Rate-distortion trade-off of a quality level (MSE on the 0..255 scale). */
-float codec_lambda(int quality);
+/* The lambda of a quality level (clamped to 1..CODEC_MAX_QUALITY); used by training only. */
+float codec_lambda(const codec_config *cfg, int quality);
 
 /* Integer CDFs for the entropy coder, one per quantised scale. Symbol k of
  * table t stands for the value k - offset[t]; the last symbol is an escape
@@ -65,6 +66,8 @@ typedef struct {
   nn_tensor *z_scale_raw;  /* [n]: log of the scale of z's per-channel Gaussian */
   nn_tensor *gain_enc, *gain_dec; /* [CODEC_MAX_QUALITY, m] */
   codec_tables tables;     /* built at init, replaced by the file's on load */
+  nn_conv_infer enc_infer[7]; /* g_a and h_a filters packed once (codec_prepare_inference) */
+  bool enc_infer_ready;
   uint32_t model_id;       /* hash of the weights: streams name the model they need */
 } codec_model;
 
@@ -81,6 +84,15 @@ nn_tensor *codec_train_forward(codec_model *c, nn_tensor *x, const int *quality,
 /* Grows y from c->cfg.m to m channels (for training on from a model whose latent width caps its
  * quality) while keeping what the model computes nearly unchanged; c is replaced on success. */
 bool codec_widen_latents(codec_model *c, int m, uint64_t seed);
+
+/* Retargets the quality levels to new lambdas (strictly rising, positive). Each level's gains are
+ * interpolated per channel, log-gain against log-lambda, from the old levels (the end segments
+ * extended beyond them), so training on starts near the new trade-offs. */
+bool codec_set_lambdas(codec_model *c, const float *lambda);
+
+/* Packs the encoder's filters once, for coding (the filters are otherwise repacked on every picture):
+ * a snapshot, so call it again after the weights change; training never uses it. codec_free drops it. */
+bool codec_prepare_inference(codec_model *c);
 
 /* safetensors: weights + tables + metadata ("architecture" = "e2e-hyperprior-v1"). */
 bool codec_save(codec_model *c, const char *path, const nn_kv *meta, int n_meta);

@@ -16,7 +16,8 @@ __attribute__((constructor)) static void init_gst(void) {
 }
 
 static char *make_model(uint64_t seed, codec_model *keep) {
-  codec_config cfg = {.n = 16, .m = 24};
+  codec_config cfg = codec_config_default();
+  cfg.n = 16, cfg.m = 24;
   codec_model c;
   CHECK(codec_init(&c, &cfg, seed), "model");
   char *path = g_strdup_printf("/tmp/e2e-codec-test-%d-%llu.safetensors", getpid(), (unsigned long long)seed);
