@@ -66,7 +66,7 @@ TEST(ref_conv2d_matches_naive_loop) {
   }
 }
 
-/* The fast CPU paths (direct register-tiled kernel, Winograd F(4x4,3x3) for 3x3 stride 1 and, over the
+/* The fast CPU paths (direct register-tiled kernel, Winograd F(2x2,3x3) for 3x3 stride 1 and F(4x4,3x3) over the
  * space-to-depth input, for 5x5 stride 2) against the naive
  * loop, on shapes that cross their tile, chunk and channel-block edges; and the same bits for 1 and 2 threads. */
 TEST(ref_conv2d_fast_paths_match_naive_loop) {

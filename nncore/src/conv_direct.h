@@ -53,7 +53,7 @@ void nn_conv_transpose_direct(const nn_direct_geom *g, const float *x, const flo
 void nn_direct_tile(const float *xs, int64_t chan, int64_t C, const int64_t *toff, int T, const float *wp,
                     const float *bias, int flags, float *out, int64_t ldo);
 
-/* Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions (any padding): 4x fewer multiplications.
+/* Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (any padding): 2.25x fewer multiplications.
  * Packed weights (the transformed filters) take nn_winograd_packed_floats; scratch nn_winograd_scratch_floats. */
 bool nn_winograd_fits(const nn_direct_geom *g);
 size_t nn_winograd_packed_floats(const nn_direct_geom *g);
@@ -63,7 +63,7 @@ void nn_winograd(const nn_direct_geom *g, const float *x, const float *packed, c
                  float *scratch, float *out);
 
 /* 5x5 stride-2 convolutions (any padding) as Winograd over the 2x2 space-to-depth of the input: a 3x3
- * stride-1 problem on 4C channels, 2.8x fewer multiplications than the direct kernel. */
+ * stride-1 problem on 4C channels, through F(4x4, 3x3): 2.8x fewer multiplications than the direct kernel. */
 bool nn_winograd_s2_fits(const nn_direct_geom *g);
 size_t nn_winograd_s2_packed_floats(const nn_direct_geom *g);
 size_t nn_winograd_s2_scratch_floats(const nn_direct_geom *g);

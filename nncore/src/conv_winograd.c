@@ -1,10 +1,14 @@
-/* Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions (Lavin & Gray, 2016; interpolation points
- * 0, 1, -1, 2, -2 and infinity).
+/* Winograd F(m x m, 3x3) for 3x3 stride-1 convolutions (Lavin & Gray, 2016), m = 2 or 4.
  *
- * Each 4x4 block of outputs comes from a 6x6 input patch d: Y = A^T [ (G g G^T) .* (B^T d B) ] A, so
- * 36 multiplications replace 144 (4x; F(2x2, 3x3) gave 2.25x, and the larger tile's transforms cost
- * little next to the GEMMs once C and OC reach 64). Over C channels the elementwise products become 36
- * independent GEMMs M[xi] = U[xi] (OC x C) * V[xi] (C x tiles), run on the direct kernel's register tile.
+ * Each m x m block of outputs comes from an (m+2) x (m+2) input patch d: Y = A^T [ (G g G^T) .* (B^T d B) ] A.
+ * F(2x2): 16 multiplications replace 36 (2.25x); F(4x4, points 0, +-1, +-2, infinity): 36 replace 144
+ * (4x). Over C channels the elementwise products become (m+2)^2 independent GEMMs
+ * M[xi] = U[xi] (OC x C) * V[xi] (C x tiles), run on the direct kernel's register tile.
+ *
+ * Plain 3x3 layers (the detector's: 64-256 channels on maps of 10-80 pixels) use F(2x2): there F(4x4)
+ * measured no faster, its edge tiles waste more and its filters cost 2.25x more to pack. The
+ * space-to-depth problems of 5x5 stride-2 layers (4C = 256 channels on the codec's large maps) use
+ * F(4x4), where the GEMMs dominate.
  *
  * Work goes in chunks of consecutive tiles, sized so that a chunk's V and M slices stay in L2; each chunk is
  * transformed, multiplied and transformed back by one thread, in a fixed order, so the result does
@@ -15,10 +19,11 @@
 
 #include "internal.h"
 
-enum { OCB = NN_DIRECT_OCB, TILE = NN_DIRECT_TILE, NXI = 36 /* 6x6 transformed points */ };
+enum { OCB = NN_DIRECT_OCB, TILE = NN_DIRECT_TILE };
 
 typedef struct {
-  int64_t th, tw;     /* output tiles (4x4 each) down and across; tile q = i * tw + j */
+  int m, nxi;         /* output tile side (2 or 4) and transformed points per tile, (m + 2)^2 */
+  int64_t th, tw;     /* output tiles (m x m each) down and across; tile q = i * tw + j */
   int64_t chunks;     /* chunk ch covers tiles [chunk_start(ch), chunk_start(ch + 1)) */
   int64_t pc;         /* the longest chunk, rounded up to the register tile: scratch stride */
   int64_t ocp;        /* output channels rounded up to OCB */
@@ -32,10 +37,12 @@ static int64_t chunk_start(const wino_geom *w, int64_t ch) {
 /* Chunking changes no result (every output is computed the same way in any chunk), so it may follow the
  * thread count: a multiple of it, at least two per thread, of near-equal size, each chunk's per-xi
  * slices of V and M within ~64 KB. */
-static wino_geom wino_of(const nn_direct_geom *g) {
+static wino_geom wino_of(const nn_direct_geom *g, int m) {
   wino_geom w;
-  w.th = (g->OH + 3) / 4;
-  w.tw = (g->OW + 3) / 4;
+  w.m = m;
+  w.nxi = (m + 2) * (m + 2);
+  w.th = (g->OH + m - 1) / m;
+  w.tw = (g->OW + m - 1) / m;
   w.ocp = (g->OC + OCB - 1) / OCB * OCB;
   int64_t tiles = w.th * w.tw, nt = nn_get_num_threads(), blocks = (tiles + TILE - 1) / TILE;
   int64_t limit = 16384 / (g->C + w.ocp) / TILE * TILE;
@@ -60,18 +67,30 @@ bool nn_winograd_fits(const nn_direct_geom *g) {
          nn_conv_winograd_available();
 }
 
-size_t nn_winograd_packed_floats(const nn_direct_geom *g) {
-  return (size_t)(NXI * wino_of(g).ocp * g->C);
+static size_t packed_floats_m(const nn_direct_geom *g, int m) {
+  wino_geom w = wino_of(g, m);
+  return (size_t)(w.nxi * w.ocp * g->C);
 }
 
-/* Per chunk: V[36][pc / 24][C][24] and M[36][ocp][pc]. */
-size_t nn_winograd_scratch_floats(const nn_direct_geom *g) {
-  wino_geom w = wino_of(g);
-  return (size_t)(w.chunks * NXI * (g->C + w.ocp) * w.pc);
+/* Per chunk: V[nxi][pc / 24][C][24] and M[nxi][ocp][pc]. */
+static size_t scratch_floats_m(const nn_direct_geom *g, int m) {
+  wino_geom w = wino_of(g, m);
+  return (size_t)(w.chunks * w.nxi * (g->C + w.ocp) * w.pc);
 }
 
-/* G (6x3): rows (1/4 0 0) (-1/6 -1/6 -1/6) (-1/6 1/6 -1/6) (1/24 1/12 1/6) (1/24 -1/12 1/6) (0 0 1). */
-static void g_times(const double k[3], double out[6]) {
+size_t nn_winograd_packed_floats(const nn_direct_geom *g) { return packed_floats_m(g, 2); }
+size_t nn_winograd_scratch_floats(const nn_direct_geom *g) { return scratch_floats_m(g, 2); }
+
+/* G k for one column k of the filter. F(2x2): G rows (1 0 0) (.5 .5 .5) (.5 -.5 .5) (0 0 1).
+ * F(4x4): (1/4 0 0) (-1/6 -1/6 -1/6) (-1/6 1/6 -1/6) (1/24 1/12 1/6) (1/24 -1/12 1/6) (0 0 1). */
+static void g_times(int m, const double k[3], double out[6]) {
+  if (m == 2) {
+    out[0] = k[0];
+    out[1] = 0.5 * (k[0] + k[1] + k[2]);
+    out[2] = 0.5 * (k[0] - k[1] + k[2]);
+    out[3] = k[2];
+    return;
+  }
   out[0] = k[0] / 4;
   out[1] = -(k[0] + k[1] + k[2]) / 6;
   out[2] = -(k[0] - k[1] + k[2]) / 6;
@@ -82,8 +101,9 @@ static void g_times(const double k[3], double out[6]) {
 
 /* U = G g G^T (in double, rounded once), packed per xi like the direct kernel's weights:
  * [xi][oc block][c][OCB]. */
-void nn_winograd_pack(const nn_direct_geom *g, const float *w, float *packed) {
-  wino_geom wg = wino_of(g);
+static void pack_m(const nn_direct_geom *g, const float *w, float *packed, int m) {
+  wino_geom wg = wino_of(g, m);
+  int a = m + 2;
   int64_t C = g->C, nob = wg.ocp / OCB;
   for (int64_t oc = 0; oc < wg.ocp; oc++)
     for (int64_t c = 0; c < C; c++) {
@@ -93,15 +113,17 @@ void nn_winograd_pack(const nn_direct_geom *g, const float *w, float *packed) {
         double t[6][3]; /* G k, column by column */
         for (int j = 0; j < 3; j++) {
           double col[3] = {k[j], k[3 + j], k[6 + j]}, gc[6];
-          g_times(col, gc);
-          for (int i = 0; i < 6; i++) t[i][j] = gc[i];
+          g_times(m, col, gc);
+          for (int i = 0; i < a; i++) t[i][j] = gc[i];
         }
-        for (int i = 0; i < 6; i++) g_times(t[i], u[i]); /* (G k) G^T, row by row */
+        for (int i = 0; i < a; i++) g_times(m, t[i], u[i]); /* (G k) G^T, row by row */
       }
       int64_t ob = oc / OCB, j = oc % OCB;
-      for (int xi = 0; xi < NXI; xi++) packed[((xi * nob + ob) * C + c) * OCB + j] = (float)u[xi / 6][xi % 6];
+      for (int xi = 0; xi < wg.nxi; xi++) packed[((xi * nob + ob) * C + c) * OCB + j] = (float)u[xi / a][xi % a];
     }
 }
+
+void nn_winograd_pack(const nn_direct_geom *g, const float *w, float *packed) { pack_m(g, w, packed, 2); }
 
 typedef struct {
   const nn_direct_geom *g;
@@ -171,10 +193,10 @@ static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
     o5 = 4.0f * (d1) - 5.0f * (d3) + (d5);                  \
   } while (0)
 
-/* B^T d B for the tiles [qs, qe) (at most 24, one block of V) of channel c, stored as 36 contiguous runs
+/* F(4x4): B^T d B for the tiles [qs, qe) (at most 24, one block of V) of channel c, stored as 36 contiguous runs
  * of 24: V[xi][block][c][0..24), so that the GEMM reads a block as one run over the channels. The block
  * may span rows of tiles; each row segment is transformed across its tiles. */
-static void input_block(const wino_ctx *k, int64_t c, int64_t qs, int64_t qe, float *dst, int64_t xi_stride) {
+static void input_block4(const wino_ctx *k, int64_t c, int64_t qs, int64_t qe, float *dst, int64_t xi_stride) {
   const nn_direct_geom *g = k->g;
   int64_t tw = k->w.tw;
   float prow[4 * TILE + 4], e[4][TILE + 1], h[6][6][TILE];
@@ -208,7 +230,43 @@ static void input_block(const wino_ctx *k, int64_t c, int64_t qs, int64_t qe, fl
     }
     q += len;
   }
-  for (int xi = 0; xi < NXI; xi++) /* tiles past the chunk's end feed only dropped outputs: zeros */
+  for (int xi = 0; xi < 36; xi++) /* tiles past the chunk's end feed only dropped outputs: zeros */
+    for (int t = n; t < TILE; t++) dst[xi * xi_stride + t] = 0.0f;
+}
+
+/* F(2x2): as input_block4 with 4x4 patches and 16 runs. B^T rows (1 0 -1 0) (0 1 1 0) (0 -1 1 0) (0 1 0 -1). */
+static void input_block2(const wino_ctx *k, int64_t c, int64_t qs, int64_t qe, float *dst, int64_t xi_stride) {
+  const nn_direct_geom *g = k->g;
+  int64_t tw = k->w.tw;
+  float prow[2 * TILE + 2], ev[TILE + 1], od[TILE + 1], h[4][4][TILE];
+  int n = (int)(qe - qs);
+  for (int64_t q = qs; q < qe;) {
+    int64_t i = q / tw, ja = q - i * tw, jb = ja + (qe - q) < tw ? ja + (qe - q) : tw;
+    int len = (int)(jb - ja), t0 = (int)(q - qs);
+    for (int r = 0; r < 4; r++) { /* padded columns 2ja .. 2jb+1 */
+      fetch_row(k, c, 2 * i + r - g->ph, 2 * ja - g->pw, 2 * len + 2, prow);
+      for (int m = 0; m <= len; m++) ev[m] = prow[2 * m], od[m] = prow[2 * m + 1];
+      for (int j = 0; j < len; j++) { /* d B across columns 2j .. 2j+3 */
+        h[r][0][j] = ev[j] - ev[j + 1];
+        h[r][1][j] = od[j] + ev[j + 1];
+        h[r][2][j] = ev[j + 1] - od[j];
+        h[r][3][j] = od[j] - od[j + 1];
+      }
+    }
+    for (int b = 0; b < 4; b++) { /* B^T (d B) down the rows, straight into V */
+      float *restrict v0 = dst + (0 * 4 + b) * xi_stride + t0, *restrict v1 = dst + (1 * 4 + b) * xi_stride + t0;
+      float *restrict v2 = dst + (2 * 4 + b) * xi_stride + t0, *restrict v3 = dst + (3 * 4 + b) * xi_stride + t0;
+      const float *h0 = h[0][b], *h1 = h[1][b], *h2 = h[2][b], *h3 = h[3][b];
+      for (int j = 0; j < len; j++) {
+        v0[j] = h0[j] - h2[j];
+        v1[j] = h1[j] + h2[j];
+        v2[j] = h2[j] - h1[j];
+        v3[j] = h1[j] - h3[j];
+      }
+    }
+    q += len;
+  }
+  for (int xi = 0; xi < 16; xi++)
     for (int t = n; t < TILE; t++) dst[xi * xi_stride + t] = 0.0f;
 }
 
@@ -225,8 +283,8 @@ static void input_block(const wino_ctx *k, int64_t c, int64_t qs, int64_t qe, fl
 
 enum { OUT_RUN = 16 }; /* tiles transformed back together: small enough for the stack, long enough to vectorise */
 
-/* A^T m A, plus bias and ReLU, for tiles [q0, q1) of channel oc. */
-static void output_transform(const wino_ctx *k, int64_t oc, int64_t q0, int64_t q1, const float *M) {
+/* F(4x4): A^T m A, plus bias and ReLU, for tiles [q0, q1) of channel oc. */
+static void output_transform4(const wino_ctx *k, int64_t oc, int64_t q0, int64_t q1, const float *M) {
   const nn_direct_geom *g = k->g;
   int64_t tw = k->w.tw, pc = k->w.pc, ocp = k->w.ocp;
   float bias = k->bias ? k->bias[oc] : 0.0f;
@@ -266,6 +324,45 @@ static void output_transform(const wino_ctx *k, int64_t oc, int64_t q0, int64_t 
   }
 }
 
+/* F(2x2): A^T m A with A^T = (1 1 1 0) (0 1 -1 -1), plus bias and ReLU, for tiles [q0, q1) of channel oc. */
+static void output_transform2(const wino_ctx *k, int64_t oc, int64_t q0, int64_t q1, const float *M) {
+  const nn_direct_geom *g = k->g;
+  int64_t tw = k->w.tw, pc = k->w.pc, ocp = k->w.ocp;
+  float bias = k->bias ? k->bias[oc] : 0.0f;
+  float *o = k->out + oc * g->OH * g->OW;
+  float s[2][4][OUT_RUN], y[2][2][OUT_RUN];
+  for (int64_t i = q0 / tw; i * tw < q1; i++) {
+    int64_t ja = q0 > i * tw ? q0 - i * tw : 0, jb = q1 < (i + 1) * tw ? q1 - i * tw : tw;
+    for (int64_t jr = ja; jr < jb; jr += OUT_RUN) {
+      int len = (int)(jb - jr < OUT_RUN ? jb - jr : OUT_RUN);
+      const float *m = M + oc * pc + i * tw + jr - q0;
+      for (int b = 0; b < 4; b++) {
+        const float *m0 = m + (0 * 4 + b) * ocp * pc, *m1 = m + (1 * 4 + b) * ocp * pc;
+        const float *m2 = m + (2 * 4 + b) * ocp * pc, *m3 = m + (3 * 4 + b) * ocp * pc;
+        for (int j = 0; j < len; j++) {
+          s[0][b][j] = m0[j] + m1[j] + m2[j];
+          s[1][b][j] = m1[j] - m2[j] - m3[j];
+        }
+      }
+      for (int r = 0; r < 2; r++)
+        for (int j = 0; j < len; j++) {
+          float a = bias + (s[r][0][j] + s[r][1][j] + s[r][2][j]);
+          float b = bias + (s[r][1][j] - s[r][2][j] - s[r][3][j]);
+          y[r][0][j] = k->relu && a < 0.0f ? 0.0f : a;
+          y[r][1][j] = k->relu && b < 0.0f ? 0.0f : b;
+        }
+      for (int r = 0; r < 2 && 2 * i + r < g->OH; r++) {
+        float *row = o + (2 * i + r) * g->OW;
+        for (int j = 0; j < len; j++) {
+          int64_t col = 2 * (jr + j);
+          row[col] = y[r][0][j];
+          if (col + 1 < g->OW) row[col + 1] = y[r][1][j];
+        }
+      }
+    }
+  }
+}
+
 static void run_chunks(void *p, int64_t c0, int64_t c1) {
   wino_ctx *k = p;
   const nn_direct_geom *g = k->g;
@@ -273,28 +370,28 @@ static void run_chunks(void *p, int64_t c0, int64_t c1) {
   int64_t C = g->C, nob = w->ocp / OCB;
   static const int64_t toff0[1] = {0};
   for (int64_t ch = c0; ch < c1; ch++) {
-    float *V = k->scratch + ch * NXI * (C + w->ocp) * w->pc, *M = V + NXI * C * w->pc;
+    float *V = k->scratch + ch * w->nxi * (C + w->ocp) * w->pc, *M = V + w->nxi * C * w->pc;
     int64_t q0 = chunk_start(w, ch), q1 = chunk_start(w, ch + 1);
     int64_t used = q1 - q0;
     int64_t nqb = w->pc / TILE;
     for (int64_t qb = 0; qb * TILE < used; qb++)
       for (int64_t c = 0; c < C; c++) {
         int64_t qs = q0 + qb * TILE, qe = qs + TILE < q1 ? qs + TILE : q1;
-        input_block(k, c, qs, qe, V + (qb * C + c) * TILE, nqb * C * TILE);
+        (w->m == 4 ? input_block4 : input_block2)(k, c, qs, qe, V + (qb * C + c) * TILE, nqb * C * TILE);
       }
     static const float zero[OCB] = {0};
-    for (int xi = 0; xi < NXI; xi++) /* a block of V stays in L1 while every filter block passes */
+    for (int xi = 0; xi < w->nxi; xi++) /* a block of V stays in L1 while every filter block passes */
       for (int64_t qb = 0; qb * TILE < used; qb++)
         for (int64_t ob = 0; ob < nob; ob++)
           nn_direct_tile(V + (xi * nqb + qb) * C * TILE, TILE, C, toff0, 1, k->packed + (xi * nob + ob) * C * OCB,
                          zero, 0, M + (xi * w->ocp + ob * OCB) * w->pc + qb * TILE, w->pc);
-    for (int64_t oc = 0; oc < g->OC; oc++) output_transform(k, oc, q0, q1, M);
+    for (int64_t oc = 0; oc < g->OC; oc++) (w->m == 4 ? output_transform4 : output_transform2)(k, oc, q0, q1, M);
   }
 }
 
 void nn_winograd(const nn_direct_geom *g, const float *x, const float *packed, const float *bias, bool relu,
                  float *scratch, float *out) {
-  wino_ctx k = {.g = g, .w = wino_of(g), .x = x, .packed = packed, .bias = bias, .relu = relu,
+  wino_ctx k = {.g = g, .w = wino_of(g, 2), .x = x, .packed = packed, .bias = bias, .relu = relu,
                 .scratch = scratch, .out = out};
   nn_parallel_for(k.w.chunks, 1, run_chunks, &k);
 }
@@ -304,7 +401,7 @@ void nn_winograd(const nn_direct_geom *g, const float *x, const float *packed, c
  * with kh = 2a + p and kw = 2b + q, xpad[2oh + kh][2ow + kw] = S[c, p, q][oh + a][ow + b], so
  * out = bias + sum over (c, p, q), a, b < 3 of W'[c, p, q][a][b] * S[c, p, q][oh + a][ow + b], where W'
  * takes W[c][2a + p][2b + q] and zero where 2a + p or 2b + q reaches 5. On that 4C-channel 3x3 problem
- * Winograd needs 36 multiplications per 4x4 outputs and channel, 2.25 per output, instead of
+ * Winograd F(4x4, 3x3) needs 36 multiplications per 4x4 outputs and channel, 2.25 per output, instead of
  * 4 x 25 = 100 directly: 2.8x fewer, zero taps included. */
 
 static nn_direct_geom s2_geom(const nn_direct_geom *g) {
@@ -320,12 +417,12 @@ bool nn_winograd_s2_fits(const nn_direct_geom *g) {
 
 size_t nn_winograd_s2_packed_floats(const nn_direct_geom *g) {
   nn_direct_geom s = s2_geom(g);
-  return nn_winograd_packed_floats(&s);
+  return packed_floats_m(&s, 4);
 }
 
 size_t nn_winograd_s2_scratch_floats(const nn_direct_geom *g) {
   nn_direct_geom s = s2_geom(g);
-  return nn_winograd_scratch_floats(&s);
+  return scratch_floats_m(&s, 4);
 }
 
 bool nn_winograd_s2_pack(const nn_direct_geom *g, const float *w, float *packed) {
@@ -339,7 +436,7 @@ bool nn_winograd_s2_pack(const nn_direct_geom *g, const float *w, float *packed)
           int64_t c2 = c * 4 + (kh % 2) * 2 + kw % 2;
           w2[((oc * s.C + c2) * 3 + kh / 2) * 3 + kw / 2] = w[((oc * g->C + c) * 5 + kh) * 5 + kw];
         }
-  nn_winograd_pack(&s, w2, packed);
+  pack_m(&s, w2, packed, 4);
   free(w2);
   return true;
 }
@@ -348,7 +445,7 @@ bool nn_winograd_s2_pack(const nn_direct_geom *g, const float *w, float *packed)
 void nn_winograd_s2(const nn_direct_geom *g, const float *x, const float *packed, const float *bias, bool relu,
                     float *scratch, float *out) {
   nn_direct_geom s = s2_geom(g);
-  wino_ctx k = {.g = &s, .w = wino_of(&s), .x = x, .packed = packed, .bias = bias, .relu = relu,
+  wino_ctx k = {.g = &s, .w = wino_of(&s, 4), .x = x, .packed = packed, .bias = bias, .relu = relu,
                 .scratch = scratch, .out = out, .s2 = g};
   nn_parallel_for(k.w.chunks, 1, run_chunks, &k);
 }
