@@ -99,28 +99,43 @@ static void g_times(int m, const double k[3], double out[6]) {
   out[5] = k[2];
 }
 
-/* U = G g G^T (in double, rounded once), packed per xi like the direct kernel's weights:
- * [xi][oc block][c][OCB]. */
-static void pack_m(const nn_direct_geom *g, const float *w, float *packed, int m) {
+typedef struct {
+  const nn_direct_geom *g;
+  const float *w;
+  float *packed;
+  int m;
+} pack_ctx;
+
+/* U = G g G^T (in double, rounded once) for output channels [oc0, oc1), packed per xi like the direct
+ * kernel's weights: [xi][oc block][c][OCB]. */
+static void pack_range(void *p, int64_t oc0, int64_t oc1) {
+  const pack_ctx *k = p;
+  const nn_direct_geom *g = k->g;
+  int m = k->m, a = m + 2;
   wino_geom wg = wino_of(g, m);
-  int a = m + 2;
   int64_t C = g->C, nob = wg.ocp / OCB;
-  for (int64_t oc = 0; oc < wg.ocp; oc++)
+  for (int64_t oc = oc0; oc < oc1; oc++)
     for (int64_t c = 0; c < C; c++) {
       double u[6][6] = {{0}};
       if (oc < g->OC) {
-        const float *k = w + (oc * C + c) * 9;
+        const float *kf = k->w + (oc * C + c) * 9;
         double t[6][3]; /* G k, column by column */
         for (int j = 0; j < 3; j++) {
-          double col[3] = {k[j], k[3 + j], k[6 + j]}, gc[6];
+          double col[3] = {kf[j], kf[3 + j], kf[6 + j]}, gc[6];
           g_times(m, col, gc);
           for (int i = 0; i < a; i++) t[i][j] = gc[i];
         }
         for (int i = 0; i < a; i++) g_times(m, t[i], u[i]); /* (G k) G^T, row by row */
       }
       int64_t ob = oc / OCB, j = oc % OCB;
-      for (int xi = 0; xi < wg.nxi; xi++) packed[((xi * nob + ob) * C + c) * OCB + j] = (float)u[xi / a][xi % a];
+      for (int xi = 0; xi < wg.nxi; xi++) k->packed[((xi * nob + ob) * C + c) * OCB + j] = (float)u[xi / a][xi % a];
     }
+}
+
+/* Across threads: training repacks every layer on every step. */
+static void pack_m(const nn_direct_geom *g, const float *w, float *packed, int m) {
+  pack_ctx k = {g, w, packed, m};
+  nn_parallel_for(wino_of(g, m).ocp, OCB, pack_range, &k);
 }
 
 void nn_winograd_pack(const nn_direct_geom *g, const float *w, float *packed) { pack_m(g, w, packed, 2); }
