@@ -439,8 +439,16 @@ TEST(codec_set_lambdas_interpolates_gains_in_log_lambda) {
   codec_free(&d);
 }
 
-/* The packed copies of codec_prepare_inference code the same stream as the training graph's layers, at a
- * width (64) that takes the Winograd paths; they are a snapshot until prepared again. */
+/* The packed copies of codec_prepare_inference code what the training graph's layers code, at a width (64)
+ * that takes the Winograd paths; they are a snapshot until prepared again. The copies run the
+ * space-to-depth layers with F(4x4) tiles and the layers with F(2x2), so the two may round a latent
+ * differently now and then: the streams are compared by length and reconstruction, not byte for byte. */
+static bool close_streams(size_t la, size_t lb, const uint8_t *ra, const uint8_t *rb, size_t n) {
+  double dl = fabs((double)la - (double)lb) / (double)la, p = codec_psnr(ra, rb, n);
+  if (dl > 0.01 || p < 45.0) fprintf(stderr, "    streams %zu and %zu bytes, reconstructions %.1f dB apart\n", la, lb, p);
+  return dl <= 0.01 && p >= 45.0;
+}
+
 TEST(codec_prepared_encoder_matches_the_layers) {
   codec_model c;
   codec_config cfg = codec_config_default();
@@ -455,22 +463,23 @@ TEST(codec_prepared_encoder_matches_the_layers) {
   CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s0, &l0, rec0), "encode through the layers");
   CHECK(codec_prepare_inference(&c) && c.enc_infer_ready, "prepare: %s", nn_last_error());
   CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s1, &l1, rec1), "encode through the copies");
-  CHECK(l0 == l1 && !memcmp(s0, s1, l0) && !memcmp(rec0, rec1, (size_t)w * h * 3), "same stream and reconstruction");
-  free(s1), s1 = NULL;
+  CHECK(close_streams(l0, l1, rec0, rec1, (size_t)w * h * 3), "same stream and reconstruction, to float rounding");
   float *wt = nn_f32(c.ga[1].weight); /* a changed weight reaches the copies only when prepared again */
   for (int i = 0; i < 64 * 64 * 25; i += 7) wt[i] *= -3.0f;
-  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s1, &l1, rec1) && l1 == l0 && !memcmp(s0, s1, l0), "a snapshot");
+  uint8_t *s3 = NULL, *rec3 = malloc(w * h * 3);
+  size_t l3 = 0;
+  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s3, &l3, rec3) && l3 == l1 && !memcmp(s1, s3, l1), "a snapshot");
   free(s1), s1 = NULL;
   CHECK(codec_prepare_inference(&c), "prepare again");
-  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s1, &l1, rec1) && (l1 != l0 || memcmp(s0, s1, l0)),
+  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s1, &l1, rec1) && (l1 != l3 || memcmp(s1, s3, l1)),
         "the changed weight changes the stream");
   uint8_t *s2 = NULL;
   size_t l2 = 0;
   c.enc_infer_ready = false; /* the layers again, with the changed weight */
-  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s2, &l2, rec0) && l2 == l1 && !memcmp(s1, s2, l1),
-        "and equals the layers' stream");
+  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s2, &l2, rec0) && close_streams(l1, l2, rec1, rec0, (size_t)w * h * 3),
+        "and codes as the layers do");
   c.enc_infer_ready = true;
-  free(s0), free(s1), free(s2), free(img), free(rec0), free(rec1);
+  free(s0), free(s1), free(s2), free(s3), free(img), free(rec0), free(rec1), free(rec3);
   codec_free(&c);
 }
 

@@ -101,6 +101,17 @@ TEST(ref_conv2d_fast_paths_match_naive_loop) {
       double tol = 2e-5 * sqrt((double)(c.C * c.K * c.K)) * 4;
       CHECK(max_diff_t(y1, ref) < tol, "fast conv case %zu differs by %g", i, max_diff_t(y1, ref));
       CHECK(memcmp(nn_f32(y1), nn_f32(y2), (size_t)nn_numel(y1) * 4) == 0, "case %zu: 1 and 2 threads differ", i);
+      /* an inference copy packs once and takes F(4x4) tiles on the space-to-depth path: the same checks */
+      nn_conv2d_layer layer = {.weight = w, .bias = b, .p = p};
+      nn_conv_infer ci;
+      CHECK(nn_conv_infer_init(&ci, &layer, NULL, false), "infer copy %zu", i);
+      nn_set_num_threads(1);
+      nn_tensor *z1 = nn_conv_infer_forward(&ci, x);
+      nn_set_num_threads(2);
+      nn_tensor *z2 = nn_conv_infer_forward(&ci, x);
+      CHECK(z1 && z2 && max_diff_t(z1, ref) < tol, "infer copy case %zu differs by %g", i, z1 ? max_diff_t(z1, ref) : -1.0);
+      CHECK(z1 && z2 && memcmp(nn_f32(z1), nn_f32(z2), (size_t)nn_numel(z1) * 4) == 0, "infer copy case %zu: 1 and 2 threads differ", i);
+      nn_conv_infer_free(&ci);
       free(ref);
     }
     nn_tensor_free(x);

@@ -63,12 +63,14 @@ void nn_winograd(const nn_direct_geom *g, const float *x, const float *packed, c
                  float *scratch, float *out);
 
 /* 5x5 stride-2 convolutions (any padding) as Winograd over the 2x2 space-to-depth of the input: a 3x3
- * stride-1 problem on 4C channels, through F(4x4, 3x3): 2.8x fewer multiplications than the direct kernel. */
+ * stride-1 problem on 4C channels. tile 2: F(2x2, 3x3), 1.56x fewer multiplications than the direct
+ * kernel; tile 4: F(4x4, 3x3), 2.8x fewer, but filters 2.25x dearer to pack. Pack and run with the
+ * same tile. */
 bool nn_winograd_s2_fits(const nn_direct_geom *g);
-size_t nn_winograd_s2_packed_floats(const nn_direct_geom *g);
-size_t nn_winograd_s2_scratch_floats(const nn_direct_geom *g);
-bool nn_winograd_s2_pack(const nn_direct_geom *g, const float *w, float *packed); /* false: out of memory */
-void nn_winograd_s2(const nn_direct_geom *g, const float *x, const float *packed, const float *bias, bool relu,
-                    float *scratch, float *out);
+size_t nn_winograd_s2_packed_floats(const nn_direct_geom *g, int tile);
+size_t nn_winograd_s2_scratch_floats(const nn_direct_geom *g, int tile);
+bool nn_winograd_s2_pack(const nn_direct_geom *g, const float *w, float *packed, int tile); /* false: out of memory */
+void nn_winograd_s2(const nn_direct_geom *g, int tile, const float *x, const float *packed, const float *bias,
+                    bool relu, float *scratch, float *out);
 
 #endif

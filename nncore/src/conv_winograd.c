@@ -7,8 +7,9 @@
  *
  * Plain 3x3 layers (the detector's: 64-256 channels on maps of 10-80 pixels) use F(2x2): there F(4x4)
  * measured no faster, its edge tiles waste more and its filters cost 2.25x more to pack. The
- * space-to-depth problems of 5x5 stride-2 layers (4C = 256 channels on the codec's large maps) use
- * F(4x4), where the GEMMs dominate.
+ * space-to-depth problems of 5x5 stride-2 layers take either (the caller chooses): F(4x4) where the
+ * filters are packed once (inference copies: the codec's encoder, 15-30 % faster there), F(2x2) where
+ * they are packed on every call (training: with F(4x4) the codec trained about 12 % slower).
  *
  * Work goes in chunks of consecutive tiles, sized so that a chunk's V and M slices stay in L2; each chunk is
  * transformed, multiplied and transformed back by one thread, in a fixed order, so the result does
@@ -416,8 +417,8 @@ void nn_winograd(const nn_direct_geom *g, const float *x, const float *packed, c
  * with kh = 2a + p and kw = 2b + q, xpad[2oh + kh][2ow + kw] = S[c, p, q][oh + a][ow + b], so
  * out = bias + sum over (c, p, q), a, b < 3 of W'[c, p, q][a][b] * S[c, p, q][oh + a][ow + b], where W'
  * takes W[c][2a + p][2b + q] and zero where 2a + p or 2b + q reaches 5. On that 4C-channel 3x3 problem
- * Winograd F(4x4, 3x3) needs 36 multiplications per 4x4 outputs and channel, 2.25 per output, instead of
- * 4 x 25 = 100 directly: 2.8x fewer, zero taps included. */
+ * Winograd needs, per output and input channel (4 space-to-depth channels), 4 x 4 = 16 multiplications
+ * with F(2x2) or 4 x 2.25 = 9 with F(4x4), against 25 directly: 1.56x or 2.8x fewer, zero taps included. */
 
 static nn_direct_geom s2_geom(const nn_direct_geom *g) {
   return (nn_direct_geom){.C = 4 * g->C, .H = g->OH + 2, .W = g->OW + 2, .OC = g->OC, .KH = 3, .KW = 3,
@@ -430,17 +431,17 @@ bool nn_winograd_s2_fits(const nn_direct_geom *g) {
   return nn_winograd_fits(&s);
 }
 
-size_t nn_winograd_s2_packed_floats(const nn_direct_geom *g) {
+size_t nn_winograd_s2_packed_floats(const nn_direct_geom *g, int tile) {
   nn_direct_geom s = s2_geom(g);
-  return packed_floats_m(&s, 4);
+  return packed_floats_m(&s, tile);
 }
 
-size_t nn_winograd_s2_scratch_floats(const nn_direct_geom *g) {
+size_t nn_winograd_s2_scratch_floats(const nn_direct_geom *g, int tile) {
   nn_direct_geom s = s2_geom(g);
-  return scratch_floats_m(&s, 4);
+  return scratch_floats_m(&s, tile);
 }
 
-bool nn_winograd_s2_pack(const nn_direct_geom *g, const float *w, float *packed) {
+bool nn_winograd_s2_pack(const nn_direct_geom *g, const float *w, float *packed, int tile) {
   nn_direct_geom s = s2_geom(g);
   float *w2 = calloc((size_t)(g->OC * s.C * 9), sizeof(float));
   if (!w2) return false;
@@ -451,16 +452,16 @@ bool nn_winograd_s2_pack(const nn_direct_geom *g, const float *w, float *packed)
           int64_t c2 = c * 4 + (kh % 2) * 2 + kw % 2;
           w2[((oc * s.C + c2) * 3 + kh / 2) * 3 + kw / 2] = w[((oc * g->C + c) * 5 + kh) * 5 + kw];
         }
-  pack_m(&s, w2, packed, 4);
+  pack_m(&s, w2, packed, tile);
   free(w2);
   return true;
 }
 
 /* The space-to-depth input is never stored: the input transform reads x through it (fetch_row). */
-void nn_winograd_s2(const nn_direct_geom *g, const float *x, const float *packed, const float *bias, bool relu,
-                    float *scratch, float *out) {
+void nn_winograd_s2(const nn_direct_geom *g, int tile, const float *x, const float *packed, const float *bias,
+                    bool relu, float *scratch, float *out) {
   nn_direct_geom s = s2_geom(g);
-  wino_ctx k = {.g = &s, .w = wino_of(&s, 4), .x = x, .packed = packed, .bias = bias, .relu = relu,
+  wino_ctx k = {.g = &s, .w = wino_of(&s, tile), .x = x, .packed = packed, .bias = bias, .relu = relu,
                 .scratch = scratch, .out = out, .s2 = g};
   nn_parallel_for(k.w.chunks, 1, run_chunks, &k);
 }

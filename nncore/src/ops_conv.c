@@ -142,9 +142,12 @@ static void bias_grad(nn_tensor *b, const float *g, int64_t N, int64_t C, int64_
  * are a GEMM as they are, except in inference copies, where the kernel also fuses a residual add).
  * Winograd pays for its transforms from 64 channels in and out on. The path
  * depends only on the shape and the CPU, never on the thread count. */
-typedef enum { PATH_GEMM, PATH_DIRECT, PATH_WINOGRAD, PATH_WINOGRAD_S2 } conv_path;
+/* PATH_WINOGRAD_S2_F4: the space-to-depth path with F(4x4) tiles, for inference copies only (its
+ * filters cost 2.25x more to pack, which only pays when they are packed once). */
+typedef enum { PATH_GEMM, PATH_DIRECT, PATH_WINOGRAD, PATH_WINOGRAD_S2, PATH_WINOGRAD_S2_F4 } conv_path;
 
-static bool is_winograd(conv_path p) { return p == PATH_WINOGRAD || p == PATH_WINOGRAD_S2; }
+static bool is_winograd(conv_path p) { return p == PATH_WINOGRAD || p == PATH_WINOGRAD_S2 || p == PATH_WINOGRAD_S2_F4; }
+static int s2_tile(conv_path p) { return p == PATH_WINOGRAD_S2_F4 ? 4 : 2; }
 
 static nn_direct_geom direct_geom(const geom *g, int64_t OC) {
   return (nn_direct_geom){.C = g->C, .H = g->H, .W = g->W, .OC = OC, .KH = g->KH, .KW = g->KW, .OH = g->OH,
@@ -163,13 +166,13 @@ static conv_path pick_path(const geom *g, int groups, int64_t OC, bool pointwise
 
 static size_t packed_floats(conv_path path, const nn_direct_geom *dg) {
   return path == PATH_WINOGRAD      ? nn_winograd_packed_floats(dg)
-         : path == PATH_WINOGRAD_S2 ? nn_winograd_s2_packed_floats(dg)
+         : is_winograd(path)        ? nn_winograd_s2_packed_floats(dg, s2_tile(path))
                                     : nn_conv_direct_packed_floats(dg);
 }
 
 static bool pack_weights(conv_path path, const nn_direct_geom *dg, const float *w, float *packed) {
-  if (path == PATH_WINOGRAD_S2) {
-    if (!nn_winograd_s2_pack(dg, w, packed)) {
+  if (path == PATH_WINOGRAD_S2 || path == PATH_WINOGRAD_S2_F4) {
+    if (!nn_winograd_s2_pack(dg, w, packed, s2_tile(path))) {
       nn_set_error("conv2d: out of memory packing filters");
       return false;
     }
@@ -187,7 +190,7 @@ static bool run_packed(conv_path path, const nn_direct_geom *dg, int64_t N, cons
                        const float *bias, bool relu, bool accumulate, float *out) {
   int flags = (relu ? NN_DIRECT_RELU : 0) | (accumulate ? NN_DIRECT_ACCUMULATE : 0);
   size_t ns = path == PATH_WINOGRAD      ? nn_winograd_scratch_floats(dg)
-              : path == PATH_WINOGRAD_S2 ? nn_winograd_s2_scratch_floats(dg)
+              : is_winograd(path)        ? nn_winograd_s2_scratch_floats(dg, s2_tile(path))
                                          : nn_conv_direct_input_floats(dg);
   float *scratch = nn_arena_alloc(nn_arena_current(), ns * sizeof(float));
   if (!scratch) return false;
@@ -196,8 +199,8 @@ static bool run_packed(conv_path path, const nn_direct_geom *dg, int64_t N, cons
     float *on = out + n * dg->OC * dg->OH * dg->OW;
     if (path == PATH_WINOGRAD)
       nn_winograd(dg, xn, packed, bias, relu, scratch, on);
-    else if (path == PATH_WINOGRAD_S2)
-      nn_winograd_s2(dg, xn, packed, bias, relu, scratch, on);
+    else if (is_winograd(path))
+      nn_winograd_s2(dg, s2_tile(path), xn, packed, bias, relu, scratch, on);
     else
       nn_conv_direct(dg, xn, packed, bias, flags, scratch, on);
   }
@@ -394,6 +397,7 @@ bool nn_conv_infer_init(nn_conv_infer *ci, const nn_conv2d_layer *conv, const nn
     ci->packed_direct = malloc(packed_floats(PATH_DIRECT, &dg) * sizeof(float));
     if ((ok = ci->packed_direct != NULL)) pack_weights(PATH_DIRECT, &dg, wd, ci->packed_direct);
   }
+  if (path == PATH_WINOGRAD_S2) path = PATH_WINOGRAD_S2_F4; /* packed once: the larger tile pays */
   if (ok && is_winograd(path)) { /* a layer is 3x3 stride 1 or 5x5 stride 2, never both: one slot */
     ci->packed_winograd = malloc(packed_floats(path, &dg) * sizeof(float));
     ok = ci->packed_winograd != NULL && pack_weights(path, &dg, wd, ci->packed_winograd);
@@ -439,6 +443,7 @@ static nn_tensor *conv_infer(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *a
     }
   }
   conv_path path = pick_path(&g, ci->p.groups, OC, true);
+  if (path == PATH_WINOGRAD_S2) path = PATH_WINOGRAD_S2_F4;
   if (addend && is_winograd(path)) path = PATH_DIRECT;
   const float *packed = is_winograd(path) ? ci->packed_winograd : path == PATH_DIRECT ? ci->packed_direct : NULL;
   if (!packed) { /* GEMM, with the add and ReLU as passes of their own */
