@@ -299,81 +299,65 @@ static void input_block2(const wino_ctx *k, int64_t c, int64_t qs, int64_t qe, f
 
 enum { OUT_RUN = 16 }; /* tiles transformed back together: small enough for the stack, long enough to vectorise */
 
-/* F(4x4): A^T m A, plus bias and ReLU, for tiles [q0, q1) of channel oc. */
-static void output_transform4(const wino_ctx *k, int64_t oc, int64_t q0, int64_t q1, const float *M) {
-  const nn_direct_geom *g = k->g;
-  int64_t tw = k->w.tw, pc = k->w.pc, ocp = k->w.ocp;
-  float bias = k->bias ? k->bias[oc] : 0.0f;
-  float *o = k->out + oc * g->OH * g->OW;
-  float s[4][6][OUT_RUN], y[4][4][OUT_RUN];
-  for (int64_t i = q0 / tw; i * tw < q1; i++) {
-    int64_t ja = q0 > i * tw ? q0 - i * tw : 0, jb = q1 < (i + 1) * tw ? q1 - i * tw : tw;
-    for (int64_t jr = ja; jr < jb; jr += OUT_RUN) {
-      int len = (int)(jb - jr < OUT_RUN ? jb - jr : OUT_RUN);
-      const float *m = M + oc * pc + i * tw + jr - q0;
-      for (int b = 0; b < 6; b++) {
-        const float *m0 = m + (0 * 6 + b) * ocp * pc, *m1 = m + (1 * 6 + b) * ocp * pc;
-        const float *m2 = m + (2 * 6 + b) * ocp * pc, *m3 = m + (3 * 6 + b) * ocp * pc;
-        const float *m4 = m + (4 * 6 + b) * ocp * pc, *m5 = m + (5 * 6 + b) * ocp * pc;
-        for (int j = 0; j < len; j++) AT6(m0[j], m1[j], m2[j], m3[j], m4[j], m5[j], s[0][b][j], s[1][b][j], s[2][b][j], s[3][b][j]);
-      }
-      for (int r = 0; r < 4; r++)
-        for (int j = 0; j < len; j++) {
-          float a0, a1, a2, a3;
-          AT6(s[r][0][j], s[r][1][j], s[r][2][j], s[r][3][j], s[r][4][j], s[r][5][j], a0, a1, a2, a3);
-          a0 += bias, a1 += bias, a2 += bias, a3 += bias;
-          if (k->relu) {
-            a0 = a0 < 0.0f ? 0.0f : a0, a1 = a1 < 0.0f ? 0.0f : a1;
-            a2 = a2 < 0.0f ? 0.0f : a2, a3 = a3 < 0.0f ? 0.0f : a3;
-          }
-          y[r][0][j] = a0, y[r][1][j] = a1, y[r][2][j] = a2, y[r][3][j] = a3;
-        }
-      for (int r = 0; r < 4 && 4 * i + r < g->OH; r++) {
-        float *row = o + (4 * i + r) * g->OW;
-        for (int j = 0; j < len; j++)
-          for (int cx = 0; cx < 4; cx++) {
-            int64_t col = 4 * (jr + j) + cx;
-            if (col < g->OW) row[col] = y[r][cx][j];
-          }
+/* F(4x4): A^T m A, plus bias and ReLU, for a run of len tiles whose 36 points lie xs apart from m. */
+static void back4(const float *m, int64_t xs, int len, float bias, bool relu, float y[4][4][OUT_RUN]) {
+  float s[4][6][OUT_RUN];
+  for (int b = 0; b < 6; b++) {
+    const float *m0 = m + (0 * 6 + b) * xs, *m1 = m + (1 * 6 + b) * xs, *m2 = m + (2 * 6 + b) * xs;
+    const float *m3 = m + (3 * 6 + b) * xs, *m4 = m + (4 * 6 + b) * xs, *m5 = m + (5 * 6 + b) * xs;
+    for (int j = 0; j < len; j++) AT6(m0[j], m1[j], m2[j], m3[j], m4[j], m5[j], s[0][b][j], s[1][b][j], s[2][b][j], s[3][b][j]);
+  }
+  for (int r = 0; r < 4; r++)
+    for (int j = 0; j < len; j++) {
+      float a[4];
+      AT6(s[r][0][j], s[r][1][j], s[r][2][j], s[r][3][j], s[r][4][j], s[r][5][j], a[0], a[1], a[2], a[3]);
+      for (int c = 0; c < 4; c++) {
+        a[c] += bias;
+        y[r][c][j] = relu && a[c] < 0.0f ? 0.0f : a[c];
       }
     }
-  }
 }
 
-/* F(2x2): A^T m A with A^T = (1 1 1 0) (0 1 -1 -1), plus bias and ReLU, for tiles [q0, q1) of channel oc. */
-static void output_transform2(const wino_ctx *k, int64_t oc, int64_t q0, int64_t q1, const float *M) {
+/* F(2x2): the same with A^T = (1 1 1 0) (0 1 -1 -1) and 16 points. */
+static void back2(const float *m, int64_t xs, int len, float bias, bool relu, float y[4][4][OUT_RUN]) {
+  float s[2][4][OUT_RUN];
+  for (int b = 0; b < 4; b++) {
+    const float *m0 = m + (0 * 4 + b) * xs, *m1 = m + (1 * 4 + b) * xs;
+    const float *m2 = m + (2 * 4 + b) * xs, *m3 = m + (3 * 4 + b) * xs;
+    for (int j = 0; j < len; j++) {
+      s[0][b][j] = m0[j] + m1[j] + m2[j];
+      s[1][b][j] = m1[j] - m2[j] - m3[j];
+    }
+  }
+  for (int r = 0; r < 2; r++)
+    for (int j = 0; j < len; j++) {
+      float a = bias + (s[r][0][j] + s[r][1][j] + s[r][2][j]);
+      float b = bias + (s[r][1][j] - s[r][2][j] - s[r][3][j]);
+      y[r][0][j] = relu && a < 0.0f ? 0.0f : a;
+      y[r][1][j] = relu && b < 0.0f ? 0.0f : b;
+    }
+}
+
+/* Outputs of channel oc for tiles [q0, q1), a run of tiles at a time. */
+static void output_transform(const wino_ctx *k, int64_t oc, int64_t q0, int64_t q1, const float *M) {
   const nn_direct_geom *g = k->g;
   int64_t tw = k->w.tw, pc = k->w.pc, ocp = k->w.ocp;
+  int mt = k->w.m;
   float bias = k->bias ? k->bias[oc] : 0.0f;
   float *o = k->out + oc * g->OH * g->OW;
-  float s[2][4][OUT_RUN], y[2][2][OUT_RUN];
+  float y[4][4][OUT_RUN];
   for (int64_t i = q0 / tw; i * tw < q1; i++) {
     int64_t ja = q0 > i * tw ? q0 - i * tw : 0, jb = q1 < (i + 1) * tw ? q1 - i * tw : tw;
     for (int64_t jr = ja; jr < jb; jr += OUT_RUN) {
       int len = (int)(jb - jr < OUT_RUN ? jb - jr : OUT_RUN);
-      const float *m = M + oc * pc + i * tw + jr - q0;
-      for (int b = 0; b < 4; b++) {
-        const float *m0 = m + (0 * 4 + b) * ocp * pc, *m1 = m + (1 * 4 + b) * ocp * pc;
-        const float *m2 = m + (2 * 4 + b) * ocp * pc, *m3 = m + (3 * 4 + b) * ocp * pc;
-        for (int j = 0; j < len; j++) {
-          s[0][b][j] = m0[j] + m1[j] + m2[j];
-          s[1][b][j] = m1[j] - m2[j] - m3[j];
-        }
-      }
-      for (int r = 0; r < 2; r++)
-        for (int j = 0; j < len; j++) {
-          float a = bias + (s[r][0][j] + s[r][1][j] + s[r][2][j]);
-          float b = bias + (s[r][1][j] - s[r][2][j] - s[r][3][j]);
-          y[r][0][j] = k->relu && a < 0.0f ? 0.0f : a;
-          y[r][1][j] = k->relu && b < 0.0f ? 0.0f : b;
-        }
-      for (int r = 0; r < 2 && 2 * i + r < g->OH; r++) {
-        float *row = o + (2 * i + r) * g->OW;
-        for (int j = 0; j < len; j++) {
-          int64_t col = 2 * (jr + j);
-          row[col] = y[r][0][j];
-          if (col + 1 < g->OW) row[col + 1] = y[r][1][j];
-        }
+      (mt == 4 ? back4 : back2)(M + oc * pc + i * tw + jr - q0, ocp * pc, len, bias, k->relu, y);
+      for (int r = 0; r < mt && mt * i + r < g->OH; r++) {
+        float *row = o + (mt * i + r) * g->OW;
+        for (int j = 0; j < len; j++)
+          for (int cx = 0; cx < mt; cx++) {
+            int64_t col = mt * (jr + j) + cx;
+            if (col < g->OW) row[col] = y[r][cx][j];
+          }
       }
     }
   }
@@ -401,7 +385,7 @@ static void run_chunks(void *p, int64_t c0, int64_t c1) {
         for (int64_t ob = 0; ob < nob; ob++)
           nn_direct_tile(V + (xi * nqb + qb) * C * TILE, TILE, C, toff0, 1, k->packed + (xi * nob + ob) * C * OCB,
                          zero, 0, M + (xi * w->ocp + ob * OCB) * w->pc + qb * TILE, w->pc);
-    for (int64_t oc = 0; oc < g->OC; oc++) (w->m == 4 ? output_transform4 : output_transform2)(k, oc, q0, q1, M);
+    for (int64_t oc = 0; oc < g->OC; oc++) output_transform(k, oc, q0, q1, M);
   }
 }
 
