@@ -235,7 +235,7 @@ static void gst_e2e_codec_enc_class_init(GstE2eCodecEncClass *klass) {
   oc->finalize = finalize;
   GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
   g_object_class_install_property(oc, PROP_QUALITY, g_param_spec_uint("quality", "Quality",
-      "Quality level: 1 (smallest, ~0.2 bpp) .. 5 (best); can change while playing", 1, CODEC_MAX_QUALITY, 3,
+      "Quality level: 1 (smallest, ~0.2 bpp on photos) .. 5 (best, ~1.1 bpp); can change while playing", 1, CODEC_MAX_QUALITY, 3,
       rw | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property(oc, PROP_MODEL, g_param_spec_string("model", "Model",
       "Codec model (safetensors); default: the shipped e2ecodec model", NULL, rw | GST_PARAM_MUTABLE_READY));
