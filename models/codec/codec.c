@@ -216,7 +216,7 @@ bool codec_init(codec_model *c, const codec_config *cfg, uint64_t seed) {
 }
 
 static void release_inference(codec_model *c) {
-  for (int i = 0; i < 7; i++) nn_conv_infer_free(&c->enc_infer[i]);
+  for (size_t i = 0; i < sizeof c->enc_infer / sizeof c->enc_infer[0]; i++) nn_conv_infer_free(&c->enc_infer[i]);
   c->enc_infer_ready = false;
 }
 

@@ -141,9 +141,9 @@ static void bias_grad(nn_tensor *b, const float *g, int64_t N, int64_t C, int64_
 /* The direct kernel covers plain convolutions with more than one tap or a stride (1x1 stride-1 ones
  * are a GEMM as they are, except in inference copies, where the kernel also fuses a residual add).
  * Winograd pays for its transforms from 64 channels in and out on. The path
- * depends only on the shape and the CPU, never on the thread count. */
-/* PATH_WINOGRAD_S2_F4: the space-to-depth path with F(4x4) tiles, for inference copies only (its
- * filters cost 2.25x more to pack, which only pays when they are packed once). */
+ * depends only on the shape, the CPU and whether the filters are packed once (an inference copy),
+ * never on the thread count. PATH_WINOGRAD_S2_F4: the space-to-depth path with F(4x4) tiles, for
+ * inference copies only (its filters cost 2.25x more to pack, which only pays when packed once). */
 typedef enum { PATH_GEMM, PATH_DIRECT, PATH_WINOGRAD, PATH_WINOGRAD_S2, PATH_WINOGRAD_S2_F4 } conv_path;
 
 static bool is_winograd(conv_path p) { return p == PATH_WINOGRAD || p == PATH_WINOGRAD_S2 || p == PATH_WINOGRAD_S2_F4; }
@@ -154,13 +154,13 @@ static nn_direct_geom direct_geom(const geom *g, int64_t OC) {
                           .OW = g->OW, .sh = g->sh, .sw = g->sw, .ph = g->ph, .pw = g->pw};
 }
 
-static conv_path pick_path(const geom *g, int groups, int64_t OC, bool pointwise_too) {
-  if (groups != 1 || g->dh != 1 || g->dw != 1 || (is_pointwise(g) && !pointwise_too) || g->KH * g->KW > 64 ||
+static conv_path pick_path(const geom *g, int groups, int64_t OC, bool packed_once) {
+  if (groups != 1 || g->dh != 1 || g->dw != 1 || (is_pointwise(g) && !packed_once) || g->KH * g->KW > 64 ||
       !nn_conv_direct_available())
     return PATH_GEMM;
   nn_direct_geom dg = direct_geom(g, OC);
   if (nn_winograd_fits(&dg) && g->C >= 64 && OC >= 64) return PATH_WINOGRAD;
-  if (nn_winograd_s2_fits(&dg) && 4 * g->C >= 64 && OC >= 64) return PATH_WINOGRAD_S2;
+  if (nn_winograd_s2_fits(&dg) && 4 * g->C >= 64 && OC >= 64) return packed_once ? PATH_WINOGRAD_S2_F4 : PATH_WINOGRAD_S2;
   return PATH_DIRECT;
 }
 
@@ -397,7 +397,6 @@ bool nn_conv_infer_init(nn_conv_infer *ci, const nn_conv2d_layer *conv, const nn
     ci->packed_direct = malloc(packed_floats(PATH_DIRECT, &dg) * sizeof(float));
     if ((ok = ci->packed_direct != NULL)) pack_weights(PATH_DIRECT, &dg, wd, ci->packed_direct);
   }
-  if (path == PATH_WINOGRAD_S2) path = PATH_WINOGRAD_S2_F4; /* packed once: the larger tile pays */
   if (ok && is_winograd(path)) { /* a layer is 3x3 stride 1 or 5x5 stride 2, never both: one slot */
     ci->packed_winograd = malloc(packed_floats(path, &dg) * sizeof(float));
     ok = ci->packed_winograd != NULL && pack_weights(path, &dg, wd, ci->packed_winograd);
@@ -443,7 +442,6 @@ static nn_tensor *conv_infer(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *a
     }
   }
   conv_path path = pick_path(&g, ci->p.groups, OC, true);
-  if (path == PATH_WINOGRAD_S2) path = PATH_WINOGRAD_S2_F4;
   if (addend && is_winograd(path)) path = PATH_DIRECT;
   const float *packed = is_winograd(path) ? ci->packed_winograd : path == PATH_DIRECT ? ci->packed_direct : NULL;
   if (!packed) { /* GEMM, with the add and ReLU as passes of their own */
