@@ -224,6 +224,11 @@ int e2e_train_codec(int argc, char **argv) {
       fprintf(stderr, "e2e train codec: --lambdas needs %d comma-separated numbers\n", CODEC_MAX_QUALITY);
       return 2;
     }
+    float old_lo = codec_lambda(&c.cfg, 1), old_hi = codec_lambda(&c.cfg, CODEC_MAX_QUALITY);
+    if (lam[0] < old_lo / 4 || lam[CODEC_MAX_QUALITY - 1] > old_hi * 4) /* seen: 600x out started at 4.8 dB */
+      fprintf(stderr, "e2e train codec: warning: --lambdas %g..%g reach far past the model's %g..%g; their gains are "
+                      "extrapolated, so the first steps may code poorly\n",
+              (double)lam[0], (double)lam[CODEC_MAX_QUALITY - 1], (double)old_lo, (double)old_hi);
     if (!codec_set_lambdas(&c, lam)) {
       fprintf(stderr, "e2e train codec: --lambdas: %s\n", nn_last_error());
       return 2;
