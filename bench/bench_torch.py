@@ -149,19 +149,26 @@ def main():
         def dconv(i, o):
             return nn.ConvTranspose2d(i, o, 5, 2, 2, output_padding=1)
 
-        # The same networks as models/codec/codec.c (bmshj2018 scale hyperprior).
+        # The same networks as models/codec/codec.c (bmshj2018 hyperprior with mbt2018's mean head).
         g_a = nn.Sequential(nn.Conv2d(3, n, 5, 2, 2), GDN(n), nn.Conv2d(n, n, 5, 2, 2), GDN(n),
                             nn.Conv2d(n, n, 5, 2, 2), GDN(n), nn.Conv2d(n, m_, 5, 2, 2)).eval()
         h_a = nn.Sequential(nn.Conv2d(m_, n, 3, 1, 1), nn.ReLU(), nn.Conv2d(n, n, 5, 2, 2), nn.ReLU(),
                             nn.Conv2d(n, n, 5, 2, 2)).eval()
-        h_s = nn.Sequential(dconv(n, n), nn.ReLU(), dconv(n, n), nn.ReLU(), nn.Conv2d(n, m_, 3, 1, 1), nn.ReLU()).eval()
+        h_s_trunk = nn.Sequential(dconv(n, n), nn.ReLU(), dconv(n, n), nn.ReLU()).eval()
+        h_s_scale = nn.Sequential(nn.Conv2d(n, m_, 3, 1, 1), nn.ReLU()).eval()
+        h_s_mean = nn.Conv2d(n, m_, 3, 1, 1).eval()
+
+        def h_s(z):  # scales and means of y
+            h = h_s_trunk(z)
+            return h_s_scale(h), h_s_mean(h)
+
         g_s = nn.Sequential(dconv(m_, n), GDN(n, True), dconv(n, n), GDN(n, True), dconv(n, n), GDN(n, True),
                             dconv(n, 3)).eval()
         H, W = (ch + 63) // 64 * 64, (cw + 63) // 64 * 64
         x = torch.rand(1, 3, H, W)
         P2 = H / 2 * W / 2
         P4, P8, P16, P32, P64 = P2 / 4, P2 / 16, P2 / 64, P2 / 256, P2 / 1024
-        hs = P64 * n * n * 25 + P32 * n * n * 25 + P16 * m_ * n * 9
+        hs = P64 * n * n * 25 + P32 * n * n * 25 + 2 * P16 * m_ * n * 9
         enc_macs = (P2 * n * 75 + P4 * n * n * 25 + P8 * n * n * 25 + P16 * m_ * n * 25 + (P2 + P4 + P8) * n * n
                     + P16 * n * m_ * 9 + P32 * n * n * 25 + P64 * n * n * 25 + hs)
         dec_macs = hs + P16 * m_ * n * 25 + P8 * n * n * 25 + P4 * n * n * 25 + P2 * n * 3 * 25 + (P8 + P4 + P2) * n * n
@@ -169,16 +176,16 @@ def main():
             y = g_a(x)
             z = torch.round(h_a(y.abs()))
 
-            def encode():  # the networks an encoder runs: analysis, hyper-analysis, hyper-synthesis for the scales
+            def encode():  # the networks an encoder runs: analysis, hyper-analysis, hyper-synthesis for scales and means
                 yy = g_a(x)
-                h_s(torch.round(h_a(yy.abs())))
-                return torch.round(yy)
+                _, mu = h_s(torch.round(h_a(yy.abs())))
+                return torch.round(yy - mu)  # the integers that get coded
 
-            y_hat = encode()
+            q = encode()
 
             def decode():  # the networks a decoder runs (no entropy coding on this side)
-                h_s(z)
-                return g_s(y_hat)
+                _, mu = h_s(z)
+                return g_s(q + mu)
 
             if want(enc_name):
                 report(enc_name, time_case(encode), enc_macs * 2 / 1e9)

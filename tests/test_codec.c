@@ -176,20 +176,30 @@ TEST(codec_exact_scales_match_training_path) {
   for (int i = 0; i < 16 * zh * zw; i++) nn_f32(z)[i] = (float)((int)(nn_rng_u64(&rng) % 9) - 4);
   /* make the biases positive so that the ReLUs pass something */
   nn_fill_(c.hs[0].bias, 0.1f), nn_fill_(c.hs[1].bias, 0.1f), nn_fill_(c.hs_out.bias, 0.2f);
+  CHECK(c.cfg.mean_scale, "the default model predicts means");
   nn_no_grad_begin();
   nn_tensor *h = nn_relu(nn_conv_transpose2d_forward(&c.hs[0], z));
   h = nn_relu(nn_conv_transpose2d_forward(&c.hs[1], h));
+  nn_tensor *mu = nn_conv2d_forward(&c.hs_mean, h);
   h = nn_relu(nn_conv2d_forward(&c.hs_out, h));
   nn_no_grad_end();
-  float *exact = malloc(sizeof(float) * 24 * 16 * zh * zw);
-  CHECK(codec_hyper_scales_exact(&c, nn_f32(z), zh, zw, exact), "exact path ran");
-  double maxd = 0, maxv = 0;
-  for (int i = 0; i < 24 * 16 * zh * zw; i++) {
+  size_t ny = (size_t)24 * 16 * zh * zw;
+  float *exact = malloc(sizeof(float) * ny), *exact_mu = malloc(sizeof(float) * ny);
+  CHECK(!codec_hyper_scales_exact(&c, nn_f32(z), zh, zw, exact, NULL), "a mean-scale model needs the means' buffer");
+  CHECK(codec_hyper_scales_exact(&c, nn_f32(z), zh, zw, exact, exact_mu), "exact path ran");
+  double maxd = 0, maxv = 0, maxd_mu = 0, maxv_mu = 0;
+  int negative = 0;
+  for (size_t i = 0; i < ny; i++) {
     maxd = fmax(maxd, fabs(exact[i] - nn_f32(h)[i]));
     maxv = fmax(maxv, fabs(exact[i]));
+    maxd_mu = fmax(maxd_mu, fabs(exact_mu[i] - nn_f32(mu)[i]));
+    maxv_mu = fmax(maxv_mu, fabs(exact_mu[i]));
+    negative += exact_mu[i] < 0; /* the mean head has no ReLU */
   }
-  CHECK(maxv > 0.05 && maxd <= 1e-5 * (1 + maxv), "max |exact - nncore| = %g (values up to %g)", maxd, maxv);
-  free(exact);
+  CHECK(maxv > 0.05 && maxd <= 1e-5 * (1 + maxv), "scales: max |exact - nncore| = %g (values up to %g)", maxd, maxv);
+  CHECK(maxv_mu > 0.05 && maxd_mu <= 1e-5 * (1 + maxv_mu) && negative > 0,
+        "means: max |exact - nncore| = %g (values up to %g, %d negative)", maxd_mu, maxv_mu, negative);
+  free(exact), free(exact_mu);
   nn_arena_reset(nn_arena_current());
   codec_free(&c);
 }
@@ -215,7 +225,7 @@ static void ref_deconv5s2_relu(const float *in, int C, int H, int W, const float
       }
 }
 
-static void ref_conv3_relu(const float *in, int C, int H, int W, const float *w, const float *b, int OC, float *out) {
+static void ref_conv3(const float *in, int C, int H, int W, const float *w, const float *b, int OC, bool relu, float *out) {
   for (int oc = 0; oc < OC; oc++)
     for (int y = 0; y < H; y++)
       for (int x = 0; x < W; x++) {
@@ -227,7 +237,7 @@ static void ref_conv3_relu(const float *in, int C, int H, int W, const float *w,
               if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
               acc = acc + w[(((size_t)oc * C + ic) * 3 + ky) * 3 + kx] * in[((size_t)ic * H + iy) * W + ix];
             }
-        out[((size_t)oc * H + y) * W + x] = acc > 0 ? acc : 0;
+        out[((size_t)oc * H + y) * W + x] = !relu || acc > 0 ? acc : 0;
       }
 }
 
@@ -239,7 +249,7 @@ TEST(codec_exact_scales_follow_the_fixed_order_bit_for_bit) {
   CHECK(codec_init(&c, &cfg, 21), "model built");
   nn_rng rng;
   nn_rng_seed(&rng, 4);
-  for (nn_tensor **t = (nn_tensor *[]){c.hs[0].bias, c.hs[1].bias, c.hs_out.bias, NULL}; *t; t++)
+  for (nn_tensor **t = (nn_tensor *[]){c.hs[0].bias, c.hs[1].bias, c.hs_out.bias, c.hs_mean.bias, NULL}; *t; t++)
     for (int64_t i = 0; i < nn_numel(*t); i++) nn_f32(*t)[i] = 0.2f * (nn_rng_uniform(&rng) - 0.3f);
   int sizes[][2] = {{1, 1}, {2, 3}, {5, 7}, {3, 16}};
   for (int si = 0; si < 4; si++) {
@@ -247,21 +257,27 @@ TEST(codec_exact_scales_follow_the_fixed_order_bit_for_bit) {
     float *z = malloc(sizeof(float) * n * zh * zw);
     for (int i = 0; i < n * zh * zw; i++) z[i] = (float)((int)(nn_rng_u64(&rng) % 9) - 4) + 0.37f;
     float *h1 = malloc(sizeof(float) * n * 4 * zh * zw), *h2 = malloc(sizeof(float) * n * 16 * zh * zw);
-    float *ref = malloc(sizeof(float) * m * 16 * zh * zw), *got = malloc(sizeof(float) * m * 16 * zh * zw);
+    size_t ny = (size_t)m * 16 * zh * zw;
+    float *ref = malloc(sizeof(float) * ny), *got = malloc(sizeof(float) * ny);
+    float *ref_mu = malloc(sizeof(float) * ny), *got_mu = malloc(sizeof(float) * ny);
     ref_deconv5s2_relu(z, n, zh, zw, nn_f32(c.hs[0].weight), nn_f32(c.hs[0].bias), n, h1);
     ref_deconv5s2_relu(h1, n, 2 * zh, 2 * zw, nn_f32(c.hs[1].weight), nn_f32(c.hs[1].bias), n, h2);
-    ref_conv3_relu(h2, n, 4 * zh, 4 * zw, nn_f32(c.hs_out.weight), nn_f32(c.hs_out.bias), m, ref);
+    ref_conv3(h2, n, 4 * zh, 4 * zw, nn_f32(c.hs_out.weight), nn_f32(c.hs_out.bias), m, true, ref);
+    ref_conv3(h2, n, 4 * zh, 4 * zw, nn_f32(c.hs_mean.weight), nn_f32(c.hs_mean.bias), m, false, ref_mu);
     int positive = 0;
     for (int i = 0; i < m * 16 * zh * zw; i++) positive += ref[i] > 0;
     CHECK(positive > m * 16 * zh * zw / 8, "the ReLUs pass something (%d positive)", positive);
     for (int threads = 1; threads <= 2; threads++) {
       nn_set_num_threads(threads);
-      memset(got, 0xff, sizeof(float) * m * 16 * zh * zw);
-      CHECK(codec_hyper_scales_exact(&c, z, zh, zw, got), "exact path ran");
-      CHECK(!memcmp(ref, got, sizeof(float) * m * 16 * zh * zw), "z %dx%d, %d threads: not bit-identical to the fixed order",
+      memset(got, 0xff, sizeof(float) * ny);
+      memset(got_mu, 0xff, sizeof(float) * ny);
+      CHECK(codec_hyper_scales_exact(&c, z, zh, zw, got, got_mu), "exact path ran");
+      CHECK(!memcmp(ref, got, sizeof(float) * ny), "z %dx%d, %d threads: scales not bit-identical to the fixed order", zh,
+            zw, threads);
+      CHECK(!memcmp(ref_mu, got_mu, sizeof(float) * ny), "z %dx%d, %d threads: means not bit-identical to the fixed order",
             zh, zw, threads);
     }
-    free(z), free(h1), free(h2), free(ref), free(got);
+    free(z), free(h1), free(h2), free(ref), free(got), free(ref_mu), free(got_mu);
   }
   nn_set_num_threads(0);
   codec_free(&c);
@@ -325,6 +341,46 @@ TEST(codec_widen_latents_keeps_the_model) {
   free(s), free(img), free(rec0), free(rec1), free(dec);
   codec_free(&c);
   codec_free(&old);
+}
+
+TEST(codec_add_mean_head_keeps_the_model_and_codes_exactly) {
+  codec_config cfg = codec_config_default();
+  cfg.n = 16, cfg.m = 24, cfg.mean_scale = false;
+  codec_model c;
+  CHECK(codec_init(&c, &cfg, 12), "scale-only model built");
+  CHECK(!nn_params_find(&c.p, "h_s.mean.weight"), "a scale-only model has no mean head");
+  int w = 80, h = 72;
+  uint8_t *img = test_image(w, h, 9), *rec0 = malloc(w * h * 3), *rec1 = malloc(w * h * 3), *dec = malloc(w * h * 3);
+  uint8_t *s0 = NULL, *s1 = NULL;
+  size_t l0 = 0, l1 = 0;
+  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s0, &l0, rec0), "scale-only encode: %s", nn_last_error());
+  CHECK(codec_decompress(&c, s0, l0, dec, w, h) && !memcmp(dec, rec0, w * h * 3), "scale-only streams still decode exactly");
+  uint32_t id0 = c.model_id;
+  CHECK(codec_add_mean_head(&c, 3), "add the head: %s", nn_last_error());
+  CHECK(c.cfg.mean_scale && c.model_id != id0 && !codec_add_mean_head(&c, 3), "now mean-scale, a new id, and only once");
+  /* a zero mean head: the same integers, the same picture */
+  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s1, &l1, rec1), "encode after");
+  CHECK(l0 == l1 && !memcmp(s0 + CODEC_HEADER_BYTES, s1 + CODEC_HEADER_BYTES, l0 - CODEC_HEADER_BYTES) &&
+            !memcmp(rec0, rec1, w * h * 3), "zero means: payload and reconstruction unchanged");
+  free(s1);
+  /* once the head says something, the stream changes and still decodes exactly */
+  nn_fill_(c.hs_mean.bias, 0.4f);
+  nn_f32(c.hs_mean.weight)[5] = 0.3f;
+  /* through a file (which also gives the changed weights their id), so the flag is checked too */
+  const char *path = "test_codec_mean_head.safetensors";
+  codec_model d = {0};
+  CHECK(codec_save(&c, path, NULL, 0) && codec_load(&d, path) && d.cfg.mean_scale && d.model_id == c.model_id,
+        "mean-scale model reloads: %s", nn_last_error());
+  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s1, &l1, rec1), "encode with means");
+  CHECK(l1 != l0 || memcmp(s0 + CODEC_HEADER_BYTES, s1 + CODEC_HEADER_BYTES, l0 - CODEC_HEADER_BYTES),
+        "the means change what is coded");
+  CHECK(codec_decompress(&c, s1, l1, dec, w, h) && !memcmp(dec, rec1, w * h * 3), "decoder adds the same means back");
+  memset(dec, 0, w * h * 3);
+  CHECK(codec_decompress(&d, s1, l1, dec, w, h) && !memcmp(dec, rec1, w * h * 3), "so does the reloaded model");
+  remove(path);
+  free(img), free(rec0), free(rec1), free(dec), free(s0), free(s1);
+  codec_free(&c);
+  codec_free(&d);
 }
 
 TEST(codec_stream_versions_and_foreign_bytes) {

@@ -79,6 +79,7 @@ static void usage(void) {
           "                       [--max-seconds T (stop by time; the schedule follows whichever runs out first)]\n"
           "                       [--reset-hyper 1 (with --init: fresh hyperprior on the loaded transforms)]\n"
           "                       [--widen-m M (with --init: grow y to M channels, keeping what the model computes)]\n"
+          "                       [--mean-head 1 (with --init: a scale-only model learns to predict means too; it starts at 0)]\n"
           "                       [--lambdas L1,..,L%d (rising; with --init the levels' gains are carried over)]\n"
           "  trains one model for all %d quality levels (a level drawn per patch)\n",
           CODEC_MAX_QUALITY, CODEC_MAX_QUALITY);
@@ -128,6 +129,7 @@ int e2e_train_codec(int argc, char **argv) {
   const char *out = NULL, *init = NULL, *root_arg = NULL, *curve_arg = NULL;
   bool reset_hyper = false;
   int widen_m = 0;
+  bool mean_head = false;
   const char *lambdas_arg = NULL;
   for (int i = 0; i < argc; i++) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -152,6 +154,7 @@ int e2e_train_codec(int argc, char **argv) {
     else if (!strcmp(k, "--max-seconds")) max_seconds = strtod(v, NULL);
     else if (!strcmp(k, "--reset-hyper")) reset_hyper = atoi(v) != 0;
     else if (!strcmp(k, "--widen-m")) widen_m = atoi(v);
+    else if (!strcmp(k, "--mean-head")) mean_head = atoi(v) != 0;
     else if (!strcmp(k, "--lambdas")) lambdas_arg = v;
     else {
       usage();
@@ -199,6 +202,10 @@ int e2e_train_codec(int argc, char **argv) {
   }
   if (init && reset_hyper && !reset_hyperprior(&c, seed)) {
     fprintf(stderr, "e2e train codec: --reset-hyper: %s\n", nn_last_error());
+    return 1;
+  }
+  if (init && mean_head && !codec_add_mean_head(&c, seed)) {
+    fprintf(stderr, "e2e train codec: --mean-head: %s\n", nn_last_error());
     return 1;
   }
   if (init && widen_m) {
@@ -331,10 +338,10 @@ int e2e_train_codec(int argc, char **argv) {
   }
   char recipe[512], s_steps[32], s_time[32], s_metrics[512];
   snprintf(recipe, sizeof recipe,
-           "e2e train codec --steps %d --batch %d --patch %d --lr %g --seed %llu --n %d --m %d%s%s%s%s "
+           "e2e train codec --steps %d --batch %d --patch %d --lr %g --seed %llu --n %d --m %d%s%s%s%s%s "
            "(%d steps done in %.0fs on %d threads%s)", planned_steps, batch, patch, lr, (unsigned long long)seed,
            c.cfg.n, c.cfg.m, init ? " --init " : "", init ? init : "", init && reset_hyper ? " --reset-hyper 1" : "",
-           init && widen_m ? " --widen-m (to the m above)" : "", done_steps, train_s, nn_get_num_threads(),
+           init && widen_m ? " --widen-m (to the m above)" : "", init && mean_head ? " --mean-head 1" : "", done_steps, train_s, nn_get_num_threads(),
            max_seconds > 0 ? ", lr schedule paced by --max-seconds" : "");
   snprintf(s_steps, sizeof s_steps, "%d", steps);
   snprintf(s_time, sizeof s_time, "%.0f", train_s);

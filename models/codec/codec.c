@@ -23,7 +23,7 @@ float codec_lambda(const codec_config *cfg, int q) {
 
 /* m 192: a linear code with 96 latents per 16x16 RGB block stops near 30 dB on BSDS500; 192 near 36.5 */
 codec_config codec_config_default(void) {
-  codec_config c = {.n = 64, .m = 192};
+  codec_config c = {.n = 64, .m = 192, .mean_scale = true};
   memcpy(c.lambda, DEFAULT_LAMBDA, sizeof c.lambda);
   return c;
 }
@@ -135,6 +135,7 @@ static bool add_layers(codec_model *c, nn_rng *rng) {
             nn_conv_transpose2d_init(&c->hs[0], &c->p, "h_s.0", n, n, 5, 2, 2, 1, true, rng) &&
             nn_conv_transpose2d_init(&c->hs[1], &c->p, "h_s.1", n, n, 5, 2, 2, 1, true, rng) &&
             nn_conv2d_init(&c->hs_out, &c->p, "h_s.2", n, m, 3, 1, 1, 1, true, rng) &&
+            (!c->cfg.mean_scale || nn_conv2d_init(&c->hs_mean, &c->p, "h_s.mean", n, m, 3, 1, 1, 1, true, rng)) &&
             nn_conv_transpose2d_init(&c->gs[0], &c->p, "g_s.0", m, n, 5, 2, 2, 1, true, rng) &&
             nn_gdn_init(&c->gs_igdn[0], &c->p, "g_s.igdn0", n, true) &&
             nn_conv_transpose2d_init(&c->gs[1], &c->p, "g_s.1", n, n, 5, 2, 2, 1, true, rng) &&
@@ -254,9 +255,11 @@ static nn_tensor *hyper_analysis(codec_model *c, nn_tensor *y, bool copies) {
   return nn_conv2d_forward(&c->ha[2], h);
 }
 
-static nn_tensor *hyper_synthesis(codec_model *c, nn_tensor *z) {
+/* z -> scales of y, and their means when the model has a mean head (else *means = NULL) */
+static nn_tensor *hyper_synthesis(codec_model *c, nn_tensor *z, nn_tensor **means) {
   nn_tensor *h = nn_relu(nn_conv_transpose2d_forward(&c->hs[0], z));
   h = nn_relu(nn_conv_transpose2d_forward(&c->hs[1], h));
+  *means = c->cfg.mean_scale ? nn_conv2d_forward(&c->hs_mean, h) : NULL;
   return nn_relu(nn_conv2d_forward(&c->hs_out, h));
 }
 
@@ -320,9 +323,12 @@ nn_tensor *codec_train_forward(codec_model *c, nn_tensor *x, const int *quality,
   nn_tensor *z_tilde = nn_add(z, uniform_noise(z, rng));
   nn_tensor *bits_z = nn_gaussian_bits(nn_sub(z_tilde, nn_reshape(nn_params_find(&c->p, "z.mean"), 4, ms)),
                                        z_scales(c, z), CODEC_SCALE_MIN);
-  nn_tensor *scales = hyper_synthesis(c, z_tilde);
-  nn_tensor *bits_y = nn_gaussian_bits(nn_add(y, uniform_noise(y, rng)), scales, CODEC_SCALE_MIN);
-  nn_tensor *y_hat = nn_add(y, rounding_offset(y));
+  nn_tensor *means = NULL;
+  nn_tensor *scales = hyper_synthesis(c, z_tilde, &means);
+  /* the residual from the predicted mean is what gets coded: y_hat = round(y - mean) + mean */
+  nn_tensor *r = means ? nn_sub(y, means) : y;
+  nn_tensor *bits_y = nn_gaussian_bits(nn_add(r, uniform_noise(r, rng)), scales, CODEC_SCALE_MIN);
+  nn_tensor *y_hat = nn_add(y, rounding_offset(r));
   nn_tensor *x_hat = synthesis(c, nn_mul(y_hat, gains_for(c, c->gain_dec, quality, nb)));
   nn_tensor *d = nn_sub(x_hat, x);
   /* per-patch MSE [N], weighted by its level's lambda */
@@ -359,6 +365,7 @@ bool codec_widen_latents(codec_model *c, int m, uint64_t seed) {
     if (!src || src->dtype != NN_F32 || src->ndim != dst->ndim || !strncmp(w.p.names[i], "entropy.", 8)) continue;
     bool gain = !strncmp(w.p.names[i], "gain.", 5);
     bool quiet = !strcmp(w.p.names[i], "g_s.0.weight") || !strcmp(w.p.names[i], "h_a.0.weight");
+    bool silent = !strncmp(w.p.names[i], "h_s.mean.", 9); /* new latents start with mean 0 */
     float *dd = nn_f32(dst);
     const float *sd = nn_f32(src);
     for (int64_t e = 0; e < nn_numel(dst); e++) { /* the overlap keeps the old entries */
@@ -374,6 +381,7 @@ bool codec_widen_latents(codec_model *c, int m, uint64_t seed) {
         se += idx * stride_s;
       }
       if (inside) dd[e] = sd[se];
+      else if (silent) dd[e] = 0.0f;
       else if (quiet) dd[e] *= 0.1f;
       else if (gain) { /* row = level: its mean over the old channels */
         int64_t level = e / dst->shape[1];
@@ -383,6 +391,27 @@ bool codec_widen_latents(codec_model *c, int m, uint64_t seed) {
       }
     }
   }
+  codec_free(c);
+  *c = w;
+  return true;
+}
+
+bool codec_add_mean_head(codec_model *c, uint64_t seed) {
+  if (c->cfg.mean_scale) {
+    nn_set_error("codec: the model already predicts means");
+    return false;
+  }
+  codec_config cfg = c->cfg;
+  cfg.mean_scale = true;
+  codec_model w;
+  if (!codec_init(&w, &cfg, seed)) return false;
+  for (int i = 0; i < w.p.n; i++) {
+    nn_tensor *dst = w.p.t[i], *src = nn_params_find(&c->p, w.p.names[i]);
+    if (src) memcpy(nn_data(dst), nn_data(src), (size_t)nn_numel(dst) * nn_dtype_size(dst->dtype));
+    else nn_fill_(dst, 0.0f); /* the mean head: predicts 0, as the scale-only model assumed */
+  }
+  tables_from_buffers(&w);
+  w.model_id = weights_hash(&w.p);
   codec_free(c);
   *c = w;
   return true;
@@ -426,7 +455,7 @@ static char *config_json(const codec_config *c) {
   g_string_append_printf(s, "{\"n\": %d, \"m\": %d, \"stride\": %d, \"qualities\": %d, \"lambdas\": [", c->n, c->m,
                          CODEC_STRIDE, CODEC_MAX_QUALITY);
   for (int q = 1; q <= CODEC_MAX_QUALITY; q++) g_string_append_printf(s, "%s%.9g", q > 1 ? ", " : "", (double)codec_lambda(c, q));
-  g_string_append(s, "]}");
+  g_string_append_printf(s, "], \"mean_scale\": %s}", c->mean_scale ? "true" : "false");
   return g_string_free(s, FALSE);
 }
 
@@ -463,6 +492,7 @@ static bool parse_config(const char *json, codec_config *c, const char *path) {
     JsonArray *lam = json_object_has_member(o, "lambdas") ? json_object_get_array_member(o, "lambdas") : NULL;
     if (lam && json_array_get_length(lam) == CODEC_MAX_QUALITY)
       for (int q = 0; q < CODEC_MAX_QUALITY; q++) c->lambda[q] = (float)json_array_get_double_element(lam, q);
+    c->mean_scale = json_object_get_boolean_member_with_default(o, "mean_scale", FALSE);
     if (json_object_get_int_member_with_default(o, "qualities", 0) != CODEC_MAX_QUALITY) {
       nn_set_error("%s: the model must have %d quality levels", path, CODEC_MAX_QUALITY);
     } else if (json_object_get_int_member_with_default(o, "stride", CODEC_STRIDE) != CODEC_STRIDE) {
@@ -648,17 +678,19 @@ static void scale_index_range(void *p, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; i++) c->idx[i] = codec_scale_index(c->t, c->s[i]);
 }
 
-/* Decoder-side part shared by both directions: z symbols -> scales -> indices. */
-static int *scale_indices(const codec_model *c, const float *z_hat, int zh, int zw) {
+/* Decoder-side part shared by both directions: z symbols -> scales -> indices, and the means
+ * (written to means, which a mean-scale model needs; others leave it untouched). */
+static int *scale_indices(const codec_model *c, const float *z_hat, int zh, int zw, float *means) {
   size_t ny = (size_t)c->cfg.m * (size_t)(4 * zh) * (size_t)(4 * zw);
   float *s = malloc(sizeof(float) * ny);
   int *idx = malloc(sizeof(int) * ny);
   if (!s || !idx) {
     free(s);
     free(idx);
+    nn_set_error("e2ecodec: out of memory for the scales");
     return NULL;
   }
-  if (!codec_hyper_scales_exact(c, z_hat, zh, zw, s)) {
+  if (!codec_hyper_scales_exact(c, z_hat, zh, zw, s, c->cfg.mean_scale ? means : NULL)) {
     free(s);
     free(idx);
     return NULL;
@@ -719,15 +751,17 @@ bool codec_compress(codec_model *c, int quality, const uint8_t *rgb, int w, int 
       nn_f32(z_hat)[k] = (float)q + zm[ch];
     }
   }
-  idx = scale_indices(c, nn_f32(z_hat), zh, zw);
-  nn_tensor *y_hat = nn_empty(NN_F32, 4, (int64_t[]){1, m, 4 * zh, 4 * zw});
-  if (!idx || !y_hat) goto done;
+  /* y_hat starts as the means (zero for a scale-only model); the coded integers are added to it */
+  nn_tensor *y_hat = nn_zeros(NN_F32, 4, (int64_t[]){1, m, 4 * zh, 4 * zw});
+  if (!y_hat) goto done;
+  idx = scale_indices(c, nn_f32(z_hat), zh, zw, nn_f32(y_hat));
+  if (!idx) goto done;
   const float *yc = nn_f32(y);
   for (size_t i = 0, ny = (size_t)m * 16 * zh * zw; i < ny; i++) {
-    float v = yc[i];
+    float mu = nn_f32(y_hat)[i], v = yc[i] - mu;
     int32_t q = !isfinite(v) ? 0 : v > 1e9f ? 1000000000 : v < -1e9f ? -1000000000 : (int32_t)nearbyintf(v);
     put_value(&wy, &c->tables, idx[i], q);
-    nn_f32(y_hat)[i] = (float)q;
+    nn_f32(y_hat)[i] = (float)q + mu;
   }
   size_t zl = 0, yl = 0;
   zb = rans_writer_finish(&wz, &zl);
@@ -789,7 +823,7 @@ bool codec_decompress(codec_model *c, const uint8_t *data, size_t len, uint8_t *
   nn_no_grad_begin();
   const float *zm = nn_f32(nn_params_find(&c->p, "z.mean"));
   nn_tensor *z_hat = nn_empty(NN_F32, 4, (int64_t[]){1, n, zh, zw});
-  nn_tensor *y_hat = nn_empty(NN_F32, 4, (int64_t[]){1, m, 4 * zh, 4 * zw});
+  nn_tensor *y_hat = nn_zeros(NN_F32, 4, (int64_t[]){1, m, 4 * zh, 4 * zw});
   if (!z_hat || !y_hat) goto done;
   rans_reader rz, ry;
   rans_reader_init(&rz, data + CODEC_HEADER_BYTES, hd.z_bytes);
@@ -801,10 +835,11 @@ bool codec_decompress(codec_model *c, const uint8_t *data, size_t len, uint8_t *
     nn_set_error("e2ecodec: hyper-latent payload is corrupt (does not decode to its exact length)");
     goto done;
   }
-  idx = scale_indices(c, nn_f32(z_hat), zh, zw);
+  idx = scale_indices(c, nn_f32(z_hat), zh, zw, nn_f32(y_hat));
   if (!idx) goto done;
   rans_reader_init(&ry, data + CODEC_HEADER_BYTES + hd.z_bytes, hd.y_bytes);
-  for (size_t i = 0, ny = (size_t)m * 16 * zh * zw; i < ny; i++) nn_f32(y_hat)[i] = (float)get_value(&ry, &c->tables, idx[i]);
+  for (size_t i = 0, ny = (size_t)m * 16 * zh * zw; i < ny; i++)
+    nn_f32(y_hat)[i] = (float)get_value(&ry, &c->tables, idx[i]) + nn_f32(y_hat)[i];
   if (!rans_reader_done(&ry)) {
     nn_set_error("e2ecodec: latent payload is corrupt (does not decode to its exact length)");
     goto done;

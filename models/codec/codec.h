@@ -2,8 +2,10 @@
  * (2018). An analysis transform with GDN maps the image to latents y at 1/16
  * resolution; a hyper-analysis maps |y| to side information z at 1/64. z is
  * coded with a factorised (per-channel Gaussian) density; the hyper-synthesis
- * turns the decoded z into a scale for every element of y, whose integer
- * values are coded under zero-mean Gaussians of those scales. The synthesis
+ * turns the decoded z into a scale for every element of y and, in a
+ * mean-scale model (Minnen et al. 2018, the default), a mean too: y - mean is
+ * rounded and coded under a zero-mean Gaussian of that scale, and the decoder
+ * adds the mean back. (Older scale-only files code y itself.) The synthesis
  * transform with inverse GDN reconstructs the image from the rounded y.
  *
  * One model serves every quality level: a learned per-channel gain scales y
@@ -37,6 +39,8 @@ typedef struct {
   int n;          /* channels of the transforms */
   int m;          /* channels of y */
   float lambda[CODEC_MAX_QUALITY]; /* rate-distortion trade-off per level (MSE on the 0..255 scale), rising */
+  bool mean_scale; /* the hyper-synthesis also predicts each latent's mean (Minnen et al. 2018); files
+                      without the flag are scale-only */
 } codec_config;
 
 /* The lambda of a quality level (clamped to 1..CODEC_MAX_QUALITY); used by training only. */
@@ -60,7 +64,8 @@ typedef struct {
   nn_gdn_layer ga_gdn[3];
   nn_conv2d_layer ha[3];
   nn_conv_transpose2d_layer hs[2];
-  nn_conv2d_layer hs_out;
+  nn_conv2d_layer hs_out;   /* -> scales (ReLU) */
+  nn_conv2d_layer hs_mean;  /* -> means (linear), only with cfg.mean_scale */
   nn_conv_transpose2d_layer gs[4];
   nn_gdn_layer gs_igdn[3];
   nn_tensor *z_scale_raw;  /* [n]: log of the scale of z's per-channel Gaussian */
@@ -84,6 +89,10 @@ nn_tensor *codec_train_forward(codec_model *c, nn_tensor *x, const int *quality,
 /* Grows y from c->cfg.m to m channels (for training on from a model whose latent width caps its
  * quality) while keeping what the model computes nearly unchanged; c is replaced on success. */
 bool codec_widen_latents(codec_model *c, int m, uint64_t seed);
+
+/* Turns a scale-only model into a mean-scale one that computes exactly the same thing: the new
+ * mean head starts at zero, so training on from it starts where the loaded model was. */
+bool codec_add_mean_head(codec_model *c, uint64_t seed);
 
 /* Retargets the quality levels to new lambdas (strictly rising, positive). Each level's gains are
  * interpolated per channel, log-gain against log-lambda, from the old levels (the end segments
@@ -130,9 +139,10 @@ bool codec_compress(codec_model *c, int quality, const uint8_t *rgb, int w, int 
  * another model or with a bad checksum, with a message in nn_last_error(). */
 bool codec_decompress(codec_model *c, const uint8_t *data, size_t len, uint8_t *rgb, int w, int h);
 
-/* Decoder-side scales from z_hat[1,n,h,w] with a fixed summation order
- * (exposed for tests): writes [m, 4h, 4w] floats to out. False when out of memory. */
-bool codec_hyper_scales_exact(const codec_model *c, const float *z_hat, int zh, int zw, float *out);
+/* Decoder-side scales (and means, for a mean-scale model) from z_hat[1,n,h,w] with a fixed
+ * summation order (exposed for tests): writes [m, 4h, 4w] floats to scales, and to means unless it
+ * is NULL (which a mean-scale model must not pass). False when out of memory. */
+bool codec_hyper_scales_exact(const codec_model *c, const float *z_hat, int zh, int zw, float *scales, float *means);
 /* Index of the quantised scale used for a predicted scale. */
 int codec_scale_index(const codec_tables *t, float scale);
 

@@ -15,7 +15,8 @@
  * at load time; plain SSE pairs otherwise, same results), and blocks of output
  * channels are split across nncore's threads. Inputs are zero-padded, so a tap
  * outside the picture adds w * 0: the sum is unchanged (at most a zero's sign,
- * which the ReLU after every layer removes). */
+ * which the ReLUs remove; a mean of -0 instead of +0 codes and decodes the
+ * same values). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,7 +42,7 @@ static inline v8 load8(const float *p) {
 }
 
 /* One correlation: out[oc][y][x] = relu(b[oc] + sum over ic, then taps t, of w * in[ic][y + ry_t][x + rx_t]),
- * the input zero-padded and the taps in the reference order. */
+ * the input zero-padded and the taps in the reference order (no ReLU for the mean head). */
 typedef struct {
   const float *in;
   int64_t in_chan, in_row;
@@ -51,6 +52,7 @@ typedef struct {
   const float *b;
   float *out;
   int64_t out_chan, out_row, out_col;
+  bool relu;
 } corr_job;
 
 VECTOR_CLONES static void corr_blocks(void *ctx, int64_t g0, int64_t g1) {
@@ -85,7 +87,10 @@ VECTOR_CLONES static void corr_blocks(void *ctx, int64_t g0, int64_t g1) {
         int nx = J->W - x0 < XB ? J->W - x0 : XB;
         for (int j = 0; j < OCB && oc0 + j < J->OC; j++) {
           float *o = J->out + (oc0 + j) * J->out_chan + y * J->out_row + x0 * J->out_col;
-          for (int x = 0; x < nx; x++) o[x * J->out_col] = res[j][x] > 0 ? res[j][x] : 0;
+          if (J->relu)
+            for (int x = 0; x < nx; x++) o[x * J->out_col] = res[j][x] > 0 ? res[j][x] : 0;
+          else
+            for (int x = 0; x < nx; x++) o[x * J->out_col] = res[j][x];
         }
       }
   }
@@ -115,7 +120,7 @@ static bool deconv5s2_relu(const float *in, int C, int H, int W, const float *w,
   for (int py = 0; py < 2; py++)
     for (int px = 0; px < 2; px++) {
       corr_job J = {.in = in, .in_chan = (int64_t)(H + 2) * padded_row(W), .in_row = padded_row(W), .C = C, .OC = OC,
-                    .H = H, .W = W, .b = b};
+                    .H = H, .W = W, .b = b, .relu = true};
       int64_t t_off[MAX_TAPS];
       for (int ky = py; ky < 5; ky += 2)
         for (int kx = px; kx < 5; kx += 2) {
@@ -135,10 +140,11 @@ static bool deconv5s2_relu(const float *in, int C, int H, int W, const float *w,
   return true;
 }
 
-/* Conv 3x3, stride 1, padding 1, then ReLU: in (padded) [C][H][W] -> out [OC][H][W]; weights [OC][C][3][3]. */
-static bool conv3_relu(const float *in, int C, int H, int W, const float *w, const float *b, int OC, float *out) {
+/* Conv 3x3, stride 1, padding 1, then ReLU if asked: in (padded) [C][H][W] -> out [OC][H][W]; weights [OC][C][3][3]. */
+static bool conv3(const float *in, int C, int H, int W, const float *w, const float *b, int OC, bool relu, float *out) {
   corr_job J = {.in = in, .in_chan = (int64_t)(H + 2) * padded_row(W), .in_row = padded_row(W), .C = C, .OC = OC,
-                .H = H, .W = W, .T = 9, .b = b, .out = out, .out_chan = (int64_t)H * W, .out_row = W, .out_col = 1};
+                .H = H, .W = W, .T = 9, .b = b, .out = out, .out_chan = (int64_t)H * W, .out_row = W, .out_col = 1,
+                .relu = relu};
   int64_t t_off[MAX_TAPS];
   for (int t = 0; t < 9; t++) J.roff[t] = (t / 3) * J.in_row + t % 3, t_off[t] = t;
   float *wpk = pack_weights(C, OC, 9, w, 9, (int64_t)C * 9, t_off);
@@ -149,8 +155,12 @@ static bool conv3_relu(const float *in, int C, int H, int W, const float *w, con
   return true;
 }
 
-bool codec_hyper_scales_exact(const codec_model *c, const float *z_hat, int zh, int zw, float *out) {
+bool codec_hyper_scales_exact(const codec_model *c, const float *z_hat, int zh, int zw, float *scales, float *means) {
   int n = c->cfg.n, m = c->cfg.m;
+  if (c->cfg.mean_scale && !means) {
+    nn_set_error("e2ecodec: a mean-scale model needs somewhere to put the means");
+    return false;
+  }
   float *z_pad = calloc(padded_size(n, zh, zw), sizeof(float));
   float *h1 = calloc(padded_size(n, 2 * zh, 2 * zw), sizeof(float));
   float *h2 = calloc(padded_size(n, 4 * zh, 4 * zw), sizeof(float));
@@ -162,7 +172,9 @@ bool codec_hyper_scales_exact(const codec_model *c, const float *z_hat, int zh, 
                sizeof(float) * (size_t)zw);
     ok = deconv5s2_relu(z_pad, n, zh, zw, nn_f32(c->hs[0].weight), nn_f32(c->hs[0].bias), n, h1) &&
          deconv5s2_relu(h1, n, 2 * zh, 2 * zw, nn_f32(c->hs[1].weight), nn_f32(c->hs[1].bias), n, h2) &&
-         conv3_relu(h2, n, 4 * zh, 4 * zw, nn_f32(c->hs_out.weight), nn_f32(c->hs_out.bias), m, out);
+         conv3(h2, n, 4 * zh, 4 * zw, nn_f32(c->hs_out.weight), nn_f32(c->hs_out.bias), m, true, scales) &&
+         (!c->cfg.mean_scale ||
+          conv3(h2, n, 4 * zh, 4 * zw, nn_f32(c->hs_mean.weight), nn_f32(c->hs_mean.bias), m, false, means));
   }
   free(z_pad);
   free(h1);
