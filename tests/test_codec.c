@@ -454,6 +454,22 @@ TEST(codec_mutated_streams_never_crash) {
   codec_free(&c);
 }
 
+TEST(codec_absurd_latents_still_code_and_decode_exactly) {
+  /* a model whose z and y run to 1e12 and beyond (a corrupt or hostile file that still loads): the
+   * symbols saturate, the means and scales overflow to inf, and the picture still decodes to exactly
+   * what the encoder reconstructed, with NaN pixels written as 0 */
+  codec_model c = small_model(4);
+  nn_fill_(c.ha[2].bias, 1e12f);
+  nn_fill_(c.ga[3].bias, -3e38f);
+  uint8_t *img = test_image(64, 64, 1), *rec = malloc(64 * 64 * 3), *dec = malloc(64 * 64 * 3), *s = NULL;
+  size_t len = 0;
+  CHECK(codec_compress(&c, 5, img, 64, 64, 64 * 3, &s, &len, rec), "encode: %s", nn_last_error());
+  memset(dec, 0x55, 64 * 64 * 3);
+  CHECK(codec_decompress(&c, s, len, dec, 64, 64) && !memcmp(dec, rec, 64 * 64 * 3), "decodes to the encoder's picture");
+  free(img), free(rec), free(dec), free(s);
+  codec_free(&c);
+}
+
 TEST(codec_set_lambdas_interpolates_gains_in_log_lambda) {
   codec_model c = small_model(6);
   const int m = 24;

@@ -639,8 +639,15 @@ static void padded_to_rgb(const float *src, int pw, int ph, int w, int h, uint8_
     for (int x = 0; x < w; x++)
       for (int c = 0; c < 3; c++) {
         float v = src[((size_t)c * ph + y) * pw + x] * 255.0f;
-        rgb[((size_t)y * w + x) * 3 + c] = (uint8_t)(v <= 0 ? 0 : v >= 255 ? 255 : (int)(v + 0.5f));
+        /* !(v > 0) also catches NaN, which a hostile stream's huge values can lead to */
+        rgb[((size_t)y * w + x) * 3 + c] = (uint8_t)(!(v > 0) ? 0 : v >= 255 ? 255 : (int)(v + 0.5f));
       }
+}
+
+/* The integer a latent is coded as: rounded, saturated (a float past int32 has no defined conversion),
+ * 0 for what is not a number. */
+static int32_t to_symbol(float v) {
+  return !isfinite(v) ? 0 : v > 1e9f ? 1000000000 : v < -1e9f ? -1000000000 : (int32_t)nearbyintf(v);
 }
 
 /* Integer y values above the table go out as the escape then 32 raw bits (zig-zag). */
@@ -746,7 +753,7 @@ bool codec_compress(codec_model *c, int quality, const uint8_t *rgb, int w, int 
     int ti = z_table(c, ch);
     for (int i = 0; i < zh * zw; i++) {
       size_t k = (size_t)ch * zh * zw + i;
-      int32_t q = (int32_t)nearbyintf(nn_f32(z)[k] - zm[ch]);
+      int32_t q = to_symbol(nn_f32(z)[k] - zm[ch]);
       put_value(&wz, &c->tables, ti, q);
       nn_f32(z_hat)[k] = (float)q + zm[ch];
     }
@@ -758,8 +765,8 @@ bool codec_compress(codec_model *c, int quality, const uint8_t *rgb, int w, int 
   if (!idx) goto done;
   const float *yc = nn_f32(y);
   for (size_t i = 0, ny = (size_t)m * 16 * zh * zw; i < ny; i++) {
-    float mu = nn_f32(y_hat)[i], v = yc[i] - mu;
-    int32_t q = !isfinite(v) ? 0 : v > 1e9f ? 1000000000 : v < -1e9f ? -1000000000 : (int32_t)nearbyintf(v);
+    float mu = nn_f32(y_hat)[i];
+    int32_t q = to_symbol(yc[i] - mu);
     put_value(&wy, &c->tables, idx[i], q);
     nn_f32(y_hat)[i] = (float)q + mu;
   }
