@@ -80,6 +80,7 @@ static void usage(void) {
           "                       [--reset-hyper 1 (with --init: fresh hyperprior on the loaded transforms)]\n"
           "                       [--widen-m M (with --init: grow y to M channels, keeping what the model computes)]\n"
           "                       [--mean-head 1 (with --init: a scale-only model learns to predict means too; it starts at 0)]\n"
+          "                       [--scale-only 1 (a new model without the mean head, as the shipped one began)]\n"
           "                       [--lambdas L1,..,L%d (rising; with --init the levels' gains are carried over)]\n"
           "  trains one model for all %d quality levels (a level drawn per patch)\n",
           CODEC_MAX_QUALITY, CODEC_MAX_QUALITY);
@@ -129,7 +130,7 @@ int e2e_train_codec(int argc, char **argv) {
   const char *out = NULL, *init = NULL, *root_arg = NULL, *curve_arg = NULL;
   bool reset_hyper = false;
   int widen_m = 0;
-  bool mean_head = false;
+  bool mean_head = false, scale_only = false;
   const char *lambdas_arg = NULL;
   for (int i = 0; i < argc; i++) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -155,6 +156,7 @@ int e2e_train_codec(int argc, char **argv) {
     else if (!strcmp(k, "--reset-hyper")) reset_hyper = atoi(v) != 0;
     else if (!strcmp(k, "--widen-m")) widen_m = atoi(v);
     else if (!strcmp(k, "--mean-head")) mean_head = atoi(v) != 0;
+    else if (!strcmp(k, "--scale-only")) scale_only = atoi(v) != 0;
     else if (!strcmp(k, "--lambdas")) lambdas_arg = v;
     else {
       usage();
@@ -191,6 +193,7 @@ int e2e_train_codec(int argc, char **argv) {
   codec_config cfg = codec_config_default();
   if (n_ch) cfg.n = n_ch;
   if (m_ch) cfg.m = m_ch;
+  if (scale_only) cfg.mean_scale = false;
   if (init) {
     if (!codec_load(&c, init)) {
       fprintf(stderr, "e2e train codec: --init: %s\n", nn_last_error());

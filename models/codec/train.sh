@@ -59,7 +59,7 @@ mkdir -p "$OUT/logs"
 STAGE1="$OUT/logs/stage1.safetensors" STAGE3="$OUT/logs/stage3.safetensors" STAGE4="$OUT/logs/stage4.safetensors"
 STAGE5="$OUT/logs/stage5.safetensors" STAGE6A="$OUT/logs/stage6a.safetensors"
 
-"$E2E" train codec --m 96 --lambdas "$LEGACY_LAMBDAS" --steps 40000 --lr 1e-3 --batch 8 --patch 128 --threads "$THREADS" --seed 1 \
+"$E2E" train codec --m 96 --scale-only 1 --lambdas "$LEGACY_LAMBDAS" --steps 40000 --lr 1e-3 --batch 8 --patch 128 --threads "$THREADS" --seed 1 \
   --eval-every 1000 --val-images 8 --max-seconds "$STAGE1_SECONDS" \
   --out "$STAGE1" --curve "$OUT/logs/train-stage1-curve.png" | tee "$OUT/logs/train-stage1.log"
 
