@@ -383,6 +383,70 @@ TEST(codec_add_mean_head_keeps_the_model_and_codes_exactly) {
   codec_free(&d);
 }
 
+TEST(codec_level_mod_starts_neutral_stays_per_level_and_codes_exactly) {
+  codec_model c = small_model(14);
+  CHECK(c.p.n && !c.cfg.level_mod && !nn_params_find(&c.p, "g_s.igdn1.level_scale"), "a default model has no level scales");
+  int w = 80, h = 72;
+  uint8_t *img = test_image(w, h, 11), *dec = malloc(w * h * 3);
+  uint8_t *rec[2][2], *s[2][2]; /* [before/after][level 2/4] */
+  size_t len[2][2];
+  for (int k = 0; k < 2; k++)
+    for (int j = 0; j < 2; j++) rec[k][j] = malloc(w * h * 3), s[k][j] = NULL;
+  for (int j = 0; j < 2; j++)
+    CHECK(codec_compress(&c, 2 + 2 * j, img, w, h, w * 3, &s[0][j], &len[0][j], rec[0][j]), "encode: %s", nn_last_error());
+  uint32_t id0 = c.model_id;
+  CHECK(codec_add_level_mod(&c, 5), "add level scales: %s", nn_last_error());
+  CHECK(c.cfg.level_mod && c.model_id != id0 && !codec_add_level_mod(&c, 5), "now modulated, a new id, and only once");
+  uint8_t *s1 = NULL, *r1 = malloc(w * h * 3);
+  size_t l1 = 0;
+  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s1, &l1, r1) && l1 == len[0][1] &&
+            !memcmp(s1 + CODEC_HEADER_BYTES, s[0][1] + CODEC_HEADER_BYTES, l1 - CODEC_HEADER_BYTES) &&
+            !memcmp(r1, rec[0][1], w * h * 3), "scales of 1: payload and reconstruction unchanged");
+  free(s1), free(r1);
+  /* training reaches only the rows of the levels in the batch */
+  nn_rng rng;
+  nn_rng_seed(&rng, 2);
+  nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, 64, 64});
+  for (int ch = 0; ch < 3; ch++)
+    for (int i = 0; i < 64 * 64; i++) nn_f32(x)[ch * 4096 + i] = img[((i / 64) * w + i % 64) * 3 + ch] / 255.0f;
+  int q4 = 4;
+  nn_tensor *loss = codec_train_forward(&c, x, &q4, &rng, NULL);
+  CHECK(loss && nn_backward(loss), "train step: %s", nn_last_error());
+  for (int i = 0; i < 3; i++)
+    for (int layer = 0; layer < 2; layer++) {
+      nn_tensor *t = layer ? c.mod_s[i] : c.mod_a[i];
+      CHECK(t->grad, "level scales %d/%d have a gradient", layer, i);
+      double g4 = 0, other = 0;
+      for (int q = 0; q < CODEC_MAX_QUALITY; q++)
+        for (int k = 0; k < c.cfg.n; k++) *(q == 3 ? &g4 : &other) += fabs(nn_f32(t->grad)[q * c.cfg.n + k]);
+      CHECK(g4 > 0 && other == 0, "layer %d/%d: level 4's row gets %g, the others %g", layer, i, g4, other);
+    }
+  nn_arena_reset(nn_arena_current());
+  /* level 4 now runs its own transforms: its stream changes and still decodes exactly; level 2's does not */
+  for (int k = 0; k < c.cfg.n; k++) {
+    nn_f32(c.mod_a[0])[3 * c.cfg.n + k] = 0.6f + 0.02f * k;
+    nn_f32(c.mod_s[1])[3 * c.cfg.n + k] = 1.5f - 0.03f * k;
+  }
+  const char *path = "test_codec_level_mod.safetensors";
+  codec_model d = {0};
+  CHECK(codec_save(&c, path, NULL, 0) && codec_load(&d, path) && d.cfg.level_mod && d.model_id == c.model_id,
+        "modulated model reloads: %s", nn_last_error());
+  for (int j = 0; j < 2; j++)
+    CHECK(codec_compress(&c, 2 + 2 * j, img, w, h, w * 3, &s[1][j], &len[1][j], rec[1][j]), "encode after");
+  CHECK(len[1][0] == len[0][0] && !memcmp(s[1][0] + CODEC_HEADER_BYTES, s[0][0] + CODEC_HEADER_BYTES, len[0][0] - CODEC_HEADER_BYTES) &&
+            !memcmp(rec[1][0], rec[0][0], w * h * 3), "level 2 untouched by level 4's scales");
+  CHECK(memcmp(rec[1][1], rec[0][1], w * h * 3), "level 4's picture changed");
+  CHECK(codec_decompress(&c, s[1][1], len[1][1], dec, w, h) && !memcmp(dec, rec[1][1], w * h * 3), "decoder equals encoder");
+  memset(dec, 0, w * h * 3);
+  CHECK(codec_decompress(&d, s[1][1], len[1][1], dec, w, h) && !memcmp(dec, rec[1][1], w * h * 3), "so does the reloaded model");
+  remove(path);
+  for (int k = 0; k < 2; k++)
+    for (int j = 0; j < 2; j++) free(rec[k][j]), free(s[k][j]);
+  free(img), free(dec);
+  codec_free(&c);
+  codec_free(&d);
+}
+
 TEST(codec_stream_versions_and_foreign_bytes) {
   codec_model c = small_model(3);
   uint8_t *img = test_image(64, 64, 1), *out = malloc(64 * 64 * 3), *s = NULL;

@@ -81,7 +81,9 @@ static void usage(void) {
           "                       [--widen-m M (with --init: grow y to M channels, keeping what the model computes)]\n"
           "                       [--mean-head 1 (with --init: a scale-only model learns to predict means too; it starts at 0)]\n"
           "                       [--scale-only 1 (a new model without the mean head, as the shipped one began)]\n"
+          "                       [--level-mod 1 (per-level scales in front of every GDN; with --init they start at 1)]\n"
           "                       [--lambdas L1,..,L%d (rising; with --init the levels' gains are carried over)]\n"
+          "                       [--levels Q,.. (draw patches from these levels only, repeats weigh more; default all)]\n"
           "  trains one model for all %d quality levels (a level drawn per patch)\n",
           CODEC_MAX_QUALITY, CODEC_MAX_QUALITY);
 }
@@ -130,8 +132,9 @@ int e2e_train_codec(int argc, char **argv) {
   const char *out = NULL, *init = NULL, *root_arg = NULL, *curve_arg = NULL;
   bool reset_hyper = false;
   int widen_m = 0;
-  bool mean_head = false, scale_only = false;
+  bool mean_head = false, scale_only = false, level_mod = false;
   const char *lambdas_arg = NULL;
+  int levels[16], n_levels = 0; /* the levels patches are drawn from; all by default */
   for (int i = 0; i < argc; i++) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) {
@@ -157,8 +160,20 @@ int e2e_train_codec(int argc, char **argv) {
     else if (!strcmp(k, "--widen-m")) widen_m = atoi(v);
     else if (!strcmp(k, "--mean-head")) mean_head = atoi(v) != 0;
     else if (!strcmp(k, "--scale-only")) scale_only = atoi(v) != 0;
+    else if (!strcmp(k, "--level-mod")) level_mod = atoi(v) != 0;
     else if (!strcmp(k, "--lambdas")) lambdas_arg = v;
-    else {
+    else if (!strcmp(k, "--levels")) {
+      n_levels = 0;
+      for (char *p = (char *)v, *end; *p; p = *end == ',' ? end + 1 : end) {
+        long q = strtol(p, &end, 10);
+        if (end == p || q < 1 || q > CODEC_MAX_QUALITY || n_levels == 16 || (*end && *end != ',')) {
+          fprintf(stderr, "e2e train codec: --levels takes up to 16 levels in 1..%d, comma-separated\n",
+                  CODEC_MAX_QUALITY);
+          return 2;
+        }
+        levels[n_levels++] = (int)q;
+      }
+    } else {
       usage();
       return 2;
     }
@@ -194,6 +209,7 @@ int e2e_train_codec(int argc, char **argv) {
   if (n_ch) cfg.n = n_ch;
   if (m_ch) cfg.m = m_ch;
   if (scale_only) cfg.mean_scale = false;
+  if (level_mod) cfg.level_mod = true;
   if (init) {
     if (!codec_load(&c, init)) {
       fprintf(stderr, "e2e train codec: --init: %s\n", nn_last_error());
@@ -209,6 +225,10 @@ int e2e_train_codec(int argc, char **argv) {
   }
   if (init && mean_head && !codec_add_mean_head(&c, seed)) {
     fprintf(stderr, "e2e train codec: --mean-head: %s\n", nn_last_error());
+    return 1;
+  }
+  if (init && level_mod && !c.cfg.level_mod && !codec_add_level_mod(&c, seed)) {
+    fprintf(stderr, "e2e train codec: --level-mod: %s\n", nn_last_error());
     return 1;
   }
   if (init && widen_m) {
@@ -279,7 +299,7 @@ int e2e_train_codec(int argc, char **argv) {
     nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){batch, 3, patch, patch});
     float *xd = nn_f32(x);
     for (int b = 0; b < batch; b++) {
-      qs[b] = 1 + (int)(nn_rng_u64(&rng) % CODEC_MAX_QUALITY);
+      qs[b] = n_levels ? levels[nn_rng_u64(&rng) % (uint64_t)n_levels] : 1 + (int)(nn_rng_u64(&rng) % CODEC_MAX_QUALITY);
       const e2e_image *im = &train.im[nn_rng_u64(&rng) % (uint64_t)train.n];
       int ox = (int)(nn_rng_u64(&rng) % (uint64_t)(im->w - patch + 1));
       int oy = (int)(nn_rng_u64(&rng) % (uint64_t)(im->h - patch + 1));

@@ -146,6 +146,17 @@ static bool add_layers(codec_model *c, nn_rng *rng) {
             nn_conv_transpose2d_init(&c->gs[3], &c->p, "g_s.3", n, 3, 5, 2, 2, 1, true, rng);
   if (!ok) return false;
   nn_fill_(c->gs[3].bias, 0.45f); /* mean grey: training starts from a sensible image, not black */
+  if (c->cfg.level_mod)
+    for (int i = 0; i < 3; i++) {
+      char na[32], ns[32];
+      snprintf(na, sizeof na, "g_a.gdn%d.level_scale", i);
+      snprintf(ns, sizeof ns, "g_s.igdn%d.level_scale", i);
+      c->mod_a[i] = nn_params_add(&c->p, na, nn_tensor_new(NN_F32, 2, (int64_t[]){CODEC_MAX_QUALITY, n}), true);
+      c->mod_s[i] = nn_params_add(&c->p, ns, nn_tensor_new(NN_F32, 2, (int64_t[]){CODEC_MAX_QUALITY, n}), true);
+      if (!c->mod_a[i] || !c->mod_s[i]) return false;
+      nn_fill_(c->mod_a[i], 1.0f); /* every level starts with the shared transforms */
+      nn_fill_(c->mod_s[i], 1.0f);
+    }
   nn_tensor *zs = nn_params_add(&c->p, "z.log_scale", nn_tensor_new(NN_F32, 1, (int64_t[]){n}), true);
   nn_tensor *zm = nn_params_add(&c->p, "z.mean", nn_tensor_new(NN_F32, 1, (int64_t[]){n}), true);
   if (!zs || !zm) return false;
@@ -239,10 +250,24 @@ bool codec_prepare_inference(codec_model *c) {
   return ok;
 }
 
+/* Rows of a [levels, channels] table for each patch, as [N, channels, 1, 1]. */
+static nn_tensor *gains_for(nn_tensor *table, const int *quality, int64_t n) {
+  nn_tensor *idx = nn_empty(NN_I64, 1, &n);
+  if (!idx) return NULL;
+  for (int64_t i = 0; i < n; i++) ((int64_t *)nn_data(idx))[i] = quality[i] - 1;
+  return nn_reshape(nn_index_select(table, 0, idx), 4, (int64_t[]){n, table->shape[1], 1, 1});
+}
+
+/* a (inverse) GDN's input through its per-level scales, when the model has them */
+static nn_tensor *modulated(nn_tensor *table, nn_tensor *x, const int *quality) {
+  return table && x ? nn_mul(x, gains_for(table, quality, x->shape[0])) : x;
+}
+
 /* copies: through the packed snapshots of codec_prepare_inference (coding only, never training) */
-static nn_tensor *analysis(codec_model *c, nn_tensor *x, bool copies) {
+static nn_tensor *analysis(codec_model *c, nn_tensor *x, const int *quality, bool copies) {
   for (int i = 0; i < 3; i++)
-    x = nn_gdn_forward(&c->ga_gdn[i], copies ? nn_conv_infer_forward(&c->enc_infer[i], x) : nn_conv2d_forward(&c->ga[i], x));
+    x = nn_gdn_forward(&c->ga_gdn[i], modulated(c->mod_a[i], copies ? nn_conv_infer_forward(&c->enc_infer[i], x)
+                                                                    : nn_conv2d_forward(&c->ga[i], x), quality));
   return copies ? nn_conv_infer_forward(&c->enc_infer[3], x) : nn_conv2d_forward(&c->ga[3], x);
 }
 
@@ -264,8 +289,9 @@ static nn_tensor *hyper_synthesis(codec_model *c, nn_tensor *z, nn_tensor **mean
   return nn_relu(nn_conv2d_forward(&c->hs_out, h));
 }
 
-static nn_tensor *synthesis(codec_model *c, nn_tensor *y) {
-  for (int i = 0; i < 3; i++) y = nn_gdn_forward(&c->gs_igdn[i], nn_conv_transpose2d_forward(&c->gs[i], y));
+static nn_tensor *synthesis(codec_model *c, nn_tensor *y, const int *quality) {
+  for (int i = 0; i < 3; i++)
+    y = nn_gdn_forward(&c->gs_igdn[i], modulated(c->mod_s[i], nn_conv_transpose2d_forward(&c->gs[i], y), quality));
   return nn_conv_transpose2d_forward(&c->gs[3], y);
 }
 
@@ -293,13 +319,6 @@ static nn_tensor *z_scales(codec_model *c, nn_tensor *z) {
   return nn_contiguous(nn_expand(nn_reshape(nn_exp(c->z_scale_raw), 4, cs), 4, z->shape));
 }
 
-/* Rows of a [levels, m] gain table for each patch, as [N, m, 1, 1]. */
-static nn_tensor *gains_for(const codec_model *c, nn_tensor *table, const int *quality, int64_t n) {
-  nn_tensor *idx = nn_empty(NN_I64, 1, &n);
-  if (!idx) return NULL;
-  for (int64_t i = 0; i < n; i++) ((int64_t *)nn_data(idx))[i] = quality[i] - 1;
-  return nn_reshape(nn_index_select(table, 0, idx), 4, (int64_t[]){n, c->cfg.m, 1, 1});
-}
 
 nn_tensor *codec_train_forward(codec_model *c, nn_tensor *x, const int *quality, nn_rng *rng, codec_stats *st) {
   if (!x) return NULL;
@@ -317,7 +336,7 @@ nn_tensor *codec_train_forward(codec_model *c, nn_tensor *x, const int *quality,
     }
     nn_f32(lam)[i] = codec_lambda(&c->cfg, quality[i]) * 255.0f * 255.0f;
   }
-  nn_tensor *y = nn_mul(analysis(c, x, false), gains_for(c, c->gain_enc, quality, nb));
+  nn_tensor *y = nn_mul(analysis(c, x, quality, false), gains_for(c->gain_enc, quality, nb));
   nn_tensor *z = hyper_analysis(c, y, false);
   if (!z) return NULL;
   int64_t ms[4] = {1, c->cfg.n, 1, 1};
@@ -330,7 +349,7 @@ nn_tensor *codec_train_forward(codec_model *c, nn_tensor *x, const int *quality,
   nn_tensor *r = means ? nn_sub(y, means) : y;
   nn_tensor *bits_y = nn_gaussian_bits(nn_add(r, uniform_noise(r, rng)), scales, CODEC_SCALE_MIN);
   nn_tensor *y_hat = nn_add(y, rounding_offset(r));
-  nn_tensor *x_hat = synthesis(c, nn_mul(y_hat, gains_for(c, c->gain_dec, quality, nb)));
+  nn_tensor *x_hat = synthesis(c, nn_mul(y_hat, gains_for(c->gain_dec, quality, nb)), quality);
   nn_tensor *d = nn_sub(x_hat, x);
   /* per-patch MSE [N], weighted by its level's lambda */
   nn_tensor *mse_i = nn_mean(nn_reshape(nn_mul(d, d), 2, (int64_t[]){nb, -1}), 1, false);
@@ -418,6 +437,26 @@ bool codec_add_mean_head(codec_model *c, uint64_t seed) {
   return true;
 }
 
+bool codec_add_level_mod(codec_model *c, uint64_t seed) {
+  if (c->cfg.level_mod) {
+    nn_set_error("codec: the model already has level modulation");
+    return false;
+  }
+  codec_config cfg = c->cfg;
+  cfg.level_mod = true;
+  codec_model w;
+  if (!codec_init(&w, &cfg, seed)) return false;
+  for (int i = 0; i < w.p.n; i++) { /* the new scales keep their 1s */
+    nn_tensor *dst = w.p.t[i], *src = nn_params_find(&c->p, w.p.names[i]);
+    if (src) memcpy(nn_data(dst), nn_data(src), (size_t)nn_numel(dst) * nn_dtype_size(dst->dtype));
+  }
+  tables_from_buffers(&w);
+  w.model_id = weights_hash(&w.p);
+  codec_free(c);
+  *c = w;
+  return true;
+}
+
 bool codec_set_lambdas(codec_model *c, const float *lambda) {
   if (!lambdas_valid(lambda)) return false;
   int m = c->cfg.m;
@@ -456,7 +495,8 @@ static char *config_json(const codec_config *c) {
   g_string_append_printf(s, "{\"n\": %d, \"m\": %d, \"stride\": %d, \"qualities\": %d, \"lambdas\": [", c->n, c->m,
                          CODEC_STRIDE, CODEC_MAX_QUALITY);
   for (int q = 1; q <= CODEC_MAX_QUALITY; q++) g_string_append_printf(s, "%s%.9g", q > 1 ? ", " : "", (double)codec_lambda(c, q));
-  g_string_append_printf(s, "], \"mean_scale\": %s}", c->mean_scale ? "true" : "false");
+  g_string_append_printf(s, "], \"mean_scale\": %s, \"level_mod\": %s}", c->mean_scale ? "true" : "false",
+                         c->level_mod ? "true" : "false");
   return g_string_free(s, FALSE);
 }
 
@@ -494,6 +534,7 @@ static bool parse_config(const char *json, codec_config *c, const char *path) {
     if (lam && json_array_get_length(lam) == CODEC_MAX_QUALITY)
       for (int q = 0; q < CODEC_MAX_QUALITY; q++) c->lambda[q] = (float)json_array_get_double_element(lam, q);
     c->mean_scale = json_object_get_boolean_member_with_default(o, "mean_scale", FALSE);
+    c->level_mod = json_object_get_boolean_member_with_default(o, "level_mod", FALSE);
     if (json_object_get_int_member_with_default(o, "qualities", 0) != CODEC_MAX_QUALITY) {
       nn_set_error("%s: the model must have %d quality levels", path, CODEC_MAX_QUALITY);
     } else if (json_object_get_int_member_with_default(o, "stride", CODEC_STRIDE) != CODEC_STRIDE) {
@@ -715,7 +756,7 @@ static int z_table(const codec_model *c, int ch) {
 
 /* g_s(y_hat) -> 8-bit RGB: the reconstruction both sides compute. */
 static bool reconstruct(codec_model *c, int quality, nn_tensor *y_hat, int pw, int ph, int w, int h, uint8_t *rgb) {
-  nn_tensor *x_hat = synthesis(c, nn_mul(y_hat, gains_for(c, c->gain_dec, &quality, 1)));
+  nn_tensor *x_hat = synthesis(c, nn_mul(y_hat, gains_for(c->gain_dec, &quality, 1)), &quality);
   if (!x_hat) return false;
   padded_to_rgb(nn_f32(x_hat), pw, ph, w, h, rgb);
   return true;
@@ -743,7 +784,7 @@ bool codec_compress(codec_model *c, int quality, const uint8_t *rgb, int w, int 
   nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, ph, pw});
   if (!x) goto done;
   rgb_to_padded(rgb, w, h, stride, pw, ph, nn_f32(x));
-  nn_tensor *y = nn_mul(analysis(c, x, c->enc_infer_ready), gains_for(c, c->gain_enc, &quality, 1));
+  nn_tensor *y = nn_mul(analysis(c, x, &quality, c->enc_infer_ready), gains_for(c->gain_enc, &quality, 1));
   nn_tensor *z = hyper_analysis(c, y, c->enc_infer_ready);
   if (!z) goto done;
   /* z: per-channel Gaussian around its learned mean */

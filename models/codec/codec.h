@@ -12,7 +12,10 @@
  * before rounding (finer steps for higher quality) and its inverse-gain
  * partner rescales the decoded latents (Cui et al., "asymmetric gained"
  * variable-rate coding). Training draws a level per patch and weights that
- * patch's distortion by the level's lambda.
+ * patch's distortion by the level's lambda. With level modulation (cfg.level_mod)
+ * every GDN and inverse GDN also reads its input through a per-level,
+ * per-channel scale, so that the transforms themselves can serve a high level
+ * differently from a low one (Yang et al. 2020, "modulated autoencoders").
  *
  * Training (codec_train_forward) uses additive uniform noise for the rate and
  * straight-through rounding for the distortion. Coding (codec_compress /
@@ -41,6 +44,8 @@ typedef struct {
   float lambda[CODEC_MAX_QUALITY]; /* rate-distortion trade-off per level (MSE on the 0..255 scale), rising */
   bool mean_scale; /* the hyper-synthesis also predicts each latent's mean (Minnen et al. 2018); files
                       without the flag are scale-only */
+  bool level_mod;  /* a per-level, per-channel scale in front of every (inverse) GDN, so that the transforms,
+                      not only the latents' gains, can differ between levels; files without it have none */
 } codec_config;
 
 /* The lambda of a quality level (clamped to 1..CODEC_MAX_QUALITY); used by training only. */
@@ -70,6 +75,7 @@ typedef struct {
   nn_gdn_layer gs_igdn[3];
   nn_tensor *z_scale_raw;  /* [n]: log of the scale of z's per-channel Gaussian */
   nn_tensor *gain_enc, *gain_dec; /* [CODEC_MAX_QUALITY, m] */
+  nn_tensor *mod_a[3], *mod_s[3];  /* [CODEC_MAX_QUALITY, n] in front of each GDN / IGDN, with cfg.level_mod */
   codec_tables tables;     /* built at init, replaced by the file's on load */
   nn_conv_infer enc_infer[7]; /* g_a and h_a filters packed once (codec_prepare_inference) */
   bool enc_infer_ready;
@@ -93,6 +99,9 @@ bool codec_widen_latents(codec_model *c, int m, uint64_t seed);
 /* Turns a scale-only model into a mean-scale one that computes exactly the same thing: the new
  * mean head starts at zero, so training on from it starts where the loaded model was. */
 bool codec_add_mean_head(codec_model *c, uint64_t seed);
+
+/* Gives a model without level modulation its per-level scales, all 1: it computes exactly what it did. */
+bool codec_add_level_mod(codec_model *c, uint64_t seed);
 
 /* Retargets the quality levels to new lambdas (strictly rising, positive). Each level's gains are
  * interpolated per channel, log-gain against log-lambda, from the old levels (the end segments
