@@ -221,6 +221,20 @@ TEST(train_adam_first_step_matches_closed_form) {
   nn_optim_step(s);
   nn_optim_step(s);
   for (int i = 0; i < 3; i++) CHECK_CLOSE(nn_f32(w)[i], -0.1 * g[i] * (1 + 1.9), 1e-6);
+  /* per-parameter learning-rate scales: by prefix or by suffix, the others untouched */
+  nn_tensor *u = nn_params_add(&p, "layer.bias", nn_tensor_new(NN_F32, 1, SH(3)), true);
+  u->grad = nn_tensor_from_data(NN_F32, 1, SH(3), g);
+  nn_fill_(w, 0.0f);
+  nn_optim *a = nn_optim_new(&p, nn_optim_defaults(NN_ADAM, 0.1f));
+  CHECK(nn_optim_set_lr_scale(a, "w", 3.0f) == 1 && nn_optim_set_lr_scale(a, ".bias", 0.5f) == 1 &&
+            nn_optim_set_lr_scale(a, "none", 2.0f) == 0 && nn_optim_set_lr_scale(a, "w", -1.0f) == 0,
+        "scales match by name");
+  nn_optim_step(a);
+  for (int i = 0; i < 3; i++) {
+    CHECK_CLOSE(nn_f32(w)[i], g[i] > 0 ? -0.3 : 0.3, 1e-4);
+    CHECK_CLOSE(nn_f32(u)[i], g[i] > 0 ? -0.05 : 0.05, 1e-4);
+  }
+  nn_optim_free(a);
   nn_optim_free(o);
   nn_optim_free(s);
   nn_params_free(&p);

@@ -82,6 +82,7 @@ static void usage(void) {
           "                       [--mean-head 1 (with --init: a scale-only model learns to predict means too; it starts at 0)]\n"
           "                       [--scale-only 1 (a new model without the mean head, as the shipped one began)]\n"
           "                       [--level-mod 1 (per-level scales in front of every GDN; with --init they start at 1)]\n"
+          "                       [--level-mod-lr 10 (the level scales learn at this multiple of --lr)]\n"
           "                       [--lambdas L1,..,L%d (rising; with --init the levels' gains are carried over)]\n"
           "                       [--levels Q,.. (draw patches from these levels only, repeats weigh more; default all)]\n"
           "  trains one model for all %d quality levels (a level drawn per patch)\n",
@@ -133,6 +134,7 @@ int e2e_train_codec(int argc, char **argv) {
   bool reset_hyper = false;
   int widen_m = 0;
   bool mean_head = false, scale_only = false, level_mod = false;
+  float level_mod_lr = 10.0f;
   const char *lambdas_arg = NULL;
   int levels[16], n_levels = 0; /* the levels patches are drawn from; all by default */
   for (int i = 0; i < argc; i++) {
@@ -161,6 +163,7 @@ int e2e_train_codec(int argc, char **argv) {
     else if (!strcmp(k, "--mean-head")) mean_head = atoi(v) != 0;
     else if (!strcmp(k, "--scale-only")) scale_only = atoi(v) != 0;
     else if (!strcmp(k, "--level-mod")) level_mod = atoi(v) != 0;
+    else if (!strcmp(k, "--level-mod-lr")) level_mod_lr = strtof(v, NULL);
     else if (!strcmp(k, "--lambdas")) lambdas_arg = v;
     else if (!strcmp(k, "--levels")) {
       n_levels = 0;
@@ -180,9 +183,10 @@ int e2e_train_codec(int argc, char **argv) {
     i++;
   }
   if (steps < 1 || batch < 1 || batch > 256 || patch < 64 ||
-      patch % CODEC_STRIDE || patch > 320 || !(lr > 0) || eval_every < 1 || val_images < 0) {
+      patch % CODEC_STRIDE || patch > 320 || !(lr > 0) || eval_every < 1 || val_images < 0 ||
+      !(level_mod_lr >= 0 && level_mod_lr <= 1000)) {
     fprintf(stderr, "e2e train codec: --steps >= 1, --batch 1..256, --patch a multiple of 64 "
-                    "(64..320, BSDS500 images are 481x321), --lr > 0\n");
+                    "(64..320, BSDS500 images are 481x321), --lr > 0, --level-mod-lr 0..1000\n");
     return 2;
   }
   nn_set_num_threads(threads);
@@ -270,6 +274,8 @@ int e2e_train_codec(int argc, char **argv) {
          CODEC_MAX_QUALITY, codec_lambda(&c.cfg, 1), codec_lambda(&c.cfg, CODEC_MAX_QUALITY), c.cfg.n, c.cfg.m, (long long)nn_params_numel(&c.p, true), train.n, patch, patch, batch,
          nn_get_num_threads());
   nn_optim *opt = nn_optim_new(&c.p, nn_optim_defaults(NN_ADAM, lr));
+  /* the level scales are few, start at 1 and must move far from it for levels to part ways */
+  if (opt && c.cfg.level_mod) nn_optim_set_lr_scale(opt, ".level_scale", level_mod_lr);
   nn_lr_schedule sched = {.kind = NN_LR_COSINE, .base_lr = lr, .min_lr = lr * 0.05f, .warmup_steps = steps / 50 + 1,
                           .total_steps = steps};
   nn_rng rng;
@@ -359,12 +365,16 @@ int e2e_train_codec(int argc, char **argv) {
     if (!validate(&c, &val, ebpp + n_eval * CODEC_MAX_QUALITY, epsnr + n_eval * CODEC_MAX_QUALITY)) return 1;
     n_eval++;
   }
-  char recipe[512], s_steps[32], s_time[32], s_metrics[512];
+  char recipe[768], s_steps[32], s_time[32], s_metrics[512], more[160] = "";
+  if (c.cfg.level_mod) snprintf(more, sizeof more, "%s --level-mod-lr %g", level_mod ? " --level-mod 1" : "", level_mod_lr);
+  for (int i = 0; i < n_levels; i++)
+    snprintf(more + strlen(more), sizeof more - strlen(more), "%s%d", i ? "," : " --levels ", levels[i]);
   snprintf(recipe, sizeof recipe,
-           "e2e train codec --steps %d --batch %d --patch %d --lr %g --seed %llu --n %d --m %d%s%s%s%s%s "
+           "e2e train codec --steps %d --batch %d --patch %d --lr %g --seed %llu --n %d --m %d%s%s%s%s%s%s%s%s "
            "(%d steps done in %.0fs on %d threads%s)", planned_steps, batch, patch, lr, (unsigned long long)seed,
            c.cfg.n, c.cfg.m, init ? " --init " : "", init ? init : "", init && reset_hyper ? " --reset-hyper 1" : "",
-           init && widen_m ? " --widen-m (to the m above)" : "", init && mean_head ? " --mean-head 1" : "", done_steps, train_s, nn_get_num_threads(),
+           init && widen_m ? " --widen-m (to the m above)" : "", init && mean_head ? " --mean-head 1" : "",
+           lambdas_arg ? " --lambdas " : "", lambdas_arg ? lambdas_arg : "", more, done_steps, train_s, nn_get_num_threads(),
            max_seconds > 0 ? ", lr schedule paced by --max-seconds" : "");
   snprintf(s_steps, sizeof s_steps, "%d", steps);
   snprintf(s_time, sizeof s_time, "%.0f", train_s);

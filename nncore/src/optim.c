@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 nn_optim_config nn_optim_defaults(nn_optim_kind kind, float lr) {
   nn_optim_config c = {.kind = kind, .lr = lr, .beta1 = 0.9f, .beta2 = 0.999f, .alpha = 0.99f, .eps = 1e-8f};
@@ -34,10 +35,12 @@ nn_optim *nn_optim_new(nn_params *params, nn_optim_config cfg) {
   nn_params_init(&o->state);
   o->m = calloc((size_t)(params->n ? params->n : 1), sizeof *o->m);
   o->v = calloc((size_t)(params->n ? params->n : 1), sizeof *o->v);
-  if (!o->m || !o->v) {
+  o->lr_scale = malloc(sizeof *o->lr_scale * (size_t)(params->n ? params->n : 1));
+  if (!o->m || !o->v || !o->lr_scale) {
     nn_optim_free(o);
     return NULL;
   }
+  for (int i = 0; i < params->n; i++) o->lr_scale[i] = 1.0f;
   bool need_m = (cfg.kind == NN_SGD && cfg.momentum > 0) || cfg.kind == NN_ADAM || cfg.kind == NN_ADAMW ||
                 (cfg.kind == NN_RMSPROP && cfg.momentum > 0);
   bool need_v = cfg.kind != NN_SGD;
@@ -62,13 +65,28 @@ void nn_optim_free(nn_optim *o) {
   nn_params_free(&o->state);
   free(o->m);
   free(o->v);
+  free(o->lr_scale);
   free(o);
+}
+
+int nn_optim_set_lr_scale(nn_optim *o, const char *prefix, float scale) {
+  if (!(scale >= 0.0f) || !prefix) return 0;
+  size_t lp = strlen(prefix);
+  int n = 0;
+  for (int i = 0; i < o->params->n; i++) {
+    const char *name = o->params->names[i];
+    size_t ln = strlen(name);
+    bool hit = prefix[0] == '.' ? ln >= lp && !strcmp(name + ln - lp, prefix) : !strncmp(name, prefix, lp);
+    if (hit) o->lr_scale[i] = scale, n++;
+  }
+  return n;
 }
 
 void nn_optim_zero_grad(nn_optim *o) { nn_params_zero_grad(o->params); }
 
 typedef struct {
   const nn_optim_config *c;
+  float lr; /* cfg.lr times this parameter's scale */
   float *p, *m, *v;
   const float *g;
   float bc1, bc2;
@@ -78,7 +96,7 @@ typedef struct {
 static void update_range(void *ctx, int64_t i0, int64_t i1) {
   upd_ctx *u = ctx;
   const nn_optim_config *c = u->c;
-  float lr = c->lr, wd = c->weight_decay;
+  float lr = u->lr, wd = c->weight_decay;
   for (int64_t i = i0; i < i1; i++) {
     float g = u->g[i];
     if (wd != 0.0f && c->kind != NN_ADAMW) g += wd * u->p[i];
@@ -123,6 +141,7 @@ void nn_optim_step(nn_optim *o) {
   for (int i = 0; i < o->params->n; i++) {
     nn_tensor *p = o->params->t[i];
     if (!p->requires_grad || !p->grad) continue;
+    u.lr = o->cfg.lr * o->lr_scale[i];
     u.p = nn_f32(p);
     u.g = nn_f32(p->grad);
     u.m = o->m[i] ? nn_f32(o->m[i]) : NULL;

@@ -29,6 +29,7 @@ typedef struct nn_optim {
   nn_params *params;      /* not owned */
   nn_params state;        /* owned: "<param>.m", "<param>.v" */
   nn_tensor **m, **v;     /* per parameter, NULL when unused */
+  float *lr_scale;        /* per parameter, 1 unless set (PyTorch's parameter groups, in their simplest form) */
   int64_t step;
 } nn_optim;
 
@@ -37,6 +38,9 @@ void nn_optim_free(nn_optim *o);
 /* One update of every trainable parameter with a gradient, at cfg.lr. */
 void nn_optim_step(nn_optim *o);
 void nn_optim_zero_grad(nn_optim *o);
+/* Every parameter whose name starts with prefix (or ends with it, for a prefix that starts with
+ * '.') learns at lr * scale (scale >= 0). Returns how many it matched. */
+int nn_optim_set_lr_scale(nn_optim *o, const char *prefix, float scale);
 const char *nn_optim_kind_name(nn_optim_kind k);
 
 /* Scales all gradients so their global L2 norm is at most max_norm; returns the norm before. */
