@@ -189,6 +189,14 @@ int e2e_train_codec(int argc, char **argv) {
                     "(64..320, BSDS500 images are 481x321), --lr > 0, --level-mod-lr 0..1000\n");
     return 2;
   }
+  /* flags that would otherwise do nothing, said out loud rather than ignored */
+  const char *needs_init = !init && reset_hyper ? "--reset-hyper" : !init && widen_m ? "--widen-m" : !init && mean_head ? "--mean-head" : NULL;
+  const char *needs_new = init && (n_ch || m_ch) ? "--n/--m" : init && scale_only ? "--scale-only" : NULL;
+  if (needs_init || needs_new) {
+    fprintf(stderr, "e2e train codec: %s %s\n", needs_init ? needs_init : needs_new,
+            needs_init ? "changes a loaded model: it needs --init" : "shapes a new model: the --init model keeps its own");
+    return 2;
+  }
   nn_set_num_threads(threads);
   const char *root = data_root(root_arg);
   char dir[1024];
