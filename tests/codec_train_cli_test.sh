@@ -1,0 +1,51 @@
+#!/bin/sh
+# `e2e train codec` end to end, in seconds: a tiny level-modulated model trains on a few
+# generated pictures (videotestsrc ! pngenc stands in for BSDS500), is saved with its recipe,
+# curve and validation figures, then codes a picture whose decoding equals the encoder's
+# reconstruction. Flags that would do nothing are refused. Prints "N passed, M failed".
+set -u
+BUILD=${1:?build dir}
+E2E="$BUILD/tools/e2e"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+
+D="$TMP/data/codec/bsds500"
+mkdir -p "$D/train" "$D/test" "$D/val"
+i=0
+for pattern in snow pinwheel spokes zone-plate gamut checkers-8 smpte ball; do
+  i=$((i + 1))
+  case $i in 1|2|3|4) dir=train ;; 5|6) dir=test ;; *) dir=val ;; esac
+  gst-launch-1.0 -q videotestsrc pattern=$pattern num-buffers=1 ! video/x-raw,format=RGB,width=160,height=128 ! \
+    videoconvert ! pngenc ! filesink location="$D/$dir/p$i.png" >/dev/null 2>&1 || { bad "make $pattern.png"; }
+done
+
+OUT="$TMP/tiny.safetensors"
+if "$E2E" train codec --data-root "$TMP/data" --n 16 --m 24 --level-mod 1 --steps 100 --batch 2 --patch 64 \
+     --threads 1 --eval-every 50 --val-images 2 --lr 3e-3 --out "$OUT" >"$TMP/log" 2>&1 &&
+   [ -s "$OUT" ] && [ -s "$TMP/tiny-curve.png" ] && [ "$(grep -c 'BSDS500 val' "$TMP/log")" -ge 2 ]; then
+  ok "100 steps: model, curve and two validations written"
+else bad "training run"; tail -5 "$TMP/log"; fi
+
+if "$E2E" info "$OUT" >"$TMP/info" 2>&1 && grep -q '"level_mod": true' "$TMP/info" &&
+   grep -q 'recipe .*--level-mod 1' "$TMP/info" && grep -q 'g_s.igdn1.level_scale' "$TMP/info"; then
+  ok "the file records its level modulation, recipe and level scales"
+else bad "e2e info of the trained model"; cat "$TMP/info"; fi
+
+if "$E2E" codec encode --model "$OUT" --quality 5 --recon "$TMP/rec.png" "$D/val/p8.png" "$TMP/p.e2el" >"$TMP/log2" 2>&1 &&
+   "$E2E" codec decode --model "$OUT" "$TMP/p.e2el" "$TMP/dec.png" >>"$TMP/log2" 2>&1 && cmp -s "$TMP/rec.png" "$TMP/dec.png"; then
+  ok "the trained model codes a picture; decoded == encoder's reconstruction"
+else bad "code with the trained model"; tail -5 "$TMP/log2"; fi
+
+for flags in "--mean-head 1" "--widen-m 32" "--init $OUT --m 48"; do
+  # shellcheck disable=SC2086
+  "$E2E" train codec --data-root "$TMP/data" $flags --steps 1 --out "$TMP/x.safetensors" >"$TMP/log3" 2>&1
+  if [ $? -eq 2 ] && grep -q "needs --init\|keeps its own" "$TMP/log3" && [ ! -e "$TMP/x.safetensors" ]; then
+    ok "refused, with a reason: $flags"
+  else bad "$flags must be refused"; cat "$TMP/log3"; fi
+done
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
