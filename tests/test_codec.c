@@ -447,6 +447,32 @@ TEST(codec_level_mod_starts_neutral_stays_per_level_and_codes_exactly) {
   codec_free(&d);
 }
 
+/* The encoder's latent search: a different, smaller or better stream, decoded exactly by a plain
+ * decoder; its real cost (bytes and distortion) is lower than the plain encoder's. */
+TEST(codec_refined_encoding_decodes_exactly_and_costs_less) {
+  codec_model c = small_model(21);
+  int w = 96, h = 80, q = 4;
+  uint8_t *img = test_image(w, h, 13), *rec[2], *s[2] = {NULL, NULL}, *dec = malloc(w * h * 3);
+  size_t len[2];
+  double cost[2];
+  for (int k = 0; k < 2; k++) {
+    rec[k] = malloc(w * h * 3);
+    c.refine_steps = k ? 25 : 0;
+    CHECK(codec_compress(&c, q, img, w, h, w * 3, &s[k], &len[k], rec[k]), "encode (%d steps): %s", c.refine_steps, nn_last_error());
+    double mse = 0;
+    for (int i = 0; i < w * h * 3; i++) mse += ((double)rec[k][i] - img[i]) * ((double)rec[k][i] - img[i]) / (w * h * 3);
+    cost[k] = codec_lambda(&c.cfg, q) * mse + 8.0 * (double)(len[k] - CODEC_HEADER_BYTES) / (w * h);
+  }
+  c.refine_steps = 0;
+  CHECK(len[0] != len[1] || memcmp(s[0], s[1], len[0]), "the search changed the stream");
+  CHECK(codec_decompress(&c, s[1], len[1], dec, w, h) && !memcmp(dec, rec[1], w * h * 3), "decoder equals the refined encoder");
+  CHECK(cost[1] < cost[0], "rate + lambda * distortion: %.4f plain, %.4f refined", cost[0], cost[1]);
+  CHECK(nn_grad_enabled() && !nn_params_find(&c.p, "g_s.0.weight")->grad, "no gradient left on the model, grad mode restored");
+  for (int k = 0; k < 2; k++) free(rec[k]), free(s[k]);
+  free(img), free(dec);
+  codec_free(&c);
+}
+
 TEST(codec_stream_versions_and_foreign_bytes) {
   codec_model c = small_model(3);
   uint8_t *img = test_image(64, 64, 1), *out = malloc(64 * 64 * 3), *s = NULL;

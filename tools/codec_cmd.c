@@ -35,9 +35,10 @@ static bool load_model(codec_model *c, const char *path) {
 
 static int encode(int argc, char **argv) {
   const char *model = NULL, *in = NULL, *out = NULL, *recon = NULL;
-  int quality = 3, threads = 0;
+  int quality = 3, threads = 0, refine = 0;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--quality") && i + 1 < argc) quality = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--refine") && i + 1 < argc) refine = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--recon") && i + 1 < argc) recon = argv[++i];
@@ -45,15 +46,17 @@ static int encode(int argc, char **argv) {
     else if (!out) out = argv[i];
     else in = NULL, i = argc;
   }
-  if (!in || !out || quality < 1 || quality > CODEC_MAX_QUALITY) {
-    fprintf(stderr, "usage: e2e codec encode [--quality 1..%d] [--model FILE] [--threads N] [--recon PNG] IN.(png|jpg) OUT.e2el\n",
-            CODEC_MAX_QUALITY);
+  if (!in || !out || quality < 1 || quality > CODEC_MAX_QUALITY || refine < 0 || refine > CODEC_MAX_REFINE) {
+    fprintf(stderr, "usage: e2e codec encode [--quality 1..%d] [--refine 0..%d (encoder effort: steps of latent search)]\n"
+                    "                        [--model FILE] [--threads N] [--recon PNG] IN.(png|jpg) OUT.e2el\n",
+            CODEC_MAX_QUALITY, CODEC_MAX_REFINE);
     return 2;
   }
   nn_set_num_threads(threads);
   codec_model c = {0};
   e2e_image im;
   if (!load_model(&c, model)) return 1;
+  c.refine_steps = refine;
   if (!e2e_image_load(in, &im)) {
     fprintf(stderr, "e2e codec encode: %s\n", nn_last_error());
     return 1;
@@ -143,7 +146,7 @@ static void print_row(const char *codec, const char *setting, const rd_point *p)
 
 static int eval(int argc, char **argv) {
   const char *model = NULL, *dir = NULL, *plot = "codec-rd.png", *ref_dir = NULL, *csv = NULL;
-  int threads = 0, max_images = 0;
+  int threads = 0, max_images = 0, refine = 0;
   bool per_image = false;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
@@ -154,9 +157,11 @@ static int eval(int argc, char **argv) {
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--max-images") && i + 1 < argc) max_images = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--per-image")) per_image = true;
-    else {
+    else if (!strcmp(argv[i], "--refine") && i + 1 < argc && (refine = atoi(argv[++i])) >= 0 && refine <= CODEC_MAX_REFINE) {
+    } else {
       fprintf(stderr, "usage: e2e codec eval [--model FILE] [--dir FOLDER (default: Kodak)] [--plot PNG] [--csv FILE]\n"
-                      "                      [--published FOLDER (CompressAI results)] [--threads N] [--max-images N] [--per-image]\n");
+                      "                      [--published FOLDER (CompressAI results)] [--threads N] [--max-images N] [--per-image]\n"
+                      "                      [--refine 0..%d (encoder effort: steps of latent search per picture)]\n", CODEC_MAX_REFINE);
       return 2;
     }
   }
@@ -167,6 +172,7 @@ static int eval(int argc, char **argv) {
   if (!ref_dir) snprintf(rbuf, sizeof rbuf, "%s/codec/compressai-kodak-results", root), ref_dir = rbuf;
   codec_model c = {0};
   if (!load_model(&c, model)) return 1;
+  c.refine_steps = refine;
   image_set_t set = {0};
   if (!codec_load_folder(dir, &set, max_images)) {
     fprintf(stderr, "e2e codec eval: %s\n", nn_last_error());
@@ -182,7 +188,8 @@ static int eval(int argc, char **argv) {
   int mismatches = 0;
   FILE *cf = csv ? fopen(csv, "w") : NULL;
   if (cf) fprintf(cf, "image,codec,setting,bytes,bpp,psnr_rgb,ms_ssim\n");
-  printf("e2ecodec model %08x on %d images of %s (%d threads)\n", c.model_id, set.n, dir, nn_get_num_threads());
+  printf("e2ecodec model %08x on %d images of %s (%d threads, %d refinement steps)\n", c.model_id, set.n, dir,
+         nn_get_num_threads(), refine);
   for (int i = 0; i < set.n; i++) {
     const e2e_image *im = &set.im[i];
     size_t npx = (size_t)im->w * im->h;

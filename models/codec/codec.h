@@ -37,6 +37,7 @@
 #define CODEC_NUM_SCALES 64    /* quantised scales (log-spaced 0.11 .. 256) */
 #define CODEC_MAX_QUALITY 5    /* quality levels 1..5 of one model */
 #define CODEC_MAX_DIM 16384    /* largest width or height a stream may declare */
+#define CODEC_MAX_REFINE 1000  /* most encoder refinement steps (codec_model.refine_steps) */
 
 typedef struct {
   int n;          /* channels of the transforms */
@@ -79,6 +80,7 @@ typedef struct {
   codec_tables tables;     /* built at init, replaced by the file's on load */
   nn_conv_infer enc_infer[7]; /* g_a and h_a filters packed once (codec_prepare_inference) */
   bool enc_infer_ready;
+  int refine_steps;        /* encoder effort: gradient steps on each picture's own latents (0: none); see codec_compress */
   uint32_t model_id;       /* hash of the weights: streams name the model they need */
 } codec_model;
 
@@ -142,6 +144,10 @@ bool codec_parse_header(const uint8_t *data, size_t len, codec_header *h);
 /* Compresses packed RGB (w x h, stride bytes per row). On success *out is a
  * malloc'd stream of *out_len bytes; recon (w*h*3, may be NULL) receives what
  * the decoder will reconstruct, bit for bit. */
+/* With c->refine_steps > 0 the encoder searches, for this one picture, latents that cost fewer bits
+ * for the same picture or give a better picture for the same bits (Campos et al. 2019): gradient
+ * steps on its own rate + lambda * distortion, every network fixed, rounding passed straight
+ * through; the best latents seen are coded. The stream and the decoder are the same as without. */
 bool codec_compress(codec_model *c, int quality, const uint8_t *rgb, int w, int h, int stride, uint8_t **out, size_t *out_len,
                     uint8_t *recon);
 /* Decodes a stream into rgb (w*h*3, sizes from the header). Refuses streams for
