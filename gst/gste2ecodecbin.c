@@ -9,7 +9,7 @@ struct _GstE2eCodecBin {
   GstElement *enc, *dec;
 };
 
-enum { PROP_0, PROP_QUALITY, PROP_MODEL, PROP_NUM_THREADS, PROP_MESSAGE };
+enum { PROP_0, PROP_QUALITY, PROP_MODEL, PROP_NUM_THREADS, PROP_MESSAGE, PROP_REFINE_STEPS };
 
 G_DEFINE_TYPE(GstE2eCodecBin, gst_e2e_codec_bin, GST_TYPE_BIN)
 
@@ -31,6 +31,7 @@ static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps
     g_object_set_property(G_OBJECT(self->dec), "num-threads", v);
     break;
   case PROP_MESSAGE: g_object_set_property(G_OBJECT(self->enc), "message", v); break;
+  case PROP_REFINE_STEPS: g_object_set_property(G_OBJECT(self->enc), "refine-steps", v); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
 }
@@ -42,6 +43,7 @@ static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
   case PROP_MODEL: g_object_get_property(G_OBJECT(self->enc), "model", v); break;
   case PROP_NUM_THREADS: g_object_get_property(G_OBJECT(self->enc), "num-threads", v); break;
   case PROP_MESSAGE: g_object_get_property(G_OBJECT(self->enc), "message", v); break;
+  case PROP_REFINE_STEPS: g_object_get_property(G_OBJECT(self->enc), "refine-steps", v); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
 }
@@ -74,6 +76,9 @@ static void gst_e2e_codec_bin_class_init(GstE2eCodecBinClass *klass) {
       "Threads for the networks (0: NNCORE_NUM_THREADS or all cores)", 0, 256, 0, rw | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property(oc, PROP_MESSAGE, g_param_spec_boolean("message", "Message",
       "Post an \"e2ecodec-frame\" element message per frame (bytes, bpp, PSNR-RGB, timing)", TRUE,
+      rw | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property(oc, PROP_REFINE_STEPS, g_param_spec_uint("refine-steps", "Refinement steps",
+      "Encoder effort: latent-search steps per frame (0: none); see e2ecodecenc", 0, CODEC_MAX_REFINE, 0,
       rw | GST_PARAM_MUTABLE_PLAYING));
   gst_element_class_add_static_pad_template(ec, &sink_t);
   gst_element_class_add_static_pad_template(ec, &src_t);

@@ -112,7 +112,7 @@ TEST(encoder_caps_timestamps_and_headers_for_each_format) {
   g_free(model);
 }
 
-TEST(encoder_then_decoder_bit_exact_and_quality_changes_while_playing) {
+TEST(encoder_then_decoder_bit_exact_and_quality_and_effort_change_while_playing) {
   codec_model ref;
   char *model = make_model(2, &ref);
   int w = 130, h = 70;
@@ -123,13 +123,16 @@ TEST(encoder_then_decoder_bit_exact_and_quality_changes_while_playing) {
   gchar *caps = raw_caps(GST_VIDEO_FORMAT_RGB, w, h);
   gst_harness_set_src_caps_str(hs, caps);
   uint8_t *pic = picture(w, h, 1), *rec = g_malloc((size_t)w * h * 3);
-  for (int q = 1; q <= CODEC_MAX_QUALITY; q += 2) {
-    g_object_set(enc, "quality", q, NULL);
-    gst_harness_push(hs, frame_buffer(pic, w, h, GST_VIDEO_FORMAT_RGB, (GstClockTime)q * GST_SECOND));
+  /* q 1, 3, 5 plain, then q 3 again with the latent search switched on while playing */
+  for (int q = 1, step = 0; step < 4; q = step < 2 ? q + 2 : 3, step++) {
+    int refine = step == 3 ? 10 : 0;
+    g_object_set(enc, "quality", q, "refine-steps", refine, NULL);
+    ref.refine_steps = refine;
+    gst_harness_push(hs, frame_buffer(pic, w, h, GST_VIDEO_FORMAT_RGB, (GstClockTime)q * GST_SECOND + (refine ? GST_SECOND * 10 : 0)));
     GstBuffer *b = gst_harness_pull(hs);
     CHECK(b != NULL, "decoded frame at q%d", q);
     if (!b) break;
-    CHECK(GST_BUFFER_PTS(b) == (GstClockTime)q * GST_SECOND, "pts through encoder and decoder");
+    CHECK(GST_BUFFER_PTS(b) == (GstClockTime)q * GST_SECOND + (refine ? GST_SECOND * 10 : 0), "pts through encoder and decoder");
     uint8_t *s = NULL;
     size_t len;
     CHECK(codec_compress(&ref, q, pic, w, h, w * 3, &s, &len, rec), "reference encode");
@@ -142,7 +145,7 @@ TEST(encoder_then_decoder_bit_exact_and_quality_changes_while_playing) {
       if (memcmp((uint8_t *)GST_VIDEO_FRAME_PLANE_DATA(&vf, 0) + (size_t)y * GST_VIDEO_FRAME_PLANE_STRIDE(&vf, 0),
                  rec + (size_t)y * w * 3, (size_t)w * 3))
         bad_rows++;
-    CHECK(bad_rows == 0, "q%d: element output == library reconstruction (%d rows differ)", q, bad_rows);
+    CHECK(bad_rows == 0, "q%d, %d refinement steps: element output == library reconstruction (%d rows differ)", q, refine, bad_rows);
     gst_video_frame_unmap(&vf);
     free(s);
     gst_buffer_unref(b);
