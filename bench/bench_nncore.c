@@ -284,6 +284,7 @@ int main(int argc, char **argv) {
     if (!WANT(enc_name) && !WANT(dec_name)) continue;
     codec_ctx c = {.w = sizes[si][0], .h = sizes[si][1]};
     codec_config cfg = codec_config_default();
+    cfg.level_mod = true; /* the shipped model's architecture */
     codec_init(&c.c, &cfg, 1);
     codec_prepare_inference(&c.c); /* as the encoder element and e2e codec do */
     c.rgb = malloc((size_t)c.w * c.h * 3);

@@ -140,16 +140,19 @@ def main():
                 super().__init__()
                 self.beta = nn.Parameter(torch.ones(c))
                 self.gamma = nn.Parameter(0.1 * torch.eye(c))
+                self.level_scale = nn.Parameter(torch.ones(1, c, 1, 1))  # the coded level's row of the per-level scales
                 self.inverse = inverse
 
             def forward(self, x):
+                x = x * self.level_scale
                 norm = F.conv2d(x * x, self.gamma[:, :, None, None], self.beta).sqrt()
                 return x * norm if self.inverse else x / norm
 
         def dconv(i, o):
             return nn.ConvTranspose2d(i, o, 5, 2, 2, output_padding=1)
 
-        # The same networks as models/codec/codec.c (bmshj2018 hyperprior with mbt2018's mean head).
+        # The same networks as models/codec/codec.c (bmshj2018 hyperprior with mbt2018's mean head, and the
+        # shipped model's per-level scales in front of each GDN).
         g_a = nn.Sequential(nn.Conv2d(3, n, 5, 2, 2), GDN(n), nn.Conv2d(n, n, 5, 2, 2), GDN(n),
                             nn.Conv2d(n, n, 5, 2, 2), GDN(n), nn.Conv2d(n, m_, 5, 2, 2)).eval()
         h_a = nn.Sequential(nn.Conv2d(m_, n, 3, 1, 1), nn.ReLU(), nn.Conv2d(n, n, 5, 2, 2), nn.ReLU(),

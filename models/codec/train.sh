@@ -7,8 +7,8 @@
 # is evaluation-only and never read here), then evaluated on Kodak against
 # JPEG, which writes the RD plot.
 #
-#   models/codec/train.sh                       # all stages: about 7.2 hours on 2 threads, then the Kodak eval
-#   STAGE1_SECONDS=60 STAGE3_SECONDS=60 STAGE4_SECONDS=60 STAGE5_SECONDS=60 STAGE6A_SECONDS=60 STAGE6B_SECONDS=60 \
+#   models/codec/train.sh                       # all stages: about 8.8 hours on 2 threads, then the Kodak eval
+#   STAGE1_SECONDS=60 STAGE3_SECONDS=60 STAGE4_SECONDS=60 STAGE5_SECONDS=60 STAGE6A_SECONDS=60 STAGE6B_SECONDS=60 STAGE7_SECONDS=60 \
 #     models/codec/train.sh                     # a quick try
 #
 # How the shipped file was made (the logs are in logs/):
@@ -34,6 +34,11 @@
 #              script gives this stage a schedule of its own 3300 s.
 #   stage 6b   (train-stage6b.log): the top level's lambda raised from 0.13 to 0.18 (LAMBDAS) so that it
 #              stays past 1 bpp, lr 1.3e-4, 4800 s.
+#   stage 7    (train-stage7.log): per-level scales in front of every GDN and inverse GDN (--level-mod 1,
+#              starting at 1, so the model computes what stage 6b did; they learn at 10x the lr), lr 1e-4,
+#              5640 s on 1 thread, while a control run without the scales (same seed, same patches) took
+#              the other core: on BSDS500 val (BD-rate) the control ended at -0.5 % and this stage at -2.7 %
+#              against stage 6b.
 # This script runs the same steps with today's code. Its first stage now trains a working
 # hyperprior from the start; the second still resets it, as stage 3 did, so that the script stays
 # the recipe of the shipped file. That exact rerun has not been made.
@@ -51,13 +56,14 @@ STAGE4_SECONDS=${STAGE4_SECONDS:-5100}
 STAGE5_SECONDS=${STAGE5_SECONDS:-6400}
 STAGE6A_SECONDS=${STAGE6A_SECONDS:-3300}
 STAGE6B_SECONDS=${STAGE6B_SECONDS:-4800}
+STAGE7_SECONDS=${STAGE7_SECONDS:-5640}
 LEGACY_LAMBDAS=0.0035,0.0067,0.013,0.025,0.0483   # CompressAI's MSE lambdas of its qualities 2..6
 STAGE5_LAMBDAS=0.0015,0.0046,0.014,0.0427,0.13
 LAMBDAS=0.0015,0.0046,0.014,0.0427,0.18           # the shipped levels: past both ends of 0.25..1 bpp on Kodak
 export E2E_SHARED_DATA=${E2E_SHARED_DATA:-../shared/data}
 mkdir -p "$OUT/logs"
 STAGE1="$OUT/logs/stage1.safetensors" STAGE3="$OUT/logs/stage3.safetensors" STAGE4="$OUT/logs/stage4.safetensors"
-STAGE5="$OUT/logs/stage5.safetensors" STAGE6A="$OUT/logs/stage6a.safetensors"
+STAGE5="$OUT/logs/stage5.safetensors" STAGE6A="$OUT/logs/stage6a.safetensors" STAGE6B="$OUT/logs/stage6b.safetensors"
 
 "$E2E" train codec --m 96 --scale-only 1 --lambdas "$LEGACY_LAMBDAS" --steps 40000 --lr 1e-3 --batch 8 --patch 128 --threads "$THREADS" --seed 1 \
   --eval-every 1000 --val-images 8 --max-seconds "$STAGE1_SECONDS" \
@@ -79,8 +85,18 @@ STAGE5="$OUT/logs/stage5.safetensors" STAGE6A="$OUT/logs/stage6a.safetensors"
   --out "$STAGE6A" --curve "$OUT/logs/train-stage6a-curve.png" | tee "$OUT/logs/train-stage6a.log"
 "$E2E" train codec --init "$STAGE6A" --lambdas "$LAMBDAS" --steps 60000 --lr 1.3e-4 --batch 4 --patch 256 \
   --threads "$THREADS" --seed 13 --eval-every 1000 --val-images 8 --max-seconds "$STAGE6B_SECONDS" \
-  --out "$OUT/e2ecodec.safetensors" --curve "$OUT/logs/train-stage6b-curve.png" | tee "$OUT/logs/train-stage6b.log"
-rm -f "$STAGE1" "$STAGE3" "$STAGE4" "$STAGE5" "$STAGE6A"
+  --out "$STAGE6B" --curve "$OUT/logs/train-stage6b-curve.png" | tee "$OUT/logs/train-stage6b.log"
+"$E2E" train codec --init "$STAGE6B" --level-mod 1 --level-mod-lr 10 --steps 60000 --lr 1e-4 --batch 4 --patch 256 \
+  --threads 1 --seed 31 --eval-every 1000 --val-images 8 --max-seconds "$STAGE7_SECONDS" \
+  --out "$OUT/e2ecodec.safetensors" --curve "$OUT/logs/train-stage7-curve.png" | tee "$OUT/logs/train-stage7.log"
+rm -f "$STAGE1" "$STAGE3" "$STAGE4" "$STAGE5" "$STAGE6A" "$STAGE6B"
 
 "$E2E" codec eval --model "$OUT/e2ecodec.safetensors" --threads "$THREADS" --plot "$OUT/logs/kodak-rd.png" \
   --csv "$OUT/logs/kodak.csv" | tee "$OUT/logs/kodak-eval.log"
+# the same with the encoder's latent search (REFINE_STEPS per picture; decoders unchanged): about 20 minutes
+REFINE_STEPS=${REFINE_STEPS:-20}
+if [ "$REFINE_STEPS" -gt 0 ]; then
+  "$E2E" codec eval --model "$OUT/e2ecodec.safetensors" --threads "$THREADS" --refine "$REFINE_STEPS" \
+    --plot "$OUT/logs/kodak-rd-refine$REFINE_STEPS.png" --csv "$OUT/logs/kodak-refine$REFINE_STEPS.csv" |
+    tee "$OUT/logs/kodak-eval-refine$REFINE_STEPS.log"
+fi
