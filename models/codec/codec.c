@@ -416,6 +416,23 @@ bool codec_widen_latents(codec_model *c, int m, uint64_t seed) {
   return true;
 }
 
+/* Replaces c by a model of cfg that holds c's tensors; those c lacks are zeroed (zero_new) or keep their
+ * initial values. */
+static bool regrow(codec_model *c, const codec_config *cfg, uint64_t seed, bool zero_new) {
+  codec_model w;
+  if (!codec_init(&w, cfg, seed)) return false;
+  for (int i = 0; i < w.p.n; i++) {
+    nn_tensor *dst = w.p.t[i], *src = nn_params_find(&c->p, w.p.names[i]);
+    if (src) memcpy(nn_data(dst), nn_data(src), (size_t)nn_numel(dst) * nn_dtype_size(dst->dtype));
+    else if (zero_new) nn_fill_(dst, 0.0f);
+  }
+  tables_from_buffers(&w);
+  w.model_id = weights_hash(&w.p);
+  codec_free(c);
+  *c = w;
+  return true;
+}
+
 bool codec_add_mean_head(codec_model *c, uint64_t seed) {
   if (c->cfg.mean_scale) {
     nn_set_error("codec: the model already predicts means");
@@ -423,18 +440,7 @@ bool codec_add_mean_head(codec_model *c, uint64_t seed) {
   }
   codec_config cfg = c->cfg;
   cfg.mean_scale = true;
-  codec_model w;
-  if (!codec_init(&w, &cfg, seed)) return false;
-  for (int i = 0; i < w.p.n; i++) {
-    nn_tensor *dst = w.p.t[i], *src = nn_params_find(&c->p, w.p.names[i]);
-    if (src) memcpy(nn_data(dst), nn_data(src), (size_t)nn_numel(dst) * nn_dtype_size(dst->dtype));
-    else nn_fill_(dst, 0.0f); /* the mean head: predicts 0, as the scale-only model assumed */
-  }
-  tables_from_buffers(&w);
-  w.model_id = weights_hash(&w.p);
-  codec_free(c);
-  *c = w;
-  return true;
+  return regrow(c, &cfg, seed, true); /* the mean head predicts 0, as the scale-only model assumed */
 }
 
 bool codec_add_level_mod(codec_model *c, uint64_t seed) {
@@ -444,17 +450,7 @@ bool codec_add_level_mod(codec_model *c, uint64_t seed) {
   }
   codec_config cfg = c->cfg;
   cfg.level_mod = true;
-  codec_model w;
-  if (!codec_init(&w, &cfg, seed)) return false;
-  for (int i = 0; i < w.p.n; i++) { /* the new scales keep their 1s */
-    nn_tensor *dst = w.p.t[i], *src = nn_params_find(&c->p, w.p.names[i]);
-    if (src) memcpy(nn_data(dst), nn_data(src), (size_t)nn_numel(dst) * nn_dtype_size(dst->dtype));
-  }
-  tables_from_buffers(&w);
-  w.model_id = weights_hash(&w.p);
-  codec_free(c);
-  *c = w;
-  return true;
+  return regrow(c, &cfg, seed, false); /* the new scales keep their initial 1s */
 }
 
 bool codec_set_lambdas(codec_model *c, const float *lambda) {
