@@ -562,7 +562,10 @@ TEST(codec_absurd_latents_still_code_and_decode_exactly) {
 
 TEST(codec_set_lambdas_interpolates_gains_in_log_lambda) {
   codec_model c = small_model(6);
-  const int m = 24;
+  const int m = 24, n = 16;
+  CHECK(codec_add_level_mod(&c, 6), "modulated: %s", nn_last_error());
+  for (int q = 0; q < CODEC_MAX_QUALITY; q++) /* level scales follow the same rule as the gains */
+    for (int k = 0; k < n; k++) nn_f32(c.mod_s[1])[q * n + k] = (float)pow(c.cfg.lambda[q], 0.1 + 0.01 * k);
   /* gains that follow a power law of lambda per channel (one channel negative): log-log
    * interpolation and the extended end segments must reproduce it at any new lambda */
   for (int q = 0; q < CODEC_MAX_QUALITY; q++)
@@ -589,8 +592,10 @@ TEST(codec_set_lambdas_interpolates_gains_in_log_lambda) {
       worst = fmax(worst, fabs(nn_f32(c.gain_enc)[q * m + k] / g - 1));
       worst = fmax(worst, fabs(nn_f32(c.gain_dec)[q * m + k] * g - 1));
     }
+    for (int k = 0; k < n; k++)
+      worst = fmax(worst, fabs(nn_f32(c.mod_s[1])[q * n + k] / pow(want[q], 0.1 + 0.01 * k) - 1));
   }
-  CHECK(worst < 1e-4, "gains follow the power law at the new lambdas (worst relative error %.2g)", worst);
+  CHECK(worst < 1e-4, "gains and level scales follow the power law at the new lambdas (worst relative error %.2g)", worst);
   /* the lambdas travel with the file */
   const char *path = "test_codec_lambdas.safetensors";
   codec_model d = {0};

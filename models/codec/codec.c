@@ -455,11 +455,12 @@ bool codec_add_level_mod(codec_model *c, uint64_t seed) {
 
 bool codec_set_lambdas(codec_model *c, const float *lambda) {
   if (!lambdas_valid(lambda)) return false;
-  int m = c->cfg.m;
   double lo[CODEC_MAX_QUALITY];
   for (int q = 0; q < CODEC_MAX_QUALITY; q++) lo[q] = log(c->cfg.lambda[q]);
-  nn_tensor *tables[2] = {c->gain_enc, c->gain_dec};
-  for (int t = 0; t < 2; t++) {
+  /* the gains, and the level scales of a modulated model, follow the same rule */
+  nn_tensor *tables[8] = {c->gain_enc, c->gain_dec, c->mod_a[0], c->mod_a[1], c->mod_a[2], c->mod_s[0], c->mod_s[1], c->mod_s[2]};
+  for (int t = 0; t < 8 && tables[t]; t++) {
+    int m = (int)tables[t]->shape[1];
     float *g = nn_f32(tables[t]);
     float *old = malloc(sizeof(float) * (size_t)CODEC_MAX_QUALITY * (size_t)m);
     if (!old) {

@@ -105,9 +105,9 @@ bool codec_add_mean_head(codec_model *c, uint64_t seed);
 /* Gives a model without level modulation its per-level scales, all 1: it computes exactly what it did. */
 bool codec_add_level_mod(codec_model *c, uint64_t seed);
 
-/* Retargets the quality levels to new lambdas (strictly rising, positive). Each level's gains are
- * interpolated per channel, log-gain against log-lambda, from the old levels (the end segments
- * extended beyond them), so training on starts near the new trade-offs. */
+/* Retargets the quality levels to new lambdas (strictly rising, positive). Each level's gains (and level
+ * scales, in a modulated model) are interpolated per channel, log-gain against log-lambda, from the old
+ * levels (the end segments extended beyond them), so training on starts near the new trade-offs. */
 bool codec_set_lambdas(codec_model *c, const float *lambda);
 
 /* Packs the encoder's filters once, for coding (the filters are otherwise repacked on every picture):
