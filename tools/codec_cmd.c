@@ -147,7 +147,7 @@ static void print_row(const char *codec, const char *setting, const rd_point *p)
 static int eval(int argc, char **argv) {
   const char *model = NULL, *dir = NULL, *plot = "codec-rd.png", *ref_dir = NULL, *csv = NULL;
   int threads = 0, max_images = 0, refine = 0;
-  bool per_image = false;
+  bool per_image = false, bad = false;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
     else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
@@ -157,13 +157,14 @@ static int eval(int argc, char **argv) {
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--max-images") && i + 1 < argc) max_images = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--per-image")) per_image = true;
-    else if (!strcmp(argv[i], "--refine") && i + 1 < argc && (refine = atoi(argv[++i])) >= 0 && refine <= CODEC_MAX_REFINE) {
-    } else {
-      fprintf(stderr, "usage: e2e codec eval [--model FILE] [--dir FOLDER (default: Kodak)] [--plot PNG] [--csv FILE]\n"
-                      "                      [--published FOLDER (CompressAI results)] [--threads N] [--max-images N] [--per-image]\n"
-                      "                      [--refine 0..%d (encoder effort: steps of latent search per picture)]\n", CODEC_MAX_REFINE);
-      return 2;
-    }
+    else if (!strcmp(argv[i], "--refine") && i + 1 < argc) refine = atoi(argv[++i]);
+    else bad = true;
+  }
+  if (bad || refine < 0 || refine > CODEC_MAX_REFINE) {
+    fprintf(stderr, "usage: e2e codec eval [--model FILE] [--dir FOLDER (default: Kodak)] [--plot PNG] [--csv FILE]\n"
+                    "                      [--published FOLDER (CompressAI results)] [--threads N] [--max-images N] [--per-image]\n"
+                    "                      [--refine 0..%d (encoder effort: steps of latent search per picture)]\n", CODEC_MAX_REFINE);
+    return 2;
   }
   nn_set_num_threads(threads);
   const char *root = getenv("E2E_SHARED_DATA") ? getenv("E2E_SHARED_DATA") : "../shared/data";
