@@ -772,7 +772,8 @@ static nn_tensor *coded_loss(codec_model *c, nn_tensor *x, nn_tensor *y, nn_tens
                 nn_mul_scalar(nn_sum_all(bits_y), 1.0f / pixels));
 }
 
-/* Replaces y (in place) by the best latents found in `steps` Adam steps on coded_loss. */
+/* Replaces y (in place) by the best latents found in `steps` gradient steps on coded_loss. The model's
+ * weights are frozen meanwhile, so no gradient reaches them (nor clears one a trainer holds). */
 static bool refine_latents(codec_model *c, nn_tensor *x, nn_tensor *y, nn_tensor *z_hat, int quality, int steps) {
   bool *was = malloc(sizeof(bool) * (size_t)(c->p.n ? c->p.n : 1));
   nn_params v;
@@ -818,7 +819,6 @@ static bool refine_latents(codec_model *c, nn_tensor *x, nn_tensor *y, nn_tensor
     while (no_grad_depth-- > 0) nn_no_grad_begin();
     nn_arena_set_current(prev);
     for (int i = 0; i < c->p.n; i++) c->p.t[i]->requires_grad = was[i];
-    nn_params_zero_grad(&c->p);
     if (ok) memcpy(nn_f32(y), best, sizeof(float) * (size_t)nn_numel(y));
   }
   if (work) nn_arena_free(work);
