@@ -133,7 +133,7 @@ def main():
         enc_name, dec_name = f"codec_encode_{cw}x{ch}", f"codec_decode_{cw}x{ch}"
         if not (want(enc_name) or want(dec_name)):
             continue
-        n, m_ = 64, 192  # the shipped model (codec_config_default)
+        n, m_, k = 64, 192, 64  # the shipped model (codec_config_default, and its 64-channel context model)
 
         class GDN(nn.Module):
             def __init__(self, c, inverse=False):
@@ -165,30 +165,44 @@ def main():
             h = h_s_trunk(z)
             return h_s_scale(h), h_s_mean(h)
 
+        # checkerboard context: anchors ((y + x) even) under the hyperprior; the other half's means and scales
+        # corrected from the anchors' neighbours (a 5x5 conv whose taps on the position's own colour are zero)
+        ctx_conv, ctx_hm, ctx_hs = nn.Conv2d(m_, k, 5, 1, 2), nn.Conv2d(m_, k, 1, bias=False), nn.Conv2d(m_, k, 1, bias=False)
+        ctx_mean, ctx_scale = nn.Conv2d(k, m_, 1), nn.Conv2d(k, m_, 1)
+
+        def second_half(anchors, scale, mu):  # means and scales of the second half
+            e = F.relu(ctx_conv(anchors) + ctx_hm(mu) + ctx_hs(scale))
+            return mu + ctx_mean(e), scale + ctx_scale(e)
+
         g_s = nn.Sequential(dconv(m_, n), GDN(n, True), dconv(n, n), GDN(n, True), dconv(n, n), GDN(n, True),
                             dconv(n, 3)).eval()
         H, W = (ch + 63) // 64 * 64, (cw + 63) // 64 * 64
         x = torch.rand(1, 3, H, W)
         P2 = H / 2 * W / 2
         P4, P8, P16, P32, P64 = P2 / 4, P2 / 16, P2 / 64, P2 / 256, P2 / 1024
-        hs = P64 * n * n * 25 + P32 * n * n * 25 + 2 * P16 * m_ * n * 9
+        hs = P64 * n * n * 25 + P32 * n * n * 25 + 2 * P16 * m_ * n * 9 + P16 * k * m_ * (12 + 2 + 2)
         enc_macs = (P2 * n * 75 + P4 * n * n * 25 + P8 * n * n * 25 + P16 * m_ * n * 25 + (P2 + P4 + P8) * n * n
                     + P16 * n * m_ * 9 + P32 * n * n * 25 + P64 * n * n * 25 + hs)
         dec_macs = hs + P16 * m_ * n * 25 + P8 * n * n * 25 + P4 * n * n * 25 + P2 * n * 3 * 25 + (P8 + P4 + P2) * n * n
+        Hy, Wy = H // 16, W // 16
+        anchor = ((torch.arange(Hy)[:, None] + torch.arange(Wy)[None, :]) % 2 == 0).float()[None, None]
         with torch.no_grad():
             y = g_a(x)
             z = torch.round(h_a(y.abs()))
 
-            def encode():  # the networks an encoder runs: analysis, hyper-analysis, hyper-synthesis for scales and means
+            def encode():  # the networks an encoder runs: analysis, hyper-analysis, hyper-synthesis, context
                 yy = g_a(x)
-                _, mu = h_s(torch.round(h_a(yy.abs())))
-                return torch.round(yy - mu)  # the integers that get coded
+                s, mu = h_s(torch.round(h_a(yy.abs())))
+                anchors = (torch.round(yy - mu) + mu) * anchor
+                mu2, _ = second_half(anchors, s, mu)
+                return torch.round(yy - torch.where(anchor > 0, mu, mu2))  # the integers that get coded
 
             q = encode()
 
             def decode():  # the networks a decoder runs (no entropy coding on this side)
-                _, mu = h_s(z)
-                return g_s(q + mu)
+                s, mu = h_s(z)
+                mu2, _ = second_half((q + mu) * anchor, s, mu)
+                return g_s(q + torch.where(anchor > 0, mu, mu2))
 
             if want(enc_name):
                 report(enc_name, time_case(encode), enc_macs * 2 / 1e9)

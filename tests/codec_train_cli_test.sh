@@ -42,6 +42,20 @@ if "$E2E" codec encode --model "$OUT" --quality 5 --recon "$TMP/rec.png" "$D/val
   ok "the trained model codes a picture; decoded == encoder's reconstruction"
 else bad "code with the trained model"; tail -5 "$TMP/log2"; fi
 
+# a context model added to the trained one and trained alone for a few steps
+CTX="$TMP/ctx.safetensors"
+if "$E2E" train codec --data-root "$TMP/data" --init "$OUT" --context 8 --train-only context. --steps 30 --batch 2 \
+     --patch 64 --threads 1 --eval-every 30 --val-images 1 --lr 3e-3 --out "$CTX" >"$TMP/log4" 2>&1 &&
+   "$E2E" info "$CTX" >"$TMP/info2" 2>&1 && grep -q '"context": 8' "$TMP/info2" && grep -q 'recipe .*--context 8' "$TMP/info2" &&
+   "$E2E" codec encode --model "$CTX" --quality 3 --recon "$TMP/rec2.png" "$D/val/p8.png" "$TMP/p2.e2el" >"$TMP/log5" 2>&1 &&
+   "$E2E" codec decode --model "$CTX" "$TMP/p2.e2el" "$TMP/dec2.png" >>"$TMP/log5" 2>&1 && cmp -s "$TMP/rec2.png" "$TMP/dec2.png"; then
+  ok "--context 8 --train-only context.: trained, recorded, and its streams decode exactly"
+else bad "context model training"; tail -5 "$TMP/log4" "$TMP/log5"; fi
+"$E2E" train codec --data-root "$TMP/data" --init "$OUT" --train-only nosuch. --steps 1 --out "$TMP/y.safetensors" >"$TMP/log6" 2>&1
+if [ $? -eq 2 ] && grep -q "no tensor" "$TMP/log6" && [ ! -e "$TMP/y.safetensors" ]; then
+  ok "refused, with a reason: --train-only with a prefix that matches nothing"
+else bad "--train-only nosuch. must be refused"; cat "$TMP/log6"; fi
+
 for flags in "--mean-head 1" "--widen-m 32" "--init $OUT --m 48"; do
   # shellcheck disable=SC2086
   "$E2E" train codec --data-root "$TMP/data" $flags --steps 1 --out "$TMP/x.safetensors" >"$TMP/log3" 2>&1

@@ -473,6 +473,111 @@ TEST(codec_refined_encoding_decodes_exactly_and_costs_less) {
   codec_free(&c);
 }
 
+/* Random values in [-a, a] for a tensor (to give the context model's zero-started corrections something to say). */
+static void fill_random(nn_tensor *t, nn_rng *rng, float a) {
+  for (int64_t i = 0; i < nn_numel(t); i++) nn_f32(t)[i] = a * (2 * nn_rng_uniform(rng) - 1);
+}
+
+TEST(codec_context_starts_neutral_codes_exactly_and_never_sees_its_own_half) {
+  codec_model c = small_model(31);
+  nn_fill_(c.gain_enc, 8.0f); /* latents of a few units, as a trained model's: the residuals are not all 0 */
+  int w = 96, h = 80, q = 4;
+  uint8_t *img = test_image(w, h, 17), *rec0 = malloc(w * h * 3), *rec = malloc(w * h * 3), *dec = malloc(w * h * 3);
+  uint8_t *s0 = NULL, *s1 = NULL, *s2 = NULL;
+  size_t l0 = 0, l1 = 0, l2 = 0;
+  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s0, &l0, rec0), "encode: %s", nn_last_error());
+  CHECK(codec_add_context(&c, 8, 3), "add a context model: %s", nn_last_error());
+  CHECK(c.cfg.context == 8 && !codec_add_context(&c, 8, 3), "context of 8 channels, added only once");
+  /* corrections of zero: the same symbols in another order, so the same picture for (nearly) the same bytes */
+  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s1, &l1, rec) && !memcmp(rec, rec0, w * h * 3) &&
+            labs((long)l1 - (long)l0) <= 4, "neutral context: same reconstruction, %zu bytes against %zu", l1, l0);
+  free(s1), s1 = NULL;
+  /* a scale-only model cannot take one: the corrections are to predicted means */
+  codec_config so = codec_config_default();
+  so.mean_scale = false, so.context = 8;
+  codec_model bad;
+  CHECK(!codec_init(&bad, &so, 1) && strstr(nn_last_error(), "mean-scale"), "scale-only + context refused: %s", nn_last_error());
+
+  /* the anchor half never reads its own colour: those taps get no gradient */
+  nn_rng rng;
+  nn_rng_seed(&rng, 4);
+  fill_random(c.ctx_mean.weight, &rng, 0.3f), fill_random(c.ctx_scale.weight, &rng, 0.3f);
+  fill_random(c.ctx_mean.bias, &rng, 0.2f), fill_random(c.ctx_scale.bias, &rng, 0.2f);
+  nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, 64, 64});
+  for (int ch = 0; ch < 3; ch++)
+    for (int i = 0; i < 64 * 64; i++) nn_f32(x)[ch * 4096 + i] = img[((i / 64) * w + i % 64) * 3 + ch] / 255.0f;
+  nn_tensor *loss = codec_train_forward(&c, x, &q, &rng, NULL);
+  CHECK(loss && nn_backward(loss), "train step: %s", nn_last_error());
+  const float *g = nn_f32(c.ctx_conv.weight->grad);
+  double own = 0, other = 0;
+  for (int64_t i = 0; i < nn_numel(c.ctx_conv.weight); i++) *((i % 25 / 5 + i % 5) % 2 ? &other : &own) += fabs(g[i]);
+  CHECK(own == 0 && other > 0, "context taps: own colour %g, other colour %g", own, other);
+  CHECK(c.ctx_mean.weight->grad && c.ctx_scale.bias->grad, "the corrections learn");
+  nn_params_zero_grad(&c.p);
+  nn_arena_reset(nn_arena_current());
+
+  /* with corrections that say something: a different stream, the same on 1 and 2 threads, decoded exactly */
+  nn_set_num_threads(1);
+  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s1, &l1, rec), "encode: %s", nn_last_error());
+  nn_set_num_threads(2);
+  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s2, &l2, NULL) && l1 == l2 && !memcmp(s1, s2, l1),
+        "stream identical on 1 and 2 threads");
+  CHECK(l1 != l0 || memcmp(s1 + CODEC_HEADER_BYTES, s0 + CODEC_HEADER_BYTES, l0 - CODEC_HEADER_BYTES),
+        "the corrections changed the stream");
+  CHECK(codec_decompress(&c, s1, l1, dec, w, h) && !memcmp(dec, rec, w * h * 3), "decoder (2 threads) == encoder");
+  nn_set_num_threads(1);
+  memset(dec, 0, w * h * 3);
+  CHECK(codec_decompress(&c, s1, l1, dec, w, h) && !memcmp(dec, rec, w * h * 3), "decoder (1 thread) == encoder");
+  nn_set_num_threads(0);
+  /* and with a search over the latents, which moves anchors and second half together */
+  c.refine_steps = 5;
+  free(s2), s2 = NULL;
+  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s2, &l2, rec) && codec_decompress(&c, s2, l2, dec, w, h) &&
+            !memcmp(dec, rec, w * h * 3), "refined encoding with context decodes exactly: %s", nn_last_error());
+  c.refine_steps = 0;
+
+  /* the fixed-order path computes what the layers compute, on the second half */
+  int H = 5, W = 7, m = c.cfg.m;
+  size_t ny = (size_t)m * H * W;
+  nn_tensor *ya = nn_zeros(NN_F32, 4, (int64_t[]){1, m, H, W}), *mh = nn_empty(NN_F32, 4, (int64_t[]){1, m, H, W});
+  nn_tensor *sh = nn_empty(NN_F32, 4, (int64_t[]){1, m, H, W});
+  for (size_t i = 0; i < ny; i++) {
+    if (((i % (H * W)) / W + i % W) % 2 == 0) nn_f32(ya)[i] = (float)((int)(nn_rng_u64(&rng) % 9) - 4);
+    nn_f32(mh)[i] = 2 * nn_rng_uniform(&rng) - 1;
+    nn_f32(sh)[i] = 3 * nn_rng_uniform(&rng); /* some under the scale floor */
+  }
+  nn_no_grad_begin();
+  nn_tensor *sb = nn_lower_bound(sh, CODEC_SCALE_MIN);
+  nn_tensor *e = nn_relu(nn_conv2d_forward(&c.ctx_conv, nn_div(ya, sb)));
+  nn_tensor *ref_mu = nn_add(mh, nn_mul(sb, nn_conv2d_forward(&c.ctx_mean, e)));
+  nn_tensor *ref_s = nn_mul(sb, nn_add_scalar(nn_conv2d_forward(&c.ctx_scale, e), 1.0f));
+  nn_no_grad_end();
+  float *mu = malloc(sizeof(float) * ny), *sc = malloc(sizeof(float) * ny);
+  CHECK(codec_context_exact(&c, nn_f32(ya), nn_f32(mh), nn_f32(sh), H, W, mu, sc), "exact context ran");
+  double dmax = 0, vmax = 0;
+  for (size_t i = 0; i < ny; i++)
+    if (((i % (H * W)) / W + i % W) % 2 == 1) {
+      dmax = fmax(dmax, fmax(fabs(mu[i] - nn_f32(ref_mu)[i]), fabs(sc[i] - nn_f32(ref_s)[i])));
+      vmax = fmax(vmax, fabs(mu[i] - nn_f32(mh)[i]));
+    }
+  CHECK(vmax > 0.05 && dmax < 1e-5, "exact context: max |exact - layers| %g (corrections up to %g)", dmax, vmax);
+  free(mu), free(sc);
+  nn_arena_reset(nn_arena_current());
+
+  /* saved and loaded: the same model, and old streams of it still decode */
+  const char *path = "test_codec_context.safetensors";
+  codec_model d = {0};
+  CHECK(codec_save(&c, path, NULL, 0) && codec_load(&d, path) && d.cfg.context == 8 && d.model_id == c.model_id,
+        "save/load keeps the context model: %s", nn_last_error());
+  free(s1), s1 = NULL; /* saving restamped the model id (its weights changed above): a fresh stream */
+  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s1, &l1, rec) && codec_decompress(&d, s1, l1, dec, w, h) &&
+            !memcmp(dec, rec, w * h * 3), "the reloaded model decodes the original's stream exactly: %s", nn_last_error());
+  remove(path);
+  codec_free(&d);
+  free(s0), free(s1), free(s2), free(img), free(rec0), free(rec), free(dec);
+  codec_free(&c);
+}
+
 TEST(codec_stream_versions_and_foreign_bytes) {
   codec_model c = small_model(3);
   uint8_t *img = test_image(64, 64, 1), *out = malloc(64 * 64 * 3), *s = NULL;

@@ -85,6 +85,9 @@ static void usage(void) {
           "                       [--level-mod-lr 10 (the level scales learn at this multiple of --lr)]\n"
           "                       [--lambdas L1,..,L%d (rising; with --init the levels' gains are carried over)]\n"
           "                       [--levels Q,.. (draw patches from these levels only, repeats weigh more; default all)]\n"
+          "                       [--context C (a checkerboard context model of C channels; with --init it starts neutral)]\n"
+          "                       [--context-lr 10 (the context model learns at this multiple of --lr)]\n"
+          "                       [--train-only PREFIX (train only the tensors whose names start with it, e.g. context.)]\n"
           "  trains one model for all %d quality levels (a level drawn per patch)\n",
           CODEC_MAX_QUALITY, CODEC_MAX_QUALITY);
 }
@@ -135,7 +138,9 @@ int e2e_train_codec(int argc, char **argv) {
   int widen_m = 0;
   bool mean_head = false, scale_only = false, level_mod = false;
   float level_mod_lr = 10.0f;
-  const char *lambdas_arg = NULL;
+  const char *lambdas_arg = NULL, *train_only = NULL;
+  int context = 0;
+  float context_lr = 10.0f;
   int levels[16], n_levels = 0; /* the levels patches are drawn from; all by default */
   for (int i = 0; i < argc; i++) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -165,6 +170,9 @@ int e2e_train_codec(int argc, char **argv) {
     else if (!strcmp(k, "--level-mod")) level_mod = atoi(v) != 0;
     else if (!strcmp(k, "--level-mod-lr")) level_mod_lr = strtof(v, NULL);
     else if (!strcmp(k, "--lambdas")) lambdas_arg = v;
+    else if (!strcmp(k, "--context")) context = atoi(v);
+    else if (!strcmp(k, "--train-only")) train_only = v;
+    else if (!strcmp(k, "--context-lr")) context_lr = strtof(v, NULL);
     else if (!strcmp(k, "--levels")) {
       n_levels = 0;
       for (char *p = (char *)v, *end; *p; p = *end == ',' ? end + 1 : end) {
@@ -184,9 +192,9 @@ int e2e_train_codec(int argc, char **argv) {
   }
   if (steps < 1 || batch < 1 || batch > 256 || patch < 64 ||
       patch % CODEC_STRIDE || patch > 320 || !(lr > 0) || eval_every < 1 || val_images < 0 ||
-      !(level_mod_lr >= 0 && level_mod_lr <= 1000)) {
+      !(level_mod_lr >= 0 && level_mod_lr <= 1000) || !(context_lr >= 0 && context_lr <= 1000) || context < 0 || context > 512) {
     fprintf(stderr, "e2e train codec: --steps >= 1, --batch 1..256, --patch a multiple of 64 "
-                    "(64..320, BSDS500 images are 481x321), --lr > 0, --level-mod-lr 0..1000\n");
+                    "(64..320, BSDS500 images are 481x321), --lr > 0, --level-mod-lr and --context-lr 0..1000, --context 0..512\n");
     return 2;
   }
   /* flags that would otherwise do nothing, said out loud rather than ignored */
@@ -222,6 +230,7 @@ int e2e_train_codec(int argc, char **argv) {
   if (m_ch) cfg.m = m_ch;
   if (scale_only) cfg.mean_scale = false;
   if (level_mod) cfg.level_mod = true;
+  if (context) cfg.context = context;
   if (init) {
     if (!codec_load(&c, init)) {
       fprintf(stderr, "e2e train codec: --init: %s\n", nn_last_error());
@@ -241,6 +250,10 @@ int e2e_train_codec(int argc, char **argv) {
   }
   if (init && level_mod && !c.cfg.level_mod && !codec_add_level_mod(&c, seed)) {
     fprintf(stderr, "e2e train codec: --level-mod: %s\n", nn_last_error());
+    return 1;
+  }
+  if (init && context && c.cfg.context != context && !codec_add_context(&c, context, seed)) {
+    fprintf(stderr, "e2e train codec: --context: %s\n", nn_last_error());
     return 1;
   }
   if (init && widen_m) {
@@ -277,6 +290,16 @@ int e2e_train_codec(int argc, char **argv) {
     }
   }
   if (!out) out = "codec.safetensors";
+  if (train_only) {
+    nn_params_set_trainable(&c.p, "", false);
+    int hits = nn_params_set_trainable(&c.p, train_only, true);
+    for (int i = 0; i < c.p.n; i++) /* the entropy tables are integers the training never touches */
+      if (c.p.t[i]->dtype != NN_F32 && c.p.t[i]->requires_grad) c.p.t[i]->requires_grad = false, hits--;
+    if (hits <= 0) {
+      fprintf(stderr, "e2e train codec: --train-only %s: the model has no tensor whose name starts with it\n", train_only);
+      return 2;
+    }
+  }
   printf("training e2ecodec (%d quality levels, lambda %g..%g, N %d, M %d, %lld parameters) on %d BSDS500 images, "
          "%dx%d patches, batch %d, %d threads\n",
          CODEC_MAX_QUALITY, codec_lambda(&c.cfg, 1), codec_lambda(&c.cfg, CODEC_MAX_QUALITY), c.cfg.n, c.cfg.m, (long long)nn_params_numel(&c.p, true), train.n, patch, patch, batch,
@@ -284,6 +307,8 @@ int e2e_train_codec(int argc, char **argv) {
   nn_optim *opt = nn_optim_new(&c.p, nn_optim_defaults(NN_ADAM, lr));
   /* the level scales are few, start at 1 and must move far from it for levels to part ways */
   if (opt && c.cfg.level_mod) nn_optim_set_lr_scale(opt, ".level_scale", level_mod_lr);
+  /* the context model starts from zero corrections beside a trained model: it has further to go */
+  if (opt && c.cfg.context) nn_optim_set_lr_scale(opt, "context.", context_lr);
   nn_lr_schedule sched = {.kind = NN_LR_COSINE, .base_lr = lr, .min_lr = lr * 0.05f, .warmup_steps = steps / 50 + 1,
                           .total_steps = steps};
   nn_rng rng;
@@ -375,6 +400,10 @@ int e2e_train_codec(int argc, char **argv) {
   }
   char recipe[768], s_steps[32], s_time[32], s_metrics[512], more[160] = "";
   if (c.cfg.level_mod) snprintf(more, sizeof more, "%s --level-mod-lr %g", level_mod ? " --level-mod 1" : "", level_mod_lr);
+  if (c.cfg.context)
+    snprintf(more + strlen(more), sizeof more - strlen(more), "%s%.0d --context-lr %g", context ? " --context " : "", context,
+             context_lr);
+  if (train_only) snprintf(more + strlen(more), sizeof more - strlen(more), " --train-only %.60s", train_only);
   for (int i = 0; i < n_levels; i++)
     snprintf(more + strlen(more), sizeof more - strlen(more), "%s%d", i ? "," : " --levels ", levels[i]);
   snprintf(recipe, sizeof recipe,

@@ -39,8 +39,12 @@ static bool lambdas_valid(const float *lambda) {
 }
 
 static bool config_valid(const codec_config *c) {
-  if (c->n < 8 || c->n > 512 || c->m < 8 || c->m > 1024) {
-    nn_set_error("codec config out of range (n %d, m %d)", c->n, c->m);
+  if (c->n < 8 || c->n > 512 || c->m < 8 || c->m > 1024 || c->context < 0 || c->context > 512) {
+    nn_set_error("codec config out of range (n %d, m %d, context %d)", c->n, c->m, c->context);
+    return false;
+  }
+  if (c->context && !c->mean_scale) {
+    nn_set_error("codec: the context model corrects predicted means: it needs a mean-scale model");
     return false;
   }
   return lambdas_valid(c->lambda);
@@ -144,6 +148,23 @@ static bool add_layers(codec_model *c, nn_rng *rng) {
             nn_conv_transpose2d_init(&c->gs[2], &c->p, "g_s.2", n, n, 5, 2, 2, 1, true, rng) &&
             nn_gdn_init(&c->gs_igdn[2], &c->p, "g_s.igdn2", n, true) &&
             nn_conv_transpose2d_init(&c->gs[3], &c->p, "g_s.3", n, 3, 5, 2, 2, 1, true, rng);
+  if (ok && c->cfg.context) {
+    int k = c->cfg.context;
+    ok = nn_conv2d_init(&c->ctx_conv, &c->p, "context.0", m, k, 5, 1, 2, 1, true, rng) &&
+         nn_conv2d_init(&c->ctx_mean, &c->p, "context.mean", k, m, 1, 1, 0, 1, true, rng) &&
+         nn_conv2d_init(&c->ctx_scale, &c->p, "context.scale", k, m, 1, 1, 0, 1, true, rng);
+    if (ok) {
+      /* the taps on a position's own colour only ever see zeros (the other half is not decoded yet):
+       * zero them so the file says what the decoder computes */
+      float *w = nn_f32(c->ctx_conv.weight);
+      for (int64_t i = 0; i < (int64_t)k * m; i++)
+        for (int t = 0; t < 25; t++)
+          if ((t / 5 + t % 5) % 2 == 0) w[i * 25 + t] = 0;
+      /* corrections start at zero: the model codes as the hyperprior alone would */
+      nn_fill_(c->ctx_mean.weight, 0.0f), nn_fill_(c->ctx_mean.bias, 0.0f);
+      nn_fill_(c->ctx_scale.weight, 0.0f), nn_fill_(c->ctx_scale.bias, 0.0f);
+    }
+  }
   if (!ok) return false;
   nn_fill_(c->gs[3].bias, 0.45f); /* mean grey: training starts from a sensible image, not black */
   if (c->cfg.level_mod)
@@ -314,6 +335,31 @@ static nn_tensor *rounding_offset(nn_tensor *v) {
   return r;
 }
 
+/* [1, 1, h, w]: 1 on the anchors ((y + x) even) or, with odd, on the other half */
+static nn_tensor *checkerboard(int64_t h, int64_t w, bool odd) {
+  nn_tensor *t = nn_empty(NN_F32, 4, (int64_t[]){1, 1, h, w});
+  if (!t) return NULL;
+  for (int64_t i = 0; i < h * w; i++) nn_f32(t)[i] = (float)(((i / w + i % w) % 2 == 1) == odd);
+  return t;
+}
+
+/* With a context model, the means and scales of the second half corrected from the anchors' residuals as
+ * the decoder will have them (the coded integers, straight through), each in units of its own predicted
+ * scale s = max(scale, CODEC_SCALE_MIN): the same network then serves every level, whose latents differ
+ * in size by 100x. mean += s * ctx_mean(e), scale = s * (1 + ctx_scale(e)), e = relu(ctx_conv(residual / s)).
+ * The anchors keep the hyperprior's. Without a context model, means and scales stay as they are. */
+static void context_params(codec_model *c, nn_tensor *y, nn_tensor **means, nn_tensor **scales) {
+  if (!c->cfg.context || !y || !*means || !*scales) return;
+  nn_tensor *mh = *means, *s = nn_lower_bound(*scales, CODEC_SCALE_MIN);
+  int64_t h = y->shape[2], w = y->shape[3];
+  nn_tensor *r = nn_sub(y, mh);
+  nn_tensor *anchors = nn_mul(nn_div(nn_add(r, rounding_offset(r)), s), checkerboard(h, w, false));
+  nn_tensor *e = nn_relu(nn_conv2d_forward(&c->ctx_conv, anchors));
+  nn_tensor *second = checkerboard(h, w, true);
+  *means = nn_add(mh, nn_mul(nn_mul(nn_conv2d_forward(&c->ctx_mean, e), s), second));
+  *scales = nn_add(*scales, nn_mul(nn_sub(nn_mul(s, nn_add_scalar(nn_conv2d_forward(&c->ctx_scale, e), 1.0f)), *scales), second));
+}
+
 static nn_tensor *z_scales(codec_model *c, nn_tensor *z) {
   int64_t cs[4] = {1, c->cfg.n, 1, 1};
   return nn_contiguous(nn_expand(nn_reshape(nn_exp(c->z_scale_raw), 4, cs), 4, z->shape));
@@ -345,6 +391,7 @@ nn_tensor *codec_train_forward(codec_model *c, nn_tensor *x, const int *quality,
                                        z_scales(c, z), CODEC_SCALE_MIN);
   nn_tensor *means = NULL;
   nn_tensor *scales = hyper_synthesis(c, z_tilde, &means);
+  context_params(c, y, &means, &scales);
   /* the residual from the predicted mean is what gets coded: y_hat = round(y - mean) + mean */
   nn_tensor *r = means ? nn_sub(y, means) : y;
   nn_tensor *bits_y = nn_gaussian_bits(nn_add(r, uniform_noise(r, rng)), scales, CODEC_SCALE_MIN);
@@ -453,6 +500,20 @@ bool codec_add_level_mod(codec_model *c, uint64_t seed) {
   return regrow(c, &cfg, seed, false); /* the new scales keep their initial 1s */
 }
 
+bool codec_add_context(codec_model *c, int channels, uint64_t seed) {
+  if (c->cfg.context) {
+    nn_set_error("codec: the model already has a context model");
+    return false;
+  }
+  if (channels < 1) {
+    nn_set_error("codec: a context model needs at least one channel");
+    return false;
+  }
+  codec_config cfg = c->cfg;
+  cfg.context = channels;
+  return regrow(c, &cfg, seed, false); /* the new layers keep their initialisation: corrections of zero */
+}
+
 bool codec_set_lambdas(codec_model *c, const float *lambda) {
   if (!lambdas_valid(lambda)) return false;
   double lo[CODEC_MAX_QUALITY];
@@ -492,8 +553,8 @@ static char *config_json(const codec_config *c) {
   g_string_append_printf(s, "{\"n\": %d, \"m\": %d, \"stride\": %d, \"qualities\": %d, \"lambdas\": [", c->n, c->m,
                          CODEC_STRIDE, CODEC_MAX_QUALITY);
   for (int q = 1; q <= CODEC_MAX_QUALITY; q++) g_string_append_printf(s, "%s%.9g", q > 1 ? ", " : "", (double)codec_lambda(c, q));
-  g_string_append_printf(s, "], \"mean_scale\": %s, \"level_mod\": %s}", c->mean_scale ? "true" : "false",
-                         c->level_mod ? "true" : "false");
+  g_string_append_printf(s, "], \"mean_scale\": %s, \"level_mod\": %s, \"context\": %d}", c->mean_scale ? "true" : "false",
+                         c->level_mod ? "true" : "false", c->context);
   return g_string_free(s, FALSE);
 }
 
@@ -532,6 +593,7 @@ static bool parse_config(const char *json, codec_config *c, const char *path) {
       for (int q = 0; q < CODEC_MAX_QUALITY; q++) c->lambda[q] = (float)json_array_get_double_element(lam, q);
     c->mean_scale = json_object_get_boolean_member_with_default(o, "mean_scale", FALSE);
     c->level_mod = json_object_get_boolean_member_with_default(o, "level_mod", FALSE);
+    c->context = (int)json_object_get_int_member_with_default(o, "context", 0);
     if (json_object_get_int_member_with_default(o, "qualities", 0) != CODEC_MAX_QUALITY) {
       nn_set_error("%s: the model must have %d quality levels", path, CODEC_MAX_QUALITY);
     } else if (json_object_get_int_member_with_default(o, "stride", CODEC_STRIDE) != CODEC_STRIDE) {
@@ -724,27 +786,56 @@ static void scale_index_range(void *p, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; i++) c->idx[i] = codec_scale_index(c->t, c->s[i]);
 }
 
-/* Decoder-side part shared by both directions: z symbols -> scales -> indices, and the means
- * (written to means, which a mean-scale model needs; others leave it untouched). */
-static int *scale_indices(const codec_model *c, const float *z_hat, int zh, int zw, float *means) {
-  size_t ny = (size_t)c->cfg.m * (size_t)(4 * zh) * (size_t)(4 * zw);
-  float *s = malloc(sizeof(float) * ny);
+static bool scale_indices(const codec_tables *t, const float *scales, size_t n, int *idx) {
+  scale_index_ctx sc = {t, scales, idx};
+  nn_parallel_for((int64_t)n, 1 << 14, scale_index_range, &sc);
+  return true;
+}
+
+/* One pass over the latents of one checkerboard colour (or all of them: parity < 0), in the stream's
+ * order: channel by channel, raster order. Encoding (y set) writes y's residuals from the means to w;
+ * decoding reads them from r. Either way y_hat receives residual + mean. */
+static void code_pass(const codec_model *c, int H, int W, int parity, const float *means, const int *idx, const float *y,
+                      rans_writer *w, rans_reader *r, float *y_hat, float *coded) {
+  for (size_t ch = 0; ch < (size_t)c->cfg.m; ch++)
+    for (int py = 0; py < H; py++)
+      for (int px = 0; px < W; px++) {
+        if (parity >= 0 && (py + px) % 2 != parity) continue;
+        size_t i = (ch * H + py) * W + px;
+        int32_t q;
+        if (y) put_value(w, &c->tables, idx[i], q = to_symbol(y[i] - means[i]));
+        else q = get_value(r, &c->tables, idx[i]);
+        y_hat[i] = (float)q + means[i];
+        if (coded) coded[i] = (float)q;
+      }
+}
+
+/* The latents in both directions, so that encoder and decoder cannot disagree on the order or on a
+ * probability: z_hat -> means and scales (fixed-order float path) -> table indices; with a context model
+ * the anchors first, then the other half under means and scales corrected from the decoded anchors.
+ * Encoding: y is the analysis output, w the writer. Decoding: y is NULL, r the reader. */
+static bool code_latents(const codec_model *c, const float *z_hat, int zh, int zw, const float *y, rans_writer *w,
+                         rans_reader *r, float *y_hat) {
+  int H = 4 * zh, W = 4 * zw;
+  size_t ny = (size_t)c->cfg.m * (size_t)H * (size_t)W;
+  float *means = calloc(ny, sizeof(float)), *scales = malloc(sizeof(float) * ny);
   int *idx = malloc(sizeof(int) * ny);
-  if (!s || !idx) {
-    free(s);
-    free(idx);
-    nn_set_error("e2ecodec: out of memory for the scales");
-    return NULL;
+  float *anchors = NULL, *cm = NULL, *cs = NULL;
+  bool ok = means && scales && idx;
+  if (!ok) nn_set_error("e2ecodec: out of memory for the latents");
+  ok = ok && codec_hyper_scales_exact(c, z_hat, zh, zw, scales, c->cfg.mean_scale ? means : NULL) &&
+       scale_indices(&c->tables, scales, ny, idx);
+  if (ok && !c->cfg.context) code_pass(c, H, W, -1, means, idx, y, w, r, y_hat, NULL);
+  if (ok && c->cfg.context) {
+    anchors = calloc(ny, sizeof(float)), cm = calloc(ny, sizeof(float)), cs = calloc(ny, sizeof(float));
+    ok = anchors && cm && cs;
+    if (!ok) nn_set_error("e2ecodec: out of memory for the context model");
+    if (ok) code_pass(c, H, W, 0, means, idx, y, w, r, y_hat, anchors); /* the anchors' integers, zero elsewhere */
+    ok = ok && codec_context_exact(c, anchors, means, scales, H, W, cm, cs) && scale_indices(&c->tables, cs, ny, idx);
+    if (ok) code_pass(c, H, W, 1, cm, idx, y, w, r, y_hat, NULL);
   }
-  if (!codec_hyper_scales_exact(c, z_hat, zh, zw, s, c->cfg.mean_scale ? means : NULL)) {
-    free(s);
-    free(idx);
-    return NULL;
-  }
-  scale_index_ctx sc = {&c->tables, s, idx};
-  nn_parallel_for((int64_t)ny, 1 << 14, scale_index_range, &sc);
-  free(s);
-  return idx;
+  free(means), free(scales), free(idx), free(anchors), free(cm), free(cs);
+  return ok;
 }
 
 static int z_table(const codec_model *c, int ch) {
@@ -762,6 +853,7 @@ static bool reconstruct(codec_model *c, int quality, nn_tensor *y_hat, int pw, i
 /* This picture's loss for latents y under the (fixed) means and scales its coded z gives, y rounded as
  * the coder will round it (straight through): lambda * 255^2 * MSE + bits per pixel of y. */
 static nn_tensor *coded_loss(codec_model *c, nn_tensor *x, nn_tensor *y, nn_tensor *means, nn_tensor *scales, int quality) {
+  context_params(c, y, &means, &scales); /* the second half's follow the anchors as they move */
   nn_tensor *r = means ? nn_sub(y, means) : y;
   r = nn_add(r, rounding_offset(r));
   nn_tensor *bits_y = nn_gaussian_bits(r, scales, CODEC_SCALE_MIN);
@@ -842,7 +934,6 @@ bool codec_compress(codec_model *c, int quality, const uint8_t *rgb, int w, int 
   int pw = pad_to(w), ph = pad_to(h), zh = ph / CODEC_STRIDE, zw = pw / CODEC_STRIDE;
   int n = c->cfg.n, m = c->cfg.m;
   bool ok = false;
-  int *idx = NULL;
   uint8_t *zb = NULL, *yb = NULL;
   rans_writer wz, wy;
   rans_writer_init(&wz);
@@ -869,18 +960,8 @@ bool codec_compress(codec_model *c, int quality, const uint8_t *rgb, int w, int 
   }
   /* the latent search keeps z (already coded) and its means and scales, and moves y under them */
   if (c->refine_steps > 0 && !refine_latents(c, x, y, z_hat, quality, c->refine_steps)) goto done;
-  /* y_hat starts as the means (zero for a scale-only model); the coded integers are added to it */
-  nn_tensor *y_hat = nn_zeros(NN_F32, 4, (int64_t[]){1, m, 4 * zh, 4 * zw});
-  if (!y_hat) goto done;
-  idx = scale_indices(c, nn_f32(z_hat), zh, zw, nn_f32(y_hat));
-  if (!idx) goto done;
-  const float *yc = nn_f32(y);
-  for (size_t i = 0, ny = (size_t)m * 16 * zh * zw; i < ny; i++) {
-    float mu = nn_f32(y_hat)[i];
-    int32_t q = to_symbol(yc[i] - mu);
-    put_value(&wy, &c->tables, idx[i], q);
-    nn_f32(y_hat)[i] = (float)q + mu;
-  }
+  nn_tensor *y_hat = nn_empty(NN_F32, 4, (int64_t[]){1, m, 4 * zh, 4 * zw});
+  if (!y_hat || !code_latents(c, nn_f32(z_hat), zh, zw, nn_f32(y), &wy, NULL, nn_f32(y_hat))) goto done;
   size_t zl = 0, yl = 0;
   zb = rans_writer_finish(&wz, &zl);
   yb = rans_writer_finish(&wy, &yl);
@@ -914,7 +995,6 @@ done:
   rans_writer_free(&wy);
   free(zb);
   free(yb);
-  free(idx);
   return ok;
 }
 
@@ -937,7 +1017,6 @@ bool codec_decompress(codec_model *c, const uint8_t *data, size_t len, uint8_t *
   int pw = pad_to(w), ph = pad_to(h), zh = ph / CODEC_STRIDE, zw = pw / CODEC_STRIDE;
   int n = c->cfg.n, m = c->cfg.m;
   bool ok = false;
-  int *idx = NULL;
   nn_no_grad_begin();
   const float *zm = nn_f32(nn_params_find(&c->p, "z.mean"));
   nn_tensor *z_hat = nn_empty(NN_F32, 4, (int64_t[]){1, n, zh, zw});
@@ -953,11 +1032,8 @@ bool codec_decompress(codec_model *c, const uint8_t *data, size_t len, uint8_t *
     nn_set_error("e2ecodec: hyper-latent payload is corrupt (does not decode to its exact length)");
     goto done;
   }
-  idx = scale_indices(c, nn_f32(z_hat), zh, zw, nn_f32(y_hat));
-  if (!idx) goto done;
   rans_reader_init(&ry, data + CODEC_HEADER_BYTES + hd.z_bytes, hd.y_bytes);
-  for (size_t i = 0, ny = (size_t)m * 16 * zh * zw; i < ny; i++)
-    nn_f32(y_hat)[i] = (float)get_value(&ry, &c->tables, idx[i]) + nn_f32(y_hat)[i];
+  if (!code_latents(c, nn_f32(z_hat), zh, zw, NULL, NULL, &ry, nn_f32(y_hat))) goto done;
   if (!rans_reader_done(&ry)) {
     nn_set_error("e2ecodec: latent payload is corrupt (does not decode to its exact length)");
     goto done;
@@ -966,6 +1042,5 @@ bool codec_decompress(codec_model *c, const uint8_t *data, size_t len, uint8_t *
 done:
   nn_no_grad_end();
   nn_arena_reset(nn_arena_current());
-  free(idx);
   return ok;
 }

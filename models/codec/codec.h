@@ -47,6 +47,9 @@ typedef struct {
                       without the flag are scale-only */
   bool level_mod;  /* a per-level, per-channel scale in front of every (inverse) GDN, so that the transforms,
                       not only the latents' gains, can differ between levels; files without it have none */
+  int context;     /* channels of the checkerboard context model (He et al. 2021), 0 for none: y is coded in
+                      two halves, and the second half's means and scales are corrected from the decoded first
+                      half's neighbours; needs mean_scale */
 } codec_config;
 
 /* The lambda of a quality level (clamped to 1..CODEC_MAX_QUALITY); used by training only. */
@@ -72,6 +75,10 @@ typedef struct {
   nn_conv_transpose2d_layer hs[2];
   nn_conv2d_layer hs_out;   /* -> scales (ReLU) */
   nn_conv2d_layer hs_mean;  /* -> means (linear), only with cfg.mean_scale */
+  /* checkerboard context, with cfg.context: anchors (y + x even) are coded under the hyperprior alone;
+   * then, with s = max(hyper scale, CODEC_SCALE_MIN) everywhere, e = relu(ctx_conv(anchors' integers / s))
+   * moves the other half's means by s * ctx_mean(e) and sets its scales to s * (1 + ctx_scale(e)) */
+  nn_conv2d_layer ctx_conv, ctx_mean, ctx_scale;
   nn_conv_transpose2d_layer gs[4];
   nn_gdn_layer gs_igdn[3];
   nn_tensor *z_scale_raw;  /* [n]: log of the scale of z's per-channel Gaussian */
@@ -104,6 +111,10 @@ bool codec_add_mean_head(codec_model *c, uint64_t seed);
 
 /* Gives a model without level modulation its per-level scales, all 1: it computes exactly what it did. */
 bool codec_add_level_mod(codec_model *c, uint64_t seed);
+
+/* Gives a mean-scale model a checkerboard context model of `channels` channels whose corrections start
+ * at zero: it computes what it did (the stream's symbol order changes, not its symbols). */
+bool codec_add_context(codec_model *c, int channels, uint64_t seed);
 
 /* Retargets the quality levels to new lambdas (strictly rising, positive). Each level's gains (and level
  * scales, in a modulated model) are interpolated per channel, log-gain against log-lambda, from the old
@@ -158,6 +169,12 @@ bool codec_decompress(codec_model *c, const uint8_t *data, size_t len, uint8_t *
  * summation order (exposed for tests): writes [m, 4h, 4w] floats to scales, and to means unless it
  * is NULL (which a mean-scale model must not pass). False when out of memory. */
 bool codec_hyper_scales_exact(const codec_model *c, const float *z_hat, int zh, int zw, float *scales, float *means);
+/* Decoder-side means and scales of the second checkerboard half ((y + x) odd) from the decoded anchors
+ * (anchor_q: [m, h, w], the anchors' coded integers, zero elsewhere) and the hyperprior's means and scales,
+ * in a fixed summation order like codec_hyper_scales_exact. Writes [m, h, w] to means and scales (the
+ * anchors' entries there are not meaningful). False when out of memory. */
+bool codec_context_exact(const codec_model *c, const float *anchor_q, const float *hyper_means,
+                         const float *hyper_scales, int h, int w, float *means, float *scales);
 /* Index of the quantised scale used for a predicted scale. */
 int codec_scale_index(const codec_tables *t, float scale);
 

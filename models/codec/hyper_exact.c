@@ -33,7 +33,7 @@ typedef float v8 __attribute__((vector_size(32)));
 #define OCB 4   /* output channels per block */
 #define XB 16   /* output pixels per block: two vectors */
 #define SLACK 24 /* floats past a padded row that a block's loads may touch (their outputs are dropped) */
-#define MAX_TAPS 9
+#define MAX_TAPS 12 /* the checkerboard context's 5x5 window has 12 taps on the other colour */
 
 static inline v8 load8(const float *p) {
   v8 v;
@@ -180,5 +180,80 @@ bool codec_hyper_scales_exact(const codec_model *c, const float *z_hat, int zh, 
   free(h1);
   free(h2);
   if (!ok) nn_set_error("e2ecodec: out of memory for the hyper-synthesis");
+  return ok;
+}
+
+/* ---- checkerboard context ---- */
+
+/* 1x1 correlation over rows of W + SLACK floats (and SLACK more at the end): out [OC][H][W] (no ReLU); weights [OC][C][1][1] */
+static bool conv1(const float *in, int C, int H, int W, const float *w, const float *b, int OC, float *out) {
+  corr_job J = {.in = in, .in_chan = (int64_t)H * (W + SLACK), .in_row = W + SLACK, .C = C, .OC = OC, .H = H,
+                .W = W, .T = 1, .b = b, .out = out, .out_chan = (int64_t)H * W, .out_row = W, .out_col = 1};
+  int64_t t_off[1] = {0};
+  float *wpk = pack_weights(C, OC, 1, w, 1, C, t_off);
+  if (!wpk) return false;
+  J.wpk = wpk;
+  nn_parallel_for((OC + OCB - 1) / OCB, 1, corr_blocks, &J);
+  free(wpk);
+  return true;
+}
+
+/* Only the second half needs the context, so everything runs on half-width planes: row y keeps its
+ * anchors (x = 2k + y % 2) in u and its other half (x = 2k + 1 - y % 2) in e. A tap (dy, dx) then lands at
+ * column k + d in u, where d depends on the row's parity: even and odd rows run as two correlations,
+ * each stepping over every other row. Half the work of the full-width window, the same sums. */
+bool codec_context_exact(const codec_model *c, const float *anchor_q, const float *hyper_means,
+                         const float *hyper_scales, int H, int W, float *means, float *scales) {
+  int m = c->cfg.m, C = c->cfg.context, W2 = (W + 1) / 2;
+  int64_t row_u = W2 + 4 + SLACK, row_e = W2 + SLACK;
+  float *u = calloc((size_t)m * (H + 4) * row_u + SLACK, sizeof(float));
+  float *e = calloc((size_t)C * H * row_e + SLACK, sizeof(float));
+  float *dm = malloc(sizeof(float) * (size_t)m * H * W2), *ds = malloc(sizeof(float) * (size_t)m * H * W2);
+  bool ok = u && e && dm && ds;
+  if (ok) {
+    /* the anchors' residuals in units of their scale, zero-padded by 2 rows and 2 columns */
+    for (size_t ch = 0; ch < (size_t)m; ch++)
+      for (int y = 0; y < H; y++)
+        for (int x = y % 2; x < W; x += 2) {
+          size_t i = (ch * H + y) * W + x;
+          float s = hyper_scales[i] > CODEC_SCALE_MIN ? hyper_scales[i] : CODEC_SCALE_MIN;
+          u[(ch * (H + 4) + y + 2) * row_u + x / 2 + 2] = anchor_q[i] / s;
+        }
+    const float *w = nn_f32(c->ctx_conv.weight);
+    for (int py = 0; py < 2 && ok; py++) {
+      corr_job J = {.in = u + (py + 2) * row_u + 2, .in_chan = (int64_t)(H + 4) * row_u, .in_row = 2 * row_u, .C = m,
+                    .OC = C, .H = (H - py + 1) / 2, .W = W2, .b = nn_f32(c->ctx_conv.bias), .out = e + py * row_e,
+                    .out_chan = (int64_t)H * row_e, .out_row = 2 * row_e, .out_col = 1, .relu = true};
+      int64_t t_off[MAX_TAPS];
+      /* the window's taps on the anchors' colour, in raster order (the others only ever see zeros) */
+      for (int ky = 0; ky < 5; ky++)
+        for (int kx = 0; kx < 5; kx++) {
+          int dy = ky - 2, dx = kx - 2;
+          if (!((dy + dx) & 1)) continue;
+          int d = (1 - py + dx - ((py + dy) & 1)) / 2; /* exact: the numerator is even */
+          J.roff[J.T] = dy * row_u + d, t_off[J.T++] = ky * 5 + kx;
+        }
+      float *wpk = pack_weights(m, C, J.T, w, 25, (int64_t)m * 25, t_off);
+      ok = wpk != NULL;
+      if (ok) {
+        J.wpk = wpk;
+        nn_parallel_for((C + OCB - 1) / OCB, 1, corr_blocks, &J);
+        free(wpk);
+      }
+    }
+    ok = ok && conv1(e, C, H, W2, nn_f32(c->ctx_mean.weight), nn_f32(c->ctx_mean.bias), m, dm) &&
+         conv1(e, C, H, W2, nn_f32(c->ctx_scale.weight), nn_f32(c->ctx_scale.bias), m, ds);
+  }
+  if (ok)
+    for (size_t ch = 0; ch < (size_t)m; ch++)
+      for (int y = 0; y < H; y++)
+        for (int x = 1 - y % 2; x < W; x += 2) {
+          size_t i = (ch * H + y) * W + x, k = (ch * H + y) * W2 + x / 2;
+          float s = hyper_scales[i] > CODEC_SCALE_MIN ? hyper_scales[i] : CODEC_SCALE_MIN;
+          means[i] = hyper_means[i] + s * dm[k];
+          scales[i] = s * (1.0f + ds[k]);
+        }
+  free(u), free(e), free(dm), free(ds);
+  if (!ok) nn_set_error("e2ecodec: out of memory for the context model");
   return ok;
 }
