@@ -548,7 +548,9 @@ TEST(codec_context_starts_neutral_codes_exactly_and_never_sees_its_own_half) {
   }
   nn_no_grad_begin();
   nn_tensor *sb = nn_lower_bound(sh, CODEC_SCALE_MIN);
-  nn_tensor *e = nn_relu(nn_conv2d_forward(&c.ctx_conv, nn_div(ya, sb)));
+  nn_tensor *spread = nn_empty(NN_F32, 4, (int64_t[]){1, m, H, W});
+  for (size_t i = 0; i < ny; i++) nn_f32(spread)[i] = codec_scale_index(&c.tables, nn_f32(sh)[i]) / (float)(CODEC_NUM_SCALES - 1);
+  nn_tensor *e = nn_relu(nn_add(nn_conv2d_forward(&c.ctx_conv, nn_div(ya, sb)), nn_conv2d_forward(&c.ctx_spread, spread)));
   nn_tensor *ref_mu = nn_add(mh, nn_mul(sb, nn_conv2d_forward(&c.ctx_mean, e)));
   nn_tensor *ref_s = nn_mul(sb, nn_add_scalar(nn_conv2d_forward(&c.ctx_scale, e), 1.0f));
   nn_no_grad_end();

@@ -151,6 +151,7 @@ static bool add_layers(codec_model *c, nn_rng *rng) {
   if (ok && c->cfg.context) {
     int k = c->cfg.context;
     ok = nn_conv2d_init(&c->ctx_conv, &c->p, "context.0", m, k, 5, 1, 2, 1, true, rng) &&
+         nn_conv2d_init(&c->ctx_spread, &c->p, "context.spread", m, k, 1, 1, 0, 1, false, rng) &&
          nn_conv2d_init(&c->ctx_mean, &c->p, "context.mean", k, m, 1, 1, 0, 1, true, rng) &&
          nn_conv2d_init(&c->ctx_scale, &c->p, "context.scale", k, m, 1, 1, 0, 1, true, rng);
     if (ok) {
@@ -343,18 +344,30 @@ static nn_tensor *checkerboard(int64_t h, int64_t w, bool odd) {
   return t;
 }
 
+/* Each latent's quantised scale as the decoder picks it, as a fraction of the table (a constant input). */
+static nn_tensor *spread_feature(const codec_model *c, nn_tensor *scales) {
+  nn_tensor *s = nn_contiguous(nn_detach(scales));
+  nn_tensor *f = s ? nn_empty(NN_F32, s->ndim, s->shape) : NULL;
+  if (!f) return NULL;
+  for (int64_t i = 0, n = nn_numel(f); i < n; i++)
+    nn_f32(f)[i] = (float)codec_scale_index(&c->tables, nn_f32(s)[i]) * (1.0f / (CODEC_NUM_SCALES - 1));
+  return f;
+}
+
 /* With a context model, the means and scales of the second half corrected from the anchors' residuals as
  * the decoder will have them (the coded integers, straight through), each in units of its own predicted
  * scale s = max(scale, CODEC_SCALE_MIN): the same network then serves every level, whose latents differ
- * in size by 100x. mean += s * ctx_mean(e), scale = s * (1 + ctx_scale(e)), e = relu(ctx_conv(residual / s)).
- * The anchors keep the hyperprior's. Without a context model, means and scales stay as they are. */
+ * in size by 100x. e = relu(ctx_conv(residual / s) + ctx_spread(scale index / 63)), then
+ * mean += s * ctx_mean(e), scale = s * (1 + ctx_scale(e)). The anchors keep the hyperprior's. Without a
+ * context model, means and scales stay as they are. */
 static void context_params(codec_model *c, nn_tensor *y, nn_tensor **means, nn_tensor **scales) {
   if (!c->cfg.context || !y || !*means || !*scales) return;
   nn_tensor *mh = *means, *s = nn_lower_bound(*scales, CODEC_SCALE_MIN);
   int64_t h = y->shape[2], w = y->shape[3];
   nn_tensor *r = nn_sub(y, mh);
   nn_tensor *anchors = nn_mul(nn_div(nn_add(r, rounding_offset(r)), s), checkerboard(h, w, false));
-  nn_tensor *e = nn_relu(nn_conv2d_forward(&c->ctx_conv, anchors));
+  nn_tensor *e = nn_relu(nn_add(nn_conv2d_forward(&c->ctx_conv, anchors),
+                                nn_conv2d_forward(&c->ctx_spread, spread_feature(c, *scales))));
   nn_tensor *second = checkerboard(h, w, true);
   *means = nn_add(mh, nn_mul(nn_mul(nn_conv2d_forward(&c->ctx_mean, e), s), second));
   *scales = nn_add(*scales, nn_mul(nn_sub(nn_mul(s, nn_add_scalar(nn_conv2d_forward(&c->ctx_scale, e), 1.0f)), *scales), second));

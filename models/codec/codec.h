@@ -15,7 +15,9 @@
  * patch's distortion by the level's lambda. With level modulation (cfg.level_mod)
  * every GDN and inverse GDN also reads its input through a per-level,
  * per-channel scale, so that the transforms themselves can serve a high level
- * differently from a low one (Yang et al. 2020, "modulated autoencoders").
+ * differently from a low one (Yang et al. 2020, "modulated autoencoders"). With a checkerboard context
+ * model (cfg.context, He et al. 2021) half of y (the anchors) is coded first, and the other half's means
+ * and scales are corrected from the decoded anchors around each position.
  *
  * Training (codec_train_forward) uses additive uniform noise for the rate and
  * straight-through rounding for the distortion. Coding (codec_compress /
@@ -76,9 +78,10 @@ typedef struct {
   nn_conv2d_layer hs_out;   /* -> scales (ReLU) */
   nn_conv2d_layer hs_mean;  /* -> means (linear), only with cfg.mean_scale */
   /* checkerboard context, with cfg.context: anchors (y + x even) are coded under the hyperprior alone;
-   * then, with s = max(hyper scale, CODEC_SCALE_MIN) everywhere, e = relu(ctx_conv(anchors' integers / s))
-   * moves the other half's means by s * ctx_mean(e) and sets its scales to s * (1 + ctx_scale(e)) */
-  nn_conv2d_layer ctx_conv, ctx_mean, ctx_scale;
+   * then, with s = max(hyper scale, CODEC_SCALE_MIN) everywhere, e = relu(ctx_conv(anchors' integers / s)
+   * + ctx_spread(own scale index / 63)) moves the other half's means by s * ctx_mean(e) and sets its
+   * scales to s * (1 + ctx_scale(e)) */
+  nn_conv2d_layer ctx_conv, ctx_spread, ctx_mean, ctx_scale;
   nn_conv_transpose2d_layer gs[4];
   nn_gdn_layer gs_igdn[3];
   nn_tensor *z_scale_raw;  /* [n]: log of the scale of z's per-channel Gaussian */

@@ -208,8 +208,9 @@ bool codec_context_exact(const codec_model *c, const float *anchor_q, const floa
   int64_t row_u = W2 + 4 + SLACK, row_e = W2 + SLACK;
   float *u = calloc((size_t)m * (H + 4) * row_u + SLACK, sizeof(float));
   float *e = calloc((size_t)C * H * row_e + SLACK, sizeof(float));
+  float *f = calloc((size_t)m * H * row_e + SLACK, sizeof(float)), *e2 = malloc(sizeof(float) * (size_t)C * H * W2);
   float *dm = malloc(sizeof(float) * (size_t)m * H * W2), *ds = malloc(sizeof(float) * (size_t)m * H * W2);
-  bool ok = u && e && dm && ds;
+  bool ok = u && e && f && e2 && dm && ds;
   if (ok) {
     /* the anchors' residuals in units of their scale, zero-padded by 2 rows and 2 columns */
     for (size_t ch = 0; ch < (size_t)m; ch++)
@@ -219,11 +220,17 @@ bool codec_context_exact(const codec_model *c, const float *anchor_q, const floa
           float s = hyper_scales[i] > CODEC_SCALE_MIN ? hyper_scales[i] : CODEC_SCALE_MIN;
           u[(ch * (H + 4) + y + 2) * row_u + x / 2 + 2] = anchor_q[i] / s;
         }
+    /* the second half's own quantised scales, as a fraction of the table */
+    for (size_t ch = 0; ch < (size_t)m; ch++)
+      for (int y = 0; y < H; y++)
+        for (int x = 1 - y % 2; x < W; x += 2)
+          f[(ch * H + y) * row_e + x / 2] =
+              (float)codec_scale_index(&c->tables, hyper_scales[(ch * H + y) * W + x]) * (1.0f / (CODEC_NUM_SCALES - 1));
     const float *w = nn_f32(c->ctx_conv.weight);
     for (int py = 0; py < 2 && ok; py++) {
       corr_job J = {.in = u + (py + 2) * row_u + 2, .in_chan = (int64_t)(H + 4) * row_u, .in_row = 2 * row_u, .C = m,
                     .OC = C, .H = (H - py + 1) / 2, .W = W2, .b = nn_f32(c->ctx_conv.bias), .out = e + py * row_e,
-                    .out_chan = (int64_t)H * row_e, .out_row = 2 * row_e, .out_col = 1, .relu = true};
+                    .out_chan = (int64_t)H * row_e, .out_row = 2 * row_e, .out_col = 1};
       int64_t t_off[MAX_TAPS];
       /* the window's taps on the anchors' colour, in raster order (the others only ever see zeros) */
       for (int ky = 0; ky < 5; ky++)
@@ -241,6 +248,15 @@ bool codec_context_exact(const codec_model *c, const float *anchor_q, const floa
         free(wpk);
       }
     }
+    float *zero = ok ? calloc((size_t)C, sizeof(float)) : NULL;
+    ok = ok && zero && conv1(f, m, H, W2, nn_f32(c->ctx_spread.weight), zero, C, e2);
+    free(zero);
+    if (ok) /* e = relu(window + spread) */
+      for (size_t r = 0; r < (size_t)C * H; r++)
+        for (int k = 0; k < W2; k++) {
+          float v = e[r * row_e + k] + e2[r * W2 + k];
+          e[r * row_e + k] = v > 0 ? v : 0;
+        }
     ok = ok && conv1(e, C, H, W2, nn_f32(c->ctx_mean.weight), nn_f32(c->ctx_mean.bias), m, dm) &&
          conv1(e, C, H, W2, nn_f32(c->ctx_scale.weight), nn_f32(c->ctx_scale.bias), m, ds);
   }
@@ -253,7 +269,7 @@ bool codec_context_exact(const codec_model *c, const float *anchor_q, const floa
           means[i] = hyper_means[i] + s * dm[k];
           scales[i] = s * (1.0f + ds[k]);
         }
-  free(u), free(e), free(dm), free(ds);
+  free(u), free(e), free(f), free(e2), free(dm), free(ds);
   if (!ok) nn_set_error("e2ecodec: out of memory for the context model");
   return ok;
 }
