@@ -297,6 +297,9 @@ int e2e_train_codec(int argc, char **argv) {
       if (c.p.t[i]->dtype != NN_F32 && c.p.t[i]->requires_grad) c.p.t[i]->requires_grad = false, hits--;
     if (hits <= 0) {
       fprintf(stderr, "e2e train codec: --train-only %s: the model has no tensor whose name starts with it\n", train_only);
+      codec_free(&c);
+      codec_free_set(&train);
+      codec_free_set(&val);
       return 2;
     }
   }
