@@ -141,11 +141,12 @@ static void run_codec_decode(void *p) {
   codec_decompress(&c->c, c->stream, c->len, c->out, c->w, c->h);
 }
 /* MACs of encode (g_a + h_a + h_s + context) or decode (h_s + context + g_s) on a padded H x W image; the
- * context's 5x5 window counts its 12 taps on the anchors' colour (the others are zero) */
+ * context's 5x5 window counts its 12 taps on the anchors' colour (the others are zero), then its three 1x1
+ * layers (the own scale index in, mean and scale corrections out) */
 static double codec_macs(double H, double W, double n, double m, bool mean_scale, double ctx, bool enc) {
   double P2 = H / 2 * W / 2, P4 = P2 / 4, P8 = P4 / 4, P16 = P8 / 4, P32 = P16 / 4, P64 = P32 / 4;
   double hs = P64 * n * n * 25 + P32 * n * n * 25 + P16 * m * n * 9 * (mean_scale ? 2 : 1) /* scale (+ mean) head */
-              + P16 * ctx * m * (12 + 2 + 2);
+              + P16 * ctx * m * (12 + 1 + 2);
   if (enc) return P2 * n * 75 + P4 * n * n * 25 + P8 * n * n * 25 + P16 * m * n * 25 + (P2 + P4 + P8) * n * n +
                   P16 * n * m * 9 + P32 * n * n * 25 + P64 * n * n * 25 + hs;
   return hs + P16 * m * n * 25 + P8 * n * n * 25 + P4 * n * n * 25 + P4 * n * 3 * 25 * 4 + (P8 + P4 + P2) * n * n;

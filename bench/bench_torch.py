@@ -5,6 +5,7 @@ shapes and timing rule as bench_nncore.c. Prints one JSON object per case.
 """
 import argparse
 import json
+import math
 import time
 
 import torch
@@ -165,14 +166,18 @@ def main():
             h = h_s_trunk(z)
             return h_s_scale(h), h_s_mean(h)
 
-        # checkerboard context: anchors ((y + x) even) under the hyperprior; the other half's means and scales
-        # corrected from the anchors' neighbours (a 5x5 conv whose taps on the position's own colour are zero)
-        ctx_conv, ctx_hm, ctx_hs = nn.Conv2d(m_, k, 5, 1, 2), nn.Conv2d(m_, k, 1, bias=False), nn.Conv2d(m_, k, 1, bias=False)
+        # checkerboard context (codec.c's context_params): anchors ((y + x) even) under the hyperprior; the other
+        # half's means and scales corrected from the anchors' integers in units of their scale (a 5x5 conv whose
+        # taps on the position's own colour are zero) and from its own quantised scale index
+        ctx_conv, ctx_spread = nn.Conv2d(m_, k, 5, 1, 2), nn.Conv2d(m_, k, 1, bias=False)
         ctx_mean, ctx_scale = nn.Conv2d(k, m_, 1), nn.Conv2d(k, m_, 1)
+        table = torch.exp(torch.linspace(math.log(0.11), math.log(256.0), 64))  # CODEC_NUM_SCALES log-spaced scales
 
-        def second_half(anchors, scale, mu):  # means and scales of the second half
-            e = F.relu(ctx_conv(anchors) + ctx_hm(mu) + ctx_hs(scale))
-            return mu + ctx_mean(e), scale + ctx_scale(e)
+        def second_half(anchor_q, scale, mu):  # means and scales of the second half
+            s = scale.clamp_min(0.11)
+            spread = torch.bucketize(scale, table).clamp_max(63).float() / 63  # first table scale >= scale
+            e = F.relu(ctx_conv(anchor_q / s) + ctx_spread(spread))
+            return mu + s * ctx_mean(e), s * (1 + ctx_scale(e))
 
         g_s = nn.Sequential(dconv(m_, n), GDN(n, True), dconv(n, n), GDN(n, True), dconv(n, n), GDN(n, True),
                             dconv(n, 3)).eval()
@@ -180,7 +185,7 @@ def main():
         x = torch.rand(1, 3, H, W)
         P2 = H / 2 * W / 2
         P4, P8, P16, P32, P64 = P2 / 4, P2 / 16, P2 / 64, P2 / 256, P2 / 1024
-        hs = P64 * n * n * 25 + P32 * n * n * 25 + 2 * P16 * m_ * n * 9 + P16 * k * m_ * (12 + 2 + 2)
+        hs = P64 * n * n * 25 + P32 * n * n * 25 + 2 * P16 * m_ * n * 9 + P16 * k * m_ * (12 + 1 + 2)
         enc_macs = (P2 * n * 75 + P4 * n * n * 25 + P8 * n * n * 25 + P16 * m_ * n * 25 + (P2 + P4 + P8) * n * n
                     + P16 * n * m_ * 9 + P32 * n * n * 25 + P64 * n * n * 25 + hs)
         dec_macs = hs + P16 * m_ * n * 25 + P8 * n * n * 25 + P4 * n * n * 25 + P2 * n * 3 * 25 + (P8 + P4 + P2) * n * n
@@ -193,15 +198,14 @@ def main():
             def encode():  # the networks an encoder runs: analysis, hyper-analysis, hyper-synthesis, context
                 yy = g_a(x)
                 s, mu = h_s(torch.round(h_a(yy.abs())))
-                anchors = (torch.round(yy - mu) + mu) * anchor
-                mu2, _ = second_half(anchors, s, mu)
+                mu2, _ = second_half(torch.round(yy - mu) * anchor, s, mu)
                 return torch.round(yy - torch.where(anchor > 0, mu, mu2))  # the integers that get coded
 
             q = encode()
 
             def decode():  # the networks a decoder runs (no entropy coding on this side)
                 s, mu = h_s(z)
-                mu2, _ = second_half((q + mu) * anchor, s, mu)
+                mu2, _ = second_half(q * anchor, s, mu)
                 return g_s(q + torch.where(anchor > 0, mu, mu2))
 
             if want(enc_name):

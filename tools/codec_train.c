@@ -403,9 +403,8 @@ int e2e_train_codec(int argc, char **argv) {
   }
   char recipe[768], s_steps[32], s_time[32], s_metrics[512], more[160] = "";
   if (c.cfg.level_mod) snprintf(more, sizeof more, "%s --level-mod-lr %g", level_mod ? " --level-mod 1" : "", level_mod_lr);
-  if (c.cfg.context)
-    snprintf(more + strlen(more), sizeof more - strlen(more), "%s%.0d --context-lr %g", context ? " --context " : "", context,
-             context_lr);
+  if (context) snprintf(more + strlen(more), sizeof more - strlen(more), " --context %d", context);
+  if (c.cfg.context) snprintf(more + strlen(more), sizeof more - strlen(more), " --context-lr %g", context_lr);
   if (train_only) snprintf(more + strlen(more), sizeof more - strlen(more), " --train-only %.60s", train_only);
   for (int i = 0; i < n_levels; i++)
     snprintf(more + strlen(more), sizeof more - strlen(more), "%s%d", i ? "," : " --levels ", levels[i]);

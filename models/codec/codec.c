@@ -799,10 +799,9 @@ static void scale_index_range(void *p, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; i++) c->idx[i] = codec_scale_index(c->t, c->s[i]);
 }
 
-static bool scale_indices(const codec_tables *t, const float *scales, size_t n, int *idx) {
+static void scale_indices(const codec_tables *t, const float *scales, size_t n, int *idx) {
   scale_index_ctx sc = {t, scales, idx};
   nn_parallel_for((int64_t)n, 1 << 14, scale_index_range, &sc);
-  return true;
 }
 
 /* One pass over the latents of one checkerboard colour (or all of them: parity < 0), in the stream's
@@ -836,16 +835,19 @@ static bool code_latents(const codec_model *c, const float *z_hat, int zh, int z
   float *anchors = NULL, *cm = NULL, *cs = NULL;
   bool ok = means && scales && idx;
   if (!ok) nn_set_error("e2ecodec: out of memory for the latents");
-  ok = ok && codec_hyper_scales_exact(c, z_hat, zh, zw, scales, c->cfg.mean_scale ? means : NULL) &&
-       scale_indices(&c->tables, scales, ny, idx);
+  ok = ok && codec_hyper_scales_exact(c, z_hat, zh, zw, scales, c->cfg.mean_scale ? means : NULL);
+  if (ok) scale_indices(&c->tables, scales, ny, idx);
   if (ok && !c->cfg.context) code_pass(c, H, W, -1, means, idx, y, w, r, y_hat, NULL);
   if (ok && c->cfg.context) {
     anchors = calloc(ny, sizeof(float)), cm = calloc(ny, sizeof(float)), cs = calloc(ny, sizeof(float));
     ok = anchors && cm && cs;
     if (!ok) nn_set_error("e2ecodec: out of memory for the context model");
     if (ok) code_pass(c, H, W, 0, means, idx, y, w, r, y_hat, anchors); /* the anchors' integers, zero elsewhere */
-    ok = ok && codec_context_exact(c, anchors, means, scales, H, W, cm, cs) && scale_indices(&c->tables, cs, ny, idx);
-    if (ok) code_pass(c, H, W, 1, cm, idx, y, w, r, y_hat, NULL);
+    ok = ok && codec_context_exact(c, anchors, means, scales, H, W, cm, cs);
+    if (ok) {
+      scale_indices(&c->tables, cs, ny, idx);
+      code_pass(c, H, W, 1, cm, idx, y, w, r, y_hat, NULL);
+    }
   }
   free(means), free(scales), free(idx), free(anchors), free(cm), free(cs);
   return ok;

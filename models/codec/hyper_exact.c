@@ -49,7 +49,7 @@ typedef struct {
   int C, OC, H, W, T;
   int64_t roff[MAX_TAPS]; /* ry * in_row + rx per tap */
   const float *wpk;       /* [OC / OCB][C][T][OCB], zero for channels past OC */
-  const float *b;
+  const float *b;         /* NULL: no bias */
   float *out;
   int64_t out_chan, out_row, out_col;
   bool relu;
@@ -60,7 +60,7 @@ VECTOR_CLONES static void corr_blocks(void *ctx, int64_t g0, int64_t g1) {
   for (int64_t g = g0; g < g1; g++) {
     int oc0 = (int)g * OCB;
     float bias[OCB];
-    for (int j = 0; j < OCB; j++) bias[j] = oc0 + j < J->OC ? J->b[oc0 + j] : 0;
+    for (int j = 0; j < OCB; j++) bias[j] = J->b && oc0 + j < J->OC ? J->b[oc0 + j] : 0;
     for (int y = 0; y < J->H; y++)
       for (int x0 = 0; x0 < J->W; x0 += XB) {
         v8 a00 = {0}, a01, a10, a11, a20, a21, a30, a31;
@@ -185,7 +185,8 @@ bool codec_hyper_scales_exact(const codec_model *c, const float *z_hat, int zh, 
 
 /* ---- checkerboard context ---- */
 
-/* 1x1 correlation over rows of W + SLACK floats (and SLACK more at the end): out [OC][H][W] (no ReLU); weights [OC][C][1][1] */
+/* 1x1 correlation over rows of W + SLACK floats (and SLACK more at the end): out [OC][H][W] (no ReLU); weights
+ * [OC][C][1][1]; b may be NULL */
 static bool conv1(const float *in, int C, int H, int W, const float *w, const float *b, int OC, float *out) {
   corr_job J = {.in = in, .in_chan = (int64_t)H * (W + SLACK), .in_row = W + SLACK, .C = C, .OC = OC, .H = H,
                 .W = W, .T = 1, .b = b, .out = out, .out_chan = (int64_t)H * W, .out_row = W, .out_col = 1};
@@ -248,9 +249,7 @@ bool codec_context_exact(const codec_model *c, const float *anchor_q, const floa
         free(wpk);
       }
     }
-    float *zero = ok ? calloc((size_t)C, sizeof(float)) : NULL;
-    ok = ok && zero && conv1(f, m, H, W2, nn_f32(c->ctx_spread.weight), zero, C, e2);
-    free(zero);
+    ok = ok && conv1(f, m, H, W2, nn_f32(c->ctx_spread.weight), NULL, C, e2);
     if (ok) /* e = relu(window + spread) */
       for (size_t r = 0; r < (size_t)C * H; r++)
         for (int k = 0; k < W2; k++) {
