@@ -86,6 +86,8 @@ static void usage(void) {
           "                       [--lambdas L1,..,L%d (rising; with --init the levels' gains are carried over)]\n"
           "                       [--levels Q,.. (draw patches from these levels only, repeats weigh more; default all)]\n"
           "                       [--context C (a checkerboard context model of C channels; with --init it starts neutral)]\n"
+          "                       [--anchor-context C (a context model of C channels for the anchors of y's second half of\n"
+          "                        channels, from those of the first; needs a context model; starts neutral likewise)]\n"
           "                       [--context-lr 10 (the context model learns at this multiple of --lr)]\n"
           "                       [--train-only PREFIX (train only the tensors whose names start with it, e.g. context.)]\n"
           "  trains one model for all %d quality levels (a level drawn per patch)\n",
@@ -139,7 +141,7 @@ int e2e_train_codec(int argc, char **argv) {
   bool mean_head = false, scale_only = false, level_mod = false;
   float level_mod_lr = 10.0f;
   const char *lambdas_arg = NULL, *train_only = NULL;
-  int context = 0;
+  int context = 0, anchor_context = 0;
   float context_lr = 10.0f;
   int levels[16], n_levels = 0; /* the levels patches are drawn from; all by default */
   for (int i = 0; i < argc; i++) {
@@ -171,6 +173,7 @@ int e2e_train_codec(int argc, char **argv) {
     else if (!strcmp(k, "--level-mod-lr")) level_mod_lr = strtof(v, NULL);
     else if (!strcmp(k, "--lambdas")) lambdas_arg = v;
     else if (!strcmp(k, "--context")) context = atoi(v);
+    else if (!strcmp(k, "--anchor-context")) anchor_context = atoi(v);
     else if (!strcmp(k, "--train-only")) train_only = v;
     else if (!strcmp(k, "--context-lr")) context_lr = strtof(v, NULL);
     else if (!strcmp(k, "--levels")) {
@@ -192,9 +195,10 @@ int e2e_train_codec(int argc, char **argv) {
   }
   if (steps < 1 || batch < 1 || batch > 256 || patch < 64 ||
       patch % CODEC_STRIDE || patch > 320 || !(lr > 0) || eval_every < 1 || val_images < 0 ||
-      !(level_mod_lr >= 0 && level_mod_lr <= 1000) || !(context_lr >= 0 && context_lr <= 1000) || context < 0 || context > 512) {
+      !(level_mod_lr >= 0 && level_mod_lr <= 1000) || !(context_lr >= 0 && context_lr <= 1000) || context < 0 || context > 512 ||
+      anchor_context < 0 || anchor_context > 512) {
     fprintf(stderr, "e2e train codec: --steps >= 1, --batch 1..256, --patch a multiple of 64 "
-                    "(64..320, BSDS500 images are 481x321), --lr > 0, --level-mod-lr and --context-lr 0..1000, --context 0..512\n");
+                    "(64..320, BSDS500 images are 481x321), --lr > 0, --level-mod-lr and --context-lr 0..1000, --context and --anchor-context 0..512\n");
     return 2;
   }
   /* flags that would otherwise do nothing, said out loud rather than ignored */
@@ -231,6 +235,7 @@ int e2e_train_codec(int argc, char **argv) {
   if (scale_only) cfg.mean_scale = false;
   if (level_mod) cfg.level_mod = true;
   if (context) cfg.context = context;
+  if (anchor_context) cfg.anchor_context = anchor_context;
   if (init) {
     if (!codec_load(&c, init)) {
       fprintf(stderr, "e2e train codec: --init: %s\n", nn_last_error());
@@ -254,6 +259,11 @@ int e2e_train_codec(int argc, char **argv) {
   }
   if (init && context && c.cfg.context != context && !codec_add_context(&c, context, seed)) {
     fprintf(stderr, "e2e train codec: --context: %s\n", nn_last_error());
+    return 1;
+  }
+  if (init && anchor_context && c.cfg.anchor_context != anchor_context &&
+      !codec_add_anchor_context(&c, anchor_context, seed)) {
+    fprintf(stderr, "e2e train codec: --anchor-context: %s\n", nn_last_error());
     return 1;
   }
   if (init && widen_m) {
@@ -312,6 +322,7 @@ int e2e_train_codec(int argc, char **argv) {
   if (opt && c.cfg.level_mod) nn_optim_set_lr_scale(opt, ".level_scale", level_mod_lr);
   /* the context model starts from zero corrections beside a trained model: it has further to go */
   if (opt && c.cfg.context) nn_optim_set_lr_scale(opt, "context.", context_lr);
+  if (opt && c.cfg.anchor_context) nn_optim_set_lr_scale(opt, "anchor_context.", context_lr);
   nn_lr_schedule sched = {.kind = NN_LR_COSINE, .base_lr = lr, .min_lr = lr * 0.05f, .warmup_steps = steps / 50 + 1,
                           .total_steps = steps};
   nn_rng rng;
@@ -401,9 +412,10 @@ int e2e_train_codec(int argc, char **argv) {
     if (!validate(&c, &val, ebpp + n_eval * CODEC_MAX_QUALITY, epsnr + n_eval * CODEC_MAX_QUALITY)) return 1;
     n_eval++;
   }
-  char recipe[768], s_steps[32], s_time[32], s_metrics[512], more[160] = "";
+  char recipe[768], s_steps[32], s_time[32], s_metrics[512], more[224] = "";
   if (c.cfg.level_mod) snprintf(more, sizeof more, "%s --level-mod-lr %g", level_mod ? " --level-mod 1" : "", level_mod_lr);
   if (context) snprintf(more + strlen(more), sizeof more - strlen(more), " --context %d", context);
+  if (anchor_context) snprintf(more + strlen(more), sizeof more - strlen(more), " --anchor-context %d", anchor_context);
   if (c.cfg.context) snprintf(more + strlen(more), sizeof more - strlen(more), " --context-lr %g", context_lr);
   if (train_only) snprintf(more + strlen(more), sizeof more - strlen(more), " --train-only %.60s", train_only);
   for (int i = 0; i < n_levels; i++)

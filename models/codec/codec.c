@@ -47,6 +47,10 @@ static bool config_valid(const codec_config *c) {
     nn_set_error("codec: the context model corrects predicted means: it needs a mean-scale model");
     return false;
   }
+  if (c->anchor_context < 0 || c->anchor_context > 512 || (c->anchor_context && !c->context)) {
+    nn_set_error("codec: anchor context %d out of range (0..512, and only with a context model)", c->anchor_context);
+    return false;
+  }
   return lambdas_valid(c->lambda);
 }
 
@@ -164,6 +168,21 @@ static bool add_layers(codec_model *c, nn_rng *rng) {
       /* corrections start at zero: the model codes as the hyperprior alone would */
       nn_fill_(c->ctx_mean.weight, 0.0f), nn_fill_(c->ctx_mean.bias, 0.0f);
       nn_fill_(c->ctx_scale.weight, 0.0f), nn_fill_(c->ctx_scale.bias, 0.0f);
+    }
+  }
+  if (ok && c->cfg.anchor_context) {
+    int k = c->cfg.anchor_context, m1 = m / 2, m2 = m - m1;
+    ok = nn_conv2d_init(&c->actx_conv, &c->p, "anchor_context.0", m1, k, 5, 1, 2, 1, true, rng) &&
+         nn_conv2d_init(&c->actx_spread, &c->p, "anchor_context.spread", m2, k, 1, 1, 0, 1, false, rng) &&
+         nn_conv2d_init(&c->actx_mean, &c->p, "anchor_context.mean", k, m2, 1, 1, 0, 1, true, rng) &&
+         nn_conv2d_init(&c->actx_scale, &c->p, "anchor_context.scale", k, m2, 1, 1, 0, 1, true, rng);
+    if (ok) { /* here the taps off the anchors' colour see zeros, and the corrections start at zero */
+      float *w = nn_f32(c->actx_conv.weight);
+      for (int64_t i = 0; i < (int64_t)k * m1; i++)
+        for (int t = 0; t < 25; t++)
+          if ((t / 5 + t % 5) % 2 == 1) w[i * 25 + t] = 0;
+      nn_fill_(c->actx_mean.weight, 0.0f), nn_fill_(c->actx_mean.bias, 0.0f);
+      nn_fill_(c->actx_scale.weight, 0.0f), nn_fill_(c->actx_scale.bias, 0.0f);
     }
   }
   if (!ok) return false;
@@ -354,23 +373,44 @@ static nn_tensor *spread_feature(const codec_model *c, nn_tensor *scales) {
   return f;
 }
 
-/* With a context model, the means and scales of the second half corrected from the anchors' residuals as
- * the decoder will have them (the coded integers, straight through), each in units of its own predicted
- * scale s = max(scale, CODEC_SCALE_MIN): the same network then serves every level, whose latents differ
- * in size by 100x. e = relu(ctx_conv(residual / s) + ctx_spread(scale index / 63)), then
- * mean += s * ctx_mean(e), scale = s * (1 + ctx_scale(e)). The anchors keep the hyperprior's. Without a
- * context model, means and scales stay as they are. */
+/* The corrections a context network makes where `where` is 1: e = relu(conv(u) + spread(scale index / 63)),
+ * mean += s * mean_head(e), scale = s * (1 + scale_head(e)), with s = max(scale, CODEC_SCALE_MIN). */
+static void context_correct(const nn_conv2d_layer *conv, const nn_conv2d_layer *spread, const nn_conv2d_layer *mean_head,
+                            const nn_conv2d_layer *scale_head, const codec_model *c, nn_tensor *u, nn_tensor *where,
+                            nn_tensor **means, nn_tensor **scales) {
+  nn_tensor *s = nn_lower_bound(*scales, CODEC_SCALE_MIN);
+  nn_tensor *e = nn_relu(nn_add(nn_conv2d_forward(conv, u), nn_conv2d_forward(spread, spread_feature(c, *scales))));
+  *means = nn_add(*means, nn_mul(nn_mul(nn_conv2d_forward(mean_head, e), s), where));
+  *scales = nn_add(*scales, nn_mul(nn_sub(nn_mul(s, nn_add_scalar(nn_conv2d_forward(scale_head, e), 1.0f)), *scales), where));
+}
+
+/* With a context model, the means and scales of the second half corrected from the anchors as the decoder
+ * will have them (straight through: the coded integer, plus what the anchors' context moved the mean by),
+ * each in units of its own hyperprior scale s = max(scale, CODEC_SCALE_MIN): the same network then
+ * serves every level, whose latents differ in size by 100x. With an anchors' context, the anchors of the
+ * second m/2 channels are corrected first, the same way, from those of the first m/2. Without a context
+ * model, means and scales stay as they are. */
 static void context_params(codec_model *c, nn_tensor *y, nn_tensor **means, nn_tensor **scales) {
   if (!c->cfg.context || !y || !*means || !*scales) return;
-  nn_tensor *mh = *means, *s = nn_lower_bound(*scales, CODEC_SCALE_MIN);
-  int64_t h = y->shape[2], w = y->shape[3];
-  nn_tensor *r = nn_sub(y, mh);
-  nn_tensor *anchors = nn_mul(nn_div(nn_add(r, rounding_offset(r)), s), checkerboard(h, w, false));
-  nn_tensor *e = nn_relu(nn_add(nn_conv2d_forward(&c->ctx_conv, anchors),
-                                nn_conv2d_forward(&c->ctx_spread, spread_feature(c, *scales))));
-  nn_tensor *second = checkerboard(h, w, true);
-  *means = nn_add(mh, nn_mul(nn_mul(nn_conv2d_forward(&c->ctx_mean, e), s), second));
-  *scales = nn_add(*scales, nn_mul(nn_sub(nn_mul(s, nn_add_scalar(nn_conv2d_forward(&c->ctx_scale, e), 1.0f)), *scales), second));
+  nn_tensor *mh = *means, *sh = *scales, *s = nn_lower_bound(sh, CODEC_SCALE_MIN);
+  int64_t h = y->shape[2], w = y->shape[3], m = c->cfg.m, m1 = m / 2;
+  nn_tensor *first = checkerboard(h, w, false), *m_a = mh, *s_a = sh; /* the anchors' final means and scales */
+  if (c->cfg.anchor_context) {
+    nn_tensor *r1 = nn_slice(nn_sub(y, mh), 1, 0, m1, 1);
+    nn_tensor *u = nn_mul(nn_div(nn_add(r1, rounding_offset(r1)), nn_slice(s, 1, 0, m1, 1)), first);
+    nn_tensor *m2 = nn_slice(mh, 1, m1, m, 1), *s2 = nn_slice(sh, 1, m1, m, 1);
+    context_correct(&c->actx_conv, &c->actx_spread, &c->actx_mean, &c->actx_scale, c, u, first, &m2, &s2);
+    m_a = nn_concat((nn_tensor *[]){nn_slice(mh, 1, 0, m1, 1), m2}, 2, 1);
+    s_a = nn_concat((nn_tensor *[]){nn_slice(sh, 1, 0, m1, 1), s2}, 2, 1);
+  }
+  nn_tensor *r = nn_sub(y, m_a);
+  nn_tensor *v = nn_add(r, rounding_offset(r));
+  nn_tensor *u = nn_mul(nn_div(c->cfg.anchor_context ? nn_add(v, nn_sub(m_a, mh)) : v, s), first);
+  nn_tensor *e_means = m_a, *e_scales = s_a;
+  /* the second half's corrections read the hyperprior's scales (m_a and s_a equal mh and sh there) */
+  context_correct(&c->ctx_conv, &c->ctx_spread, &c->ctx_mean, &c->ctx_scale, c, u, checkerboard(h, w, true),
+                  &e_means, &e_scales);
+  *means = e_means, *scales = e_scales;
 }
 
 static nn_tensor *z_scales(codec_model *c, nn_tensor *z) {
@@ -527,6 +567,20 @@ bool codec_add_context(codec_model *c, int channels, uint64_t seed) {
   return regrow(c, &cfg, seed, false); /* the new layers keep their initialisation: corrections of zero */
 }
 
+bool codec_add_anchor_context(codec_model *c, int channels, uint64_t seed) {
+  if (!c->cfg.context || c->cfg.anchor_context) {
+    nn_set_error("codec: an anchors' context needs a model with a context model and none for its anchors yet");
+    return false;
+  }
+  if (channels < 1) {
+    nn_set_error("codec: an anchors' context model needs at least one channel");
+    return false;
+  }
+  codec_config cfg = c->cfg;
+  cfg.anchor_context = channels;
+  return regrow(c, &cfg, seed, false); /* corrections of zero, as with codec_add_context */
+}
+
 bool codec_set_lambdas(codec_model *c, const float *lambda) {
   if (!lambdas_valid(lambda)) return false;
   double lo[CODEC_MAX_QUALITY];
@@ -566,8 +620,10 @@ static char *config_json(const codec_config *c) {
   g_string_append_printf(s, "{\"n\": %d, \"m\": %d, \"stride\": %d, \"qualities\": %d, \"lambdas\": [", c->n, c->m,
                          CODEC_STRIDE, CODEC_MAX_QUALITY);
   for (int q = 1; q <= CODEC_MAX_QUALITY; q++) g_string_append_printf(s, "%s%.9g", q > 1 ? ", " : "", (double)codec_lambda(c, q));
-  g_string_append_printf(s, "], \"mean_scale\": %s, \"level_mod\": %s, \"context\": %d}", c->mean_scale ? "true" : "false",
+  g_string_append_printf(s, "], \"mean_scale\": %s, \"level_mod\": %s, \"context\": %d", c->mean_scale ? "true" : "false",
                          c->level_mod ? "true" : "false", c->context);
+  if (c->anchor_context) g_string_append_printf(s, ", \"anchor_context\": %d", c->anchor_context); /* files without one keep their text */
+  g_string_append(s, "}");
   return g_string_free(s, FALSE);
 }
 
@@ -607,6 +663,7 @@ static bool parse_config(const char *json, codec_config *c, const char *path) {
     c->mean_scale = json_object_get_boolean_member_with_default(o, "mean_scale", FALSE);
     c->level_mod = json_object_get_boolean_member_with_default(o, "level_mod", FALSE);
     c->context = (int)json_object_get_int_member_with_default(o, "context", 0);
+    c->anchor_context = (int)json_object_get_int_member_with_default(o, "anchor_context", 0);
     if (json_object_get_int_member_with_default(o, "qualities", 0) != CODEC_MAX_QUALITY) {
       nn_set_error("%s: the model must have %d quality levels", path, CODEC_MAX_QUALITY);
     } else if (json_object_get_int_member_with_default(o, "stride", CODEC_STRIDE) != CODEC_STRIDE) {
@@ -804,12 +861,12 @@ static void scale_indices(const codec_tables *t, const float *scales, size_t n, 
   nn_parallel_for((int64_t)n, 1 << 14, scale_index_range, &sc);
 }
 
-/* One pass over the latents of one checkerboard colour (or all of them: parity < 0), in the stream's
- * order: channel by channel, raster order. Encoding (y set) writes y's residuals from the means to w;
- * decoding reads them from r. Either way y_hat receives residual + mean. */
-static void code_pass(const codec_model *c, int H, int W, int parity, const float *means, const int *idx, const float *y,
-                      rans_writer *w, rans_reader *r, float *y_hat, float *coded) {
-  for (size_t ch = 0; ch < (size_t)c->cfg.m; ch++)
+/* One pass over channels ch0..ch1-1 of y on one checkerboard colour (or all of them: parity < 0), in the
+ * stream's order: channel by channel, raster order. Encoding (y set) writes y's residuals from the means to
+ * w; decoding reads them from r. Either way y_hat receives residual + mean, and coded (if set) the integer. */
+static void code_pass(const codec_model *c, int H, int W, int ch0, int ch1, int parity, const float *means, const int *idx,
+                      const float *y, rans_writer *w, rans_reader *r, float *y_hat, float *coded) {
+  for (size_t ch = (size_t)ch0; ch < (size_t)ch1; ch++)
     for (int py = 0; py < H; py++)
       for (int px = 0; px < W; px++) {
         if (parity >= 0 && (py + px) % 2 != parity) continue;
@@ -824,12 +881,13 @@ static void code_pass(const codec_model *c, int H, int W, int parity, const floa
 
 /* The latents in both directions, so that encoder and decoder cannot disagree on the order or on a
  * probability: z_hat -> means and scales (fixed-order float path) -> table indices; with a context model
- * the anchors first, then the other half under means and scales corrected from the decoded anchors.
- * Encoding: y is the analysis output, w the writer. Decoding: y is NULL, r the reader. */
+ * the anchors first (with an anchors' context, those of the first m/2 channels, then the others' under
+ * means and scales corrected from them), then the other half under means and scales corrected from the
+ * decoded anchors. Encoding: y is the analysis output, w the writer. Decoding: y is NULL, r the reader. */
 static bool code_latents(const codec_model *c, const float *z_hat, int zh, int zw, const float *y, rans_writer *w,
                          rans_reader *r, float *y_hat) {
-  int H = 4 * zh, W = 4 * zw;
-  size_t ny = (size_t)c->cfg.m * (size_t)H * (size_t)W;
+  int H = 4 * zh, W = 4 * zw, m = c->cfg.m, m1 = c->cfg.anchor_context ? m / 2 : m;
+  size_t plane = (size_t)H * (size_t)W, ny = (size_t)m * plane;
   float *means = calloc(ny, sizeof(float)), *scales = malloc(sizeof(float) * ny);
   int *idx = malloc(sizeof(int) * ny);
   float *anchors = NULL, *cm = NULL, *cs = NULL;
@@ -837,16 +895,30 @@ static bool code_latents(const codec_model *c, const float *z_hat, int zh, int z
   if (!ok) nn_set_error("e2ecodec: out of memory for the latents");
   ok = ok && codec_hyper_scales_exact(c, z_hat, zh, zw, scales, c->cfg.mean_scale ? means : NULL);
   if (ok) scale_indices(&c->tables, scales, ny, idx);
-  if (ok && !c->cfg.context) code_pass(c, H, W, -1, means, idx, y, w, r, y_hat, NULL);
+  if (ok && !c->cfg.context) code_pass(c, H, W, 0, m, -1, means, idx, y, w, r, y_hat, NULL);
   if (ok && c->cfg.context) {
     anchors = calloc(ny, sizeof(float)), cm = calloc(ny, sizeof(float)), cs = calloc(ny, sizeof(float));
     ok = anchors && cm && cs;
     if (!ok) nn_set_error("e2ecodec: out of memory for the context model");
-    if (ok) code_pass(c, H, W, 0, means, idx, y, w, r, y_hat, anchors); /* the anchors' integers, zero elsewhere */
+    if (ok) code_pass(c, H, W, 0, m1, 0, means, idx, y, w, r, y_hat, anchors); /* the anchors' integers, zero elsewhere */
+    if (ok && m1 < m) {
+      ok = codec_anchor_context_exact(c, anchors, means, scales, H, W, cm, cs);
+      if (ok) {
+        scale_indices(&c->tables, cs + m1 * plane, ny - m1 * plane, idx + m1 * plane);
+        code_pass(c, H, W, m1, m, 0, cm, idx, y, w, r, y_hat, anchors);
+        /* the second context reads each anchor's value from its hyperprior mean */
+        for (size_t ch = (size_t)m1; ch < (size_t)m; ch++)
+          for (int py = 0; py < H; py++)
+            for (int px = py % 2; px < W; px += 2) {
+              size_t i = ch * plane + (size_t)py * W + px;
+              anchors[i] += cm[i] - means[i];
+            }
+      }
+    }
     ok = ok && codec_context_exact(c, anchors, means, scales, H, W, cm, cs);
     if (ok) {
       scale_indices(&c->tables, cs, ny, idx);
-      code_pass(c, H, W, 1, cm, idx, y, w, r, y_hat, NULL);
+      code_pass(c, H, W, 0, m, 1, cm, idx, y, w, r, y_hat, NULL);
     }
   }
   free(means), free(scales), free(idx), free(anchors), free(cm), free(cs);

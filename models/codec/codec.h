@@ -52,6 +52,10 @@ typedef struct {
   int context;     /* channels of the checkerboard context model (He et al. 2021), 0 for none: y is coded in
                       two halves, and the second half's means and scales are corrected from the decoded first
                       half's neighbours; needs mean_scale */
+  int anchor_context; /* channels of the anchors' own context model, 0 for none: the anchors of y's first
+                      m/2 channels are coded first, and those of the other m/2 get means and scales corrected
+                      from them (same position and neighbours; He et al. 2022 code channel groups in this
+                      way); needs context */
 } codec_config;
 
 /* The lambda of a quality level (clamped to 1..CODEC_MAX_QUALITY); used by training only. */
@@ -82,6 +86,9 @@ typedef struct {
    * + ctx_spread(own scale index / 63)) moves the other half's means by s * ctx_mean(e) and sets its
    * scales to s * (1 + ctx_scale(e)) */
   nn_conv2d_layer ctx_conv, ctx_spread, ctx_mean, ctx_scale;
+  /* the anchors' context, with cfg.anchor_context: the same four layers from the first m/2 channels'
+   * anchors (5x5 taps on the anchors' colour, centre included) to the other m/2 channels' anchors */
+  nn_conv2d_layer actx_conv, actx_spread, actx_mean, actx_scale;
   nn_conv_transpose2d_layer gs[4];
   nn_gdn_layer gs_igdn[3];
   nn_tensor *z_scale_raw;  /* [n]: log of the scale of z's per-channel Gaussian */
@@ -118,6 +125,10 @@ bool codec_add_level_mod(codec_model *c, uint64_t seed);
 /* Gives a mean-scale model a checkerboard context model of `channels` channels whose corrections start
  * at zero: it computes what it did (the stream's symbol order changes, not its symbols). */
 bool codec_add_context(codec_model *c, int channels, uint64_t seed);
+
+/* Gives a model with a context model an anchors' context of `channels` channels, its corrections at zero:
+ * it computes what it did (the anchors of y's second m/2 channels are coded after those of the first). */
+bool codec_add_anchor_context(codec_model *c, int channels, uint64_t seed);
 
 /* Retargets the quality levels to new lambdas (strictly rising, positive). Each level's gains (and level
  * scales, in a modulated model) are interpolated per channel, log-gain against log-lambda, from the old
@@ -173,11 +184,17 @@ bool codec_decompress(codec_model *c, const uint8_t *data, size_t len, uint8_t *
  * is NULL (which a mean-scale model must not pass). False when out of memory. */
 bool codec_hyper_scales_exact(const codec_model *c, const float *z_hat, int zh, int zw, float *scales, float *means);
 /* Decoder-side means and scales of the second checkerboard half ((y + x) odd) from the decoded anchors
- * (anchor_q: [m, h, w], the anchors' coded integers, zero elsewhere) and the hyperprior's means and scales,
+ * (anchor_q: [m, h, w], each anchor's decoded value minus its hyperprior mean: its coded integer plus
+ * whatever the anchors' context moved its mean by; zero elsewhere) and the hyperprior's means and scales,
  * in a fixed summation order like codec_hyper_scales_exact. Writes [m, h, w] to means and scales (the
  * anchors' entries there are not meaningful). False when out of memory. */
 bool codec_context_exact(const codec_model *c, const float *anchor_q, const float *hyper_means,
                          const float *hyper_scales, int h, int w, float *means, float *scales);
+/* With cfg.anchor_context: the means and scales of the anchors of channels m/2..m-1 from the coded
+ * integers of the anchors of channels 0..m/2-1 (anchor_q: [m/2, h, w], zero elsewhere), the same way.
+ * hyper_means, hyper_scales, means and scales are [m, h, w]; only the second group's anchors are written. */
+bool codec_anchor_context_exact(const codec_model *c, const float *anchor_q, const float *hyper_means,
+                                const float *hyper_scales, int h, int w, float *means, float *scales);
 /* Index of the quantised scale used for a predicted scale. */
 int codec_scale_index(const codec_tables *t, float scale);
 
