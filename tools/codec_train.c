@@ -86,8 +86,8 @@ static void usage(void) {
           "                       [--lambdas L1,..,L%d (rising; with --init the levels' gains are carried over)]\n"
           "                       [--levels Q,.. (draw patches from these levels only, repeats weigh more; default all)]\n"
           "                       [--context C (a checkerboard context model of C channels; with --init it starts neutral)]\n"
-          "                       [--anchor-context C (a context model of C channels for the anchors of y's second half of\n"
-          "                        channels, from those of the first; needs a context model; starts neutral likewise)]\n"
+          "                       [--anchor-context C (a context model of C channels for the anchors on odd rows, from\n"
+          "                        those on even rows; needs a context model; starts neutral likewise)]\n"
           "                       [--context-lr 10 (the context model learns at this multiple of --lr)]\n"
           "                       [--train-only PREFIX (train only the tensors whose names start with it, e.g. context.)]\n"
           "  trains one model for all %d quality levels (a level drawn per patch)\n",

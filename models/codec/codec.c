@@ -171,16 +171,16 @@ static bool add_layers(codec_model *c, nn_rng *rng) {
     }
   }
   if (ok && c->cfg.anchor_context) {
-    int k = c->cfg.anchor_context, m1 = m / 2, m2 = m - m1;
-    ok = nn_conv2d_init(&c->actx_conv, &c->p, "anchor_context.0", m1, k, 5, 1, 2, 1, true, rng) &&
-         nn_conv2d_init(&c->actx_spread, &c->p, "anchor_context.spread", m2, k, 1, 1, 0, 1, false, rng) &&
-         nn_conv2d_init(&c->actx_mean, &c->p, "anchor_context.mean", k, m2, 1, 1, 0, 1, true, rng) &&
-         nn_conv2d_init(&c->actx_scale, &c->p, "anchor_context.scale", k, m2, 1, 1, 0, 1, true, rng);
-    if (ok) { /* here the taps off the anchors' colour see zeros, and the corrections start at zero */
+    int k = c->cfg.anchor_context;
+    ok = nn_conv2d_init(&c->actx_conv, &c->p, "anchor_context.0", m, k, 5, 1, 2, 1, true, rng) &&
+         nn_conv2d_init(&c->actx_spread, &c->p, "anchor_context.spread", m, k, 1, 1, 0, 1, false, rng) &&
+         nn_conv2d_init(&c->actx_mean, &c->p, "anchor_context.mean", k, m, 1, 1, 0, 1, true, rng) &&
+         nn_conv2d_init(&c->actx_scale, &c->p, "anchor_context.scale", k, m, 1, 1, 0, 1, true, rng);
+    if (ok) { /* only the diagonal neighbours (odd dy and dx) are anchors on even rows; the corrections start at zero */
       float *w = nn_f32(c->actx_conv.weight);
-      for (int64_t i = 0; i < (int64_t)k * m1; i++)
+      for (int64_t i = 0; i < (int64_t)k * m; i++)
         for (int t = 0; t < 25; t++)
-          if ((t / 5 + t % 5) % 2 == 1) w[i * 25 + t] = 0;
+          if (t / 5 % 2 == 0 || t % 5 % 2 == 0) w[i * 25 + t] = 0;
       nn_fill_(c->actx_mean.weight, 0.0f), nn_fill_(c->actx_mean.bias, 0.0f);
       nn_fill_(c->actx_scale.weight, 0.0f), nn_fill_(c->actx_scale.bias, 0.0f);
     }
@@ -384,33 +384,36 @@ static void context_correct(const nn_conv2d_layer *conv, const nn_conv2d_layer *
   *scales = nn_add(*scales, nn_mul(nn_sub(nn_mul(s, nn_add_scalar(nn_conv2d_forward(scale_head, e), 1.0f)), *scales), where));
 }
 
+/* [1, 1, h, w]: 1 on the anchors of odd (or even) rows */
+static nn_tensor *anchor_rows(int64_t h, int64_t w, bool odd) {
+  nn_tensor *t = nn_empty(NN_F32, 4, (int64_t[]){1, 1, h, w});
+  if (!t) return NULL;
+  for (int64_t i = 0; i < h * w; i++) nn_f32(t)[i] = (float)((i / w + i % w) % 2 == 0 && i / w % 2 == odd);
+  return t;
+}
+
 /* With a context model, the means and scales of the second half corrected from the anchors as the decoder
  * will have them (straight through: the coded integer, plus what the anchors' context moved the mean by),
  * each in units of its own hyperprior scale s = max(scale, CODEC_SCALE_MIN): the same network then
- * serves every level, whose latents differ in size by 100x. With an anchors' context, the anchors of the
- * second m/2 channels are corrected first, the same way, from those of the first m/2. Without a context
- * model, means and scales stay as they are. */
+ * serves every level, whose latents differ in size by 100x. With an anchors' context, the anchors on odd
+ * rows are corrected first, the same way, from those on even rows. Without a context model, means and
+ * scales stay as they are. */
 static void context_params(codec_model *c, nn_tensor *y, nn_tensor **means, nn_tensor **scales) {
   if (!c->cfg.context || !y || !*means || !*scales) return;
   nn_tensor *mh = *means, *sh = *scales, *s = nn_lower_bound(sh, CODEC_SCALE_MIN);
-  int64_t h = y->shape[2], w = y->shape[3], m = c->cfg.m, m1 = m / 2;
-  nn_tensor *first = checkerboard(h, w, false), *m_a = mh, *s_a = sh; /* the anchors' final means and scales */
+  int64_t h = y->shape[2], w = y->shape[3];
+  nn_tensor *m_a = mh, *s_a = sh; /* the anchors' final means and scales */
   if (c->cfg.anchor_context) {
-    nn_tensor *r1 = nn_slice(nn_sub(y, mh), 1, 0, m1, 1);
-    nn_tensor *u = nn_mul(nn_div(nn_add(r1, rounding_offset(r1)), nn_slice(s, 1, 0, m1, 1)), first);
-    nn_tensor *m2 = nn_slice(mh, 1, m1, m, 1), *s2 = nn_slice(sh, 1, m1, m, 1);
-    context_correct(&c->actx_conv, &c->actx_spread, &c->actx_mean, &c->actx_scale, c, u, first, &m2, &s2);
-    m_a = nn_concat((nn_tensor *[]){nn_slice(mh, 1, 0, m1, 1), m2}, 2, 1);
-    s_a = nn_concat((nn_tensor *[]){nn_slice(sh, 1, 0, m1, 1), s2}, 2, 1);
+    nn_tensor *r0 = nn_sub(y, mh);
+    nn_tensor *u = nn_mul(nn_div(nn_add(r0, rounding_offset(r0)), s), anchor_rows(h, w, false));
+    context_correct(&c->actx_conv, &c->actx_spread, &c->actx_mean, &c->actx_scale, c, u, anchor_rows(h, w, true), &m_a, &s_a);
   }
   nn_tensor *r = nn_sub(y, m_a);
   nn_tensor *v = nn_add(r, rounding_offset(r));
-  nn_tensor *u = nn_mul(nn_div(c->cfg.anchor_context ? nn_add(v, nn_sub(m_a, mh)) : v, s), first);
-  nn_tensor *e_means = m_a, *e_scales = s_a;
+  nn_tensor *u = nn_mul(nn_div(c->cfg.anchor_context ? nn_add(v, nn_sub(m_a, mh)) : v, s), checkerboard(h, w, false));
   /* the second half's corrections read the hyperprior's scales (m_a and s_a equal mh and sh there) */
-  context_correct(&c->ctx_conv, &c->ctx_spread, &c->ctx_mean, &c->ctx_scale, c, u, checkerboard(h, w, true),
-                  &e_means, &e_scales);
-  *means = e_means, *scales = e_scales;
+  context_correct(&c->ctx_conv, &c->ctx_spread, &c->ctx_mean, &c->ctx_scale, c, u, checkerboard(h, w, true), &m_a, &s_a);
+  *means = m_a, *scales = s_a;
 }
 
 static nn_tensor *z_scales(codec_model *c, nn_tensor *z) {
@@ -861,15 +864,19 @@ static void scale_indices(const codec_tables *t, const float *scales, size_t n, 
   nn_parallel_for((int64_t)n, 1 << 14, scale_index_range, &sc);
 }
 
-/* One pass over channels ch0..ch1-1 of y on one checkerboard colour (or all of them: parity < 0), in the
- * stream's order: channel by channel, raster order. Encoding (y set) writes y's residuals from the means to
- * w; decoding reads them from r. Either way y_hat receives residual + mean, and coded (if set) the integer. */
-static void code_pass(const codec_model *c, int H, int W, int ch0, int ch1, int parity, const float *means, const int *idx,
+/* Which latents a pass codes: all of them, a checkerboard colour, or the anchors of even or odd rows. */
+typedef enum { LATENTS_ALL, LATENTS_ANCHORS, LATENTS_SECOND_HALF, LATENTS_ANCHORS_EVEN_ROWS, LATENTS_ANCHORS_ODD_ROWS } latent_set;
+
+/* One pass over one set of y's latents, in the stream's order: channel by channel, raster order. Encoding
+ * (y set) writes y's residuals from the means to w; decoding reads them from r. Either way y_hat receives
+ * residual + mean, and coded (if set) the integer. */
+static void code_pass(const codec_model *c, int H, int W, latent_set set, const float *means, const int *idx,
                       const float *y, rans_writer *w, rans_reader *r, float *y_hat, float *coded) {
-  for (size_t ch = (size_t)ch0; ch < (size_t)ch1; ch++)
-    for (int py = 0; py < H; py++)
+  int row0 = set == LATENTS_ANCHORS_ODD_ROWS, row_step = set >= LATENTS_ANCHORS_EVEN_ROWS ? 2 : 1;
+  for (size_t ch = 0; ch < (size_t)c->cfg.m; ch++)
+    for (int py = row0; py < H; py += row_step)
       for (int px = 0; px < W; px++) {
-        if (parity >= 0 && (py + px) % 2 != parity) continue;
+        if (set != LATENTS_ALL && (py + px) % 2 != (set == LATENTS_SECOND_HALF)) continue;
         size_t i = (ch * H + py) * W + px;
         int32_t q;
         if (y) put_value(w, &c->tables, idx[i], q = to_symbol(y[i] - means[i]));
@@ -881,13 +888,13 @@ static void code_pass(const codec_model *c, int H, int W, int ch0, int ch1, int 
 
 /* The latents in both directions, so that encoder and decoder cannot disagree on the order or on a
  * probability: z_hat -> means and scales (fixed-order float path) -> table indices; with a context model
- * the anchors first (with an anchors' context, those of the first m/2 channels, then the others' under
- * means and scales corrected from them), then the other half under means and scales corrected from the
- * decoded anchors. Encoding: y is the analysis output, w the writer. Decoding: y is NULL, r the reader. */
+ * the anchors first (with an anchors' context, those on even rows, then those on odd rows under means and
+ * scales corrected from them), then the other half under means and scales corrected from the decoded
+ * anchors. Encoding: y is the analysis output, w the writer. Decoding: y is NULL, r the reader. */
 static bool code_latents(const codec_model *c, const float *z_hat, int zh, int zw, const float *y, rans_writer *w,
                          rans_reader *r, float *y_hat) {
-  int H = 4 * zh, W = 4 * zw, m = c->cfg.m, m1 = c->cfg.anchor_context ? m / 2 : m;
-  size_t plane = (size_t)H * (size_t)W, ny = (size_t)m * plane;
+  int H = 4 * zh, W = 4 * zw;
+  size_t ny = (size_t)c->cfg.m * (size_t)H * (size_t)W;
   float *means = calloc(ny, sizeof(float)), *scales = malloc(sizeof(float) * ny);
   int *idx = malloc(sizeof(int) * ny);
   float *anchors = NULL, *cm = NULL, *cs = NULL;
@@ -895,22 +902,24 @@ static bool code_latents(const codec_model *c, const float *z_hat, int zh, int z
   if (!ok) nn_set_error("e2ecodec: out of memory for the latents");
   ok = ok && codec_hyper_scales_exact(c, z_hat, zh, zw, scales, c->cfg.mean_scale ? means : NULL);
   if (ok) scale_indices(&c->tables, scales, ny, idx);
-  if (ok && !c->cfg.context) code_pass(c, H, W, 0, m, -1, means, idx, y, w, r, y_hat, NULL);
+  if (ok && !c->cfg.context) code_pass(c, H, W, LATENTS_ALL, means, idx, y, w, r, y_hat, NULL);
   if (ok && c->cfg.context) {
     anchors = calloc(ny, sizeof(float)), cm = calloc(ny, sizeof(float)), cs = calloc(ny, sizeof(float));
     ok = anchors && cm && cs;
     if (!ok) nn_set_error("e2ecodec: out of memory for the context model");
-    if (ok) code_pass(c, H, W, 0, m1, 0, means, idx, y, w, r, y_hat, anchors); /* the anchors' integers, zero elsewhere */
-    if (ok && m1 < m) {
+    if (ok && !c->cfg.anchor_context) /* the anchors' integers, zero elsewhere */
+      code_pass(c, H, W, LATENTS_ANCHORS, means, idx, y, w, r, y_hat, anchors);
+    if (ok && c->cfg.anchor_context) {
+      code_pass(c, H, W, LATENTS_ANCHORS_EVEN_ROWS, means, idx, y, w, r, y_hat, anchors);
       ok = codec_anchor_context_exact(c, anchors, means, scales, H, W, cm, cs);
       if (ok) {
-        scale_indices(&c->tables, cs + m1 * plane, ny - m1 * plane, idx + m1 * plane);
-        code_pass(c, H, W, m1, m, 0, cm, idx, y, w, r, y_hat, anchors);
-        /* the second context reads each anchor's value from its hyperprior mean */
-        for (size_t ch = (size_t)m1; ch < (size_t)m; ch++)
-          for (int py = 0; py < H; py++)
-            for (int px = py % 2; px < W; px += 2) {
-              size_t i = ch * plane + (size_t)py * W + px;
+        scale_indices(&c->tables, cs, ny, idx);
+        code_pass(c, H, W, LATENTS_ANCHORS_ODD_ROWS, cm, idx, y, w, r, y_hat, anchors);
+        /* the second half's context reads each anchor's value from its hyperprior mean */
+        for (size_t ch = 0; ch < (size_t)c->cfg.m; ch++)
+          for (int py = 1; py < H; py += 2)
+            for (int px = 1; px < W; px += 2) {
+              size_t i = (ch * H + py) * W + px;
               anchors[i] += cm[i] - means[i];
             }
       }
@@ -918,7 +927,7 @@ static bool code_latents(const codec_model *c, const float *z_hat, int zh, int z
     ok = ok && codec_context_exact(c, anchors, means, scales, H, W, cm, cs);
     if (ok) {
       scale_indices(&c->tables, cs, ny, idx);
-      code_pass(c, H, W, 0, m, 1, cm, idx, y, w, r, y_hat, NULL);
+      code_pass(c, H, W, LATENTS_SECOND_HALF, cm, idx, y, w, r, y_hat, NULL);
     }
   }
   free(means), free(scales), free(idx), free(anchors), free(cm), free(cs);

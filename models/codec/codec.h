@@ -52,10 +52,9 @@ typedef struct {
   int context;     /* channels of the checkerboard context model (He et al. 2021), 0 for none: y is coded in
                       two halves, and the second half's means and scales are corrected from the decoded first
                       half's neighbours; needs mean_scale */
-  int anchor_context; /* channels of the anchors' own context model, 0 for none: the anchors of y's first
-                      m/2 channels are coded first, and those of the other m/2 get means and scales corrected
-                      from them (same position and neighbours; He et al. 2022 code channel groups in this
-                      way); needs context */
+  int anchor_context; /* channels of the anchors' own context model, 0 for none: the anchors on even rows
+                      are coded first, and those on odd rows get means and scales corrected from their four
+                      diagonal neighbours, which are all on even rows; needs context */
 } codec_config;
 
 /* The lambda of a quality level (clamped to 1..CODEC_MAX_QUALITY); used by training only. */
@@ -86,8 +85,8 @@ typedef struct {
    * + ctx_spread(own scale index / 63)) moves the other half's means by s * ctx_mean(e) and sets its
    * scales to s * (1 + ctx_scale(e)) */
   nn_conv2d_layer ctx_conv, ctx_spread, ctx_mean, ctx_scale;
-  /* the anchors' context, with cfg.anchor_context: the same four layers from the first m/2 channels'
-   * anchors (5x5 taps on the anchors' colour, centre included) to the other m/2 channels' anchors */
+  /* the anchors' context, with cfg.anchor_context: the same four layers from the anchors on even rows
+   * to those on odd rows (of a 5x5 window, only the four diagonal neighbours' taps are not zero) */
   nn_conv2d_layer actx_conv, actx_spread, actx_mean, actx_scale;
   nn_conv_transpose2d_layer gs[4];
   nn_gdn_layer gs_igdn[3];
@@ -127,7 +126,7 @@ bool codec_add_level_mod(codec_model *c, uint64_t seed);
 bool codec_add_context(codec_model *c, int channels, uint64_t seed);
 
 /* Gives a model with a context model an anchors' context of `channels` channels, its corrections at zero:
- * it computes what it did (the anchors of y's second m/2 channels are coded after those of the first). */
+ * it computes what it did (the anchors on odd rows are coded after those on even rows). */
 bool codec_add_anchor_context(codec_model *c, int channels, uint64_t seed);
 
 /* Retargets the quality levels to new lambdas (strictly rising, positive). Each level's gains (and level
@@ -190,9 +189,9 @@ bool codec_hyper_scales_exact(const codec_model *c, const float *z_hat, int zh, 
  * anchors' entries there are not meaningful). False when out of memory. */
 bool codec_context_exact(const codec_model *c, const float *anchor_q, const float *hyper_means,
                          const float *hyper_scales, int h, int w, float *means, float *scales);
-/* With cfg.anchor_context: the means and scales of the anchors of channels m/2..m-1 from the coded
- * integers of the anchors of channels 0..m/2-1 (anchor_q: [m/2, h, w], zero elsewhere), the same way.
- * hyper_means, hyper_scales, means and scales are [m, h, w]; only the second group's anchors are written. */
+/* With cfg.anchor_context: the means and scales of the anchors on odd rows from the coded integers of
+ * those on even rows (anchor_q: [m, h, w], zero elsewhere), the same way. Writes [m, h, w] to means and
+ * scales, on the anchors of odd rows only. */
 bool codec_anchor_context_exact(const codec_model *c, const float *anchor_q, const float *hyper_means,
                                 const float *hyper_scales, int h, int w, float *means, float *scales);
 /* Index of the quantised scale used for a predicted scale. */

@@ -200,15 +200,16 @@ static bool conv1(const float *in, int C, int H, int W, const float *w, const fl
 }
 
 /* A context network's corrections for the positions of one checkerboard colour (target: 1 for the
- * second half, 0 for the anchors) of `oc` channels, from the anchors of `ic` channels (in: their values
- * from the hyperprior mean, zero elsewhere; in_scales: their hyperprior scales). Everything runs on
+ * second half, 0 for the anchors; with odd_rows, only those on odd rows) of `oc` channels, from the anchors
+ * of `ic` channels (in: their values from the hyperprior mean, zero where not decoded yet; in_scales: their
+ * hyperprior scales). Everything runs on
  * half-width planes: row y keeps its anchors (x = 2k + y % 2) in u and its target positions
  * (x = 2k + (y + target) % 2) in e. A tap (dy, dx) then lands at column k + d in u, where d depends on the
  * row's parity: even and odd rows run as two correlations, each stepping over every other row. Half the
  * work of the full-width window, the same sums. */
 static bool context_exact(const codec_model *c, const nn_conv2d_layer *conv, const nn_conv2d_layer *spread,
                           const nn_conv2d_layer *mean_head, const nn_conv2d_layer *scale_head, int hidden, int target,
-                          int ic, const float *in, const float *in_scales, int oc, const float *hyper_means,
+                          bool odd_rows, int ic, const float *in, const float *in_scales, int oc, const float *hyper_means,
                           const float *hyper_scales, int H, int W, float *means, float *scales) {
   int C = hidden, W2 = (W + 1) / 2;
   int64_t row_u = W2 + 4 + SLACK, row_e = W2 + SLACK;
@@ -233,7 +234,7 @@ static bool context_exact(const codec_model *c, const nn_conv2d_layer *conv, con
           f[(ch * H + y) * row_e + x / 2] =
               (float)codec_scale_index(&c->tables, hyper_scales[(ch * H + y) * W + x]) * (1.0f / (CODEC_NUM_SCALES - 1));
     const float *w = nn_f32(conv->weight);
-    for (int py = 0; py < 2 && ok; py++) {
+    for (int py = odd_rows; py < 2 && ok; py++) {
       corr_job J = {.in = u + (py + 2) * row_u + 2, .in_chan = (int64_t)(H + 4) * row_u, .in_row = 2 * row_u, .C = ic,
                     .OC = C, .H = (H - py + 1) / 2, .W = W2, .b = nn_f32(conv->bias), .out = e + py * row_e,
                     .out_chan = (int64_t)H * row_e, .out_row = 2 * row_e, .out_col = 1};
@@ -266,7 +267,7 @@ static bool context_exact(const codec_model *c, const nn_conv2d_layer *conv, con
   }
   if (ok)
     for (size_t ch = 0; ch < (size_t)oc; ch++)
-      for (int y = 0; y < H; y++)
+      for (int y = odd_rows; y < H; y += 1 + odd_rows)
         for (int x = (y + target) % 2; x < W; x += 2) {
           size_t i = (ch * H + y) * W + x, k = (ch * H + y) * W2 + x / 2;
           float s = hyper_scales[i] > CODEC_SCALE_MIN ? hyper_scales[i] : CODEC_SCALE_MIN;
@@ -281,14 +282,13 @@ static bool context_exact(const codec_model *c, const nn_conv2d_layer *conv, con
 bool codec_context_exact(const codec_model *c, const float *anchor_q, const float *hyper_means,
                          const float *hyper_scales, int H, int W, float *means, float *scales) {
   int m = c->cfg.m;
-  return context_exact(c, &c->ctx_conv, &c->ctx_spread, &c->ctx_mean, &c->ctx_scale, c->cfg.context, 1, m, anchor_q,
+  return context_exact(c, &c->ctx_conv, &c->ctx_spread, &c->ctx_mean, &c->ctx_scale, c->cfg.context, 1, false, m, anchor_q,
                        hyper_scales, m, hyper_means, hyper_scales, H, W, means, scales);
 }
 
 bool codec_anchor_context_exact(const codec_model *c, const float *anchor_q, const float *hyper_means,
                                 const float *hyper_scales, int H, int W, float *means, float *scales) {
-  size_t m1 = (size_t)c->cfg.m / 2, off = m1 * (size_t)H * (size_t)W;
-  return context_exact(c, &c->actx_conv, &c->actx_spread, &c->actx_mean, &c->actx_scale, c->cfg.anchor_context, 0,
-                       (int)m1, anchor_q, hyper_scales, c->cfg.m - (int)m1, hyper_means + off, hyper_scales + off, H,
-                       W, means + off, scales + off);
+  int m = c->cfg.m;
+  return context_exact(c, &c->actx_conv, &c->actx_spread, &c->actx_mean, &c->actx_scale, c->cfg.anchor_context, 0, true,
+                       m, anchor_q, hyper_scales, m, hyper_means, hyper_scales, H, W, means, scales);
 }
