@@ -89,7 +89,7 @@ static void usage(void) {
           "                       [--anchor-context C (a context model of C channels for the anchors on odd rows, from\n"
           "                        those on even rows; needs a context model; starts neutral likewise)]\n"
           "                       [--context-lr 10 (the context model learns at this multiple of --lr)]\n"
-          "                       [--train-only PREFIX (train only the tensors whose names start with it, e.g. context.)]\n"
+          "                       [--train-only PREFIX,.. (train only the tensors whose names start with one of them, e.g. context.)]\n"
           "  trains one model for all %d quality levels (a level drawn per patch)\n",
           CODEC_MAX_QUALITY, CODEC_MAX_QUALITY);
 }
@@ -302,7 +302,10 @@ int e2e_train_codec(int argc, char **argv) {
   if (!out) out = "codec.safetensors";
   if (train_only) {
     nn_params_set_trainable(&c.p, "", false);
-    int hits = nn_params_set_trainable(&c.p, train_only, true);
+    int hits = 0;
+    char *list = g_strdup(train_only), *save = NULL; /* comma-separated prefixes */
+    for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) hits += nn_params_set_trainable(&c.p, t, true);
+    g_free(list);
     for (int i = 0; i < c.p.n; i++) /* the entropy tables are integers the training never touches */
       if (c.p.t[i]->dtype != NN_F32 && c.p.t[i]->requires_grad) c.p.t[i]->requires_grad = false, hits--;
     if (hits <= 0) {

@@ -17,7 +17,9 @@
  * per-channel scale, so that the transforms themselves can serve a high level
  * differently from a low one (Yang et al. 2020, "modulated autoencoders"). With a checkerboard context
  * model (cfg.context, He et al. 2021) half of y (the anchors) is coded first, and the other half's means
- * and scales are corrected from the decoded anchors around each position.
+ * and scales are corrected from the decoded anchors around each position. With an anchors' context
+ * (cfg.anchor_context) the anchors themselves go in two steps: those on even rows, then those on odd rows
+ * corrected from their four diagonal neighbours.
  *
  * Training (codec_train_forward) uses additive uniform noise for the rate and
  * straight-through rounding for the distortion. Coding (codec_compress /

@@ -33,7 +33,7 @@ typedef float v8 __attribute__((vector_size(32)));
 #define OCB 4   /* output channels per block */
 #define XB 16   /* output pixels per block: two vectors */
 #define SLACK 24 /* floats past a padded row that a block's loads may touch (their outputs are dropped) */
-#define MAX_TAPS 13 /* a 5x5 checkerboard window has 13 taps on its centre's colour (the anchors' context), 12 on the other */
+#define MAX_TAPS 12 /* the checkerboard context's 5x5 window has 12 taps on the other colour (the anchors' context: 4) */
 
 static inline v8 load8(const float *p) {
   v8 v;
@@ -244,6 +244,7 @@ static bool context_exact(const codec_model *c, const nn_conv2d_layer *conv, con
         for (int kx = 0; kx < 5; kx++) {
           int dy = ky - 2, dx = kx - 2;
           if ((dy + dx + target) & 1) continue;
+          if (odd_rows && !(dy & dx & 1)) continue; /* the anchors of even rows are the diagonal ones */
           int d = (((py + target) & 1) + dx - ((py + dy) & 1)) / 2; /* exact: the numerator is even */
           J.roff[J.T] = dy * row_u + d, t_off[J.T++] = ky * 5 + kx;
         }
