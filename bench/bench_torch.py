@@ -134,7 +134,7 @@ def main():
         enc_name, dec_name = f"codec_encode_{cw}x{ch}", f"codec_decode_{cw}x{ch}"
         if not (want(enc_name) or want(dec_name)):
             continue
-        n, m_, k = 64, 192, 64  # the shipped model (codec_config_default, and its 64-channel context model)
+        n, m_, k = 64, 192, 64  # the shipped model (codec_config_default, and its 64-channel context models)
 
         class GDN(nn.Module):
             def __init__(self, c, inverse=False):
@@ -179,34 +179,49 @@ def main():
             e = F.relu(ctx_conv(anchor_q / s) + ctx_spread(spread))
             return mu + s * ctx_mean(e), s * (1 + ctx_scale(e))
 
+        # the anchors' context: the anchors of odd rows corrected the same way from those of even rows (a 5x5
+        # conv whose only non-zero taps are the four diagonal ones)
+        actx_conv, actx_spread = nn.Conv2d(m_, k, 5, 1, 2), nn.Conv2d(m_, k, 1, bias=False)
+        actx_mean, actx_scale = nn.Conv2d(k, m_, 1), nn.Conv2d(k, m_, 1)
+
+        def odd_row_anchors(even_q, scale, mu):  # means of the anchors of odd rows
+            s = scale.clamp_min(0.11)
+            spread = torch.bucketize(scale, table).clamp_max(63).float() / 63
+            e = F.relu(actx_conv(even_q / s) + actx_spread(spread))
+            return mu + s * actx_mean(e)
+
         g_s = nn.Sequential(dconv(m_, n), GDN(n, True), dconv(n, n), GDN(n, True), dconv(n, n), GDN(n, True),
                             dconv(n, 3)).eval()
         H, W = (ch + 63) // 64 * 64, (cw + 63) // 64 * 64
         x = torch.rand(1, 3, H, W)
         P2 = H / 2 * W / 2
         P4, P8, P16, P32, P64 = P2 / 4, P2 / 16, P2 / 64, P2 / 256, P2 / 1024
-        hs = P64 * n * n * 25 + P32 * n * n * 25 + 2 * P16 * m_ * n * 9 + P16 * k * m_ * (12 + 1 + 2)
+        hs = P64 * n * n * 25 + P32 * n * n * 25 + 2 * P16 * m_ * n * 9 + P16 * k * m_ * (12 + 1 + 2) + P16 / 4 * k * m_ * (4 + 1 + 2)
         enc_macs = (P2 * n * 75 + P4 * n * n * 25 + P8 * n * n * 25 + P16 * m_ * n * 25 + (P2 + P4 + P8) * n * n
                     + P16 * n * m_ * 9 + P32 * n * n * 25 + P64 * n * n * 25 + hs)
         dec_macs = hs + P16 * m_ * n * 25 + P8 * n * n * 25 + P4 * n * n * 25 + P2 * n * 3 * 25 + (P8 + P4 + P2) * n * n
         Hy, Wy = H // 16, W // 16
         anchor = ((torch.arange(Hy)[:, None] + torch.arange(Wy)[None, :]) % 2 == 0).float()[None, None]
+        even = anchor * (torch.arange(Hy)[:, None] % 2 == 0).float()[None, None]  # anchors of even rows
+        odd = anchor - even
         with torch.no_grad():
             y = g_a(x)
             z = torch.round(h_a(y.abs()))
 
-            def encode():  # the networks an encoder runs: analysis, hyper-analysis, hyper-synthesis, context
+            def encode():  # the networks an encoder runs: analysis, hyper-analysis, hyper-synthesis, contexts
                 yy = g_a(x)
                 s, mu = h_s(torch.round(h_a(yy.abs())))
-                mu2, _ = second_half(torch.round(yy - mu) * anchor, s, mu)
-                return torch.round(yy - torch.where(anchor > 0, mu, mu2))  # the integers that get coded
+                mu_a = torch.where(odd > 0, odd_row_anchors(torch.round(yy - mu) * even, s, mu), mu)
+                mu2, _ = second_half((torch.round(yy - mu_a) + mu_a - mu) * anchor, s, mu)
+                return torch.round(yy - torch.where(anchor > 0, mu_a, mu2))  # the integers that get coded
 
             q = encode()
 
             def decode():  # the networks a decoder runs (no entropy coding on this side)
                 s, mu = h_s(z)
-                mu2, _ = second_half(q * anchor, s, mu)
-                return g_s(q + torch.where(anchor > 0, mu, mu2))
+                mu_a = torch.where(odd > 0, odd_row_anchors(q * even, s, mu), mu)
+                mu2, _ = second_half((q + mu_a - mu) * anchor, s, mu)
+                return g_s(q + torch.where(anchor > 0, mu_a, mu2))
 
             if want(enc_name):
                 report(enc_name, time_case(encode), enc_macs * 2 / 1e9)

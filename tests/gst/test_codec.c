@@ -17,7 +17,7 @@ __attribute__((constructor)) static void init_gst(void) {
 
 static char *make_model(uint64_t seed, codec_model *keep) {
   codec_config cfg = codec_config_default();
-  cfg.n = 16, cfg.m = 24, cfg.context = 8; /* as the shipped model: a context model, so valgrind sees its path */
+  cfg.n = 16, cfg.m = 24, cfg.context = 8, cfg.anchor_context = 8; /* as the shipped model: both context models, so valgrind sees their paths */
   codec_model c;
   CHECK(codec_init(&c, &cfg, seed), "model");
   char *path = g_strdup_printf("/tmp/e2e-codec-test-%d-%llu.safetensors", getpid(), (unsigned long long)seed);
