@@ -51,6 +51,20 @@ if "$E2E" train codec --data-root "$TMP/data" --init "$OUT" --context 8 --train-
    "$E2E" codec decode --model "$CTX" "$TMP/p2.e2el" "$TMP/dec2.png" >>"$TMP/log5" 2>&1 && cmp -s "$TMP/rec2.png" "$TMP/dec2.png"; then
   ok "--context 8 --train-only context.: trained, recorded, and its streams decode exactly"
 else bad "context model training"; tail -5 "$TMP/log4" "$TMP/log5"; fi
+# the anchors' context on top, trained alone with the second half's context (a list of prefixes)
+ACTX="$TMP/actx.safetensors"
+if "$E2E" train codec --data-root "$TMP/data" --init "$CTX" --anchor-context 8 --train-only anchor_context.,context. \
+     --steps 30 --batch 2 --patch 64 --threads 1 --eval-every 30 --val-images 1 --lr 3e-3 --out "$ACTX" >"$TMP/log7" 2>&1 &&
+   "$E2E" info "$ACTX" >"$TMP/info3" 2>&1 && grep -q '"anchor_context": 8' "$TMP/info3" &&
+   grep -q 'recipe .*--anchor-context 8' "$TMP/info3" &&
+   "$E2E" codec encode --model "$ACTX" --quality 2 --recon "$TMP/rec3.png" "$D/val/p8.png" "$TMP/p3.e2el" >"$TMP/log8" 2>&1 &&
+   "$E2E" codec decode --model "$ACTX" "$TMP/p3.e2el" "$TMP/dec3.png" >>"$TMP/log8" 2>&1 && cmp -s "$TMP/rec3.png" "$TMP/dec3.png"; then
+  ok "--anchor-context 8 --train-only anchor_context.,context.: trained, recorded, and its streams decode exactly"
+else bad "anchors' context training"; tail -5 "$TMP/log7" "$TMP/log8"; fi
+"$E2E" train codec --data-root "$TMP/data" --init "$OUT" --anchor-context 8 --steps 1 --out "$TMP/z.safetensors" >"$TMP/log9" 2>&1
+if [ $? -ne 0 ] && grep -q "anchors' context needs" "$TMP/log9" && [ ! -e "$TMP/z.safetensors" ]; then
+  ok "refused, with a reason: --anchor-context on a model without a context model"
+else bad "--anchor-context without a context model must be refused"; cat "$TMP/log9"; fi
 "$E2E" train codec --data-root "$TMP/data" --init "$OUT" --train-only nosuch. --steps 1 --out "$TMP/y.safetensors" >"$TMP/log6" 2>&1
 if [ $? -eq 2 ] && grep -q "no tensor" "$TMP/log6" && [ ! -e "$TMP/y.safetensors" ]; then
   ok "refused, with a reason: --train-only with a prefix that matches nothing"
