@@ -478,13 +478,62 @@ static void fill_random(nn_tensor *t, nn_rng *rng, float a) {
   for (int64_t i = 0; i < nn_numel(t); i++) nn_f32(t)[i] = a * (2 * nn_rng_uniform(rng) - 1);
 }
 
+/* The top-left 64x64 of an RGB picture as a [1, 3, 64, 64] training input. */
+static nn_tensor *crop64(const uint8_t *img, int w) {
+  nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, 64, 64});
+  for (int ch = 0; ch < 3; ch++)
+    for (int i = 0; i < 64 * 64; i++) nn_f32(x)[ch * 4096 + i] = img[((i / 64) * w + i % 64) * 3 + ch] / 255.0f;
+  return x;
+}
+
+/* A model whose context corrections say something: its stream differs from s0 (the model's before it had
+ * them), is the same on 1 and 2 threads, and decodes exactly on both, with the latent search too (which
+ * moves every latent, so the corrections follow). */
+static void check_corrected_stream(codec_model *c, int q, const uint8_t *img, int w, int h, const uint8_t *s0, size_t l0) {
+  uint8_t *s1 = NULL, *s2 = NULL, *rec = malloc(w * h * 3), *dec = malloc(w * h * 3);
+  size_t l1 = 0, l2 = 0;
+  nn_set_num_threads(1);
+  CHECK(codec_compress(c, q, img, w, h, w * 3, &s1, &l1, rec), "encode: %s", nn_last_error());
+  nn_set_num_threads(2);
+  CHECK(codec_compress(c, q, img, w, h, w * 3, &s2, &l2, NULL) && l1 == l2 && !memcmp(s1, s2, l1),
+        "stream identical on 1 and 2 threads");
+  CHECK(l1 != l0 || memcmp(s1 + CODEC_HEADER_BYTES, s0 + CODEC_HEADER_BYTES, l0 - CODEC_HEADER_BYTES),
+        "the corrections changed the stream");
+  CHECK(codec_decompress(c, s1, l1, dec, w, h) && !memcmp(dec, rec, w * h * 3), "decoder (2 threads) == encoder");
+  nn_set_num_threads(1);
+  memset(dec, 0, w * h * 3);
+  CHECK(codec_decompress(c, s1, l1, dec, w, h) && !memcmp(dec, rec, w * h * 3), "decoder (1 thread) == encoder");
+  nn_set_num_threads(0);
+  c->refine_steps = 4;
+  free(s2), s2 = NULL;
+  CHECK(codec_compress(c, q, img, w, h, w * 3, &s2, &l2, rec) && codec_decompress(c, s2, l2, dec, w, h) &&
+            !memcmp(dec, rec, w * h * 3), "refined encoding decodes exactly: %s", nn_last_error());
+  c->refine_steps = 0;
+  free(s1), free(s2), free(rec), free(dec);
+}
+
+/* Saved and loaded: the same configuration and model id, and the reloaded file decodes the original's streams. */
+static void check_reload(codec_model *c, int q, const uint8_t *img, int w, int h, const char *path) {
+  codec_model d = {0};
+  uint8_t *s = NULL, *rec = malloc(w * h * 3), *dec = malloc(w * h * 3);
+  size_t l = 0;
+  CHECK(codec_save(c, path, NULL, 0) && codec_load(&d, path) && d.cfg.m == c->cfg.m && d.cfg.context == c->cfg.context &&
+            d.cfg.anchor_context == c->cfg.anchor_context &&
+            d.model_id == c->model_id, "save/load keeps the model: %s", nn_last_error());
+  CHECK(codec_compress(c, q, img, w, h, w * 3, &s, &l, rec) && codec_decompress(&d, s, l, dec, w, h) &&
+            !memcmp(dec, rec, w * h * 3), "the reloaded model decodes the original's stream exactly: %s", nn_last_error());
+  remove(path);
+  codec_free(&d);
+  free(s), free(rec), free(dec);
+}
+
 TEST(codec_context_starts_neutral_codes_exactly_and_never_sees_its_own_half) {
   codec_model c = small_model(31);
   nn_fill_(c.gain_enc, 8.0f); /* latents of a few units, as a trained model's: the residuals are not all 0 */
   int w = 96, h = 80, q = 4;
-  uint8_t *img = test_image(w, h, 17), *rec0 = malloc(w * h * 3), *rec = malloc(w * h * 3), *dec = malloc(w * h * 3);
-  uint8_t *s0 = NULL, *s1 = NULL, *s2 = NULL;
-  size_t l0 = 0, l1 = 0, l2 = 0;
+  uint8_t *img = test_image(w, h, 17), *rec0 = malloc(w * h * 3), *rec = malloc(w * h * 3);
+  uint8_t *s0 = NULL, *s1 = NULL;
+  size_t l0 = 0, l1 = 0;
   CHECK(codec_compress(&c, q, img, w, h, w * 3, &s0, &l0, rec0), "encode: %s", nn_last_error());
   CHECK(codec_add_context(&c, 8, 3), "add a context model: %s", nn_last_error());
   CHECK(c.cfg.context == 8 && !codec_add_context(&c, 8, 3), "context of 8 channels, added only once");
@@ -503,10 +552,7 @@ TEST(codec_context_starts_neutral_codes_exactly_and_never_sees_its_own_half) {
   nn_rng_seed(&rng, 4);
   fill_random(c.ctx_mean.weight, &rng, 0.3f), fill_random(c.ctx_scale.weight, &rng, 0.3f);
   fill_random(c.ctx_mean.bias, &rng, 0.2f), fill_random(c.ctx_scale.bias, &rng, 0.2f);
-  nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, 64, 64});
-  for (int ch = 0; ch < 3; ch++)
-    for (int i = 0; i < 64 * 64; i++) nn_f32(x)[ch * 4096 + i] = img[((i / 64) * w + i % 64) * 3 + ch] / 255.0f;
-  nn_tensor *loss = codec_train_forward(&c, x, &q, &rng, NULL);
+  nn_tensor *loss = codec_train_forward(&c, crop64(img, w), &q, &rng, NULL);
   CHECK(loss && nn_backward(loss), "train step: %s", nn_last_error());
   const float *g = nn_f32(c.ctx_conv.weight->grad);
   double own = 0, other = 0;
@@ -516,25 +562,7 @@ TEST(codec_context_starts_neutral_codes_exactly_and_never_sees_its_own_half) {
   nn_params_zero_grad(&c.p);
   nn_arena_reset(nn_arena_current());
 
-  /* with corrections that say something: a different stream, the same on 1 and 2 threads, decoded exactly */
-  nn_set_num_threads(1);
-  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s1, &l1, rec), "encode: %s", nn_last_error());
-  nn_set_num_threads(2);
-  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s2, &l2, NULL) && l1 == l2 && !memcmp(s1, s2, l1),
-        "stream identical on 1 and 2 threads");
-  CHECK(l1 != l0 || memcmp(s1 + CODEC_HEADER_BYTES, s0 + CODEC_HEADER_BYTES, l0 - CODEC_HEADER_BYTES),
-        "the corrections changed the stream");
-  CHECK(codec_decompress(&c, s1, l1, dec, w, h) && !memcmp(dec, rec, w * h * 3), "decoder (2 threads) == encoder");
-  nn_set_num_threads(1);
-  memset(dec, 0, w * h * 3);
-  CHECK(codec_decompress(&c, s1, l1, dec, w, h) && !memcmp(dec, rec, w * h * 3), "decoder (1 thread) == encoder");
-  nn_set_num_threads(0);
-  /* and with a search over the latents, which moves anchors and second half together */
-  c.refine_steps = 5;
-  free(s2), s2 = NULL;
-  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s2, &l2, rec) && codec_decompress(&c, s2, l2, dec, w, h) &&
-            !memcmp(dec, rec, w * h * 3), "refined encoding with context decodes exactly: %s", nn_last_error());
-  c.refine_steps = 0;
+  check_corrected_stream(&c, q, img, w, h, s0, l0);
 
   /* the fixed-order path computes what the layers compute, on the second half */
   int H = 5, W = 7, m = c.cfg.m;
@@ -566,17 +594,8 @@ TEST(codec_context_starts_neutral_codes_exactly_and_never_sees_its_own_half) {
   free(mu), free(sc);
   nn_arena_reset(nn_arena_current());
 
-  /* saved and loaded: the same model, and old streams of it still decode */
-  const char *path = "test_codec_context.safetensors";
-  codec_model d = {0};
-  CHECK(codec_save(&c, path, NULL, 0) && codec_load(&d, path) && d.cfg.context == 8 && d.model_id == c.model_id,
-        "save/load keeps the context model: %s", nn_last_error());
-  free(s1), s1 = NULL; /* saving restamped the model id (its weights changed above): a fresh stream */
-  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s1, &l1, rec) && codec_decompress(&d, s1, l1, dec, w, h) &&
-            !memcmp(dec, rec, w * h * 3), "the reloaded model decodes the original's stream exactly: %s", nn_last_error());
-  remove(path);
-  codec_free(&d);
-  free(s0), free(s1), free(s2), free(img), free(rec0), free(rec), free(dec);
+  check_reload(&c, q, img, w, h, "test_codec_context.safetensors");
+  free(s0), free(s1), free(img), free(rec0), free(rec);
   codec_free(&c);
 }
 
@@ -584,9 +603,9 @@ TEST(codec_anchor_context_starts_neutral_reads_only_diagonal_anchors_and_codes_e
   codec_model c = small_model(37);
   nn_fill_(c.gain_enc, 8.0f);
   int w = 96, h = 80, q = 3, m = c.cfg.m;
-  uint8_t *img = test_image(w, h, 19), *rec0 = malloc(w * h * 3), *rec = malloc(w * h * 3), *dec = malloc(w * h * 3);
-  uint8_t *s0 = NULL, *s1 = NULL, *s2 = NULL;
-  size_t l0 = 0, l1 = 0, l2 = 0;
+  uint8_t *img = test_image(w, h, 19), *rec0 = malloc(w * h * 3), *rec = malloc(w * h * 3);
+  uint8_t *s0 = NULL, *s1 = NULL;
+  size_t l0 = 0, l1 = 0;
   CHECK(!codec_add_anchor_context(&c, 8, 3) && strstr(nn_last_error(), "context"), "refused without a context model");
   nn_rng rng;
   nn_rng_seed(&rng, 6);
@@ -603,10 +622,7 @@ TEST(codec_anchor_context_starts_neutral_reads_only_diagonal_anchors_and_codes_e
   /* its window reads the anchors on even rows only (the diagonal taps), and its gradient reaches the model */
   fill_random(c.actx_mean.weight, &rng, 0.3f), fill_random(c.actx_scale.weight, &rng, 0.3f);
   fill_random(c.actx_mean.bias, &rng, 0.2f), fill_random(c.actx_scale.bias, &rng, 0.2f);
-  nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, 64, 64});
-  for (int ch = 0; ch < 3; ch++)
-    for (int i = 0; i < 64 * 64; i++) nn_f32(x)[ch * 4096 + i] = img[((i / 64) * w + i % 64) * 3 + ch] / 255.0f;
-  nn_tensor *loss = codec_train_forward(&c, x, &q, &rng, NULL);
+  nn_tensor *loss = codec_train_forward(&c, crop64(img, w), &q, &rng, NULL);
   CHECK(loss && nn_backward(loss), "train step: %s", nn_last_error());
   const float *g = nn_f32(c.actx_conv.weight->grad);
   double own = 0, other = 0;
@@ -616,21 +632,7 @@ TEST(codec_anchor_context_starts_neutral_reads_only_diagonal_anchors_and_codes_e
   nn_params_zero_grad(&c.p);
   nn_arena_reset(nn_arena_current());
 
-  /* corrections that say something: a new stream, the same on 1 and 2 threads, decoded exactly */
-  nn_set_num_threads(1);
-  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s1, &l1, rec), "encode: %s", nn_last_error());
-  nn_set_num_threads(2);
-  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s2, &l2, NULL) && l1 == l2 && !memcmp(s1, s2, l1),
-        "stream identical on 1 and 2 threads");
-  CHECK(l1 != l0 || memcmp(s1 + CODEC_HEADER_BYTES, s0 + CODEC_HEADER_BYTES, l0 - CODEC_HEADER_BYTES),
-        "the corrections changed the stream");
-  CHECK(codec_decompress(&c, s1, l1, dec, w, h) && !memcmp(dec, rec, w * h * 3), "decoder (2 threads) == encoder");
-  nn_set_num_threads(0);
-  c.refine_steps = 4;
-  free(s2), s2 = NULL;
-  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s2, &l2, rec) && codec_decompress(&c, s2, l2, dec, w, h) &&
-            !memcmp(dec, rec, w * h * 3), "refined encoding with the anchors' context decodes exactly: %s", nn_last_error());
-  c.refine_steps = 0;
+  check_corrected_stream(&c, q, img, w, h, s0, l0);
 
   /* the fixed-order path computes what the layers compute, on the anchors of odd rows */
   int H = 6, W = 7;
@@ -666,17 +668,8 @@ TEST(codec_anchor_context_starts_neutral_reads_only_diagonal_anchors_and_codes_e
   free(mu), free(sc);
   nn_arena_reset(nn_arena_current());
 
-  /* saved and loaded */
-  const char *path = "test_codec_anchor_context.safetensors";
-  codec_model d = {0};
-  CHECK(codec_save(&c, path, NULL, 0) && codec_load(&d, path) && d.cfg.anchor_context == 6 && d.model_id == c.model_id,
-        "save/load keeps the anchors' context: %s", nn_last_error());
-  free(s1), s1 = NULL;
-  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s1, &l1, rec) && codec_decompress(&d, s1, l1, dec, w, h) &&
-            !memcmp(dec, rec, w * h * 3), "the reloaded model decodes the original's stream exactly: %s", nn_last_error());
-  remove(path);
-  codec_free(&d);
-  free(s0), free(s1), free(s2), free(img), free(rec0), free(rec), free(dec);
+  check_reload(&c, q, img, w, h, "test_codec_anchor_context.safetensors");
+  free(s0), free(s1), free(img), free(rec0), free(rec);
   codec_free(&c);
 }
 
