@@ -200,42 +200,41 @@ static bool conv1(const float *in, int C, int H, int W, const float *w, const fl
 }
 
 /* A context network's corrections for the positions of one checkerboard colour (target: 1 for the
- * second half, 0 for the anchors; with odd_rows, only those on odd rows) of `oc` channels, from the anchors
- * of `ic` channels (in: their values from the hyperprior mean, zero where not decoded yet; in_scales: their
- * hyperprior scales). Everything runs on
- * half-width planes: row y keeps its anchors (x = 2k + y % 2) in u and its target positions
- * (x = 2k + (y + target) % 2) in e. A tap (dy, dx) then lands at column k + d in u, where d depends on the
+ * second half, 0 for the anchors; with odd_rows, only those on odd rows) from the decoded anchors (their
+ * values from the hyperprior mean, zero where not decoded yet), in units of the hyperprior's scales.
+ * Everything runs on half-width planes: row y keeps its anchors (x = 2k + y % 2) in u and its target
+ * positions (x = 2k + (y + target) % 2) in e. A tap (dy, dx) then lands at column k + d in u, where d depends on the
  * row's parity: even and odd rows run as two correlations, each stepping over every other row. Half the
  * work of the full-width window, the same sums. */
 static bool context_exact(const codec_model *c, const nn_conv2d_layer *conv, const nn_conv2d_layer *spread,
                           const nn_conv2d_layer *mean_head, const nn_conv2d_layer *scale_head, int hidden, int target,
-                          bool odd_rows, int ic, const float *in, const float *in_scales, int oc, const float *hyper_means,
-                          const float *hyper_scales, int H, int W, float *means, float *scales) {
-  int C = hidden, W2 = (W + 1) / 2;
+                          bool odd_rows, const float *anchors, const float *hyper_means, const float *hyper_scales, int H,
+                          int W, float *means, float *scales) {
+  int m = c->cfg.m, C = hidden, W2 = (W + 1) / 2;
   int64_t row_u = W2 + 4 + SLACK, row_e = W2 + SLACK;
-  float *u = calloc((size_t)ic * (H + 4) * row_u + SLACK, sizeof(float));
+  float *u = calloc((size_t)m * (H + 4) * row_u + SLACK, sizeof(float));
   float *e = calloc((size_t)C * H * row_e + SLACK, sizeof(float));
-  float *f = calloc((size_t)oc * H * row_e + SLACK, sizeof(float)), *e2 = malloc(sizeof(float) * (size_t)C * H * W2);
-  float *dm = malloc(sizeof(float) * (size_t)oc * H * W2), *ds = malloc(sizeof(float) * (size_t)oc * H * W2);
+  float *f = calloc((size_t)m * H * row_e + SLACK, sizeof(float)), *e2 = malloc(sizeof(float) * (size_t)C * H * W2);
+  float *dm = malloc(sizeof(float) * (size_t)m * H * W2), *ds = malloc(sizeof(float) * (size_t)m * H * W2);
   bool ok = u && e && f && e2 && dm && ds;
   if (ok) {
     /* the anchors' values in units of their scale, zero-padded by 2 rows and 2 columns */
-    for (size_t ch = 0; ch < (size_t)ic; ch++)
+    for (size_t ch = 0; ch < (size_t)m; ch++)
       for (int y = 0; y < H; y++)
         for (int x = y % 2; x < W; x += 2) {
           size_t i = (ch * H + y) * W + x;
-          float s = in_scales[i] > CODEC_SCALE_MIN ? in_scales[i] : CODEC_SCALE_MIN;
-          u[(ch * (H + 4) + y + 2) * row_u + x / 2 + 2] = in[i] / s;
+          float s = hyper_scales[i] > CODEC_SCALE_MIN ? hyper_scales[i] : CODEC_SCALE_MIN;
+          u[(ch * (H + 4) + y + 2) * row_u + x / 2 + 2] = anchors[i] / s;
         }
     /* the target positions' own quantised scales, as a fraction of the table */
-    for (size_t ch = 0; ch < (size_t)oc; ch++)
+    for (size_t ch = 0; ch < (size_t)m; ch++)
       for (int y = 0; y < H; y++)
         for (int x = (y + target) % 2; x < W; x += 2)
           f[(ch * H + y) * row_e + x / 2] =
               (float)codec_scale_index(&c->tables, hyper_scales[(ch * H + y) * W + x]) * (1.0f / (CODEC_NUM_SCALES - 1));
     const float *w = nn_f32(conv->weight);
     for (int py = odd_rows; py < 2 && ok; py++) {
-      corr_job J = {.in = u + (py + 2) * row_u + 2, .in_chan = (int64_t)(H + 4) * row_u, .in_row = 2 * row_u, .C = ic,
+      corr_job J = {.in = u + (py + 2) * row_u + 2, .in_chan = (int64_t)(H + 4) * row_u, .in_row = 2 * row_u, .C = m,
                     .OC = C, .H = (H - py + 1) / 2, .W = W2, .b = nn_f32(conv->bias), .out = e + py * row_e,
                     .out_chan = (int64_t)H * row_e, .out_row = 2 * row_e, .out_col = 1};
       int64_t t_off[MAX_TAPS];
@@ -248,7 +247,7 @@ static bool context_exact(const codec_model *c, const nn_conv2d_layer *conv, con
           int d = (((py + target) & 1) + dx - ((py + dy) & 1)) / 2; /* exact: the numerator is even */
           J.roff[J.T] = dy * row_u + d, t_off[J.T++] = ky * 5 + kx;
         }
-      float *wpk = pack_weights(ic, C, J.T, w, 25, (int64_t)ic * 25, t_off);
+      float *wpk = pack_weights(m, C, J.T, w, 25, (int64_t)m * 25, t_off);
       ok = wpk != NULL;
       if (ok) {
         J.wpk = wpk;
@@ -256,18 +255,18 @@ static bool context_exact(const codec_model *c, const nn_conv2d_layer *conv, con
         free(wpk);
       }
     }
-    ok = ok && conv1(f, oc, H, W2, nn_f32(spread->weight), NULL, C, e2);
+    ok = ok && conv1(f, m, H, W2, nn_f32(spread->weight), NULL, C, e2);
     if (ok) /* e = relu(window + spread) */
       for (size_t r = 0; r < (size_t)C * H; r++)
         for (int k = 0; k < W2; k++) {
           float v = e[r * row_e + k] + e2[r * W2 + k];
           e[r * row_e + k] = v > 0 ? v : 0;
         }
-    ok = ok && conv1(e, C, H, W2, nn_f32(mean_head->weight), nn_f32(mean_head->bias), oc, dm) &&
-         conv1(e, C, H, W2, nn_f32(scale_head->weight), nn_f32(scale_head->bias), oc, ds);
+    ok = ok && conv1(e, C, H, W2, nn_f32(mean_head->weight), nn_f32(mean_head->bias), m, dm) &&
+         conv1(e, C, H, W2, nn_f32(scale_head->weight), nn_f32(scale_head->bias), m, ds);
   }
   if (ok)
-    for (size_t ch = 0; ch < (size_t)oc; ch++)
+    for (size_t ch = 0; ch < (size_t)m; ch++)
       for (int y = odd_rows; y < H; y += 1 + odd_rows)
         for (int x = (y + target) % 2; x < W; x += 2) {
           size_t i = (ch * H + y) * W + x, k = (ch * H + y) * W2 + x / 2;
@@ -282,14 +281,12 @@ static bool context_exact(const codec_model *c, const nn_conv2d_layer *conv, con
 
 bool codec_context_exact(const codec_model *c, const float *anchor_q, const float *hyper_means,
                          const float *hyper_scales, int H, int W, float *means, float *scales) {
-  int m = c->cfg.m;
-  return context_exact(c, &c->ctx_conv, &c->ctx_spread, &c->ctx_mean, &c->ctx_scale, c->cfg.context, 1, false, m, anchor_q,
-                       hyper_scales, m, hyper_means, hyper_scales, H, W, means, scales);
+  return context_exact(c, &c->ctx_conv, &c->ctx_spread, &c->ctx_mean, &c->ctx_scale, c->cfg.context, 1, false, anchor_q,
+                       hyper_means, hyper_scales, H, W, means, scales);
 }
 
 bool codec_anchor_context_exact(const codec_model *c, const float *anchor_q, const float *hyper_means,
                                 const float *hyper_scales, int H, int W, float *means, float *scales) {
-  int m = c->cfg.m;
   return context_exact(c, &c->actx_conv, &c->actx_spread, &c->actx_mean, &c->actx_scale, c->cfg.anchor_context, 0, true,
-                       m, anchor_q, hyper_scales, m, hyper_means, hyper_scales, H, W, means, scales);
+                       anchor_q, hyper_means, hyper_scales, H, W, means, scales);
 }
