@@ -65,10 +65,12 @@ else bad "anchors' context training"; tail -5 "$TMP/log7" "$TMP/log8"; fi
 if [ $? -ne 0 ] && grep -q "anchors' context needs" "$TMP/log9" && [ ! -e "$TMP/z.safetensors" ]; then
   ok "refused, with a reason: --anchor-context on a model without a context model"
 else bad "--anchor-context without a context model must be refused"; cat "$TMP/log9"; fi
-"$E2E" train codec --data-root "$TMP/data" --init "$OUT" --train-only nosuch. --steps 1 --out "$TMP/y.safetensors" >"$TMP/log6" 2>&1
-if [ $? -eq 2 ] && grep -q "no tensor" "$TMP/log6" && [ ! -e "$TMP/y.safetensors" ]; then
-  ok "refused, with a reason: --train-only with a prefix that matches nothing"
-else bad "--train-only nosuch. must be refused"; cat "$TMP/log6"; fi
+for only in nosuch. g_s.,nosuch.; do
+  "$E2E" train codec --data-root "$TMP/data" --init "$OUT" --train-only "$only" --steps 1 --out "$TMP/y.safetensors" >"$TMP/log6" 2>&1
+  if [ $? -eq 2 ] && grep -q "nosuch.: the model has no tensor" "$TMP/log6" && [ ! -e "$TMP/y.safetensors" ]; then
+    ok "refused, with a reason: --train-only $only (a prefix that matches nothing)"
+  else bad "--train-only $only must be refused"; cat "$TMP/log6"; fi
+done
 
 for flags in "--mean-head 1" "--widen-m 32" "--init $OUT --m 48"; do
   # shellcheck disable=SC2086

@@ -303,13 +303,19 @@ int e2e_train_codec(int argc, char **argv) {
   if (train_only) {
     nn_params_set_trainable(&c.p, "", false);
     int hits = 0;
-    char *list = g_strdup(train_only), *save = NULL; /* comma-separated prefixes */
-    for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) hits += nn_params_set_trainable(&c.p, t, true);
+    char *list = g_strdup(train_only), *save = NULL, *unmatched = NULL; /* comma-separated prefixes */
+    for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+      int h = nn_params_set_trainable(&c.p, t, true);
+      if (!h && !unmatched) unmatched = g_strdup(t); /* a misspelt prefix would otherwise train nothing quietly */
+      hits += h;
+    }
     g_free(list);
     for (int i = 0; i < c.p.n; i++) /* the entropy tables are integers the training never touches */
       if (c.p.t[i]->dtype != NN_F32 && c.p.t[i]->requires_grad) c.p.t[i]->requires_grad = false, hits--;
-    if (hits <= 0) {
-      fprintf(stderr, "e2e train codec: --train-only %s: the model has no tensor whose name starts with it\n", train_only);
+    if (hits <= 0 || unmatched) {
+      fprintf(stderr, "e2e train codec: --train-only %s: the model has no tensor whose name starts with it\n",
+              unmatched ? unmatched : train_only);
+      g_free(unmatched);
       codec_free(&c);
       codec_free_set(&train);
       codec_free_set(&val);
