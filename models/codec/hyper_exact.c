@@ -33,7 +33,7 @@ typedef float v8 __attribute__((vector_size(32)));
 #define OCB 4   /* output channels per block */
 #define XB 16   /* output pixels per block: two vectors */
 #define SLACK 24 /* floats past a padded row that a block's loads may touch (their outputs are dropped) */
-#define MAX_TAPS 12 /* the checkerboard context's 5x5 window has 12 taps on the other colour (the anchors' context: 4) */
+#define MAX_TAPS 13 /* a 5x5 window has at most 13 taps on one colour (the second half's context uses 12, the anchors' 4) */
 
 static inline v8 load8(const float *p) {
   v8 v;
