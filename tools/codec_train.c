@@ -88,7 +88,7 @@ static void usage(void) {
           "                       [--context C (a checkerboard context model of C channels; with --init it starts neutral)]\n"
           "                       [--anchor-context C (a context model of C channels for the anchors on odd rows, from\n"
           "                        those on even rows; needs a context model; starts neutral likewise)]\n"
-          "                       [--context-lr 10 (the context model learns at this multiple of --lr)]\n"
+          "                       [--context-lr 10 (both context models learn at this multiple of --lr)]\n"
           "                       [--train-only PREFIX,.. (train only the tensors whose names start with one of them, e.g. context.)]\n"
           "  trains one model for all %d quality levels (a level drawn per patch)\n",
           CODEC_MAX_QUALITY, CODEC_MAX_QUALITY);
