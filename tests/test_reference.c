@@ -579,6 +579,17 @@ TEST(ref_gdn_inference_matches_training_graph) {
       CHECK(d <= 1e-5 * (1 + scale), "shape %d inverse %d: fused differs from the graph by %g", si, inverse, d);
       CHECK(!memcmp(nn_f32(got[0]), nn_f32(got[1]), sizeof(float) * (size_t)nn_numel(want)),
             "shape %d inverse %d: 1 and 2 threads differ", si, inverse);
+      /* in place: the same numbers, over x's own storage */
+      nn_tensor *x2 = nn_contiguous(nn_mul_scalar(x, 1.0f));
+      nn_no_grad_begin();
+      nn_tensor *over = nn_gdn_(x2, beta, gamma, inverse);
+      nn_no_grad_end();
+      CHECK(over == x2 && !memcmp(nn_f32(x2), nn_f32(got[0]), sizeof(float) * (size_t)nn_numel(want)),
+            "shape %d inverse %d: in place differs from the fused op", si, inverse);
+      nn_set_requires_grad(x, true);
+      CHECK(!nn_gdn_(x, beta, gamma, inverse) && strstr(nn_last_error(), "no gradient"),
+            "in place refused where x needs a gradient");
+      nn_set_requires_grad(x, false);
       nn_arena_reset(nn_arena_current());
       nn_tensor_free(x), nn_tensor_free(beta), nn_tensor_free(gamma);
     }

@@ -228,6 +228,10 @@ nn_tensor *nn_gdn_forward(const nn_gdn_layer *l, nn_tensor *x) {
   return nn_gdn(x, nn_lower_bound(l->beta, 1e-6f), nn_lower_bound(l->gamma, 0.0f), l->inverse);
 }
 
+nn_tensor *nn_gdn_forward_(const nn_gdn_layer *l, nn_tensor *x) {
+  return nn_gdn_(x, nn_lower_bound(l->beta, 1e-6f), nn_lower_bound(l->gamma, 0.0f), l->inverse);
+}
+
 /* ---------------------------------------------------------------- LSTM/GRU */
 
 bool nn_rnn_init(nn_rnn *r, nn_params *p, const char *name, bool gru, int64_t input, int64_t hidden,

@@ -327,9 +327,9 @@ static void gdn_tiles(void *p, int64_t t0, int64_t t1) {
   free(sq);
 }
 
-static nn_tensor *gdn_infer(nn_tensor *x, nn_tensor *beta, nn_tensor *gamma, bool inverse) {
+/* out may be x itself: a tile's outputs are written only after its whole norm is computed. */
+static nn_tensor *gdn_infer(nn_tensor *x, nn_tensor *beta, nn_tensor *gamma, bool inverse, nn_tensor *out) {
   int64_t N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
-  nn_tensor *out = nn_empty(NN_F32, 4, x->shape);
   const float *xd = nn_dense_f32(x), *bd = nn_dense_f32(beta), *gd = nn_dense_f32(gamma);
   if (!out || !xd || !bd || !gd) return NULL;
   gdn_ctx c = {.x = xd, .beta = bd, .gamma = gd, .out = nn_f32(out), .C = C, .HW = HW,
@@ -339,15 +339,39 @@ static nn_tensor *gdn_infer(nn_tensor *x, nn_tensor *beta, nn_tensor *gamma, boo
   return out;
 }
 
-nn_tensor *nn_gdn(nn_tensor *x, nn_tensor *beta, nn_tensor *gamma, bool inverse) {
-  if (!x || !beta || !gamma) return NULL;
-  if (x->ndim != 4) NN_FAIL("gdn: need x[N,C,H,W]");
+static bool gdn_args_ok(const nn_tensor *x, const nn_tensor *beta, const nn_tensor *gamma, const char *who) {
+  if (!x || !beta || !gamma) return false;
+  if (x->ndim != 4) {
+    nn_set_error("%s: need x[N,C,H,W]", who);
+    return false;
+  }
   int64_t C = x->shape[1];
-  if (beta->ndim != 1 || beta->shape[0] != C || gamma->ndim != 2 || gamma->shape[0] != C || gamma->shape[1] != C)
-    NN_FAIL("gdn: need beta[%lld] and gamma[%lld,%lld]", (long long)C, (long long)C, (long long)C);
-  NN_CHECK_F32(x, "gdn");
-  if (!nn_grad_enabled() || !(nn_needs_grad(x) || nn_needs_grad(beta) || nn_needs_grad(gamma)))
-    return gdn_infer(x, beta, gamma, inverse);
+  if (beta->ndim != 1 || beta->shape[0] != C || gamma->ndim != 2 || gamma->shape[0] != C || gamma->shape[1] != C) {
+    nn_set_error("%s: need beta[%lld] and gamma[%lld,%lld]", who, (long long)C, (long long)C, (long long)C);
+    return false;
+  }
+  if (x->dtype != NN_F32) {
+    nn_set_error("%s: expected f32 tensor, got %s", who, nn_dtype_name(x->dtype));
+    return false;
+  }
+  return true;
+}
+
+static bool gdn_needs_graph(const nn_tensor *x, const nn_tensor *beta, const nn_tensor *gamma) {
+  return nn_grad_enabled() && (nn_needs_grad(x) || nn_needs_grad(beta) || nn_needs_grad(gamma));
+}
+
+nn_tensor *nn_gdn_(nn_tensor *x, nn_tensor *beta, nn_tensor *gamma, bool inverse) {
+  if (!gdn_args_ok(x, beta, gamma, "gdn_")) return NULL;
+  if (gdn_needs_graph(x, beta, gamma)) NN_FAIL("gdn_: in place only where no gradient is needed");
+  if (!nn_is_contiguous(x)) NN_FAIL("gdn_: x must be contiguous");
+  return gdn_infer(x, beta, gamma, inverse, x);
+}
+
+nn_tensor *nn_gdn(nn_tensor *x, nn_tensor *beta, nn_tensor *gamma, bool inverse) {
+  if (!gdn_args_ok(x, beta, gamma, "gdn")) return NULL;
+  int64_t C = x->shape[1];
+  if (!gdn_needs_graph(x, beta, gamma)) return gdn_infer(x, beta, gamma, inverse, nn_empty(NN_F32, 4, x->shape));
   /* norm_i = beta_i + sum_j gamma_ij x_j^2 is a 1x1 convolution of x^2 */
   int64_t wsh[4] = {C, C, 1, 1};
   nn_tensor *norm = nn_conv2d(nn_mul(x, x), nn_reshape(gamma, 4, wsh), beta, nn_conv_defaults());

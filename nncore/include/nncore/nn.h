@@ -77,6 +77,8 @@ bool nn_embedding_init(nn_embedding_layer *l, nn_params *p, const char *name, in
 typedef struct { nn_tensor *beta, *gamma; bool inverse; } nn_gdn_layer;
 bool nn_gdn_init(nn_gdn_layer *l, nn_params *p, const char *name, int64_t channels, bool inverse);
 nn_tensor *nn_gdn_forward(const nn_gdn_layer *l, nn_tensor *x);
+/* In place over x (nn_gdn_): inference only. */
+nn_tensor *nn_gdn_forward_(const nn_gdn_layer *l, nn_tensor *x);
 
 /* Multi-layer, optionally bidirectional LSTM / GRU over x[T, N, I] (sequence first).
  * lengths (i64 [N], or NULL for all T): steps past a sequence's length produce

@@ -112,6 +112,9 @@ nn_tensor *nn_dropout(nn_tensor *x, float p, bool training, nn_rng *rng);
 /* GDN (Ballé et al.): y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2); inverse: x * sqrt(...).
  * x[N,C,H,W], beta[C] > 0, gamma[C,C] >= 0. */
 nn_tensor *nn_gdn(nn_tensor *x, nn_tensor *beta, nn_tensor *gamma, bool inverse);
+/* The same, written over x (contiguous) and returned: inference only, where no gradient is needed
+ * (refused otherwise). Saves a copy of a layer's output where the early layers' are the largest. */
+nn_tensor *nn_gdn_(nn_tensor *x, nn_tensor *beta, nn_tensor *gamma, bool inverse);
 
 /* ---- recurrent cells (fused forward/backward) ---- */
 /* gates[N,4H] (i,f,g,o pre-activations), c_prev/h_prev [N,H], mask [N] (1 = step valid) or NULL.
