@@ -859,6 +859,46 @@ TEST(codec_prepared_encoder_matches_the_layers) {
   codec_free(&c);
 }
 
+/* Coding runs each transform layer by layer through two scratch arenas, scaling and normalising in place;
+ * it must compute what the training graph computes, leave nothing of a picture in the scratch arenas,
+ * and not depend on what the previous picture left there. */
+TEST(codec_layer_by_layer_synthesis_matches_the_graph) {
+  codec_model c = small_model(41);
+  CHECK(c.p.n > 0 && codec_add_level_mod(&c, 41), "model with level scales");
+  for (int i = 0; i < 3; i++) /* level scales away from 1, so that the in-place scaling shows */
+    for (int64_t k = 0; k < nn_numel(c.mod_s[i]); k++) nn_f32(c.mod_s[i])[k] = 0.5f + 0.01f * (float)(k % 97);
+  nn_rng rng;
+  nn_rng_seed(&rng, 41);
+  int sizes[][2] = {{3, 5}, {8, 8}, {2, 12}};
+  for (int si = 0; si < 3; si++)
+    for (int q = 1; q <= CODEC_MAX_QUALITY; q += 2) {
+      nn_tensor *y = nn_tensor_new(NN_F32, 4, (int64_t[]){1, c.cfg.m, sizes[si][0], sizes[si][1]});
+      for (int64_t i = 0; i < nn_numel(y); i++) nn_f32(y)[i] = 3.0f * nn_rng_normal(&rng);
+      nn_set_requires_grad(y, true); /* the graph, as training runs it */
+      nn_tensor *want = nn_contiguous(codec_synthesis(&c, y, q));
+      nn_set_requires_grad(y, false);
+      nn_no_grad_begin();
+      nn_tensor *got = codec_synthesis(&c, y, q);
+      /* another picture after it, which would overwrite it if it had been left in a scratch arena */
+      nn_tensor *other = codec_synthesis(&c, nn_mul_scalar(y, -0.5f), q);
+      nn_no_grad_end();
+      CHECK(want && got && other && nn_numel(want) == nn_numel(got) && want->shape[2] == 16 * sizes[si][0], "ran: %s",
+            nn_last_error());
+      double d = 0, scale = 0;
+      for (int64_t i = 0; i < nn_numel(want); i++) {
+        d = fmax(d, fabs(nn_f32(want)[i] - nn_f32(got)[i]));
+        scale = fmax(scale, fabs(nn_f32(want)[i]));
+      }
+      CHECK(scale > 0.01 && d <= 1e-4 * (1 + scale), "size %d q%d: layer by layer differs from the graph by %g (of %g)",
+            si, q, d, scale);
+      CHECK(nn_arena_used(c.scratch[0]) == 0 && nn_arena_used(c.scratch[1]) == 0, "scratch arenas emptied");
+      nn_arena_reset(nn_arena_current());
+      nn_tensor_free(y);
+    }
+  CHECK(!codec_synthesis(&c, NULL, 1) && strstr(nn_last_error(), "codec_synthesis"), "bad input refused");
+  codec_free(&c);
+}
+
 TEST(codec_save_load_roundtrip_and_corrupt_file) {
   codec_model c = small_model(6), d = {0};
   const char *path = "test_codec_model.safetensors";

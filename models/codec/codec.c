@@ -276,6 +276,7 @@ static void release_inference(codec_model *c) {
 
 void codec_free(codec_model *c) {
   release_inference(c);
+  nn_arena_free(c->scratch[0]), nn_arena_free(c->scratch[1]);
   nn_params_free(&c->p);
   free(c->tables.cdf);
   memset(c, 0, sizeof *c);
@@ -299,17 +300,69 @@ static nn_tensor *gains_for(nn_tensor *table, const int *quality, int64_t n) {
   return nn_reshape(nn_index_select(table, 0, idx), 4, (int64_t[]){n, table->shape[1], 1, 1});
 }
 
-/* a (inverse) GDN's input through its per-level scales, when the model has them */
+/* A (inverse) GDN's input through its per-level scales, when the model has them. x is always a layer's
+ * fresh output: without a gradient to keep, it is scaled in place (the same products nn_mul would make)
+ * instead of taking a second copy of the largest tensors a picture has. */
 static nn_tensor *modulated(nn_tensor *table, nn_tensor *x, const int *quality) {
-  return table && x ? nn_mul(x, gains_for(table, quality, x->shape[0])) : x;
+  if (!table || !x) return x;
+  if (nn_grad_enabled() || !nn_is_contiguous(x) || x->dtype != NN_F32)
+    return nn_mul(x, gains_for(table, quality, x->shape[0]));
+  int64_t nb = x->shape[0], ch = x->shape[1], plane = x->shape[2] * x->shape[3];
+  float *d = nn_f32(x);
+  for (int64_t b = 0; b < nb; b++)
+    for (int64_t k = 0; k < ch; k++) {
+      float g = nn_f32(table)[(quality[b] - 1) * ch + k];
+      for (float *v = d + (b * ch + k) * plane, *end = v + plane; v < end; v++) *v *= g;
+    }
+  return x;
 }
 
-/* copies: through the packed snapshots of codec_prepare_inference (coding only, never training) */
+/* A (inverse) GDN; without a gradient, over its input (a layer's fresh output, like modulated's). */
+static nn_tensor *gdn(const nn_gdn_layer *l, nn_tensor *x) {
+  return nn_grad_enabled() ? nn_gdn_forward(l, x) : nn_gdn_forward_(l, x);
+}
+
+/* Layer i (0..3) of the analysis; copies: through the packed snapshots of codec_prepare_inference
+ * (coding only, never training). */
+static nn_tensor *analysis_layer(codec_model *c, int i, nn_tensor *x, const int *quality, bool copies) {
+  nn_tensor *t = copies ? nn_conv_infer_forward(&c->enc_infer[i], x) : nn_conv2d_forward(&c->ga[i], x);
+  return i < 3 ? gdn(&c->ga_gdn[i], modulated(c->mod_a[i], t, quality)) : t;
+}
+
+static nn_tensor *synthesis_layer(codec_model *c, int i, nn_tensor *y, const int *quality, bool copies) {
+  (void)copies;
+  nn_tensor *t = nn_conv_transpose2d_forward(&c->gs[i], y);
+  return i < 3 ? gdn(&c->gs_igdn[i], modulated(c->mod_s[i], t, quality)) : t;
+}
+
+typedef nn_tensor *(*layer_fn)(codec_model *c, int i, nn_tensor *x, const int *quality, bool copies);
+
+/* The four layers of a transform. Without a gradient (coding), each layer computes in one of the model's
+ * two scratch arenas, and the other, holding its input and the last layer's temporaries, is emptied once
+ * it is done: a picture then needs the memory of its largest layer instead of all of its layers' at once.
+ * The result lands in the caller's arena. With a gradient (training, the latent search) every
+ * intermediate must stay for the backward pass, and the layers run in the current arena. */
+static nn_tensor *run_layers(codec_model *c, layer_fn layer, nn_tensor *x, const int *quality, bool copies) {
+  for (int k = 0; k < 2 && !nn_grad_enabled(); k++)
+    if (!c->scratch[k]) c->scratch[k] = nn_arena_new(0);
+  if (nn_grad_enabled() || !c->scratch[0] || !c->scratch[1]) {
+    for (int i = 0; i < 4; i++) x = layer(c, i, x, quality, copies);
+    return x;
+  }
+  nn_arena *home = nn_arena_current();
+  for (int i = 0; i < 4 && x; i++) {
+    nn_arena_set_current(i == 3 ? home : c->scratch[i % 2]);
+    nn_tensor *out = layer(c, i, x, quality, copies);
+    if (i > 0) nn_arena_reset(c->scratch[(i - 1) % 2]); /* x and the last layer's temporaries */
+    x = out;
+  }
+  nn_arena_set_current(home);
+  nn_arena_reset(c->scratch[0]), nn_arena_reset(c->scratch[1]); /* after a failure, what it left */
+  return x;
+}
+
 static nn_tensor *analysis(codec_model *c, nn_tensor *x, const int *quality, bool copies) {
-  for (int i = 0; i < 3; i++)
-    x = nn_gdn_forward(&c->ga_gdn[i], modulated(c->mod_a[i], copies ? nn_conv_infer_forward(&c->enc_infer[i], x)
-                                                                    : nn_conv2d_forward(&c->ga[i], x), quality));
-  return copies ? nn_conv_infer_forward(&c->enc_infer[3], x) : nn_conv2d_forward(&c->ga[3], x);
+  return run_layers(c, analysis_layer, x, quality, copies);
 }
 
 static nn_tensor *hyper_analysis(codec_model *c, nn_tensor *y, bool copies) {
@@ -331,9 +384,15 @@ static nn_tensor *hyper_synthesis(codec_model *c, nn_tensor *z, nn_tensor **mean
 }
 
 static nn_tensor *synthesis(codec_model *c, nn_tensor *y, const int *quality) {
-  for (int i = 0; i < 3; i++)
-    y = nn_gdn_forward(&c->gs_igdn[i], modulated(c->mod_s[i], nn_conv_transpose2d_forward(&c->gs[i], y), quality));
-  return nn_conv_transpose2d_forward(&c->gs[3], y);
+  return run_layers(c, synthesis_layer, y, quality, false);
+}
+
+nn_tensor *codec_synthesis(codec_model *c, nn_tensor *y, int quality) {
+  if (!y || y->ndim != 4 || y->shape[0] != 1 || y->shape[1] != c->cfg.m || quality < 1 || quality > CODEC_MAX_QUALITY) {
+    nn_set_error("codec_synthesis: need y[1,%d,h,w] and a quality in 1..%d", c->cfg.m, CODEC_MAX_QUALITY);
+    return NULL;
+  }
+  return synthesis(c, y, &quality);
 }
 
 static nn_tensor *uniform_noise(const nn_tensor *like, nn_rng *rng) {

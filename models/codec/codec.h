@@ -98,6 +98,7 @@ typedef struct {
   codec_tables tables;     /* built at init, replaced by the file's on load */
   nn_conv_infer enc_infer[7]; /* g_a and h_a filters packed once (codec_prepare_inference) */
   bool enc_infer_ready;
+  nn_arena *scratch[2];     /* coding runs the transforms layer by layer through these (created on first use) */
   int refine_steps;        /* encoder effort: gradient steps on each picture's own latents (0: none); see codec_compress */
   uint32_t model_id;       /* hash of the weights: streams name the model they need */
 } codec_model;
@@ -196,6 +197,10 @@ bool codec_context_exact(const codec_model *c, const float *anchor_q, const floa
  * scales, on the anchors of odd rows only. */
 bool codec_anchor_context_exact(const codec_model *c, const float *anchor_q, const float *hyper_means,
                                 const float *hyper_scales, int h, int w, float *means, float *scales);
+/* The synthesis transform on y[1, m, h, w] (decoded latents times the level's decoder gains): the
+ * decoder's last step (exposed for tests). Without a gradient it runs layer by layer through the model's
+ * scratch arenas; with one, as a graph in the current arena. */
+nn_tensor *codec_synthesis(codec_model *c, nn_tensor *y, int quality);
 /* Index of the quantised scale used for a predicted scale. */
 int codec_scale_index(const codec_tables *t, float scale);
 
