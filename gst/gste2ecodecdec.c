@@ -1,6 +1,6 @@
 /* e2ecodecdec: video/x-e2e-lic pictures -> RGB frames. Each input buffer is
  * one coded picture (the parser splits byte streams). A picture that is
- * truncated, corrupted, or made by another model is dropped with a warning
+ * truncated, corrupted, made by another model, or too large for max-memory is dropped with a warning
  * (GstVideoDecoder's max-errors decides when that becomes an error). */
 #include <string.h>
 
@@ -13,7 +13,7 @@ struct _GstE2eCodecDec {
   GstVideoDecoder parent;
   GMutex lock;
   gchar *model_path, *device;
-  guint num_threads;
+  guint num_threads, max_memory_mb;
   codec_model *model;
   nn_arena *arena;
   GstVideoCodecState *in_state;
@@ -21,7 +21,7 @@ struct _GstE2eCodecDec {
   guint8 *rgb;
 };
 
-enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_NUM_THREADS };
+enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_NUM_THREADS, PROP_MAX_MEMORY };
 
 G_DEFINE_TYPE(GstE2eCodecDec, gst_e2e_codec_dec, GST_TYPE_VIDEO_DECODER)
 
@@ -80,12 +80,16 @@ static gboolean dec_set_format(GstVideoDecoder *dec, GstVideoCodecState *state) 
 
 /* Drops a bad picture: a WARNING message on the bus says why; GstVideoDecoder's
  * max-errors turns too many of them into an error. */
-static GstFlowReturn drop_corrupt(GstE2eCodecDec *self, GstVideoCodecFrame *frame, const gchar *why) {
+static GstFlowReturn drop_picture(GstE2eCodecDec *self, GstVideoCodecFrame *frame, const gchar *what, const gchar *why) {
   GstFlowReturn ret = GST_FLOW_OK;
-  GST_ELEMENT_WARNING(self, STREAM, DECODE, ("Corrupt e2ecodec picture dropped."), ("%s", why));
-  GST_VIDEO_DECODER_ERROR(self, 1, STREAM, DECODE, ("Too many corrupt e2ecodec pictures."), ("%s", why), ret);
+  GST_ELEMENT_WARNING(self, STREAM, DECODE, ("%s e2ecodec picture dropped.", what), ("%s", why));
+  GST_VIDEO_DECODER_ERROR(self, 1, STREAM, DECODE, ("Too many e2ecodec pictures dropped."), ("%s", why), ret);
   gst_video_decoder_drop_frame(GST_VIDEO_DECODER(self), frame);
   return ret;
+}
+
+static GstFlowReturn drop_corrupt(GstE2eCodecDec *self, GstVideoCodecFrame *frame, const gchar *why) {
+  return drop_picture(self, frame, "Corrupt", why);
 }
 
 static GstFlowReturn dec_handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *frame) {
@@ -101,6 +105,15 @@ static GstFlowReturn dec_handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *
   if (!codec_parse_header(map.data, map.size, &h)) {
     gst_buffer_unmap(frame->input_buffer, &map);
     return drop_corrupt(self, frame, nn_last_error());
+  }
+  /* before negotiating and allocating for it: a header can claim any size up to 16384x16384 */
+  g_mutex_lock(&self->lock);
+  int threads = (int)self->num_threads;
+  self->model->memory_limit = (uint64_t)self->max_memory_mb << 20;
+  g_mutex_unlock(&self->lock);
+  if (!codec_check_memory(self->model, h.width, h.height, FALSE)) {
+    gst_buffer_unmap(frame->input_buffer, &map);
+    return drop_picture(self, frame, "Too large", nn_last_error());
   }
   if (h.width != self->out_w || h.height != self->out_h) {
     GstVideoCodecState *out = gst_video_decoder_set_output_state(dec, GST_VIDEO_FORMAT_RGB, h.width, h.height, self->in_state);
@@ -119,9 +132,6 @@ static GstFlowReturn dec_handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *
     g_free(self->rgb);
     self->rgb = g_malloc((size_t)h.width * h.height * 3);
   }
-  g_mutex_lock(&self->lock);
-  int threads = (int)self->num_threads;
-  g_mutex_unlock(&self->lock);
   nn_set_num_threads(threads);
   nn_arena *prev = nn_arena_set_current(self->arena);
   gboolean ok = codec_decompress(self->model, map.data, map.size, self->rgb, h.width, h.height);
@@ -155,6 +165,7 @@ static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps
   case PROP_MODEL: g_free(self->model_path); self->model_path = g_value_dup_string(v); break;
   case PROP_DEVICE: g_free(self->device); self->device = g_value_dup_string(v); break;
   case PROP_NUM_THREADS: self->num_threads = g_value_get_uint(v); break;
+  case PROP_MAX_MEMORY: self->max_memory_mb = g_value_get_uint(v); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -167,6 +178,7 @@ static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
   case PROP_MODEL: g_value_set_string(v, self->model_path); break;
   case PROP_DEVICE: g_value_set_string(v, self->device); break;
   case PROP_NUM_THREADS: g_value_set_uint(v, self->num_threads); break;
+  case PROP_MAX_MEMORY: g_value_set_uint(v, self->max_memory_mb); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -201,6 +213,10 @@ static void gst_e2e_codec_dec_class_init(GstE2eCodecDecClass *klass) {
       "Where the network runs: cpu (cuda is not available for the codec yet)", "cpu", rw | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property(oc, PROP_NUM_THREADS, g_param_spec_uint("num-threads", "Threads",
       "Threads for the network (0: NNCORE_NUM_THREADS or all cores)", 0, 256, 0, rw | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property(oc, PROP_MAX_MEMORY, g_param_spec_uint("max-memory", "Most working memory",
+      "MiB of working memory one picture may take (0: this machine's physical memory). Decoding takes about 200 "
+      "bytes per pixel; a picture that needs more (or a stream that claims such a size) is dropped with a warning",
+      0, G_MAXUINT, 0, rw | GST_PARAM_MUTABLE_PLAYING));
   gst_element_class_add_static_pad_template(ec, &sink_t);
   gst_element_class_add_static_pad_template(ec, &src_t);
   gst_element_class_set_static_metadata(ec, "e2e learned image codec decoder", "Codec/Decoder/Video",

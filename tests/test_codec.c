@@ -899,6 +899,52 @@ TEST(codec_layer_by_layer_synthesis_matches_the_graph) {
   codec_free(&c);
 }
 
+/* A picture whose working memory exceeds the limit is refused with a message, before anything is
+ * allocated for it: a 16384x16384 header on a few bytes is refused at once. */
+TEST(codec_memory_limit_refuses_pictures_too_large) {
+  codec_model c = small_model(43);
+  CHECK(c.p.n > 0, "model built");
+  int w = 130, h = 200;
+  uint8_t *img = test_image(w, h, 43), *dec = malloc((size_t)w * h * 3), *stream = NULL;
+  size_t len = 0;
+  uint64_t enc_need = codec_working_bytes(&c, w, h, true), dec_need = codec_working_bytes(&c, w, h, false);
+  CHECK(dec_need > 0 && enc_need > dec_need, "encoding takes more than decoding (%llu, %llu)",
+        (unsigned long long)enc_need, (unsigned long long)dec_need);
+  c.refine_steps = 3;
+  CHECK(codec_working_bytes(&c, w, h, true) > 4 * enc_need, "the latent search takes several times more");
+  c.refine_steps = 0;
+  c.memory_limit = enc_need - 1;
+  CHECK(!codec_compress(&c, 2, img, w, h, w * 3, &stream, &len, NULL) && strstr(nn_last_error(), "working memory") &&
+            strstr(nn_last_error(), "130x200"),
+        "encoding refused under the limit: %s", nn_last_error());
+  c.memory_limit = enc_need;
+  CHECK(codec_compress(&c, 2, img, w, h, w * 3, &stream, &len, NULL), "encoding at the limit: %s", nn_last_error());
+  c.memory_limit = dec_need - 1;
+  CHECK(!codec_decompress(&c, stream, len, dec, w, h) && strstr(nn_last_error(), "working memory"),
+        "decoding refused under the limit: %s", nn_last_error());
+  c.memory_limit = dec_need;
+  CHECK(codec_decompress(&c, stream, len, dec, w, h), "decoding at the limit: %s", nn_last_error());
+  c.memory_limit = 0; /* this machine's memory */
+  CHECK(codec_check_memory(&c, w, h, true), "a small picture fits any machine");
+  /* a well-formed header (right model, right checksum) claiming the largest size on 8 bytes of payload */
+  uint8_t hostile[CODEC_HEADER_BYTES + 8] = {0};
+  memcpy(hostile, CODEC_MAGIC, 4);
+  hostile[4] = CODEC_VERSION, hostile[5] = 1;
+  for (int k = 0; k < 4; k++) hostile[8 + k] = (uint8_t)(c.model_id >> (24 - 8 * k));
+  hostile[12] = hostile[14] = 0x40; /* 16384 x 16384 */
+  hostile[23] = hostile[27] = 4;    /* z and y: 4 bytes each */
+  uint32_t crc = codec_crc32(hostile + CODEC_HEADER_BYTES, 8);
+  for (int k = 0; k < 4; k++) hostile[28 + k] = (uint8_t)(crc >> (24 - 8 * k));
+  codec_header hd;
+  CHECK(codec_parse_header(hostile, sizeof hostile, &hd) && hd.width == 16384 && hd.height == 16384, "header parses");
+  c.memory_limit = 4000000000ull;
+  CHECK(!codec_decompress(&c, hostile, sizeof hostile, NULL, 16384, 16384) && strstr(nn_last_error(), "working memory") &&
+            strstr(nn_last_error(), "set by the application"),
+        "refused before decoding: %s", nn_last_error());
+  free(img), free(dec), free(stream);
+  codec_free(&c);
+}
+
 TEST(codec_save_load_roundtrip_and_corrupt_file) {
   codec_model c = small_model(6), d = {0};
   const char *path = "test_codec_model.safetensors";

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rans.h"
 
@@ -857,6 +858,31 @@ void codec_set_frame_rate(uint8_t *s, int n, int d) {
 
 static int pad_to(int v) { return (v + CODEC_STRIDE - 1) / CODEC_STRIDE * CODEC_STRIDE; }
 
+/* Per padded pixel, with some headroom over what a 3072x2048 picture took on 2026-12-06 (peak resident
+ * memory of `e2e codec decode|encode`, model included): decoding 168 bytes, encoding 292, encoding with
+ * the latent search 2770 (its gradient graph over the synthesis). */
+enum { DECODE_BYTES_PER_PIXEL = 200, ENCODE_BYTES_PER_PIXEL = 340, REFINE_BYTES_PER_PIXEL = 3200 };
+
+uint64_t codec_working_bytes(const codec_model *c, int w, int h, bool encoding) {
+  uint64_t px = (uint64_t)pad_to(w) * (uint64_t)pad_to(h);
+  return px * (uint64_t)(!encoding ? DECODE_BYTES_PER_PIXEL
+                                   : c->refine_steps > 0 ? REFINE_BYTES_PER_PIXEL : ENCODE_BYTES_PER_PIXEL);
+}
+
+bool codec_check_memory(const codec_model *c, int w, int h, bool encoding) {
+  uint64_t limit = c->memory_limit;
+  if (!limit) {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    limit = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_MAX;
+  }
+  uint64_t need = codec_working_bytes(c, w, h, encoding);
+  if (need <= limit) return true;
+  nn_set_error("e2ecodec: %s a %dx%d picture%s takes about %.1f GB of working memory; the limit is %.1f GB (%s)",
+               encoding ? "encoding" : "decoding", w, h, encoding && c->refine_steps > 0 ? " with the latent search" : "",
+               need / 1e9, limit / 1e9, c->memory_limit ? "set by the application" : "this machine's memory");
+  return false;
+}
+
 /* Planar 0..1 floats, edges replicated into the padding (cheaper to code than black). */
 static void rgb_to_padded(const uint8_t *rgb, int w, int h, int stride, int pw, int ph, float *dst) {
   for (int c = 0; c < 3; c++)
@@ -1086,6 +1112,7 @@ bool codec_compress(codec_model *c, int quality, const uint8_t *rgb, int w, int 
     nn_set_error("e2ecodec: image size %dx%d out of range (1..%d)", w, h, CODEC_MAX_DIM);
     return false;
   }
+  if (!codec_check_memory(c, w, h, true)) return false;
   int pw = pad_to(w), ph = pad_to(h), zh = ph / CODEC_STRIDE, zw = pw / CODEC_STRIDE;
   int n = c->cfg.n, m = c->cfg.m;
   bool ok = false;
@@ -1169,6 +1196,7 @@ bool codec_decompress(codec_model *c, const uint8_t *data, size_t len, uint8_t *
     nn_set_error("e2ecodec: stream checksum mismatch (corrupted data)");
     return false;
   }
+  if (!codec_check_memory(c, w, h, false)) return false;
   int pw = pad_to(w), ph = pad_to(h), zh = ph / CODEC_STRIDE, zw = pw / CODEC_STRIDE;
   int n = c->cfg.n, m = c->cfg.m;
   bool ok = false;

@@ -100,6 +100,8 @@ typedef struct {
   bool enc_infer_ready;
   nn_arena *scratch[2];     /* coding runs the transforms layer by layer through these (created on first use) */
   int refine_steps;        /* encoder effort: gradient steps on each picture's own latents (0: none); see codec_compress */
+  uint64_t memory_limit;   /* bytes of working memory a picture may need (0: this machine's physical memory); see
+                              codec_working_bytes */
   uint32_t model_id;       /* hash of the weights: streams name the model they need */
 } codec_model;
 
@@ -179,6 +181,9 @@ bool codec_compress(codec_model *c, int quality, const uint8_t *rgb, int w, int 
                     uint8_t *recon);
 /* Decodes a stream into rgb (w*h*3, sizes from the header). Refuses streams for
  * another model or with a bad checksum, with a message in nn_last_error(). */
+/* Both directions first check that the picture's working memory (codec_working_bytes) fits in
+ * c->memory_limit, so that a picture too large for the machine, or a stream that only claims to be
+ * one, gets a message instead of the out-of-memory killer. */
 bool codec_decompress(codec_model *c, const uint8_t *data, size_t len, uint8_t *rgb, int w, int h);
 
 /* Decoder-side scales (and means, for a mean-scale model) from z_hat[1,n,h,w] with a fixed
@@ -197,6 +202,12 @@ bool codec_context_exact(const codec_model *c, const float *anchor_q, const floa
  * scales, on the anchors of odd rows only. */
 bool codec_anchor_context_exact(const codec_model *c, const float *anchor_q, const float *hyper_means,
                                 const float *hyper_scales, int h, int w, float *means, float *scales);
+/* Working memory (bytes, an upper estimate) that coding a w x h picture takes: decoding (encoding false) or
+ * encoding with c's refine_steps. */
+uint64_t codec_working_bytes(const codec_model *c, int w, int h, bool encoding);
+/* False, with a message in nn_last_error(), when that exceeds c->memory_limit (codec_compress and
+ * codec_decompress check it themselves; a decoder element can check a header before allocating). */
+bool codec_check_memory(const codec_model *c, int w, int h, bool encoding);
 /* The synthesis transform on y[1, m, h, w] (decoded latents times the level's decoder gains): the
  * decoder's last step (exposed for tests). Without a gradient it runs layer by layer through the model's
  * scratch arenas; with one, as a graph in the current arena. */

@@ -235,6 +235,70 @@ static void expect_error(const char *launch, const char *needle) {
   gst_object_unref(p);
 }
 
+/* A header claiming 16384x16384 on a few bytes: right magic, model and checksum, so only its size is wrong. */
+static uint8_t *claims_huge_size(const codec_model *c, size_t *len) {
+  *len = CODEC_HEADER_BYTES + 8;
+  uint8_t *s = g_malloc0(*len);
+  memcpy(s, CODEC_MAGIC, 4);
+  s[4] = CODEC_VERSION, s[5] = 1;
+  for (int k = 0; k < 4; k++) s[8 + k] = (uint8_t)(c->model_id >> (24 - 8 * k));
+  s[12] = s[14] = 0x40;
+  s[23] = s[27] = 4;
+  uint32_t crc = codec_crc32(s + CODEC_HEADER_BYTES, 8);
+  for (int k = 0; k < 4; k++) s[28 + k] = (uint8_t)(crc >> (24 - 8 * k));
+  return s;
+}
+
+TEST(max_memory_drops_or_refuses_pictures_too_large) {
+  codec_model ref;
+  char *model = make_model(6, &ref);
+  size_t len, huge_len;
+  uint8_t *good = coded(&ref, 2, 64, 64, 0, &len), *huge = claims_huge_size(&ref, &huge_len);
+  /* 1 MiB: enough for 64x64, not for 16384x16384 (which would take some 50 GB) */
+  gchar *launch = g_strdup_printf("e2ecodecdec model=%s max-memory=1", model);
+  GstHarness *hs = gst_harness_new_parse(launch);
+  g_free(launch);
+  GstElement *dec = gst_harness_find_element(hs, "e2ecodecdec");
+  GstBus *bus = gst_bus_new();
+  gst_element_set_bus(dec, bus);
+  gst_object_unref(dec);
+  gst_harness_set_src_caps_str(hs, "video/x-e2e-lic,parsed=true,width=64,height=64,framerate=10/1");
+  GstFlowReturn r1 = gst_harness_push(hs, wrap(good, len, 0));
+  GstFlowReturn r2 = gst_harness_push(hs, wrap(huge, huge_len, GST_SECOND / 10));
+  GstFlowReturn r3 = gst_harness_push(hs, wrap(good, len, GST_SECOND / 5));
+  CHECK(r1 == GST_FLOW_OK && r2 == GST_FLOW_OK && r3 == GST_FLOW_OK, "flow stays OK (%d %d %d)", r1, r2, r3);
+  CHECK(gst_harness_buffers_in_queue(hs) == 2, "the two real pictures come out (%u)", gst_harness_buffers_in_queue(hs));
+  GstCaps *caps = gst_pad_get_current_caps(hs->sinkpad);
+  GstVideoInfo vi;
+  CHECK(caps && gst_video_info_from_caps(&vi, caps) && vi.width == 64 && vi.height == 64,
+        "output caps never switched to the claimed size");
+  if (caps) gst_caps_unref(caps);
+  GstMessage *m = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
+  CHECK(m, "a warning for the dropped picture");
+  if (m) {
+    GError *err = NULL;
+    gchar *dbg = NULL;
+    gst_message_parse_warning(m, &err, &dbg);
+    CHECK(strstr(err->message, "Too large") && dbg && strstr(dbg, "16384x16384") && strstr(dbg, "working memory"),
+          "says why: %s / %s", err->message, dbg);
+    g_error_free(err);
+    g_free(dbg);
+    gst_message_unref(m);
+  }
+  gst_object_unref(bus);
+  gst_harness_teardown(hs);
+  /* the encoder: an error that says why */
+  launch = g_strdup_printf("videotestsrc num-buffers=2 ! video/x-raw,width=320,height=240 ! e2ecodecenc model=%s "
+                           "max-memory=1 ! fakesink", model);
+  expect_error(launch, "working memory");
+  g_free(launch);
+  free(good);
+  g_free(huge);
+  codec_free(&ref);
+  unlink(model);
+  g_free(model);
+}
+
 TEST(missing_or_foreign_model_is_a_clear_error) {
   expect_error("videotestsrc num-buffers=2 ! e2ecodecenc model=/nonexistent/codec.safetensors ! fakesink",
                "/nonexistent/codec.safetensors");
