@@ -174,19 +174,26 @@ static GstBuffer *wrap(const uint8_t *d, size_t n, GstClockTime pts) {
   return b;
 }
 
+/* A decoder with these properties on 64x64 pictures, its messages going to *bus (unref it when done). */
+static GstHarness *decoder_harness(const char *model, const char *props, GstBus **bus) {
+  gchar *launch = g_strdup_printf("e2ecodecdec model=%s %s", model, props);
+  GstHarness *hs = gst_harness_new_parse(launch);
+  g_free(launch);
+  GstElement *dec = gst_harness_find_element(hs, "e2ecodecdec");
+  *bus = gst_bus_new();
+  gst_element_set_bus(dec, *bus);
+  gst_object_unref(dec);
+  gst_harness_set_src_caps_str(hs, "video/x-e2e-lic,parsed=true,width=64,height=64,framerate=10/1");
+  return hs;
+}
+
 TEST(decoder_drops_corrupt_pictures_with_a_warning_and_goes_on) {
   codec_model ref;
   char *model = make_model(3, &ref);
   size_t len;
   uint8_t *good = coded(&ref, 3, 64, 64, 0, &len);
-  gchar *launch = g_strdup_printf("e2ecodecdec model=%s max-errors=-1", model);
-  GstHarness *hs = gst_harness_new_parse(launch);
-  g_free(launch);
-  GstElement *dec = gst_harness_find_element(hs, "e2ecodecdec");
-  GstBus *bus = gst_bus_new();
-  gst_element_set_bus(dec, bus);
-  gst_object_unref(dec);
-  gst_harness_set_src_caps_str(hs, "video/x-e2e-lic,parsed=true,width=64,height=64,framerate=10/1");
+  GstBus *bus;
+  GstHarness *hs = decoder_harness(model, "max-errors=-1", &bus);
   uint8_t *bad = g_memdup2(good, len);
   bad[len / 2] ^= 0x5a; /* checksum no longer matches */
   GstFlowReturn r1 = gst_harness_push(hs, wrap(bad, len, 0));
@@ -255,14 +262,8 @@ TEST(max_memory_drops_or_refuses_pictures_too_large) {
   size_t len, huge_len;
   uint8_t *good = coded(&ref, 2, 64, 64, 0, &len), *huge = claims_huge_size(&ref, &huge_len);
   /* 1 MiB: enough for 64x64, not for 16384x16384 (which would take some 50 GB) */
-  gchar *launch = g_strdup_printf("e2ecodecdec model=%s max-memory=1", model);
-  GstHarness *hs = gst_harness_new_parse(launch);
-  g_free(launch);
-  GstElement *dec = gst_harness_find_element(hs, "e2ecodecdec");
-  GstBus *bus = gst_bus_new();
-  gst_element_set_bus(dec, bus);
-  gst_object_unref(dec);
-  gst_harness_set_src_caps_str(hs, "video/x-e2e-lic,parsed=true,width=64,height=64,framerate=10/1");
+  GstBus *bus;
+  GstHarness *hs = decoder_harness(model, "max-memory=1", &bus);
   GstFlowReturn r1 = gst_harness_push(hs, wrap(good, len, 0));
   GstFlowReturn r2 = gst_harness_push(hs, wrap(huge, huge_len, GST_SECOND / 10));
   GstFlowReturn r3 = gst_harness_push(hs, wrap(good, len, GST_SECOND / 5));
@@ -288,7 +289,7 @@ TEST(max_memory_drops_or_refuses_pictures_too_large) {
   gst_object_unref(bus);
   gst_harness_teardown(hs);
   /* the encoder: an error that says why */
-  launch = g_strdup_printf("videotestsrc num-buffers=2 ! video/x-raw,width=320,height=240 ! e2ecodecenc model=%s "
+  gchar *launch = g_strdup_printf("videotestsrc num-buffers=2 ! video/x-raw,width=320,height=240 ! e2ecodecenc model=%s "
                            "max-memory=1 ! fakesink", model);
   expect_error(launch, "working memory");
   g_free(launch);
