@@ -299,6 +299,9 @@ TEST(grad_norms) {
   RUN("dropout", f_dropout, RANDN(4, 5));
   RUN("gdn", f_gdn, RANDN(2, 3, 3, 2), AWAY(3), AWAY(3, 3));
   RUN("inverse gdn", f_igdn, RANDN(2, 3, 3, 2), AWAY(3), AWAY(3, 3));
+  /* 4225 pixels: 17 tiles of 256 in two blocks of the backward's per-block parameter sums */
+  RUN("gdn over several tiles", f_gdn, RANDN(1, 2, 65, 65), AWAY(2), AWAY(2, 2));
+  RUN("inverse gdn over several tiles", f_igdn, RANDN(1, 2, 65, 65), AWAY(2), AWAY(2, 2));
 }
 
 /* ------------------------------------------------------------ rnn cells */

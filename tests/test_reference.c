@@ -547,9 +547,9 @@ TEST(ref_matches_pytorch_fixtures) {
   nn_st_close(f);
 }
 
-/* Inference GDN (fused over pixel tiles) against the graph training uses, on
+/* Fused GDN (inference and training) against the formula from primitive ops, on
  * shapes with a partial last tile and two images; 1 and 2 threads identical. */
-TEST(ref_gdn_inference_matches_training_graph) {
+TEST(ref_gdn_fused_matches_the_formula) {
   nn_rng rng;
   nn_rng_seed(&rng, 77);
   int shapes[][4] = {{2, 5, 17, 33}, {1, 3, 1, 1}, {1, 8, 16, 32}};
@@ -561,10 +561,15 @@ TEST(ref_gdn_inference_matches_training_graph) {
       for (int64_t i = 0; i < nn_numel(x); i++) nn_f32(x)[i] = 2.0f * nn_rng_normal(&rng);
       for (int64_t i = 0; i < C; i++) nn_f32(beta)[i] = 0.5f + nn_rng_uniform(&rng);
       for (int64_t i = 0; i < C * C; i++) nn_f32(gamma)[i] = 0.3f * nn_rng_uniform(&rng);
-      /* the graph: x needs a gradient */
+      /* the formula from primitive ops: norm = beta + gamma * x^2, a 1x1 convolution of x^2 */
+      nn_tensor *r = nn_sqrt(nn_conv2d(nn_mul(x, x), nn_reshape(gamma, 4, (int64_t[]){C, C, 1, 1}), beta,
+                                       nn_conv_defaults()));
+      nn_tensor *want = nn_contiguous(inverse ? nn_mul(x, r) : nn_div(x, r));
+      /* the training op (x needs a gradient) computes the same tiles */
       nn_set_requires_grad(x, true);
-      nn_tensor *want = nn_contiguous(nn_gdn(x, beta, gamma, inverse));
+      nn_tensor *train = nn_contiguous(nn_gdn(x, beta, gamma, inverse));
       nn_set_requires_grad(x, false);
+
       nn_tensor *got[2];
       for (int t = 0; t < 2; t++) {
         nn_set_num_threads(t + 1);
@@ -576,7 +581,9 @@ TEST(ref_gdn_inference_matches_training_graph) {
       CHECK(want && got[0] && got[1], "ran");
       double d = max_diff_t(got[0], nn_f32(want)), scale = 0;
       for (int64_t i = 0; i < nn_numel(want); i++) scale = fmax(scale, fabs(nn_f32(want)[i]));
-      CHECK(d <= 1e-5 * (1 + scale), "shape %d inverse %d: fused differs from the graph by %g", si, inverse, d);
+      CHECK(d <= 1e-5 * (1 + scale), "shape %d inverse %d: fused differs from the formula by %g", si, inverse, d);
+      CHECK(train && max_diff_t(train, nn_f32(want)) <= 1e-5 * (1 + scale),
+            "shape %d inverse %d: the training op differs from the formula", si, inverse);
       CHECK(!memcmp(nn_f32(got[0]), nn_f32(got[1]), sizeof(float) * (size_t)nn_numel(want)),
             "shape %d inverse %d: 1 and 2 threads differ", si, inverse);
       /* in place: the same numbers, over x's own storage */

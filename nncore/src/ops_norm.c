@@ -292,7 +292,7 @@ nn_tensor *nn_dropout(nn_tensor *x, float p, bool training, nn_rng *rng) {
 
 typedef struct {
   const float *x, *beta, *gamma;
-  float *out;
+  float *out, *r; /* r: sqrt of the norm, kept for the backward pass (NULL in inference) */
   int64_t C, HW, tiles;
   bool inverse;
   bool oom;
@@ -322,17 +322,19 @@ static void gdn_tiles(void *p, int64_t t0, int64_t t1) {
       for (int64_t j = 0; j < np; j++) {
         float r = sqrtf(nrm[k * np + j]);
         o[k * HW + j] = c->inverse ? x[k * HW + j] * r : x[k * HW + j] / r;
+        if (c->r) c->r[img * C * HW + p0 + k * HW + j] = r;
       }
   }
   free(sq);
 }
 
-/* out may be x itself: a tile's outputs are written only after its whole norm is computed. */
-static nn_tensor *gdn_infer(nn_tensor *x, nn_tensor *beta, nn_tensor *gamma, bool inverse, nn_tensor *out) {
+/* out may be x itself: a tile's outputs are written only after its whole norm is computed. With r,
+ * the square roots of the norm are kept there too. */
+static nn_tensor *gdn_tiled(nn_tensor *x, nn_tensor *beta, nn_tensor *gamma, bool inverse, nn_tensor *out, float *r) {
   int64_t N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
   const float *xd = nn_dense_f32(x), *bd = nn_dense_f32(beta), *gd = nn_dense_f32(gamma);
   if (!out || !xd || !bd || !gd) return NULL;
-  gdn_ctx c = {.x = xd, .beta = bd, .gamma = gd, .out = nn_f32(out), .C = C, .HW = HW,
+  gdn_ctx c = {.x = xd, .beta = bd, .gamma = gd, .out = nn_f32(out), .r = r, .C = C, .HW = HW,
                .tiles = (HW + GDN_TILE - 1) / GDN_TILE, .inverse = inverse};
   nn_parallel_for(N * c.tiles, 1, gdn_tiles, &c);
   if (c.oom) NN_FAIL("gdn: out of memory for a tile");
@@ -365,16 +367,110 @@ nn_tensor *nn_gdn_(nn_tensor *x, nn_tensor *beta, nn_tensor *gamma, bool inverse
   if (!gdn_args_ok(x, beta, gamma, "gdn_")) return NULL;
   if (gdn_needs_graph(x, beta, gamma)) NN_FAIL("gdn_: in place only where no gradient is needed");
   if (!nn_is_contiguous(x)) NN_FAIL("gdn_: x must be contiguous");
-  return gdn_infer(x, beta, gamma, inverse, x);
+  return gdn_tiled(x, beta, gamma, inverse, x, NULL);
+}
+
+/* The backward pass, over the forward's tiles. With n = beta + gamma x^2 and r = sqrt(n), the gradient
+ * reaching the norm is u = -g x / (2 r^3) (y = x / r) or g x / (2 r) (y = x r); then
+ * dx = g / r (or g r) + 2 x (gamma^T u), dbeta = sum of u over pixels, dgamma = u (x^2)^T. The
+ * parameters' sums are kept per block of GDN_BW_BLOCK tiles and added in block order, so that they do
+ * not depend on the thread count either. */
+#define GDN_BW_BLOCK 16
+
+typedef struct {
+  const float *x, *r, *g, *gamma;
+  float *dx, *dbeta, *dgamma; /* dbeta [blocks][C], dgamma [blocks][C][C]; NULL when not needed */
+  int64_t C, HW, tiles, blocks_per_image;
+  bool inverse, oom;
+} gdn_bw_ctx;
+
+static void gdn_bw_blocks(void *p, int64_t b0, int64_t b1) {
+  gdn_bw_ctx *c = p;
+  int64_t C = c->C, HW = c->HW;
+  float *u = malloc(sizeof(float) * (size_t)(3 * C * GDN_TILE)), *sq = u + C * GDN_TILE, *s = sq + C * GDN_TILE;
+  if (!u) {
+    c->oom = true;
+    return;
+  }
+  for (int64_t b = b0; b < b1; b++) {
+    int64_t img = b / c->blocks_per_image, t0 = (b % c->blocks_per_image) * GDN_BW_BLOCK;
+    float *db = c->dbeta ? c->dbeta + b * C : NULL, *dg = c->dgamma ? c->dgamma + b * C * C : NULL;
+    if (db) memset(db, 0, sizeof(float) * (size_t)C);
+    if (dg) memset(dg, 0, sizeof(float) * (size_t)(C * C));
+    for (int64_t t = t0; t < t0 + GDN_BW_BLOCK && t < c->tiles; t++) {
+      int64_t p0 = t * GDN_TILE, np = HW - p0 < GDN_TILE ? HW - p0 : GDN_TILE, off = img * C * HW + p0;
+      const float *x = c->x + off, *r = c->r + off, *g = c->g + off;
+      for (int64_t k = 0; k < C; k++)
+        for (int64_t j = 0; j < np; j++) {
+          float xv = x[k * HW + j], rv = r[k * HW + j], gv = g[k * HW + j];
+          u[k * np + j] = c->inverse ? 0.5f * gv * xv / rv : -0.5f * gv * xv / (rv * rv * rv);
+          sq[k * np + j] = xv * xv;
+        }
+      if (c->dx) {
+        nn_sgemm(true, false, C, np, C, 1.0f, c->gamma, C, u, np, 0.0f, s, np);
+        float *dx = c->dx + off;
+        for (int64_t k = 0; k < C; k++)
+          for (int64_t j = 0; j < np; j++) {
+            float xv = x[k * HW + j], rv = r[k * HW + j], gv = g[k * HW + j];
+            dx[k * HW + j] = (c->inverse ? gv * rv : gv / rv) + 2.0f * xv * s[k * np + j];
+          }
+      }
+      if (db)
+        for (int64_t k = 0; k < C; k++)
+          for (int64_t j = 0; j < np; j++) db[k] += u[k * np + j];
+      if (dg) nn_sgemm(false, true, C, C, np, 1.0f, u, np, sq, np, 1.0f, dg, C);
+    }
+  }
+  free(u);
+}
+
+/* sums per block -> [C] or [C, C], in block order */
+static nn_tensor *gdn_block_sum(const float *parts, int64_t blocks, int ndim, const int64_t *shape, int64_t len) {
+  nn_tensor *t = nn_zeros(NN_F32, ndim, shape);
+  if (!t) return NULL;
+  for (int64_t b = 0; b < blocks; b++)
+    for (int64_t i = 0; i < len; i++) nn_f32(t)[i] += parts[b * len + i];
+  return t;
+}
+
+static void gdn_bw(nn_node *n, nn_tensor *gout) {
+  nn_tensor *x = n->in[0], *beta = n->in[1], *gamma = n->in[2];
+  int64_t N = n->i[0], C = n->i[1], HW = n->i[2], tiles = (HW + GDN_TILE - 1) / GDN_TILE;
+  int64_t bpi = (tiles + GDN_BW_BLOCK - 1) / GDN_BW_BLOCK, blocks = N * bpi;
+  nn_tensor *dx = nn_needs_grad(x) ? nn_empty(NN_F32, x->ndim, x->shape) : NULL;
+  float *db = nn_needs_grad(beta) ? malloc(sizeof(float) * (size_t)(blocks * C)) : NULL;
+  float *dg = nn_needs_grad(gamma) ? malloc(sizeof(float) * (size_t)(blocks * C * C)) : NULL;
+  const float *gd = nn_dense_f32(gout), *gam = nn_dense_f32(gamma);
+  gdn_bw_ctx c = {.x = nn_f32(n->saved[0]), .r = nn_f32(n->saved[1]), .g = gd, .gamma = gam,
+                  .dx = dx ? nn_f32(dx) : NULL, .dbeta = db, .dgamma = dg, .C = C, .HW = HW, .tiles = tiles,
+                  .blocks_per_image = bpi, .inverse = n->i[3] != 0};
+  bool ok = gd && gam && (dx || !nn_needs_grad(x)) && (db || !nn_needs_grad(beta)) && (dg || !nn_needs_grad(gamma));
+  if (ok) nn_parallel_for(blocks, 1, gdn_bw_blocks, &c);
+  if (!ok || c.oom) {
+    nn_set_error("gdn: out of memory in the backward pass");
+  } else {
+    nn_accum_grad(x, dx);
+    if (db) nn_accum_grad(beta, gdn_block_sum(db, blocks, 1, &C, C));
+    if (dg) nn_accum_grad(gamma, gdn_block_sum(dg, blocks, 2, (int64_t[]){C, C}, C * C));
+  }
+  free(db);
+  free(dg);
 }
 
 nn_tensor *nn_gdn(nn_tensor *x, nn_tensor *beta, nn_tensor *gamma, bool inverse) {
   if (!gdn_args_ok(x, beta, gamma, "gdn")) return NULL;
-  int64_t C = x->shape[1];
-  if (!gdn_needs_graph(x, beta, gamma)) return gdn_infer(x, beta, gamma, inverse, nn_empty(NN_F32, 4, x->shape));
-  /* norm_i = beta_i + sum_j gamma_ij x_j^2 is a 1x1 convolution of x^2 */
-  int64_t wsh[4] = {C, C, 1, 1};
-  nn_tensor *norm = nn_conv2d(nn_mul(x, x), nn_reshape(gamma, 4, wsh), beta, nn_conv_defaults());
-  nn_tensor *r = nn_sqrt(norm);
-  return inverse ? nn_mul(x, r) : nn_div(x, r);
+  if (!gdn_needs_graph(x, beta, gamma)) return gdn_tiled(x, beta, gamma, inverse, nn_empty(NN_F32, 4, x->shape), NULL);
+  /* training: the same tiles, keeping r = sqrt(beta + gamma x^2) for the backward pass */
+  nn_tensor *xc = nn_contiguous(x), *r = nn_empty(NN_F32, 4, x->shape);
+  nn_tensor *out = xc && r ? gdn_tiled(xc, beta, gamma, inverse, nn_empty(NN_F32, 4, x->shape), nn_f32(r)) : NULL;
+  nn_node *n = out ? nn_record(out, "gdn", gdn_bw, 3, x, beta, gamma) : NULL;
+  if (n) {
+    n->i[0] = x->shape[0];
+    n->i[1] = x->shape[1];
+    n->i[2] = x->shape[2] * x->shape[3];
+    n->i[3] = inverse;
+    n->saved[0] = xc;
+    n->saved[1] = r;
+  }
+  return out;
 }
