@@ -257,7 +257,7 @@ static void gst_e2e_codec_enc_class_init(GstE2eCodecEncClass *klass) {
       "unchanged", 0, CODEC_MAX_REFINE, 0, rw | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property(oc, PROP_MAX_MEMORY, g_param_spec_uint("max-memory", "Most working memory",
       "MiB of working memory one frame may take (0: this machine's physical memory). Encoding takes about 340 bytes "
-      "per pixel, 3200 with refine-steps; a frame that needs more is refused with an error",
+      "per pixel, 2300 with refine-steps; a frame that needs more is refused with an error",
       0, G_MAXUINT, 0, rw | GST_PARAM_MUTABLE_PLAYING));
   gst_element_class_add_static_pad_template(ec, &sink_t);
   gst_element_class_add_static_pad_template(ec, &src_t);

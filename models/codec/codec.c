@@ -860,8 +860,8 @@ static int pad_to(int v) { return (v + CODEC_STRIDE - 1) / CODEC_STRIDE * CODEC_
 
 /* Per padded pixel, with some headroom over what a 3072x2048 picture took on 2026-12-06 (peak resident
  * memory of `e2e codec decode|encode`, model included): decoding 168 bytes, encoding 292, encoding with
- * the latent search 2770 (its gradient graph over the synthesis). */
-enum { DECODE_BYTES_PER_PIXEL = 200, ENCODE_BYTES_PER_PIXEL = 340, REFINE_BYTES_PER_PIXEL = 3200 };
+ * the latent search 1950 (its gradient graph over the synthesis). */
+enum { DECODE_BYTES_PER_PIXEL = 200, ENCODE_BYTES_PER_PIXEL = 340, REFINE_BYTES_PER_PIXEL = 2300 };
 
 uint64_t codec_working_bytes(const codec_model *c, int w, int h, bool encoding) {
   uint64_t px = (uint64_t)pad_to(w) * (uint64_t)pad_to(h);
