@@ -913,6 +913,9 @@ TEST(codec_memory_limit_refuses_pictures_too_large) {
   c.refine_steps = 3;
   CHECK(codec_working_bytes(&c, w, h, true) > 4 * enc_need, "the latent search takes several times more");
   c.refine_steps = 0;
+  c.cfg.n = 128; /* the estimate grows with the transforms' width */
+  CHECK(codec_working_bytes(&c, w, h, false) == 2 * dec_need, "twice N, twice the memory");
+  c.cfg.n = 16;
   c.memory_limit = enc_need - 1;
   CHECK(!codec_compress(&c, 2, img, w, h, w * 3, &stream, &len, NULL) && strstr(nn_last_error(), "working memory") &&
             strstr(nn_last_error(), "130x200"),

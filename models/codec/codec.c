@@ -865,8 +865,9 @@ enum { DECODE_BYTES_PER_PIXEL = 200, ENCODE_BYTES_PER_PIXEL = 340, REFINE_BYTES_
 
 uint64_t codec_working_bytes(const codec_model *c, int w, int h, bool encoding) {
   uint64_t px = (uint64_t)pad_to(w) * (uint64_t)pad_to(h);
-  return px * (uint64_t)(!encoding ? DECODE_BYTES_PER_PIXEL
-                                   : c->refine_steps > 0 ? REFINE_BYTES_PER_PIXEL : ENCODE_BYTES_PER_PIXEL);
+  uint64_t per_px = !encoding ? DECODE_BYTES_PER_PIXEL : c->refine_steps > 0 ? REFINE_BYTES_PER_PIXEL : ENCODE_BYTES_PER_PIXEL;
+  /* measured with N 64; the largest tensors, at half resolution, grow with N */
+  return px * per_px * (uint64_t)(c->cfg.n > 64 ? c->cfg.n : 64) / 64;
 }
 
 bool codec_check_memory(const codec_model *c, int w, int h, bool encoding) {
