@@ -9,7 +9,7 @@ struct _GstE2eCodecBin {
   GstElement *enc, *dec;
 };
 
-enum { PROP_0, PROP_QUALITY, PROP_MODEL, PROP_NUM_THREADS, PROP_MESSAGE, PROP_REFINE_STEPS };
+enum { PROP_0, PROP_QUALITY, PROP_MODEL, PROP_NUM_THREADS, PROP_MESSAGE, PROP_REFINE_STEPS, PROP_MAX_MEMORY };
 
 G_DEFINE_TYPE(GstE2eCodecBin, gst_e2e_codec_bin, GST_TYPE_BIN)
 
@@ -32,6 +32,10 @@ static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps
     break;
   case PROP_MESSAGE: g_object_set_property(G_OBJECT(self->enc), "message", v); break;
   case PROP_REFINE_STEPS: g_object_set_property(G_OBJECT(self->enc), "refine-steps", v); break;
+  case PROP_MAX_MEMORY:
+    g_object_set_property(G_OBJECT(self->enc), "max-memory", v);
+    g_object_set_property(G_OBJECT(self->dec), "max-memory", v);
+    break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
 }
@@ -44,6 +48,7 @@ static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
   case PROP_NUM_THREADS: g_object_get_property(G_OBJECT(self->enc), "num-threads", v); break;
   case PROP_MESSAGE: g_object_get_property(G_OBJECT(self->enc), "message", v); break;
   case PROP_REFINE_STEPS: g_object_get_property(G_OBJECT(self->enc), "refine-steps", v); break;
+  case PROP_MAX_MEMORY: g_object_get_property(G_OBJECT(self->enc), "max-memory", v); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
 }
@@ -80,6 +85,9 @@ static void gst_e2e_codec_bin_class_init(GstE2eCodecBinClass *klass) {
   g_object_class_install_property(oc, PROP_REFINE_STEPS, g_param_spec_uint("refine-steps", "Refinement steps",
       "Encoder effort: latent-search steps per frame (0: none); see e2ecodecenc", 0, CODEC_MAX_REFINE, 0,
       rw | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property(oc, PROP_MAX_MEMORY, g_param_spec_uint("max-memory", "Most working memory",
+      "MiB of working memory one frame may take in either half (0: this machine's physical memory); see e2ecodecenc",
+      0, G_MAXUINT, 0, rw | GST_PARAM_MUTABLE_PLAYING));
   gst_element_class_add_static_pad_template(ec, &sink_t);
   gst_element_class_add_static_pad_template(ec, &src_t);
   gst_element_class_set_static_metadata(ec, "e2e learned codec preview", "Filter/Effect/Video",

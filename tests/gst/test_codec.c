@@ -293,6 +293,10 @@ TEST(max_memory_drops_or_refuses_pictures_too_large) {
                            "max-memory=1 ! fakesink", model);
   expect_error(launch, "working memory");
   g_free(launch);
+  launch = g_strdup_printf("videotestsrc num-buffers=2 ! video/x-raw,width=320,height=240 ! e2ecodec model=%s "
+                           "max-memory=1 ! fakesink", model); /* the bin passes it on */
+  expect_error(launch, "working memory");
+  g_free(launch);
   free(good);
   g_free(huge);
   codec_free(&ref);
