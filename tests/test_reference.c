@@ -276,6 +276,52 @@ TEST(ref_conv_transpose2d_data_gradient_on_the_fast_paths) {
   nn_tensor_free(x), nn_tensor_free(w), nn_tensor_free(g);
 }
 
+/* Weight gradients on shapes large enough that they go a slice of output rows at a time, against the sums
+ * written out: conv2d dw[o][c][kh][kw] = sum g[o][i][j] x[c][i*s-p+kh][j*s-p+kw]; the transposed
+ * convolution's dw[c][o][kh][kw] = sum x[c][i][j] g[o][i*s-p+kh][j*s-p+kw]. */
+TEST(ref_conv_weight_gradients_slice_by_slice) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 25);
+  for (int transposed = 0; transposed < 2; transposed++) {
+    /* conv2d: 32 -> 8 channels, 5x5, stride 1, 96x96 (16 slices of 6 rows); transposed: 8 -> 32, stride 2,
+     * 48x48 -> 96x96 (4 slices of 13 input rows) */
+    int64_t C = transposed ? 8 : 32, O = transposed ? 32 : 8, H = transposed ? 48 : 96, K = 5, s = transposed ? 2 : 1;
+    int64_t OH = transposed ? 2 * H : H;
+    nn_conv_params p = nn_conv_defaults();
+    p.stride_h = p.stride_w = (int)s;
+    p.pad_h = p.pad_w = 2;
+    if (transposed) p.output_pad_h = p.output_pad_w = 1;
+    nn_tensor *x = RANDN(1, C, H, H), *w = transposed ? RANDN(C, O, K, K) : RANDN(O, C, K, K), *g = RANDN(1, O, OH, OH);
+    nn_set_requires_grad(w, true);
+    nn_tensor *y = transposed ? nn_conv_transpose2d(x, w, NULL, p) : nn_conv2d(x, w, NULL, p);
+    CHECK(y && y->shape[2] == OH && nn_backward(nn_sum_all(nn_mul(y, g))), "backward %d", transposed);
+    double maxd = 0, scale = 0;
+    /* the small side (conv2d: output, transposed: input) indexes i, j; the large one i*s-p+kh */
+    const float *small = transposed ? nn_f32(x) : nn_f32(g), *large = transposed ? nn_f32(g) : nn_f32(x);
+    int64_t SC = transposed ? C : O, LC = transposed ? O : C, SH = transposed ? H : OH, LH = transposed ? OH : H;
+    for (int64_t a = 0; a < SC; a++)
+      for (int64_t b = 0; b < LC; b++)
+        for (int64_t kh = 0; kh < K; kh++)
+          for (int64_t kw = 0; kw < K; kw++) {
+            double ref = 0;
+            for (int64_t i = 0; i < SH; i++) {
+              int64_t li = i * s - 2 + kh;
+              if (li < 0 || li >= LH) continue;
+              for (int64_t j = 0; j < SH; j++) {
+                int64_t lj = j * s - 2 + kw;
+                if (lj >= 0 && lj < LH) ref += (double)small[(a * SH + i) * SH + j] * large[(b * LH + li) * LH + lj];
+              }
+            }
+            maxd = fmax(maxd, fabs(ref - nn_f32(w->grad)[((a * LC + b) * K + kh) * K + kw]));
+            scale = fmax(scale, fabs(ref));
+          }
+    CHECK(maxd < 1e-4 * (1 + scale), "%s: weight gradient differs from the sums by %g (of %g)",
+          transposed ? "conv_transpose2d" : "conv2d", maxd, scale);
+    nn_arena_reset(nn_arena_current());
+    nn_tensor_free(x), nn_tensor_free(w), nn_tensor_free(g);
+  }
+}
+
 TEST(ref_matmul_matches_naive) {
   nn_rng rng;
   nn_rng_seed(&rng, 23);
