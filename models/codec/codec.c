@@ -934,29 +934,13 @@ static int32_t get_value(rans_reader *r, const codec_tables *t, int ti) {
   return (int32_t)(zz >> 1) ^ -(int32_t)(zz & 1);
 }
 
-typedef struct {
-  const codec_tables *t;
-  const float *s;
-  int *idx;
-} scale_index_ctx;
-
-static void scale_index_range(void *p, int64_t i0, int64_t i1) {
-  scale_index_ctx *c = p;
-  for (int64_t i = i0; i < i1; i++) c->idx[i] = codec_scale_index(c->t, c->s[i]);
-}
-
-static void scale_indices(const codec_tables *t, const float *scales, size_t n, int *idx) {
-  scale_index_ctx sc = {t, scales, idx};
-  nn_parallel_for((int64_t)n, 1 << 14, scale_index_range, &sc);
-}
-
 /* Which latents a pass codes: all of them, a checkerboard colour, or the anchors of even or odd rows. */
 typedef enum { LATENTS_ALL, LATENTS_ANCHORS, LATENTS_SECOND_HALF, LATENTS_ANCHORS_EVEN_ROWS, LATENTS_ANCHORS_ODD_ROWS } latent_set;
 
-/* One pass over one set of y's latents, in the stream's order: channel by channel, raster order. Encoding
- * (y set) writes y's residuals from the means to w; decoding reads them from r. Either way y_hat receives
- * residual + mean, and coded (if set) the integer. */
-static void code_pass(const codec_model *c, int H, int W, latent_set set, const float *means, const int *idx,
+/* One pass over one set of y's latents, in the stream's order: channel by channel, raster order, each under
+ * the table of its quantised scale. Encoding (y set) writes y's residuals from the means to w; decoding
+ * reads them from r. Either way y_hat receives residual + mean, and coded (if set) the integer. */
+static void code_pass(const codec_model *c, int H, int W, latent_set set, const float *means, const float *scales,
                       const float *y, rans_writer *w, rans_reader *r, float *y_hat, float *coded) {
   int row0 = set == LATENTS_ANCHORS_ODD_ROWS, row_step = set >= LATENTS_ANCHORS_EVEN_ROWS ? 2 : 1;
   for (size_t ch = 0; ch < (size_t)c->cfg.m; ch++)
@@ -964,16 +948,16 @@ static void code_pass(const codec_model *c, int H, int W, latent_set set, const 
       for (int px = 0; px < W; px++) {
         if (set != LATENTS_ALL && (py + px) % 2 != (set == LATENTS_SECOND_HALF)) continue;
         size_t i = (ch * H + py) * W + px;
-        int32_t q;
-        if (y) put_value(w, &c->tables, idx[i], q = to_symbol(y[i] - means[i]));
-        else q = get_value(r, &c->tables, idx[i]);
+        int32_t q, table = codec_scale_index(&c->tables, scales[i]);
+        if (y) put_value(w, &c->tables, table, q = to_symbol(y[i] - means[i]));
+        else q = get_value(r, &c->tables, table);
         y_hat[i] = (float)q + means[i];
         if (coded) coded[i] = (float)q;
       }
 }
 
 /* The latents in both directions, so that encoder and decoder cannot disagree on the order or on a
- * probability: z_hat -> means and scales (fixed-order float path) -> table indices; with a context model
+ * probability: z_hat -> means and scales (fixed-order float path) -> tables; with a context model
  * the anchors first (with an anchors' context, those on even rows, then those on odd rows under means and
  * scales corrected from them), then the other half under means and scales corrected from the decoded
  * anchors. Encoding: y is the analysis output, w the writer. Decoding: y is NULL, r the reader. */
@@ -982,25 +966,22 @@ static bool code_latents(const codec_model *c, const float *z_hat, int zh, int z
   int H = 4 * zh, W = 4 * zw;
   size_t ny = (size_t)c->cfg.m * (size_t)H * (size_t)W;
   float *means = calloc(ny, sizeof(float)), *scales = malloc(sizeof(float) * ny);
-  int *idx = malloc(sizeof(int) * ny);
   float *anchors = NULL, *cm = NULL, *cs = NULL;
-  bool ok = means && scales && idx;
+  bool ok = means && scales;
   if (!ok) nn_set_error("e2ecodec: out of memory for the latents");
   ok = ok && codec_hyper_scales_exact(c, z_hat, zh, zw, scales, c->cfg.mean_scale ? means : NULL);
-  if (ok) scale_indices(&c->tables, scales, ny, idx);
-  if (ok && !c->cfg.context) code_pass(c, H, W, LATENTS_ALL, means, idx, y, w, r, y_hat, NULL);
+  if (ok && !c->cfg.context) code_pass(c, H, W, LATENTS_ALL, means, scales, y, w, r, y_hat, NULL);
   if (ok && c->cfg.context) {
     anchors = calloc(ny, sizeof(float)), cm = calloc(ny, sizeof(float)), cs = calloc(ny, sizeof(float));
     ok = anchors && cm && cs;
     if (!ok) nn_set_error("e2ecodec: out of memory for the context model");
     if (ok && !c->cfg.anchor_context) /* the anchors' integers, zero elsewhere */
-      code_pass(c, H, W, LATENTS_ANCHORS, means, idx, y, w, r, y_hat, anchors);
+      code_pass(c, H, W, LATENTS_ANCHORS, means, scales, y, w, r, y_hat, anchors);
     if (ok && c->cfg.anchor_context) {
-      code_pass(c, H, W, LATENTS_ANCHORS_EVEN_ROWS, means, idx, y, w, r, y_hat, anchors);
+      code_pass(c, H, W, LATENTS_ANCHORS_EVEN_ROWS, means, scales, y, w, r, y_hat, anchors);
       ok = codec_anchor_context_exact(c, anchors, means, scales, H, W, cm, cs);
       if (ok) {
-        scale_indices(&c->tables, cs, ny, idx);
-        code_pass(c, H, W, LATENTS_ANCHORS_ODD_ROWS, cm, idx, y, w, r, y_hat, anchors);
+        code_pass(c, H, W, LATENTS_ANCHORS_ODD_ROWS, cm, cs, y, w, r, y_hat, anchors);
         /* the second half's context reads each anchor's value from its hyperprior mean */
         for (size_t ch = 0; ch < (size_t)c->cfg.m; ch++)
           for (int py = 1; py < H; py += 2)
@@ -1011,12 +992,9 @@ static bool code_latents(const codec_model *c, const float *z_hat, int zh, int z
       }
     }
     ok = ok && codec_context_exact(c, anchors, means, scales, H, W, cm, cs);
-    if (ok) {
-      scale_indices(&c->tables, cs, ny, idx);
-      code_pass(c, H, W, LATENTS_SECOND_HALF, cm, idx, y, w, r, y_hat, NULL);
-    }
+    if (ok) code_pass(c, H, W, LATENTS_SECOND_HALF, cm, cs, y, w, r, y_hat, NULL);
   }
-  free(means), free(scales), free(idx), free(anchors), free(cm), free(cs);
+  free(means), free(scales), free(anchors), free(cm), free(cs);
   return ok;
 }
 
