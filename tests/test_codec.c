@@ -753,6 +753,34 @@ TEST(codec_mutated_streams_never_crash) {
   }
 }
 
+/* A well-formed stream (checksum right) whose latent payload is cut short is refused as soon as decoding
+ * runs past its end, with a message that says so; a payload of the right length still decodes. */
+TEST(codec_short_latent_payload_is_refused_where_it_ends) {
+  codec_model c = small_model(5);
+  CHECK(c.p.n > 0 && codec_add_context(&c, 8, 5) && codec_add_anchor_context(&c, 8, 5), "model with both contexts");
+  nn_fill_(c.gain_enc, 8.0f); /* latents that are not all zero, so that y's payload has some length */
+  int w = 128, h = 128;
+  uint8_t *img = test_image(w, h, 5), *out = malloc((size_t)w * h * 3), *s = NULL;
+  size_t len = 0;
+  CHECK(codec_compress(&c, 5, img, w, h, w * 3, &s, &len, NULL), "encode: %s", nn_last_error());
+  codec_header hd;
+  CHECK(codec_parse_header(s, len, &hd) && hd.y_bytes > 16, "a payload of %u bytes", hd.y_bytes);
+  for (uint32_t keep = 2; keep < hd.y_bytes; keep = keep * 2 + 3) {
+    size_t short_len = CODEC_HEADER_BYTES + hd.z_bytes + keep;
+    uint8_t *t = g_memdup2(s, short_len);
+    t[24] = (uint8_t)(keep >> 24), t[25] = (uint8_t)(keep >> 16), t[26] = (uint8_t)(keep >> 8), t[27] = (uint8_t)keep;
+    uint32_t crc = codec_crc32(t + CODEC_HEADER_BYTES, hd.z_bytes + keep);
+    t[28] = (uint8_t)(crc >> 24), t[29] = (uint8_t)(crc >> 16), t[30] = (uint8_t)(crc >> 8), t[31] = (uint8_t)crc;
+    CHECK(!codec_decompress(&c, t, short_len, out, w, h) && strstr(nn_last_error(), "corrupt"),
+          "%u of %u bytes refused: %s", keep, hd.y_bytes, nn_last_error());
+    if (keep < 4) CHECK(strstr(nn_last_error(), "ends before its latents do"), "at once: %s", nn_last_error());
+    g_free(t);
+  }
+  CHECK(codec_decompress(&c, s, len, out, w, h), "the whole stream decodes: %s", nn_last_error());
+  free(img), free(out), free(s);
+  codec_free(&c);
+}
+
 TEST(codec_absurd_latents_still_code_and_decode_exactly) {
   /* a model whose z and y run to 1e12 and beyond (a corrupt or hostile file that still loads): the
    * symbols saturate, the means and scales overflow to inf, and the picture still decodes to exactly

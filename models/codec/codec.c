@@ -939,11 +939,17 @@ typedef enum { LATENTS_ALL, LATENTS_ANCHORS, LATENTS_SECOND_HALF, LATENTS_ANCHOR
 
 /* One pass over one set of y's latents, in the stream's order: channel by channel, raster order, each under
  * the table of its quantised scale. Encoding (y set) writes y's residuals from the means to w; decoding
- * reads them from r. Either way y_hat receives residual + mean, and coded (if set) the integer. */
-static void code_pass(const codec_model *c, int H, int W, latent_set set, const float *means, const float *scales,
+ * reads them from r. Either way y_hat receives residual + mean, and coded (if set) the integer. False when
+ * decoding ran past the end of the payload: the stream is corrupt (a whole one never does), and stopping
+ * there keeps a few garbage bytes that claim a large picture from costing all of its symbols. */
+static bool code_pass(const codec_model *c, int H, int W, latent_set set, const float *means, const float *scales,
                       const float *y, rans_writer *w, rans_reader *r, float *y_hat, float *coded) {
   int row0 = set == LATENTS_ANCHORS_ODD_ROWS, row_step = set >= LATENTS_ANCHORS_EVEN_ROWS ? 2 : 1;
-  for (size_t ch = 0; ch < (size_t)c->cfg.m; ch++)
+  for (size_t ch = 0; ch < (size_t)c->cfg.m; ch++) {
+    if (r && r->overrun) {
+      nn_set_error("e2ecodec: latent payload is corrupt (it ends before its latents do)");
+      return false;
+    }
     for (int py = row0; py < H; py += row_step)
       for (int px = 0; px < W; px++) {
         if (set != LATENTS_ALL && (py + px) % 2 != (set == LATENTS_SECOND_HALF)) continue;
@@ -954,6 +960,8 @@ static void code_pass(const codec_model *c, int H, int W, latent_set set, const 
         y_hat[i] = (float)q + means[i];
         if (coded) coded[i] = (float)q;
       }
+  }
+  return true;
 }
 
 /* The latents in both directions, so that encoder and decoder cannot disagree on the order or on a
@@ -970,18 +978,18 @@ static bool code_latents(const codec_model *c, const float *z_hat, int zh, int z
   bool ok = means && scales;
   if (!ok) nn_set_error("e2ecodec: out of memory for the latents");
   ok = ok && codec_hyper_scales_exact(c, z_hat, zh, zw, scales, c->cfg.mean_scale ? means : NULL);
-  if (ok && !c->cfg.context) code_pass(c, H, W, LATENTS_ALL, means, scales, y, w, r, y_hat, NULL);
+  if (ok && !c->cfg.context) ok = code_pass(c, H, W, LATENTS_ALL, means, scales, y, w, r, y_hat, NULL);
   if (ok && c->cfg.context) {
     anchors = calloc(ny, sizeof(float)), cm = calloc(ny, sizeof(float)), cs = calloc(ny, sizeof(float));
     ok = anchors && cm && cs;
     if (!ok) nn_set_error("e2ecodec: out of memory for the context model");
     if (ok && !c->cfg.anchor_context) /* the anchors' integers, zero elsewhere */
-      code_pass(c, H, W, LATENTS_ANCHORS, means, scales, y, w, r, y_hat, anchors);
+      ok = code_pass(c, H, W, LATENTS_ANCHORS, means, scales, y, w, r, y_hat, anchors);
     if (ok && c->cfg.anchor_context) {
-      code_pass(c, H, W, LATENTS_ANCHORS_EVEN_ROWS, means, scales, y, w, r, y_hat, anchors);
-      ok = codec_anchor_context_exact(c, anchors, means, scales, H, W, cm, cs);
+      ok = code_pass(c, H, W, LATENTS_ANCHORS_EVEN_ROWS, means, scales, y, w, r, y_hat, anchors) &&
+           codec_anchor_context_exact(c, anchors, means, scales, H, W, cm, cs) &&
+           code_pass(c, H, W, LATENTS_ANCHORS_ODD_ROWS, cm, cs, y, w, r, y_hat, anchors);
       if (ok) {
-        code_pass(c, H, W, LATENTS_ANCHORS_ODD_ROWS, cm, cs, y, w, r, y_hat, anchors);
         /* the second half's context reads each anchor's value from its hyperprior mean */
         for (size_t ch = 0; ch < (size_t)c->cfg.m; ch++)
           for (int py = 1; py < H; py += 2)
@@ -992,7 +1000,7 @@ static bool code_latents(const codec_model *c, const float *z_hat, int zh, int z
       }
     }
     ok = ok && codec_context_exact(c, anchors, means, scales, H, W, cm, cs);
-    if (ok) code_pass(c, H, W, LATENTS_SECOND_HALF, cm, cs, y, w, r, y_hat, NULL);
+    ok = ok && code_pass(c, H, W, LATENTS_SECOND_HALF, cm, cs, y, w, r, y_hat, NULL);
   }
   free(means), free(scales), free(anchors), free(cm), free(cs);
   return ok;
