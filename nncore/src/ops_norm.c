@@ -283,11 +283,11 @@ nn_tensor *nn_dropout(nn_tensor *x, float p, bool training, nn_rng *rng) {
 
 /* -------------------------------------------------------------------- GDN */
 
-/* Inference GDN, fused over tiles of pixels: square, 1x1 "convolution" with
- * gamma, square root and divide all happen while a tile is in cache. The
- * unfused graph streams four full-size tensors through memory instead, which
- * costs about as much as the GEMM itself on a codec's large early layers.
- * Tiles are fixed, whatever the thread count, so results do not depend on it. */
+/* GDN fused over tiles of pixels (inference, and training's forward pass): square,
+ * 1x1 "convolution" with gamma, square root and divide all happen while a tile is
+ * in cache. The unfused graph streams four full-size tensors through memory
+ * instead, which costs about as much as the GEMM itself on a codec's large early
+ * layers. Tiles are fixed, whatever the thread count, so results do not depend on it. */
 #define GDN_TILE 256
 
 typedef struct {
