@@ -927,6 +927,52 @@ TEST(codec_layer_by_layer_synthesis_matches_the_graph) {
   codec_free(&c);
 }
 
+/* One model coding on two threads at once (nncore runs the second caller's kernels inline): whichever
+ * thread holds the scratch arenas, each stream and picture is the one a lone call makes. */
+typedef struct {
+  codec_model *c;
+  const uint8_t *img, *want_stream, *want_rec;
+  size_t want_len;
+  int w, h, same;
+} shared_model_job;
+
+static gpointer code_on_shared_model(gpointer p) {
+  shared_model_job *j = p;
+  size_t n = (size_t)j->w * j->h * 3;
+  uint8_t *rec = malloc(n), *dec = malloc(n);
+  for (int it = 0; it < 6; it++) {
+    uint8_t *s = NULL;
+    size_t len = 0;
+    bool ok = codec_compress(j->c, 3, j->img, j->w, j->h, j->w * 3, &s, &len, rec) &&
+              codec_decompress(j->c, s, len, dec, j->w, j->h);
+    j->same += ok && len == j->want_len && !memcmp(s, j->want_stream, len) && !memcmp(rec, j->want_rec, n) &&
+               !memcmp(dec, j->want_rec, n);
+    free(s);
+  }
+  free(rec), free(dec);
+  return NULL;
+}
+
+TEST(codec_one_model_codes_on_two_threads_at_once) {
+  codec_model c = small_model(47);
+  CHECK(c.p.n > 0 && codec_add_level_mod(&c, 47), "model");
+  int w = 160, h = 128;
+  uint8_t *img = test_image(w, h, 47), *rec = malloc((size_t)w * h * 3), *s = NULL;
+  size_t len = 0;
+  CHECK(codec_compress(&c, 3, img, w, h, w * 3, &s, &len, rec), "reference: %s", nn_last_error());
+  shared_model_job jobs[2];
+  GThread *t[2];
+  for (int k = 0; k < 2; k++) {
+    jobs[k] = (shared_model_job){&c, img, s, rec, len, w, h, 0};
+    t[k] = g_thread_new("coder", code_on_shared_model, &jobs[k]);
+  }
+  for (int k = 0; k < 2; k++) g_thread_join(t[k]);
+  CHECK(jobs[0].same == 6 && jobs[1].same == 6, "every stream and picture as a lone call's (%d, %d of 6)", jobs[0].same,
+        jobs[1].same);
+  free(img), free(rec), free(s);
+  codec_free(&c);
+}
+
 /* A picture whose working memory exceeds the limit is refused with a message, before anything is
  * allocated for it: a 16384x16384 header on a few bytes is refused at once. */
 TEST(codec_memory_limit_refuses_pictures_too_large) {

@@ -342,11 +342,14 @@ typedef nn_tensor *(*layer_fn)(codec_model *c, int i, nn_tensor *x, const int *q
  * two scratch arenas, and the other, holding its input and the last layer's temporaries, is emptied once
  * it is done: a picture then needs the memory of its largest layer instead of all of its layers' at once.
  * The result lands in the caller's arena. With a gradient (training, the latent search) every
- * intermediate must stay for the backward pass, and the layers run in the current arena. */
+ * intermediate must stay for the backward pass, and the layers run in the current arena; so do they in a
+ * second thread coding with the same model while the first holds the scratch arenas. */
 static nn_tensor *run_layers(codec_model *c, layer_fn layer, nn_tensor *x, const int *quality, bool copies) {
-  for (int k = 0; k < 2 && !nn_grad_enabled(); k++)
+  bool staged = !nn_grad_enabled() && !atomic_flag_test_and_set(&c->scratch_busy);
+  for (int k = 0; k < 2 && staged; k++)
     if (!c->scratch[k]) c->scratch[k] = nn_arena_new(0);
-  if (nn_grad_enabled() || !c->scratch[0] || !c->scratch[1]) {
+  if (!staged || !c->scratch[0] || !c->scratch[1]) {
+    if (staged) atomic_flag_clear(&c->scratch_busy);
     for (int i = 0; i < 4; i++) x = layer(c, i, x, quality, copies);
     return x;
   }
@@ -359,6 +362,7 @@ static nn_tensor *run_layers(codec_model *c, layer_fn layer, nn_tensor *x, const
   }
   nn_arena_set_current(home);
   nn_arena_reset(c->scratch[0]), nn_arena_reset(c->scratch[1]); /* after a failure, what it left */
+  atomic_flag_clear(&c->scratch_busy);
   return x;
 }
 

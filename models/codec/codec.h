@@ -32,6 +32,7 @@
 #define E2E_CODEC_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "nncore/nncore.h"
@@ -99,6 +100,8 @@ typedef struct {
   nn_conv_infer enc_infer[7]; /* g_a and h_a filters packed once (codec_prepare_inference) */
   bool enc_infer_ready;
   nn_arena *scratch[2];     /* coding runs the transforms layer by layer through these (created on first use) */
+  atomic_flag scratch_busy; /* held while a call uses them: another thread coding with the same model meanwhile
+                              runs its layers in its own arena instead */
   int refine_steps;        /* encoder effort: gradient steps on each picture's own latents (0: none); see codec_compress */
   uint64_t memory_limit;   /* bytes of working memory a picture may need (0: this machine's physical memory); see
                               codec_working_bytes */
