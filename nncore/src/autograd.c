@@ -7,6 +7,18 @@ bool nn_arena_push_node(nn_arena *a, nn_node *n);
 nn_node **nn_arena_tape(nn_arena *a, size_t *n);
 
 static _Thread_local int tl_no_grad;
+_Thread_local const nn_params *nn_tl_grad_only;
+
+int nn_no_grad_depth(void) { return tl_no_grad; }
+void nn_set_no_grad_depth(int depth) { tl_no_grad = depth > 0 ? depth : 0; }
+const nn_params *nn_grad_only(void) { return nn_tl_grad_only; }
+void nn_set_grad_only(const nn_params *only) { nn_tl_grad_only = only; }
+
+bool nn_params_holds(const nn_params *p, const nn_tensor *t) {
+  for (int i = 0; i < p->n; i++)
+    if (p->t[i] == t) return true;
+  return false;
+}
 
 void nn_no_grad_begin(void) { tl_no_grad++; }
 void nn_no_grad_end(void) {
@@ -28,7 +40,7 @@ nn_node *nn_record(nn_tensor *out, const char *name, nn_backward_fn bw, int n_in
   va_start(ap, n_in);
   for (int i = 0; i < n_in; i++) {
     in[i] = va_arg(ap, nn_tensor *);
-    if (in[i] && in[i]->requires_grad) any = true;
+    if (nn_needs_grad(in[i])) any = true;
   }
   va_end(ap);
   if (!any) return NULL;
@@ -61,7 +73,7 @@ static void add_into(nn_tensor *dst, nn_tensor *g) {
 }
 
 void nn_accum_grad(nn_tensor *t, nn_tensor *g) {
-  if (!t || !t->requires_grad || !g) return;
+  if (!nn_needs_grad(t) || !g) return;
   if (!nn_same_shape(t, g)) {
     g = nn_sum_to(g, t->ndim, t->shape);
     if (!g) return;

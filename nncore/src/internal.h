@@ -31,8 +31,19 @@ struct nn_node {
 nn_node *nn_record(nn_tensor *out, const char *name, nn_backward_fn bw, int n_in, ...);
 /* Adds g into t->grad (allocating it); reduces broadcast dims of g first. */
 void nn_accum_grad(nn_tensor *t, nn_tensor *g);
+/* Grad state behind nn_scope: the no-grad depth and, inside a scope with `only`, the persistent tensors
+ * that may still get a gradient (NULL: all of them). */
+int nn_no_grad_depth(void);
+void nn_set_no_grad_depth(int depth);
+const nn_params *nn_grad_only(void);
+void nn_set_grad_only(const nn_params *only);
+extern _Thread_local const nn_params *nn_tl_grad_only;
+bool nn_params_holds(const nn_params *p, const nn_tensor *t);
+
 /* Whether an input needs its gradient computed. */
-static inline bool nn_needs_grad(const nn_tensor *t) { return t && t->requires_grad; }
+static inline bool nn_needs_grad(const nn_tensor *t) {
+  return t && t->requires_grad && (!nn_tl_grad_only || !t->persistent || nn_params_holds(nn_tl_grad_only, t));
+}
 
 /* Tensor struct in the arena that views `storage`. */
 nn_tensor *nn_view_of(const nn_tensor *base, int ndim, const int64_t *shape,

@@ -282,7 +282,7 @@ nn_tensor *nn_ctc_loss(nn_tensor *log_probs, nn_tensor *targets, const int64_t *
   }
   const float *lp = nn_dense_f32(log_probs);
   int64_t Lmax = 2 * S + 1;
-  bool want_grad = log_probs->requires_grad && nn_grad_enabled();
+  bool want_grad = nn_needs_grad(log_probs) && nn_grad_enabled();
   nn_tensor *grad = want_grad ? nn_empty(NN_F32, 3, log_probs->shape) : NULL;
   double *work = nn_arena_alloc(nn_arena_current(), (size_t)(N * (2 * T * Lmax + C) + N) * sizeof(double));
   if (!lp || !work || (want_grad && !grad)) return NULL;

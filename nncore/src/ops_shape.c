@@ -216,7 +216,7 @@ nn_tensor *nn_concat(nn_tensor **ts, int n, int axis) {
                 nn_shape_str(ts[i], s1, sizeof s1), nn_shape_str(ts[0], s2, sizeof s2), ax);
       }
     sh[ax] += ts[i]->shape[ax];
-    need |= ts[i]->requires_grad;
+    need |= nn_needs_grad(ts[i]);
   }
   nn_tensor *out = nn_empty(ts[0]->dtype, nd, sh);
   if (!out) return NULL;
@@ -235,7 +235,7 @@ nn_tensor *nn_concat(nn_tensor **ts, int n, int axis) {
     memcpy(keep, ts, (size_t)n * sizeof *keep);
     nn_tensor *first = NULL;
     for (int i = 0; i < n && !first; i++)
-      if (ts[i]->requires_grad) first = ts[i];
+      if (nn_needs_grad(ts[i])) first = ts[i];
     nn_node *node = nn_record(out, "concat", concat_bw, 1, first);
     if (node) {
       node->extra = keep;

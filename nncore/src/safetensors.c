@@ -309,6 +309,14 @@ const char *nn_st_meta(const nn_st_file *f, const char *key) {
   return NULL;
 }
 
+int nn_st_meta_count(const nn_st_file *f) { return f->n_meta; }
+
+const char *nn_st_meta_at(const nn_st_file *f, int i, const char **key) {
+  if (i < 0 || i >= f->n_meta) return NULL;
+  if (key) *key = f->meta_k[i];
+  return f->meta_v[i];
+}
+
 static const st_entry *find(const nn_st_file *f, const char *name) {
   for (int i = 0; i < f->n; i++)
     if (strcmp(f->e[i].name, name) == 0) return &f->e[i];

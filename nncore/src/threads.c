@@ -1,9 +1,12 @@
-/* A small fixed thread pool for non-GEMM kernels, plus OpenBLAS's count.
+/* A small thread pool for every kernel and GEMM, plus OpenBLAS's count.
  *
  * Work is split statically into contiguous ranges of output elements, so a
  * kernel never sums across ranges and results are identical for any count.
  * A call made while the pool is busy (another element's thread, or a kernel
- * nested inside a kernel) runs serially instead of waiting. */
+ * nested inside a kernel) runs serially instead of waiting.
+ * The count a call uses is the calling thread's budget when it has one
+ * (nn_set_thread_budget, set by sessions through nn_scope), else the
+ * process's (nn_set_num_threads); the pool grows to the largest asked for. */
 #include "internal.h"
 
 #include <pthread.h>
@@ -41,6 +44,7 @@ static pool_t pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
                       .start = PTHREAD_COND_INITIALIZER,
                       .done = PTHREAD_COND_INITIALIZER};
 static int g_threads = 0; /* 0 = not yet configured */
+static _Thread_local int tl_budget; /* 0 = the process's count */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 /* gen0: the job generation when the worker was created, so it never runs a stale job */
@@ -134,7 +138,13 @@ void nn_set_num_threads(int n) {
 
 int nn_get_num_threads(void) {
   pthread_once(&g_once, init_once);
-  return g_threads;
+  return tl_budget ? tl_budget : g_threads;
+}
+
+int nn_set_thread_budget(int n) {
+  int prev = tl_budget;
+  tl_budget = n < 1 ? 0 : n > MAX_THREADS ? MAX_THREADS : n;
+  return prev;
 }
 
 void nn_parallel_for(int64_t n, int64_t min_chunk, nn_range_fn fn, void *ctx) {
@@ -147,7 +157,11 @@ void nn_parallel_for(int64_t n, int64_t min_chunk, nn_range_fn fn, void *ctx) {
     fn(ctx, 0, n);
     return;
   }
-  if (parts > pool.n_workers + 1) parts = pool.n_workers + 1;
+  if (parts > pool.n_workers + 1) { /* a budget above the process's count: start the threads it needs */
+    pool_stop();
+    pool_start(parts);
+    if (parts > pool.n_workers + 1) parts = pool.n_workers + 1;
+  }
   pool.fn = fn;
   pool.ctx = ctx;
   pool.n = n;

@@ -29,6 +29,9 @@ int nn_st_count(const nn_st_file *f);
 const char *nn_st_name(const nn_st_file *f, int i);
 /* Metadata value for key, or NULL. */
 const char *nn_st_meta(const nn_st_file *f, const char *key);
+/* The i-th metadata entry (0 <= i < nn_st_meta_count), in file order: its value, and its key in *key. */
+int nn_st_meta_count(const nn_st_file *f);
+const char *nn_st_meta_at(const nn_st_file *f, int i, const char **key);
 /* A persistent copy of a tensor, or NULL if absent. */
 nn_tensor *nn_st_get(const nn_st_file *f, const char *name);
 /* Copies every tensor of `p` from the file, checking dtype and shape.

@@ -10,6 +10,7 @@
 #include "io.h"
 #include "backend.h"
 #include "threads.h"
+#include "scope.h"
 
 #define NNCORE_VERSION_MAJOR 0
 #define NNCORE_VERSION_MINOR 1

@@ -1,5 +1,6 @@
-/* Threading: OpenBLAS runs the GEMMs, a small pool runs the other kernels.
- * The count comes from NNCORE_NUM_THREADS (read once) or nn_set_num_threads().
+/* Threading: one small pool runs the kernels and splits the GEMMs (OpenBLAS itself stays single-threaded).
+ * The process's count comes from NNCORE_NUM_THREADS (read once) or nn_set_num_threads(); a thread may
+ * have a budget of its own (nn_set_thread_budget).
  * Kernels split work by output element, so results do not depend on the count. */
 #ifndef NNCORE_THREADS_H
 #define NNCORE_THREADS_H
@@ -10,8 +11,12 @@
 extern "C" {
 #endif
 
-void nn_set_num_threads(int n);   /* n < 1 means "all cores" */
+void nn_set_num_threads(int n);   /* the process's count; n < 1 means "all cores" */
+/* The count kernels started by this thread use: its budget, else the process's. */
 int nn_get_num_threads(void);
+/* This thread's budget (n < 1: none, use the process's count); returns the previous one (0: none).
+ * Two sessions on two threads each keep their own; nn_scope sets it for a stretch of work. */
+int nn_set_thread_budget(int n);
 
 /* Runs fn(ctx, begin, end) over [0, n) in contiguous chunks of at least
  * min_chunk items, one per pool thread (the caller takes the first). For
