@@ -9,8 +9,8 @@
 #include <time.h>
 
 #include "nncore/nncore.h"
-#include "../models/codec/codec.h"
-#include "../models/detect/detector.h"
+#include "e2e/codec.h"
+#include "e2e/detect.h"
 
 #define SH(...) (int64_t[]){__VA_ARGS__}
 

@@ -9,7 +9,7 @@
 #include <gst/video/gstvideoencoder.h>
 #include <gst/video/video.h>
 
-#include "../models/codec/codec.h"
+#include "e2e/codec.h"
 
 G_BEGIN_DECLS
 

@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../models/model_path.h"
+#include "e2e/model_path.h"
 #include "gste2ecodec.h"
 
 GST_DEBUG_CATEGORY_STATIC(e2ecodecenc_debug);

@@ -12,7 +12,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../models/image.h"
+#include "e2e/image.h"
 #include "e2eplugin.h"
 
 GST_DEBUG_CATEGORY_STATIC(e2edetect_debug);

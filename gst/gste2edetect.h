@@ -6,7 +6,7 @@
 #include <gst/video/video.h>
 #include <stdio.h>
 
-#include "../models/detect/detector.h"
+#include "e2e/detect.h"
 
 G_BEGIN_DECLS
 

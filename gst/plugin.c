@@ -3,7 +3,7 @@
 
 #define PACKAGE "gst-e2e"
 
-#include "../models/model_path.h"
+#include "e2e/model_path.h"
 #include "e2eplugin.h"
 #include "gste2ecodec.h"
 #include "gste2edetect.h"

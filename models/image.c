@@ -1,5 +1,5 @@
 /* Image decoding and resampling. */
-#include "image.h"
+#include "e2e/image.h"
 
 #include <cairo.h>
 #include <dirent.h>

@@ -1,4 +1,4 @@
-#include "model_path.h"
+#include "e2e/model_path.h"
 
 #include <glib.h>
 

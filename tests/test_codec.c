@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/codec/codec.h"
-#include "../models/codec/rans.h"
+#include "e2e/codec.h"
+#include "e2e/rans.h"
 #include "harness.h"
 
 /* ---------------------------------------------------------------- rANS */

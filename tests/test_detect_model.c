@@ -2,7 +2,7 @@
  * one by one in eval mode, before and after a training step changes the weights. */
 #include "harness.h"
 
-#include "../models/detect/detector.h"
+#include "e2e/detect.h"
 
 static nn_tensor *layer_path(detector *d, nn_tensor *x) {
   nn_tensor *h = x, *c4 = NULL;

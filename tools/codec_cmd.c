@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/model_path.h"
+#include "e2e/model_path.h"
 #include "codec_tool.h"
 #include "e2e.h"
 #include "jpeg_ref.h"

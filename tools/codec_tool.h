@@ -2,8 +2,8 @@
 #ifndef E2E_CODEC_TOOL_H
 #define E2E_CODEC_TOOL_H
 
-#include "../models/codec/codec.h"
-#include "../models/image.h"
+#include "e2e/codec.h"
+#include "e2e/image.h"
 
 typedef struct {
   e2e_image *im;

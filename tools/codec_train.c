@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/codec/codec.h"
-#include "../models/image.h"
+#include "e2e/codec.h"
+#include "e2e/image.h"
 #include "codec_tool.h"
 #include "e2e.h"
 #include "plot.h"

@@ -8,8 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../models/detect/dataset.h"
-#include "../models/detect/eval.h"
+#include "e2e/detect.h"
 #include "e2e.h"
 #include "plot.h"
 

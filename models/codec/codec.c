@@ -1,4 +1,4 @@
-#include "codec.h"
+#include "e2e/codec.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "rans.h"
+#include "e2e/rans.h"
 
 #define ARCH "e2e-hyperprior-v1"
 #define TAIL_SIGMAS 6.0 /* table half-width in scales: mass outside is ~2e-9, sent as escapes */

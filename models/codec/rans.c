@@ -1,4 +1,4 @@
-#include "rans.h"
+#include "e2e/rans.h"
 
 #include <stdlib.h>
 #include <string.h>

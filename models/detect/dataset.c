@@ -1,5 +1,5 @@
 /* Loading COCO128 / raccoon and augmenting samples for training. */
-#include "dataset.h"
+#include "e2e/detect.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* The detector: network, training targets and loss, decoding, (de)serialisation. */
-#include "detector.h"
+#include "e2e/detect.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>

@@ -1,5 +1,5 @@
 /* Detection metrics (see eval.h). */
-#include "eval.h"
+#include "e2e/detect.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <unistd.h>
 
-#include "../../models/codec/codec.h"
+#include "e2e/codec.h"
 #include "../harness.h"
 
 __attribute__((constructor)) static void init_gst(void) {

@@ -10,7 +10,7 @@
 #include <gst/video/video.h>
 #include <unistd.h>
 
-#include "../../models/detect/detector.h"
+#include "e2e/detect.h"
 #include "../harness.h"
 
 #define ORACLE_SIZE 128

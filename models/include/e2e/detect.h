@@ -8,6 +8,7 @@
 #define E2E_DETECTOR_H
 
 #include "nncore/nncore.h"
+#include "image.h"
 
 #define DET_MAX_CLASSES 80
 #define DET_LABEL_LEN 48
@@ -79,5 +80,58 @@ bool det_save(detector *d, const char *path, const nn_kv *extra_meta, int n_extr
 /* Loads and validates a model file into d (zeroed, or a detector to replace).
  * On failure d is untouched and false is returned with nn_last_error(). */
 bool det_load(detector *d, const char *path);
+
+/* ---- data: Detection data: COCO128 (YOLO text labels) and the raccoon set (CSV), and
+ * the augmentations used in training. Images are decoded once into memory. */
+
+typedef struct {
+  char name[256];
+  e2e_image img;
+  det_box *boxes; /* pixels of the original image; score unused */
+  int n;
+} det_sample;
+
+typedef struct {
+  det_sample *s;
+  int n;
+  int num_classes;
+  char labels[DET_MAX_CLASSES][DET_LABEL_LEN];
+} det_dataset;
+
+/* root: the coco128 folder (holding images/ and object_detection/); split: train2017 | val2017.
+ * only_class: keep only this class (it becomes class 0), or NULL for all 80. */
+bool det_dataset_load_coco128(det_dataset *ds, const char *root, const char *split, const char *only_class);
+/* root: the raccoon folder; split: train | test. One class, "raccoon". */
+bool det_dataset_load_raccoon(det_dataset *ds, const char *root, const char *split);
+void det_dataset_free(det_dataset *ds);
+
+/* One augmented training input: planar normalised [3, size, size] into dst and
+ * its boxes in network pixels. With mosaic, four random images share the canvas.
+ * Returns the number of boxes written (at most max_boxes). */
+int det_augment(const det_dataset *ds, int idx, nn_rng *r, int size, bool mosaic, float *dst, det_box *boxes,
+                int max_boxes);
+
+/* ---- metrics: COCO-style detection metrics: AP by 101-point interpolated precision at IoU
+ * 0.50 and averaged over 0.50:0.05:0.95, per class and averaged over the
+ * classes that have ground truth; precision/recall/F1 at one score threshold. */
+
+typedef struct {
+  const det_box *gt;
+  int n_gt;
+  const det_box *pred;  /* any order; scores used for ranking */
+  int n_pred;
+} det_eval_image;
+
+typedef struct {
+  int num_classes;
+  double map50, map5095;
+  double ap50[DET_MAX_CLASSES], ap5095[DET_MAX_CLASSES];
+  int n_gt[DET_MAX_CLASSES];
+  /* at IoU 0.5 and score >= the operating threshold */
+  double precision, recall, f1;
+  int tp, fp, fn;
+} det_metrics;
+
+void det_evaluate(const det_eval_image *imgs, int n_images, int num_classes, float op_threshold, det_metrics *m);
 
 #endif
