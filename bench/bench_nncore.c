@@ -134,11 +134,11 @@ typedef struct { codec_model c; uint8_t *rgb, *stream, *out; size_t len; int w, 
 static void run_codec_encode(void *p) {
   codec_ctx *c = p;
   free(c->stream);
-  codec_compress(&c->c, 3, c->rgb, c->w, c->h, c->w * 3, &c->stream, &c->len, NULL);
+  codec_compress(&c->c, NULL, 3, c->rgb, c->w, c->h, c->w * 3, &c->stream, &c->len, NULL);
 }
 static void run_codec_decode(void *p) {
   codec_ctx *c = p;
-  codec_decompress(&c->c, c->stream, c->len, c->out, c->w, c->h);
+  codec_decompress(&c->c, NULL, c->stream, c->len, c->out, c->w, c->h);
 }
 /* MACs of encode (g_a + h_a + h_s + contexts) or decode (h_s + contexts + g_s) on a padded H x W image; the
  * context's 5x5 window counts its 12 taps on the anchors' colour (the others are zero), then its three 1x1

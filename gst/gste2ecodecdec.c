@@ -109,9 +109,9 @@ static GstFlowReturn dec_handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *
   /* before negotiating and allocating for it: a header can claim any size up to 16384x16384 */
   g_mutex_lock(&self->lock);
   int threads = (int)self->num_threads;
-  self->model->memory_limit = (uint64_t)self->max_memory_mb << 20;
+  codec_options opts = {.memory_limit = (uint64_t)self->max_memory_mb << 20};
   g_mutex_unlock(&self->lock);
-  if (!codec_check_memory(self->model, h.width, h.height, FALSE)) {
+  if (!codec_check_memory(self->model, &opts, h.width, h.height, FALSE)) {
     gst_buffer_unmap(frame->input_buffer, &map);
     return drop_picture(self, frame, "Too large", nn_last_error());
   }
@@ -134,7 +134,7 @@ static GstFlowReturn dec_handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *
   }
   nn_set_num_threads(threads);
   nn_arena *prev = nn_arena_set_current(self->arena);
-  gboolean ok = codec_decompress(self->model, map.data, map.size, self->rgb, h.width, h.height);
+  gboolean ok = codec_decompress(self->model, &opts, map.data, map.size, self->rgb, h.width, h.height);
   nn_arena_set_current(prev);
   gst_buffer_unmap(frame->input_buffer, &map);
   if (!ok) return drop_corrupt(self, frame, nn_last_error());

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "e2e/model_path.h"
+#include "e2e/image.h"
 #include "gste2ecodec.h"
 
 GST_DEBUG_CATEGORY_STATIC(e2ecodecenc_debug);
@@ -156,15 +157,14 @@ static GstFlowReturn enc_handle_frame(GstVideoEncoder *enc, GstVideoCodecFrame *
   g_mutex_lock(&self->lock);
   int quality = (int)self->quality, threads = (int)self->num_threads;
   gboolean post = self->post_messages;
-  self->model->refine_steps = (int)self->refine_steps;
-  self->model->memory_limit = (uint64_t)self->max_memory_mb << 20;
+  codec_options opts = {.refine_steps = (int)self->refine_steps, .memory_limit = (uint64_t)self->max_memory_mb << 20};
   g_mutex_unlock(&self->lock);
   nn_set_num_threads(threads);
   nn_arena *prev = nn_arena_set_current(self->arena);
   uint8_t *stream = NULL;
   size_t len = 0;
   gint64 t0 = g_get_monotonic_time();
-  gboolean ok = codec_compress(self->model, quality, self->rgb, w, h, w * 3, &stream, &len, post ? self->recon : NULL);
+  gboolean ok = codec_compress(self->model, &opts, quality, self->rgb, w, h, w * 3, &stream, &len, post ? self->recon : NULL);
   double ms = (double)(g_get_monotonic_time() - t0) / 1000.0;
   nn_arena_set_current(prev);
   if (!ok) {
@@ -176,7 +176,7 @@ static GstFlowReturn enc_handle_frame(GstVideoEncoder *enc, GstVideoCodecFrame *
   frame->output_buffer = gst_buffer_new_wrapped(stream, len); /* stream is malloc'd: g_free frees it (GLib >= 2.46) */
   GST_VIDEO_CODEC_FRAME_SET_SYNC_POINT(frame);
   if (post) {
-    double psnr = codec_psnr(self->rgb, self->recon, (size_t)w * h * 3);
+    double psnr = e2e_image_psnr(self->rgb, self->recon, (size_t)w * h * 3);
     GstStructure *s = gst_structure_new("e2ecodec-frame", "timestamp", G_TYPE_UINT64, frame->pts, "bytes", G_TYPE_UINT64,
                                         (guint64)len, "bpp", G_TYPE_DOUBLE, 8.0 * len / ((double)w * h), "psnr",
                                         G_TYPE_DOUBLE, psnr, "quality", G_TYPE_INT, quality, "encode-ms", G_TYPE_DOUBLE, ms, NULL);

@@ -134,6 +134,15 @@ void e2e_image_free(e2e_image *im) {
   im->rgb = NULL;
 }
 
+double e2e_image_psnr(const uint8_t *a, const uint8_t *b, size_t n) {
+  double se = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)a[i] - b[i];
+    se += d * d;
+  }
+  return se > 0 ? 10 * log10(255.0 * 255.0 * (double)n / se) : 99.0;
+}
+
 void e2e_image_resize(const uint8_t *src, int sw, int sh, int sstride, uint8_t *dst, int dw, int dh) {
   float fx = (float)sw / (float)dw, fy = (float)sh / (float)dh;
   for (int y = 0; y < dh; y++) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "e2e/codec.h"
+#include "e2e/image.h"
 #include "e2e/rans.h"
 #include "harness.h"
 
@@ -144,17 +145,17 @@ TEST(codec_encode_decode_bit_exact_any_threads) {
       nn_set_num_threads(1);
       uint8_t *s1 = NULL, *rec1 = malloc((size_t)w * h * 3), *dec = malloc((size_t)w * h * 3);
       size_t l1 = 0;
-      CHECK(codec_compress(&c, q, img, w, h, w * 3, &s1, &l1, rec1), "%dx%d q%d: %s", w, h, q, nn_last_error());
+      CHECK(codec_compress(&c, NULL, q, img, w, h, w * 3, &s1, &l1, rec1), "%dx%d q%d: %s", w, h, q, nn_last_error());
       nn_set_num_threads(2);
       uint8_t *s2 = NULL;
       size_t l2 = 0;
-      CHECK(codec_compress(&c, q, img, w, h, w * 3, &s2, &l2, NULL), "encode on 2 threads");
+      CHECK(codec_compress(&c, NULL, q, img, w, h, w * 3, &s2, &l2, NULL), "encode on 2 threads");
       CHECK(l1 == l2 && memcmp(s1, s2, l1) == 0, "%dx%d q%d: stream identical on 1 and 2 threads", w, h, q);
-      CHECK(codec_decompress(&c, s1, l1, dec, w, h), "decode: %s", nn_last_error());
+      CHECK(codec_decompress(&c, NULL, s1, l1, dec, w, h), "decode: %s", nn_last_error());
       CHECK(memcmp(dec, rec1, (size_t)w * h * 3) == 0, "%dx%d q%d: decoder (2 threads) == encoder's reconstruction", w, h, q);
       nn_set_num_threads(1);
       memset(dec, 0, (size_t)w * h * 3);
-      CHECK(codec_decompress(&c, s1, l1, dec, w, h) && memcmp(dec, rec1, (size_t)w * h * 3) == 0, "decoder on 1 thread too");
+      CHECK(codec_decompress(&c, NULL, s1, l1, dec, w, h) && memcmp(dec, rec1, (size_t)w * h * 3) == 0, "decoder on 1 thread too");
       codec_header hd;
       CHECK(codec_parse_header(s1, l1, &hd) && hd.width == w && hd.height == h && hd.quality == q &&
                 hd.model_id == c.model_id && hd.version == CODEC_VERSION, "header fields");
@@ -316,7 +317,7 @@ TEST(codec_widen_latents_keeps_the_model) {
   for (int k = 0; k < 24; k++) /* fine steps at level 3, so that the new latents are not all rounded to 0 */
     nn_f32(c.gain_enc)[2 * 24 + k] = nn_f32(old.gain_enc)[2 * 24 + k] = 40.0f,
     nn_f32(c.gain_dec)[2 * 24 + k] = nn_f32(old.gain_dec)[2 * 24 + k] = 1.0f / 40.0f;
-  CHECK(codec_compress(&c, 3, img, w, h, w * 3, &s, &len0, rec0), "encode before");
+  CHECK(codec_compress(&c, NULL, 3, img, w, h, w * 3, &s, &len0, rec0), "encode before");
   free(s);
   CHECK(!codec_widen_latents(&c, 24, 1) && c.cfg.m == 24, "not narrower or equal");
   CHECK(codec_widen_latents(&c, 40, 1), "widen: %s", nn_last_error());
@@ -332,10 +333,10 @@ TEST(codec_widen_latents_keeps_the_model) {
   for (int k = 0; k < 24; k++) mean += ge0[2 * 24 + k] / 24.0;
   CHECK(ge[2 * 40 + 0] == ge0[2 * 24 + 0] && fabs(ge[2 * 40 + 39] - mean) < 1e-6, "gains kept, new ones at the level mean");
   /* it still codes, exactly, and reconstructs nearly what it did */
-  CHECK(codec_compress(&c, 3, img, w, h, w * 3, &s, &len1, rec1), "encode after");
+  CHECK(codec_compress(&c, NULL, 3, img, w, h, w * 3, &s, &len1, rec1), "encode after");
   uint8_t *dec = malloc(w * h * 3);
-  CHECK(codec_decompress(&c, s, len1, dec, w, h) && !memcmp(dec, rec1, w * h * 3), "decoder equals encoder reconstruction");
-  double p = codec_psnr(rec0, rec1, (size_t)w * h * 3);
+  CHECK(codec_decompress(&c, NULL, s, len1, dec, w, h) && !memcmp(dec, rec1, w * h * 3), "decoder equals encoder reconstruction");
+  double p = e2e_image_psnr(rec0, rec1, (size_t)w * h * 3);
   /* 67 dB here; new synthesis weights at full size (not a tenth) give 57 */
   CHECK(p > 60.0, "reconstruction before and after widening: %.1f dB apart", p);
   free(s), free(img), free(rec0), free(rec1), free(dec);
@@ -353,13 +354,13 @@ TEST(codec_add_mean_head_keeps_the_model_and_codes_exactly) {
   uint8_t *img = test_image(w, h, 9), *rec0 = malloc(w * h * 3), *rec1 = malloc(w * h * 3), *dec = malloc(w * h * 3);
   uint8_t *s0 = NULL, *s1 = NULL;
   size_t l0 = 0, l1 = 0;
-  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s0, &l0, rec0), "scale-only encode: %s", nn_last_error());
-  CHECK(codec_decompress(&c, s0, l0, dec, w, h) && !memcmp(dec, rec0, w * h * 3), "scale-only streams still decode exactly");
+  CHECK(codec_compress(&c, NULL, 4, img, w, h, w * 3, &s0, &l0, rec0), "scale-only encode: %s", nn_last_error());
+  CHECK(codec_decompress(&c, NULL, s0, l0, dec, w, h) && !memcmp(dec, rec0, w * h * 3), "scale-only streams still decode exactly");
   uint32_t id0 = c.model_id;
   CHECK(codec_add_mean_head(&c, 3), "add the head: %s", nn_last_error());
   CHECK(c.cfg.mean_scale && c.model_id != id0 && !codec_add_mean_head(&c, 3), "now mean-scale, a new id, and only once");
   /* a zero mean head: the same integers, the same picture */
-  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s1, &l1, rec1), "encode after");
+  CHECK(codec_compress(&c, NULL, 4, img, w, h, w * 3, &s1, &l1, rec1), "encode after");
   CHECK(l0 == l1 && !memcmp(s0 + CODEC_HEADER_BYTES, s1 + CODEC_HEADER_BYTES, l0 - CODEC_HEADER_BYTES) &&
             !memcmp(rec0, rec1, w * h * 3), "zero means: payload and reconstruction unchanged");
   free(s1);
@@ -371,12 +372,12 @@ TEST(codec_add_mean_head_keeps_the_model_and_codes_exactly) {
   codec_model d = {0};
   CHECK(codec_save(&c, path, NULL, 0) && codec_load(&d, path) && d.cfg.mean_scale && d.model_id == c.model_id,
         "mean-scale model reloads: %s", nn_last_error());
-  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s1, &l1, rec1), "encode with means");
+  CHECK(codec_compress(&c, NULL, 4, img, w, h, w * 3, &s1, &l1, rec1), "encode with means");
   CHECK(l1 != l0 || memcmp(s0 + CODEC_HEADER_BYTES, s1 + CODEC_HEADER_BYTES, l0 - CODEC_HEADER_BYTES),
         "the means change what is coded");
-  CHECK(codec_decompress(&c, s1, l1, dec, w, h) && !memcmp(dec, rec1, w * h * 3), "decoder adds the same means back");
+  CHECK(codec_decompress(&c, NULL, s1, l1, dec, w, h) && !memcmp(dec, rec1, w * h * 3), "decoder adds the same means back");
   memset(dec, 0, w * h * 3);
-  CHECK(codec_decompress(&d, s1, l1, dec, w, h) && !memcmp(dec, rec1, w * h * 3), "so does the reloaded model");
+  CHECK(codec_decompress(&d, NULL, s1, l1, dec, w, h) && !memcmp(dec, rec1, w * h * 3), "so does the reloaded model");
   remove(path);
   free(img), free(rec0), free(rec1), free(dec), free(s0), free(s1);
   codec_free(&c);
@@ -393,13 +394,13 @@ TEST(codec_level_mod_starts_neutral_stays_per_level_and_codes_exactly) {
   for (int k = 0; k < 2; k++)
     for (int j = 0; j < 2; j++) rec[k][j] = malloc(w * h * 3), s[k][j] = NULL;
   for (int j = 0; j < 2; j++)
-    CHECK(codec_compress(&c, 2 + 2 * j, img, w, h, w * 3, &s[0][j], &len[0][j], rec[0][j]), "encode: %s", nn_last_error());
+    CHECK(codec_compress(&c, NULL, 2 + 2 * j, img, w, h, w * 3, &s[0][j], &len[0][j], rec[0][j]), "encode: %s", nn_last_error());
   uint32_t id0 = c.model_id;
   CHECK(codec_add_level_mod(&c, 5), "add level scales: %s", nn_last_error());
   CHECK(c.cfg.level_mod && c.model_id != id0 && !codec_add_level_mod(&c, 5), "now modulated, a new id, and only once");
   uint8_t *s1 = NULL, *r1 = malloc(w * h * 3);
   size_t l1 = 0;
-  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s1, &l1, r1) && l1 == len[0][1] &&
+  CHECK(codec_compress(&c, NULL, 4, img, w, h, w * 3, &s1, &l1, r1) && l1 == len[0][1] &&
             !memcmp(s1 + CODEC_HEADER_BYTES, s[0][1] + CODEC_HEADER_BYTES, l1 - CODEC_HEADER_BYTES) &&
             !memcmp(r1, rec[0][1], w * h * 3), "scales of 1: payload and reconstruction unchanged");
   free(s1), free(r1);
@@ -432,13 +433,13 @@ TEST(codec_level_mod_starts_neutral_stays_per_level_and_codes_exactly) {
   CHECK(codec_save(&c, path, NULL, 0) && codec_load(&d, path) && d.cfg.level_mod && d.model_id == c.model_id,
         "modulated model reloads: %s", nn_last_error());
   for (int j = 0; j < 2; j++)
-    CHECK(codec_compress(&c, 2 + 2 * j, img, w, h, w * 3, &s[1][j], &len[1][j], rec[1][j]), "encode after");
+    CHECK(codec_compress(&c, NULL, 2 + 2 * j, img, w, h, w * 3, &s[1][j], &len[1][j], rec[1][j]), "encode after");
   CHECK(len[1][0] == len[0][0] && !memcmp(s[1][0] + CODEC_HEADER_BYTES, s[0][0] + CODEC_HEADER_BYTES, len[0][0] - CODEC_HEADER_BYTES) &&
             !memcmp(rec[1][0], rec[0][0], w * h * 3), "level 2 untouched by level 4's scales");
   CHECK(memcmp(rec[1][1], rec[0][1], w * h * 3), "level 4's picture changed");
-  CHECK(codec_decompress(&c, s[1][1], len[1][1], dec, w, h) && !memcmp(dec, rec[1][1], w * h * 3), "decoder equals encoder");
+  CHECK(codec_decompress(&c, NULL, s[1][1], len[1][1], dec, w, h) && !memcmp(dec, rec[1][1], w * h * 3), "decoder equals encoder");
   memset(dec, 0, w * h * 3);
-  CHECK(codec_decompress(&d, s[1][1], len[1][1], dec, w, h) && !memcmp(dec, rec[1][1], w * h * 3), "so does the reloaded model");
+  CHECK(codec_decompress(&d, NULL, s[1][1], len[1][1], dec, w, h) && !memcmp(dec, rec[1][1], w * h * 3), "so does the reloaded model");
   remove(path);
   for (int k = 0; k < 2; k++)
     for (int j = 0; j < 2; j++) free(rec[k][j]), free(s[k][j]);
@@ -457,15 +458,14 @@ TEST(codec_refined_encoding_decodes_exactly_and_costs_less) {
   double cost[2];
   for (int k = 0; k < 2; k++) {
     rec[k] = malloc(w * h * 3);
-    c.refine_steps = k ? 25 : 0;
-    CHECK(codec_compress(&c, q, img, w, h, w * 3, &s[k], &len[k], rec[k]), "encode (%d steps): %s", c.refine_steps, nn_last_error());
+    codec_options o = {.refine_steps = k ? 25 : 0};
+    CHECK(codec_compress(&c, &o, q, img, w, h, w * 3, &s[k], &len[k], rec[k]), "encode (%d steps): %s", o.refine_steps, nn_last_error());
     double mse = 0;
     for (int i = 0; i < w * h * 3; i++) mse += ((double)rec[k][i] - img[i]) * ((double)rec[k][i] - img[i]) / (w * h * 3);
     cost[k] = codec_lambda(&c.cfg, q) * mse + 8.0 * (double)(len[k] - CODEC_HEADER_BYTES) / (w * h);
   }
-  c.refine_steps = 0;
   CHECK(len[0] != len[1] || memcmp(s[0], s[1], len[0]), "the search changed the stream");
-  CHECK(codec_decompress(&c, s[1], len[1], dec, w, h) && !memcmp(dec, rec[1], w * h * 3), "decoder equals the refined encoder");
+  CHECK(codec_decompress(&c, NULL, s[1], len[1], dec, w, h) && !memcmp(dec, rec[1], w * h * 3), "decoder equals the refined encoder");
   CHECK(cost[1] < cost[0], "rate + lambda * distortion: %.4f plain, %.4f refined", cost[0], cost[1]);
   CHECK(nn_grad_enabled() && !nn_params_find(&c.p, "g_s.0.weight")->grad, "no gradient left on the model, grad mode restored");
   for (int k = 0; k < 2; k++) free(rec[k]), free(s[k]);
@@ -493,22 +493,21 @@ static void check_corrected_stream(codec_model *c, int q, const uint8_t *img, in
   uint8_t *s1 = NULL, *s2 = NULL, *rec = malloc(w * h * 3), *dec = malloc(w * h * 3);
   size_t l1 = 0, l2 = 0;
   nn_set_num_threads(1);
-  CHECK(codec_compress(c, q, img, w, h, w * 3, &s1, &l1, rec), "encode: %s", nn_last_error());
+  CHECK(codec_compress(c, NULL, q, img, w, h, w * 3, &s1, &l1, rec), "encode: %s", nn_last_error());
   nn_set_num_threads(2);
-  CHECK(codec_compress(c, q, img, w, h, w * 3, &s2, &l2, NULL) && l1 == l2 && !memcmp(s1, s2, l1),
+  CHECK(codec_compress(c, NULL, q, img, w, h, w * 3, &s2, &l2, NULL) && l1 == l2 && !memcmp(s1, s2, l1),
         "stream identical on 1 and 2 threads");
   CHECK(l1 != l0 || memcmp(s1 + CODEC_HEADER_BYTES, s0 + CODEC_HEADER_BYTES, l0 - CODEC_HEADER_BYTES),
         "the corrections changed the stream");
-  CHECK(codec_decompress(c, s1, l1, dec, w, h) && !memcmp(dec, rec, w * h * 3), "decoder (2 threads) == encoder");
+  CHECK(codec_decompress(c, NULL, s1, l1, dec, w, h) && !memcmp(dec, rec, w * h * 3), "decoder (2 threads) == encoder");
   nn_set_num_threads(1);
   memset(dec, 0, w * h * 3);
-  CHECK(codec_decompress(c, s1, l1, dec, w, h) && !memcmp(dec, rec, w * h * 3), "decoder (1 thread) == encoder");
+  CHECK(codec_decompress(c, NULL, s1, l1, dec, w, h) && !memcmp(dec, rec, w * h * 3), "decoder (1 thread) == encoder");
   nn_set_num_threads(0);
-  c->refine_steps = 4;
   free(s2), s2 = NULL;
-  CHECK(codec_compress(c, q, img, w, h, w * 3, &s2, &l2, rec) && codec_decompress(c, s2, l2, dec, w, h) &&
-            !memcmp(dec, rec, w * h * 3), "refined encoding decodes exactly: %s", nn_last_error());
-  c->refine_steps = 0;
+  CHECK(codec_compress(c, &(codec_options){.refine_steps = 4}, q, img, w, h, w * 3, &s2, &l2, rec) &&
+            codec_decompress(c, NULL, s2, l2, dec, w, h) && !memcmp(dec, rec, w * h * 3),
+        "refined encoding decodes exactly: %s", nn_last_error());
   free(s1), free(s2), free(rec), free(dec);
 }
 
@@ -520,7 +519,7 @@ static void check_reload(codec_model *c, int q, const uint8_t *img, int w, int h
   CHECK(codec_save(c, path, NULL, 0) && codec_load(&d, path) && d.cfg.m == c->cfg.m && d.cfg.context == c->cfg.context &&
             d.cfg.anchor_context == c->cfg.anchor_context &&
             d.model_id == c->model_id, "save/load keeps the model: %s", nn_last_error());
-  CHECK(codec_compress(c, q, img, w, h, w * 3, &s, &l, rec) && codec_decompress(&d, s, l, dec, w, h) &&
+  CHECK(codec_compress(c, NULL, q, img, w, h, w * 3, &s, &l, rec) && codec_decompress(&d, NULL, s, l, dec, w, h) &&
             !memcmp(dec, rec, w * h * 3), "the reloaded model decodes the original's stream exactly: %s", nn_last_error());
   remove(path);
   codec_free(&d);
@@ -534,11 +533,11 @@ TEST(codec_context_starts_neutral_codes_exactly_and_never_sees_its_own_half) {
   uint8_t *img = test_image(w, h, 17), *rec0 = malloc(w * h * 3), *rec = malloc(w * h * 3);
   uint8_t *s0 = NULL, *s1 = NULL;
   size_t l0 = 0, l1 = 0;
-  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s0, &l0, rec0), "encode: %s", nn_last_error());
+  CHECK(codec_compress(&c, NULL, q, img, w, h, w * 3, &s0, &l0, rec0), "encode: %s", nn_last_error());
   CHECK(codec_add_context(&c, 8, 3), "add a context model: %s", nn_last_error());
   CHECK(c.cfg.context == 8 && !codec_add_context(&c, 8, 3), "context of 8 channels, added only once");
   /* corrections of zero: the same symbols in another order, so the same picture for (nearly) the same bytes */
-  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s1, &l1, rec) && !memcmp(rec, rec0, w * h * 3) &&
+  CHECK(codec_compress(&c, NULL, q, img, w, h, w * 3, &s1, &l1, rec) && !memcmp(rec, rec0, w * h * 3) &&
             labs((long)l1 - (long)l0) <= 4, "neutral context: same reconstruction, %zu bytes against %zu", l1, l0);
   free(s1), s1 = NULL;
   /* a scale-only model cannot take one: the corrections are to predicted means */
@@ -611,11 +610,11 @@ TEST(codec_anchor_context_starts_neutral_reads_only_diagonal_anchors_and_codes_e
   nn_rng_seed(&rng, 6);
   CHECK(codec_add_context(&c, 8, 3), "context: %s", nn_last_error());
   fill_random(c.ctx_mean.weight, &rng, 0.3f), fill_random(c.ctx_scale.weight, &rng, 0.3f);
-  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s0, &l0, rec0), "encode: %s", nn_last_error());
+  CHECK(codec_compress(&c, NULL, q, img, w, h, w * 3, &s0, &l0, rec0), "encode: %s", nn_last_error());
   CHECK(codec_add_anchor_context(&c, 6, 3) && c.cfg.anchor_context == 6 && !codec_add_anchor_context(&c, 6, 3),
         "anchors' context of 6 channels, added once: %s", nn_last_error());
   /* corrections of zero: the same symbols, the anchors of odd rows later in the stream */
-  CHECK(codec_compress(&c, q, img, w, h, w * 3, &s1, &l1, rec) && !memcmp(rec, rec0, w * h * 3) &&
+  CHECK(codec_compress(&c, NULL, q, img, w, h, w * 3, &s1, &l1, rec) && !memcmp(rec, rec0, w * h * 3) &&
             labs((long)l1 - (long)l0) <= 4, "neutral anchors' context: same reconstruction, %zu bytes against %zu", l1, l0);
   free(s1), s1 = NULL;
 
@@ -677,7 +676,7 @@ TEST(codec_stream_versions_and_foreign_bytes) {
   codec_model c = small_model(3);
   uint8_t *img = test_image(64, 64, 1), *out = malloc(64 * 64 * 3), *s = NULL;
   size_t len = 0;
-  CHECK(codec_compress(&c, 2, img, 64, 64, 64 * 3, &s, &len, NULL), "encode");
+  CHECK(codec_compress(&c, NULL, 2, img, 64, 64, 64 * 3, &s, &len, NULL), "encode");
   codec_header h;
   uint8_t *m = malloc(len);
   memcpy(m, s, len);
@@ -695,11 +694,11 @@ TEST(codec_stream_versions_and_foreign_bytes) {
   CHECK(!codec_parse_header(s, len - 1, &h) && strstr(nn_last_error(), "truncated"), "truncated stream refused");
   /* another model's stream */
   codec_model other = small_model(4);
-  CHECK(!codec_decompress(&other, s, len, out, 64, 64) && strstr(nn_last_error(), "model"), "foreign model refused: %s",
+  CHECK(!codec_decompress(&other, NULL, s, len, out, 64, 64) && strstr(nn_last_error(), "model"), "foreign model refused: %s",
         nn_last_error());
   codec_free(&other);
   /* wrong size expectation */
-  CHECK(!codec_decompress(&c, s, len, out, 32, 64), "size mismatch refused");
+  CHECK(!codec_decompress(&c, NULL, s, len, out, 32, 64), "size mismatch refused");
   free(m), free(s), free(img), free(out);
   codec_free(&c);
 }
@@ -717,7 +716,7 @@ TEST(codec_mutated_streams_never_crash) {
   }
   uint8_t *img = test_image(96, 80, 2), *out = malloc(96 * 80 * 3), *s = NULL;
   size_t len = 0;
-  CHECK(codec_compress(&c, 3, img, 96, 80, 96 * 3, &s, &len, NULL), "encode");
+  CHECK(codec_compress(&c, NULL, 3, img, 96, 80, 96 * 3, &s, &len, NULL), "encode");
   int refused = 0, decoded = 0;
   uint8_t *m = malloc(len + 64);
   for (int it = 0; it < 600; it++) {
@@ -741,7 +740,7 @@ TEST(codec_mutated_streams_never_crash) {
     int w = 96, hh = 80;
     if (codec_parse_header(m, ml, &h)) w = h.width, hh = h.height;
     uint8_t *o = (w == 96 && hh == 80) ? out : malloc((size_t)w * hh * 3);
-    if (codec_decompress(&c, m, ml, o, w, hh)) decoded++;
+    if (codec_decompress(&c, NULL, m, ml, o, w, hh)) decoded++;
     else refused++;
     if (o != out) free(o);
   }
@@ -762,7 +761,7 @@ TEST(codec_short_latent_payload_is_refused_where_it_ends) {
   int w = 128, h = 128;
   uint8_t *img = test_image(w, h, 5), *out = malloc((size_t)w * h * 3), *s = NULL;
   size_t len = 0;
-  CHECK(codec_compress(&c, 5, img, w, h, w * 3, &s, &len, NULL), "encode: %s", nn_last_error());
+  CHECK(codec_compress(&c, NULL, 5, img, w, h, w * 3, &s, &len, NULL), "encode: %s", nn_last_error());
   codec_header hd;
   CHECK(codec_parse_header(s, len, &hd) && hd.y_bytes > 16, "a payload of %u bytes", hd.y_bytes);
   for (uint32_t keep = 2; keep < hd.y_bytes; keep = keep * 2 + 3) {
@@ -771,12 +770,12 @@ TEST(codec_short_latent_payload_is_refused_where_it_ends) {
     t[24] = (uint8_t)(keep >> 24), t[25] = (uint8_t)(keep >> 16), t[26] = (uint8_t)(keep >> 8), t[27] = (uint8_t)keep;
     uint32_t crc = codec_crc32(t + CODEC_HEADER_BYTES, hd.z_bytes + keep);
     t[28] = (uint8_t)(crc >> 24), t[29] = (uint8_t)(crc >> 16), t[30] = (uint8_t)(crc >> 8), t[31] = (uint8_t)crc;
-    CHECK(!codec_decompress(&c, t, short_len, out, w, h) && strstr(nn_last_error(), "corrupt"),
+    CHECK(!codec_decompress(&c, NULL, t, short_len, out, w, h) && strstr(nn_last_error(), "corrupt"),
           "%u of %u bytes refused: %s", keep, hd.y_bytes, nn_last_error());
     if (keep < 4) CHECK(strstr(nn_last_error(), "ends before its latents do"), "at once: %s", nn_last_error());
     g_free(t);
   }
-  CHECK(codec_decompress(&c, s, len, out, w, h), "the whole stream decodes: %s", nn_last_error());
+  CHECK(codec_decompress(&c, NULL, s, len, out, w, h), "the whole stream decodes: %s", nn_last_error());
   free(img), free(out), free(s);
   codec_free(&c);
 }
@@ -790,9 +789,9 @@ TEST(codec_absurd_latents_still_code_and_decode_exactly) {
   nn_fill_(c.ga[3].bias, -3e38f);
   uint8_t *img = test_image(64, 64, 1), *rec = malloc(64 * 64 * 3), *dec = malloc(64 * 64 * 3), *s = NULL;
   size_t len = 0;
-  CHECK(codec_compress(&c, 5, img, 64, 64, 64 * 3, &s, &len, rec), "encode: %s", nn_last_error());
+  CHECK(codec_compress(&c, NULL, 5, img, 64, 64, 64 * 3, &s, &len, rec), "encode: %s", nn_last_error());
   memset(dec, 0x55, 64 * 64 * 3);
-  CHECK(codec_decompress(&c, s, len, dec, 64, 64) && !memcmp(dec, rec, 64 * 64 * 3), "decodes to the encoder's picture");
+  CHECK(codec_decompress(&c, NULL, s, len, dec, 64, 64) && !memcmp(dec, rec, 64 * 64 * 3), "decodes to the encoder's picture");
   free(img), free(rec), free(dec), free(s);
   codec_free(&c);
 }
@@ -848,7 +847,7 @@ TEST(codec_set_lambdas_interpolates_gains_in_log_lambda) {
  * space-to-depth layers with F(4x4) tiles and the layers with F(2x2), so the two may round a latent
  * differently now and then: the streams are compared by length and reconstruction, not byte for byte. */
 static bool close_streams(size_t la, size_t lb, const uint8_t *ra, const uint8_t *rb, size_t n) {
-  double dl = fabs((double)la - (double)lb) / (double)la, p = codec_psnr(ra, rb, n);
+  double dl = fabs((double)la - (double)lb) / (double)la, p = e2e_image_psnr(ra, rb, n);
   if (dl > 0.01 || p < 45.0) fprintf(stderr, "    streams %zu and %zu bytes, reconstructions %.1f dB apart\n", la, lb, p);
   return dl <= 0.01 && p >= 45.0;
 }
@@ -864,23 +863,23 @@ TEST(codec_prepared_encoder_matches_the_layers) {
   uint8_t *img = test_image(w, h, 4), *rec0 = malloc(w * h * 3), *rec1 = malloc(w * h * 3);
   uint8_t *s0 = NULL, *s1 = NULL;
   size_t l0 = 0, l1 = 0;
-  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s0, &l0, rec0), "encode through the layers");
+  CHECK(codec_compress(&c, NULL, 4, img, w, h, w * 3, &s0, &l0, rec0), "encode through the layers");
   CHECK(codec_prepare_inference(&c) && c.enc_infer_ready, "prepare: %s", nn_last_error());
-  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s1, &l1, rec1), "encode through the copies");
+  CHECK(codec_compress(&c, NULL, 4, img, w, h, w * 3, &s1, &l1, rec1), "encode through the copies");
   CHECK(close_streams(l0, l1, rec0, rec1, (size_t)w * h * 3), "same stream and reconstruction, to float rounding");
   float *wt = nn_f32(c.ga[1].weight); /* a changed weight reaches the copies only when prepared again */
   for (int i = 0; i < 64 * 64 * 25; i += 7) wt[i] *= -3.0f;
   uint8_t *s3 = NULL, *rec3 = malloc(w * h * 3);
   size_t l3 = 0;
-  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s3, &l3, rec3) && l3 == l1 && !memcmp(s1, s3, l1), "a snapshot");
+  CHECK(codec_compress(&c, NULL, 4, img, w, h, w * 3, &s3, &l3, rec3) && l3 == l1 && !memcmp(s1, s3, l1), "a snapshot");
   free(s1), s1 = NULL;
   CHECK(codec_prepare_inference(&c), "prepare again");
-  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s1, &l1, rec1) && (l1 != l3 || memcmp(s1, s3, l1)),
+  CHECK(codec_compress(&c, NULL, 4, img, w, h, w * 3, &s1, &l1, rec1) && (l1 != l3 || memcmp(s1, s3, l1)),
         "the changed weight changes the stream");
   uint8_t *s2 = NULL;
   size_t l2 = 0;
   c.enc_infer_ready = false; /* the layers again, with the changed weight */
-  CHECK(codec_compress(&c, 4, img, w, h, w * 3, &s2, &l2, rec0) && close_streams(l1, l2, rec1, rec0, (size_t)w * h * 3),
+  CHECK(codec_compress(&c, NULL, 4, img, w, h, w * 3, &s2, &l2, rec0) && close_streams(l1, l2, rec1, rec0, (size_t)w * h * 3),
         "and codes as the layers do");
   c.enc_infer_ready = true;
   free(s0), free(s1), free(s2), free(s3), free(img), free(rec0), free(rec1), free(rec3);
@@ -943,8 +942,8 @@ static gpointer code_on_shared_model(gpointer p) {
   for (int it = 0; it < 6; it++) {
     uint8_t *s = NULL;
     size_t len = 0;
-    bool ok = codec_compress(j->c, 3, j->img, j->w, j->h, j->w * 3, &s, &len, rec) &&
-              codec_decompress(j->c, s, len, dec, j->w, j->h);
+    bool ok = codec_compress(j->c, NULL, 3, j->img, j->w, j->h, j->w * 3, &s, &len, rec) &&
+              codec_decompress(j->c, NULL, s, len, dec, j->w, j->h);
     j->same += ok && len == j->want_len && !memcmp(s, j->want_stream, len) && !memcmp(rec, j->want_rec, n) &&
                !memcmp(dec, j->want_rec, n);
     free(s);
@@ -959,7 +958,7 @@ TEST(codec_one_model_codes_on_two_threads_at_once) {
   int w = 160, h = 128;
   uint8_t *img = test_image(w, h, 47), *rec = malloc((size_t)w * h * 3), *s = NULL;
   size_t len = 0;
-  CHECK(codec_compress(&c, 3, img, w, h, w * 3, &s, &len, rec), "reference: %s", nn_last_error());
+  CHECK(codec_compress(&c, NULL, 3, img, w, h, w * 3, &s, &len, rec), "reference: %s", nn_last_error());
   shared_model_job jobs[2];
   GThread *t[2];
   for (int k = 0; k < 2; k++) {
@@ -981,28 +980,26 @@ TEST(codec_memory_limit_refuses_pictures_too_large) {
   int w = 130, h = 200;
   uint8_t *img = test_image(w, h, 43), *dec = malloc((size_t)w * h * 3), *stream = NULL;
   size_t len = 0;
-  uint64_t enc_need = codec_working_bytes(&c, w, h, true), dec_need = codec_working_bytes(&c, w, h, false);
+  uint64_t enc_need = codec_working_bytes(&c, NULL, w, h, true), dec_need = codec_working_bytes(&c, NULL, w, h, false);
   CHECK(dec_need > 0 && enc_need > dec_need, "encoding takes more than decoding (%llu, %llu)",
         (unsigned long long)enc_need, (unsigned long long)dec_need);
-  c.refine_steps = 3;
-  CHECK(codec_working_bytes(&c, w, h, true) > 4 * enc_need, "the latent search takes several times more");
-  c.refine_steps = 0;
+  CHECK(codec_working_bytes(&c, &(codec_options){.refine_steps = 3}, w, h, true) > 4 * enc_need,
+        "the latent search takes several times more");
   c.cfg.n = 128; /* the estimate grows with the transforms' width */
-  CHECK(codec_working_bytes(&c, w, h, false) == 2 * dec_need, "twice N, twice the memory");
+  CHECK(codec_working_bytes(&c, NULL, w, h, false) == 2 * dec_need, "twice N, twice the memory");
   c.cfg.n = 16;
-  c.memory_limit = enc_need - 1;
-  CHECK(!codec_compress(&c, 2, img, w, h, w * 3, &stream, &len, NULL) && strstr(nn_last_error(), "working memory") &&
+  codec_options o = {.memory_limit = enc_need - 1};
+  CHECK(!codec_compress(&c, &o, 2, img, w, h, w * 3, &stream, &len, NULL) && strstr(nn_last_error(), "working memory") &&
             strstr(nn_last_error(), "130x200"),
         "encoding refused under the limit: %s", nn_last_error());
-  c.memory_limit = enc_need;
-  CHECK(codec_compress(&c, 2, img, w, h, w * 3, &stream, &len, NULL), "encoding at the limit: %s", nn_last_error());
-  c.memory_limit = dec_need - 1;
-  CHECK(!codec_decompress(&c, stream, len, dec, w, h) && strstr(nn_last_error(), "working memory"),
+  o.memory_limit = enc_need;
+  CHECK(codec_compress(&c, &o, 2, img, w, h, w * 3, &stream, &len, NULL), "encoding at the limit: %s", nn_last_error());
+  o.memory_limit = dec_need - 1;
+  CHECK(!codec_decompress(&c, &o, stream, len, dec, w, h) && strstr(nn_last_error(), "working memory"),
         "decoding refused under the limit: %s", nn_last_error());
-  c.memory_limit = dec_need;
-  CHECK(codec_decompress(&c, stream, len, dec, w, h), "decoding at the limit: %s", nn_last_error());
-  c.memory_limit = 0; /* this machine's memory */
-  CHECK(codec_check_memory(&c, w, h, true), "a small picture fits any machine");
+  o.memory_limit = dec_need;
+  CHECK(codec_decompress(&c, &o, stream, len, dec, w, h), "decoding at the limit: %s", nn_last_error());
+  CHECK(codec_check_memory(&c, NULL, w, h, true), "a small picture fits any machine (no limit: its memory)");
   /* a well-formed header (right model, right checksum) claiming the largest size on 8 bytes of payload */
   uint8_t hostile[CODEC_HEADER_BYTES + 8] = {0};
   memcpy(hostile, CODEC_MAGIC, 4);
@@ -1014,8 +1011,8 @@ TEST(codec_memory_limit_refuses_pictures_too_large) {
   for (int k = 0; k < 4; k++) hostile[28 + k] = (uint8_t)(crc >> (24 - 8 * k));
   codec_header hd;
   CHECK(codec_parse_header(hostile, sizeof hostile, &hd) && hd.width == 16384 && hd.height == 16384, "header parses");
-  c.memory_limit = 4000000000ull;
-  CHECK(!codec_decompress(&c, hostile, sizeof hostile, NULL, 16384, 16384) && strstr(nn_last_error(), "working memory") &&
+  o.memory_limit = 4000000000ull;
+  CHECK(!codec_decompress(&c, &o, hostile, sizeof hostile, NULL, 16384, 16384) && strstr(nn_last_error(), "working memory") &&
             strstr(nn_last_error(), "set by the application"),
         "refused before decoding: %s", nn_last_error());
   free(img), free(dec), free(stream);
@@ -1030,7 +1027,7 @@ TEST(codec_save_load_roundtrip_and_corrupt_file) {
   CHECK(d.model_id == c.model_id, "same model id after reload (%08x vs %08x)", d.model_id, c.model_id);
   uint8_t *img = test_image(64, 64, 3), *out = malloc(64 * 64 * 3), *rec = malloc(64 * 64 * 3), *s = NULL;
   size_t len = 0;
-  CHECK(codec_compress(&c, 4, img, 64, 64, 64 * 3, &s, &len, rec) && codec_decompress(&d, s, len, out, 64, 64) &&
+  CHECK(codec_compress(&c, NULL, 4, img, 64, 64, 64 * 3, &s, &len, rec) && codec_decompress(&d, NULL, s, len, out, 64, 64) &&
             memcmp(out, rec, 64 * 64 * 3) == 0, "stream from the saved model decodes with the loaded one");
   /* truncated file: refused, model untouched */
   gchar *data;

@@ -56,7 +56,7 @@ static int encode(int argc, char **argv) {
   codec_model c = {0};
   e2e_image im;
   if (!load_model(&c, model)) return 1;
-  c.refine_steps = refine;
+  codec_options opts = {.refine_steps = refine};
   if (!e2e_image_load(in, &im)) {
     fprintf(stderr, "e2e codec encode: %s\n", nn_last_error());
     return 1;
@@ -64,7 +64,7 @@ static int encode(int argc, char **argv) {
   uint8_t *stream = NULL, *rec = malloc((size_t)im.w * im.h * 3);
   size_t len = 0;
   double t0 = e2e_now_s();
-  if (!codec_compress(&c, quality, im.rgb, im.w, im.h, im.w * 3, &stream, &len, rec)) {
+  if (!codec_compress(&c, &opts, quality, im.rgb, im.w, im.h, im.w * 3, &stream, &len, rec)) {
     fprintf(stderr, "e2e codec encode: %s\n", nn_last_error());
     return 1;
   }
@@ -77,7 +77,7 @@ static int encode(int argc, char **argv) {
     return 1;
   }
   printf("%s: %dx%d, quality %d -> %zu bytes, %.4f bpp, PSNR-RGB %.2f dB (%.0f ms)\n", out, im.w, im.h, quality, len,
-         8.0 * len / ((double)im.w * im.h), codec_psnr(im.rgb, rec, (size_t)im.w * im.h * 3), ms);
+         8.0 * len / ((double)im.w * im.h), e2e_image_psnr(im.rgb, rec, (size_t)im.w * im.h * 3), ms);
   if (recon && !e2e_image_save_png(recon, rec, im.w, im.h)) fprintf(stderr, "e2e codec encode: %s\n", nn_last_error());
   free(stream);
   free(rec);
@@ -118,7 +118,7 @@ static int decode(int argc, char **argv) {
   if (!load_model(&c, model)) return 1;
   uint8_t *rgb = malloc((size_t)h.width * h.height * 3);
   double t0 = e2e_now_s();
-  if (!rgb || !codec_decompress(&c, (const uint8_t *)data, len, rgb, h.width, h.height)) {
+  if (!rgb || !codec_decompress(&c, NULL, (const uint8_t *)data, len, rgb, h.width, h.height)) {
     fprintf(stderr, "e2e codec decode: %s: %s\n", in, rgb ? nn_last_error() : "out of memory");
     return 1;
   }
@@ -173,7 +173,7 @@ static int eval(int argc, char **argv) {
   if (!ref_dir) snprintf(rbuf, sizeof rbuf, "%s/codec/compressai-kodak-results", root), ref_dir = rbuf;
   codec_model c = {0};
   if (!load_model(&c, model)) return 1;
-  c.refine_steps = refine;
+  codec_options opts = {.refine_steps = refine};
   image_set_t set = {0};
   if (!codec_load_folder(dir, &set, max_images)) {
     fprintf(stderr, "e2e codec eval: %s\n", nn_last_error());
@@ -199,12 +199,12 @@ static int eval(int argc, char **argv) {
       uint8_t *stream = NULL;
       size_t len = 0;
       double t0 = e2e_now_s();
-      if (!codec_compress(&c, q, im->rgb, im->w, im->h, im->w * 3, &stream, &len, rec)) {
+      if (!codec_compress(&c, &opts, q, im->rgb, im->w, im->h, im->w * 3, &stream, &len, rec)) {
         fprintf(stderr, "e2e codec eval: %s: %s\n", set.names[i], nn_last_error());
         return 1;
       }
       double t1 = e2e_now_s();
-      if (!codec_decompress(&c, stream, len, dec, im->w, im->h)) {
+      if (!codec_decompress(&c, NULL, stream, len, dec, im->w, im->h)) {
         fprintf(stderr, "e2e codec eval: %s: decoding: %s\n", set.names[i], nn_last_error());
         return 1;
       }
@@ -212,7 +212,7 @@ static int eval(int argc, char **argv) {
       enc_ms += (t1 - t0) * 1e3;
       dec_ms += (t2 - t1) * 1e3;
       if (memcmp(rec, dec, npx * 3) != 0) mismatches++; /* decoder must equal the encoder's reconstruction */
-      rd_point p = {8.0 * len / npx, codec_psnr(im->rgb, dec, npx * 3), rd_ms_ssim(im->rgb, dec, im->w, im->h)};
+      rd_point p = {8.0 * len / npx, e2e_image_psnr(im->rgb, dec, npx * 3), rd_ms_ssim(im->rgb, dec, im->w, im->h)};
       ours[q - 1].bpp += p.bpp / set.n, ours[q - 1].psnr += p.psnr / set.n, ours[q - 1].msssim += p.msssim / set.n;
       if (cf) fprintf(cf, "%s,e2ecodec,%d,%zu,%.5f,%.4f,%.5f\n", set.names[i], q, len, p.bpp, p.psnr, p.msssim);
       if (per_image) {
@@ -231,7 +231,7 @@ static int eval(int argc, char **argv) {
         fprintf(stderr, "e2e codec eval: %s: %s\n", set.names[i], err);
         return 1;
       }
-      rd_point p = {8.0 * bytes / npx, codec_psnr(im->rgb, dec, npx * 3), rd_ms_ssim(im->rgb, dec, im->w, im->h)};
+      rd_point p = {8.0 * bytes / npx, e2e_image_psnr(im->rgb, dec, npx * 3), rd_ms_ssim(im->rgb, dec, im->w, im->h)};
       rd_point *acc = is_jpeg ? &jpeg[k] : &webp[k - NJ];
       acc->bpp += p.bpp / set.n, acc->psnr += p.psnr / set.n, acc->msssim += p.msssim / set.n;
       if (cf) fprintf(cf, "%s,%s,%d,%zu,%.5f,%.4f,%.5f\n", set.names[i], is_jpeg ? "jpeg" : "webp", setting, bytes, p.bpp, p.psnr, p.msssim);

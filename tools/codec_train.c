@@ -53,12 +53,12 @@ void codec_free_set(image_set_t *set) {
 bool codec_measure(codec_model *c, int quality, const e2e_image *im, double *bpp, double *psnr, size_t *bytes) {
   uint8_t *stream = NULL, *rec = malloc((size_t)im->w * im->h * 3);
   size_t len = 0;
-  if (!rec || !codec_compress(c, quality, im->rgb, im->w, im->h, im->w * 3, &stream, &len, rec)) {
+  if (!rec || !codec_compress(c, NULL, quality, im->rgb, im->w, im->h, im->w * 3, &stream, &len, rec)) {
     free(rec);
     return false;
   }
   *bpp = 8.0 * (double)len / ((double)im->w * im->h);
-  *psnr = codec_psnr(im->rgb, rec, (size_t)im->w * im->h * 3);
+  *psnr = e2e_image_psnr(im->rgb, rec, (size_t)im->w * im->h * 3);
   if (bytes) *bytes = len;
   free(stream);
   free(rec);

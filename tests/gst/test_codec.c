@@ -127,7 +127,6 @@ TEST(encoder_then_decoder_bit_exact_and_quality_and_effort_change_while_playing)
   for (int q = 1, step = 0; step < 4; q = step < 2 ? q + 2 : 3, step++) {
     int refine = step == 3 ? 10 : 0;
     g_object_set(enc, "quality", q, "refine-steps", refine, NULL);
-    ref.refine_steps = refine;
     gst_harness_push(hs, frame_buffer(pic, w, h, GST_VIDEO_FORMAT_RGB, (GstClockTime)q * GST_SECOND + (refine ? GST_SECOND * 10 : 0)));
     GstBuffer *b = gst_harness_pull(hs);
     CHECK(b != NULL, "decoded frame at q%d", q);
@@ -135,7 +134,7 @@ TEST(encoder_then_decoder_bit_exact_and_quality_and_effort_change_while_playing)
     CHECK(GST_BUFFER_PTS(b) == (GstClockTime)q * GST_SECOND + (refine ? GST_SECOND * 10 : 0), "pts through encoder and decoder");
     uint8_t *s = NULL;
     size_t len;
-    CHECK(codec_compress(&ref, q, pic, w, h, w * 3, &s, &len, rec), "reference encode");
+    CHECK(codec_compress(&ref, &(codec_options){.refine_steps = refine}, q, pic, w, h, w * 3, &s, &len, rec), "reference encode");
     GstVideoInfo info;
     gst_video_info_set_format(&info, GST_VIDEO_FORMAT_RGB, w, h);
     GstVideoFrame vf;
@@ -162,7 +161,7 @@ TEST(encoder_then_decoder_bit_exact_and_quality_and_effort_change_while_playing)
 /* Codes one picture with the library, for decoder and parser tests. */
 static uint8_t *coded(codec_model *c, int q, int w, int h, int seed, size_t *len) {
   uint8_t *pic = picture(w, h, seed), *s = NULL;
-  CHECK(codec_compress(c, q, pic, w, h, w * 3, &s, len, NULL), "encode");
+  CHECK(codec_compress(c, NULL, q, pic, w, h, w * 3, &s, len, NULL), "encode");
   codec_set_frame_rate(s, 10, 1);
   g_free(pic);
   return s;

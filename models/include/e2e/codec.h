@@ -40,9 +40,11 @@
 #define CODEC_STRIDE 64        /* image sizes are padded to a multiple of this */
 #define CODEC_SCALE_MIN 0.11f  /* lower bound of every Gaussian scale */
 #define CODEC_NUM_SCALES 64    /* quantised scales (log-spaced 0.11 .. 256) */
-#define CODEC_MAX_QUALITY 5    /* quality levels 1..5 of one model */
+#define CODEC_MIN_QUALITY 1    /* quality levels 1..5 of one model */
+#define CODEC_MAX_QUALITY 5
+#define CODEC_DEFAULT_QUALITY 3
 #define CODEC_MAX_DIM 16384    /* largest width or height a stream may declare */
-#define CODEC_MAX_REFINE 1000  /* most encoder refinement steps (codec_model.refine_steps) */
+#define CODEC_MAX_REFINE 1000  /* most encoder refinement steps (codec_options.refine_steps) */
 
 typedef struct {
   int n;          /* channels of the transforms */
@@ -62,6 +64,8 @@ typedef struct {
 
 /* The lambda of a quality level (clamped to 1..CODEC_MAX_QUALITY); used by training only. */
 float codec_lambda(const codec_config *cfg, int quality);
+/* True for a level in CODEC_MIN_QUALITY..CODEC_MAX_QUALITY; otherwise false with a message. */
+bool codec_quality_valid(int quality);
 
 /* Integer CDFs for the entropy coder, one per quantised scale. Symbol k of
  * table t stands for the value k - offset[t]; the last symbol is an escape
@@ -102,9 +106,6 @@ typedef struct {
   nn_arena *scratch[2];     /* coding runs the transforms layer by layer through these (created on first use) */
   atomic_flag scratch_busy; /* held while a call uses them: another thread coding with the same model meanwhile
                               runs its layers in its own arena instead */
-  int refine_steps;        /* encoder effort: gradient steps on each picture's own latents (0: none); see codec_compress */
-  uint64_t memory_limit;   /* bytes of working memory a picture may need (0: this machine's physical memory); see
-                              codec_working_bytes */
   uint32_t model_id;       /* hash of the weights: streams name the model they need */
 } codec_model;
 
@@ -166,28 +167,37 @@ typedef struct {
   uint32_t model_id, z_bytes, y_bytes, crc;
 } codec_header;
 
+/* Writes the CODEC_HEADER_BYTES of h (magic, flags and reserved bytes included) at s. */
+void codec_write_header(uint8_t *s, const codec_header *h);
 /* Stamps the frame rate into a coded picture's header (not covered by the CRC). */
 void codec_set_frame_rate(uint8_t *stream, int fps_n, int fps_d);
 
 /* Parses and checks a header (magic, version, sizes against len). */
 bool codec_parse_header(const uint8_t *data, size_t len, codec_header *h);
 
-/* Both directions run in no-grad mode and reset the current thread's arena. */
+/* What a caller chooses per call, so that one loaded model can serve many callers at once. NULL: all 0. */
+typedef struct {
+  int refine_steps;      /* encoder effort: gradient steps on each picture's own latents (0: none) */
+  uint64_t memory_limit; /* bytes of working memory a picture may need (0: this machine's physical memory) */
+} codec_options;
+
+/* Both directions run in no-grad mode and reset the current thread's arena. Coding only reads the model
+ * (once codec_prepare_inference has run), so several threads may code with one model at once. */
 /* Compresses packed RGB (w x h, stride bytes per row). On success *out is a
  * malloc'd stream of *out_len bytes; recon (w*h*3, may be NULL) receives what
  * the decoder will reconstruct, bit for bit. */
-/* With c->refine_steps > 0 the encoder searches, for this one picture, latents that cost fewer bits
+/* With o->refine_steps > 0 the encoder searches, for this one picture, latents that cost fewer bits
  * for the same picture or give a better picture for the same bits (Campos et al. 2019): gradient
  * steps on its own rate + lambda * distortion, every network fixed, rounding passed straight
  * through; the best latents seen are coded. The stream and the decoder are the same as without. */
-bool codec_compress(codec_model *c, int quality, const uint8_t *rgb, int w, int h, int stride, uint8_t **out, size_t *out_len,
-                    uint8_t *recon);
+bool codec_compress(codec_model *c, const codec_options *o, int quality, const uint8_t *rgb, int w, int h, int stride,
+                    uint8_t **out, size_t *out_len, uint8_t *recon);
 /* Decodes a stream into rgb (w*h*3, sizes from the header). Refuses streams for
  * another model or with a bad checksum, with a message in nn_last_error(). */
 /* Both directions first check that the picture's working memory (codec_working_bytes) fits in
- * c->memory_limit, so that a picture too large for the machine, or a stream that only claims to be
+ * o->memory_limit, so that a picture too large for the machine, or a stream that only claims to be
  * one, gets a message instead of the out-of-memory killer. */
-bool codec_decompress(codec_model *c, const uint8_t *data, size_t len, uint8_t *rgb, int w, int h);
+bool codec_decompress(codec_model *c, const codec_options *o, const uint8_t *data, size_t len, uint8_t *rgb, int w, int h);
 
 /* Decoder-side scales (and means, for a mean-scale model) from z_hat[1,n,h,w] with a fixed
  * summation order (exposed for tests): writes [m, 4h, 4w] floats to scales, and to means unless it
@@ -206,11 +216,11 @@ bool codec_context_exact(const codec_model *c, const float *anchor_q, const floa
 bool codec_anchor_context_exact(const codec_model *c, const float *anchor_q, const float *hyper_means,
                                 const float *hyper_scales, int h, int w, float *means, float *scales);
 /* Working memory (bytes, an upper estimate) that coding a w x h picture takes: decoding (encoding false) or
- * encoding with c's refine_steps. */
-uint64_t codec_working_bytes(const codec_model *c, int w, int h, bool encoding);
-/* False, with a message in nn_last_error(), when that exceeds c->memory_limit (codec_compress and
+ * encoding with o's refine_steps. */
+uint64_t codec_working_bytes(const codec_model *c, const codec_options *o, int w, int h, bool encoding);
+/* False, with a message in nn_last_error(), when that exceeds o->memory_limit (codec_compress and
  * codec_decompress check it themselves; a decoder element can check a header before allocating). */
-bool codec_check_memory(const codec_model *c, int w, int h, bool encoding);
+bool codec_check_memory(const codec_model *c, const codec_options *o, int w, int h, bool encoding);
 /* The synthesis transform on y[1, m, h, w] (decoded latents times the level's decoder gains): the
  * decoder's last step (exposed for tests). Without a gradient it runs layer by layer through the model's
  * scratch arenas; with one, as a graph in the current arena. */
@@ -219,7 +229,5 @@ nn_tensor *codec_synthesis(codec_model *c, nn_tensor *y, int quality);
 int codec_scale_index(const codec_tables *t, float scale);
 
 uint32_t codec_crc32(const uint8_t *data, size_t len);
-/* PSNR in dB of two 8-bit buffers of n bytes (99 when identical). */
-double codec_psnr(const uint8_t *a, const uint8_t *b, size_t n);
 
 #endif

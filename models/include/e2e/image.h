@@ -4,6 +4,7 @@
 #define E2E_IMAGE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -20,6 +21,8 @@ char **e2e_list_images(const char *dir, int *n);
 void e2e_free_names(char **names, int n);
 /* Writes packed RGB as PNG (cairo). */
 bool e2e_image_save_png(const char *path, const uint8_t *rgb, int w, int h);
+/* PSNR in dB of two 8-bit buffers of n bytes (99 when identical). */
+double e2e_image_psnr(const uint8_t *a, const uint8_t *b, size_t n);
 /* Bilinear resize of a packed RGB image. */
 void e2e_image_resize(const uint8_t *src, int sw, int sh, int sstride, uint8_t *dst, int dw, int dh);
 
