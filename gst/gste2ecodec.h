@@ -10,10 +10,14 @@
 #include <gst/video/video.h>
 
 #include "e2e/codec.h"
+#include "e2eelement.h"
 
 G_BEGIN_DECLS
 
 #define E2E_LIC_CAPS "video/x-e2e-lic"
+/* Raw video the encoder (and the preview bin) take. */
+#define E2E_CODEC_RAW_CAPS \
+  GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, ABGR, I420, YV12, NV12, NV21, Y42B, Y444 }")
 
 #define GST_TYPE_E2E_CODEC_ENC (gst_e2e_codec_enc_get_type())
 G_DECLARE_FINAL_TYPE(GstE2eCodecEnc, gst_e2e_codec_enc, GST, E2E_CODEC_ENC, GstVideoEncoder)
@@ -26,10 +30,6 @@ G_DECLARE_FINAL_TYPE(GstE2eCodecParse, gst_e2e_codec_parse, GST, E2E_CODEC_PARSE
 
 #define GST_TYPE_E2E_CODEC_BIN (gst_e2e_codec_bin_get_type())
 G_DECLARE_FINAL_TYPE(GstE2eCodecBin, gst_e2e_codec_bin, GST, E2E_CODEC_BIN, GstBin)
-
-/* Loads the model at path (NULL: the shipped one) for an element, posting an
- * error naming the file on failure. */
-codec_model *e2e_codec_load_for(GstElement *e, const gchar *path);
 
 /* Type finder for "E2EL" streams. */
 gboolean e2e_codec_typefind_register(GstPlugin *plugin);

@@ -11,17 +11,12 @@ GST_DEBUG_CATEGORY_STATIC(e2ecodecdec_debug);
 
 struct _GstE2eCodecDec {
   GstVideoDecoder parent;
-  GMutex lock;
-  gchar *model_path, *device;
-  guint num_threads, max_memory_mb;
-  codec_model *model;
-  nn_arena *arena;
+  E2eElementModel model; /* model, model-name, device, num-threads, max-memory; the session while running */
   GstVideoCodecState *in_state;
   gint out_w, out_h;
   guint8 *rgb;
 };
 
-enum { PROP_0, PROP_MODEL, PROP_DEVICE, PROP_NUM_THREADS, PROP_MAX_MEMORY };
 
 G_DEFINE_TYPE(GstE2eCodecDec, gst_e2e_codec_dec, GST_TYPE_VIDEO_DECODER)
 
@@ -30,32 +25,26 @@ static GstStaticPadTemplate sink_t =
 static GstStaticPadTemplate src_t =
     GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(GST_VIDEO_CAPS_MAKE("RGB")));
 
+/* The model opens before the base class starts: a bad one posts one error (ours), not a second one from
+ * GstVideoDecoder. */
+static GstStateChangeReturn change_state(GstElement *e, GstStateChange t) {
+  GstE2eCodecDec *self = GST_E2E_CODEC_DEC(e);
+  if (t == GST_STATE_CHANGE_READY_TO_PAUSED && !e2e_element_open(e, &self->model)) return GST_STATE_CHANGE_FAILURE;
+  GstStateChangeReturn r = GST_ELEMENT_CLASS(gst_e2e_codec_dec_parent_class)->change_state(e, t);
+  if (t == GST_STATE_CHANGE_PAUSED_TO_READY || (t == GST_STATE_CHANGE_READY_TO_PAUSED && r == GST_STATE_CHANGE_FAILURE))
+    e2e_element_close(&self->model);
+  return r;
+}
+
 static gboolean dec_start(GstVideoDecoder *dec) {
   GstE2eCodecDec *self = GST_E2E_CODEC_DEC(dec);
-  g_mutex_lock(&self->lock);
-  gchar *path = g_strdup(self->model_path), *device = g_strdup(self->device);
-  g_mutex_unlock(&self->lock);
-  gboolean ok = FALSE;
-  if (g_strcmp0(device, "cpu") != 0) {
-    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS,
-                      ("device=%s is not available: e2ecodec runs on the CPU in this build (device=cpu).", device), (NULL));
-  } else if ((self->model = e2e_codec_load_for(GST_ELEMENT(self), path))) {
-    self->arena = nn_arena_new(64 << 20);
-    ok = self->arena != NULL;
-  }
-  g_free(path);
-  g_free(device);
   self->out_w = self->out_h = 0;
   gst_video_decoder_set_packetized(dec, TRUE);
-  return ok;
+  return TRUE;
 }
 
 static gboolean dec_stop(GstVideoDecoder *dec) {
   GstE2eCodecDec *self = GST_E2E_CODEC_DEC(dec);
-  if (self->model) codec_free(self->model);
-  g_clear_pointer(&self->model, g_free);
-  if (self->arena) nn_arena_free(self->arena);
-  self->arena = NULL;
   g_clear_pointer(&self->rgb, g_free);
   if (self->in_state) gst_video_codec_state_unref(self->in_state);
   self->in_state = NULL;
@@ -68,7 +57,7 @@ static gboolean dec_set_format(GstVideoDecoder *dec, GstVideoCodecState *state) 
   self->in_state = gst_video_codec_state_ref(state);
   const gchar *id = gst_structure_get_string(gst_caps_get_structure(state->caps, 0), "model-id");
   gchar mine[16];
-  g_snprintf(mine, sizeof mine, "%08x", self->model->model_id);
+  g_snprintf(mine, sizeof mine, "%08x", e2e_model_describe(e2e_session_model(self->model.session))->id);
   if (id && g_ascii_strcasecmp(id, mine) != 0) {
     GST_ELEMENT_ERROR(self, STREAM, WRONG_TYPE,
                       ("This stream was coded with codec model %s, but the decoder loaded model %s.", id, mine),
@@ -104,16 +93,13 @@ static GstFlowReturn dec_handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *
   codec_header h;
   if (!codec_parse_header(map.data, map.size, &h)) {
     gst_buffer_unmap(frame->input_buffer, &map);
-    return drop_corrupt(self, frame, nn_last_error());
+    return drop_corrupt(self, frame, e2e_last_error());
   }
   /* before negotiating and allocating for it: a header can claim any size up to 16384x16384 */
-  g_mutex_lock(&self->lock);
-  int threads = (int)self->num_threads;
-  codec_options opts = {.memory_limit = (uint64_t)self->max_memory_mb << 20};
-  g_mutex_unlock(&self->lock);
-  if (!codec_check_memory(self->model, &opts, h.width, h.height, FALSE)) {
+  codec_options opts = {.memory_limit = e2e_element_max_memory(&self->model)};
+  if (!e2e_codec_check_memory(self->model.session, &opts, h.width, h.height, FALSE)) {
     gst_buffer_unmap(frame->input_buffer, &map);
-    return drop_picture(self, frame, "Too large", nn_last_error());
+    return drop_picture(self, frame, "Too large", e2e_last_error());
   }
   if (h.width != self->out_w || h.height != self->out_h) {
     GstVideoCodecState *out = gst_video_decoder_set_output_state(dec, GST_VIDEO_FORMAT_RGB, h.width, h.height, self->in_state);
@@ -132,12 +118,9 @@ static GstFlowReturn dec_handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *
     g_free(self->rgb);
     self->rgb = g_malloc((size_t)h.width * h.height * 3);
   }
-  nn_set_num_threads(threads);
-  nn_arena *prev = nn_arena_set_current(self->arena);
-  gboolean ok = codec_decompress(self->model, &opts, map.data, map.size, self->rgb, h.width, h.height);
-  nn_arena_set_current(prev);
+  gboolean ok = e2e_codec_decode(self->model.session, &opts, map.data, map.size, self->rgb, h.width, h.height);
   gst_buffer_unmap(frame->input_buffer, &map);
-  if (!ok) return drop_corrupt(self, frame, nn_last_error());
+  if (!ok) return drop_corrupt(self, frame, e2e_last_error());
   ret = gst_video_decoder_allocate_output_frame(dec, frame);
   if (ret != GST_FLOW_OK) {
     gst_video_decoder_drop_frame(dec, frame);
@@ -159,43 +142,20 @@ static GstFlowReturn dec_handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *
 }
 
 static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps) {
-  GstE2eCodecDec *self = GST_E2E_CODEC_DEC(obj);
-  g_mutex_lock(&self->lock);
-  switch (id) {
-  case PROP_MODEL: g_free(self->model_path); self->model_path = g_value_dup_string(v); break;
-  case PROP_DEVICE: g_free(self->device); self->device = g_value_dup_string(v); break;
-  case PROP_NUM_THREADS: self->num_threads = g_value_get_uint(v); break;
-  case PROP_MAX_MEMORY: self->max_memory_mb = g_value_get_uint(v); break;
-  default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
-  }
-  g_mutex_unlock(&self->lock);
+  if (!e2e_element_set_property(GST_ELEMENT(obj), &GST_E2E_CODEC_DEC(obj)->model, id, v))
+    G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
 }
 
 static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
-  GstE2eCodecDec *self = GST_E2E_CODEC_DEC(obj);
-  g_mutex_lock(&self->lock);
-  switch (id) {
-  case PROP_MODEL: g_value_set_string(v, self->model_path); break;
-  case PROP_DEVICE: g_value_set_string(v, self->device); break;
-  case PROP_NUM_THREADS: g_value_set_uint(v, self->num_threads); break;
-  case PROP_MAX_MEMORY: g_value_set_uint(v, self->max_memory_mb); break;
-  default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
-  }
-  g_mutex_unlock(&self->lock);
+  if (!e2e_element_get_property(&GST_E2E_CODEC_DEC(obj)->model, id, v)) G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
 }
 
 static void finalize(GObject *obj) {
-  GstE2eCodecDec *self = GST_E2E_CODEC_DEC(obj);
-  g_free(self->model_path);
-  g_free(self->device);
-  g_mutex_clear(&self->lock);
+  e2e_element_model_clear(&GST_E2E_CODEC_DEC(obj)->model);
   G_OBJECT_CLASS(gst_e2e_codec_dec_parent_class)->finalize(obj);
 }
 
-static void gst_e2e_codec_dec_init(GstE2eCodecDec *self) {
-  g_mutex_init(&self->lock);
-  self->device = g_strdup("cpu");
-}
+static void gst_e2e_codec_dec_init(GstE2eCodecDec *self) { e2e_element_model_init(&self->model, E2E_TASK_CODEC, E2E_ELEMENT_MAX_MEMORY); }
 
 static void gst_e2e_codec_dec_class_init(GstE2eCodecDecClass *klass) {
   GObjectClass *oc = G_OBJECT_CLASS(klass);
@@ -205,22 +165,12 @@ static void gst_e2e_codec_dec_class_init(GstE2eCodecDecClass *klass) {
   oc->set_property = set_property;
   oc->get_property = get_property;
   oc->finalize = finalize;
-  GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
-  g_object_class_install_property(oc, PROP_MODEL, g_param_spec_string("model", "Model",
-      "Codec model (safetensors); must be the encoder's. Default: the shipped e2ecodec model", NULL,
-      rw | GST_PARAM_MUTABLE_READY));
-  g_object_class_install_property(oc, PROP_DEVICE, g_param_spec_string("device", "Device",
-      "Where the network runs: cpu (cuda is not available for the codec yet)", "cpu", rw | GST_PARAM_MUTABLE_READY));
-  g_object_class_install_property(oc, PROP_NUM_THREADS, g_param_spec_uint("num-threads", "Threads",
-      "Threads for the network (0: NNCORE_NUM_THREADS or all cores)", 0, 256, 0, rw | GST_PARAM_MUTABLE_READY));
-  g_object_class_install_property(oc, PROP_MAX_MEMORY, g_param_spec_uint("max-memory", "Most working memory",
-      "MiB of working memory one picture may take (0: this machine's physical memory). Decoding takes about 200 "
-      "bytes per pixel; a picture that needs more (or a stream that claims such a size) is dropped with a warning",
-      0, G_MAXUINT, 0, rw | GST_PARAM_MUTABLE_PLAYING));
+  e2e_element_install_properties(oc, E2E_TASK_CODEC, E2E_ELEMENT_MAX_MEMORY);
   gst_element_class_add_static_pad_template(ec, &sink_t);
   gst_element_class_add_static_pad_template(ec, &src_t);
   gst_element_class_set_static_metadata(ec, "e2e learned image codec decoder", "Codec/Decoder/Video",
       "Decodes pictures of the learned scale-hyperprior image codec (e2ecodec)", "gst-e2e");
+  ec->change_state = change_state;
   vc->start = dec_start;
   vc->stop = dec_stop;
   vc->set_format = dec_set_format;

@@ -7,7 +7,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "e2e/model_path.h"
 #include "e2e/image.h"
 #include "gste2ecodec.h"
 
@@ -16,73 +15,37 @@ GST_DEBUG_CATEGORY_STATIC(e2ecodecenc_debug);
 
 struct _GstE2eCodecEnc {
   GstVideoEncoder parent;
-  GMutex lock; /* properties */
-  gchar *model_path, *device;
-  guint quality, num_threads, refine_steps, max_memory_mb;
+  E2eElementModel model; /* model, model-name, device, num-threads, max-memory; the session while running */
+  GMutex lock;           /* the properties below */
+  guint quality, refine_steps;
   gboolean post_messages;
-  codec_model *model;
-  nn_arena *arena;
   GstVideoCodecState *in_state;
   GstVideoConverter *conv;
   guint8 *rgb, *recon;
 };
 
-enum { PROP_0, PROP_QUALITY, PROP_MODEL, PROP_DEVICE, PROP_NUM_THREADS, PROP_MESSAGE, PROP_REFINE_STEPS, PROP_MAX_MEMORY };
+enum { PROP_0, PROP_QUALITY, PROP_MESSAGE, PROP_REFINE_STEPS };
 
 G_DEFINE_TYPE(GstE2eCodecEnc, gst_e2e_codec_enc, GST_TYPE_VIDEO_ENCODER)
 
-#define RAW_CAPS GST_VIDEO_CAPS_MAKE("{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, ABGR, I420, YV12, NV12, NV21, Y42B, Y444 }")
-static GstStaticPadTemplate sink_t = GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(RAW_CAPS));
+static GstStaticPadTemplate sink_t = GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(E2E_CODEC_RAW_CAPS));
 static GstStaticPadTemplate src_t = GST_STATIC_PAD_TEMPLATE(
     "src", GST_PAD_SRC, GST_PAD_ALWAYS,
     GST_STATIC_CAPS(E2E_LIC_CAPS ", width = (int) [ 1, 16384 ], height = (int) [ 1, 16384 ], parsed = (boolean) true"));
 
-codec_model *e2e_codec_load_for(GstElement *e, const gchar *path) {
-  const gchar *p = path ? path : e2e_model_path("codec/e2ecodec.safetensors");
-  codec_model *m = g_new0(codec_model, 1);
-  if (!codec_load(m, p)) {
-    GST_ELEMENT_ERROR(e, RESOURCE, READ, ("Could not load codec model \"%s\".", p), ("%s", nn_last_error()));
-    g_free(m);
-    return NULL;
-  }
-  return m;
-}
-
-static void free_model(codec_model *m) {
-  if (!m) return;
-  codec_free(m);
-  g_free(m);
-}
-
-static gboolean enc_start(GstVideoEncoder *enc) {
-  GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(enc);
-  g_mutex_lock(&self->lock);
-  gchar *path = g_strdup(self->model_path), *device = g_strdup(self->device);
-  g_mutex_unlock(&self->lock);
-  gboolean ok = FALSE;
-  if (g_strcmp0(device, "cpu") != 0) {
-    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS,
-                      ("device=%s is not available: e2ecodec runs on the CPU in this build (device=cpu).", device), (NULL));
-  } else if ((self->model = e2e_codec_load_for(GST_ELEMENT(self), path))) {
-    self->arena = nn_arena_new(64 << 20);
-    ok = self->arena != NULL;
-    if (ok && !codec_prepare_inference(self->model)) {
-      GST_ELEMENT_ERROR(self, RESOURCE, NO_SPACE_LEFT, ("Could not prepare the codec model for encoding."),
-                        ("%s", nn_last_error()));
-      ok = FALSE;
-    }
-  }
-  g_free(path);
-  g_free(device);
-  return ok;
+/* The model opens before the base class starts, so a bad one posts one error (ours), not a second
+ * "Could not initialize supporting library" from GstVideoEncoder. */
+static GstStateChangeReturn change_state(GstElement *e, GstStateChange t) {
+  GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(e);
+  if (t == GST_STATE_CHANGE_READY_TO_PAUSED && !e2e_element_open(e, &self->model)) return GST_STATE_CHANGE_FAILURE;
+  GstStateChangeReturn r = GST_ELEMENT_CLASS(gst_e2e_codec_enc_parent_class)->change_state(e, t);
+  if (t == GST_STATE_CHANGE_PAUSED_TO_READY || (t == GST_STATE_CHANGE_READY_TO_PAUSED && r == GST_STATE_CHANGE_FAILURE))
+    e2e_element_close(&self->model);
+  return r;
 }
 
 static gboolean enc_stop(GstVideoEncoder *enc) {
   GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(enc);
-  free_model(self->model);
-  self->model = NULL;
-  if (self->arena) nn_arena_free(self->arena);
-  self->arena = NULL;
   if (self->conv) gst_video_converter_free(self->conv);
   self->conv = NULL;
   g_clear_pointer(&self->rgb, g_free);
@@ -119,7 +82,7 @@ static gboolean enc_set_format(GstVideoEncoder *enc, GstVideoCodecState *state) 
   self->recon = g_malloc(n);
   GstCaps *caps = gst_caps_new_simple(E2E_LIC_CAPS, "parsed", G_TYPE_BOOLEAN, TRUE, NULL);
   gchar id[16];
-  g_snprintf(id, sizeof id, "%08x", self->model->model_id);
+  g_snprintf(id, sizeof id, "%08x", e2e_model_describe(e2e_session_model(self->model.session))->id);
   gst_caps_set_simple(caps, "model-id", G_TYPE_STRING, id, NULL);
   GstVideoCodecState *out = gst_video_encoder_set_output_state(enc, caps, state);
   gst_video_codec_state_unref(out);
@@ -155,20 +118,18 @@ static GstFlowReturn enc_handle_frame(GstVideoEncoder *enc, GstVideoCodecFrame *
   }
   gst_video_frame_unmap(&vf);
   g_mutex_lock(&self->lock);
-  int quality = (int)self->quality, threads = (int)self->num_threads;
+  int quality = (int)self->quality;
   gboolean post = self->post_messages;
-  codec_options opts = {.refine_steps = (int)self->refine_steps, .memory_limit = (uint64_t)self->max_memory_mb << 20};
+  codec_options opts = {.refine_steps = (int)self->refine_steps, .memory_limit = e2e_element_max_memory(&self->model)};
   g_mutex_unlock(&self->lock);
-  nn_set_num_threads(threads);
-  nn_arena *prev = nn_arena_set_current(self->arena);
   uint8_t *stream = NULL;
   size_t len = 0;
   gint64 t0 = g_get_monotonic_time();
-  gboolean ok = codec_compress(self->model, &opts, quality, self->rgb, w, h, w * 3, &stream, &len, post ? self->recon : NULL);
+  gboolean ok = e2e_codec_encode(self->model.session, &opts, quality, self->rgb, w, h, w * 3, &stream, &len,
+                                 post ? self->recon : NULL);
   double ms = (double)(g_get_monotonic_time() - t0) / 1000.0;
-  nn_arena_set_current(prev);
   if (!ok) {
-    GST_ELEMENT_ERROR(self, STREAM, ENCODE, ("Learned encoding failed."), ("%s", nn_last_error()));
+    GST_ELEMENT_ERROR(self, STREAM, ENCODE, ("Learned encoding failed."), ("%s", e2e_last_error()));
     gst_video_codec_frame_unref(frame);
     return GST_FLOW_ERROR;
   }
@@ -187,15 +148,12 @@ static GstFlowReturn enc_handle_frame(GstVideoEncoder *enc, GstVideoCodecFrame *
 
 static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps) {
   GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(obj);
+  if (e2e_element_set_property(GST_ELEMENT(self), &self->model, id, v)) return;
   g_mutex_lock(&self->lock);
   switch (id) {
   case PROP_QUALITY: self->quality = g_value_get_uint(v); break;
-  case PROP_MODEL: g_free(self->model_path); self->model_path = g_value_dup_string(v); break;
-  case PROP_DEVICE: g_free(self->device); self->device = g_value_dup_string(v); break;
-  case PROP_NUM_THREADS: self->num_threads = g_value_get_uint(v); break;
   case PROP_MESSAGE: self->post_messages = g_value_get_boolean(v); break;
   case PROP_REFINE_STEPS: self->refine_steps = g_value_get_uint(v); break;
-  case PROP_MAX_MEMORY: self->max_memory_mb = g_value_get_uint(v); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -203,15 +161,12 @@ static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps
 
 static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
   GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(obj);
+  if (e2e_element_get_property(&self->model, id, v)) return;
   g_mutex_lock(&self->lock);
   switch (id) {
   case PROP_QUALITY: g_value_set_uint(v, self->quality); break;
-  case PROP_MODEL: g_value_set_string(v, self->model_path); break;
-  case PROP_DEVICE: g_value_set_string(v, self->device); break;
-  case PROP_NUM_THREADS: g_value_set_uint(v, self->num_threads); break;
   case PROP_MESSAGE: g_value_set_boolean(v, self->post_messages); break;
   case PROP_REFINE_STEPS: g_value_set_uint(v, self->refine_steps); break;
-  case PROP_MAX_MEMORY: g_value_set_uint(v, self->max_memory_mb); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -219,16 +174,15 @@ static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
 
 static void finalize(GObject *obj) {
   GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(obj);
-  g_free(self->model_path);
-  g_free(self->device);
+  e2e_element_model_clear(&self->model);
   g_mutex_clear(&self->lock);
   G_OBJECT_CLASS(gst_e2e_codec_enc_parent_class)->finalize(obj);
 }
 
 static void gst_e2e_codec_enc_init(GstE2eCodecEnc *self) {
+  e2e_element_model_init(&self->model, E2E_TASK_CODEC, E2E_ELEMENT_MAX_MEMORY);
   g_mutex_init(&self->lock);
-  self->quality = 3;
-  self->device = g_strdup("cpu");
+  self->quality = CODEC_DEFAULT_QUALITY;
 }
 
 static void gst_e2e_codec_enc_class_init(GstE2eCodecEncClass *klass) {
@@ -241,29 +195,20 @@ static void gst_e2e_codec_enc_class_init(GstE2eCodecEncClass *klass) {
   oc->finalize = finalize;
   GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
   g_object_class_install_property(oc, PROP_QUALITY, g_param_spec_uint("quality", "Quality",
-      "Quality level: 1 (smallest, ~0.2 bpp on photos) .. 5 (best, ~1.1 bpp); can change while playing", 1, CODEC_MAX_QUALITY, 3,
-      rw | GST_PARAM_MUTABLE_PLAYING));
-  g_object_class_install_property(oc, PROP_MODEL, g_param_spec_string("model", "Model",
-      "Codec model (safetensors); default: the shipped e2ecodec model", NULL, rw | GST_PARAM_MUTABLE_READY));
-  g_object_class_install_property(oc, PROP_DEVICE, g_param_spec_string("device", "Device",
-      "Where the network runs: cpu (cuda is not available for the codec yet)", "cpu", rw | GST_PARAM_MUTABLE_READY));
-  g_object_class_install_property(oc, PROP_NUM_THREADS, g_param_spec_uint("num-threads", "Threads",
-      "Threads for the network (0: NNCORE_NUM_THREADS or all cores)", 0, 256, 0, rw | GST_PARAM_MUTABLE_READY));
+      "Quality level: 1 (smallest, ~0.2 bpp on photos) .. 5 (best, ~1.1 bpp); can change while playing",
+      CODEC_MIN_QUALITY, CODEC_MAX_QUALITY, CODEC_DEFAULT_QUALITY, rw | GST_PARAM_MUTABLE_PLAYING));
+  e2e_element_install_properties(oc, E2E_TASK_CODEC, E2E_ELEMENT_MAX_MEMORY);
   g_object_class_install_property(oc, PROP_MESSAGE, g_param_spec_boolean("message", "Message",
       "Post an element message per frame with bytes, bpp, PSNR-RGB and timing", FALSE, rw | GST_PARAM_MUTABLE_PLAYING));
   g_object_class_install_property(oc, PROP_REFINE_STEPS, g_param_spec_uint("refine-steps", "Refinement steps",
       "Encoder effort: gradient steps searching each frame's latents for a lower rate + lambda * distortion "
       "(0: none, for live use). Each step costs about two decodes; 40 save some 4-5 %. Streams and decoders are "
       "unchanged", 0, CODEC_MAX_REFINE, 0, rw | GST_PARAM_MUTABLE_PLAYING));
-  g_object_class_install_property(oc, PROP_MAX_MEMORY, g_param_spec_uint("max-memory", "Most working memory",
-      "MiB of working memory one frame may take (0: this machine's physical memory). Encoding takes about 340 bytes "
-      "per pixel, 2300 with refine-steps; a frame that needs more is refused with an error",
-      0, G_MAXUINT, 0, rw | GST_PARAM_MUTABLE_PLAYING));
   gst_element_class_add_static_pad_template(ec, &sink_t);
   gst_element_class_add_static_pad_template(ec, &src_t);
   gst_element_class_set_static_metadata(ec, "e2e learned image codec encoder", "Codec/Encoder/Video",
       "Codes each frame with a learned scale-hyperprior image codec (e2ecodec)", "gst-e2e");
-  vc->start = enc_start;
+  ec->change_state = change_state;
   vc->stop = enc_stop;
   vc->set_format = enc_set_format;
   vc->handle_frame = enc_handle_frame;

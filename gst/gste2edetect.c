@@ -6,21 +6,20 @@
  * Live behaviour: QoS events mark late frames, which keep the previous
  * results instead of running the network (counted in "stats"); the LATENCY
  * query adds the measured processing time; changing "model" while playing
- * loads and validates the new file first and swaps only on success. */
+ * loads and validates the new file first and swaps only on success. The
+ * model itself runs in an e2e session (e2e/detect.h): this file only scales
+ * frames with GStreamer's converter and turns boxes into metas, JSON and
+ * messages. */
 #include "gste2edetect.h"
 
 #include <math.h>
 #include <string.h>
-
-#include "e2e/image.h"
-#include "e2eplugin.h"
 
 GST_DEBUG_CATEGORY_STATIC(e2edetect_debug);
 #define GST_CAT_DEFAULT e2edetect_debug
 
 enum {
   PROP_0,
-  PROP_MODEL,
   PROP_LABELS_FILE,
   PROP_THRESHOLD,
   PROP_IOU_THRESHOLD,
@@ -28,8 +27,6 @@ enum {
   PROP_OBJECT_CLASS,
   PROP_INTERVAL,
   PROP_INPUT_SIZE,
-  PROP_DEVICE,
-  PROP_NUM_THREADS,
   PROP_MESSAGE,
   PROP_JSON_FILE,
   PROP_STATS,
@@ -44,23 +41,7 @@ static GstStaticPadTemplate sink_template =
 static GstStaticPadTemplate src_template =
     GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(VIDEO_CAPS));
 
-/* ------------------------------------------------------------- model files */
-
-static detector *load_model(const gchar *path, gchar **error) {
-  detector *d = g_new0(detector, 1);
-  if (!det_load(d, path)) {
-    *error = g_strdup(nn_last_error());
-    g_free(d);
-    return NULL;
-  }
-  return d;
-}
-
-static void free_model(detector *d) {
-  if (!d) return;
-  det_free(d);
-  g_free(d);
-}
+/* ------------------------------------------------------------------ labels */
 
 static gchar **read_labels(const gchar *path, gchar **error) {
   gchar *text = NULL;
@@ -83,67 +64,29 @@ static gchar **read_labels(const gchar *path, gchar **error) {
   return (gchar **)g_ptr_array_free(a, FALSE);
 }
 
+/* The label of a class of the model that found the boxes (the session's last call). */
 static const gchar *label_of(GstE2eDetect *self, int cls) {
   if (self->labels) {
     guint n = g_strv_length(self->labels);
     if ((guint)cls < n) return self->labels[cls];
   }
-  return self->model->cfg.labels[cls];
+  const e2e_model_info *info = e2e_model_describe(e2e_session_model(self->model.session));
+  return cls >= 0 && cls < info->n_labels ? info->labels[cls] : "unknown";
 }
 
 /* ------------------------------------------------------------ properties */
 
 static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps) {
   GstE2eDetect *self = GST_E2E_DETECT(obj);
+  if (e2e_element_set_property(GST_ELEMENT(self), &self->model, id, v)) return;
+  g_mutex_lock(&self->lock);
   switch (id) {
-  case PROP_MODEL: {
-    const gchar *path = g_value_get_string(v);
-    g_mutex_lock(&self->lock);
-    gboolean running = self->model != NULL;
-    g_mutex_unlock(&self->lock);
-    if (!running) {
-      g_mutex_lock(&self->lock);
-      g_free(self->model_path);
-      self->model_path = g_strdup(path);
-      g_mutex_unlock(&self->lock);
-      break;
-    }
-    /* load and validate outside the lock; swap only on success */
-    gchar *err = NULL;
-    detector *d = path ? load_model(path, &err) : NULL;
-    if (!d) {
-      GST_ELEMENT_WARNING(self, RESOURCE, READ, ("Could not load detection model \"%s\"; keeping the current model.", path ? path : "(null)"),
-                          ("%s", err ? err : "no path given"));
-      g_free(err);
-      break;
-    }
-    g_mutex_lock(&self->lock);
-    detector *old = self->model;
-    self->model = d;
-    g_free(self->model_path);
-    self->model_path = g_strdup(path);
-    self->n_last = 0; /* results of the old model no longer apply */
-    g_mutex_unlock(&self->lock);
-    free_model(old);
-    GST_INFO_OBJECT(self, "switched to model %s", path);
-    break;
-  }
-  case PROP_LABELS_FILE:
-    g_mutex_lock(&self->lock);
-    g_free(self->labels_file);
-    self->labels_file = g_value_dup_string(v);
-    g_mutex_unlock(&self->lock);
-    break;
-  case PROP_THRESHOLD: g_mutex_lock(&self->lock); self->threshold = g_value_get_float(v); g_mutex_unlock(&self->lock); break;
-  case PROP_IOU_THRESHOLD: g_mutex_lock(&self->lock); self->iou_threshold = g_value_get_float(v); g_mutex_unlock(&self->lock); break;
-  case PROP_MAX_DETECTIONS: g_mutex_lock(&self->lock); self->max_detections = g_value_get_uint(v); g_mutex_unlock(&self->lock); break;
-  case PROP_OBJECT_CLASS:
-    g_mutex_lock(&self->lock);
-    g_free(self->object_class);
-    self->object_class = g_value_dup_string(v);
-    g_mutex_unlock(&self->lock);
-    break;
-  case PROP_INTERVAL: g_mutex_lock(&self->lock); self->interval = g_value_get_uint(v); g_mutex_unlock(&self->lock); break;
+  case PROP_LABELS_FILE: g_free(self->labels_file); self->labels_file = g_value_dup_string(v); break;
+  case PROP_THRESHOLD: self->params.threshold = g_value_get_float(v); break;
+  case PROP_IOU_THRESHOLD: self->params.iou_threshold = g_value_get_float(v); break;
+  case PROP_MAX_DETECTIONS: self->params.max_detections = (int)g_value_get_uint(v); break;
+  case PROP_OBJECT_CLASS: g_free(self->object_class); self->object_class = g_value_dup_string(v); break;
+  case PROP_INTERVAL: self->interval = g_value_get_uint(v); break;
   case PROP_INPUT_SIZE: {
     guint s = g_value_get_uint(v);
     if (s % 32) {
@@ -151,30 +94,14 @@ static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps
       GST_WARNING_OBJECT(self, "input-size %u is not a multiple of 32; using %u", s, r);
       s = r;
     }
-    g_mutex_lock(&self->lock);
-    self->input_size = s;
-    g_mutex_unlock(&self->lock);
+    self->params.input_size = (int)s;
     break;
   }
-  case PROP_DEVICE:
-    g_mutex_lock(&self->lock);
-    g_free(self->device);
-    self->device = g_value_dup_string(v);
-    g_mutex_unlock(&self->lock);
-    break;
-  case PROP_NUM_THREADS:
-    self->num_threads = g_value_get_uint(v);
-    nn_set_num_threads((int)self->num_threads);
-    break;
-  case PROP_MESSAGE: g_mutex_lock(&self->lock); self->post_messages = g_value_get_boolean(v); g_mutex_unlock(&self->lock); break;
-  case PROP_JSON_FILE:
-    g_mutex_lock(&self->lock);
-    g_free(self->json_file);
-    self->json_file = g_value_dup_string(v);
-    g_mutex_unlock(&self->lock);
-    break;
+  case PROP_MESSAGE: self->post_messages = g_value_get_boolean(v); break;
+  case PROP_JSON_FILE: g_free(self->json_file); self->json_file = g_value_dup_string(v); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
+  g_mutex_unlock(&self->lock);
 }
 
 static GstStructure *stats_structure(GstE2eDetect *self) {
@@ -196,18 +123,16 @@ static GstStructure *stats_structure(GstE2eDetect *self) {
 
 static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
   GstE2eDetect *self = GST_E2E_DETECT(obj);
+  if (e2e_element_get_property(&self->model, id, v)) return;
   g_mutex_lock(&self->lock);
   switch (id) {
-  case PROP_MODEL: g_value_set_string(v, self->model_path); break;
   case PROP_LABELS_FILE: g_value_set_string(v, self->labels_file); break;
-  case PROP_THRESHOLD: g_value_set_float(v, self->threshold); break;
-  case PROP_IOU_THRESHOLD: g_value_set_float(v, self->iou_threshold); break;
-  case PROP_MAX_DETECTIONS: g_value_set_uint(v, self->max_detections); break;
+  case PROP_THRESHOLD: g_value_set_float(v, self->params.threshold); break;
+  case PROP_IOU_THRESHOLD: g_value_set_float(v, self->params.iou_threshold); break;
+  case PROP_MAX_DETECTIONS: g_value_set_uint(v, (guint)self->params.max_detections); break;
   case PROP_OBJECT_CLASS: g_value_set_string(v, self->object_class); break;
   case PROP_INTERVAL: g_value_set_uint(v, self->interval); break;
-  case PROP_INPUT_SIZE: g_value_set_uint(v, self->input_size); break;
-  case PROP_DEVICE: g_value_set_string(v, self->device); break;
-  case PROP_NUM_THREADS: g_value_set_uint(v, self->num_threads); break;
+  case PROP_INPUT_SIZE: g_value_set_uint(v, (guint)self->params.input_size); break;
   case PROP_MESSAGE: g_value_set_boolean(v, self->post_messages); break;
   case PROP_JSON_FILE: g_value_set_string(v, self->json_file); break;
   case PROP_STATS: g_value_take_boxed(v, stats_structure(self)); break;
@@ -220,83 +145,55 @@ static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
 
 static double now_ms(void) { return (double)g_get_monotonic_time() / 1000.0; }
 
-/* One inference on a grey frame: warms the arena and gives a first latency estimate. */
-static double warm_up(GstE2eDetect *self, int size) {
-  nn_arena *prev = nn_arena_set_current(self->arena);
-  nn_tensor *x = nn_zeros(NN_F32, 4, (int64_t[]){1, 3, size, size});
-  double t0 = now_ms();
-  nn_no_grad_begin();
-  det_forward(self->model, x, false);
-  nn_no_grad_end();
-  double t = now_ms() - t0;
-  nn_arena_reset(self->arena);
-  nn_arena_set_current(prev);
-  return t;
-}
-
 static gboolean start(GstBaseTransform *trans) {
   GstE2eDetect *self = GST_E2E_DETECT(trans);
   g_mutex_lock(&self->lock);
-  gchar *path = g_strdup(self->model_path ? self->model_path : e2e_default_model("person.safetensors"));
-  gchar *device = g_strdup(self->device);
   gchar *labels_file = g_strdup(self->labels_file), *json_file = g_strdup(self->json_file);
+  int input_size = self->params.input_size;
   g_mutex_unlock(&self->lock);
   gboolean ok = FALSE;
-  nn_device dev;
-  if (!nn_device_parse(device, &dev)) {
-    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("Unknown device \"%s\" (use cpu or cuda).", device), (NULL));
-    goto out;
-  }
-  if (dev == NN_CUDA) {
-    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("device=cuda is not available yet: the CUDA kernels are not in this build; use device=cpu."),
-                      ("cuda backend compiled: %s, GPU present: %s", nn_backend_get(NN_CUDA) ? "yes" : "no",
-                       nn_device_available(NN_CUDA) ? "yes" : "no"));
-    goto out;
-  }
-  gchar *err = NULL;
-  detector *d = load_model(path, &err);
-  if (!d) {
-    GST_ELEMENT_ERROR(self, RESOURCE, READ, ("Could not load detection model \"%s\".", path), ("%s", err));
-    g_free(err);
-    goto out;
-  }
-  gchar **labels = NULL;
+  gchar *err = NULL, **labels = NULL;
+  FILE *json = NULL;
+  if (!e2e_element_open(GST_ELEMENT(self), &self->model)) goto out;
   if (labels_file && !(labels = read_labels(labels_file, &err))) {
     GST_ELEMENT_ERROR(self, RESOURCE, READ, ("Could not read labels file \"%s\".", labels_file), ("%s", err));
-    g_free(err);
-    free_model(d);
     goto out;
   }
-  FILE *json = NULL;
   if (json_file && *json_file) {
     json = strcmp(json_file, "-") ? fopen(json_file, "w") : stdout;
     if (!json) {
       GST_ELEMENT_ERROR(self, RESOURCE, OPEN_WRITE, ("Could not open JSON output \"%s\".", json_file), GST_ERROR_SYSTEM);
-      free_model(d);
-      g_strfreev(labels);
       goto out;
     }
   }
-  self->arena = nn_arena_new(1 << 22);
+  /* one inference on a grey frame: fills the arena and gives a first latency estimate */
+  double t = e2e_session_warm_up(self->model.session, input_size, 0);
+  if (t < 0) {
+    GST_ELEMENT_ERROR(self, LIBRARY, INIT, ("The detection model does not run."), ("%s", e2e_last_error()));
+    goto out;
+  }
   g_mutex_lock(&self->lock);
-  self->model = d;
   self->labels = labels;
   self->json = json;
+  labels = NULL, json = NULL;
   self->frames = self->inferences = self->skipped = 0;
   self->n_times = 0;
   self->total_ms = 0;
   self->n_last = 0;
+  self->last_version = 0;
   self->frames_since_inference = 0;
   self->earliest_time = GST_CLOCK_TIME_NONE;
-  int size = self->input_size ? (int)self->input_size : d->cfg.input_size;
-  double t = warm_up(self, size);
   self->latency = (GstClockTime)(t * 1.5 * GST_MSECOND);
   g_mutex_unlock(&self->lock);
-  GST_INFO_OBJECT(self, "model %s: %d classes, input %d, warm-up %.1f ms", path, d->cfg.num_classes, size, t);
+  const e2e_model_info *info = e2e_model_describe(e2e_session_model(self->model.session));
+  GST_INFO_OBJECT(self, "model %s: %d classes, input %d, warm-up %.1f ms", info->path, info->n_labels,
+                  e2e_detect_input_size(self->model.session, &self->params), t);
   ok = TRUE;
 out:
-  g_free(path);
-  g_free(device);
+  if (!ok) e2e_element_close(&self->model);
+  g_strfreev(labels);
+  if (json && json != stdout) fclose(json);
+  g_free(err);
   g_free(labels_file);
   g_free(json_file);
   return ok;
@@ -305,31 +202,27 @@ out:
 static gboolean stop(GstBaseTransform *trans) {
   GstE2eDetect *self = GST_E2E_DETECT(trans);
   g_mutex_lock(&self->lock);
-  free_model(self->model);
-  self->model = NULL;
   g_strfreev(self->labels);
   self->labels = NULL;
   if (self->json && self->json != stdout) fclose(self->json);
   else if (self->json) fflush(self->json);
   self->json = NULL;
   g_mutex_unlock(&self->lock);
+  e2e_element_close(&self->model);
   if (self->conv) gst_video_converter_free(self->conv);
   self->conv = NULL;
   g_clear_pointer(&self->rgb, g_free);
-  nn_arena_free(self->arena);
-  self->arena = NULL;
   return TRUE;
 }
 
-/* (Re)creates the letterbox converter for the frame size and network size. */
+/* (Re)creates the converter that scales frames to their place in the network input. */
 static gboolean setup_converter(GstE2eDetect *self, GstVideoInfo *in, int size) {
-  int w = GST_VIDEO_INFO_WIDTH(in), h = GST_VIDEO_INFO_HEIGHT(in);
-  det_letterbox lb = det_letterbox_for(w, h, size);
-  int nw = MAX(1, (int)lrintf((float)w * lb.scale)), nh = MAX(1, (int)lrintf((float)h * lb.scale));
-  if (self->conv && self->conv_w == nw && self->conv_h == nh && self->conv_size == size) return TRUE;
+  det_letterbox lb = e2e_detect_placement(GST_VIDEO_INFO_WIDTH(in), GST_VIDEO_INFO_HEIGHT(in), size);
+  if (self->conv && self->lb.scaled_w == lb.scaled_w && self->lb.scaled_h == lb.scaled_h && self->lb.size == size)
+    return TRUE;
   if (self->conv) gst_video_converter_free(self->conv);
   GstVideoInfo out;
-  gst_video_info_set_format(&out, GST_VIDEO_FORMAT_RGB, (guint)nw, (guint)nh);
+  gst_video_info_set_format(&out, GST_VIDEO_FORMAT_RGB, (guint)lb.scaled_w, (guint)lb.scaled_h);
   /* the converter only scales and converts: everything else must match the input */
   GST_VIDEO_INFO_FPS_N(&out) = GST_VIDEO_INFO_FPS_N(in);
   GST_VIDEO_INFO_FPS_D(&out) = GST_VIDEO_INFO_FPS_D(in);
@@ -340,56 +233,29 @@ static gboolean setup_converter(GstE2eDetect *self, GstVideoInfo *in, int size) 
   if (!self->conv) return FALSE;
   g_free(self->rgb);
   self->rgb = g_malloc((gsize)GST_VIDEO_INFO_SIZE(&out));
-  self->conv_w = nw;
-  self->conv_h = nh;
-  self->conv_size = size;
-  /* integer placement: the exact offsets the frame lands at */
   self->lb = lb;
-  self->lb.pad_x = (float)((size - nw) / 2);
-  self->lb.pad_y = (float)((size - nh) / 2);
-  self->lb.scale = fminf((float)nw / (float)w, (float)nh / (float)h);
   return TRUE;
+}
+
+static int input_size(GstE2eDetect *self) {
+  g_mutex_lock(&self->lock);
+  e2e_detect_params p = self->params;
+  g_mutex_unlock(&self->lock);
+  return self->model.session ? e2e_detect_input_size(self->model.session, &p) : 320;
 }
 
 static gboolean set_info(GstVideoFilter *filter, GstCaps *incaps, GstVideoInfo *in, GstCaps *outcaps, GstVideoInfo *out) {
   GstE2eDetect *self = GST_E2E_DETECT(filter);
-  g_mutex_lock(&self->lock);
-  int size = self->input_size ? (int)self->input_size : (self->model ? self->model->cfg.input_size : 320);
-  g_mutex_unlock(&self->lock);
   if (self->conv) gst_video_converter_free(self->conv);
   self->conv = NULL;
-  if (!setup_converter(self, in, size)) {
+  if (!setup_converter(self, in, input_size(self))) {
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Cannot convert %s frames for the detector.", gst_video_format_to_string(GST_VIDEO_INFO_FORMAT(in))), (NULL));
     return FALSE;
   }
   return TRUE;
 }
 
-/* ---------------------------------------------------------------- frames */
-
-/* Writes the planar, normalised, letterboxed network input into dst. */
-static void letterbox_input(GstE2eDetect *self, const guint8 *rgb, int stride, float *dst) {
-  int size = self->conv_size, nw = self->conv_w, nh = self->conv_h;
-  int ox = (int)self->lb.pad_x, oy = (int)self->lb.pad_y;
-  float grey = (0.5f - E2E_PIXEL_MEAN) / E2E_PIXEL_STD;
-  float k = 1.0f / (255.0f * E2E_PIXEL_STD), off = -E2E_PIXEL_MEAN / E2E_PIXEL_STD;
-  size_t plane = (size_t)size * size;
-  for (int c = 0; c < 3; c++) {
-    float *p = dst + c * plane;
-    for (int y = 0; y < size; y++) {
-      float *row = p + (size_t)y * size;
-      int sy = y - oy;
-      if (sy < 0 || sy >= nh) {
-        for (int x = 0; x < size; x++) row[x] = grey;
-        continue;
-      }
-      const guint8 *src = rgb + (size_t)sy * stride + c;
-      for (int x = 0; x < ox; x++) row[x] = grey;
-      for (int x = 0; x < nw; x++) row[ox + x] = src[3 * x] * k + off;
-      for (int x = ox + nw; x < size; x++) row[x] = grey;
-    }
-  }
-}
+/* -------------------------------------------------------------- per frame */
 
 static void json_string(FILE *f, const char *s) {
   fputc('"', f);
@@ -462,40 +328,30 @@ static gboolean is_late(GstE2eDetect *self, GstBuffer *buf) {
   return GST_CLOCK_TIME_IS_VALID(rt) && rt + dur < self->earliest_time;
 }
 
-static void run_inference(GstE2eDetect *self, GstVideoFrame *frame, float threshold, float iou, guint max_det,
-                          const gchar *only) {
+/* Scales the frame with GStreamer's converter, runs the session on it, keeps the boxes that pass the
+ * object-class filter and have a size. */
+static void run_inference(GstE2eDetect *self, GstVideoFrame *frame, const e2e_detect_params *params, const gchar *only) {
   GstVideoFrame rgbf;
   GstVideoInfo rinfo;
-  gst_video_info_set_format(&rinfo, GST_VIDEO_FORMAT_RGB, (guint)self->conv_w, (guint)self->conv_h);
+  gst_video_info_set_format(&rinfo, GST_VIDEO_FORMAT_RGB, (guint)self->lb.scaled_w, (guint)self->lb.scaled_h);
   GST_VIDEO_INFO_FPS_N(&rinfo) = GST_VIDEO_INFO_FPS_N(&frame->info);
   GST_VIDEO_INFO_FPS_D(&rinfo) = GST_VIDEO_INFO_FPS_D(&frame->info);
   GstBuffer *rb = gst_buffer_new_wrapped_full(0, self->rgb, GST_VIDEO_INFO_SIZE(&rinfo), 0, GST_VIDEO_INFO_SIZE(&rinfo), NULL, NULL);
-  if (!gst_video_frame_map(&rgbf, &rinfo, rb, GST_MAP_WRITE)) {
-    gst_buffer_unref(rb);
-    return;
-  }
-  int size = self->conv_size;
-  nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, size, size});
-  if (x) {
-    gst_video_converter_frame(self->conv, frame, &rgbf);
-    letterbox_input(self, GST_VIDEO_FRAME_PLANE_DATA(&rgbf, 0), GST_VIDEO_FRAME_PLANE_STRIDE(&rgbf, 0), nn_f32(x));
-  }
-  gst_video_frame_unmap(&rgbf);
-  gst_buffer_unref(rb);
-  if (!x) return;
-  nn_no_grad_begin();
-  nn_tensor *out = det_forward(self->model, x, false);
-  nn_no_grad_end();
-  if (!out) {
-    GST_WARNING_OBJECT(self, "inference failed: %s", nn_last_error());
-    self->n_last = 0;
-    return;
-  }
   det_box boxes[E2E_DETECT_MAX_OBJECTS];
-  int n = det_decode(&self->model->cfg, out, 0, threshold, iou, (int)max_det, boxes);
-  det_unletterbox(&self->lb, boxes, n);
-  /* object-class filter: a comma-separated list of labels */
+  int n = -1;
+  if (gst_video_frame_map(&rgbf, &rinfo, rb, GST_MAP_WRITE)) {
+    gst_video_converter_frame(self->conv, frame, &rgbf);
+    n = e2e_detect_scaled(self->model.session, params, GST_VIDEO_FRAME_PLANE_DATA(&rgbf, 0),
+                          GST_VIDEO_FRAME_PLANE_STRIDE(&rgbf, 0), &self->lb, boxes, E2E_DETECT_MAX_OBJECTS);
+    gst_video_frame_unmap(&rgbf);
+  }
+  gst_buffer_unref(rb);
   self->n_last = 0;
+  if (n < 0) {
+    GST_WARNING_OBJECT(self, "inference failed: %s", e2e_last_error());
+    return;
+  }
+  /* object-class filter: a comma-separated list of labels */
   gchar **allowed = only && *only ? g_strsplit(only, ",", -1) : NULL;
   for (int i = 0; i < n; i++) {
     if (allowed) {
@@ -512,33 +368,31 @@ static void run_inference(GstE2eDetect *self, GstVideoFrame *frame, float thresh
 static GstFlowReturn transform_frame_ip(GstVideoFilter *filter, GstVideoFrame *frame) {
   GstE2eDetect *self = GST_E2E_DETECT(filter);
   GstBuffer *buf = frame->buffer;
-  g_mutex_lock(&self->lock);
-  if (!self->model) {
-    g_mutex_unlock(&self->lock);
+  if (!self->model.session) {
     GST_ELEMENT_ERROR(self, CORE, STATE_CHANGE, ("No detection model loaded."), (NULL));
     return GST_FLOW_ERROR;
   }
-  int size = self->input_size ? (int)self->input_size : self->model->cfg.input_size;
-  if (!setup_converter(self, &frame->info, size)) {
-    g_mutex_unlock(&self->lock);
+  if (!setup_converter(self, &frame->info, input_size(self))) {
     GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Cannot convert frames for the detector."), (NULL));
     return GST_FLOW_ERROR;
   }
+  /* a newly published model gets a frame at once: the old model's boxes no longer apply */
+  guint64 version = e2e_slot_version(self->model.slot);
+  g_mutex_lock(&self->lock);
   self->frames++;
   gboolean late = is_late(self, buf);
-  gboolean due = self->frames_since_inference + 1 >= MAX(1u, self->interval) || self->inferences == 0;
+  gboolean due = self->frames_since_inference + 1 >= MAX(1u, self->interval) || self->inferences == 0 ||
+                 version != self->last_version;
   gboolean fresh = FALSE;
   GstClockTime new_latency = 0;
-  if (due && late && self->inferences > 0) {
+  if (due && late && self->inferences > 0 && version == self->last_version) {
     self->skipped++; /* keep the previous results; the frame itself passes untouched */
     GST_DEBUG_OBJECT(self, "late frame: skipping inference (%" G_GUINT64_FORMAT " skipped)", self->skipped);
   } else if (due) {
-    nn_arena *prev = nn_arena_set_current(self->arena);
     double t0 = now_ms();
-    run_inference(self, frame, self->threshold, self->iou_threshold, self->max_detections, self->object_class);
+    run_inference(self, frame, &self->params, self->object_class);
     double t = now_ms() - t0;
-    nn_arena_reset(self->arena);
-    nn_arena_set_current(prev);
+    self->last_version = version;
     self->inferences++;
     self->frames_since_inference = 0;
     self->times_ms[self->n_times++ % E2E_DETECT_TIMES] = t;
@@ -602,13 +456,11 @@ static gboolean query(GstBaseTransform *trans, GstPadDirection dir, GstQuery *q)
 
 static void finalize(GObject *obj) {
   GstE2eDetect *self = GST_E2E_DETECT(obj);
-  free_model(self->model);
+  e2e_element_model_clear(&self->model);
   g_strfreev(self->labels);
-  g_free(self->model_path);
   g_free(self->labels_file);
   g_free(self->object_class);
   g_free(self->json_file);
-  g_free(self->device);
   g_mutex_clear(&self->lock);
   G_OBJECT_CLASS(gst_e2e_detect_parent_class)->finalize(obj);
 }
@@ -623,30 +475,23 @@ static void gst_e2e_detect_class_init(GstE2eDetectClass *klass) {
   oc->get_property = get_property;
   oc->finalize = finalize;
   GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING;
-  g_object_class_install_property(oc, PROP_MODEL, g_param_spec_string("model", "Model",
-      "Detection model (safetensors). Default: the shipped person detector. Changing it while playing loads and "
-      "validates the new file first; on failure the current model stays and a warning is posted.", NULL, rw));
+  e2e_element_install_properties(oc, E2E_TASK_DETECT, E2E_ELEMENT_SWAP_WHILE_PLAYING);
   g_object_class_install_property(oc, PROP_LABELS_FILE, g_param_spec_string("labels-file", "Labels file",
       "Text file with one label per line, overriding the labels stored in the model", NULL,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property(oc, PROP_THRESHOLD, g_param_spec_float("threshold", "Threshold",
-      "Minimum confidence of a reported object", 0.001f, 1.0f, 0.3f, rw));
+      "Minimum confidence of a reported object", 0.001f, 1.0f, E2E_DETECT_DEFAULT_THRESHOLD, rw));
   g_object_class_install_property(oc, PROP_IOU_THRESHOLD, g_param_spec_float("iou-threshold", "IoU threshold",
       "Class-wise NMS on the heatmap peaks: drop a box overlapping a better one by more than this (1 = no NMS)",
-      0.0f, 1.0f, 0.6f, rw));
+      0.0f, 1.0f, E2E_DETECT_DEFAULT_IOU, rw));
   g_object_class_install_property(oc, PROP_MAX_DETECTIONS, g_param_spec_uint("max-detections", "Max detections",
-      "Most objects reported per frame", 1, E2E_DETECT_MAX_OBJECTS, 100, rw));
+      "Most objects reported per frame", 1, E2E_DETECT_MAX_OBJECTS, E2E_DETECT_DEFAULT_MAX, rw));
   g_object_class_install_property(oc, PROP_OBJECT_CLASS, g_param_spec_string("object-class", "Object class",
       "Report only these labels (comma-separated); empty for all", NULL, rw));
   g_object_class_install_property(oc, PROP_INTERVAL, g_param_spec_uint("interval", "Interval",
       "Run the network every Nth frame; frames in between carry the last results with fresh=false", 1, 1000, 1, rw));
   g_object_class_install_property(oc, PROP_INPUT_SIZE, g_param_spec_uint("input-size", "Input size",
       "Square network input in pixels, a multiple of 32 (0 = the model's own)", 0, 2048, 0, rw));
-  g_object_class_install_property(oc, PROP_DEVICE, g_param_spec_string("device", "Device",
-      "Where to run the network: cpu (cuda once its kernels land)", "cpu",
-      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
-  g_object_class_install_property(oc, PROP_NUM_THREADS, g_param_spec_uint("num-threads", "Threads",
-      "Threads for the network (process-wide nncore setting; 0 = all cores)", 0, 64, 0, rw));
   g_object_class_install_property(oc, PROP_MESSAGE, g_param_spec_boolean("message", "Message",
       "Post an element message \"e2edetect\" with the objects of every frame", FALSE, rw));
   g_object_class_install_property(oc, PROP_JSON_FILE, g_param_spec_string("json-file", "JSON lines file",
@@ -670,12 +515,10 @@ static void gst_e2e_detect_class_init(GstE2eDetectClass *klass) {
 }
 
 static void gst_e2e_detect_init(GstE2eDetect *self) {
+  e2e_element_model_init(&self->model, E2E_TASK_DETECT, E2E_ELEMENT_SWAP_WHILE_PLAYING);
   g_mutex_init(&self->lock);
-  self->threshold = 0.3f;
-  self->iou_threshold = 0.6f;
-  self->max_detections = 100;
+  self->params = e2e_detect_defaults();
   self->interval = 1;
-  self->device = g_strdup("cpu");
   self->earliest_time = GST_CLOCK_TIME_NONE;
   gst_base_transform_set_in_place(GST_BASE_TRANSFORM(self), TRUE);
   /* QoS is ours: late frames still pass (video must not stutter), only the network is skipped.

@@ -7,37 +7,34 @@
 #include <stdio.h>
 
 #include "e2e/detect.h"
+#include "e2eelement.h"
 
 G_BEGIN_DECLS
 
 #define GST_TYPE_E2E_DETECT (gst_e2e_detect_get_type())
 G_DECLARE_FINAL_TYPE(GstE2eDetect, gst_e2e_detect, GST, E2E_DETECT, GstVideoFilter)
 
-#define E2E_DETECT_MAX_OBJECTS 1000
 #define E2E_DETECT_TIMES 256
 
 struct _GstE2eDetect {
   GstVideoFilter parent;
+  E2eElementModel model; /* model, model-name, device, num-threads; the session while running */
 
   /* properties (under lock) */
   GMutex lock;
-  gchar *model_path, *labels_file, *object_class, *json_file, *device;
-  gfloat threshold, iou_threshold;
-  guint max_detections, interval, input_size, num_threads;
+  gchar *labels_file, *object_class, *json_file;
+  e2e_detect_params params;
+  guint interval;
   gboolean post_messages;
-
-  /* the model in use; replaced whole under lock so a frame never sees half a model */
-  detector *model;
-  gchar **labels;  /* from labels-file, overriding the model's own; NULL-terminated */
+  gchar **labels; /* from labels-file, overriding the model's own; NULL-terminated */
 
   /* streaming state (streaming thread only) */
-  nn_arena *arena;
   GstVideoConverter *conv;
-  gint conv_w, conv_h, conv_size;
+  det_letterbox lb; /* where the converter's output goes in the network input */
   guint8 *rgb;
-  det_letterbox lb;
   det_box last[E2E_DETECT_MAX_OBJECTS];
   gint n_last;
+  guint64 last_version; /* the model version that found them */
   guint64 frames_since_inference;
   FILE *json;
 

@@ -3,18 +3,9 @@
 
 #define PACKAGE "gst-e2e"
 
-#include "e2e/model_path.h"
-#include "e2eplugin.h"
 #include "gste2ecodec.h"
 #include "gste2edetect.h"
 #include "gste2eoverlay.h"
-
-const gchar *e2e_default_model(const gchar *file) {
-  gchar *rel = g_strdup_printf("detect/%s", file);
-  const gchar *p = e2e_model_path(rel);
-  g_free(rel);
-  return p;
-}
 
 static gboolean plugin_init(GstPlugin *plugin) {
   /* parser and decoder are ranked so that decodebin plays e2ecodec files */

@@ -164,8 +164,7 @@ void e2e_image_resize(const uint8_t *src, int sw, int sh, int sstride, uint8_t *
 
 void e2e_letterbox_to_planar(const uint8_t *rgb, int w, int h, int stride, int size, float scale, float pad_x,
                              float pad_y, float *dst) {
-  float grey = (0.5f - E2E_PIXEL_MEAN) / E2E_PIXEL_STD;
-  float inv = 1.0f / (255.0f * E2E_PIXEL_STD), off = -E2E_PIXEL_MEAN / E2E_PIXEL_STD;
+  const float grey = E2E_INPUT_GREY;
   size_t plane = (size_t)size * size;
   for (int y = 0; y < size; y++) {
     float sy = ((float)y + 0.5f - pad_y) / scale - 0.5f;
@@ -187,10 +186,28 @@ void e2e_letterbox_to_planar(const uint8_t *rgb, int w, int h, int stride, int s
       for (int c = 0; c < 3; c++) {
         float v = (1 - ay) * ((1 - ax) * r0[3 * x0 + c] + ax * r0[3 * x1 + c]) +
                   ay * ((1 - ax) * r1[3 * x0 + c] + ax * r1[3 * x1 + c]);
-        dst[c * plane + o] = v * inv + off;
+        dst[c * plane + o] = e2e_input_of_byte(v);
       }
     }
   }
+}
+
+void e2e_place_planar(const uint8_t *rgb, int w, int h, int stride, int size, int pad_x, int pad_y, float *dst) {
+  const float grey = E2E_INPUT_GREY;
+  size_t plane = (size_t)size * size;
+  for (int c = 0; c < 3; c++)
+    for (int y = 0; y < size; y++) {
+      float *row = dst + c * plane + (size_t)y * size;
+      int sy = y - pad_y;
+      if (sy < 0 || sy >= h) {
+        for (int x = 0; x < size; x++) row[x] = grey;
+        continue;
+      }
+      const uint8_t *src = rgb + (size_t)sy * stride + c;
+      for (int x = 0; x < pad_x; x++) row[x] = grey;
+      for (int x = 0; x < w; x++) row[pad_x + x] = e2e_input_of_byte(src[3 * x]);
+      for (int x = pad_x + w; x < size; x++) row[x] = grey;
+    }
 }
 
 bool e2e_image_save_png(const char *path, const uint8_t *rgb, int w, int h) {

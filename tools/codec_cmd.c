@@ -6,14 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "e2e/model_path.h"
 #include "codec_tool.h"
 #include "e2e.h"
 #include "jpeg_ref.h"
 #include "plot.h"
 #include "rd.h"
-
-#define DEFAULT_MODEL "codec/e2ecodec.safetensors"
 
 /* A BD-rate, or why there is none: curves whose PSNR ranges do not overlap have no common interval. */
 static const char *bd_text(double bd, char *buf, size_t n) {
@@ -24,18 +21,18 @@ static const char *bd_text(double bd, char *buf, size_t n) {
   return buf;
 }
 
-static bool load_model(codec_model *c, const char *path) {
-  const char *p = path ? path : e2e_model_path(DEFAULT_MODEL);
-  if (!codec_load(c, p) || !codec_prepare_inference(c)) {
-    fprintf(stderr, "e2e codec: %s\n", nn_last_error());
-    return false;
-  }
-  return true;
+/* The model (NULL: the shipped one) in a session using at most `threads` threads (0: all cores). */
+static e2e_session *open_session(const char *path, int threads) {
+  e2e_slot *slot = e2e_slot_open(NULL, path, E2E_TASK_CODEC);
+  e2e_session *s = slot ? e2e_session_new(slot, threads) : NULL;
+  e2e_slot_unref(slot);
+  if (!s) fprintf(stderr, "e2e codec: %s\n", e2e_last_error());
+  return s;
 }
 
 static int encode(int argc, char **argv) {
   const char *model = NULL, *in = NULL, *out = NULL, *recon = NULL;
-  int quality = 3, threads = 0, refine = 0;
+  int quality = CODEC_DEFAULT_QUALITY, threads = 0, refine = 0;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--quality") && i + 1 < argc) quality = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--refine") && i + 1 < argc) refine = atoi(argv[++i]);
@@ -46,26 +43,25 @@ static int encode(int argc, char **argv) {
     else if (!out) out = argv[i];
     else in = NULL, i = argc;
   }
-  if (!in || !out || quality < 1 || quality > CODEC_MAX_QUALITY || refine < 0 || refine > CODEC_MAX_REFINE) {
-    fprintf(stderr, "usage: e2e codec encode [--quality 1..%d] [--refine 0..%d (encoder effort: steps of latent search)]\n"
+  if (!in || !out || quality < CODEC_MIN_QUALITY || quality > CODEC_MAX_QUALITY || refine < 0 || refine > CODEC_MAX_REFINE) {
+    fprintf(stderr, "usage: e2e codec encode [--quality %d..%d] [--refine 0..%d (encoder effort: steps of latent search)]\n"
                     "                        [--model FILE] [--threads N] [--recon PNG] IN.(png|jpg) OUT.e2el\n",
-            CODEC_MAX_QUALITY, CODEC_MAX_REFINE);
+            CODEC_MIN_QUALITY, CODEC_MAX_QUALITY, CODEC_MAX_REFINE);
     return 2;
   }
-  nn_set_num_threads(threads);
-  codec_model c = {0};
   e2e_image im;
-  if (!load_model(&c, model)) return 1;
+  e2e_session *session = open_session(model, threads);
+  if (!session) return 1;
   codec_options opts = {.refine_steps = refine};
   if (!e2e_image_load(in, &im)) {
-    fprintf(stderr, "e2e codec encode: %s\n", nn_last_error());
+    fprintf(stderr, "e2e codec encode: %s\n", e2e_last_error());
     return 1;
   }
   uint8_t *stream = NULL, *rec = malloc((size_t)im.w * im.h * 3);
   size_t len = 0;
   double t0 = e2e_now_s();
-  if (!codec_compress(&c, &opts, quality, im.rgb, im.w, im.h, im.w * 3, &stream, &len, rec)) {
-    fprintf(stderr, "e2e codec encode: %s\n", nn_last_error());
+  if (!e2e_codec_encode(session, &opts, quality, im.rgb, im.w, im.h, im.w * 3, &stream, &len, rec)) {
+    fprintf(stderr, "e2e codec encode: %s\n", e2e_last_error());
     return 1;
   }
   double ms = (e2e_now_s() - t0) * 1e3;
@@ -78,11 +74,11 @@ static int encode(int argc, char **argv) {
   }
   printf("%s: %dx%d, quality %d -> %zu bytes, %.4f bpp, PSNR-RGB %.2f dB (%.0f ms)\n", out, im.w, im.h, quality, len,
          8.0 * len / ((double)im.w * im.h), e2e_image_psnr(im.rgb, rec, (size_t)im.w * im.h * 3), ms);
-  if (recon && !e2e_image_save_png(recon, rec, im.w, im.h)) fprintf(stderr, "e2e codec encode: %s\n", nn_last_error());
+  if (recon && !e2e_image_save_png(recon, rec, im.w, im.h)) fprintf(stderr, "e2e codec encode: %s\n", e2e_last_error());
   free(stream);
   free(rec);
   e2e_image_free(&im);
-  codec_free(&c);
+  e2e_session_free(session);
   return 0;
 }
 
@@ -100,7 +96,6 @@ static int decode(int argc, char **argv) {
     fprintf(stderr, "usage: e2e codec decode [--model FILE] [--threads N] IN.e2el OUT.png\n");
     return 2;
   }
-  nn_set_num_threads(threads);
   gchar *data = NULL;
   gsize len = 0;
   GError *err = NULL;
@@ -111,26 +106,26 @@ static int decode(int argc, char **argv) {
   }
   codec_header h;
   if (!codec_parse_header((const uint8_t *)data, len, &h)) {
-    fprintf(stderr, "e2e codec decode: %s: %s\n", in, nn_last_error());
+    fprintf(stderr, "e2e codec decode: %s: %s\n", in, e2e_last_error());
     return 1;
   }
-  codec_model c = {0};
-  if (!load_model(&c, model)) return 1;
+  e2e_session *session = open_session(model, threads);
+  if (!session) return 1;
   uint8_t *rgb = malloc((size_t)h.width * h.height * 3);
   double t0 = e2e_now_s();
-  if (!rgb || !codec_decompress(&c, NULL, (const uint8_t *)data, len, rgb, h.width, h.height)) {
-    fprintf(stderr, "e2e codec decode: %s: %s\n", in, rgb ? nn_last_error() : "out of memory");
+  if (!rgb || !e2e_codec_decode(session, NULL, (const uint8_t *)data, len, rgb, h.width, h.height)) {
+    fprintf(stderr, "e2e codec decode: %s: %s\n", in, rgb ? e2e_last_error() : "out of memory");
     return 1;
   }
   double ms = (e2e_now_s() - t0) * 1e3;
   if (!e2e_image_save_png(out, rgb, h.width, h.height)) {
-    fprintf(stderr, "e2e codec decode: %s\n", nn_last_error());
+    fprintf(stderr, "e2e codec decode: %s\n", e2e_last_error());
     return 1;
   }
   printf("%s: %dx%d, quality %d, %zu bytes -> %s (%.0f ms)\n", in, h.width, h.height, h.quality, (size_t)len, out, ms);
   free(rgb);
   g_free(data);
-  codec_free(&c);
+  e2e_session_free(session);
   return 0;
 }
 
@@ -166,17 +161,16 @@ static int eval(int argc, char **argv) {
                     "                      [--refine 0..%d (encoder effort: steps of latent search per picture)]\n", CODEC_MAX_REFINE);
     return 2;
   }
-  nn_set_num_threads(threads);
   const char *root = getenv("E2E_SHARED_DATA") ? getenv("E2E_SHARED_DATA") : "../shared/data";
   char dbuf[1024], rbuf[1024];
   if (!dir) snprintf(dbuf, sizeof dbuf, "%s/codec/kodak", root), dir = dbuf;
   if (!ref_dir) snprintf(rbuf, sizeof rbuf, "%s/codec/compressai-kodak-results", root), ref_dir = rbuf;
-  codec_model c = {0};
-  if (!load_model(&c, model)) return 1;
+  e2e_session *session = open_session(model, threads);
+  if (!session) return 1;
   codec_options opts = {.refine_steps = refine};
   image_set_t set = {0};
   if (!codec_load_folder(dir, &set, max_images)) {
-    fprintf(stderr, "e2e codec eval: %s\n", nn_last_error());
+    fprintf(stderr, "e2e codec eval: %s\n", e2e_last_error());
     return 1;
   }
   static const int JPEG_Q[] = {31, 24, 18, 14, 11, 9, 7, 5, 4, 3, 2};
@@ -189,8 +183,8 @@ static int eval(int argc, char **argv) {
   int mismatches = 0;
   FILE *cf = csv ? fopen(csv, "w") : NULL;
   if (cf) fprintf(cf, "image,codec,setting,bytes,bpp,psnr_rgb,ms_ssim\n");
-  printf("e2ecodec model %08x on %d images of %s (%d threads, %d refinement steps)\n", c.model_id, set.n, dir,
-         nn_get_num_threads(), refine);
+  printf("e2ecodec model %08x on %d images of %s (%d threads, %d refinement steps)\n",
+         e2e_model_describe(e2e_session_model(session))->id, set.n, dir, threads ? threads : nn_get_num_threads(), refine);
   for (int i = 0; i < set.n; i++) {
     const e2e_image *im = &set.im[i];
     size_t npx = (size_t)im->w * im->h;
@@ -199,13 +193,13 @@ static int eval(int argc, char **argv) {
       uint8_t *stream = NULL;
       size_t len = 0;
       double t0 = e2e_now_s();
-      if (!codec_compress(&c, &opts, q, im->rgb, im->w, im->h, im->w * 3, &stream, &len, rec)) {
-        fprintf(stderr, "e2e codec eval: %s: %s\n", set.names[i], nn_last_error());
+      if (!e2e_codec_encode(session, &opts, q, im->rgb, im->w, im->h, im->w * 3, &stream, &len, rec)) {
+        fprintf(stderr, "e2e codec eval: %s: %s\n", set.names[i], e2e_last_error());
         return 1;
       }
       double t1 = e2e_now_s();
-      if (!codec_decompress(&c, NULL, stream, len, dec, im->w, im->h)) {
-        fprintf(stderr, "e2e codec eval: %s: decoding: %s\n", set.names[i], nn_last_error());
+      if (!e2e_codec_decode(session, NULL, stream, len, dec, im->w, im->h)) {
+        fprintf(stderr, "e2e codec eval: %s: decoding: %s\n", set.names[i], e2e_last_error());
         return 1;
       }
       double t2 = e2e_now_s();
@@ -307,7 +301,7 @@ static int eval(int argc, char **argv) {
   plot_spec spec = {.title = title, .xlabel = "bits per pixel", .ylabel = "PSNR-RGB (dB)", .width = 1000, .height = 640};
   if (plot && plot_lines_png(plot, &spec, series, ns)) printf("RD plot: %s\n", plot);
   codec_free_set(&set);
-  codec_free(&c);
+  e2e_session_free(session);
   return mismatches ? 1 : 0;
 }
 

@@ -46,10 +46,11 @@ static char *config_json(const codec_config *c) {
 }
 
 bool codec_save(codec_model *c, const char *path, const nn_kv *extra, int n_extra) {
-  c->model_id = codec_weights_hash(&c->p);
+  uint32_t hash = codec_weights_hash(&c->p);
+  if (c->model_id != hash) c->model_id = hash; /* after training; a shared model's weights never change */
   char *cfg = config_json(&c->cfg);
   char id[16];
-  snprintf(id, sizeof id, "%08x", c->model_id);
+  snprintf(id, sizeof id, "%08x", hash);
   nn_kv *meta = calloc((size_t)n_extra + 3, sizeof *meta);
   if (!meta) {
     g_free(cfg);
@@ -98,9 +99,7 @@ static bool parse_config(const char *json, codec_config *c, const char *path) {
   return ok;
 }
 
-bool codec_load(codec_model *c, const char *path) {
-  nn_st_file *f = nn_st_open(path);
-  if (!f) return false;
+bool codec_load_file(codec_model *c, const nn_st_file *f, const char *path) {
   const char *arch = nn_st_meta(f, "architecture");
   codec_config cfg;
   codec_model tmp;
@@ -133,6 +132,13 @@ bool codec_load(codec_model *c, const char *path) {
       codec_free(&tmp);
     }
   }
+  return ok;
+}
+
+bool codec_load(codec_model *c, const char *path) {
+  nn_st_file *f = nn_st_open(path);
+  if (!f) return false;
+  bool ok = codec_load_file(c, f, path);
   nn_st_close(f);
   return ok;
 }

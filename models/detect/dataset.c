@@ -218,7 +218,7 @@ static void colour_and_normalise(float *dst, int size, nn_rng *r) {
       float v = grey + sat * (rgb[c] - grey);
       v = (v - 0.5f) * contrast + 0.5f + bright;
       v = fminf(fmaxf(v, 0.0f), 1.0f);
-      dst[c * plane + i] = (v - E2E_PIXEL_MEAN) / E2E_PIXEL_STD;
+      dst[c * plane + i] = e2e_input_of_unit(v);
     }
   }
 }

@@ -75,7 +75,8 @@ void det_free(detector *d) {
   nn_params_free(&d->p);
 }
 
-static bool build_inference(detector *d) {
+bool det_prepare_inference(detector *d) {
+  if (d->infer_ready) return true;
   bool ok = true;
   for (int i = 0; i < 7 && ok; i++) ok = nn_conv_infer_init(&d->infer_conv[i], &d->conv[i], &d->bn[i], true);
   ok = ok && nn_conv_infer_init(&d->infer_lateral, &d->lateral, NULL, false) &&
@@ -100,7 +101,7 @@ nn_tensor *det_forward(detector *d, nn_tensor *x, bool training) {
   }
   if (training)
     det_weights_changed(d); /* the step that follows changes them */
-  else if (!d->infer_ready && !build_inference(d))
+  else if (!d->infer_ready && !det_prepare_inference(d))
     return NULL;
   nn_tensor *h = x, *c4 = NULL;
   for (int i = 0; i < 7; i++) {
@@ -368,9 +369,7 @@ out:
   return ok;
 }
 
-bool det_load(detector *d, const char *path) {
-  nn_st_file *f = nn_st_open(path);
-  if (!f) return false;
+bool det_load_file(detector *d, const nn_st_file *f, const char *path) {
   const char *arch = nn_st_meta(f, "architecture");
   det_config cfg;
   detector tmp;
@@ -386,6 +385,13 @@ bool det_load(detector *d, const char *path) {
       det_free(&tmp);
     }
   }
+  return ok;
+}
+
+bool det_load(detector *d, const char *path) {
+  nn_st_file *f = nn_st_open(path);
+  if (!f) return false;
+  bool ok = det_load_file(d, f, path);
   nn_st_close(f);
   return ok;
 }

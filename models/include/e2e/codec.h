@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "nncore/nncore.h"
+#include "model.h"
 
 #define CODEC_STRIDE 64        /* image sizes are padded to a multiple of this */
 #define CODEC_SCALE_MIN 0.11f  /* lower bound of every Gaussian scale */
@@ -151,6 +152,8 @@ bool codec_prepare_inference(codec_model *c);
 bool codec_save(codec_model *c, const char *path, const nn_kv *meta, int n_meta);
 /* Validates everything (shapes, tables) before touching c; c is untouched on failure. */
 bool codec_load(codec_model *c, const char *path);
+/* The same from an opened file (path names it in messages). */
+bool codec_load_file(codec_model *c, const nn_st_file *f, const char *path);
 
 /* ---- coding ---- */
 /* One coded picture, version 1 (all integers big-endian):
@@ -229,5 +232,15 @@ nn_tensor *codec_synthesis(codec_model *c, nn_tensor *y, int quality);
 int codec_scale_index(const codec_tables *t, float scale);
 
 uint32_t codec_crc32(const uint8_t *data, size_t len);
+
+/* ---- the codec through the task-model interface (e2e/model.h) ---- */
+
+/* A model of cfg with fresh weights (for training from scratch). */
+e2e_model *e2e_codec_model_new(const codec_config *cfg, uint64_t seed);
+/* codec_compress, codec_decompress and codec_check_memory on the session's model, in its scope. */
+bool e2e_codec_encode(e2e_session *s, const codec_options *o, int quality, const uint8_t *rgb, int w, int h, int stride,
+                      uint8_t **out, size_t *out_len, uint8_t *recon);
+bool e2e_codec_decode(e2e_session *s, const codec_options *o, const uint8_t *data, size_t len, uint8_t *rgb, int w, int h);
+bool e2e_codec_check_memory(e2e_session *s, const codec_options *o, int w, int h, bool encoding);
 
 #endif

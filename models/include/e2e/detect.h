@@ -9,6 +9,7 @@
 
 #include "nncore/nncore.h"
 #include "image.h"
+#include "model.h"
 
 #define DET_MAX_CLASSES 80
 #define DET_LABEL_LEN 48
@@ -32,14 +33,15 @@ typedef struct {
   nn_conv_infer infer_conv[7], infer_lateral, infer_fuse, infer_head;
 } detector;
 
-typedef struct {
+typedef struct det_box {
   float x1, y1, x2, y2;  /* pixels */
   float score;
   int cls;
 } det_box;
 
-/* Letterbox geometry: network coords = frame coords * scale + pad. */
-typedef struct { float scale, pad_x, pad_y; int in_w, in_h, size; } det_letterbox;
+/* Letterbox geometry: network coords = frame coords * scale + pad. With e2e_detect_placement, the frame
+ * is first scaled to scaled_w x scaled_h and placed at whole-pixel pads. */
+typedef struct { float scale, pad_x, pad_y; int in_w, in_h, size, scaled_w, scaled_h; } det_letterbox;
 
 det_config det_config_default(int num_classes, int input_size);
 bool det_init(detector *d, const det_config *cfg, uint64_t seed);
@@ -50,6 +52,9 @@ void det_free(detector *d);
  * that changes the weights any other way calls det_weights_changed(). */
 nn_tensor *det_forward(detector *d, nn_tensor *x, bool training);
 void det_weights_changed(detector *d);
+/* Builds the inference copies now, so that later inference forwards only read the model (several threads
+ * may then run it at once). */
+bool det_prepare_inference(detector *d);
 
 /* Training targets for one batch, built from boxes in network-input pixels. */
 typedef struct {
@@ -80,6 +85,41 @@ bool det_save(detector *d, const char *path, const nn_kv *extra_meta, int n_extr
 /* Loads and validates a model file into d (zeroed, or a detector to replace).
  * On failure d is untouched and false is returned with nn_last_error(). */
 bool det_load(detector *d, const char *path);
+/* The same from an opened file (path names it in messages). */
+bool det_load_file(detector *d, const nn_st_file *f, const char *path);
+
+/* ---- the detection task through the task-model interface (e2e/model.h) ---- */
+
+/* Defaults and ranges of the detection settings, for the elements and the tools alike. */
+#define E2E_DETECT_DEFAULT_THRESHOLD 0.3f /* a reported object's least confidence */
+#define E2E_DETECT_DEFAULT_IOU 0.6f       /* class-wise NMS overlap (1: no NMS) */
+#define E2E_DETECT_DEFAULT_MAX 100        /* objects per frame */
+#define E2E_DETECT_MAX_OBJECTS 1000       /* the most max_detections may be */
+#define E2E_DETECT_EVAL_THRESHOLD 0.01f   /* candidates kept for mAP (ranked by score) */
+
+typedef struct {
+  float threshold, iou_threshold;
+  int max_detections;
+  int input_size; /* the square network input, a multiple of 32 (0: the model's own) */
+} e2e_detect_params;
+
+/* The defaults above. */
+e2e_detect_params e2e_detect_defaults(void);
+/* A model of cfg with fresh weights (for training from scratch). */
+e2e_model *e2e_detect_model_new(const det_config *cfg, uint64_t seed);
+/* The input size p asks for, else the session's model's own. */
+int e2e_detect_input_size(e2e_session *s, const e2e_detect_params *p);
+/* Where a w x h frame goes in a size x size input: scaled (aspect kept) to scaled_w x scaled_h and placed
+ * at whole-pixel pads, so a caller can scale it with its own converter (the element uses GStreamer's). */
+det_letterbox e2e_detect_placement(int w, int h, int size);
+/* Detects on a frame already scaled to lb->scaled_w x lb->scaled_h (packed RGB, stride bytes per row),
+ * lb from e2e_detect_placement. Writes at most max boxes in frame pixels, best first; returns how many,
+ * or -1 with a message. */
+int e2e_detect_scaled(e2e_session *s, const e2e_detect_params *p, const uint8_t *rgb, int stride, const det_letterbox *lb,
+                      det_box *boxes, int max);
+/* Detects on a whole frame (packed RGB), letterboxed here with bilinear sampling. */
+int e2e_detect_frame(e2e_session *s, const e2e_detect_params *p, const uint8_t *rgb, int w, int h, int stride,
+                     det_box *boxes, int max);
 
 /* ---- data: Detection data: COCO128 (YOLO text labels) and the raccoon set (CSV), and
  * the augmentations used in training. Images are decoded once into memory. */

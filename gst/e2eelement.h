@@ -1,0 +1,59 @@
+/* What every model-running element shares: the properties model, model-name, device, num-threads and
+ * (optionally) max-memory, opening the model with one clear error, and the inference session. An element
+ * embeds an E2eElementModel, installs the properties in class_init, and forwards its set/get_property,
+ * start and stop here. All model and engine work goes through e2e/model.h. */
+#ifndef GST_E2E_ELEMENT_H
+#define GST_E2E_ELEMENT_H
+
+#include <gst/gst.h>
+
+#include "e2e/model.h"
+
+G_BEGIN_DECLS
+
+/* Property ids of the shared properties; an element's own ids stay below E2E_PROP_FIRST. */
+enum {
+  E2E_PROP_FIRST = 100,
+  E2E_PROP_MODEL = E2E_PROP_FIRST,
+  E2E_PROP_MODEL_NAME,
+  E2E_PROP_DEVICE,
+  E2E_PROP_NUM_THREADS,
+  E2E_PROP_MAX_MEMORY,
+  E2E_PROP_LAST
+};
+
+typedef enum {
+  E2E_ELEMENT_SWAP_WHILE_PLAYING = 1 << 0, /* a new model may be set while playing (loaded, then swapped in) */
+  E2E_ELEMENT_MAX_MEMORY = 1 << 1,         /* has max-memory */
+} E2eElementFlags;
+
+typedef struct {
+  e2e_task task;
+  E2eElementFlags flags;
+  GMutex lock; /* guards the settings below (not the session, which the streaming thread owns) */
+  gchar *model, *model_name, *device;
+  gboolean model_given; /* model was set, not the shipped default */
+  guint num_threads, max_memory_mb;
+  e2e_slot *slot;       /* while running */
+  e2e_session *session; /* while running: the streaming thread's */
+} E2eElementModel;
+
+void e2e_element_install_properties(GObjectClass *oc, e2e_task task, E2eElementFlags flags);
+void e2e_element_model_init(E2eElementModel *m, e2e_task task, E2eElementFlags flags);
+void e2e_element_model_clear(E2eElementModel *m);
+/* TRUE when id is a shared property (handled); FALSE for the element's own. */
+gboolean e2e_element_set_property(GstElement *e, E2eElementModel *m, guint id, const GValue *v);
+gboolean e2e_element_get_property(E2eElementModel *m, guint id, GValue *v);
+/* Checks the device and opens the model (shared by model-name) and a session; on failure posts one
+ * error naming the file and the cause, and returns FALSE. */
+gboolean e2e_element_open(GstElement *e, E2eElementModel *m);
+void e2e_element_close(E2eElementModel *m);
+guint64 e2e_element_max_memory(E2eElementModel *m); /* bytes (0: no limit beyond the machine's memory) */
+
+/* For a bin: installs under id a copy of the property `name` of element type `from` (same name, blurb,
+ * range, default and flags), so the bin declares nothing twice. */
+void e2e_element_copy_property(GObjectClass *oc, guint id, GType from, const gchar *name);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,203 @@
+/* The detector as a task model (e2e/model.h): open, copy, train, evaluate, and inference on frames. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "e2e/detect.h"
+#include "task.h"
+
+typedef struct {
+  detector d;
+  const char *labels[DET_MAX_CLASSES]; /* into d.cfg.labels, for e2e_model_info */
+} detect_impl;
+
+static detect_impl *impl_new(void) {
+  detect_impl *m = calloc(1, sizeof *m);
+  if (!m) nn_set_error("out of memory for a detector");
+  return m;
+}
+
+static void destroy(void *impl) {
+  detect_impl *m = impl;
+  det_free(&m->d);
+  free(m);
+}
+
+static void *load(const nn_st_file *f, const char *path) {
+  detect_impl *m = impl_new();
+  if (m && det_load_file(&m->d, f, path) && det_prepare_inference(&m->d)) return m;
+  if (m) destroy(m);
+  return NULL;
+}
+
+static void *copy(const void *impl, bool training) {
+  const detector *src = &((const detect_impl *)impl)->d;
+  detect_impl *m = impl_new();
+  if (!m || !det_init(&m->d, &src->cfg, 0)) {
+    if (m) destroy(m);
+    return NULL;
+  }
+  for (int i = 0; i < m->d.p.n; i++) {
+    nn_tensor *t = m->d.p.t[i];
+    memcpy(nn_data(t), nn_data(src->p.t[i]), (size_t)nn_numel(t) * nn_dtype_size(t->dtype));
+    t->requires_grad = src->p.t[i]->requires_grad;
+  }
+  if (!training && !det_prepare_inference(&m->d)) {
+    destroy(m);
+    return NULL;
+  }
+  return m;
+}
+
+static nn_params *params(void *impl) { return &((detect_impl *)impl)->d.p; }
+
+static void describe(void *impl, e2e_model_info *info) {
+  detect_impl *m = impl;
+  for (int i = 0; i < m->d.cfg.num_classes; i++) m->labels[i] = m->d.cfg.labels[i];
+  info->n_labels = m->d.cfg.num_classes;
+  info->labels = m->labels;
+  info->input_size = m->d.cfg.input_size;
+  uint32_t h = 2166136261u; /* FNV-1a over the weights, like the codec's model id */
+  for (int i = 0; i < m->d.p.n; i++) {
+    const uint8_t *b = nn_data(m->d.p.t[i]);
+    for (size_t k = 0, n = (size_t)nn_numel(m->d.p.t[i]) * nn_dtype_size(m->d.p.t[i]->dtype); k < n; k++)
+      h = (h ^ b[k]) * 16777619u;
+  }
+  info->id = h;
+}
+
+static bool save(void *impl, const char *path, const nn_kv *meta, int n_meta) {
+  return det_save(&((detect_impl *)impl)->d, path, meta, n_meta);
+}
+
+static bool warm_up(void *impl, int w, int h) {
+  detector *d = &((detect_impl *)impl)->d;
+  int size = w > 0 ? w : d->cfg.input_size;
+  (void)h;
+  return det_forward(d, nn_zeros(NN_F32, 4, (int64_t[]){1, 3, size, size}), false) != NULL;
+}
+
+static bool batch_valid(const detector *d, const e2e_batch *b) {
+  const nn_tensor *x = b->images;
+  if (x->ndim != 4 || x->shape[0] != b->n || x->shape[1] != 3 || x->shape[2] != d->cfg.input_size ||
+      x->shape[3] != d->cfg.input_size || !b->boxes || !b->counts) {
+    nn_set_error("detect batch: need images [%d, 3, %d, %d] and boxes with counts", b->n, d->cfg.input_size,
+                 d->cfg.input_size);
+    return false;
+  }
+  return true;
+}
+
+static nn_tensor *loss(void *impl, const e2e_batch *b, nn_rng *rng, e2e_metric *out) {
+  detector *d = &((detect_impl *)impl)->d;
+  (void)rng;
+  if (!batch_valid(d, b)) return NULL;
+  det_targets t;
+  float hl = 0, rl = 0;
+  nn_tensor *l = det_build_targets(&d->cfg, b->n, b->boxes, b->counts, &t)
+                     ? det_loss(det_forward(d, b->images, true), &t, &hl, &rl)
+                     : NULL;
+  if (l) *out = (e2e_metric){.name = "focal+L1", .value = nn_item(l), .n_parts = 2,
+                              .part_names = {"heatmap", "box"}, .parts = {hl, rl}};
+  return l;
+}
+
+static bool evaluate(void *impl, const e2e_batch *b, e2e_metric *out) {
+  detector *d = &((detect_impl *)impl)->d;
+  if (!batch_valid(d, b)) return false;
+  nn_tensor *y = det_forward(d, b->images, false);
+  det_eval_image *ev = calloc((size_t)b->n, sizeof *ev);
+  det_box *preds = calloc((size_t)b->n * E2E_DETECT_DEFAULT_MAX, sizeof *preds);
+  bool ok = y && ev && preds;
+  if (ok) {
+    for (int i = 0; i < b->n; i++) {
+      det_box *p = preds + (size_t)i * E2E_DETECT_DEFAULT_MAX;
+      int k = det_decode(&d->cfg, y, i, E2E_DETECT_EVAL_THRESHOLD, E2E_DETECT_DEFAULT_IOU, E2E_DETECT_DEFAULT_MAX, p);
+      ev[i] = (det_eval_image){b->boxes[i], b->counts[i], p, k};
+    }
+    det_metrics m;
+    det_evaluate(ev, b->n, d->cfg.num_classes, E2E_DETECT_DEFAULT_THRESHOLD, &m);
+    *out = (e2e_metric){.name = "mAP@0.5", .value = m.map50, .higher_is_better = true, .n_parts = 3,
+                        .part_names = {"mAP@[.5:.95]", "precision", "recall"}, .parts = {m.map5095, m.precision, m.recall}};
+  }
+  free(ev);
+  free(preds);
+  return ok;
+}
+
+const e2e_task_ops e2e_detect_ops = {
+    .task = E2E_TASK_DETECT, .architecture = "e2e-centernet-v1", .input_align = 32, .load = load, .copy = copy,
+    .destroy = destroy, .params = params, .describe = describe, .save = save, .warm_up = warm_up, .loss = loss,
+    .evaluate = evaluate};
+
+/* ---------------------------------------------------------------- inference */
+
+e2e_detect_params e2e_detect_defaults(void) {
+  return (e2e_detect_params){.threshold = E2E_DETECT_DEFAULT_THRESHOLD, .iou_threshold = E2E_DETECT_DEFAULT_IOU,
+                             .max_detections = E2E_DETECT_DEFAULT_MAX};
+}
+
+e2e_model *e2e_detect_model_new(const det_config *cfg, uint64_t seed) {
+  detect_impl *m = impl_new();
+  if (!m || !det_init(&m->d, cfg, seed) || !det_prepare_inference(&m->d)) {
+    if (m) destroy(m);
+    return NULL;
+  }
+  return e2e_model_wrap(&e2e_detect_ops, m, NULL, "");
+}
+
+int e2e_detect_input_size(e2e_session *s, const e2e_detect_params *p) {
+  return p && p->input_size ? p->input_size : e2e_model_describe(e2e_session_model(s))->input_size;
+}
+
+det_letterbox e2e_detect_placement(int w, int h, int size) {
+  det_letterbox lb = det_letterbox_for(w, h, size);
+  lb.scaled_w = (int)lrintf((float)w * lb.scale), lb.scaled_h = (int)lrintf((float)h * lb.scale);
+  if (lb.scaled_w < 1) lb.scaled_w = 1;
+  if (lb.scaled_h < 1) lb.scaled_h = 1;
+  /* whole-pixel placement: the exact offsets the scaled frame lands at */
+  lb.pad_x = (float)((size - lb.scaled_w) / 2);
+  lb.pad_y = (float)((size - lb.scaled_h) / 2);
+  lb.scale = fminf((float)lb.scaled_w / (float)w, (float)lb.scaled_h / (float)h);
+  return lb;
+}
+
+typedef enum { PLACED, BILINEAR } fill_kind;
+
+/* Fills the network input from the frame, runs the network, decodes its boxes into frame pixels. */
+static int detect(e2e_session *s, const e2e_detect_params *p, fill_kind kind, const uint8_t *rgb, int stride,
+                  const det_letterbox *lb, det_box *boxes, int max) {
+  e2e_detect_params dp = p ? *p : e2e_detect_defaults();
+  nn_scope scope;
+  detect_impl *m = e2e_session_enter(s, E2E_TASK_DETECT, &scope);
+  if (!m) return -1;
+  int n = -1, size = lb->size;
+  nn_tensor *x = NULL;
+  if (size < 32 || size % 32 || size > 4096)
+    nn_set_error("detect: input size %d is not a multiple of 32 in 32..4096", size);
+  else
+    x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, size, size});
+  if (x) {
+    if (kind == PLACED) e2e_place_planar(rgb, lb->scaled_w, lb->scaled_h, stride, size, (int)lb->pad_x, (int)lb->pad_y, nn_f32(x));
+    else e2e_letterbox_to_planar(rgb, lb->in_w, lb->in_h, stride, size, lb->scale, lb->pad_x, lb->pad_y, nn_f32(x));
+    nn_tensor *y = det_forward(&m->d, x, false);
+    int want = dp.max_detections < max ? dp.max_detections : max;
+    if (y) {
+      n = det_decode(&m->d.cfg, y, 0, dp.threshold, dp.iou_threshold, want, boxes);
+      det_unletterbox(lb, boxes, n);
+    }
+  }
+  e2e_session_leave(s, &scope);
+  return n;
+}
+
+int e2e_detect_scaled(e2e_session *s, const e2e_detect_params *p, const uint8_t *rgb, int stride, const det_letterbox *lb,
+                      det_box *boxes, int max) {
+  return detect(s, p, PLACED, rgb, stride, lb, boxes, max);
+}
+
+int e2e_detect_frame(e2e_session *s, const e2e_detect_params *p, const uint8_t *rgb, int w, int h, int stride,
+                     det_box *boxes, int max) {
+  det_letterbox lb = det_letterbox_for(w, h, e2e_detect_input_size(s, p));
+  return detect(s, p, BILINEAR, rgb, stride, &lb, boxes, max);
+}

@@ -1,0 +1,144 @@
+/* Opening, describing, saving and sharing task models: the generic half of e2e/model.h. A file's
+ * "architecture" metadata picks the task; the task's table (task.h) does the rest. */
+#include <glib.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "task.h"
+
+static const e2e_task_ops *const TASKS[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = &e2e_detect_ops,
+                                                          [E2E_TASK_CODEC] = &e2e_codec_ops};
+static const char *const TASK_NAMES[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detect", [E2E_TASK_CODEC] = "codec"};
+static const char *const DEFAULT_MODELS[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detect/person.safetensors",
+                                                           [E2E_TASK_CODEC] = "codec/e2ecodec.safetensors"};
+
+struct e2e_model {
+  atomic_int refs;
+  const e2e_task_ops *ops;
+  void *impl;
+  e2e_model_info info;
+  char *path;
+  nn_kv *meta;
+};
+
+const char *e2e_task_name(e2e_task task) { return task >= 0 && task < E2E_TASK_COUNT ? TASK_NAMES[task] : "unknown"; }
+
+const char *e2e_last_error(void) { return nn_last_error(); }
+
+char *e2e_model_path(const char *rel) {
+  const char *dirs[] = {g_getenv("E2E_MODEL_DIR"), E2E_MODEL_INSTALL_DIR, E2E_MODEL_SOURCE_DIR};
+  for (guint i = 0; i < G_N_ELEMENTS(dirs); i++) {
+    if (!dirs[i]) continue;
+    char *p = g_strdup_printf("%s/%s", dirs[i], rel);
+    if (g_file_test(p, G_FILE_TEST_IS_REGULAR)) {
+      char *out = strdup(p);
+      g_free(p);
+      return out;
+    }
+    g_free(p);
+  }
+  char *p = g_strdup_printf("%s/%s", E2E_MODEL_INSTALL_DIR, rel), *out = strdup(p);
+  g_free(p);
+  return out;
+}
+
+char *e2e_default_model(e2e_task task) {
+  return e2e_model_path(task >= 0 && task < E2E_TASK_COUNT ? DEFAULT_MODELS[task] : "");
+}
+
+bool e2e_device_check(const char *device) {
+  nn_device dev;
+  if (!device || !nn_device_parse(device, &dev)) {
+    nn_set_error("unknown device \"%s\" (use cpu, or cuda)", device ? device : "(null)");
+    return false;
+  }
+  if (dev == NN_CPU) return true;
+  if (!nn_backend_get(NN_CUDA))
+    nn_set_error("device=cuda: this build has no CUDA backend (it was built without nvcc); use device=cpu");
+  else if (!nn_device_available(NN_CUDA))
+    nn_set_error("device=cuda: this build has the CUDA backend, but no CUDA GPU is usable on this machine; use device=cpu");
+  else
+    nn_set_error("device=cuda: the CUDA backend in this build holds tensors only; the models' kernels run on the "
+                 "CPU for now, so use device=cpu");
+  return false;
+}
+
+e2e_model *e2e_model_wrap(const e2e_task_ops *ops, void *impl, const nn_st_file *f, const char *path) {
+  int n_meta = f ? nn_st_meta_count(f) : 0;
+  e2e_model *m = calloc(1, sizeof *m);
+  nn_kv *meta = calloc((size_t)(n_meta ? n_meta : 1), sizeof *meta);
+  char *own_path = strdup(path ? path : "");
+  if (!m || !meta || !own_path) {
+    free(m), free(meta), free(own_path);
+    ops->destroy(impl);
+    nn_set_error("out of memory for a model");
+    return NULL;
+  }
+  m->meta = meta;
+  m->path = own_path;
+  for (int i = 0; i < n_meta; i++) {
+    const char *key = NULL, *value = nn_st_meta_at(f, i, &key);
+    m->meta[i] = (nn_kv){strdup(key), strdup(value)};
+  }
+  atomic_init(&m->refs, 1);
+  m->ops = ops;
+  m->impl = impl;
+  m->info.task = ops->task;
+  m->info.architecture = ops->architecture;
+  m->info.path = m->path;
+  m->info.input_align = ops->input_align;
+  m->info.n_meta = n_meta;
+  m->info.meta = m->meta;
+  m->info.n_params = nn_params_numel(ops->params(impl), true);
+  ops->describe(impl, &m->info);
+  return m;
+}
+
+e2e_model *e2e_model_open(const char *path, int task) {
+  if (!path || !*path) {
+    nn_set_error("no model file given");
+    return NULL;
+  }
+  nn_st_file *f = nn_st_open(path);
+  if (!f) return NULL; /* the message names the file */
+  const char *arch = nn_st_meta(f, "architecture");
+  const e2e_task_ops *ops = NULL;
+  for (int t = 0; t < E2E_TASK_COUNT && !ops; t++)
+    if (arch && !strcmp(arch, TASKS[t]->architecture)) ops = TASKS[t];
+  e2e_model *m = NULL;
+  if (!ops) {
+    nn_set_error("%s: not a gst-e2e model (architecture \"%s\"; known: %s for detect, %s for codec)", path,
+                 arch ? arch : "none", e2e_detect_ops.architecture, e2e_codec_ops.architecture);
+  } else if (task != E2E_TASK_ANY && (int)ops->task != task) {
+    nn_set_error("%s: a %s model (%s), not a %s model", path, e2e_task_name(ops->task), arch,
+                 e2e_task_name((e2e_task)task));
+  } else {
+    void *impl = ops->load(f, path);
+    if (impl) m = e2e_model_wrap(ops, impl, f, path);
+  }
+  nn_st_close(f);
+  return m;
+}
+
+e2e_model *e2e_model_ref(e2e_model *m) {
+  if (m) atomic_fetch_add(&m->refs, 1);
+  return m;
+}
+
+void e2e_model_unref(e2e_model *m) {
+  if (!m || atomic_fetch_sub(&m->refs, 1) != 1) return;
+  m->ops->destroy(m->impl);
+  for (int i = 0; i < m->info.n_meta; i++) free((char *)m->meta[i].key), free((char *)m->meta[i].value);
+  free(m->meta);
+  free(m->path);
+  free(m);
+}
+
+const e2e_model_info *e2e_model_describe(const e2e_model *m) { return &m->info; }
+const e2e_task_ops *e2e_model_ops(const e2e_model *m) { return m->ops; }
+void *e2e_model_impl(const e2e_model *m) { return m->impl; }
+
+bool e2e_model_save(const e2e_model *m, const char *path, const nn_kv *meta, int n_meta) {
+  return m->ops->save(m->impl, path, meta, n_meta);
+}
