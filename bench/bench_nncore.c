@@ -120,25 +120,33 @@ static void run_lstm(void *p) {
   nn_arena_reset(nn_arena_current());
 }
 
-typedef struct { detector d; nn_tensor *x; } det_ctx;
+/* The models run as the elements run them: through an inference session (e2e/model.h). */
+static e2e_session *session_on(e2e_model *m, int threads) {
+  e2e_slot *slot = e2e_slot_new(m);
+  e2e_session *s = e2e_session_new(slot, threads);
+  e2e_slot_unref(slot);
+  e2e_model_unref(m);
+  return s;
+}
+
+/* A frame already at the network's size, as e2edetect hands it over: filling the input, the network and
+ * decoding the boxes (the PyTorch twin runs the network alone). */
+typedef struct { e2e_session *s; uint8_t *rgb; det_letterbox lb; det_box boxes[E2E_DETECT_DEFAULT_MAX]; } det_ctx;
 static void run_detect(void *p) {
   det_ctx *c = p;
-  nn_no_grad_begin();
-  det_forward(&c->d, c->x, false);
-  nn_no_grad_end();
-  nn_arena_reset(nn_arena_current());
+  e2e_detect_scaled(c->s, NULL, c->rgb, c->lb.scaled_w * 3, &c->lb, c->boxes, E2E_DETECT_DEFAULT_MAX);
 }
 
 /* The codec at its shipped size (codec_config_default: N 64, M 192), random weights: speed does not depend on them. */
-typedef struct { codec_model c; uint8_t *rgb, *stream, *out; size_t len; int w, h; } codec_ctx;
+typedef struct { e2e_session *s; uint8_t *rgb, *stream, *out; size_t len; int w, h; } codec_ctx;
 static void run_codec_encode(void *p) {
   codec_ctx *c = p;
   free(c->stream);
-  codec_compress(&c->c, NULL, 3, c->rgb, c->w, c->h, c->w * 3, &c->stream, &c->len, NULL);
+  e2e_codec_encode(c->s, NULL, CODEC_DEFAULT_QUALITY, c->rgb, c->w, c->h, c->w * 3, &c->stream, &c->len, NULL);
 }
 static void run_codec_decode(void *p) {
   codec_ctx *c = p;
-  codec_decompress(&c->c, NULL, c->stream, c->len, c->out, c->w, c->h);
+  e2e_codec_decode(c->s, NULL, c->stream, c->len, c->out, c->w, c->h);
 }
 /* MACs of encode (g_a + h_a + h_s + contexts) or decode (h_s + contexts + g_s) on a padded H x W image; the
  * context's 5x5 window counts its 12 taps on the anchors' colour (the others are zero), then its three 1x1
@@ -269,16 +277,17 @@ int main(int argc, char **argv) {
     /* the shipped detector's network (e2edetect's default): inference on one 320x320 frame */
     det_ctx c;
     det_config cfg = det_config_default(1, 320);
-    det_init(&c.d, &cfg, 1);
-    c.x = nn_tensor_new(NN_F32, 4, SH(1, 3, 320, 320));
-    nn_fill_normal_(c.x, &r, 0, 1);
+    c.s = session_on(e2e_detect_model_new(&cfg, 1), threads);
+    c.lb = e2e_detect_placement(320, 320, 320);
+    c.rgb = malloc(320 * 320 * 3);
+    for (int i = 0; i < 320 * 320 * 3; i++) c.rgb[i] = (uint8_t)(nn_rng_u64(&r) & 0xff);
     /* MACs of the convolutions (see models/detect/detector.c) */
     double macs = 160.0 * 160 * 16 * 27 + 80.0 * 80 * 32 * 144 + 80.0 * 80 * 32 * 288 + 40.0 * 40 * 64 * 288 +
                   40.0 * 40 * 64 * 576 + 20.0 * 20 * 128 * 576 + 20.0 * 20 * 128 * 1152 + 40.0 * 40 * 128 * 64 +
                   40.0 * 40 * 64 * 1152 + 40.0 * 40 * 5 * 64;
     REPORT("detect_320_fwd", time_case(run_detect, &c), macs * 2 / 1e9);
-    det_free(&c.d);
-    nn_tensor_free(c.x);
+    e2e_session_free(c.s);
+    free(c.rgb);
   }
   int sizes[2][2] = {{768, 512}, {1280, 720}};
   for (int si = 0; si < 2; si++) {
@@ -289,8 +298,7 @@ int main(int argc, char **argv) {
     codec_ctx c = {.w = sizes[si][0], .h = sizes[si][1]};
     codec_config cfg = codec_config_default();
     cfg.level_mod = true, cfg.context = 64, cfg.anchor_context = 64; /* the shipped model's architecture */
-    codec_init(&c.c, &cfg, 1);
-    codec_prepare_inference(&c.c); /* as the encoder element and e2e codec do */
+    c.s = session_on(e2e_codec_model_new(&cfg, 1), threads);
     c.rgb = malloc((size_t)c.w * c.h * 3);
     c.out = malloc((size_t)c.w * c.h * 3);
     for (size_t i = 0; i < (size_t)c.w * c.h * 3; i++) c.rgb[i] = (uint8_t)(nn_rng_u64(&r) & 0xff);
@@ -298,7 +306,7 @@ int main(int argc, char **argv) {
     double H = (c.h + 63) / 64 * 64, W = (c.w + 63) / 64 * 64;
     if (WANT(enc_name)) REPORT(enc_name, time_case(run_codec_encode, &c), codec_macs(H, W, cfg.n, cfg.m, cfg.mean_scale, cfg.context, cfg.anchor_context, true) * 2 / 1e9);
     if (WANT(dec_name)) REPORT(dec_name, time_case(run_codec_decode, &c), codec_macs(H, W, cfg.n, cfg.m, cfg.mean_scale, cfg.context, cfg.anchor_context, false) * 2 / 1e9);
-    codec_free(&c.c);
+    e2e_session_free(c.s);
     free(c.rgb), free(c.out), free(c.stream);
   }
   return 0;

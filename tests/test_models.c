@@ -470,21 +470,20 @@ TEST(two_sessions_keep_their_own_thread_budgets_and_leave_the_caller_as_it_was) 
   e2e_model *m = small_detector(2);
   e2e_slot *slot = e2e_slot_new(m);
   atomic_int ready = 0;
-  state_job j1 = {.s = e2e_session_new(slot, 1), .expect = 1, .ready = &ready},
-            j2 = {.s = e2e_session_new(slot, 2), .expect = 2, .ready = &ready};
-  pthread_t a, b;
-  pthread_create(&a, NULL, look_inside, &j1);
-  pthread_create(&b, NULL, look_inside, &j2);
-  pthread_join(a, NULL), pthread_join(b, NULL);
-  for (state_job *j = &j1; j <= &j2; j++) {
-    CHECK(j->seen_threads == j->expect, "a session of %d threads sees %d inside its call", j->expect, j->seen_threads);
-    CHECK(j->arena_ok && j->no_grad_ok && j->restored, "its own arena, no grad, and the caller's state back after");
+  state_job j[2] = {{.s = e2e_session_new(slot, 1), .expect = 1, .ready = &ready},
+                    {.s = e2e_session_new(slot, 2), .expect = 2, .ready = &ready}};
+  pthread_t th[2];
+  for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, look_inside, &j[k]);
+  for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+  for (int k = 0; k < 2; k++) {
+    CHECK(j[k].seen_threads == j[k].expect, "a session of %d threads sees %d inside its call", j[k].expect, j[k].seen_threads);
+    CHECK(j[k].arena_ok && j[k].no_grad_ok && j[k].restored, "its own arena, no grad, and the caller's state back after");
   }
-  e2e_session_set_threads(j1.s, 3);
-  j1.expect = 3, atomic_store(&ready, 1);
-  look_inside(&j1);
-  CHECK(j1.seen_threads == 3, "a new budget applies from the next call (%d)", j1.seen_threads);
-  e2e_session_free(j1.s), e2e_session_free(j2.s);
+  e2e_session_set_threads(j[0].s, 3);
+  j[0].expect = 3, atomic_store(&ready, 1);
+  look_inside(&j[0]);
+  CHECK(j[0].seen_threads == 3, "a new budget applies from the next call (%d)", j[0].seen_threads);
+  e2e_session_free(j[0].s), e2e_session_free(j[1].s);
   e2e_slot_unref(slot);
   e2e_model_unref(m);
 }

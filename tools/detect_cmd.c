@@ -41,7 +41,7 @@ static bool load_split(const det_args *a, bool train, det_dataset *ds) {
 
 static int parse(int argc, char **argv, det_args *a, bool train) {
   *a = (det_args){.dataset = "coco128", .cls = "person", .input = 320, .width = 16, .batch = 16, .steps = 3000,
-                  .lr = 2e-3f, .mosaic = 0.5f, .threshold = 0.3f, .seed = 1};
+                  .lr = 2e-3f, .mosaic = 0.5f, .threshold = E2E_DETECT_DEFAULT_THRESHOLD, .seed = 1};
   for (int i = 0; i < argc; i++) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) goto bad;
@@ -79,54 +79,58 @@ bad:
           "usage: e2e %s detect [--dataset coco128|raccoon] [--class person|all] [--data-root DIR]\n"
           "       train: [--out FILE] [--input 320] [--width 16] [--batch 16] [--steps 3000] [--lr 2e-3]\n"
           "              [--mosaic 0.5] [--threads N] [--seed S] [--curve PNG] [--init FILE (continue from weights)]\n"
-          "       eval:  --model FILE [--threshold 0.3] [--input N]\n",
-          train ? "train" : "eval");
+          "       eval:  --model FILE [--threshold %.2g] [--input N]\n",
+          train ? "train" : "eval", (double)E2E_DETECT_DEFAULT_THRESHOLD);
   return 2;
 }
 
-/* Runs the model over a dataset split and fills metrics. */
-static bool evaluate(detector *d, const det_dataset *ds, int input, float op_threshold, det_metrics *m, double *ms_per_img) {
+/* Runs a session over a dataset split (the element's path: the same letterbox, network and decoding)
+ * and fills metrics. */
+static bool evaluate(e2e_session *s, const det_dataset *ds, int input, float op_threshold, det_metrics *m, double *ms_per_img) {
   det_eval_image *ev = calloc((size_t)ds->n, sizeof *ev);
-  det_box *preds = calloc((size_t)ds->n * 100, sizeof *preds);
-  if (!ev || !preds) return false;
+  det_box *preds = calloc((size_t)ds->n * E2E_DETECT_DEFAULT_MAX, sizeof *preds);
+  bool ok = ev && preds;
+  e2e_detect_params p = {.threshold = E2E_DETECT_EVAL_THRESHOLD, .iou_threshold = E2E_DETECT_DEFAULT_IOU,
+                         .max_detections = E2E_DETECT_DEFAULT_MAX, .input_size = input};
   double t0 = e2e_now_s();
-  nn_no_grad_begin();
-  for (int i = 0; i < ds->n; i++) {
-    const det_sample *s = &ds->s[i];
-    det_letterbox lb = det_letterbox_for(s->img.w, s->img.h, input);
-    nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, input, input});
-    e2e_letterbox_to_planar(s->img.rgb, s->img.w, s->img.h, s->img.w * 3, input, lb.scale, lb.pad_x, lb.pad_y, nn_f32(x));
-    nn_tensor *out = det_forward(d, x, false);
-    int k = det_decode(&d->cfg, out, 0, 0.01f, 0.6f, 100, preds + (size_t)i * 100);
-    det_unletterbox(&lb, preds + (size_t)i * 100, k);
-    ev[i] = (det_eval_image){s->boxes, s->n, preds + (size_t)i * 100, k};
-    nn_arena_reset(nn_arena_current());
+  for (int i = 0; i < ds->n && ok; i++) {
+    const det_sample *smp = &ds->s[i];
+    det_box *out = preds + (size_t)i * E2E_DETECT_DEFAULT_MAX;
+    int k = e2e_detect_frame(s, &p, smp->img.rgb, smp->img.w, smp->img.h, smp->img.w * 3, out, E2E_DETECT_DEFAULT_MAX);
+    ok = k >= 0;
+    ev[i] = (det_eval_image){smp->boxes, smp->n, out, k};
   }
-  nn_no_grad_end();
   *ms_per_img = (e2e_now_s() - t0) * 1e3 / (ds->n ? ds->n : 1);
-  det_evaluate(ev, ds->n, d->cfg.num_classes, op_threshold, m);
+  if (ok) det_evaluate(ev, ds->n, e2e_model_describe(e2e_session_model(s))->n_labels, op_threshold, m);
   free(ev);
   free(preds);
-  return true;
+  return ok;
 }
 
-static void print_metrics(const detector *d, const det_metrics *m, const char *split, float thr) {
+static void print_metrics(const e2e_model_info *info, const det_metrics *m, const char *split, float thr) {
   printf("%s: mAP@0.5 %.3f  mAP@[.5:.95] %.3f\n", split, m->map50, m->map5095);
-  for (int c = 0; c < d->cfg.num_classes; c++)
-    if (m->ap50[c] >= 0) printf("  %-16s AP50 %.3f  AP %.3f  (%d objects)\n", d->cfg.labels[c], m->ap50[c], m->ap5095[c], m->n_gt[c]);
+  for (int c = 0; c < info->n_labels; c++)
+    if (m->ap50[c] >= 0) printf("  %-16s AP50 %.3f  AP %.3f  (%d objects)\n", info->labels[c], m->ap50[c], m->ap5095[c], m->n_gt[c]);
   printf("  at threshold %.2f: precision %.3f recall %.3f F1 %.3f (TP %d, FP %d, FN %d)\n", thr, m->precision,
          m->recall, m->f1, m->tp, m->fp, m->fn);
+}
+
+/* The model in a session of its own. */
+static e2e_session *session_on(e2e_model *m, int threads) {
+  e2e_slot *slot = e2e_slot_new(m);
+  e2e_session *s = slot ? e2e_session_new(slot, threads) : NULL;
+  e2e_slot_unref(slot);
+  return s;
 }
 
 int e2e_train_detect(int argc, char **argv) {
   det_args a;
   int rc = parse(argc, argv, &a, true);
   if (rc) return rc;
-  nn_set_num_threads(a.threads);
   if (!strcmp(a.dataset, "raccoon")) a.cls = "raccoon"; /* its only class */
   det_dataset train;
   if (!load_split(&a, true, &train)) {
-    fprintf(stderr, "e2e train detect: %s\n", nn_last_error());
+    fprintf(stderr, "e2e train detect: %s\n", e2e_last_error());
     return 1;
   }
   int n_obj = 0;
@@ -134,61 +138,58 @@ int e2e_train_detect(int argc, char **argv) {
   det_config cfg = det_config_default(train.num_classes, a.input);
   cfg.width = a.width;
   for (int c = 0; c < train.num_classes; c++) snprintf(cfg.labels[c], DET_LABEL_LEN, "%s", train.labels[c]);
-  detector d = {0};
+  /* --init continues from earlier weights (a later stage of a recipe); the config comes from the file */
+  e2e_model *start = a.init ? e2e_model_open(a.init, E2E_TASK_DETECT) : e2e_detect_model_new(&cfg, a.seed);
+  if (!start) {
+    fprintf(stderr, "e2e train detect: %s%s\n", a.init ? "--init: " : "", e2e_last_error());
+    return 1;
+  }
   if (a.init) {
-    /* continue from earlier weights (a later stage of a recipe); the config comes from the file */
-    if (!det_load(&d, a.init)) {
-      fprintf(stderr, "e2e train detect: --init: %s\n", nn_last_error());
+    cfg = *e2e_detect_config(start);
+    if (cfg.num_classes != train.num_classes) {
+      fprintf(stderr, "e2e train detect: --init model has %d classes, the data %d\n", cfg.num_classes, train.num_classes);
       return 1;
     }
-    if (d.cfg.num_classes != train.num_classes) {
-      fprintf(stderr, "e2e train detect: --init model has %d classes, the data %d\n", d.cfg.num_classes, train.num_classes);
-      return 1;
-    }
-    cfg = d.cfg;
     a.input = cfg.input_size;
-  } else if (!det_init(&d, &cfg, a.seed)) {
-    fprintf(stderr, "e2e train detect: %s\n", nn_last_error());
+  }
+  e2e_trainer *t = e2e_trainer_new(start, &(e2e_train_opts){.optimizer = NN_ADAMW, .lr = a.lr, .weight_decay = 5e-4f,
+                                                             .clip_norm = 10.0f, .threads = a.threads});
+  if (!t) {
+    fprintf(stderr, "e2e train detect: %s\n", e2e_last_error());
     return 1;
   }
   char out_default[256];
   snprintf(out_default, sizeof out_default, "%s-detector.safetensors", !strcmp(a.dataset, "raccoon") ? "raccoon" : a.cls);
   const char *out = a.out ? a.out : out_default;
   printf("training %s detector on %s (%d images, %d objects), input %d, %lld parameters, %d threads\n", a.cls,
-         a.dataset, train.n, n_obj, a.input, (long long)nn_params_numel(&d.p, true), nn_get_num_threads());
-  nn_optim *opt = nn_optim_new(&d.p, nn_optim_defaults(NN_ADAMW, a.lr));
-  opt->cfg.weight_decay = 5e-4f;
+         a.dataset, train.n, n_obj, a.input, (long long)e2e_model_describe(start)->n_params,
+         a.threads ? a.threads : nn_get_num_threads());
   nn_lr_schedule sched = {.kind = NN_LR_COSINE, .base_lr = a.lr, .min_lr = a.lr * 0.02f,
                           .warmup_steps = a.steps / 30 + 1, .total_steps = a.steps};
   nn_rng rng;
   nn_rng_seed(&rng, a.seed + 17);
   size_t isz = (size_t)3 * a.input * a.input;
+  nn_tensor *x = nn_tensor_new(NN_F32, 4, (int64_t[]){a.batch, 3, a.input, a.input});
   det_box *boxes = malloc(sizeof(det_box) * 128 * (size_t)a.batch);
   const det_box **bptr = malloc(sizeof *bptr * (size_t)a.batch);
   int *counts = malloc(sizeof(int) * (size_t)a.batch);
   double *cx = malloc(sizeof(double) * (size_t)a.steps), *cy = malloc(sizeof(double) * (size_t)a.steps);
   double t0 = e2e_now_s(), smooth = 0, sh = 0, sr = 0;
   for (int step = 0; step < a.steps; step++) {
-    nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){a.batch, 3, a.input, a.input});
     for (int b = 0; b < a.batch; b++) {
       int idx = (int)(nn_rng_u64(&rng) % (uint64_t)train.n);
       bool mosaic = nn_rng_uniform(&rng) < a.mosaic;
       counts[b] = det_augment(&train, idx, &rng, a.input, mosaic, nn_f32(x) + isz * b, boxes + 128 * b, 128);
       bptr[b] = boxes + 128 * b;
     }
-    det_targets t;
-    float hl = 0, rl = 0;
-    opt->cfg.lr = nn_lr_at(&sched, step);
-    nn_optim_zero_grad(opt);
-    nn_tensor *loss = det_build_targets(&cfg, a.batch, bptr, counts, &t) ? det_loss(det_forward(&d, x, true), &t, &hl, &rl) : NULL;
-    if (!loss || !nn_backward(loss)) {
-      fprintf(stderr, "e2e train detect: step %d: %s\n", step, nn_last_error());
+    float lr = nn_lr_at(&sched, step);
+    e2e_trainer_set_lr(t, lr);
+    e2e_metric loss;
+    if (!e2e_trainer_step(t, &(e2e_batch){.n = a.batch, .images = x, .boxes = bptr, .counts = counts}, &loss)) {
+      fprintf(stderr, "e2e train detect: step %d: %s\n", step, e2e_last_error());
       return 1;
     }
-    nn_clip_grad_norm(&d.p, 10.0f);
-    nn_optim_step(opt);
-    float l = nn_item(loss);
-    nn_arena_reset(nn_arena_current());
+    double l = loss.value, hl = loss.parts[0], rl = loss.parts[1];
     if (!isfinite(l)) {
       fprintf(stderr, "e2e train detect: loss became %g at step %d; stopping (try a lower --lr)\n", l, step);
       return 1;
@@ -201,17 +202,23 @@ int e2e_train_detect(int argc, char **argv) {
     if ((step + 1) % 25 == 0 || step + 1 == a.steps) {
       double el = e2e_now_s() - t0;
       printf("step %5d/%d  loss %.4f (heatmap %.4f, box %.4f)  lr %.2e  %.1f img/s  ETA %.0fs\n", step + 1, a.steps,
-             smooth, sh, sr, opt->cfg.lr, (double)(step + 1) * a.batch / el, el / (step + 1) * (a.steps - step - 1));
+             smooth, sh, sr, lr, (double)(step + 1) * a.batch / el, el / (step + 1) * (a.steps - step - 1));
       fflush(stdout);
     }
-    if ((step + 1) % 500 == 0 && step + 1 < a.steps) det_save(&d, out, NULL, 0); /* atomic checkpoint */
+    if ((step + 1) % 500 == 0 && step + 1 < a.steps) { /* atomic checkpoint */
+      e2e_model *snap = e2e_trainer_model(t);
+      if (!snap || !e2e_model_save(snap, out, NULL, 0)) fprintf(stderr, "e2e train detect: checkpoint: %s\n", e2e_last_error());
+      e2e_model_unref(snap);
+    }
   }
   double train_s = e2e_now_s() - t0;
+  e2e_model *trained = e2e_trainer_model(t);
+  e2e_session *session = trained ? session_on(trained, a.threads) : NULL;
   det_dataset held;
   det_metrics m = {0};
   double ms = 0;
-  bool have_eval = load_split(&a, false, &held) && evaluate(&d, &held, a.input, a.threshold, &m, &ms);
-  if (have_eval) print_metrics(&d, &m, !strcmp(a.dataset, "raccoon") ? "raccoon test" : "coco128 val2017", a.threshold);
+  bool have_eval = session && load_split(&a, false, &held) && evaluate(session, &held, a.input, a.threshold, &m, &ms);
+  if (have_eval) print_metrics(e2e_model_describe(trained), &m, !strcmp(a.dataset, "raccoon") ? "raccoon test" : "coco128 val2017", a.threshold);
   char s_steps[32], s_batch[32], s_in[32], s_lr[32], s_time[32], s_map[160];
   snprintf(s_steps, sizeof s_steps, "%d", a.steps);
   snprintf(s_batch, sizeof s_batch, "%d", a.batch);
@@ -231,8 +238,8 @@ int e2e_train_detect(int argc, char **argv) {
                   {"augmentation", "scale 0.6-1.5, aspect 0.8-1.25, translate, flip, colour jitter, mosaic"},
                   {"optimizer", "adamw wd 5e-4, cosine with warm-up, grad clip 10"},
                   {"metrics", have_eval ? s_map : "{}"}};
-  if (!det_save(&d, out, meta, sizeof meta / sizeof meta[0])) {
-    fprintf(stderr, "e2e train detect: %s\n", nn_last_error());
+  if (!trained || !e2e_model_save(trained, out, meta, sizeof meta / sizeof meta[0])) {
+    fprintf(stderr, "e2e train detect: %s\n", e2e_last_error());
     return 1;
   }
   printf("saved %s (trained %.0fs)\n", out, train_s);
@@ -247,8 +254,11 @@ int e2e_train_detect(int argc, char **argv) {
   if (plot_lines_png(curve, &spec, &ps, 1)) printf("loss curve: %s\n", curve);
   if (have_eval) det_dataset_free(&held);
   det_dataset_free(&train);
-  nn_optim_free(opt);
-  det_free(&d);
+  e2e_session_free(session);
+  e2e_model_unref(trained);
+  e2e_trainer_free(t);
+  e2e_model_unref(start);
+  nn_tensor_free(x);
   free(boxes);
   free(bptr);
   free(counts);
@@ -261,26 +271,30 @@ int e2e_eval_detect(int argc, char **argv) {
   det_args a;
   int rc = parse(argc, argv, &a, false);
   if (rc) return rc;
-  nn_set_num_threads(a.threads);
-  detector d = {0};
-  if (!det_load(&d, a.model)) {
-    fprintf(stderr, "e2e eval detect: %s\n", nn_last_error());
+  e2e_model *model = e2e_model_open(a.model, E2E_TASK_DETECT);
+  e2e_session *session = model ? session_on(model, a.threads) : NULL;
+  if (!session) {
+    fprintf(stderr, "e2e eval detect: %s\n", e2e_last_error());
     return 1;
   }
   det_dataset held;
   if (!load_split(&a, false, &held)) {
-    fprintf(stderr, "e2e eval detect: %s\n", nn_last_error());
+    fprintf(stderr, "e2e eval detect: %s\n", e2e_last_error());
     return 1;
   }
-  int input = d.cfg.input_size;
+  int input = e2e_model_describe(model)->input_size;
   for (int i = 0; i < argc - 1; i++)
     if (!strcmp(argv[i], "--input")) input = atoi(argv[i + 1]);
   det_metrics m;
   double ms;
-  evaluate(&d, &held, input, a.threshold, &m, &ms);
-  print_metrics(&d, &m, !strcmp(a.dataset, "raccoon") ? "raccoon test" : "coco128 val2017", a.threshold);
-  printf("  %.1f ms per image at input %d on %d threads\n", ms, input, nn_get_num_threads());
+  if (!evaluate(session, &held, input, a.threshold, &m, &ms)) {
+    fprintf(stderr, "e2e eval detect: %s\n", e2e_last_error());
+    return 1;
+  }
+  print_metrics(e2e_model_describe(model), &m, !strcmp(a.dataset, "raccoon") ? "raccoon test" : "coco128 val2017", a.threshold);
+  printf("  %.1f ms per image at input %d on %d threads\n", ms, input, a.threads ? a.threads : nn_get_num_threads());
   det_dataset_free(&held);
-  det_free(&d);
+  e2e_session_free(session);
+  e2e_model_unref(model);
   return 0;
 }

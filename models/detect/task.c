@@ -146,6 +146,10 @@ e2e_model *e2e_detect_model_new(const det_config *cfg, uint64_t seed) {
   return e2e_model_wrap(&e2e_detect_ops, m, NULL, "");
 }
 
+const det_config *e2e_detect_config(const e2e_model *m) {
+  return e2e_model_describe(m)->task == E2E_TASK_DETECT ? &((detect_impl *)e2e_model_impl(m))->d.cfg : NULL;
+}
+
 int e2e_detect_input_size(e2e_session *s, const e2e_detect_params *p) {
   return p && p->input_size ? p->input_size : e2e_model_describe(e2e_session_model(s))->input_size;
 }

@@ -107,6 +107,8 @@ typedef struct {
 e2e_detect_params e2e_detect_defaults(void);
 /* A model of cfg with fresh weights (for training from scratch). */
 e2e_model *e2e_detect_model_new(const det_config *cfg, uint64_t seed);
+/* The configuration of a detection model (NULL for a model of another task). */
+const det_config *e2e_detect_config(const e2e_model *m);
 /* The input size p asks for, else the session's model's own. */
 int e2e_detect_input_size(e2e_session *s, const e2e_detect_params *p);
 /* Where a w x h frame goes in a size x size input: scaled (aspect kept) to scaled_w x scaled_h and placed
