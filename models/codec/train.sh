@@ -11,7 +11,7 @@
 #   STAGE1_SECONDS=60 STAGE3_SECONDS=60 STAGE4_SECONDS=60 STAGE5_SECONDS=60 STAGE6A_SECONDS=60 STAGE6B_SECONDS=60 STAGE7_SECONDS=60 STAGE8A_STEPS=50 STAGE8B_SECONDS=60 STAGE9_STEPS=50 \
 #     models/codec/train.sh                     # a quick try
 #
-# How the shipped file was made (the logs are in logs/):
+# How the shipped file was made (the logs are in docs/training/codec/):
 #   stage 1+2  (train-stage1.log, train-stage2.log): 4400 s from scratch, M 96, lr 1e-3. These ran
 #              before nn_gaussian_bits passed a gradient to scales under scale_min, so the
 #              hyper-synthesis never trained and every latent was coded under a fixed N(0, 0.11):
@@ -49,7 +49,7 @@
 #   stage 9    (train-stage9.log): a context model for the anchors themselves (--anchor-context 64: those on
 #              odd rows corrected from their four diagonal neighbours, on even rows), trained alone, lr 1e-3,
 #              3000 steps (941 s on 1 thread beside another run): BSDS500 val -0.8 % against stage 8b.
-#              Probes not kept (logs/train-stage9-*-probe.log, train-stage8c-probe.log): everything
+#              Probes not kept (train-stage9-*-probe.log, train-stage8c-probe.log): everything
 #              together afterwards at lr 1.5e-5, or the entropy model alone at 3e-5, stayed within 0.2
 #              points of stage 9 for 2000-2500 steps; stage 8b continued at 5e-5 was 0.6-1.2 points
 #              behind it after 1500 steps; the same diagonal step inside the second half
@@ -66,6 +66,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 E2E=${E2E:-build/tools/e2e}
 OUT=${OUT:-models/codec}
+LOGS=${LOGS:-docs/training/codec}
+STAGES=${STAGES:-$OUT/stages}   # intermediate checkpoints, removed at the end
 THREADS=${THREADS:-2}
 STAGE1_SECONDS=${STAGE1_SECONDS:-4400}
 STAGE3_SECONDS=${STAGE3_SECONDS:-1900}
@@ -81,52 +83,53 @@ LEGACY_LAMBDAS=0.0035,0.0067,0.013,0.025,0.0483   # CompressAI's MSE lambdas of 
 STAGE5_LAMBDAS=0.0015,0.0046,0.014,0.0427,0.13
 LAMBDAS=0.0015,0.0046,0.014,0.0427,0.18           # the shipped levels: past both ends of 0.25..1 bpp on Kodak
 export E2E_SHARED_DATA=${E2E_SHARED_DATA:-../shared/data}
-mkdir -p "$OUT/logs"
-STAGE1="$OUT/logs/stage1.safetensors" STAGE3="$OUT/logs/stage3.safetensors" STAGE4="$OUT/logs/stage4.safetensors"
-STAGE5="$OUT/logs/stage5.safetensors" STAGE6A="$OUT/logs/stage6a.safetensors" STAGE6B="$OUT/logs/stage6b.safetensors"
-STAGE7="$OUT/logs/stage7.safetensors" STAGE8A="$OUT/logs/stage8a.safetensors" STAGE8B="$OUT/logs/stage8b.safetensors"
+mkdir -p "$LOGS" "$STAGES"
+STAGE1="$STAGES/stage1.safetensors" STAGE3="$STAGES/stage3.safetensors" STAGE4="$STAGES/stage4.safetensors"
+STAGE5="$STAGES/stage5.safetensors" STAGE6A="$STAGES/stage6a.safetensors" STAGE6B="$STAGES/stage6b.safetensors"
+STAGE7="$STAGES/stage7.safetensors" STAGE8A="$STAGES/stage8a.safetensors" STAGE8B="$STAGES/stage8b.safetensors"
 
 "$E2E" train codec --m 96 --scale-only 1 --lambdas "$LEGACY_LAMBDAS" --steps 40000 --lr 1e-3 --batch 8 --patch 128 --threads "$THREADS" --seed 1 \
   --eval-every 1000 --val-images 8 --max-seconds "$STAGE1_SECONDS" \
-  --out "$STAGE1" --curve "$OUT/logs/train-stage1-curve.png" | tee "$OUT/logs/train-stage1.log"
+  --out "$STAGE1" --curve "$LOGS/train-stage1-curve.png" | tee "$LOGS/train-stage1.log"
 
 "$E2E" train codec --init "$STAGE1" --reset-hyper 1 --steps 60000 --lr 5e-4 --batch 8 --patch 128 \
   --threads "$THREADS" --seed 3 --eval-every 1000 --val-images 8 --max-seconds "$STAGE3_SECONDS" \
-  --out "$STAGE3" --curve "$OUT/logs/train-stage3-curve.png" | tee "$OUT/logs/train-stage3.log"
+  --out "$STAGE3" --curve "$LOGS/train-stage3-curve.png" | tee "$LOGS/train-stage3.log"
 
 "$E2E" train codec --init "$STAGE3" --widen-m 192 --steps 60000 --lr 5e-4 --batch 8 --patch 128 \
   --threads "$THREADS" --seed 4 --eval-every 1000 --val-images 8 --max-seconds "$STAGE4_SECONDS" \
-  --out "$STAGE4" --curve "$OUT/logs/train-stage4-curve.png" | tee "$OUT/logs/train-stage4.log"
+  --out "$STAGE4" --curve "$LOGS/train-stage4-curve.png" | tee "$LOGS/train-stage4.log"
 
 "$E2E" train codec --init "$STAGE4" --lambdas "$STAGE5_LAMBDAS" --steps 60000 --lr 3e-4 --batch 8 --patch 128 \
   --threads "$THREADS" --seed 6 --eval-every 1000 --val-images 8 --max-seconds "$STAGE5_SECONDS" \
-  --out "$STAGE5" --curve "$OUT/logs/train-stage5-curve.png" | tee "$OUT/logs/train-stage5.log"
+  --out "$STAGE5" --curve "$LOGS/train-stage5-curve.png" | tee "$LOGS/train-stage5.log"
 "$E2E" train codec --init "$STAGE5" --mean-head 1 --steps 60000 --lr 1.5e-4 --batch 4 --patch 256 \
   --threads "$THREADS" --seed 12 --eval-every 1000 --val-images 8 --max-seconds "$STAGE6A_SECONDS" \
-  --out "$STAGE6A" --curve "$OUT/logs/train-stage6a-curve.png" | tee "$OUT/logs/train-stage6a.log"
+  --out "$STAGE6A" --curve "$LOGS/train-stage6a-curve.png" | tee "$LOGS/train-stage6a.log"
 "$E2E" train codec --init "$STAGE6A" --lambdas "$LAMBDAS" --steps 60000 --lr 1.3e-4 --batch 4 --patch 256 \
   --threads "$THREADS" --seed 13 --eval-every 1000 --val-images 8 --max-seconds "$STAGE6B_SECONDS" \
-  --out "$STAGE6B" --curve "$OUT/logs/train-stage6b-curve.png" | tee "$OUT/logs/train-stage6b.log"
+  --out "$STAGE6B" --curve "$LOGS/train-stage6b-curve.png" | tee "$LOGS/train-stage6b.log"
 "$E2E" train codec --init "$STAGE6B" --level-mod 1 --level-mod-lr 10 --steps 60000 --lr 1e-4 --batch 4 --patch 256 \
   --threads 1 --seed 31 --eval-every 1000 --val-images 8 --max-seconds "$STAGE7_SECONDS" \
-  --out "$STAGE7" --curve "$OUT/logs/train-stage7-curve.png" | tee "$OUT/logs/train-stage7.log"
+  --out "$STAGE7" --curve "$LOGS/train-stage7-curve.png" | tee "$LOGS/train-stage7.log"
 "$E2E" train codec --init "$STAGE7" --context 64 --context-lr 1 --train-only context. --steps "$STAGE8A_STEPS" --lr 1e-3 \
   --batch 4 --patch 256 --threads 1 --seed 43 --eval-every 500 --val-images 8 \
-  --out "$STAGE8A" --curve "$OUT/logs/train-stage8a-curve.png" | tee "$OUT/logs/train-stage8a.log"
+  --out "$STAGE8A" --curve "$LOGS/train-stage8a-curve.png" | tee "$LOGS/train-stage8a.log"
 "$E2E" train codec --init "$STAGE8A" --context-lr 2 --level-mod-lr 10 --steps 60000 --lr 5e-5 --batch 4 --patch 256 \
   --threads 1 --seed 51 --eval-every 500 --val-images 8 --max-seconds "$STAGE8B_SECONDS" \
-  --out "$STAGE8B" --curve "$OUT/logs/train-stage8b-curve.png" | tee "$OUT/logs/train-stage8b.log"
+  --out "$STAGE8B" --curve "$LOGS/train-stage8b-curve.png" | tee "$LOGS/train-stage8b.log"
 "$E2E" train codec --init "$STAGE8B" --anchor-context 64 --context-lr 1 --train-only anchor_context. --steps "$STAGE9_STEPS" \
   --lr 1e-3 --batch 4 --patch 256 --threads 1 --seed 71 --eval-every 500 --val-images 8 \
-  --out "$OUT/e2ecodec.safetensors" --curve "$OUT/logs/train-stage9-curve.png" | tee "$OUT/logs/train-stage9.log"
+  --out "$OUT/e2ecodec.safetensors" --curve "$LOGS/train-stage9-curve.png" | tee "$LOGS/train-stage9.log"
 rm -f "$STAGE1" "$STAGE3" "$STAGE4" "$STAGE5" "$STAGE6A" "$STAGE6B" "$STAGE7" "$STAGE8A" "$STAGE8B"
+rmdir "$STAGES" 2>/dev/null || true
 
-"$E2E" codec eval --model "$OUT/e2ecodec.safetensors" --threads "$THREADS" --plot "$OUT/logs/kodak-rd.png" \
-  --csv "$OUT/logs/kodak.csv" | tee "$OUT/logs/kodak-eval.log"
+"$E2E" codec eval --model "$OUT/e2ecodec.safetensors" --threads "$THREADS" --plot "$LOGS/kodak-rd.png" \
+  --csv "$LOGS/kodak.csv" | tee "$LOGS/kodak-eval.log"
 # the same with the encoder's latent search (REFINE_STEPS per picture; decoders unchanged): about 20 minutes
 REFINE_STEPS=${REFINE_STEPS:-20}
 if [ "$REFINE_STEPS" -gt 0 ]; then
   "$E2E" codec eval --model "$OUT/e2ecodec.safetensors" --threads "$THREADS" --refine "$REFINE_STEPS" \
-    --plot "$OUT/logs/kodak-rd-refine$REFINE_STEPS.png" --csv "$OUT/logs/kodak-refine$REFINE_STEPS.csv" |
-    tee "$OUT/logs/kodak-eval-refine$REFINE_STEPS.log"
+    --plot "$LOGS/kodak-rd-refine$REFINE_STEPS.png" --csv "$LOGS/kodak-refine$REFINE_STEPS.csv" |
+    tee "$LOGS/kodak-eval-refine$REFINE_STEPS.log"
 fi
