@@ -32,15 +32,14 @@ static void count_objects(const GstStructure *s, tally *t) {
 
 int main(int argc, char **argv) {
   gst_init(&argc, &argv);
-  const gchar *input = DEFAULT_INPUT, *out = "e2e-demo", *model = NULL;
+  const gchar *input = DEFAULT_INPUT, *out = "e2e-demo", *model = NULL, *threshold = NULL;
   gint threads = 0;
-  gdouble threshold = 0.3;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--input") && i + 1 < argc) input = argv[++i];
     else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
     else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--threshold") && i + 1 < argc) threshold = g_ascii_strtod(argv[++i], NULL);
+    else if (!strcmp(argv[i], "--threshold") && i + 1 < argc) threshold = argv[++i];
     else {
       fprintf(stderr, "usage: %s [--input FILE] [--out DIR] [--model FILE] [--threads N] [--threshold T]\n", argv[0]);
       return 2;
@@ -60,17 +59,26 @@ int main(int argc, char **argv) {
   const gchar *enc = f ? "avenc_mpeg4 bitrate=3000000" : "jpegenc quality=80";
   if (f) gst_object_unref(f);
   gchar *video = g_build_filename(out, "annotated.avi", NULL), *json = g_build_filename(out, "detections.jsonl", NULL);
+  /* settings not given on the command line keep e2edetect's own defaults */
+  gchar *opts = g_strdup_printf("%s%s%s%s%s", model ? " model=\"" : "", model ? model : "", model ? "\"" : "",
+                                threshold ? " threshold=" : "", threshold ? threshold : "");
   gchar *desc = g_strdup_printf(
       "filesrc location=\"%s\" ! decodebin ! videoconvert ! video/x-raw,format=BGRx ! "
-      "e2edetect name=det message=true threshold=%g num-threads=%d json-file=\"%s\" %s%s%s ! "
-      "e2eoverlay ! videoconvert ! %s ! avimux ! filesink location=\"%s\"",
-      input, threshold, threads, json, model ? "model=\"" : "", model ? model : "", model ? "\"" : "", enc, video);
+      "e2edetect name=det message=true num-threads=%d json-file=\"%s\"%s ! "
+      "e2eoverlay ! videoconvert ! %s ! avimux name=mux ! filesink location=\"%s\"",
+      input, threads, json, opts, enc, video);
+  g_free(opts);
   GError *err = NULL;
   GstElement *pipe = gst_parse_launch(desc, &err);
   if (!pipe) {
     fprintf(stderr, "e2e-detect-demo: cannot build the pipeline: %s\n", err->message);
     return 1;
   }
+  /* the file is ours: the source's tags (vtest.avi says "software: MEncoder") stay out of it */
+  GstElement *mux = gst_bin_get_by_name(GST_BIN(pipe), "mux");
+  gst_tag_setter_set_tag_merge_mode(GST_TAG_SETTER(mux), GST_TAG_MERGE_KEEP_ALL);
+  gst_tag_setter_add_tags(GST_TAG_SETTER(mux), GST_TAG_MERGE_REPLACE, GST_TAG_ENCODER, "gst-e2e e2e-detect-demo", NULL);
+  gst_object_unref(mux);
   printf("e2e-detect-demo: %s -> %s, %s\n", input, video, json);
   tally t = {.per_label = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL)};
   gint64 t0 = g_get_monotonic_time();

@@ -28,9 +28,13 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
-build() { # dir, extra meson options...
+build() { # dir, meson options (applied to a build folder made earlier with other ones, too)...
   dir=$1; shift
-  [ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null
+  if [ -f "$dir/build.ninja" ]; then
+    [ $# -eq 0 ] || meson configure "$dir" "$@" >/dev/null
+  else
+    meson setup "$dir" "$@" >/dev/null
+  fi
   ninja -C "$dir"
 }
 
@@ -51,7 +55,7 @@ test)
     build-vg/meson-logs/testlog.json
   ;;
 bench)
-  build build
+  build build -Dbench=true
   bench/run.sh
   ;;
 *)
