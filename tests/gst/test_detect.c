@@ -305,6 +305,39 @@ TEST(detect_model_swap_while_playing_and_bad_file_keeps_old) {
   g_free(m2);
 }
 
+/* Elements given one model-name share one loaded copy: a model swapped into one reaches the other, and a
+ * second element naming another file is told it shares the first one's. */
+TEST(detect_model_name_shares_one_model_between_elements) {
+  char *m1 = make_oracle("dot"), *m2 = make_oracle("spot"), *m3 = make_oracle("blob");
+  GstHarness *a = detect_harness(m1, "RGB", 160, 120, "model-name=shared-oracle");
+  GstBus *bus = gst_bus_new();
+  GstElement *db = gst_element_factory_make("e2edetect", NULL), *da = detect_element(a);
+  g_object_set(db, "model", m3, "model-name", "shared-oracle", "threshold", 0.5f, "num-threads", 1, NULL);
+  gst_element_set_bus(db, bus); /* before it starts: the warning comes then */
+  GstHarness *b = gst_harness_new_with_element(db, "sink", "src");
+  gst_harness_set_src_caps_str(b, "video/x-raw,format=RGB,width=160,height=120,framerate=30/1");
+  CHECK(!strcmp(first_label(a, 0), "dot") && !strcmp(first_label(b, 0), "dot"), "both run the first element's model");
+  GstMessage *msg = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING);
+  CHECK(msg != NULL, "the second element says it shares instead of loading its own file");
+  if (msg) {
+    GError *err = NULL;
+    gst_message_parse_warning(msg, &err, NULL);
+    CHECK(strstr(err->message, "shared-oracle") && strstr(err->message, m3), "names the slot and the file: %s", err->message);
+    g_error_free(err);
+    gst_message_unref(msg);
+  }
+  g_object_set(da, "model", m2, NULL);
+  CHECK(!strcmp(first_label(a, 1), "spot") && !strcmp(first_label(b, 1), "spot"), "a swap into one reaches both");
+  g_object_set(db, "num-threads", 2, NULL); /* its own budget, while playing */
+  CHECK(!strcmp(first_label(b, 2), "spot"), "still detecting after a new thread budget");
+  gst_element_set_bus(db, NULL);
+  gst_object_unref(bus);
+  gst_object_unref(da);
+  gst_harness_teardown(a);
+  gst_harness_teardown(b);
+  for (char **m = (char *[]){m1, m2, m3, NULL}; *m; m++) unlink(*m), g_free(*m);
+}
+
 /* A corrupt model refuses the state change with an error naming the file. */
 static void expect_start_error(const char *model, const char *needle) {
   GstElement *p = gst_parse_launch("videotestsrc num-buffers=2 ! e2edetect name=d ! fakesink", NULL);
