@@ -21,7 +21,7 @@ void e2e_element_install_properties(GObjectClass *oc, e2e_task task, E2eElementF
       "version published to it (a model swap, e2etrain) reaches all of them. Empty: this element's own copy",
       NULL, rw | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property(oc, E2E_PROP_DEVICE, g_param_spec_string("device", "Device",
-      "Where the network runs: cpu (cuda is refused with a message saying what this build lacks)", "cpu",
+      "Where the network runs: cpu (cuda is refused with a message saying what this build lacks)", E2E_DEFAULT_DEVICE,
       rw | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property(oc, E2E_PROP_NUM_THREADS, g_param_spec_uint("num-threads", "Threads",
       "Threads for this element's network: its own budget, not a process-wide setting (0: NNCORE_NUM_THREADS or "
@@ -42,7 +42,7 @@ void e2e_element_model_init(E2eElementModel *m, e2e_task task, E2eElementFlags f
   char *shipped = e2e_default_model(task);
   m->model = g_strdup(shipped);
   free(shipped);
-  m->device = g_strdup("cpu");
+  m->device = g_strdup(E2E_DEFAULT_DEVICE);
 }
 
 void e2e_element_model_clear(E2eElementModel *m) {
@@ -165,6 +165,15 @@ void e2e_element_close(E2eElementModel *m) {
   g_mutex_unlock(&m->lock);
   e2e_session_free(session);
   e2e_slot_unref(slot);
+}
+
+GstStateChangeReturn e2e_element_change_state(GstElement *e, E2eElementModel *m, GstStateChange t,
+                                              GstElementClass *parent) {
+  if (t == GST_STATE_CHANGE_READY_TO_PAUSED && !e2e_element_open(e, m)) return GST_STATE_CHANGE_FAILURE;
+  GstStateChangeReturn r = parent->change_state(e, t);
+  if (t == GST_STATE_CHANGE_PAUSED_TO_READY || (t == GST_STATE_CHANGE_READY_TO_PAUSED && r == GST_STATE_CHANGE_FAILURE))
+    e2e_element_close(m);
+  return r;
 }
 
 guint64 e2e_element_max_memory(E2eElementModel *m) {

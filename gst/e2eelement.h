@@ -48,6 +48,10 @@ gboolean e2e_element_get_property(E2eElementModel *m, guint id, GValue *v);
  * error naming the file and the cause, and returns FALSE. */
 gboolean e2e_element_open(GstElement *e, E2eElementModel *m);
 void e2e_element_close(E2eElementModel *m);
+/* For elements on a base class that posts its own error when start fails (GstVideoEncoder/Decoder): opens
+ * the model before the base class starts and closes it after it stops, around parent's change_state. */
+GstStateChangeReturn e2e_element_change_state(GstElement *e, E2eElementModel *m, GstStateChange t,
+                                              GstElementClass *parent);
 guint64 e2e_element_max_memory(E2eElementModel *m); /* bytes (0: no limit beyond the machine's memory) */
 
 /* For a bin: installs under id a copy of the property `name` of element type `from` (same name, blurb,

@@ -26,14 +26,9 @@ static GstStaticPadTemplate src_t =
     GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS(GST_VIDEO_CAPS_MAKE("RGB")));
 
 /* The model opens before the base class starts: a bad one posts one error (ours), not a second one from
- * GstVideoDecoder. */
+ * the base class. */
 static GstStateChangeReturn change_state(GstElement *e, GstStateChange t) {
-  GstE2eCodecDec *self = GST_E2E_CODEC_DEC(e);
-  if (t == GST_STATE_CHANGE_READY_TO_PAUSED && !e2e_element_open(e, &self->model)) return GST_STATE_CHANGE_FAILURE;
-  GstStateChangeReturn r = GST_ELEMENT_CLASS(gst_e2e_codec_dec_parent_class)->change_state(e, t);
-  if (t == GST_STATE_CHANGE_PAUSED_TO_READY || (t == GST_STATE_CHANGE_READY_TO_PAUSED && r == GST_STATE_CHANGE_FAILURE))
-    e2e_element_close(&self->model);
-  return r;
+  return e2e_element_change_state(e, &GST_E2E_CODEC_DEC(e)->model, t, GST_ELEMENT_CLASS(gst_e2e_codec_dec_parent_class));
 }
 
 static gboolean dec_start(GstVideoDecoder *dec) {
@@ -46,14 +41,13 @@ static gboolean dec_start(GstVideoDecoder *dec) {
 static gboolean dec_stop(GstVideoDecoder *dec) {
   GstE2eCodecDec *self = GST_E2E_CODEC_DEC(dec);
   g_clear_pointer(&self->rgb, g_free);
-  if (self->in_state) gst_video_codec_state_unref(self->in_state);
-  self->in_state = NULL;
+  g_clear_pointer(&self->in_state, gst_video_codec_state_unref);
   return TRUE;
 }
 
 static gboolean dec_set_format(GstVideoDecoder *dec, GstVideoCodecState *state) {
   GstE2eCodecDec *self = GST_E2E_CODEC_DEC(dec);
-  if (self->in_state) gst_video_codec_state_unref(self->in_state);
+  g_clear_pointer(&self->in_state, gst_video_codec_state_unref);
   self->in_state = gst_video_codec_state_ref(state);
   const gchar *id = gst_structure_get_string(gst_caps_get_structure(state->caps, 0), "model-id");
   gchar mine[16];

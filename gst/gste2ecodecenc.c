@@ -33,15 +33,10 @@ static GstStaticPadTemplate src_t = GST_STATIC_PAD_TEMPLATE(
     "src", GST_PAD_SRC, GST_PAD_ALWAYS,
     GST_STATIC_CAPS(E2E_LIC_CAPS ", width = (int) [ 1, 16384 ], height = (int) [ 1, 16384 ], parsed = (boolean) true"));
 
-/* The model opens before the base class starts, so a bad one posts one error (ours), not a second
- * "Could not initialize supporting library" from GstVideoEncoder. */
+/* The model opens before the base class starts: a bad one posts one error (ours), not a second one from
+ * the base class. */
 static GstStateChangeReturn change_state(GstElement *e, GstStateChange t) {
-  GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(e);
-  if (t == GST_STATE_CHANGE_READY_TO_PAUSED && !e2e_element_open(e, &self->model)) return GST_STATE_CHANGE_FAILURE;
-  GstStateChangeReturn r = GST_ELEMENT_CLASS(gst_e2e_codec_enc_parent_class)->change_state(e, t);
-  if (t == GST_STATE_CHANGE_PAUSED_TO_READY || (t == GST_STATE_CHANGE_READY_TO_PAUSED && r == GST_STATE_CHANGE_FAILURE))
-    e2e_element_close(&self->model);
-  return r;
+  return e2e_element_change_state(e, &GST_E2E_CODEC_ENC(e)->model, t, GST_ELEMENT_CLASS(gst_e2e_codec_enc_parent_class));
 }
 
 static gboolean enc_stop(GstVideoEncoder *enc) {
@@ -50,15 +45,14 @@ static gboolean enc_stop(GstVideoEncoder *enc) {
   self->conv = NULL;
   g_clear_pointer(&self->rgb, g_free);
   g_clear_pointer(&self->recon, g_free);
-  if (self->in_state) gst_video_codec_state_unref(self->in_state);
-  self->in_state = NULL;
+  g_clear_pointer(&self->in_state, gst_video_codec_state_unref);
   return TRUE;
 }
 
 static gboolean enc_set_format(GstVideoEncoder *enc, GstVideoCodecState *state) {
   GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(enc);
   GstVideoInfo *in = &state->info;
-  if (self->in_state) gst_video_codec_state_unref(self->in_state);
+  g_clear_pointer(&self->in_state, gst_video_codec_state_unref);
   self->in_state = gst_video_codec_state_ref(state);
   if (self->conv) gst_video_converter_free(self->conv);
   self->conv = NULL;

@@ -142,3 +142,16 @@ void *e2e_model_impl(const e2e_model *m) { return m->impl; }
 bool e2e_model_save(const e2e_model *m, const char *path, const nn_kv *meta, int n_meta) {
   return m->ops->save(m->impl, path, meta, n_meta);
 }
+
+bool e2e_save_params(const char *path, const nn_params *p, const nn_kv *own, int n_own, const nn_kv *extra, int n_extra) {
+  nn_kv *meta = calloc((size_t)(n_own + n_extra), sizeof *meta);
+  if (!meta) {
+    nn_set_error("%s: out of memory", path);
+    return false;
+  }
+  memcpy(meta, own, sizeof *meta * (size_t)n_own);
+  if (n_extra) memcpy(meta + n_own, extra, sizeof *meta * (size_t)n_extra);
+  bool ok = nn_safetensors_save(path, p, meta, n_own + n_extra);
+  free(meta);
+  return ok;
+}

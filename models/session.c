@@ -7,6 +7,9 @@
 
 #include "task.h"
 
+/* A first arena chunk that holds a small model's step; arenas grow to what a call needs and keep it. */
+#define ARENA_START_BYTES (4u << 20)
+
 struct e2e_session {
   e2e_slot *slot;
   e2e_model *model; /* the version of the last call, referenced until the next one */
@@ -17,7 +20,7 @@ struct e2e_session {
 
 e2e_session *e2e_session_new(e2e_slot *slot, int threads) {
   e2e_session *s = slot ? calloc(1, sizeof *s) : NULL;
-  if (s) s->arena = nn_arena_new(1 << 22);
+  if (s) s->arena = nn_arena_new(ARENA_START_BYTES);
   if (!s || !s->arena) {
     free(s);
     nn_set_error(slot ? "out of memory for a session" : "a session needs a model slot");
@@ -123,7 +126,7 @@ e2e_trainer *e2e_trainer_new(const e2e_model *from, const e2e_train_opts *o) {
   }
   t->ops = e2e_model_ops(from);
   t->impl = t->ops->copy(e2e_model_impl(from), true);
-  t->arena = nn_arena_new(1 << 22);
+  t->arena = nn_arena_new(ARENA_START_BYTES);
   t->threads = o->threads;
   t->clip = o->clip_norm;
   nn_rng_seed(&t->rng, o->seed);

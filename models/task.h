@@ -32,6 +32,9 @@ e2e_model *e2e_model_wrap(const e2e_task_ops *ops, void *impl, const nn_st_file 
 const e2e_task_ops *e2e_model_ops(const e2e_model *m);
 void *e2e_model_impl(const e2e_model *m);
 
+/* Saves p atomically with the task's own metadata (architecture, config, ...) followed by the caller's. */
+bool e2e_save_params(const char *path, const nn_params *p, const nn_kv *own, int n_own, const nn_kv *extra, int n_extra);
+
 /* The slot's current model (referenced) and its version, read together. */
 e2e_model *e2e_slot_get_versioned(e2e_slot *s, uint64_t *version);
 

@@ -129,38 +129,34 @@ TEST(io_refuses_bad_headers) {
 }
 
 TEST(io_refuses_wrong_sizes_dtypes_and_layouts) {
-  blob b;
-  b = raw_file("{\"layer.weight\": {\"dtype\": \"F32\", \"shape\": [3, 4], \"data_offsets\": [0, 40]}}", 40);
-  expect_refused(b, "shape and dtype need 48", "size mismatch");
-  free(b.b);
-  b = raw_file("{\"layer.weight\": {\"dtype\": \"F32\", \"shape\": [3, 4], \"data_offsets\": [0, 48]}}", 20);
-  expect_refused(b, "truncated", "data past the end");
-  free(b.b);
-  b = raw_file("{\"layer.weight\": {\"dtype\": \"BF16\", \"shape\": [3, 4], \"data_offsets\": [0, 24]}}", 24);
-  expect_refused(b, "unsupported dtype", "unknown dtype");
-  free(b.b);
-  b = raw_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
-               " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}", 12);
-  expect_refused(b, "overlap or hole", "overlapping tensors");
-  free(b.b);
-  b = raw_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [-2], \"data_offsets\": [0, 8]}}", 8);
-  expect_refused(b, "invalid size", "negative dim");
-  free(b.b);
-  b = raw_file("{\"a\": {\"dtype\": \"F32\", \"shape\": [1099511627776, 1099511627776], \"data_offsets\": [0, 8]}}", 8);
-  expect_refused(b, "impossibly large", "overflowing shape");
-  free(b.b);
-  /* well-formed file whose tensors do not fit the model */
-  b = raw_file("{\"layer.weight\": {\"dtype\": \"F32\", \"shape\": [4, 3], \"data_offsets\": [0, 48]},"
-               " \"vocab.ids\": {\"dtype\": \"I64\", \"shape\": [5], \"data_offsets\": [48, 88]}}", 88);
-  expect_refused(b, "has shape [4, 3], the model expects [3, 4]", "shape mismatch");
-  free(b.b);
-  b = raw_file("{\"layer.weight\": {\"dtype\": \"I32\", \"shape\": [3, 4], \"data_offsets\": [0, 48]},"
-               " \"vocab.ids\": {\"dtype\": \"I64\", \"shape\": [5], \"data_offsets\": [48, 88]}}", 88);
-  expect_refused(b, "is I32, expected F32", "dtype mismatch");
-  free(b.b);
-  b = raw_file("{\"layer.weight\": {\"dtype\": \"F32\", \"shape\": [3, 4], \"data_offsets\": [0, 48]}}", 48);
-  expect_refused(b, "missing tensor 'vocab.ids'", "missing tensor");
-  free(b.b);
+  static const struct { const char *header; size_t data; const char *needle, *what; } cases[] = {
+      {"{\"layer.weight\": {\"dtype\": \"F32\", \"shape\": [3, 4], \"data_offsets\": [0, 40]}}", 40,
+       "shape and dtype need 48", "size mismatch"},
+      {"{\"layer.weight\": {\"dtype\": \"F32\", \"shape\": [3, 4], \"data_offsets\": [0, 48]}}", 20, "truncated",
+       "data past the end"},
+      {"{\"layer.weight\": {\"dtype\": \"BF16\", \"shape\": [3, 4], \"data_offsets\": [0, 24]}}", 24,
+       "unsupported dtype", "unknown dtype"},
+      {"{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+       " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}", 12, "overlap or hole",
+       "overlapping tensors"},
+      {"{\"a\": {\"dtype\": \"F32\", \"shape\": [-2], \"data_offsets\": [0, 8]}}", 8, "invalid size", "negative dim"},
+      {"{\"a\": {\"dtype\": \"F32\", \"shape\": [1099511627776, 1099511627776], \"data_offsets\": [0, 8]}}", 8,
+       "impossibly large", "overflowing shape"},
+      /* well-formed files whose tensors do not fit the model */
+      {"{\"layer.weight\": {\"dtype\": \"F32\", \"shape\": [4, 3], \"data_offsets\": [0, 48]},"
+       " \"vocab.ids\": {\"dtype\": \"I64\", \"shape\": [5], \"data_offsets\": [48, 88]}}", 88,
+       "has shape [4, 3], the model expects [3, 4]", "shape mismatch"},
+      {"{\"layer.weight\": {\"dtype\": \"I32\", \"shape\": [3, 4], \"data_offsets\": [0, 48]},"
+       " \"vocab.ids\": {\"dtype\": \"I64\", \"shape\": [5], \"data_offsets\": [48, 88]}}", 88,
+       "is I32, expected F32", "dtype mismatch"},
+      {"{\"layer.weight\": {\"dtype\": \"F32\", \"shape\": [3, 4], \"data_offsets\": [0, 48]}}", 48,
+       "missing tensor 'vocab.ids'", "missing tensor"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    blob b = raw_file(cases[i].header, cases[i].data);
+    expect_refused(b, cases[i].needle, cases[i].what);
+    free(b.b);
+  }
 }
 
 TEST(io_refused_load_leaves_model_untouched) {

@@ -43,6 +43,21 @@ static e2e_model *small_codec(uint64_t seed) {
   return e2e_codec_model_new(&cfg, seed);
 }
 
+/* A session on its own private slot (the session holds the slot). */
+static e2e_session *session_of(e2e_model *m, int threads) {
+  e2e_slot *slot = e2e_slot_new(m);
+  e2e_session *s = e2e_session_new(slot, threads);
+  e2e_slot_unref(slot);
+  return s;
+}
+
+/* Unreferences the model, removes its file. */
+static void drop(e2e_model *m, char *path) {
+  e2e_model_unref(m);
+  if (path) unlink(path);
+  free(path);
+}
+
 static const e2e_detect_params LOW = {.threshold = 0.01f, .iou_threshold = 0.6f, .max_detections = 50};
 
 static bool same_boxes(const det_box *a, int na, const det_box *b, int nb) {
@@ -75,8 +90,7 @@ TEST(detect_model_saves_opens_describes_and_infers_like_the_detector_itself) {
   /* the session's boxes are the detector's own, run by hand */
   int w = 100, h = 70;
   uint8_t *img = frame(w, h, 1);
-  e2e_slot *slot = e2e_slot_new(o);
-  e2e_session *s = e2e_session_new(slot, 1);
+  e2e_session *s = session_of(o, 1);
   CHECK(e2e_session_warm_up(s, 0, 0) >= 0, "warm-up: %s", e2e_last_error());
   det_box got[50], want[50];
   int n = e2e_detect_frame(s, &LOW, img, w, h, w * 3, got, 50);
@@ -93,11 +107,8 @@ TEST(detect_model_saves_opens_describes_and_infers_like_the_detector_itself) {
   CHECK(n > 0 && same_boxes(got, n, want, k), "session boxes %d == detector boxes %d", n, k);
   det_free(&d);
   e2e_session_free(s);
-  e2e_slot_unref(slot);
   e2e_model_unref(o);
-  e2e_model_unref(m);
-  unlink(path);
-  free(path);
+  drop(m, path);
   free(img);
 }
 
@@ -112,8 +123,7 @@ TEST(codec_model_saves_opens_and_codes_like_the_codec_itself) {
   CHECK(e2e_model_describe(o)->id == e2e_model_describe(m)->id, "the same weights id");
   int w = 80, h = 48;
   uint8_t *img = frame(w, h, 2), *rec = malloc((size_t)w * h * 3), *dec = malloc((size_t)w * h * 3);
-  e2e_slot *slot = e2e_slot_new(o);
-  e2e_session *s = e2e_session_new(slot, 2);
+  e2e_session *s = session_of(o, 2);
   CHECK(e2e_session_warm_up(s, w, h) >= 0, "warm-up: %s", e2e_last_error());
   uint8_t *a = NULL, *b = NULL;
   size_t la = 0, lb = 0;
@@ -130,11 +140,8 @@ TEST(codec_model_saves_opens_and_codes_like_the_codec_itself) {
   codec_free(&c);
   free(a), free(b), free(img), free(rec), free(dec);
   e2e_session_free(s);
-  e2e_slot_unref(slot);
   e2e_model_unref(o);
-  e2e_model_unref(m);
-  unlink(path);
-  free(path);
+  drop(m, path);
 }
 
 TEST(bad_checkpoints_are_refused_with_the_file_named) {
@@ -216,8 +223,7 @@ TEST(detect_trainer_steps_lower_the_loss_and_leave_the_source_model_alone) {
                 nn_data(nn_params_find(&dst->p, "backbone.conv0.weight")), 4 * 3 * 9 * 8) &&
             memcmp(nn_data(nn_params_find(&src->p, "head.weight")), nn_data(nn_params_find(&dst->p, "head.weight")), 16),
         "the frozen prefix kept its weights, the rest moved");
-  e2e_slot *slot = e2e_slot_new(trained);
-  e2e_session *s = e2e_session_new(slot, 0);
+  e2e_session *s = session_of(trained, 0);
   e2e_metric mm = {0};
   CHECK(e2e_session_evaluate(s, &b, &mm), "evaluate: %s", e2e_last_error());
   CHECK(!strcmp(mm.name, "mAP@0.5") && mm.higher_is_better && mm.value >= 0 && mm.value <= 1, "mAP@0.5 %.3f", mm.value);
@@ -228,11 +234,9 @@ TEST(detect_trainer_steps_lower_the_loss_and_leave_the_source_model_alone) {
   e2e_model *back = e2e_model_open(path, E2E_TASK_DETECT);
   CHECK(back && e2e_model_describe(back)->id == e2e_model_describe(trained)->id, "reopens to the same weights");
   e2e_model_unref(back);
-  unlink(path);
-  free(path);
+  drop(NULL, path);
   g_free(tmp);
   e2e_session_free(s);
-  e2e_slot_unref(slot);
   e2e_model_unref(trained);
   e2e_trainer_free(t);
   e2e_model_unref(m);
@@ -253,8 +257,7 @@ TEST(codec_trainer_steps_lower_the_loss_and_evaluation_codes_for_real) {
   for (int i = 0; i < 40; i++) CHECK(e2e_trainer_step(t, &b, i ? &last : &first), "step %d: %s", i, e2e_last_error());
   CHECK(!strcmp(first.name, "rd-loss") && last.value < first.value, "rd-loss %.3f -> %.3f", first.value, last.value);
   e2e_model *trained = e2e_trainer_model(t);
-  e2e_slot *slot = e2e_slot_new(trained);
-  e2e_session *s = e2e_session_new(slot, 0);
+  e2e_session *s = session_of(trained, 0);
   e2e_metric mm = {0};
   CHECK(e2e_session_evaluate(s, &b, &mm), "evaluate: %s", e2e_last_error());
   /* the metric from real streams: the same as coding the two patches by hand */
@@ -275,7 +278,6 @@ TEST(codec_trainer_steps_lower_the_loss_and_evaluation_codes_for_real) {
   CHECK(!e2e_trainer_step(t, &(e2e_batch){.n = 2, .images = x, .quality = bad_q}, &last) && strstr(e2e_last_error(), "quality"),
         "a bad quality is refused: %s", e2e_last_error());
   e2e_session_free(s);
-  e2e_slot_unref(slot);
   e2e_model_unref(trained);
   e2e_trainer_free(t);
   e2e_model_unref(m);

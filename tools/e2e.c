@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "e2e/codec.h"
 #include "nncore/nncore.h"
 
 static int info(int argc, char **argv) {
@@ -41,11 +42,11 @@ static void usage(void) {
          "  train detect [OPTIONS]   train a detector (e2e train detect --help)\n"
          "  eval detect --model FILE [OPTIONS]   mAP on the held-out split\n"
          "  train codec [OPTIONS]    train the learned image codec (all quality levels)\n"
-         "  codec encode [--quality 1..5] IN.png OUT.e2el | codec decode IN.e2el OUT.png\n"
+         "  codec encode [--quality %d..%d] IN.png OUT.e2el | codec decode IN.e2el OUT.png\n"
          "  codec eval [--dir FOLDER]   bpp, PSNR-RGB, MS-SSIM and BD-rate vs JPEG (Kodak by default)\n"
          "  info FILE.safetensors\n"
          "        list the tensors and metadata of a model or checkpoint\n"
-         "  version\n");
+         "  version\n", CODEC_MIN_QUALITY, CODEC_MAX_QUALITY);
 }
 
 int main(int argc, char **argv) {

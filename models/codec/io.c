@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "task.h"
 
 /* Files made before lambdas were stored used CompressAI's bmshj2018 qualities 2..6. */
 static const float LEGACY_LAMBDA[CODEC_MAX_QUALITY] = {0.0035f, 0.0067f, 0.0130f, 0.0250f, 0.0483f};
@@ -51,17 +52,8 @@ bool codec_save(codec_model *c, const char *path, const nn_kv *extra, int n_extr
   char *cfg = config_json(&c->cfg);
   char id[16];
   snprintf(id, sizeof id, "%08x", hash);
-  nn_kv *meta = calloc((size_t)n_extra + 3, sizeof *meta);
-  if (!meta) {
-    g_free(cfg);
-    return false;
-  }
-  meta[0] = (nn_kv){"architecture", CODEC_ARCH};
-  meta[1] = (nn_kv){"config", cfg};
-  meta[2] = (nn_kv){"model_id", id};
-  for (int i = 0; i < n_extra; i++) meta[3 + i] = extra[i];
-  bool ok = nn_safetensors_save(path, &c->p, meta, n_extra + 3);
-  free(meta);
+  bool ok = e2e_save_params(path, &c->p, (nn_kv[]){{"architecture", CODEC_ARCH}, {"config", cfg}, {"model_id", id}}, 3,
+                            extra, n_extra);
   g_free(cfg);
   return ok;
 }

@@ -107,6 +107,34 @@ int codec_scale_index(const codec_tables *t, float s) {
 
 /* ------------------------------------------------------------ the model */
 
+/* A context network of k channels (see codec_model): a 5x5 conv over the decoded latents, a 1x1 spread of the
+ * scale index, and 1x1 heads for the mean and scale corrections, which start at zero so that the model codes
+ * as it did without it. Of the 5x5 taps only those on decoded positions are kept (the others only ever see
+ * zeros, and the file says what the decoder computes): the other checkerboard colour, or, for the
+ * anchors' context, the four diagonal neighbours. */
+static bool add_context_layers(codec_model *c, const char *prefix, int k, nn_conv2d_layer *conv, nn_conv2d_layer *spread,
+                               nn_conv2d_layer *mean, nn_conv2d_layer *scale, bool diagonal_only, nn_rng *rng) {
+  int m = c->cfg.m;
+  char name[4][48];
+  const char *leaf[4] = {"0", "spread", "mean", "scale"};
+  for (int i = 0; i < 4; i++) snprintf(name[i], sizeof name[i], "%s.%s", prefix, leaf[i]);
+  if (!nn_conv2d_init(conv, &c->p, name[0], m, k, 5, 1, 2, 1, true, rng) ||
+      !nn_conv2d_init(spread, &c->p, name[1], m, k, 1, 1, 0, 1, false, rng) ||
+      !nn_conv2d_init(mean, &c->p, name[2], k, m, 1, 1, 0, 1, true, rng) ||
+      !nn_conv2d_init(scale, &c->p, name[3], k, m, 1, 1, 0, 1, true, rng))
+    return false;
+  float *w = nn_f32(conv->weight);
+  for (int64_t i = 0; i < (int64_t)k * m; i++)
+    for (int t = 0; t < 25; t++) {
+      int dy = t / 5, dx = t % 5;
+      bool decoded = diagonal_only ? dy % 2 == 1 && dx % 2 == 1 : (dy + dx) % 2 == 1;
+      if (!decoded) w[i * 25 + t] = 0;
+    }
+  nn_fill_(mean->weight, 0.0f), nn_fill_(mean->bias, 0.0f);
+  nn_fill_(scale->weight, 0.0f), nn_fill_(scale->bias, 0.0f);
+  return true;
+}
+
 static bool add_layers(codec_model *c, nn_rng *rng) {
   int n = c->cfg.n, m = c->cfg.m;
   bool ok = nn_conv2d_init(&c->ga[0], &c->p, "g_a.0", 3, n, 5, 2, 2, 1, true, rng) &&
@@ -130,39 +158,12 @@ static bool add_layers(codec_model *c, nn_rng *rng) {
             nn_conv_transpose2d_init(&c->gs[2], &c->p, "g_s.2", n, n, 5, 2, 2, 1, true, rng) &&
             nn_gdn_init(&c->gs_igdn[2], &c->p, "g_s.igdn2", n, true) &&
             nn_conv_transpose2d_init(&c->gs[3], &c->p, "g_s.3", n, 3, 5, 2, 2, 1, true, rng);
-  if (ok && c->cfg.context) {
-    int k = c->cfg.context;
-    ok = nn_conv2d_init(&c->ctx_conv, &c->p, "context.0", m, k, 5, 1, 2, 1, true, rng) &&
-         nn_conv2d_init(&c->ctx_spread, &c->p, "context.spread", m, k, 1, 1, 0, 1, false, rng) &&
-         nn_conv2d_init(&c->ctx_mean, &c->p, "context.mean", k, m, 1, 1, 0, 1, true, rng) &&
-         nn_conv2d_init(&c->ctx_scale, &c->p, "context.scale", k, m, 1, 1, 0, 1, true, rng);
-    if (ok) {
-      /* the taps on a position's own colour only ever see zeros (the other half is not decoded yet):
-       * zero them so the file says what the decoder computes */
-      float *w = nn_f32(c->ctx_conv.weight);
-      for (int64_t i = 0; i < (int64_t)k * m; i++)
-        for (int t = 0; t < 25; t++)
-          if ((t / 5 + t % 5) % 2 == 0) w[i * 25 + t] = 0;
-      /* corrections start at zero: the model codes as the hyperprior alone would */
-      nn_fill_(c->ctx_mean.weight, 0.0f), nn_fill_(c->ctx_mean.bias, 0.0f);
-      nn_fill_(c->ctx_scale.weight, 0.0f), nn_fill_(c->ctx_scale.bias, 0.0f);
-    }
-  }
-  if (ok && c->cfg.anchor_context) {
-    int k = c->cfg.anchor_context;
-    ok = nn_conv2d_init(&c->actx_conv, &c->p, "anchor_context.0", m, k, 5, 1, 2, 1, true, rng) &&
-         nn_conv2d_init(&c->actx_spread, &c->p, "anchor_context.spread", m, k, 1, 1, 0, 1, false, rng) &&
-         nn_conv2d_init(&c->actx_mean, &c->p, "anchor_context.mean", k, m, 1, 1, 0, 1, true, rng) &&
-         nn_conv2d_init(&c->actx_scale, &c->p, "anchor_context.scale", k, m, 1, 1, 0, 1, true, rng);
-    if (ok) { /* only the diagonal neighbours (odd dy and dx) are anchors on even rows; the corrections start at zero */
-      float *w = nn_f32(c->actx_conv.weight);
-      for (int64_t i = 0; i < (int64_t)k * m; i++)
-        for (int t = 0; t < 25; t++)
-          if (t / 5 % 2 == 0 || t % 5 % 2 == 0) w[i * 25 + t] = 0;
-      nn_fill_(c->actx_mean.weight, 0.0f), nn_fill_(c->actx_mean.bias, 0.0f);
-      nn_fill_(c->actx_scale.weight, 0.0f), nn_fill_(c->actx_scale.bias, 0.0f);
-    }
-  }
+  if (ok && c->cfg.context)
+    ok = add_context_layers(c, "context", c->cfg.context, &c->ctx_conv, &c->ctx_spread, &c->ctx_mean, &c->ctx_scale,
+                            false, rng);
+  if (ok && c->cfg.anchor_context)
+    ok = add_context_layers(c, "anchor_context", c->cfg.anchor_context, &c->actx_conv, &c->actx_spread, &c->actx_mean,
+                            &c->actx_scale, true, rng);
   if (!ok) return false;
   nn_fill_(c->gs[3].bias, 0.45f); /* mean grey: training starts from a sensible image, not black */
   if (c->cfg.level_mod)

@@ -131,29 +131,27 @@ static bool regrow(codec_model *c, const codec_config *cfg, uint64_t seed, bool 
   return true;
 }
 
-bool codec_add_mean_head(codec_model *c, uint64_t seed) {
-  if (c->cfg.mean_scale) {
-    nn_set_error("codec: the model already predicts means");
+/* Turns on the mean head (whose new layer starts at zero: it predicts 0, as the scale-only model assumed) or
+ * level modulation (whose scales keep their initial 1s): either way the model computes what it did. */
+static bool add_part(codec_model *c, bool mean_head, uint64_t seed) {
+  if (mean_head ? c->cfg.mean_scale : c->cfg.level_mod) {
+    nn_set_error(mean_head ? "codec: the model already predicts means" : "codec: the model already has level modulation");
     return false;
   }
   codec_config cfg = c->cfg;
-  cfg.mean_scale = true;
-  return regrow(c, &cfg, seed, true); /* the mean head predicts 0, as the scale-only model assumed */
+  *(mean_head ? &cfg.mean_scale : &cfg.level_mod) = true;
+  return regrow(c, &cfg, seed, mean_head);
 }
 
-bool codec_add_level_mod(codec_model *c, uint64_t seed) {
-  if (c->cfg.level_mod) {
-    nn_set_error("codec: the model already has level modulation");
-    return false;
-  }
-  codec_config cfg = c->cfg;
-  cfg.level_mod = true;
-  return regrow(c, &cfg, seed, false); /* the new scales keep their initial 1s */
-}
+bool codec_add_mean_head(codec_model *c, uint64_t seed) { return add_part(c, true, seed); }
+bool codec_add_level_mod(codec_model *c, uint64_t seed) { return add_part(c, false, seed); }
 
-bool codec_add_context(codec_model *c, int channels, uint64_t seed) {
-  if (c->cfg.context) {
-    nn_set_error("codec: the model already has a context model");
+/* The new layers keep their initialisation: corrections of zero, so the model computes what it did (the
+ * stream's symbol order changes, not its symbols). */
+static bool add_context_model(codec_model *c, int channels, uint64_t seed, bool anchors) {
+  if (anchors ? !c->cfg.context || c->cfg.anchor_context : c->cfg.context != 0) {
+    nn_set_error(anchors ? "codec: an anchors' context needs a model with a context model and none for its anchors yet"
+                         : "codec: the model already has a context model");
     return false;
   }
   if (channels < 1) {
@@ -161,22 +159,14 @@ bool codec_add_context(codec_model *c, int channels, uint64_t seed) {
     return false;
   }
   codec_config cfg = c->cfg;
-  cfg.context = channels;
-  return regrow(c, &cfg, seed, false); /* the new layers keep their initialisation: corrections of zero */
+  *(anchors ? &cfg.anchor_context : &cfg.context) = channels;
+  return regrow(c, &cfg, seed, false);
 }
 
+bool codec_add_context(codec_model *c, int channels, uint64_t seed) { return add_context_model(c, channels, seed, false); }
+
 bool codec_add_anchor_context(codec_model *c, int channels, uint64_t seed) {
-  if (!c->cfg.context || c->cfg.anchor_context) {
-    nn_set_error("codec: an anchors' context needs a model with a context model and none for its anchors yet");
-    return false;
-  }
-  if (channels < 1) {
-    nn_set_error("codec: an anchors' context model needs at least one channel");
-    return false;
-  }
-  codec_config cfg = c->cfg;
-  cfg.anchor_context = channels;
-  return regrow(c, &cfg, seed, false); /* corrections of zero, as with codec_add_context */
+  return add_context_model(c, channels, seed, true);
 }
 
 bool codec_set_lambdas(codec_model *c, const float *lambda) {

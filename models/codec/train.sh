@@ -88,39 +88,34 @@ STAGE1="$STAGES/stage1.safetensors" STAGE3="$STAGES/stage3.safetensors" STAGE4="
 STAGE5="$STAGES/stage5.safetensors" STAGE6A="$STAGES/stage6a.safetensors" STAGE6B="$STAGES/stage6b.safetensors"
 STAGE7="$STAGES/stage7.safetensors" STAGE8A="$STAGES/stage8a.safetensors" STAGE8B="$STAGES/stage8b.safetensors"
 
-"$E2E" train codec --m 96 --scale-only 1 --lambdas "$LEGACY_LAMBDAS" --steps 40000 --lr 1e-3 --batch 8 --patch 128 --threads "$THREADS" --seed 1 \
-  --eval-every 1000 --val-images 8 --max-seconds "$STAGE1_SECONDS" \
-  --out "$STAGE1" --curve "$LOGS/train-stage1-curve.png" | tee "$LOGS/train-stage1.log"
+# One stage: `e2e train codec` with its arguments, its checkpoint at OUT, its log and curve in $LOGS.
+stage() { # N OUT ARGS...
+  n=$1 out=$2
+  shift 2
+  "$E2E" train codec "$@" --out "$out" --curve "$LOGS/train-stage$n-curve.png" | tee "$LOGS/train-stage$n.log"
+}
 
-"$E2E" train codec --init "$STAGE1" --reset-hyper 1 --steps 60000 --lr 5e-4 --batch 8 --patch 128 \
-  --threads "$THREADS" --seed 3 --eval-every 1000 --val-images 8 --max-seconds "$STAGE3_SECONDS" \
-  --out "$STAGE3" --curve "$LOGS/train-stage3-curve.png" | tee "$LOGS/train-stage3.log"
-
-"$E2E" train codec --init "$STAGE3" --widen-m 192 --steps 60000 --lr 5e-4 --batch 8 --patch 128 \
-  --threads "$THREADS" --seed 4 --eval-every 1000 --val-images 8 --max-seconds "$STAGE4_SECONDS" \
-  --out "$STAGE4" --curve "$LOGS/train-stage4-curve.png" | tee "$LOGS/train-stage4.log"
-
-"$E2E" train codec --init "$STAGE4" --lambdas "$STAGE5_LAMBDAS" --steps 60000 --lr 3e-4 --batch 8 --patch 128 \
-  --threads "$THREADS" --seed 6 --eval-every 1000 --val-images 8 --max-seconds "$STAGE5_SECONDS" \
-  --out "$STAGE5" --curve "$LOGS/train-stage5-curve.png" | tee "$LOGS/train-stage5.log"
-"$E2E" train codec --init "$STAGE5" --mean-head 1 --steps 60000 --lr 1.5e-4 --batch 4 --patch 256 \
-  --threads "$THREADS" --seed 12 --eval-every 1000 --val-images 8 --max-seconds "$STAGE6A_SECONDS" \
-  --out "$STAGE6A" --curve "$LOGS/train-stage6a-curve.png" | tee "$LOGS/train-stage6a.log"
-"$E2E" train codec --init "$STAGE6A" --lambdas "$LAMBDAS" --steps 60000 --lr 1.3e-4 --batch 4 --patch 256 \
-  --threads "$THREADS" --seed 13 --eval-every 1000 --val-images 8 --max-seconds "$STAGE6B_SECONDS" \
-  --out "$STAGE6B" --curve "$LOGS/train-stage6b-curve.png" | tee "$LOGS/train-stage6b.log"
-"$E2E" train codec --init "$STAGE6B" --level-mod 1 --level-mod-lr 10 --steps 60000 --lr 1e-4 --batch 4 --patch 256 \
-  --threads 1 --seed 31 --eval-every 1000 --val-images 8 --max-seconds "$STAGE7_SECONDS" \
-  --out "$STAGE7" --curve "$LOGS/train-stage7-curve.png" | tee "$LOGS/train-stage7.log"
-"$E2E" train codec --init "$STAGE7" --context 64 --context-lr 1 --train-only context. --steps "$STAGE8A_STEPS" --lr 1e-3 \
-  --batch 4 --patch 256 --threads 1 --seed 43 --eval-every 500 --val-images 8 \
-  --out "$STAGE8A" --curve "$LOGS/train-stage8a-curve.png" | tee "$LOGS/train-stage8a.log"
-"$E2E" train codec --init "$STAGE8A" --context-lr 2 --level-mod-lr 10 --steps 60000 --lr 5e-5 --batch 4 --patch 256 \
-  --threads 1 --seed 51 --eval-every 500 --val-images 8 --max-seconds "$STAGE8B_SECONDS" \
-  --out "$STAGE8B" --curve "$LOGS/train-stage8b-curve.png" | tee "$LOGS/train-stage8b.log"
-"$E2E" train codec --init "$STAGE8B" --anchor-context 64 --context-lr 1 --train-only anchor_context. --steps "$STAGE9_STEPS" \
-  --lr 1e-3 --batch 4 --patch 256 --threads 1 --seed 71 --eval-every 500 --val-images 8 \
-  --out "$OUT/e2ecodec.safetensors" --curve "$LOGS/train-stage9-curve.png" | tee "$LOGS/train-stage9.log"
+stage 1 "$STAGE1" --m 96 --scale-only 1 --lambdas "$LEGACY_LAMBDAS" --steps 40000 --lr 1e-3 --batch 8 \
+  --patch 128 --threads "$THREADS" --seed 1 --eval-every 1000 --val-images 8 --max-seconds "$STAGE1_SECONDS"
+stage 3 "$STAGE3" --init "$STAGE1" --reset-hyper 1 --steps 60000 --lr 5e-4 --batch 8 --patch 128 --threads \
+  "$THREADS" --seed 3 --eval-every 1000 --val-images 8 --max-seconds "$STAGE3_SECONDS"
+stage 4 "$STAGE4" --init "$STAGE3" --widen-m 192 --steps 60000 --lr 5e-4 --batch 8 --patch 128 --threads \
+  "$THREADS" --seed 4 --eval-every 1000 --val-images 8 --max-seconds "$STAGE4_SECONDS"
+stage 5 "$STAGE5" --init "$STAGE4" --lambdas "$STAGE5_LAMBDAS" --steps 60000 --lr 3e-4 --batch 8 --patch 128 \
+  --threads "$THREADS" --seed 6 --eval-every 1000 --val-images 8 --max-seconds "$STAGE5_SECONDS"
+stage 6a "$STAGE6A" --init "$STAGE5" --mean-head 1 --steps 60000 --lr 1.5e-4 --batch 4 --patch 256 --threads \
+  "$THREADS" --seed 12 --eval-every 1000 --val-images 8 --max-seconds "$STAGE6A_SECONDS"
+stage 6b "$STAGE6B" --init "$STAGE6A" --lambdas "$LAMBDAS" --steps 60000 --lr 1.3e-4 --batch 4 --patch 256 \
+  --threads "$THREADS" --seed 13 --eval-every 1000 --val-images 8 --max-seconds "$STAGE6B_SECONDS"
+stage 7 "$STAGE7" --init "$STAGE6B" --level-mod 1 --level-mod-lr 10 --steps 60000 --lr 1e-4 --batch 4 \
+  --patch 256 --threads 1 --seed 31 --eval-every 1000 --val-images 8 --max-seconds "$STAGE7_SECONDS"
+stage 8a "$STAGE8A" --init "$STAGE7" --context 64 --context-lr 1 --train-only context. --steps \
+  "$STAGE8A_STEPS" --lr 1e-3 --batch 4 --patch 256 --threads 1 --seed 43 --eval-every 500 --val-images 8
+stage 8b "$STAGE8B" --init "$STAGE8A" --context-lr 2 --level-mod-lr 10 --steps 60000 --lr 5e-5 --batch 4 \
+  --patch 256 --threads 1 --seed 51 --eval-every 500 --val-images 8 --max-seconds "$STAGE8B_SECONDS"
+stage 9 "$OUT/e2ecodec.safetensors" --init "$STAGE8B" --anchor-context 64 --context-lr 1 --train-only \
+  anchor_context. --steps "$STAGE9_STEPS" --lr 1e-3 --batch 4 --patch 256 --threads 1 --seed 71 --eval-every \
+  500 --val-images 8
 rm -f "$STAGE1" "$STAGE3" "$STAGE4" "$STAGE5" "$STAGE6A" "$STAGE6B" "$STAGE7" "$STAGE8A" "$STAGE8B"
 rmdir "$STAGES" 2>/dev/null || true
 

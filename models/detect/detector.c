@@ -1,5 +1,6 @@
 /* The detector: network, training targets and loss, decoding, (de)serialisation. */
 #include "e2e/detect.h"
+#include "task.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -316,16 +317,7 @@ static char *config_json(const det_config *c) {
 
 bool det_save(detector *d, const char *path, const nn_kv *extra, int n_extra) {
   char *cfg = config_json(&d->cfg);
-  nn_kv *meta = calloc((size_t)n_extra + 2, sizeof *meta);
-  if (!meta) {
-    g_free(cfg);
-    return false;
-  }
-  meta[0] = (nn_kv){"architecture", ARCH};
-  meta[1] = (nn_kv){"config", cfg};
-  for (int i = 0; i < n_extra; i++) meta[2 + i] = extra[i];
-  bool ok = nn_safetensors_save(path, &d->p, meta, n_extra + 2);
-  free(meta);
+  bool ok = e2e_save_params(path, &d->p, (nn_kv[]){{"architecture", ARCH}, {"config", cfg}}, 2, extra, n_extra);
   g_free(cfg);
   return ok;
 }

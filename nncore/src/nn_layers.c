@@ -87,6 +87,19 @@ static void init_fan_in(nn_tensor *t, nn_rng *rng, int64_t fan_in) {
 
 /* ------------------------------------------------------------------ linear */
 
+/* A layer's weight and (optionally) bias, both drawn from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in that order. */
+static bool weight_and_bias(nn_params *p, const char *name, int ndim, const int64_t *shape, int64_t out, bool bias,
+                            int64_t fan_in, nn_rng *rng, nn_tensor **w, nn_tensor **b) {
+  *w = param(p, name, "weight", ndim, shape, true);
+  if (!*w) return false;
+  init_fan_in(*w, rng, fan_in);
+  if (!bias) return true;
+  *b = param(p, name, "bias", 1, &out, true);
+  if (!*b) return false;
+  init_fan_in(*b, rng, fan_in);
+  return true;
+}
+
 bool nn_linear_init(nn_linear *l, nn_params *p, const char *name, int64_t in, int64_t out, bool bias, nn_rng *rng) {
   memset(l, 0, sizeof *l);
   if (in < 1 || out < 1) {
@@ -95,15 +108,7 @@ bool nn_linear_init(nn_linear *l, nn_params *p, const char *name, int64_t in, in
   }
   l->in = in;
   l->out = out;
-  l->weight = param(p, name, "weight", 2, (int64_t[]){out, in}, true);
-  if (!l->weight) return false;
-  init_fan_in(l->weight, rng, in);
-  if (bias) {
-    l->bias = param(p, name, "bias", 1, &out, true);
-    if (!l->bias) return false;
-    init_fan_in(l->bias, rng, in);
-  }
-  return true;
+  return weight_and_bias(p, name, 2, (int64_t[]){out, in}, out, bias, in, rng, &l->weight, &l->bias);
 }
 
 nn_tensor *nn_linear_forward(const nn_linear *l, nn_tensor *x) {
@@ -129,16 +134,8 @@ bool nn_conv2d_init(nn_conv2d_layer *l, nn_params *p, const char *name, int64_t 
   l->p.stride_h = l->p.stride_w = stride;
   l->p.pad_h = l->p.pad_w = pad;
   l->p.groups = groups;
-  int64_t fan_in = in / groups * k * k;
-  l->weight = param(p, name, "weight", 4, (int64_t[]){out, in / groups, k, k}, true);
-  if (!l->weight) return false;
-  init_fan_in(l->weight, rng, fan_in);
-  if (bias) {
-    l->bias = param(p, name, "bias", 1, &out, true);
-    if (!l->bias) return false;
-    init_fan_in(l->bias, rng, fan_in);
-  }
-  return true;
+  return weight_and_bias(p, name, 4, (int64_t[]){out, in / groups, k, k}, out, bias, in / groups * k * k, rng,
+                         &l->weight, &l->bias);
 }
 
 nn_tensor *nn_conv2d_forward(const nn_conv2d_layer *l, nn_tensor *x) { return nn_conv2d(x, l->weight, l->bias, l->p); }
@@ -155,16 +152,7 @@ bool nn_conv_transpose2d_init(nn_conv_transpose2d_layer *l, nn_params *p, const 
   l->p.pad_h = l->p.pad_w = pad;
   l->p.output_pad_h = l->p.output_pad_w = output_pad;
   /* PyTorch computes fan_in from weight dim 1 for transposed convs */
-  int64_t fan_in = out * k * k;
-  l->weight = param(p, name, "weight", 4, (int64_t[]){in, out, k, k}, true);
-  if (!l->weight) return false;
-  init_fan_in(l->weight, rng, fan_in);
-  if (bias) {
-    l->bias = param(p, name, "bias", 1, &out, true);
-    if (!l->bias) return false;
-    init_fan_in(l->bias, rng, fan_in);
-  }
-  return true;
+  return weight_and_bias(p, name, 4, (int64_t[]){in, out, k, k}, out, bias, out * k * k, rng, &l->weight, &l->bias);
 }
 
 nn_tensor *nn_conv_transpose2d_forward(const nn_conv_transpose2d_layer *l, nn_tensor *x) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "e2e/codec.h"
+#include "frames.h"
 #include "../harness.h"
 
 __attribute__((constructor)) static void init_gst(void) {
@@ -40,24 +41,7 @@ static uint8_t *picture(int w, int h, int seed) {
 }
 
 static GstBuffer *frame_buffer(const uint8_t *rgb, int w, int h, GstVideoFormat fmt, GstClockTime pts) {
-  GstVideoInfo in, out;
-  gst_video_info_set_format(&in, GST_VIDEO_FORMAT_RGB, w, h);
-  gst_video_info_set_format(&out, fmt, w, h);
-  GstBuffer *src = gst_buffer_new_allocate(NULL, GST_VIDEO_INFO_SIZE(&in), NULL);
-  GstVideoFrame fi, fo;
-  gst_video_frame_map(&fi, &in, src, GST_MAP_WRITE);
-  for (int y = 0; y < h; y++)
-    memcpy((uint8_t *)GST_VIDEO_FRAME_PLANE_DATA(&fi, 0) + (size_t)y * GST_VIDEO_FRAME_PLANE_STRIDE(&fi, 0),
-           rgb + (size_t)y * w * 3, (size_t)w * 3);
-  gst_video_frame_unmap(&fi);
-  GstBuffer *o = gst_buffer_new_allocate(NULL, GST_VIDEO_INFO_SIZE(&out), NULL);
-  gst_video_frame_map(&fi, &in, src, GST_MAP_READ);
-  gst_video_frame_map(&fo, &out, o, GST_MAP_WRITE);
-  GstVideoConverter *c = gst_video_converter_new(&in, &out, NULL);
-  gst_video_converter_frame(c, &fi, &fo);
-  gst_video_converter_free(c);
-  gst_video_frame_unmap(&fi);
-  gst_video_frame_unmap(&fo);
+  GstBuffer *src = test_frame_from_rgb(rgb, w, h), *o = test_frame_convert(src, w, h, fmt);
   gst_buffer_unref(src);
   GST_BUFFER_PTS(o) = pts;
   GST_BUFFER_DURATION(o) = GST_SECOND / 10;

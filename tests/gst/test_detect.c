@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "e2e/detect.h"
+#include "frames.h"
 #include "../harness.h"
 
 #define ORACLE_SIZE 128
@@ -65,22 +66,6 @@ static GstBuffer *dot_frame_rgb(int w, int h, double cx, double cy, double r) {
   return b;
 }
 
-/* Converts an RGB frame to another raw format. */
-static GstBuffer *convert(GstBuffer *rgb, int w, int h, GstVideoFormat fmt) {
-  GstVideoInfo in, out;
-  gst_video_info_set_format(&in, GST_VIDEO_FORMAT_RGB, w, h);
-  gst_video_info_set_format(&out, fmt, w, h);
-  GstBuffer *o = gst_buffer_new_allocate(NULL, GST_VIDEO_INFO_SIZE(&out), NULL);
-  GstVideoFrame fi, fo;
-  gst_video_frame_map(&fi, &in, rgb, GST_MAP_READ);
-  gst_video_frame_map(&fo, &out, o, GST_MAP_WRITE);
-  GstVideoConverter *c = gst_video_converter_new(&in, &out, NULL);
-  gst_video_converter_frame(c, &fi, &fo);
-  gst_video_converter_free(c);
-  gst_video_frame_unmap(&fi);
-  gst_video_frame_unmap(&fo);
-  return o;
-}
 
 /* Where the oracle must put the box for a dot at network sampling point (gx, gy)
  * (in 8 px units), and the frame point of that sampling point. */
@@ -114,6 +99,17 @@ static GstHarness *detect_harness(const char *model, const char *fmt, int w, int
 /* The e2edetect inside a parsed harness (which wraps it in a bin); a new reference. */
 static GstElement *detect_element(GstHarness *hh) { return gst_harness_find_element(hh, "e2edetect"); }
 
+/* A counter of the element's "stats" (G_MAXUINT64 when missing). */
+static guint64 stat_of(GstHarness *hh, const char *field) {
+  GstStructure *st = NULL;
+  GstElement *det = detect_element(hh);
+  g_object_get(det, "stats", &st, NULL);
+  gst_object_unref(det);
+  guint64 v = G_MAXUINT64;
+  if (st) gst_structure_get_uint64(st, field, &v), gst_structure_free(st);
+  return v;
+}
+
 static int count_rois(GstBuffer *b, GstVideoRegionOfInterestMeta **first) {
   int n = 0;
   gpointer st = NULL;
@@ -140,7 +136,7 @@ TEST(detect_negotiates_every_format_and_passes_video_through) {
   for (size_t i = 0; i < G_N_ELEMENTS(fmts); i++) {
     GstHarness *hh = detect_harness(model, fmts[i], w, h, NULL);
     GstBuffer *rgb = dot_frame_rgb(w, h, e.dot_x, e.dot_y, e.r);
-    GstBuffer *in = stamp(convert(rgb, w, h, gst_video_format_from_string(fmts[i])), 5);
+    GstBuffer *in = stamp(test_frame_convert(rgb, w, h, gst_video_format_from_string(fmts[i])), 5);
     GstBuffer *copy = gst_buffer_copy_deep(in);
     GstBuffer *out = gst_harness_push_and_pull(hh, in);
     CHECK(out != NULL, "%s: no output", fmts[i]);
@@ -240,14 +236,9 @@ TEST(detect_interval_carries_results_marked_not_fresh) {
     CHECK(fresh == want[i], "frame %d fresh=%d", i, fresh);
     if (out) gst_buffer_unref(out);
   }
-  GstStructure *st = NULL;
-  GstElement *det = detect_element(hh);
-  g_object_get(det, "stats", &st, NULL);
-  gst_object_unref(det);
-  guint64 frames = 0, inf = 0;
-  CHECK(st && gst_structure_get_uint64(st, "frames", &frames) && frames == 6, "frames");
-  CHECK(st && gst_structure_get_uint64(st, "inferences", &inf) && inf == 2, "inferences %" G_GUINT64_FORMAT, inf);
-  if (st) gst_structure_free(st);
+  guint64 frames = stat_of(hh, "frames"), inf = stat_of(hh, "inferences");
+  CHECK(frames == 6, "frames");
+  CHECK(inf == 2, "inferences %" G_GUINT64_FORMAT, inf);
   gst_harness_teardown(hh);
   unlink(model);
   g_free(model);
@@ -429,15 +420,8 @@ TEST(detect_qos_skips_inference_on_late_frames_and_reports_latency) {
     CHECK(out && count_rois(out, NULL) == 1, "late frame %d still passes with the last results", i);
     if (out) gst_buffer_unref(out);
   }
-  GstStructure *st = NULL;
-  GstElement *det = detect_element(hh);
-  g_object_get(det, "stats", &st, NULL);
-  gst_object_unref(det);
-  guint64 skipped = 0, inf = 0;
-  gst_structure_get_uint64(st, "skipped", &skipped);
-  gst_structure_get_uint64(st, "inferences", &inf);
+  guint64 skipped = stat_of(hh, "skipped"), inf = stat_of(hh, "inferences");
   CHECK(skipped == 3 && inf == 1, "skipped %" G_GUINT64_FORMAT ", inferences %" G_GUINT64_FORMAT, skipped, inf);
-  gst_structure_free(st);
   GstClockTime lat = gst_harness_query_latency(hh);
   CHECK(GST_CLOCK_TIME_IS_VALID(lat) && lat > 0, "latency query answers the processing time (%" GST_TIME_FORMAT ")", GST_TIME_ARGS(lat));
   gst_harness_teardown(hh);

@@ -34,6 +34,7 @@ const char *e2e_last_error(void);
 char *e2e_model_path(const char *rel);
 /* The shipped default model of a task (newly allocated; free() it). */
 char *e2e_default_model(e2e_task task);
+#define E2E_DEFAULT_DEVICE "cpu"
 /* True for a device a model can run on in this build ("cpu"); otherwise false with one message saying
  * why (unknown name; no CUDA backend compiled in; no GPU; the kernels not on the GPU yet). */
 bool e2e_device_check(const char *device);
