@@ -52,7 +52,7 @@ static GstFlowReturn parse_handle_frame(GstBaseParse *parse, GstBaseParseFrame *
   guint8 probe[CODEC_HEADER_BYTES];
   memcpy(probe, d, CODEC_HEADER_BYTES);
   if (total > MAX_PICTURE_BYTES || !codec_parse_header(probe, (size_t)total, &h)) {
-    GST_WARNING_OBJECT(self, "bad picture header (%s); resynchronising", nn_last_error());
+    GST_WARNING_OBJECT(self, "bad picture header (%s); resynchronising", e2e_last_error());
     *skipsize = 1;
     goto out;
   }
