@@ -302,7 +302,7 @@ TEST(detect_model_name_shares_one_model_between_elements) {
   char *m1 = make_oracle("dot"), *m2 = make_oracle("spot"), *m3 = make_oracle("blob");
   GstHarness *a = detect_harness(m1, "RGB", 160, 120, "model-name=shared-oracle");
   GstBus *bus = gst_bus_new();
-  GstElement *db = gst_element_factory_make("e2edetect", NULL), *da = detect_element(a);
+  GstElement *db = gst_object_ref_sink(gst_element_factory_make("e2edetect", NULL)), *da = detect_element(a);
   g_object_set(db, "model", m3, "model-name", "shared-oracle", "threshold", 0.5f, "num-threads", 1, NULL);
   gst_element_set_bus(db, bus); /* before it starts: the warning comes then */
   GstHarness *b = gst_harness_new_with_element(db, "sink", "src");
@@ -326,6 +326,7 @@ TEST(detect_model_name_shares_one_model_between_elements) {
   gst_object_unref(da);
   gst_harness_teardown(a);
   gst_harness_teardown(b);
+  gst_object_unref(db); /* the harness took its own reference */
   for (char **m = (char *[]){m1, m2, m3, NULL}; *m; m++) unlink(*m), g_free(*m);
 }
 
