@@ -205,12 +205,19 @@ TEST(decoder_drops_corrupt_pictures_with_a_warning_and_goes_on) {
   g_free(model);
 }
 
-static void expect_error(const char *launch, const char *needle) {
+/* only_one: an error at start (model, device), which must be the element's alone, not followed by the base
+ * class's own "Could not initialize supporting library". */
+static void expect_error_at(const char *launch, const char *needle, bool only_one) {
   GstElement *p = gst_parse_launch(launch, NULL);
-  gst_element_set_state(p, GST_STATE_PLAYING);
+  GstStateChangeReturn r = gst_element_set_state(p, GST_STATE_PLAYING);
   GstBus *bus = gst_element_get_bus(p);
   GstMessage *msg = gst_bus_timed_pop_filtered(bus, 10 * GST_SECOND, GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
   CHECK(msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR, "%s: an error, not EOS or a hang", launch);
+  if (only_one) {
+    GstMessage *second = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+    CHECK(r == GST_STATE_CHANGE_FAILURE && !second, "%s: one error, posted while starting", launch);
+    if (second) gst_message_unref(second);
+  }
   if (msg && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
     GError *err = NULL;
     gchar *dbg = NULL;
@@ -224,6 +231,8 @@ static void expect_error(const char *launch, const char *needle) {
   gst_element_set_state(p, GST_STATE_NULL);
   gst_object_unref(p);
 }
+
+static void expect_error(const char *launch, const char *needle) { expect_error_at(launch, needle, false); }
 
 /* A header claiming 16384x16384 on a few bytes: right magic, model and checksum, so only its size is wrong. */
 static uint8_t *claims_huge_size(const codec_model *c, size_t *len) {
@@ -288,9 +297,10 @@ TEST(max_memory_drops_or_refuses_pictures_too_large) {
 }
 
 TEST(missing_or_foreign_model_is_a_clear_error) {
-  expect_error("videotestsrc num-buffers=2 ! e2ecodecenc model=/nonexistent/codec.safetensors ! fakesink",
-               "/nonexistent/codec.safetensors");
-  expect_error("videotestsrc num-buffers=2 ! e2ecodecenc device=cuda ! fakesink", "device=cuda");
+  expect_error_at("videotestsrc num-buffers=2 ! e2ecodecenc model=/nonexistent/codec.safetensors ! fakesink",
+                  "/nonexistent/codec.safetensors", true);
+  expect_error_at("e2ecodecdec model=/nonexistent/codec.safetensors ! fakesink", "/nonexistent/codec.safetensors", true);
+  expect_error_at("videotestsrc num-buffers=2 ! e2ecodecenc device=cuda ! fakesink", "device=cuda", true);
   /* stream made by one model, decoder holding another */
   char *a = make_model(4, NULL), *b = make_model(5, NULL);
   gchar *launch = g_strdup_printf("videotestsrc num-buffers=2 ! video/x-raw,width=64,height=64 ! e2ecodecenc model=%s ! "

@@ -330,6 +330,24 @@ TEST(detect_model_name_shares_one_model_between_elements) {
   for (char **m = (char *[]){m1, m2, m3, NULL}; *m; m++) unlink(*m), g_free(*m);
 }
 
+/* gst-inspect shows the model an element will use, not "null": the shipped file's path, which exists. */
+TEST(model_property_defaults_to_the_shipped_file) {
+  const char *elements[] = {"e2edetect", "e2ecodecenc", "e2ecodecdec", "e2ecodec"};
+  const char *files[] = {"detect/person.safetensors", "codec/e2ecodec.safetensors", "codec/e2ecodec.safetensors",
+                         "codec/e2ecodec.safetensors"};
+  for (int i = 0; i < 4; i++) {
+    GstElement *e = gst_element_factory_make(elements[i], NULL);
+    GParamSpec *ps = e ? g_object_class_find_property(G_OBJECT_GET_CLASS(e), "model") : NULL;
+    gchar *path = NULL;
+    if (e) g_object_get(e, "model", &path, NULL);
+    const gchar *def = ps ? G_PARAM_SPEC_STRING(ps)->default_value : NULL;
+    CHECK(path && def && !strcmp(path, def) && g_str_has_suffix(path, files[i]) && g_file_test(path, G_FILE_TEST_IS_REGULAR),
+          "%s: model %s, default %s", elements[i], path ? path : "(null)", def ? def : "(null)");
+    g_free(path);
+    if (e) gst_object_unref(gst_object_ref_sink(e));
+  }
+}
+
 /* A corrupt model refuses the state change with an error naming the file. */
 static void expect_start_error(const char *model, const char *needle) {
   GstElement *p = gst_parse_launch("videotestsrc num-buffers=2 ! e2edetect name=d ! fakesink", NULL);
