@@ -50,12 +50,15 @@ else bad "missing model message"; cat "$TMP/log3"; fi
 
 CLIP=/usr/share/doc/opencv-doc/examples/data/vtest.avi
 if [ -f "$CLIP" ] && gst-inspect-1.0 avidemux >/dev/null 2>&1; then
-  if gst-launch-1.0 -q filesrc location=$CLIP ! decodebin ! videoconvert ! video/x-raw,format=BGRx ! \
-     identity eos-after=60 ! e2edetect json-file="$TMP/v.jsonl" ! e2eoverlay ! fakesink >"$TMP/log4" 2>&1 && \
-     check_jsonl "$TMP/v.jsonl" 60 && python3 -c "
+  # identity's eos-after lets 59 or 60 buffers through, depending on timing (seen under load): count the
+  # frames e2edetect is handed with a second identity, and want one JSON line for each
+  if gst-launch-1.0 -v filesrc location=$CLIP ! decodebin ! videoconvert ! video/x-raw,format=BGRx ! \
+     identity eos-after=60 ! identity name=seen silent=false ! e2edetect json-file="$TMP/v.jsonl" ! e2eoverlay ! \
+     fakesink >"$TMP/log4" 2>&1 && frames=$(grep -c 'seen: last-message = chain' "$TMP/log4") && \
+     [ "$frames" -ge 59 ] && check_jsonl "$TMP/v.jsonl" "$frames" && python3 -c "
 import json; n = sum(len(json.loads(l)['objects']) for l in open('$TMP/v.jsonl'))
-assert n > 30, f'only {n} people found in 60 frames of vtest.avi'"; then
-    ok "shipped person model on vtest.avi: 60 frames with people found"
+assert n > 30, f'only {n} people found in the first 60 frames of vtest.avi'"; then
+    ok "shipped person model on vtest.avi: a JSON line for each of $frames frames, people found"
   else bad "vtest.avi pipeline"; tail -5 "$TMP/log4"; fi
 else
   skip=$((skip + 1)); echo "skip vtest.avi clip test (install opencv-doc and gstreamer1.0-libav)"
