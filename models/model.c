@@ -155,3 +155,22 @@ bool e2e_save_params(const char *path, const nn_params *p, const nn_kv *own, int
   free(meta);
   return ok;
 }
+
+uint32_t e2e_params_hash(const nn_params *p) {
+  uint32_t h = 2166136261u;
+  for (int i = 0; i < p->n; i++) {
+    for (const char *s = p->names[i]; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    const uint8_t *b = nn_data(p->t[i]);
+    size_t nb = (size_t)nn_numel(p->t[i]) * nn_dtype_size(p->t[i]->dtype);
+    for (size_t k = 0; k < nb; k++) h = (h ^ b[k]) * 16777619u;
+  }
+  return h;
+}
+
+void e2e_params_copy(nn_params *dst, const nn_params *src) {
+  for (int i = 0; i < dst->n && i < src->n; i++) {
+    nn_tensor *t = dst->t[i];
+    memcpy(nn_data(t), nn_data(src->t[i]), (size_t)nn_numel(t) * nn_dtype_size(t->dtype));
+    t->requires_grad = src->t[i]->requires_grad;
+  }
+}

@@ -77,13 +77,19 @@ double e2e_session_warm_up(e2e_session *s, int w, int h) {
   return ok ? ms : -1;
 }
 
+static bool batch_given(const e2e_batch *b, const char *what) {
+  if (b && b->n > 0 && b->images) return true;
+  nn_set_error("%s: an empty batch", what);
+  return false;
+}
+
 bool e2e_session_evaluate(e2e_session *s, const e2e_batch *b, e2e_metric *out) {
+  if (!batch_given(b, "evaluate")) return false;
   nn_scope scope;
   void *impl = e2e_session_enter(s, (e2e_task)E2E_TASK_ANY, &scope);
   if (!impl) return false;
   memset(out, 0, sizeof *out);
-  bool ok = b && b->n > 0 && b->images ? e2e_model_ops(s->model)->evaluate(impl, b, out) : false;
-  if (!b || b->n <= 0 || !b->images) nn_set_error("evaluate: an empty batch");
+  bool ok = e2e_model_ops(s->model)->evaluate(impl, b, out);
   e2e_session_leave(s, &scope);
   return ok;
 }
@@ -151,10 +157,7 @@ void e2e_trainer_free(e2e_trainer *t) {
 }
 
 bool e2e_trainer_step(e2e_trainer *t, const e2e_batch *b, e2e_metric *loss) {
-  if (!b || b->n <= 0 || !b->images) {
-    nn_set_error("train step: an empty batch");
-    return false;
-  }
+  if (!batch_given(b, "train step")) return false;
   nn_scope scope = nn_scope_begin(&(nn_scope_opts){.arena = t->arena, .grad = true, .threads = t->threads});
   memset(loss, 0, sizeof *loss);
   nn_optim_zero_grad(t->opt);

@@ -32,6 +32,12 @@ e2e_model *e2e_model_wrap(const e2e_task_ops *ops, void *impl, const nn_st_file 
 const e2e_task_ops *e2e_model_ops(const e2e_model *m);
 void *e2e_model_impl(const e2e_model *m);
 
+/* FNV-1a over the names and bytes of every tensor, in list order: a model's weights id (the codec's
+ * streams carry it, so it must never change for the same weights). */
+uint32_t e2e_params_hash(const nn_params *p);
+/* Copies every tensor (and its trainable flag) of src into dst, a list built for the same config. */
+void e2e_params_copy(nn_params *dst, const nn_params *src);
+
 /* Saves p atomically with the task's own metadata (architecture, config, ...) followed by the caller's. */
 bool e2e_save_params(const char *path, const nn_params *p, const nn_kv *own, int n_own, const nn_kv *extra, int n_extra);
 

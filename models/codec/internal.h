@@ -17,8 +17,6 @@ bool codec_lambdas_valid(const float *lambda);
 bool codec_config_valid(const codec_config *c);
 /* Copies the entropy tables from the model's buffers (just loaded or regrown) into c->tables. */
 void codec_tables_from_buffers(codec_model *c);
-/* FNV-1a over the names and bytes of every tensor: the model id streams carry. */
-uint32_t codec_weights_hash(const nn_params *p);
 
 /* Rows of a [levels, channels] table for each patch, as [N, channels, 1, 1]. */
 nn_tensor *codec_gains_for(nn_tensor *table, const int *quality, int64_t n);

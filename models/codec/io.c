@@ -47,7 +47,7 @@ static char *config_json(const codec_config *c) {
 }
 
 bool codec_save(codec_model *c, const char *path, const nn_kv *extra, int n_extra) {
-  uint32_t hash = codec_weights_hash(&c->p);
+  uint32_t hash = e2e_params_hash(&c->p);
   if (c->model_id != hash) c->model_id = hash; /* after training; a shared model's weights never change */
   char *cfg = config_json(&c->cfg);
   char id[16];
@@ -117,7 +117,7 @@ bool codec_load_file(codec_model *c, const nn_st_file *f, const char *path) {
       }
     }
     if (ok) {
-      tmp.model_id = codec_weights_hash(&tmp.p);
+      tmp.model_id = e2e_params_hash(&tmp.p);
       codec_free(c);
       *c = tmp;
     } else {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "task.h"
 
 #define TAIL_SIGMAS 6.0 /* table half-width in scales: mass outside is ~2e-9, sent as escapes */
 
@@ -221,17 +222,6 @@ void codec_tables_from_buffers(codec_model *c) {
          sizeof(int32_t) * CODEC_NUM_SCALES * (size_t)(t->max_len + 1));
 }
 
-uint32_t codec_weights_hash(const nn_params *p) {
-  uint32_t h = 2166136261u;
-  for (int i = 0; i < p->n; i++) {
-    for (const char *s = p->names[i]; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
-    const uint8_t *b = nn_data(p->t[i]);
-    size_t nb = (size_t)nn_numel(p->t[i]) * nn_dtype_size(p->t[i]->dtype);
-    for (size_t k = 0; k < nb; k++) h = (h ^ b[k]) * 16777619u;
-  }
-  return h;
-}
-
 bool codec_init(codec_model *c, const codec_config *cfg, uint64_t seed) {
   memset(c, 0, sizeof *c);
   if (!codec_config_valid(cfg)) return false;
@@ -243,7 +233,7 @@ bool codec_init(codec_model *c, const codec_config *cfg, uint64_t seed) {
     codec_free(c);
     return false;
   }
-  c->model_id = codec_weights_hash(&c->p);
+  c->model_id = e2e_params_hash(&c->p);
   return true;
 }
 

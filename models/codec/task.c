@@ -31,13 +31,9 @@ static void *copy(const void *impl, bool training) {
     free(c);
     return NULL;
   }
-  for (int i = 0; i < c->p.n; i++) {
-    nn_tensor *t = c->p.t[i];
-    memcpy(nn_data(t), nn_data(src->p.t[i]), (size_t)nn_numel(t) * nn_dtype_size(t->dtype));
-    t->requires_grad = src->p.t[i]->requires_grad;
-  }
+  e2e_params_copy(&c->p, &src->p);
   codec_tables_from_buffers(c);
-  c->model_id = codec_weights_hash(&c->p);
+  c->model_id = e2e_params_hash(&c->p);
   if (!training && !codec_prepare_inference(c)) {
     destroy(c);
     return NULL;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "task.h"
 
 static nn_tensor *uniform_noise(const nn_tensor *like, nn_rng *rng) {
   nn_tensor *u = nn_empty(NN_F32, like->ndim, like->shape);
@@ -125,7 +126,7 @@ static bool regrow(codec_model *c, const codec_config *cfg, uint64_t seed, bool 
     else if (zero_new) nn_fill_(dst, 0.0f);
   }
   codec_tables_from_buffers(&w);
-  w.model_id = codec_weights_hash(&w.p);
+  w.model_id = e2e_params_hash(&w.p);
   codec_free(c);
   *c = w;
   return true;

@@ -37,11 +37,7 @@ static void *copy(const void *impl, bool training) {
     if (m) destroy(m);
     return NULL;
   }
-  for (int i = 0; i < m->d.p.n; i++) {
-    nn_tensor *t = m->d.p.t[i];
-    memcpy(nn_data(t), nn_data(src->p.t[i]), (size_t)nn_numel(t) * nn_dtype_size(t->dtype));
-    t->requires_grad = src->p.t[i]->requires_grad;
-  }
+  e2e_params_copy(&m->d.p, &src->p);
   if (!training && !det_prepare_inference(&m->d)) {
     destroy(m);
     return NULL;
@@ -57,13 +53,7 @@ static void describe(void *impl, e2e_model_info *info) {
   info->n_labels = m->d.cfg.num_classes;
   info->labels = m->labels;
   info->input_size = m->d.cfg.input_size;
-  uint32_t h = 2166136261u; /* FNV-1a over the weights, like the codec's model id */
-  for (int i = 0; i < m->d.p.n; i++) {
-    const uint8_t *b = nn_data(m->d.p.t[i]);
-    for (size_t k = 0, n = (size_t)nn_numel(m->d.p.t[i]) * nn_dtype_size(m->d.p.t[i]->dtype); k < n; k++)
-      h = (h ^ b[k]) * 16777619u;
-  }
-  info->id = h;
+  info->id = e2e_params_hash(&m->d.p);
 }
 
 static bool save(void *impl, const char *path, const nn_kv *meta, int n_meta) {
