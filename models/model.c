@@ -7,8 +7,8 @@
 
 #include "task.h"
 
-static const e2e_task_ops *const TASKS[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = &e2e_detect_ops,
-                                                          [E2E_TASK_CODEC] = &e2e_codec_ops};
+/* every architecture a file may name, and its task's table */
+static const e2e_task_ops *const ARCHITECTURES[] = {&e2e_detect_ops, &e2e_detect_graph_ops, &e2e_codec_ops};
 static const char *const TASK_NAMES[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detect", [E2E_TASK_CODEC] = "codec"};
 static const char *const DEFAULT_MODELS[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detect/person.safetensors",
                                                            [E2E_TASK_CODEC] = "codec/e2ecodec.safetensors"};
@@ -104,12 +104,13 @@ e2e_model *e2e_model_open(const char *path, int task) {
   if (!f) return NULL; /* the message names the file */
   const char *arch = nn_st_meta(f, "architecture");
   const e2e_task_ops *ops = NULL;
-  for (int t = 0; t < E2E_TASK_COUNT && !ops; t++)
-    if (arch && !strcmp(arch, TASKS[t]->architecture)) ops = TASKS[t];
+  for (size_t a = 0; a < sizeof ARCHITECTURES / sizeof ARCHITECTURES[0] && !ops; a++)
+    if (arch && !strcmp(arch, ARCHITECTURES[a]->architecture)) ops = ARCHITECTURES[a];
   e2e_model *m = NULL;
   if (!ops) {
-    nn_set_error("%s: not a gst-e2e model (architecture \"%s\"; known: %s for detect, %s for codec)", path,
-                 arch ? arch : "none", e2e_detect_ops.architecture, e2e_codec_ops.architecture);
+    nn_set_error("%s: not a gst-e2e model (architecture \"%s\"; known: %s and %s for detect, %s for codec)", path,
+                 arch ? arch : "none", e2e_detect_ops.architecture, e2e_detect_graph_ops.architecture,
+                 e2e_codec_ops.architecture);
   } else if (task != E2E_TASK_ANY && (int)ops->task != task) {
     nn_set_error("%s: a %s model (%s), not a %s model", path, e2e_task_name(ops->task), arch,
                  e2e_task_name((e2e_task)task));

@@ -13,7 +13,7 @@
 #include "plot.h"
 
 typedef struct {
-  const char *dataset, *cls, *out, *model, *data_root, *curve, *init;
+  const char *dataset, *cls, *out, *model, *data_root, *curve, *init, *split;
   int input, width, batch, steps, threads, eval_every;
   float lr, mosaic, threshold;
   uint64_t seed;
@@ -52,6 +52,7 @@ static int parse(int argc, char **argv, det_args *a, bool train) {
     else if (!strcmp(k, "--data-root")) a->data_root = v;
     else if (!strcmp(k, "--curve")) a->curve = v;
     else if (!strcmp(k, "--init")) a->init = v;
+    else if (!strcmp(k, "--split")) a->split = v;
     else if (!strcmp(k, "--input")) a->input = atoi(v);
     else if (!strcmp(k, "--width")) a->width = atoi(v);
     else if (!strcmp(k, "--batch")) a->batch = atoi(v);
@@ -278,7 +279,9 @@ int e2e_eval_detect(int argc, char **argv) {
     return 1;
   }
   det_dataset held;
-  if (!load_split(&a, false, &held)) {
+  /* --split train: the training split, for choices that must not look at the held-out one */
+  bool on_train = a.split && !strcmp(a.split, "train");
+  if (!load_split(&a, on_train, &held)) {
     fprintf(stderr, "e2e eval detect: %s\n", e2e_last_error());
     return 1;
   }
@@ -291,7 +294,9 @@ int e2e_eval_detect(int argc, char **argv) {
     fprintf(stderr, "e2e eval detect: %s\n", e2e_last_error());
     return 1;
   }
-  print_metrics(e2e_model_describe(model), &m, !strcmp(a.dataset, "raccoon") ? "raccoon test" : "coco128 val2017", a.threshold);
+  print_metrics(e2e_model_describe(model), &m,
+                !strcmp(a.dataset, "raccoon") ? (on_train ? "raccoon train" : "raccoon test") : on_train ? "coco128 train2017" : "coco128 val2017",
+                a.threshold);
   printf("  %.1f ms per image at input %d on %d threads\n", ms, input, a.threads ? a.threads : nn_get_num_threads());
   det_dataset_free(&held);
   e2e_session_free(session);

@@ -257,6 +257,12 @@ int det_decode(const det_config *cfg, nn_tensor *out, int b, float threshold, fl
         }
       }
   }
+  int kept = det_nms(cand, n, iou_threshold, boxes, max_out);
+  free(cand);
+  return kept;
+}
+
+int det_nms(det_box *cand, int n, float iou_threshold, det_box *boxes, int max_out) {
   qsort(cand, (size_t)n, sizeof *cand, cmp_score);
   int kept = 0;
   for (int i = 0; i < n && kept < max_out; i++) {
@@ -266,7 +272,6 @@ int det_decode(const det_config *cfg, nn_tensor *out, int b, float threshold, fl
         if (boxes[k].cls == cand[i].cls && det_iou(&boxes[k], &cand[i]) > iou_threshold) keep = false;
     if (keep) boxes[kept++] = cand[i];
   }
-  free(cand);
   return kept;
 }
 

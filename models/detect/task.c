@@ -3,17 +3,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "e2e/detect.h"
+#include "runner.h"
 #include "task.h"
 
 typedef struct {
+  det_runner runner; /* first: task.c's shared code reaches every detection model through it */
   detector d;
   const char *labels[DET_MAX_CLASSES]; /* into d.cfg.labels, for e2e_model_info */
 } detect_impl;
 
+static int centernet_detect(void *impl, nn_tensor *x, float threshold, float iou_threshold, int max, det_box *boxes) {
+  detector *d = &((detect_impl *)impl)->d;
+  nn_tensor *y = det_forward(d, x, false);
+  return y ? det_decode(&d->cfg, y, 0, threshold, iou_threshold, max, boxes) : -1;
+}
+
 static detect_impl *impl_new(void) {
   detect_impl *m = calloc(1, sizeof *m);
   if (!m) nn_set_error("out of memory for a detector");
+  else m->runner.detect = centernet_detect;
   return m;
 }
 
@@ -94,19 +102,28 @@ static nn_tensor *loss(void *impl, const e2e_batch *b, nn_rng *rng, e2e_metric *
 
 static bool evaluate(void *impl, const e2e_batch *b, e2e_metric *out) {
   detector *d = &((detect_impl *)impl)->d;
-  if (!batch_valid(d, b)) return false;
-  nn_tensor *y = det_forward(d, b->images, false);
+  return batch_valid(d, b) && det_runner_evaluate(impl, b, d->cfg.input_size, d->cfg.num_classes, out);
+}
+
+bool det_runner_evaluate(void *impl, const e2e_batch *b, int input_size, int num_classes, e2e_metric *out) {
+  const det_runner *r = impl;
   det_eval_image *ev = calloc((size_t)b->n, sizeof *ev);
   det_box *preds = calloc((size_t)b->n * E2E_DETECT_DEFAULT_MAX, sizeof *preds);
-  bool ok = y && ev && preds;
+  bool ok = ev && preds;
+  int64_t per = 3 * (int64_t)input_size * input_size;
+  nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, input_size, input_size});
+  nn_tensor *all = nn_contiguous(b->images);
+  for (int i = 0; ok && i < b->n; i++) {
+    det_box *p = preds + (size_t)i * E2E_DETECT_DEFAULT_MAX;
+    ok = x && all;
+    if (ok) memcpy(nn_f32(x), nn_f32(all) + i * per, sizeof(float) * (size_t)per);
+    int k = ok ? r->detect(impl, x, E2E_DETECT_EVAL_THRESHOLD, E2E_DETECT_DEFAULT_IOU, E2E_DETECT_DEFAULT_MAX, p) : -1;
+    ok = k >= 0;
+    ev[i] = (det_eval_image){b->boxes[i], b->counts[i], p, k};
+  }
   if (ok) {
-    for (int i = 0; i < b->n; i++) {
-      det_box *p = preds + (size_t)i * E2E_DETECT_DEFAULT_MAX;
-      int k = det_decode(&d->cfg, y, i, E2E_DETECT_EVAL_THRESHOLD, E2E_DETECT_DEFAULT_IOU, E2E_DETECT_DEFAULT_MAX, p);
-      ev[i] = (det_eval_image){b->boxes[i], b->counts[i], p, k};
-    }
     det_metrics m;
-    det_evaluate(ev, b->n, d->cfg.num_classes, E2E_DETECT_DEFAULT_THRESHOLD, &m);
+    det_evaluate(ev, b->n, num_classes, E2E_DETECT_DEFAULT_THRESHOLD, &m);
     *out = (e2e_metric){.name = "mAP@0.5", .value = m.map50, .higher_is_better = true, .n_parts = 3,
                         .part_names = {"mAP@[.5:.95]", "precision", "recall"}, .parts = {m.map5095, m.precision, m.recall}};
   }
@@ -137,7 +154,7 @@ e2e_model *e2e_detect_model_new(const det_config *cfg, uint64_t seed) {
 }
 
 const det_config *e2e_detect_config(const e2e_model *m) {
-  return e2e_model_describe(m)->task == E2E_TASK_DETECT ? &((detect_impl *)e2e_model_impl(m))->d.cfg : NULL;
+  return e2e_model_ops(m) == &e2e_detect_ops ? &((detect_impl *)e2e_model_impl(m))->d.cfg : NULL;
 }
 
 int e2e_detect_input_size(e2e_session *s, const e2e_detect_params *p) {
@@ -163,23 +180,22 @@ static int detect(e2e_session *s, const e2e_detect_params *p, fill_kind kind, co
                   const det_letterbox *lb, det_box *boxes, int max) {
   e2e_detect_params dp = p ? *p : e2e_detect_defaults();
   nn_scope scope;
-  detect_impl *m = e2e_session_enter(s, E2E_TASK_DETECT, &scope);
-  if (!m) return -1;
+  det_runner *r = e2e_session_enter(s, E2E_TASK_DETECT, &scope);
+  if (!r) return -1;
   int n = -1, size = lb->size;
   nn_tensor *x = NULL;
   if (size < 32 || size % 32 || size > 4096)
     nn_set_error("detect: input size %d is not a multiple of 32 in 32..4096", size);
+  else if (r->fixed_size && size != r->fixed_size)
+    nn_set_error("detect: this model runs at %dx%d only, not %dx%d", r->fixed_size, r->fixed_size, size, size);
   else
     x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, size, size});
   if (x) {
     if (kind == PLACED) e2e_place_planar(rgb, lb->scaled_w, lb->scaled_h, stride, size, (int)lb->pad_x, (int)lb->pad_y, nn_f32(x));
     else e2e_letterbox_to_planar(rgb, lb->in_w, lb->in_h, stride, size, lb->scale, lb->pad_x, lb->pad_y, nn_f32(x));
-    nn_tensor *y = det_forward(&m->d, x, false);
     int want = dp.max_detections < max ? dp.max_detections : max;
-    if (y) {
-      n = det_decode(&m->d.cfg, y, 0, dp.threshold, dp.iou_threshold, want, boxes);
-      det_unletterbox(lb, boxes, n);
-    }
+    n = r->detect(r, x, dp.threshold, dp.iou_threshold, want, boxes);
+    if (n > 0) det_unletterbox(lb, boxes, n);
   }
   e2e_session_leave(s, &scope);
   return n;

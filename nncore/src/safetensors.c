@@ -68,7 +68,7 @@ void nn_st_close(nn_st_file *f) {
 }
 
 /* json-glib's parser recurses; a header of a million '[' must not reach it. */
-static bool nesting_ok(const char *s, size_t n, int max_depth) {
+bool nn_json_nesting_ok(const char *s, size_t n, int max_depth) {
   int depth = 0;
   bool in_str = false;
   for (size_t i = 0; i < n; i++) {
@@ -185,7 +185,7 @@ static nn_st_file *st_parse(uint8_t *bytes, size_t size, const char *what) {
   if (hlen < 2 || 8 + hlen > size) ST_FAIL("header length %llu does not fit in a %zu-byte file (truncated?)", (unsigned long long)hlen, size);
   const char *hdr = (const char *)f->bytes + 8;
   if (hdr[0] != '{') ST_FAIL("header does not start with '{'");
-  if (!nesting_ok(hdr, hlen, 8)) ST_FAIL("header JSON is nested too deeply");
+  if (!nn_json_nesting_ok(hdr, hlen, 8)) ST_FAIL("header JSON is nested too deeply");
   f->data = f->bytes + 8 + hlen;
   f->data_size = size - 8 - hlen;
   parser = json_parser_new();

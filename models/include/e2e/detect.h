@@ -73,6 +73,9 @@ nn_tensor *det_loss(nn_tensor *out, const det_targets *t, float *heat_loss, floa
 int det_decode(const det_config *cfg, nn_tensor *out, int b, float threshold, float iou_threshold, int max_out,
                det_box *boxes);
 
+/* Class-wise non-maximum suppression: sorts cand (n) by score and writes at most max_out survivors. */
+int det_nms(det_box *cand, int n, float iou_threshold, det_box *boxes, int max_out);
+
 /* Maps a frame of in_w x in_h into the square input. */
 det_letterbox det_letterbox_for(int in_w, int in_h, int size);
 /* Boxes from network-input pixels back to frame pixels (clipped to the frame). */
@@ -107,7 +110,11 @@ typedef struct {
 e2e_detect_params e2e_detect_defaults(void);
 /* A model of cfg with fresh weights (for training from scratch). */
 e2e_model *e2e_detect_model_new(const det_config *cfg, uint64_t seed);
-/* The configuration of a detection model (NULL for a model of another task). */
+/* A detection model around an imported graph (takes g over). meta describes it: "head" (nanodet, yolov5,
+ * yolov8), "labels" (JSON list), "normalize" ({"mean": [r,g,b], "std": [r,g,b], "order": "rgb"|"bgr"} on
+ * 0..255), optionally "input_size", "center_offset", "source". NULL with a message naming what is missing. */
+e2e_model *e2e_detect_graph_model(nn_graph *g, const nn_kv *meta, int n_meta, const char *path);
+/* The configuration of an in-repo CenterNet detector (NULL for any other model, imported graphs included). */
 const det_config *e2e_detect_config(const e2e_model *m);
 /* The input size p asks for, else the session's model's own. */
 int e2e_detect_input_size(e2e_session *s, const e2e_detect_params *p);

@@ -14,6 +14,10 @@ extern "C" {
 
 typedef struct { const char *key, *value; } nn_kv;
 
+/* False when JSON text nests deeper than max_depth: json-glib's parser recurses, so text from a file
+ * is checked before it is parsed. */
+bool nn_json_nesting_ok(const char *s, size_t n, int max_depth);
+
 /* Largest header accepted (the format caps it at 100 MB; we do too). */
 #define NN_ST_MAX_HEADER (100u * 1024u * 1024u)
 

@@ -11,6 +11,7 @@
 #include "backend.h"
 #include "threads.h"
 #include "scope.h"
+#include "graph.h"
 
 #define NNCORE_VERSION_MAJOR 0
 #define NNCORE_VERSION_MINOR 1

@@ -1,0 +1,22 @@
+/* What every detection model (the in-repo CenterNet, imported graphs) gives the shared detection code in
+ * task.c: its implementation starts with this table. Private to models/detect. */
+#ifndef E2E_DETECT_RUNNER_H
+#define E2E_DETECT_RUNNER_H
+
+#include "e2e/detect.h"
+#include "task.h"
+
+typedef struct det_runner {
+  /* Boxes in network-input pixels from x[1, 3, S, S] holding the frame in our normalisation
+   * (e2e/image.h; the runner may rewrite x into its own). At most max, best first; -1 with a message. */
+  int (*detect)(void *impl, nn_tensor *x, float threshold, float iou_threshold, int max, det_box *boxes);
+  /* The only input size the model runs at, or 0 when any multiple of 32 does. */
+  int fixed_size;
+} det_runner;
+
+extern const e2e_task_ops e2e_detect_graph_ops;
+
+/* mAP of a detection batch through a runner (both kinds share it). */
+bool det_runner_evaluate(void *impl, const e2e_batch *b, int input_size, int num_classes, e2e_metric *out);
+
+#endif
