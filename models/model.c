@@ -10,7 +10,7 @@
 /* every architecture a file may name, and its task's table */
 static const e2e_task_ops *const ARCHITECTURES[] = {&e2e_detect_ops, &e2e_detect_graph_ops, &e2e_codec_ops};
 static const char *const TASK_NAMES[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detect", [E2E_TASK_CODEC] = "codec"};
-static const char *const DEFAULT_MODELS[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detect/person.safetensors",
+static const char *const DEFAULT_MODELS[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detect/nanodet-coco.safetensors",
                                                            [E2E_TASK_CODEC] = "codec/e2ecodec.safetensors"};
 
 struct e2e_model {

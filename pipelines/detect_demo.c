@@ -1,4 +1,4 @@
-/* e2e-detect-demo: the main demo. Runs the shipped person detector over a
+/* e2e-detect-demo: the main demo. Runs the shipped COCO detector (persons only) over a
  * video (default: opencv-doc's vtest.avi, pedestrians), writes an annotated
  * video and a JSON-lines file of detections, and prints a summary.
  *   e2e-detect-demo [--input FILE] [--out DIR] [--model FILE] [--threads N] [--threshold T]
@@ -64,7 +64,7 @@ int main(int argc, char **argv) {
                                 threshold ? " threshold=" : "", threshold ? threshold : "");
   gchar *desc = g_strdup_printf(
       "filesrc location=\"%s\" ! decodebin ! videoconvert ! video/x-raw,format=BGRx ! "
-      "e2edetect name=det message=true num-threads=%d json-file=\"%s\"%s ! "
+      "e2edetect name=det message=true object-class=person num-threads=%d json-file=\"%s\"%s ! "
       "e2eoverlay ! videoconvert ! %s ! avimux name=mux ! filesink location=\"%s\"",
       input, threads, json, opts, enc, video);
   g_free(opts);

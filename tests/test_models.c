@@ -218,10 +218,10 @@ TEST(detect_trainer_steps_lower_the_loss_and_leave_the_source_model_alone) {
   CHECK(e2e_model_describe(m)->id == before, "the source model was not written");
   e2e_model *trained = e2e_trainer_model(t);
   CHECK(trained && e2e_model_describe(trained)->id != before, "the trained version differs");
-  detector *src = e2e_model_impl(m), *dst = e2e_model_impl(trained); /* the detector is its task's first member */
-  CHECK(!memcmp(nn_data(nn_params_find(&src->p, "backbone.conv0.weight")),
-                nn_data(nn_params_find(&dst->p, "backbone.conv0.weight")), 4 * 3 * 9 * 8) &&
-            memcmp(nn_data(nn_params_find(&src->p, "head.weight")), nn_data(nn_params_find(&dst->p, "head.weight")), 16),
+  nn_params *src = e2e_model_ops(m)->params(e2e_model_impl(m)), *dst = e2e_model_ops(trained)->params(e2e_model_impl(trained));
+  CHECK(!memcmp(nn_data(nn_params_find(src, "backbone.conv0.weight")),
+                nn_data(nn_params_find(dst, "backbone.conv0.weight")), 4 * 3 * 9 * 8) &&
+            memcmp(nn_data(nn_params_find(src, "head.weight")), nn_data(nn_params_find(dst, "head.weight")), 16),
         "the frozen prefix kept its weights, the rest moved");
   e2e_session *s = session_of(trained, 0);
   e2e_metric mm = {0};

@@ -18,6 +18,7 @@ static void usage(void) {
           "  --bgr                          the network takes BGR\n"
           "  --input-size N                 for inputs of unknown size\n"
           "  --center-offset F              NanoDet: cell centres at (i + F) * stride (default 0)\n"
+          "  --threshold T                  the confidence the model recommends reporting from (default 0.3)\n"
           "  --source TEXT --license TEXT   provenance, kept in the file\n");
 }
 
@@ -51,7 +52,7 @@ static char *read_labels(const char *path) {
 
 int e2e_import(int argc, char **argv) {
   const char *in = NULL, *out = NULL, *head = NULL, *labels = NULL, *mean_s = "0,0,0", *std_s = "255,255,255",
-             *source = "", *license = "", *offset = "0";
+             *source = "", *license = "", *offset = "0", *threshold = "0.3";
   bool bgr = false;
   int input_size = 0;
   for (int i = 0; i < argc; i++) {
@@ -75,6 +76,7 @@ int e2e_import(int argc, char **argv) {
     else if (!strcmp(k, "--std")) std_s = v;
     else if (!strcmp(k, "--input-size")) input_size = atoi(v);
     else if (!strcmp(k, "--center-offset")) offset = v;
+    else if (!strcmp(k, "--threshold")) threshold = v;
     else if (!strcmp(k, "--source")) source = v;
     else if (!strcmp(k, "--license")) license = v;
     else {
@@ -112,8 +114,9 @@ int e2e_import(int argc, char **argv) {
       fprintf(stderr, "e2e import: a detection model needs --labels\n");
       rc = 2;
     } else {
-      nn_kv meta[] = {{"head", head}, {"labels", labels_json}, {"normalize", norm}, {"center_offset", offset}, {"source", source}};
-      e2e_model *m = e2e_detect_graph_model(&g, meta, 5, in);
+      nn_kv meta[] = {{"head", head}, {"labels", labels_json}, {"normalize", norm}, {"center_offset", offset},
+                      {"threshold", threshold}, {"source", source}};
+      e2e_model *m = e2e_detect_graph_model(&g, meta, 6, in);
       if (!m || !e2e_model_save(m, out, extra, 3)) {
         fprintf(stderr, "e2e import: %s\n", e2e_last_error());
         rc = 1;

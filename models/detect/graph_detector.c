@@ -232,7 +232,8 @@ static graph_det *graph_det_new(nn_graph *g, const nn_kv *meta, int n_meta, cons
   m->runner.detect = graph_detect;
   const char *head = meta_of(meta, n_meta, "head"), *labels = meta_of(meta, n_meta, "labels"),
              *size = meta_of(meta, n_meta, "input_size"), *norm = meta_of(meta, n_meta, "normalize"),
-             *resize = meta_of(meta, n_meta, "resize"), *off = meta_of(meta, n_meta, "center_offset");
+             *resize = meta_of(meta, n_meta, "resize"), *off = meta_of(meta, n_meta, "center_offset"),
+             *thr = meta_of(meta, n_meta, "threshold");
   if (!head) META_FAIL("no \"head\" in the model's metadata: say which decoder reads its outputs (%s, %s or %s; e2e import --head)",
                        HEADS[0], HEADS[1], HEADS[2]);
   int h = -1;
@@ -277,6 +278,8 @@ static graph_det *graph_det_new(nn_graph *g, const nn_kv *meta, int n_meta, cons
   m->normalize_json = g_strdup(norm);
   if (resize && strcmp(resize, "letterbox")) META_FAIL("resize \"%s\" is not supported (letterbox)", resize);
   m->center_offset = off ? strtof(off, NULL) : 0.0f;
+  m->runner.threshold = thr ? strtof(thr, NULL) : E2E_DETECT_DEFAULT_THRESHOLD;
+  if (!(m->runner.threshold > 0 && m->runner.threshold <= 1)) META_FAIL("\"threshold\" must be in (0, 1]");
   if (!(m->center_offset >= 0 && m->center_offset <= 1)) META_FAIL("\"center_offset\" must be in 0..1");
   const char *src = meta_of(meta, n_meta, "source");
   m->source = g_strdup(src ? src : "");
@@ -311,11 +314,12 @@ static void *copy(const void *impl, bool training) {
   nn_graph g;
   (void)training;
   if (!nn_graph_copy(&g, &src->g)) return NULL;
-  char size[16], off[32];
+  char size[16], off[32], thr[32];
   snprintf(size, sizeof size, "%d", src->input_size);
   snprintf(off, sizeof off, "%g", src->center_offset);
-  nn_kv meta[] = {{"head", HEADS[src->head]}, {"labels", src->labels_json}, {"input_size", size},
-                  {"normalize", src->normalize_json}, {"center_offset", off}, {"source", src->source}};
+  snprintf(thr, sizeof thr, "%g", src->runner.threshold);
+  nn_kv meta[] = {{"head", HEADS[src->head]}, {"labels", src->labels_json}, {"input_size", size}, {"normalize", src->normalize_json},
+                  {"center_offset", off}, {"threshold", thr}, {"source", src->source}};
   return graph_det_new(&g, meta, (int)(sizeof meta / sizeof meta[0]), "copy");
 }
 
@@ -331,12 +335,13 @@ static void describe(void *impl, e2e_model_info *info) {
 
 static bool save(void *impl, const char *path, const nn_kv *extra, int n_extra) {
   graph_det *m = impl;
-  char size[16], off[32];
+  char size[16], off[32], thr[32];
   snprintf(size, sizeof size, "%d", m->input_size);
   snprintf(off, sizeof off, "%g", m->center_offset);
+  snprintf(thr, sizeof thr, "%g", m->runner.threshold);
   nn_kv own[] = {{"architecture", ARCHITECTURE}, {"task", "detect"}, {"head", HEADS[m->head]}, {"labels", m->labels_json},
                  {"input_size", size}, {"normalize", m->normalize_json}, {"resize", "letterbox"}, {"center_offset", off},
-                 {"source", m->source}};
+                 {"threshold", thr}, {"source", m->source}};
   int n_own = (int)(sizeof own / sizeof own[0]);
   nn_kv *all = calloc((size_t)(n_own + n_extra), sizeof *all);
   if (!all) return false;

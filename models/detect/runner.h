@@ -12,6 +12,8 @@ typedef struct det_runner {
   int (*detect)(void *impl, nn_tensor *x, float threshold, float iou_threshold, int max, det_box *boxes);
   /* The only input size the model runs at, or 0 when any multiple of 32 does. */
   int fixed_size;
+  /* The least confidence the model recommends reporting (E2E_DETECT_MODEL_THRESHOLD resolves to it). */
+  float threshold;
 } det_runner;
 
 extern const e2e_task_ops e2e_detect_graph_ops;

@@ -21,7 +21,7 @@ static int centernet_detect(void *impl, nn_tensor *x, float threshold, float iou
 static detect_impl *impl_new(void) {
   detect_impl *m = calloc(1, sizeof *m);
   if (!m) nn_set_error("out of memory for a detector");
-  else m->runner.detect = centernet_detect;
+  else m->runner.detect = centernet_detect, m->runner.threshold = E2E_DETECT_DEFAULT_THRESHOLD;
   return m;
 }
 
@@ -140,7 +140,7 @@ const e2e_task_ops e2e_detect_ops = {
 /* ---------------------------------------------------------------- inference */
 
 e2e_detect_params e2e_detect_defaults(void) {
-  return (e2e_detect_params){.threshold = E2E_DETECT_DEFAULT_THRESHOLD, .iou_threshold = E2E_DETECT_DEFAULT_IOU,
+  return (e2e_detect_params){.threshold = E2E_DETECT_MODEL_THRESHOLD, .iou_threshold = E2E_DETECT_DEFAULT_IOU,
                              .max_detections = E2E_DETECT_DEFAULT_MAX};
 }
 
@@ -194,7 +194,7 @@ static int detect(e2e_session *s, const e2e_detect_params *p, fill_kind kind, co
     if (kind == PLACED) e2e_place_planar(rgb, lb->scaled_w, lb->scaled_h, stride, size, (int)lb->pad_x, (int)lb->pad_y, nn_f32(x));
     else e2e_letterbox_to_planar(rgb, lb->in_w, lb->in_h, stride, size, lb->scale, lb->pad_x, lb->pad_y, nn_f32(x));
     int want = dp.max_detections < max ? dp.max_detections : max;
-    n = r->detect(r, x, dp.threshold, dp.iou_threshold, want, boxes);
+    n = r->detect(r, x, dp.threshold < 0 ? r->threshold : dp.threshold, dp.iou_threshold, want, boxes);
     if (n > 0) det_unletterbox(lb, boxes, n);
   }
   e2e_session_leave(s, &scope);

@@ -333,7 +333,7 @@ TEST(detect_model_name_shares_one_model_between_elements) {
 /* gst-inspect shows the model an element will use, not "null": the shipped file's path, which exists. */
 TEST(model_property_defaults_to_the_shipped_file) {
   const char *elements[] = {"e2edetect", "e2ecodecenc", "e2ecodecdec", "e2ecodec"};
-  const char *files[] = {"detect/person.safetensors", "codec/e2ecodec.safetensors", "codec/e2ecodec.safetensors",
+  const char *files[] = {"detect/nanodet-coco.safetensors", "codec/e2ecodec.safetensors", "codec/e2ecodec.safetensors",
                          "codec/e2ecodec.safetensors"};
   for (int i = 0; i < 4; i++) {
     GstElement *e = gst_element_factory_make(elements[i], NULL);

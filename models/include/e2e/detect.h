@@ -94,7 +94,8 @@ bool det_load_file(detector *d, const nn_st_file *f, const char *path);
 /* ---- the detection task through the task-model interface (e2e/model.h) ---- */
 
 /* Defaults and ranges of the detection settings, for the elements and the tools alike. */
-#define E2E_DETECT_DEFAULT_THRESHOLD 0.3f /* a reported object's least confidence */
+#define E2E_DETECT_DEFAULT_THRESHOLD 0.3f /* a reported object's least confidence, for models that name none */
+#define E2E_DETECT_MODEL_THRESHOLD (-1.0f) /* as threshold: the model's own (its file's "threshold") */
 #define E2E_DETECT_DEFAULT_IOU 0.6f       /* class-wise NMS overlap (1: no NMS) */
 #define E2E_DETECT_DEFAULT_MAX 100        /* objects per frame */
 #define E2E_DETECT_MAX_OBJECTS 1000       /* the most max_detections may be */
@@ -106,7 +107,7 @@ typedef struct {
   int input_size; /* the square network input, a multiple of 32 (0: the model's own) */
 } e2e_detect_params;
 
-/* The defaults above. */
+/* The defaults above; the threshold is the model's own. */
 e2e_detect_params e2e_detect_defaults(void);
 /* A model of cfg with fresh weights (for training from scratch). */
 e2e_model *e2e_detect_model_new(const det_config *cfg, uint64_t seed);
