@@ -14,9 +14,9 @@ SUDO=""
 
 PKGS="build-essential meson ninja-build pkg-config python3 libopenblas-dev libjson-glib-dev libglib2.0-dev
   libcairo2-dev libpango1.0-dev libjpeg-dev libavcodec-dev libavutil-dev libswscale-dev
-  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav opencv-doc"
-[ "$what" = test ] && PKGS="$PKGS valgrind"
+[ "$what" = test ] && PKGS="$PKGS valgrind libonnx-testdata"
 [ "$what" = bench ] && PKGS="$PKGS python3-torch python3-numpy"
 missing=""
 for p in $PKGS; do
