@@ -613,7 +613,7 @@ static bool fold_conv(const nn_graph *g, const nn_graph_node *n, const conv_fold
   }
   if (cf->add >= 0) {
     const nn_graph_node *add = &g->nodes[cf->add];
-    int c = add->in[0] == n->out ? add->in[1] : add->in[0];
+    int from = cf->bn >= 0 ? g->nodes[cf->bn].out : n->out, c = add->in[0] == from ? add->in[1] : add->in[0];
     const float *cd = nn_f32(g->params.t[g->values[c].param]);
     for (int64_t o = 0; o < oc; o++) bd[o] += cd[o];
   }
@@ -882,7 +882,11 @@ bool nn_graph_from_file(nn_graph *g, const nn_st_file *f, const char *what) {
     int64_t shape[NN_MAX_DIMS];
     int nd;
     if (!name || !read_ints(member_array(o, "shape"), NN_MAX_DIMS, shape, &nd)) LOAD_FAIL("input %u is malformed", k);
-    if (nn_graph_add_input(g, name, nd, shape) < 0) goto done;
+    if (nn_graph_add_input(g, name, nd, shape) < 0) {
+      char m[300];
+      snprintf(m, sizeof m, "%s", nn_last_error());
+      LOAD_FAIL("%s", m);
+    }
   }
   for (guint k = 0; k < json_array_get_length(consts); k++) {
     JsonNode *e = json_array_get_element(consts, k);

@@ -1,0 +1,503 @@
+/* nncore's graph runtime and the importers: a graph computes what the same ops written by hand compute,
+ * simplification keeps its outputs, a saved graph loads to the same numbers, gradients through a graph
+ * match finite differences, a graph trains with frozen prefixes kept, and bad graphs, ONNX and TF.js
+ * files are refused at load with a message naming what is wrong. */
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <unistd.h>
+
+#include "e2e/detect.h"
+#include "e2e/import.h"
+#include "harness.h"
+#include "onnx.pb-c.h"
+
+static nn_tensor *rand_const(nn_rng *r, int ndim, const int64_t *shape, float scale) {
+  return t_randn(r, ndim, shape, scale);
+}
+
+static char *tmp_path(const char *name) { return g_strdup_printf("%s/e2e-graph-%d-%s", g_get_tmp_dir(), (int)getpid(), name); }
+
+/* x[1,3,8,8] -> conv3x3(+b) -> batch norm -> leaky relu -> max pool 3/2 pad 1 -> [1,4,4,4]; a 1x1 conv branch
+ * concatenated; bilinear up to 8x8; mean over H,W; matmul with [8,5]; softmax. */
+typedef struct {
+  nn_graph g;
+  int x;
+} small_graph;
+
+static bool build_small(small_graph *s, uint64_t seed) {
+  nn_rng r;
+  nn_rng_seed(&r, seed);
+  nn_graph *g = &s->g;
+  nn_graph_init(g);
+  s->x = nn_graph_add_input(g, "x", 4, (int64_t[]){1, 3, 8, 8});
+  int w = nn_graph_add_const(g, "body.conv.weight", rand_const(&r, 4, (int64_t[]){4, 3, 3, 3}, 0.3f), true);
+  int b = nn_graph_add_const(g, "body.conv.bias", rand_const(&r, 1, (int64_t[]){4}, 0.1f), true);
+  int gamma = nn_graph_add_const(g, "body.bn.weight", rand_const(&r, 1, (int64_t[]){4}, 0.2f), true);
+  int beta = nn_graph_add_const(g, "body.bn.bias", rand_const(&r, 1, (int64_t[]){4}, 0.2f), true);
+  int mean = nn_graph_add_const(g, "body.bn.mean", rand_const(&r, 1, (int64_t[]){4}, 0.2f), false);
+  nn_tensor *var = nn_tensor_new(NN_F32, 1, (int64_t[]){4});
+  for (int i = 0; i < 4; i++) nn_f32(var)[i] = 0.5f + 0.25f * (float)i;
+  int v = nn_graph_add_const(g, "body.bn.var", var, false);
+  int w2 = nn_graph_add_const(g, "side.weight", rand_const(&r, 4, (int64_t[]){4, 3, 1, 1}, 0.3f), true);
+  int fc = nn_graph_add_const(g, "head.weight", rand_const(&r, 2, (int64_t[]){8, 5}, 0.3f), true);
+  int c1 = nn_graph_add_node(g, NN_OP_CONV, "conv", 3, (int[]){s->x, w, b}, 7, (int64_t[]){1, 1, 1, 1, 1, 1, 1}, 0, NULL);
+  int bn = nn_graph_add_node(g, NN_OP_BATCH_NORM, "bn", 5, (int[]){c1, gamma, beta, mean, v}, 0, NULL, 1, (float[]){1e-5f});
+  int act = nn_graph_add_node(g, NN_OP_LEAKY_RELU, "act", 1, &bn, 0, NULL, 1, (float[]){0.1f});
+  int pool = nn_graph_add_node(g, NN_OP_MAX_POOL, "pool", 1, &act, 8, (int64_t[]){3, 3, 2, 2, 1, 1, 1, 1}, 0, NULL);
+  int side = nn_graph_add_node(g, NN_OP_CONV, "side", 2, (int[]){s->x, w2}, 7, (int64_t[]){2, 2, 0, 0, 1, 1, 1}, 0, NULL);
+  int cat = nn_graph_add_node(g, NN_OP_CONCAT, "cat", 2, (int[]){pool, side}, 1, (int64_t[]){1}, 0, NULL);
+  int up = nn_graph_add_node(g, NN_OP_RESIZE, "up", 1, &cat, 3, (int64_t[]){8, 8, 1}, 0, NULL);
+  int gap = nn_graph_add_node(g, NN_OP_MEAN, "gap", 1, &up, 3, (int64_t[]){0, 2, 3}, 0, NULL);
+  int mm = nn_graph_add_node(g, NN_OP_MATMUL, "fc", 2, (int[]){gap, fc}, 0, NULL, 0, NULL);
+  int sm = nn_graph_add_node(g, NN_OP_SOFTMAX, "prob", 1, &mm, 1, (int64_t[]){1}, 0, NULL);
+  return sm >= 0 && nn_graph_set_outputs(g, 1, &sm);
+}
+
+/* The same computation written with nncore's ops. */
+static nn_tensor *by_hand(const nn_graph *g, nn_tensor *x) {
+  const nn_params *p = &g->params;
+  nn_conv_params cp = nn_conv_defaults();
+  cp.pad_h = cp.pad_w = 1;
+  nn_tensor *y = nn_conv2d(x, nn_params_find(p, "body.conv.weight"), nn_params_find(p, "body.conv.bias"), cp);
+  y = nn_batch_norm(y, nn_params_find(p, "body.bn.weight"), nn_params_find(p, "body.bn.bias"), nn_params_find(p, "body.bn.mean"),
+                    nn_params_find(p, "body.bn.var"), false, 0.1f, 1e-5f);
+  y = nn_max_pool2d(nn_leaky_relu(y, 0.1f), 3, 2, 1);
+  nn_conv_params sp = nn_conv_defaults();
+  sp.stride_h = sp.stride_w = 2;
+  nn_tensor *s = nn_conv2d(x, nn_params_find(p, "side.weight"), NULL, sp);
+  y = nn_upsample_bilinear(nn_concat((nn_tensor *[]){y, s}, 2, 1), 8, 8);
+  y = nn_reshape(nn_mean(nn_mean(y, 3, true), 2, true), 2, (int64_t[]){1, 8});
+  return nn_softmax(nn_matmul(y, nn_params_find(p, "head.weight")), 1);
+}
+
+TEST(graph_computes_what_the_same_ops_compute_by_hand) {
+  small_graph s;
+  CHECK(build_small(&s, 1), "build: %s", nn_last_error());
+  nn_rng r;
+  nn_rng_seed(&r, 7);
+  nn_tensor *x = t_randn(&r, 4, (int64_t[]){1, 3, 8, 8}, 1);
+  nn_tensor *y;
+  CHECK(nn_graph_run(&s.g, &x, &y), "run: %s", nn_last_error());
+  nn_tensor *ref = by_hand(&s.g, x);
+  CHECK(ref && y && nn_numel(y) == 5, "five outputs");
+  if (ref && y) CHECK(max_abs_diff(nn_f32(nn_contiguous(y)), nn_f32(ref), 5) == 0, "identical to hand-written ops");
+  const nn_graph_value *out = &s.g.values[s.g.outputs[0]];
+  CHECK(out->ndim == 2 && out->shape[0] == 1 && out->shape[1] == 5, "shape inferred at build time");
+  nn_tensor_free(x);
+  nn_graph_free(&s.g);
+  nn_arena_reset(nn_arena_current());
+}
+
+TEST(simplify_folds_pads_batch_norms_and_biases_and_keeps_the_outputs) {
+  nn_rng r;
+  nn_rng_seed(&r, 3);
+  nn_graph g;
+  nn_graph_init(&g);
+  int x = nn_graph_add_input(&g, "x", 4, (int64_t[]){1, 2, 6, 6});
+  int w = nn_graph_add_const(&g, "c.weight", t_randn(&r, 4, (int64_t[]){3, 2, 3, 3}, 0.3f), true);
+  int cb = nn_graph_add_const(&g, "c.shift", t_randn(&r, 3, (int64_t[]){3, 1, 1}, 0.3f), true);
+  int bnp[4];
+  for (int i = 0; i < 4; i++) {
+    nn_tensor *t = t_randn(&r, 1, (int64_t[]){3}, 0.3f);
+    if (i == 3)
+      for (int k = 0; k < 3; k++) nn_f32(t)[k] = 0.5f + fabsf(nn_f32(t)[k]);
+    char name[32];
+    snprintf(name, sizeof name, "bn.%d", i);
+    bnp[i] = nn_graph_add_const(&g, name, t, i < 2);
+  }
+  int pad = nn_graph_add_node(&g, NN_OP_PAD, "pad", 1, &x, 8, (int64_t[]){0, 0, 0, 0, 1, 1, 1, 1}, 1, (float[]){0});
+  int conv = nn_graph_add_node(&g, NN_OP_CONV, "conv", 2, (int[]){pad, w}, 7, (int64_t[]){1, 1, 0, 0, 1, 1, 1}, 0, NULL);
+  int bn = nn_graph_add_node(&g, NN_OP_BATCH_NORM, "bn", 5, (int[]){conv, bnp[0], bnp[1], bnp[2], bnp[3]}, 0, NULL, 1, (float[]){1e-5f});
+  int add = nn_graph_add_node(&g, NN_OP_ADD, "shift", 2, (int[]){bn, cb}, 0, NULL, 0, NULL);
+  int id = nn_graph_add_node(&g, NN_OP_IDENTITY, "same", 1, &add, 0, NULL, 0, NULL);
+  int act = nn_graph_add_node(&g, NN_OP_RELU, "relu", 1, &id, 0, NULL, 0, NULL);
+  int unused = nn_graph_add_node(&g, NN_OP_SIGMOID, "unused", 1, &x, 0, NULL, 0, NULL);
+  CHECK(act >= 0 && unused >= 0 && nn_graph_set_outputs(&g, 1, &act), "build: %s", nn_last_error());
+  nn_tensor *in = t_randn(&r, 4, (int64_t[]){1, 2, 6, 6}, 1), *before, *after;
+  CHECK(nn_graph_run(&g, &in, &before), "run: %s", nn_last_error());
+  before = nn_contiguous(before);
+  int nodes = g.n_nodes;
+  CHECK(nn_graph_simplify(&g, true), "simplify: %s", nn_last_error());
+  CHECK(g.n_nodes == 2 && g.nodes[0].op == NN_OP_CONV && g.nodes[0].n_in == 3 && g.nodes[0].i[2] == 1,
+        "%d nodes -> %d: one padded conv with a bias, then relu", nodes, g.n_nodes);
+  CHECK(nn_graph_run(&g, &in, &after), "run: %s", nn_last_error());
+  if (after) CHECK(max_abs_diff(nn_f32(before), nn_f32(nn_contiguous(after)), nn_numel(before)) < 1e-5, "same outputs");
+  nn_tensor_free(in);
+  nn_graph_free(&g);
+  nn_arena_reset(nn_arena_current());
+}
+
+TEST(a_saved_graph_loads_to_the_same_numbers) {
+  small_graph s;
+  build_small(&s, 2);
+  /* a -inf float attribute must survive JSON */
+  nn_graph *g = &s.g;
+  int in = g->inputs[0];
+  int p = nn_graph_add_node(g, NN_OP_PAD, "edge", 1, &in, 8, (int64_t[]){0, 0, 0, 0, 1, 1, 1, 1}, 1, (float[]){-INFINITY});
+  int mp = nn_graph_add_node(g, NN_OP_MAX_POOL, "mp", 1, &p, 8, (int64_t[]){3, 3, 1, 1, 0, 0, 0, 0}, 0, NULL);
+  int outs[2] = {g->outputs[0], mp};
+  nn_graph_set_outputs(g, 2, outs);
+  char *path = tmp_path("g.safetensors");
+  CHECK(nn_graph_save(g, path, (nn_kv[]){{"note", "test"}}, 1), "save: %s", nn_last_error());
+  nn_st_file *f = nn_st_open(path);
+  nn_graph back;
+  CHECK(f && nn_graph_from_file(&back, f, path), "load: %s", nn_last_error());
+  nn_rng r;
+  nn_rng_seed(&r, 9);
+  nn_tensor *x = t_randn(&r, 4, (int64_t[]){1, 3, 8, 8}, 1), *y1[2], *y2[2];
+  CHECK(nn_graph_run(g, &x, y1) && nn_graph_run(&back, &x, y2), "run both");
+  for (int k = 0; k < 2; k++)
+    CHECK(!memcmp(nn_f32(nn_contiguous(y1[k])), nn_f32(nn_contiguous(y2[k])), sizeof(float) * (size_t)nn_numel(y1[k])),
+          "output %d bit-identical", k);
+  CHECK(back.params.n == g->params.n && !back.params.t[4]->requires_grad && back.params.t[0]->requires_grad,
+        "constants keep their trainable flags");
+  nn_st_close(f);
+  nn_graph_free(&back);
+  g_unlink(path);
+  g_free(path);
+  nn_tensor_free(x);
+  nn_graph_free(g);
+  nn_arena_reset(nn_arena_current());
+}
+
+static nn_tensor *run_graph_fn(nn_tensor **in, void *ctx) {
+  nn_graph *g = ctx;
+  nn_tensor *y;
+  return nn_graph_run(g, in, &y) ? y : NULL;
+}
+
+TEST(gradients_through_a_graph_match_finite_differences) {
+  nn_rng r;
+  nn_rng_seed(&r, 5);
+  nn_graph g;
+  nn_graph_init(&g);
+  int x = nn_graph_add_input(&g, "x", 4, (int64_t[]){1, 2, 6, 6});
+  int w = nn_graph_add_const(&g, "w", t_randn(&r, 4, (int64_t[]){3, 2, 3, 3}, 0.4f), true);
+  int m = nn_graph_add_const(&g, "m", t_randn(&r, 2, (int64_t[]){5, 4}, 0.4f), true);
+  int c = nn_graph_add_node(&g, NN_OP_CONV, "c", 2, (int[]){x, w}, 7, (int64_t[]){1, 1, 1, 1, 1, 1, 1}, 0, NULL);
+  int a = nn_graph_add_node(&g, NN_OP_TANH, "a", 1, &c, 0, NULL, 0, NULL); /* smooth ops: finite differences hold */
+  int up = nn_graph_add_node(&g, NN_OP_RESIZE, "up", 1, &a, 3, (int64_t[]){9, 9, 1}, 0, NULL);
+  int pl = nn_graph_add_node(&g, NN_OP_AVG_POOL, "pl", 1, &up, 9, (int64_t[]){3, 3, 2, 2, 1, 1, 1, 1, 0}, 0, NULL);
+  int sl = nn_graph_add_node(&g, NN_OP_SLICE, "sl", 1, &pl, 4, (int64_t[]){1, 1, 3, 1}, 0, NULL);
+  int mm = nn_graph_add_node(&g, NN_OP_MATMUL, "mm", 2, (int[]){sl, m}, 0, NULL, 0, NULL);
+  int hs = nn_graph_add_node(&g, NN_OP_SIGMOID, "hs", 1, &mm, 0, NULL, 0, NULL);
+  CHECK(hs >= 0 && nn_graph_set_outputs(&g, 1, &hs), "build: %s", nn_last_error());
+  nn_tensor *in = t_rand_away(&r, 4, (int64_t[]){1, 2, 6, 6}, 0.05f);
+  in->requires_grad = true;
+  /* the input's gradient against finite differences; the constants' through the same backward */
+  CHECK(gradcheck_ex("graph", run_graph_fn, &in, 1, &g, 1e-2f, 2e-3, 2e-2, 40), "input gradient");
+  nn_tensor *y = NULL;
+  CHECK(nn_graph_run(&g, &in, &y) && nn_backward(nn_sum_all(y)), "run and backward: %s", nn_last_error());
+  CHECK(g.params.t[0]->grad && g.params.t[1]->grad, "the initialisers get gradients");
+  nn_tensor_free(in);
+  nn_graph_free(&g);
+  nn_arena_reset(nn_arena_current());
+}
+
+TEST(a_graph_trains_and_a_frozen_prefix_keeps_its_weights) {
+  small_graph s;
+  build_small(&s, 4);
+  nn_graph *g = &s.g;
+  int64_t all = nn_params_numel(&g->params, true);
+  CHECK(nn_params_set_trainable(&g->params, "body.", false) == 6, "freeze body.*");
+  CHECK(nn_params_numel(&g->params, true) == all - 4 * 27 - 3 * 4, "trainable: only side and head remain");
+  nn_tensor *frozen = nn_tensor_persist(nn_params_find(&g->params, "body.conv.weight"));
+  nn_tensor *head0 = nn_tensor_persist(nn_params_find(&g->params, "head.weight"));
+  nn_optim *opt = nn_optim_new(&g->params, nn_optim_defaults(NN_ADAM, 0.05f));
+  nn_rng r;
+  nn_rng_seed(&r, 11);
+  nn_tensor *x = t_randn(&r, 4, (int64_t[]){1, 3, 8, 8}, 1);
+  nn_tensor *target = nn_tensor_new(NN_F32, 2, (int64_t[]){1, 5});
+  nn_f32(target)[3] = 1;
+  float first = 0, last = 0;
+  for (int step = 0; step < 40; step++) {
+    nn_tensor *y;
+    nn_optim_zero_grad(opt);
+    CHECK(nn_graph_run(g, &x, &y), "run");
+    nn_tensor *loss = nn_mse_loss(y, target);
+    *(step ? &last : &first) = nn_item(loss);
+    nn_backward(loss);
+    nn_optim_step(opt);
+    nn_arena_reset(nn_arena_current());
+  }
+  CHECK(last < 0.5f * first, "loss %.4f -> %.4f", first, last);
+  CHECK(!memcmp(nn_data(frozen), nn_data(nn_params_find(&g->params, "body.conv.weight")), 4 * 4 * 27), "frozen unchanged");
+  CHECK(memcmp(nn_data(head0), nn_data(nn_params_find(&g->params, "head.weight")), 4 * 40), "head moved");
+  nn_optim_free(opt);
+  nn_tensor_free(frozen), nn_tensor_free(head0), nn_tensor_free(x), nn_tensor_free(target);
+  nn_graph_free(g);
+}
+
+TEST(bad_nodes_are_refused_when_added_with_the_node_named) {
+  nn_graph g;
+  nn_graph_init(&g);
+  nn_rng r;
+  nn_rng_seed(&r, 1);
+  int x = nn_graph_add_input(&g, "x", 4, (int64_t[]){1, 3, 8, 8});
+  int w = nn_graph_add_const(&g, "w", t_randn(&r, 4, (int64_t[]){4, 5, 3, 3}, 1), true);
+  struct {
+    nn_graph_op op;
+    int n_in, in[2], n_i;
+    int64_t i[8];
+    const char *expect;
+  } cases[] = {
+      {NN_OP_CONV, 2, {x, w}, 7, {1, 1, 1, 1, 1, 1, 1}, "do not fit 3 input channels"},
+      {NN_OP_RESHAPE, 1, {x}, 2, {7, 7}, "cannot take a shape"},
+      {NN_OP_SLICE, 1, {x}, 4, {2, 5, 99, 1}, "outside"},
+      {NN_OP_TRANSPOSE, 1, {x}, 4, {0, 1, 1, 2}, "permutation"},
+      {NN_OP_MAX_POOL, 1, {x}, 8, {3, 2, 1, 1, 0, 0, 0, 0}, "square"},
+      {NN_OP_RESIZE, 1, {x}, 3, {1 << 20, 8, 0}, "out of range"},
+      {NN_OP_ADD, 2, {x, w}, 0, {0}, "broadcast"},
+      {NN_OP_CONCAT, 2, {x, w}, 1, {1}, "differs"},
+      {NN_OP_RELU, 1, {99}, 0, {0}, "not defined before"},
+      {NN_OP_COUNT, 1, {x}, 0, {0}, "unknown op"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    char name[32];
+    snprintf(name, sizeof name, "bad%zu", k);
+    int v = nn_graph_add_node(&g, cases[k].op, name, cases[k].n_in, cases[k].in, cases[k].n_i, cases[k].i, 0, NULL);
+    CHECK(v < 0 && strstr(nn_last_error(), name) && strstr(nn_last_error(), cases[k].expect), "case %zu: %s", k, nn_last_error());
+  }
+  CHECK(nn_graph_add_input(&g, "huge", 4, (int64_t[]){1, 1 << 20, 1 << 20, 1 << 20}) < 0 && strstr(nn_last_error(), "absurd"),
+        "absurd input dimensions");
+  CHECK(!nn_graph_set_outputs(&g, 1, (int[]){12345}), "an output never produced");
+  nn_graph_free(&g);
+}
+
+/* A graph file whose JSON is edited: each edit must be refused with its reason. */
+TEST(bad_graph_files_are_refused_when_loaded) {
+  small_graph s;
+  build_small(&s, 6);
+  char *json = nn_graph_to_json(&s.g);
+  struct {
+    const char *from, *to, *expect;
+  } edits[] = {
+      {"\"op\":\"leaky_relu\"", "\"op\":\"frobnicate\"", "unknown op"},
+      {"\"in\":[\"bn\"]", "\"in\":[\"prob\"]", "not defined before"},        /* a cycle: reads a later value */
+      {"\"outputs\":[\"prob\"]", "\"outputs\":[\"nowhere\"]", "never produced"},
+      {"\"shape\":[1,3,8,8]", "\"shape\":[1,5,8,8]", "do not fit"},            /* contradicts the filters */
+      {"\"shape\":[1,3,8,8]", "\"shape\":[1,3,99999999,99999999]", "absurd"},
+      {"\"name\":\"head.weight\"", "\"name\":\"missing.weight\"", "not in the file"},
+  };
+  for (size_t k = 0; k < sizeof edits / sizeof edits[0]; k++) {
+    char *at = strstr(json, edits[k].from);
+    CHECK(at != NULL, "edit %zu applies (%s)", k, edits[k].from);
+    if (!at) continue;
+    GString *bad = g_string_new_len(json, at - json);
+    g_string_append(bad, edits[k].to);
+    g_string_append(bad, at + strlen(edits[k].from));
+    char *path = tmp_path("bad.safetensors");
+    nn_safetensors_save(path, &s.g.params, (nn_kv[]){{"graph", bad->str}}, 1);
+    nn_st_file *f = nn_st_open(path);
+    nn_graph g;
+    CHECK(f && !nn_graph_from_file(&g, f, path) && strstr(nn_last_error(), edits[k].expect) && strstr(nn_last_error(), path),
+          "edit %zu refused: %s", k, nn_last_error());
+    nn_st_close(f);
+    g_unlink(path);
+    g_free(path);
+    g_string_free(bad, TRUE);
+  }
+  /* deep nesting never reaches the JSON parser */
+  GString *deep = g_string_new("");
+  for (int i = 0; i < 100000; i++) g_string_append_c(deep, '[');
+  char *path = tmp_path("deep.safetensors");
+  nn_safetensors_save(path, &s.g.params, (nn_kv[]){{"graph", deep->str}}, 1);
+  nn_st_file *f = nn_st_open(path);
+  nn_graph g;
+  CHECK(f && !nn_graph_from_file(&g, f, path) && strstr(nn_last_error(), "nested"), "deep nesting: %s", nn_last_error());
+  nn_st_close(f);
+  g_unlink(path);
+  g_free(path);
+  g_string_free(deep, TRUE);
+  g_free(json);
+  nn_graph_free(&s.g);
+}
+
+/* ---------------------------------------------------------------- ONNX */
+
+static Onnx__TensorProto *float_tensor(const char *name, int ndim, const int64_t *dims, float *data, size_t n) {
+  Onnx__TensorProto *t = calloc(1, sizeof *t);
+  onnx__tensor_proto__init(t);
+  t->name = (char *)name;
+  t->n_dims = (size_t)ndim;
+  t->dims = (int64_t *)dims;
+  t->has_data_type = 1;
+  t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+  t->n_float_data = n;
+  t->float_data = data;
+  return t;
+}
+
+/* A one-conv ONNX model, packed; edit() may spoil it first. */
+typedef void (*model_edit)(Onnx__ModelProto *m);
+
+static uint8_t *conv_model(model_edit edit, size_t *size) {
+  static float w[2 * 3 * 3 * 3], b[2];
+  for (int i = 0; i < 54; i++) w[i] = 0.01f * (float)(i % 7);
+  int64_t wd[4] = {2, 3, 3, 3}, bd[1] = {2}; /* fresh each time: edits change them */
+  Onnx__TensorProto *tw = float_tensor("w", 4, wd, w, 54), *tb = float_tensor("b", 1, bd, b, 2);
+  Onnx__AttributeProto pads = ONNX__ATTRIBUTE_PROTO__INIT, *attrs[1] = {&pads};
+  static int64_t pv[4] = {1, 1, 1, 1};
+  pads.name = "pads", pads.has_type = 1, pads.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS, pads.n_ints = 4, pads.ints = pv;
+  Onnx__NodeProto node = ONNX__NODE_PROTO__INIT, *nodes[1] = {&node};
+  char *ins[3] = {"x", "w", "b"}, *outs[1] = {"y"};
+  node.n_input = 3, node.input = ins, node.n_output = 1, node.output = outs, node.op_type = "Conv", node.name = "conv0";
+  Onnx__TensorShapeProto__Dimension d[4], *dp[4];
+  int64_t xs[4] = {1, 3, 8, 8};
+  for (int i = 0; i < 4; i++) {
+    onnx__tensor_shape_proto__dimension__init(&d[i]);
+    d[i].value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE, d[i].dim_value = xs[i], dp[i] = &d[i];
+  }
+  Onnx__TensorShapeProto shape = ONNX__TENSOR_SHAPE_PROTO__INIT;
+  shape.n_dim = 4, shape.dim = dp;
+  Onnx__TypeProto__Tensor tt = ONNX__TYPE_PROTO__TENSOR__INIT;
+  tt.has_elem_type = 1, tt.elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, tt.shape = &shape;
+  Onnx__TypeProto type = ONNX__TYPE_PROTO__INIT;
+  type.value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE, type.tensor_type = &tt;
+  Onnx__ValueInfoProto xi = ONNX__VALUE_INFO_PROTO__INIT, yi = ONNX__VALUE_INFO_PROTO__INIT, *gi[1] = {&xi}, *go[1] = {&yi};
+  xi.name = "x", xi.type = &type, yi.name = "y";
+  Onnx__TensorProto *inits[2] = {tw, tb};
+  Onnx__GraphProto g = ONNX__GRAPH_PROTO__INIT;
+  g.n_node = 1, g.node = nodes, g.n_initializer = 2, g.initializer = inits, g.n_input = 1, g.input = gi, g.n_output = 1, g.output = go;
+  Onnx__OperatorSetIdProto os = ONNX__OPERATOR_SET_ID_PROTO__INIT, *osp[1] = {&os};
+  os.has_version = 1, os.version = 13;
+  Onnx__ModelProto m = ONNX__MODEL_PROTO__INIT;
+  m.has_ir_version = 1, m.ir_version = 8, m.n_opset_import = 1, m.opset_import = osp, m.graph = &g;
+  node.n_attribute = 1, node.attribute = attrs;
+  if (edit) edit(&m);
+  *size = onnx__model_proto__get_packed_size(&m);
+  uint8_t *buf = malloc(*size);
+  onnx__model_proto__pack(&m, buf);
+  free(tw), free(tb);
+  return buf;
+}
+
+static void short_weights(Onnx__ModelProto *m) { m->graph->initializer[0]->n_float_data = 50; }
+static void no_output(Onnx__ModelProto *m) { m->graph->output[0]->name = "z"; }
+static void unknown_op(Onnx__ModelProto *m) { m->graph->node[0]->op_type = "Frobnicate"; }
+static void bad_shape(Onnx__ModelProto *m) { m->graph->input[0]->type->tensor_type->shape->dim[1]->dim_value = 4; }
+static void huge_dims(Onnx__ModelProto *m) { m->graph->input[0]->type->tensor_type->shape->dim[2]->dim_value = (int64_t)1 << 40; }
+static void old_opset(Onnx__ModelProto *m) { m->opset_import[0]->version = 3; }
+static void twice(Onnx__ModelProto *m) { m->graph->node[0]->input[0] = "y"; }
+static void external_outside(Onnx__ModelProto *m) {
+  static Onnx__StringStringEntryProto loc = ONNX__STRING_STRING_ENTRY_PROTO__INIT, *e[1] = {&loc};
+  loc.key = "location", loc.value = "../../etc/passwd";
+  Onnx__TensorProto *t = m->graph->initializer[0];
+  t->has_data_location = 1, t->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL, t->n_external_data = 1,
+  t->external_data = e, t->n_float_data = 0;
+}
+
+TEST(onnx_models_import_and_bad_ones_are_refused_with_the_reason) {
+  size_t n;
+  uint8_t *good = conv_model(NULL, &n);
+  nn_graph g;
+  CHECK(e2e_import_onnx_memory(good, n, "good.onnx", 0, &g), "a valid model imports: %s", nn_last_error());
+  if (g.n_nodes) {
+    CHECK(g.n_nodes == 1 && g.nodes[0].op == NN_OP_CONV, "one conv");
+    nn_graph_free(&g);
+  }
+  struct {
+    model_edit edit;
+    const char *expect;
+  } cases[] = {
+      {short_weights, "holds 200 bytes"}, {no_output, "never produced"}, {unknown_op, "Frobnicate is not supported"},
+      {bad_shape, "do not fit"}, {huge_dims, "absurd"}, {old_opset, "opset 3"}, {twice, "not defined before"},
+      {external_outside, "not a file in the model's own folder"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    size_t m;
+    uint8_t *bad = conv_model(cases[k].edit, &m);
+    char *dir = g_strdup(g_get_tmp_dir()), *path = tmp_path("bad.onnx");
+    g_file_set_contents(path, (const char *)bad, (gssize)m, NULL);
+    /* from a file, so that external data has a folder to be outside of */
+    CHECK(!e2e_import_onnx(path, 0, &g) && strstr(nn_last_error(), cases[k].expect), "case %zu: %s", k, nn_last_error());
+    g_unlink(path);
+    g_free(path), g_free(dir);
+    free(bad);
+  }
+  /* every truncation and a thousand byte flips: refused or imported, never a crash (ASan checks) */
+  int refused = 0;
+  for (size_t len = 0; len < n; len++) refused += !e2e_import_onnx_memory(good, len, "cut.onnx", 0, &g) || (nn_graph_free(&g), 0);
+  CHECK(refused >= (int)n - 4, "truncations refused: %d of %zu", refused, n);
+  nn_rng r;
+  nn_rng_seed(&r, 99);
+  uint8_t *mut = malloc(n);
+  for (int k = 0; k < 1000; k++) {
+    memcpy(mut, good, n);
+    for (int j = 0; j < 3; j++) mut[nn_rng_u64(&r) % n] ^= (uint8_t)(1 + nn_rng_u64(&r) % 255);
+    if (e2e_import_onnx_memory(mut, n, "flip.onnx", 0, &g)) {
+      nn_tensor *x = nn_zeros(NN_F32, g.values[g.inputs[0]].ndim, g.values[g.inputs[0]].shape), *y[16];
+      CHECK(nn_graph_run(&g, &x, y), "a mutant that imports also runs: %s", nn_last_error());
+      nn_graph_free(&g);
+      nn_arena_reset(nn_arena_current());
+    }
+  }
+  free(mut);
+  free(good);
+}
+
+/* ---------------------------------------------------------------- TF.js */
+
+static const char *TFJS_MODEL =
+    "{\"format\": \"graph-model\", \"modelTopology\": {\"node\": ["
+    "{\"name\": \"x\", \"op\": \"Placeholder\", \"attr\": {\"shape\": {\"shape\": {\"dim\": [{\"size\": \"1\"}, {\"size\": \"8\"}, {\"size\": \"8\"}, {\"size\": \"2\"}]}}}},"
+    "{\"name\": \"w\", \"op\": \"Const\"},"
+    "{\"name\": \"b\", \"op\": \"Const\"},"
+    "{\"name\": \"c\", \"op\": \"Conv2D\", \"input\": [\"x\", \"w\"], \"attr\": {\"padding\": {\"s\": \"U0FNRQ==\"}, \"strides\": {\"list\": {\"i\": [\"1\", \"1\", \"1\", \"1\"]}}}},"
+    "{\"name\": \"y\", \"op\": \"BiasAdd\", \"input\": [\"c\", \"b\"]},"
+    "{\"name\": \"OP\", \"op\": \"Relu\", \"input\": [\"IN\"]}"
+    "]}, \"weightsManifest\": [{\"paths\": [\"SHARD\"], \"weights\": ["
+    "{\"name\": \"w\", \"shape\": [3, 3, 2, 4], \"dtype\": \"float32\"},"
+    "{\"name\": \"b\", \"shape\": [4], \"dtype\": \"float32\"}]}]}";
+
+static bool tfjs_try(const char *op, const char *in, const char *shard, size_t shard_bytes, nn_graph *g) {
+  char *dir = g_dir_make_tmp("e2e-tfjs-XXXXXX", NULL), *json_path = g_build_filename(dir, "model.json", NULL);
+  char *bin_path = g_build_filename(dir, "w.bin", NULL);
+  GString *s = g_string_new(TFJS_MODEL);
+  g_string_replace(s, "\"OP\"", op, 1);
+  g_string_replace(s, "\"IN\"", in, 1);
+  g_string_replace(s, "SHARD", shard, 1);
+  g_file_set_contents(json_path, s->str, -1, NULL);
+  float *w = calloc(shard_bytes / 4 + 1, 4);
+  for (size_t i = 0; i < shard_bytes / 4; i++) w[i] = 0.01f * (float)(i % 5);
+  g_file_set_contents(bin_path, (const char *)w, (gssize)shard_bytes, NULL);
+  bool ok = e2e_import_tfjs(json_path, 0, g);
+  g_unlink(json_path), g_unlink(bin_path), g_rmdir(dir);
+  g_free(json_path), g_free(bin_path), g_free(dir), free(w);
+  g_string_free(s, TRUE);
+  return ok;
+}
+
+TEST(tfjs_models_import_as_nchw_and_bad_ones_are_refused) {
+  nn_graph g;
+  size_t bytes = 4 * (3 * 3 * 2 * 4 + 4);
+  CHECK(tfjs_try("\"out\"", "\"y\"", "w.bin", bytes, &g), "a valid model imports: %s", nn_last_error());
+  if (g.n_nodes) {
+    /* NHWC conv + bias add + relu -> one NCHW conv with its bias, relu, and the transposes at the ends */
+    int convs = 0;
+    for (int k = 0; k < g.n_nodes; k++) convs += g.nodes[k].op == NN_OP_CONV && g.nodes[k].n_in == 3;
+    CHECK(convs == 1 && g.n_nodes == 4, "%d nodes: transpose, conv with bias, relu, transpose", g.n_nodes);
+    nn_graph_free(&g);
+  }
+  CHECK(!tfjs_try("\"out\"", "\"y\"", "../w.bin", bytes, &g) && strstr(nn_last_error(), "own folder"), "shard outside: %s", nn_last_error());
+  CHECK(!tfjs_try("\"out\"", "\"y\"", "w.bin", bytes - 8, &g) && strstr(nn_last_error(), "past the end"), "short shard: %s", nn_last_error());
+  CHECK(!tfjs_try("\"out\"", "\"y\"", "w.bin", bytes + 8, &g) && strstr(nn_last_error(), "describes"), "long shard: %s", nn_last_error());
+  CHECK(!tfjs_try("\"out\"", "\"nowhere\"", "w.bin", bytes, &g) && strstr(nn_last_error(), "no node makes"), "undefined input: %s", nn_last_error());
+  CHECK(!tfjs_try("\"c\"", "\"y\"", "w.bin", bytes, &g) && strstr(nn_last_error(), "two nodes"), "duplicate: %s", nn_last_error());
+  /* a cycle: c reads y, y reads c */
+  CHECK(!tfjs_try("\"out\"", "\"out\"", "w.bin", bytes, &g) && strstr(nn_last_error(), "cycle"), "cycle: %s", nn_last_error());
+}
+
+TEST(the_imported_detector_ships_and_reloads_as_the_default) {
+  char *path = e2e_default_model(E2E_TASK_DETECT);
+  e2e_model *m = e2e_model_open(path, E2E_TASK_DETECT);
+  CHECK(m != NULL, "open %s: %s", path, e2e_last_error());
+  if (m) {
+    const e2e_model_info *i = e2e_model_describe(m);
+    CHECK(!strcmp(i->architecture, "e2e-graph-v1") && i->n_labels == 80 && !strcmp(i->labels[0], "person") &&
+              i->input_size == 416 && i->n_params > 3000000,
+          "COCO NanoDet: %s, %d labels, input %d, %lld parameters", i->architecture, i->n_labels, i->input_size, (long long)i->n_params);
+    e2e_model_unref(m);
+  }
+  free(path);
+}
