@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "e2e/detect.h"
+#include "e2e/import.h"
 #include "task.h"
 
 /* every architecture a file may name, and its task's table */
@@ -95,11 +97,32 @@ e2e_model *e2e_model_wrap(const e2e_task_ops *ops, void *impl, const nn_st_file 
   return m;
 }
 
+/* A model in another framework's format, imported as it is opened: what a graph needs beside its ops
+ * (a detector's head, labels, normalisation) must then be in the file's own metadata (ONNX
+ * metadata_props), else the opener names what is missing. */
+static e2e_model *open_imported(const char *path, int task) {
+  nn_graph g;
+  nn_kv *meta = NULL;
+  int n_meta = 0;
+  bool onnx = g_str_has_suffix(path, ".onnx");
+  if (!(onnx ? e2e_import_onnx_described(path, 0, &g, &meta, &n_meta) : e2e_import_tfjs(path, 0, &g))) return NULL;
+  e2e_model *m = NULL;
+  if (task != E2E_TASK_ANY && task != E2E_TASK_DETECT) {
+    nn_set_error("%s: an imported graph is a detection model here, not a %s model", path, e2e_task_name((e2e_task)task));
+    nn_graph_free(&g);
+  } else {
+    m = e2e_detect_graph_model(&g, meta, n_meta, path);
+  }
+  e2e_import_free_meta(meta, n_meta);
+  return m;
+}
+
 e2e_model *e2e_model_open(const char *path, int task) {
   if (!path || !*path) {
     nn_set_error("no model file given");
     return NULL;
   }
+  if (g_str_has_suffix(path, ".onnx") || g_str_has_suffix(path, ".json")) return open_imported(path, task);
   nn_st_file *f = nn_st_open(path);
   if (!f) return NULL; /* the message names the file */
   const char *arch = nn_st_meta(f, "architecture");

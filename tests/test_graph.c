@@ -83,6 +83,13 @@ TEST(graph_computes_what_the_same_ops_compute_by_hand) {
   if (ref && y) CHECK(max_abs_diff(nn_f32(nn_contiguous(y)), nn_f32(ref), 5) == 0, "identical to hand-written ops");
   const nn_graph_value *out = &s.g.values[s.g.outputs[0]];
   CHECK(out->ndim == 2 && out->shape[0] == 1 && out->shape[1] == 5, "shape inferred at build time");
+  /* prepared for inference (packed filters, the leaky ReLU fused): the same within float rounding */
+  CHECK(nn_graph_prepare(&s.g), "prepare: %s", nn_last_error());
+  nn_tensor *yp = NULL;
+  nn_no_grad_begin();
+  CHECK(nn_graph_run(&s.g, &x, &yp), "prepared run: %s", nn_last_error());
+  nn_no_grad_end();
+  if (yp && ref) CHECK(max_abs_diff(nn_f32(nn_contiguous(yp)), nn_f32(ref), 5) < 1e-6, "prepared run agrees");
   nn_tensor_free(x);
   nn_graph_free(&s.g);
   nn_arena_reset(nn_arena_current());
@@ -415,6 +422,14 @@ TEST(onnx_models_import_and_bad_ones_are_refused_with_the_reason) {
     g_free(path), g_free(dir);
     free(bad);
   }
+  /* a raw ONNX file given where a model is expected: refused, naming what a detector needs */
+  char *raw = tmp_path("raw.onnx");
+  g_file_set_contents(raw, (const char *)good, (gssize)n, NULL);
+  e2e_model *m = e2e_model_open(raw, E2E_TASK_DETECT);
+  CHECK(!m && strstr(e2e_last_error(), "no \"head\"") && strstr(e2e_last_error(), raw), "raw ONNX: %s", e2e_last_error());
+  e2e_model_unref(m);
+  g_unlink(raw);
+  g_free(raw);
   /* every truncation and a thousand byte flips: refused or imported, never a crash (ASan checks) */
   int refused = 0;
   for (size_t len = 0; len < n; len++) refused += !e2e_import_onnx_memory(good, len, "cut.onnx", 0, &g) || (nn_graph_free(&g), 0);

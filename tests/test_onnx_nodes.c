@@ -32,6 +32,10 @@ static bool read_pb(const char *path, pb_file *f) {
   if (!g_file_get_contents(path, (char **)&f->data, &len, NULL)) return false;
   f->size = len;
   f->t = e2e_onnx_tensor(f->data, f->size, &f->name, &f->is_float);
+  if (!f->t) { /* a type we do not read (strings, ...): the case is refused below */
+    g_free(f->data);
+    f->data = NULL;
+  }
   return f->t != NULL;
 }
 

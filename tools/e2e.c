@@ -46,6 +46,8 @@ static void usage(void) {
          "  codec eval [--dir FOLDER]   bpp, PSNR-RGB, MS-SSIM and BD-rate vs JPEG (Kodak by default)\n"
          "  import MODEL.onnx|model.json -o OUT.safetensors [--head H --labels FILE ...]\n"
          "        an ONNX or TensorFlow.js model onto nncore's graph runtime (e2e import --help)\n"
+         "  graph run MODEL [--input X.f32] [--out Y.f32] [--threads N] [--repeat N]\n"
+         "        run any graph (ours, .onnx, model.json) on raw input; outputs and the fastest time\n"
          "  info FILE.safetensors\n"
          "        list the tensors and metadata of a model or checkpoint\n"
          "  version\n", CODEC_MIN_QUALITY, CODEC_MAX_QUALITY);
@@ -60,6 +62,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "codec")) return e2e_codec(argc - 2, argv + 2);
   if (!strcmp(argv[1], "info")) return info(argc - 2, argv + 2);
   if (!strcmp(argv[1], "import")) return e2e_import(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "graph")) return e2e_graph(argc - 2, argv + 2);
   if (argc >= 3 && !strcmp(argv[1], "train") && !strcmp(argv[2], "detect")) return e2e_train_detect(argc - 3, argv + 3);
   if (argc >= 3 && !strcmp(argv[1], "train") && !strcmp(argv[2], "codec")) return e2e_train_codec(argc - 3, argv + 3);
   if (argc >= 3 && !strcmp(argv[1], "eval") && !strcmp(argv[2], "detect")) return e2e_eval_detect(argc - 3, argv + 3);

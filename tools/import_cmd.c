@@ -138,3 +138,98 @@ int e2e_import(int argc, char **argv) {
   g_free(base);
   return rc;
 }
+
+/* A graph of any origin: our safetensors, an .onnx file, or a TF.js model.json. */
+static bool load_any_graph(const char *path, int input_size, nn_graph *g) {
+  if (g_str_has_suffix(path, ".json")) return e2e_import_tfjs(path, input_size, g);
+  if (g_str_has_suffix(path, ".onnx")) return e2e_import_onnx(path, input_size, g);
+  nn_st_file *f = nn_st_open(path);
+  bool ok = f && nn_graph_from_file(g, f, path);
+  nn_st_close(f);
+  return ok;
+}
+
+/* `e2e graph run`: runs a graph on raw float32 input, writes its outputs raw, times it: what the
+ * comparisons with ONNX Runtime and TF.js (tools/compare/) read. */
+int e2e_graph(int argc, char **argv) {
+  const char *model = NULL, *in_path = NULL, *out_path = NULL;
+  int input_size = 0, threads = 0, repeat = 1;
+  for (int i = 1; i < argc; i++) {
+    const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (k[0] != '-') {
+      model = k;
+      continue;
+    }
+    if (!v) break;
+    if (!strcmp(k, "--input")) in_path = v;
+    else if (!strcmp(k, "--out")) out_path = v;
+    else if (!strcmp(k, "--input-size")) input_size = atoi(v);
+    else if (!strcmp(k, "--threads")) threads = atoi(v);
+    else if (!strcmp(k, "--repeat")) repeat = atoi(v);
+    else model = NULL, argc = 0;
+    i++;
+  }
+  if (argc < 2 || strcmp(argv[0], "run") || !model || repeat < 1 || threads < 0) {
+    fprintf(stderr, "usage: e2e graph run MODEL(.safetensors|.onnx|model.json) [--input X.f32] [--out Y.f32]\n"
+                    "         [--input-size N] [--threads N] [--repeat N]\n"
+                    "  runs the graph on X (raw float32 of the input's shape; zeros without it), writes every\n"
+                    "  output as raw float32 one after another, and prints the fastest of N runs\n");
+    return 2;
+  }
+  nn_graph g;
+  if (!load_any_graph(model, input_size, &g)) {
+    fprintf(stderr, "e2e graph: %s\n", nn_last_error());
+    return 1;
+  }
+  if (threads) nn_set_num_threads(threads);
+  if (!nn_graph_prepare(&g)) {
+    fprintf(stderr, "e2e graph: %s\n", nn_last_error());
+    nn_graph_free(&g);
+    return 1;
+  }
+  const nn_graph_value *iv = &g.values[g.inputs[0]];
+  nn_tensor *x = nn_tensor_new(NN_F32, iv->ndim, iv->shape);
+  int rc = 0;
+  if (in_path) {
+    gchar *data = NULL;
+    gsize len = 0;
+    if (!g_file_get_contents(in_path, &data, &len, NULL) || len != sizeof(float) * (size_t)nn_numel(x)) {
+      fprintf(stderr, "e2e graph: %s must hold %lld float32 values\n", in_path, (long long)nn_numel(x));
+      g_free(data);
+      nn_tensor_free(x);
+      nn_graph_free(&g);
+      return 1;
+    }
+    memcpy(nn_f32(x), data, len);
+    g_free(data);
+  }
+  nn_no_grad_begin();
+  double best = 1e30;
+  nn_tensor *y[16];
+  for (int r = 0; r < repeat && !rc; r++) {
+    nn_arena_reset(nn_arena_current());
+    double t0 = e2e_now_s();
+    if (!nn_graph_run(&g, &x, y)) {
+      fprintf(stderr, "e2e graph: %s\n", nn_last_error());
+      rc = 1;
+    }
+    double t = e2e_now_s() - t0;
+    if (t < best) best = t;
+  }
+  if (!rc) {
+    printf("%s: %d nodes, fastest of %d runs %.2f ms on %d threads\n", model, g.n_nodes, repeat, best * 1e3, nn_get_num_threads());
+    FILE *f = out_path ? fopen(out_path, "wb") : NULL;
+    for (int k = 0; k < g.n_outputs; k++) {
+      char s[96];
+      nn_tensor *c = nn_contiguous(y[k]);
+      printf("  output %d %s %s\n", k, g.values[g.outputs[k]].name, nn_shape_str(c, s, sizeof s));
+      if (f) fwrite(nn_f32(c), sizeof(float), (size_t)nn_numel(c), f);
+    }
+    if (f) fclose(f);
+  }
+  nn_no_grad_end();
+  nn_arena_reset(nn_arena_current());
+  nn_tensor_free(x);
+  nn_graph_free(&g);
+  return rc;
+}

@@ -119,8 +119,6 @@ static int graph_detect(void *impl, nn_tensor *x, float threshold, float iou_thr
   /* ours: v = (u/255 - 0.5) / 0.25; the model's: (u - mean) / std, u in 0..255 */
   float planes[3][2];
   for (int c = 0; c < 3; c++) {
-    int src = m->bgr ? 2 - c : c;
-    (void)src;
     planes[c][0] = 63.75f / m->std[c];
     planes[c][1] = (127.5f - m->mean[c]) / m->std[c];
   }
@@ -306,13 +304,13 @@ static void *load(const nn_st_file *f, const char *path) {
   for (int i = 0; i < n; i++) meta[i].value = nn_st_meta_at(f, i, &meta[i].key);
   graph_det *m = graph_det_new(&g, meta, n, path);
   free(meta);
+  if (m && !nn_graph_prepare(&m->g)) destroy(m), m = NULL;
   return m;
 }
 
 static void *copy(const void *impl, bool training) {
   const graph_det *src = impl;
   nn_graph g;
-  (void)training;
   if (!nn_graph_copy(&g, &src->g)) return NULL;
   char size[16], off[32], thr[32];
   snprintf(size, sizeof size, "%d", src->input_size);
@@ -320,7 +318,10 @@ static void *copy(const void *impl, bool training) {
   snprintf(thr, sizeof thr, "%g", src->runner.threshold);
   nn_kv meta[] = {{"head", HEADS[src->head]}, {"labels", src->labels_json}, {"input_size", size}, {"normalize", src->normalize_json},
                   {"center_offset", off}, {"threshold", thr}, {"source", src->source}};
-  return graph_det_new(&g, meta, (int)(sizeof meta / sizeof meta[0]), "copy");
+  graph_det *m = graph_det_new(&g, meta, (int)(sizeof meta / sizeof meta[0]), "copy");
+  /* a trainer's copy runs the plain ops, so that every step is seen */
+  if (m && !training && !nn_graph_prepare(&m->g)) destroy(m), m = NULL;
+  return m;
 }
 
 static nn_params *params(void *impl) { return &((graph_det *)impl)->g.params; }
@@ -390,5 +391,6 @@ const e2e_task_ops e2e_detect_graph_ops = {
 
 e2e_model *e2e_detect_graph_model(nn_graph *g, const nn_kv *meta, int n_meta, const char *path) {
   graph_det *m = graph_det_new(g, meta, n_meta, path);
+  if (m && !nn_graph_prepare(&m->g)) destroy(m), m = NULL;
   return m ? e2e_model_wrap(&e2e_detect_graph_ops, m, NULL, path) : NULL;
 }

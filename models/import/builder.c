@@ -70,7 +70,7 @@ imp_value *imp_const(imp_ctx *c, const char *name, nn_dtype dt, int ndim, const 
   v->is_const = true;
   v->dtype = dt;
   v->ndim = ndim;
-  memcpy(v->shape, shape, sizeof *shape * (size_t)ndim);
+  if (ndim) memcpy(v->shape, shape, sizeof *shape * (size_t)ndim);
   if (n) memcpy(v->data, data, es * (size_t)n);
   v->id = -1;
   return put(c, name, v);

@@ -853,7 +853,9 @@ static bool convert(const ox_node *n) {
     for (int d = 0; d < k; d++) total *= s[d] < 0 ? 0 : s[d];
     if (total > ((int64_t)1 << 26)) return fail(n, "%s: the constant would be absurdly large", "shape");
     const Onnx__AttributeProto *a = attr(n, "value");
-    imp_value *v = a && a->t ? tensor_const(c, a->t, imp_name(c, name, "value"), NULL) : NULL;
+    char *vn = imp_name(c, name, "value");
+    imp_value *v = a && a->t ? tensor_const(c, a->t, vn, NULL) : NULL;
+    g_free(vn);
     bool ints = v && v->dtype == NN_I64;
     void *buf = malloc((ints ? sizeof(int64_t) : sizeof(float)) * (size_t)(total ? total : 1));
     if (!buf) return false;
@@ -1020,8 +1022,10 @@ done:
   return ok;
 }
 
+/* meta (optional): the model's metadata_props, newly allocated (e2e_import_free_meta); its "input_size"
+ * entry stands for input_size when that is 0. */
 static bool import_bytes(const void *data, size_t size, const char *what, const char *dir, int input_size,
-                         const e2e_onnx_binding *bind, int n_bind, nn_graph *g) {
+                         const e2e_onnx_binding *bind, int n_bind, nn_graph *g, nn_kv **meta, int *n_meta) {
   nn_graph_init(g);
   if (size > MAX_MODEL_BYTES) {
     nn_set_error("%s: %zu bytes is more than an ONNX model may have here", what, size);
@@ -1032,17 +1036,36 @@ static bool import_bytes(const void *data, size_t size, const char *what, const 
     nn_set_error("%s: not an ONNX model (the protobuf does not parse: truncated or corrupt)", what);
     return false;
   }
+  if (meta) {
+    *n_meta = 0;
+    *meta = calloc(m->n_metadata_props + 1, sizeof **meta);
+    for (size_t i = 0; *meta && i < m->n_metadata_props; i++) {
+      const Onnx__StringStringEntryProto *e = m->metadata_props[i];
+      if (!e->key || !e->value) continue;
+      (*meta)[*n_meta] = (nn_kv){g_strdup(e->key), g_strdup(e->value)};
+      if (!strcmp(e->key, "input_size") && !input_size) input_size = atoi(e->value);
+      (*n_meta)++;
+    }
+  }
   bool ok = import_model(m, what, dir, input_size, bind, n_bind, g);
   onnx__model_proto__free_unpacked(m, NULL);
-  if (!ok) nn_graph_free(g);
+  if (!ok) {
+    nn_graph_free(g);
+    if (meta) e2e_import_free_meta(*meta, *n_meta), *meta = NULL, *n_meta = 0;
+  }
   return ok;
 }
 
-bool e2e_import_onnx_memory(const void *data, size_t size, const char *name, int input_size, nn_graph *g) {
-  return import_bytes(data, size, name, NULL, input_size, NULL, 0, g);
+void e2e_import_free_meta(nn_kv *meta, int n) {
+  for (int i = 0; meta && i < n; i++) g_free((char *)meta[i].key), g_free((char *)meta[i].value);
+  free(meta);
 }
 
-bool e2e_import_onnx(const char *path, int input_size, nn_graph *g) {
+bool e2e_import_onnx_memory(const void *data, size_t size, const char *name, int input_size, nn_graph *g) {
+  return import_bytes(data, size, name, NULL, input_size, NULL, 0, g, NULL, NULL);
+}
+
+bool e2e_import_onnx_described(const char *path, int input_size, nn_graph *g, nn_kv **meta, int *n_meta) {
   char *data = NULL;
   gsize len = 0;
   GError *err = NULL;
@@ -1053,15 +1076,14 @@ bool e2e_import_onnx(const char *path, int input_size, nn_graph *g) {
     return false;
   }
   char *dir = g_path_get_dirname(path);
-  bool ok = import_bytes(data, len, path, dir, input_size, NULL, 0, g);
+  bool ok = import_bytes(data, len, path, dir, input_size, NULL, 0, g, meta, n_meta);
   g_free(dir);
   g_free(data);
   return ok;
 }
 
-bool e2e_import_onnx_bound(const void *data, size_t size, const char *name, int input_size, const e2e_onnx_binding *bind,
-                           int n_bind, nn_graph *g) {
-  return import_bytes(data, size, name, NULL, input_size, bind, n_bind, g);
+bool e2e_import_onnx(const char *path, int input_size, nn_graph *g) {
+  return e2e_import_onnx_described(path, input_size, g, NULL, NULL);
 }
 
 nn_tensor *e2e_onnx_tensor(const void *pb, size_t size, char **name, bool *is_float) {
@@ -1086,4 +1108,9 @@ nn_tensor *e2e_onnx_tensor(const void *pb, size_t size, char **name, bool *is_fl
   nn_graph_free(&g);
   onnx__tensor_proto__free_unpacked(t, NULL);
   return out;
+}
+
+bool e2e_import_onnx_bound(const void *data, size_t size, const char *name, int input_size, const e2e_onnx_binding *bind,
+                           int n_bind, nn_graph *g) {
+  return import_bytes(data, size, name, NULL, input_size, bind, n_bind, g, NULL, NULL);
 }

@@ -391,8 +391,9 @@ static bool convert(const tf_node *n, int input_size) {
   } else if (!strcmp(op, "MatMul")) {
     imp_value *a = input(n, 0), *b = input(n, 1);
     if (!a || !b) return false;
-    if (attr_bool(n, "transpose_a")) a = imp_transpose(c, imp_name(c, n->name, "ta"), a, (int[]){1, 0});
-    if (attr_bool(n, "transpose_b")) b = imp_transpose(c, imp_name(c, n->name, "tb"), b, (int[]){1, 0});
+    char *tn;
+    if (attr_bool(n, "transpose_a")) a = imp_transpose(c, tn = imp_name(c, n->name, "ta"), a, (int[]){1, 0}), g_free(tn);
+    if (attr_bool(n, "transpose_b")) b = imp_transpose(c, tn = imp_name(c, n->name, "tb"), b, (int[]){1, 0}), g_free(tn);
     int ia = a ? imp_as(c, a, NULL) : -1, ib = b ? imp_as(c, b, NULL) : -1;
     int id = ia < 0 || ib < 0 ? -1 : nn_graph_add_node(c->g, NN_OP_MATMUL, n->name, 2, (int[]){ia, ib}, 0, NULL, 0, NULL);
     r = id < 0 ? NULL : imp_graph(c, n->name, id, NULL);

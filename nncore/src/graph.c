@@ -28,7 +28,12 @@ void nn_graph_init(nn_graph *g) {
   nn_params_init(&g->params);
 }
 
+static void plan_free(struct nn_graph_plan *p);
+static int count_uses(const nn_graph *g, int *uses);
+static int sole_reader(const nn_graph *g, const int *uses, int v);
+
 void nn_graph_free(nn_graph *g) {
+  plan_free(g->plan);
   for (int i = 0; i < g->n_values; i++) free(g->values[i].name);
   for (int i = 0; i < g->n_nodes; i++) free(g->nodes[i].name), free(g->nodes[i].in);
   free(g->values);
@@ -76,7 +81,7 @@ static int add_value(nn_graph *g, const char *name, int ndim, const int64_t *sha
   nn_graph_value *v = &g->values[g->n_values];
   v->name = strdup(name);
   v->ndim = ndim;
-  memcpy(v->shape, shape, sizeof *shape * (size_t)ndim);
+  if (ndim) memcpy(v->shape, shape, sizeof *shape * (size_t)ndim);
   v->param = v->node = -1;
   return g->n_values++;
 }
@@ -419,6 +424,65 @@ bool nn_graph_copy(nn_graph *dst, const nn_graph *src) {
   return ok;
 }
 
+/* ---------------------------------------------------------------- inference plan */
+
+struct nn_graph_plan {
+  int n_nodes;
+  nn_conv_infer **conv; /* per node: its packed copy, or NULL */
+  float *slope;         /* per conv node: a fused leaky ReLU's slope (1: none; 0 is fused in the kernel) */
+  bool *fused;          /* per node: an activation its conv already applied */
+};
+
+static void plan_free(struct nn_graph_plan *p) {
+  if (!p) return;
+  for (int k = 0; k < p->n_nodes; k++)
+    if (p->conv[k]) nn_conv_infer_free(p->conv[k]), free(p->conv[k]);
+  free(p->conv), free(p->slope), free(p->fused), free(p);
+}
+
+bool nn_graph_prepare(nn_graph *g) {
+  plan_free(g->plan);
+  g->plan = NULL;
+  struct nn_graph_plan *p = calloc(1, sizeof *p);
+  int *uses = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *uses);
+  int nn = g->n_nodes ? g->n_nodes : 1;
+  if (p) p->n_nodes = g->n_nodes, p->conv = calloc((size_t)nn, sizeof *p->conv), p->slope = malloc(sizeof *p->slope * (size_t)nn),
+         p->fused = calloc((size_t)nn, sizeof *p->fused);
+  bool ok = p && uses && p->conv && p->slope && p->fused;
+  if (ok) count_uses(g, uses);
+  for (int k = 0; ok && k < g->n_nodes; k++) {
+    const nn_graph_node *n = &g->nodes[k];
+    p->slope[k] = 1.0f;
+    if (n->op != NN_OP_CONV || g->values[n->in[1]].param < 0 || (n->n_in > 2 && g->values[n->in[2]].param < 0)) continue;
+    int r = sole_reader(g, uses, n->out);
+    bool relu = r > k && g->nodes[r].op == NN_OP_RELU, leaky = r > k && g->nodes[r].op == NN_OP_LEAKY_RELU;
+    nn_conv2d_layer layer = {.weight = g->params.t[g->values[n->in[1]].param],
+                             .bias = n->n_in > 2 ? g->params.t[g->values[n->in[2]].param] : NULL,
+                             .p = {(int)n->i[0], (int)n->i[1], (int)n->i[2], (int)n->i[3], (int)n->i[4], (int)n->i[5], (int)n->i[6], 0, 0}};
+    p->conv[k] = calloc(1, sizeof *p->conv[k]);
+    ok = p->conv[k] && nn_conv_infer_init(p->conv[k], &layer, NULL, relu);
+    if (relu || leaky) p->fused[r] = true;
+    if (leaky) p->slope[k] = g->nodes[r].f[0];
+  }
+  free(uses);
+  if (!ok) {
+    plan_free(p);
+    nn_set_error("graph: out of memory preparing inference");
+    return false;
+  }
+  g->plan = p;
+  return true;
+}
+
+/* max(x, slope x) in place, for a conv output nothing else has seen yet */
+static nn_tensor *leaky_in_place(nn_tensor *y, float slope) {
+  if (!y) return NULL;
+  float *d = nn_f32(y);
+  int64_t n = nn_numel(y);
+  for (int64_t i = 0; i < n; i++) d[i] = d[i] < 0.0f ? d[i] * slope : d[i];
+  return y;
+}
+
 /* ---------------------------------------------------------------- running */
 
 static nn_tensor *pool(const nn_graph_node *n, nn_tensor *x) {
@@ -531,9 +595,20 @@ bool nn_graph_run(const nn_graph *g, nn_tensor *const *inputs, nn_tensor **outpu
   }
   for (int k = 0; k < g->n_values && ok; k++)
     if (g->values[k].param >= 0) v[k] = g->params.t[g->values[k].param];
+  const struct nn_graph_plan *plan = nn_grad_enabled() ? NULL : g->plan;
   for (int k = 0; k < g->n_nodes && ok; k++) {
     const nn_graph_node *n = &g->nodes[k];
-    if (!(v[n->out] = run_node(g, n, v))) {
+    if (plan && plan->fused[k]) { /* its conv applied it */
+      v[n->out] = v[n->in[0]];
+      continue;
+    }
+    if (plan && plan->conv[k]) {
+      nn_tensor *y = nn_conv_infer_forward(plan->conv[k], v[n->in[0]]);
+      v[n->out] = plan->slope[k] != 1.0f ? leaky_in_place(y, plan->slope[k]) : y;
+    } else {
+      v[n->out] = run_node(g, n, v);
+    }
+    if (!v[n->out]) {
       char why[256];
       snprintf(why, sizeof why, "%s", nn_last_error());
       nn_set_error("graph: node \"%s\" (%s): %s", n->name, nn_graph_op_name(n->op), why);

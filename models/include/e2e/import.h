@@ -16,6 +16,10 @@ bool e2e_import_tfjs(const char *model_json, int input_size, nn_graph *g);
 /* An ONNX model (opsets 11..17). Inputs of unknown size take input_size for H and W and 1 for the
  * batch. Tensors in external data files must lie in the model's own folder. */
 bool e2e_import_onnx(const char *path, int input_size, nn_graph *g);
+/* The same, also giving the model's metadata_props (free with e2e_import_free_meta); an "input_size"
+ * entry there stands in for input_size 0. */
+bool e2e_import_onnx_described(const char *path, int input_size, nn_graph *g, nn_kv **meta, int *n_meta);
+void e2e_import_free_meta(nn_kv *meta, int n);
 /* The same from memory (name is used in messages; external data is refused). */
 bool e2e_import_onnx_memory(const void *data, size_t size, const char *name, int input_size, nn_graph *g);
 

@@ -82,6 +82,8 @@ typedef struct {
   int node;   /* the node that makes it, else -1 (an input or an initialiser) */
 } nn_graph_value;
 
+struct nn_graph_plan;
+
 typedef struct nn_graph {
   int n_values, cap_values;
   nn_graph_value *values;
@@ -90,6 +92,7 @@ typedef struct nn_graph {
   int n_inputs, n_outputs;
   int inputs[8], outputs[16];
   nn_params params;  /* initialisers: float ones trainable, the rest (batch-norm statistics) buffers */
+  struct nn_graph_plan *plan; /* inference copies (nn_graph_prepare), or NULL */
 } nn_graph;
 
 const char *nn_graph_op_name(nn_graph_op op);
@@ -110,6 +113,12 @@ bool nn_graph_set_outputs(nn_graph *g, int n, const int *values);
 
 /* A deep copy (weights included), rebuilt node by node. */
 bool nn_graph_copy(nn_graph *dst, const nn_graph *src);
+
+/* Builds inference copies of the convolutions (filters packed once for the fast kernels, a following
+ * ReLU or leaky ReLU fused into the same pass), used by every later run with grad mode off. It is a
+ * snapshot of the weights, like nn_conv_infer: prepare a graph that will not be trained (a copy made
+ * for training is not prepared), or prepare again after changing its weights. */
+bool nn_graph_prepare(nn_graph *g);
 
 /* Runs the graph on inputs (one per graph input, of its shape; several calls may run one graph at
  * once) and writes the outputs (arena tensors). Records for backward when grad mode is on. */
