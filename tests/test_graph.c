@@ -4,6 +4,7 @@
  * files are refused at load with a message naming what is wrong. */
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 #include <unistd.h>
 
 #include "e2e/detect.h"
@@ -515,4 +516,87 @@ TEST(the_imported_detector_ships_and_reloads_as_the_default) {
     e2e_model_unref(m);
   }
   free(path);
+}
+
+/* ---------------------------------------------------------------- against TF.js */
+
+static float box_iou(const float *a, const float *b) {
+  float w = fminf(a[2], b[2]) - fmaxf(a[0], b[0]), h = fminf(a[3], b[3]) - fmaxf(a[1], b[1]);
+  if (w <= 0 || h <= 0) return 0;
+  float i = w * h;
+  return i / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - i);
+}
+
+/* The shipped COCO NanoDet gives the boxes TF.js gave running the original model in Node on the same
+ * inputs (tests/data/nanodet_tfjs_boxes.jsonl, from tools/compare/run_tfjs.sh): every reference box
+ * (score >= 0.05) matched at IoU >= 0.99 with |dscore| <= 1e-3, and none of ours (>= 0.051) unmatched. */
+TEST(the_shipped_detector_gives_the_boxes_tfjs_gives) {
+  const char *data = getenv("E2E_SHARED_DATA"), *src = getenv("E2E_SOURCE_ROOT");
+  char *ref_path = g_build_filename(src ? src : ".", "tests", "data", "nanodet_tfjs_boxes.jsonl", NULL), *text = NULL;
+  if (!data || !g_file_get_contents(ref_path, &text, NULL, NULL)) {
+    printf("    (skipped: no E2E_SHARED_DATA or reference file)\n");
+    g_free(ref_path);
+    return;
+  }
+  char *path = e2e_default_model(E2E_TASK_DETECT);
+  e2e_model *m = e2e_model_open(path, E2E_TASK_DETECT);
+  e2e_slot *slot = m ? e2e_slot_new(m) : NULL;
+  e2e_session *s = slot ? e2e_session_new(slot, 0) : NULL;
+  CHECK(s != NULL, "session: %s", e2e_last_error());
+  char **lines = g_strsplit(text, "\n", -1);
+  int images = 0, refs = 0, matched = 0, extra = 0;
+  for (char **l = lines; s && *l && **l; l++) {
+    JsonParser *p = json_parser_new();
+    if (!json_parser_load_from_data(p, *l, -1, NULL)) {
+      g_object_unref(p);
+      continue;
+    }
+    JsonObject *o = json_node_get_object(json_parser_get_root(p));
+    char *img_path = g_build_filename(data, json_object_get_string_member(o, "image"), NULL);
+    e2e_image im;
+    if (e2e_image_load(img_path, &im)) {
+      det_box got[E2E_DETECT_DEFAULT_MAX];
+      e2e_detect_params dp = e2e_detect_defaults();
+      dp.threshold = 0.049f;
+      int n = e2e_detect_frame(s, &dp, im.rgb, im.w, im.h, im.w * 3, got, E2E_DETECT_DEFAULT_MAX);
+      JsonArray *boxes = json_object_get_array_member(o, "boxes");
+      int nr = (int)json_array_get_length(boxes);
+      float (*rb)[6] = calloc((size_t)nr + 1, sizeof *rb);
+      for (int i = 0; i < nr; i++) {
+        JsonArray *b = json_array_get_array_element(boxes, (guint)i);
+        for (int k = 0; k < 6; k++) rb[i][k] = (float)json_array_get_double_element(b, (guint)k);
+      }
+      for (int i = 0; i < nr; i++) {
+        refs++;
+        for (int j = 0; j < n; j++) {
+          float ob[4] = {got[j].x1, got[j].y1, got[j].x2, got[j].y2};
+          if (got[j].cls == (int)rb[i][5] && fabsf(got[j].score - rb[i][4]) <= 1e-3f && box_iou(ob, rb[i]) >= 0.99f) {
+            matched++;
+            break;
+          }
+        }
+      }
+      for (int j = 0; j < n; j++) {
+        if (got[j].score < 0.051f) continue;
+        float ob[4] = {got[j].x1, got[j].y1, got[j].x2, got[j].y2};
+        bool found = false;
+        for (int i = 0; i < nr && !found; i++)
+          found = got[j].cls == (int)rb[i][5] && fabsf(got[j].score - rb[i][4]) <= 1e-3f && box_iou(ob, rb[i]) >= 0.99f;
+        extra += !found;
+      }
+      images++;
+      free(rb);
+      e2e_image_free(&im);
+    }
+    g_free(img_path);
+    g_object_unref(p);
+  }
+  CHECK(images == 16 && refs > 1000 && matched == refs && extra == 0, "%d images: %d of %d TF.js boxes matched, %d extra", images,
+        matched, refs, extra);
+  g_strfreev(lines);
+  g_free(text), g_free(ref_path);
+  free(path);
+  e2e_session_free(s);
+  e2e_slot_unref(slot);
+  e2e_model_unref(m);
 }

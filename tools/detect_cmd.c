@@ -303,3 +303,85 @@ int e2e_eval_detect(int argc, char **argv) {
   e2e_model_unref(model);
   return 0;
 }
+
+/* `e2e detect`: boxes on image files as JSON lines (frame pixels), with the letterbox geometry; --dump-input
+ * also writes each network input (our normalisation, [1, 3, S, S] float32) so that another engine can be
+ * given exactly the same input (tools/compare/tfjs_nanodet.cjs). */
+int e2e_detect_images(int argc, char **argv) {
+  const char *model = NULL, *dump = NULL;
+  float threshold = E2E_DETECT_MODEL_THRESHOLD, iou = E2E_DETECT_DEFAULT_IOU;
+  int threads = 0, first = argc;
+  for (int i = 0; i < argc; i++) {
+    const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (k[0] != '-') {
+      first = i;
+      break;
+    }
+    if (!v) break;
+    if (!strcmp(k, "--model")) model = v;
+    else if (!strcmp(k, "--dump-input")) dump = v;
+    else if (!strcmp(k, "--threshold")) threshold = strtof(v, NULL);
+    else if (!strcmp(k, "--iou")) iou = strtof(v, NULL);
+    else if (!strcmp(k, "--threads")) threads = atoi(v);
+    else break;
+    i++;
+  }
+  if (first >= argc) {
+    fprintf(stderr, "usage: e2e detect [--model FILE] [--threshold T] [--iou T] [--threads N] [--dump-input DIR] IMAGE...\n");
+    return 2;
+  }
+  char *def = model ? NULL : e2e_default_model(E2E_TASK_DETECT);
+  e2e_model *m = e2e_model_open(model ? model : def, E2E_TASK_DETECT);
+  free(def);
+  e2e_session *s = m ? session_on(m, threads) : NULL;
+  if (!s) {
+    fprintf(stderr, "e2e detect: %s\n", e2e_last_error());
+    e2e_model_unref(m);
+    return 1;
+  }
+  const e2e_model_info *info = e2e_model_describe(m);
+  e2e_detect_params p = e2e_detect_defaults();
+  p.threshold = threshold, p.iou_threshold = iou;
+  int rc = 0;
+  det_box boxes[E2E_DETECT_DEFAULT_MAX];
+  for (int i = first; i < argc && !rc; i++) {
+    e2e_image im;
+    if (!e2e_image_load(argv[i], &im)) {
+      fprintf(stderr, "e2e detect: %s\n", e2e_last_error());
+      rc = 1;
+      break;
+    }
+    int size = info->input_size;
+    det_letterbox lb = det_letterbox_for(im.w, im.h, size);
+    if (dump) {
+      float *x = malloc(sizeof(float) * 3 * (size_t)size * size);
+      e2e_letterbox_to_planar(im.rgb, im.w, im.h, im.w * 3, size, lb.scale, lb.pad_x, lb.pad_y, x);
+      const char *base = strrchr(argv[i], '/');
+      char path[1024];
+      snprintf(path, sizeof path, "%s/%s.f32", dump, base ? base + 1 : argv[i]);
+      FILE *f = fopen(path, "wb");
+      if (!f || fwrite(x, sizeof(float), 3 * (size_t)size * size, f) != 3 * (size_t)size * size) {
+        fprintf(stderr, "e2e detect: cannot write %s\n", path);
+        rc = 1;
+      }
+      if (f) fclose(f);
+      free(x);
+    }
+    int n = e2e_detect_frame(s, &p, im.rgb, im.w, im.h, im.w * 3, boxes, E2E_DETECT_DEFAULT_MAX);
+    if (n < 0) {
+      fprintf(stderr, "e2e detect: %s: %s\n", argv[i], e2e_last_error());
+      rc = 1;
+    } else {
+      printf("{\"image\": \"%s\", \"width\": %d, \"height\": %d, \"size\": %d, \"scale\": %.9g, \"pad_x\": %.9g, \"pad_y\": %.9g, \"boxes\": [",
+             argv[i], im.w, im.h, size, lb.scale, lb.pad_x, lb.pad_y);
+      for (int k = 0; k < n; k++)
+        printf("%s[%.3f, %.3f, %.3f, %.3f, %.6f, %d]", k ? ", " : "", boxes[k].x1, boxes[k].y1, boxes[k].x2, boxes[k].y2,
+               boxes[k].score, boxes[k].cls);
+      printf("]}\n");
+    }
+    e2e_image_free(&im);
+  }
+  e2e_session_free(s);
+  e2e_model_unref(m);
+  return rc;
+}

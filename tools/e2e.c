@@ -41,6 +41,7 @@ static void usage(void) {
          "        train a small CNN from scratch and show the loss falling\n"
          "  train detect [OPTIONS]   train a detector (e2e train detect --help)\n"
          "  eval detect --model FILE [OPTIONS]   mAP on the held-out split\n"
+         "  detect [--model FILE] [--threshold T] IMAGE...   boxes as JSON lines (default: the shipped COCO model)\n"
          "  train codec [OPTIONS]    train the learned image codec (all quality levels)\n"
          "  codec encode [--quality %d..%d] IN.png OUT.e2el | codec decode IN.e2el OUT.png\n"
          "  codec eval [--dir FOLDER]   bpp, PSNR-RGB, MS-SSIM and BD-rate vs JPEG (Kodak by default)\n"
@@ -63,6 +64,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "info")) return info(argc - 2, argv + 2);
   if (!strcmp(argv[1], "import")) return e2e_import(argc - 2, argv + 2);
   if (!strcmp(argv[1], "graph")) return e2e_graph(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "detect")) return e2e_detect_images(argc - 2, argv + 2);
   if (argc >= 3 && !strcmp(argv[1], "train") && !strcmp(argv[2], "detect")) return e2e_train_detect(argc - 3, argv + 3);
   if (argc >= 3 && !strcmp(argv[1], "train") && !strcmp(argv[2], "codec")) return e2e_train_codec(argc - 3, argv + 3);
   if (argc >= 3 && !strcmp(argv[1], "eval") && !strcmp(argv[2], "detect")) return e2e_eval_detect(argc - 3, argv + 3);

@@ -18,5 +18,6 @@ int e2e_train_codec(int argc, char **argv);
 int e2e_codec(int argc, char **argv);
 int e2e_import(int argc, char **argv);
 int e2e_graph(int argc, char **argv);
+int e2e_detect_images(int argc, char **argv);
 
 #endif

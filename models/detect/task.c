@@ -196,6 +196,11 @@ static int detect(e2e_session *s, const e2e_detect_params *p, fill_kind kind, co
     int want = dp.max_detections < max ? dp.max_detections : max;
     n = r->detect(r, x, dp.threshold < 0 ? r->threshold : dp.threshold, dp.iou_threshold, want, boxes);
     if (n > 0) det_unletterbox(lb, boxes, n);
+    /* a box that lies wholly in the letterbox padding has no area left in the frame: not an object */
+    int kept = 0;
+    for (int i = 0; i < n; i++)
+      if (boxes[i].x2 > boxes[i].x1 && boxes[i].y2 > boxes[i].y1) boxes[kept++] = boxes[i];
+    if (n > 0) n = kept;
   }
   e2e_session_leave(s, &scope);
   return n;
