@@ -11,6 +11,7 @@
 #include "e2e/import.h"
 #include "harness.h"
 #include "onnx.pb-c.h"
+#include "task.h" /* a model's parameters, to see which moved */
 
 static nn_tensor *rand_const(nn_rng *r, int ndim, const int64_t *shape, float scale) {
   return t_randn(r, ndim, shape, scale);
@@ -598,5 +599,59 @@ TEST(the_shipped_detector_gives_the_boxes_tfjs_gives) {
   free(path);
   e2e_session_free(s);
   e2e_slot_unref(slot);
+  e2e_model_unref(m);
+}
+
+/* Transfer learning on the imported NanoDet: the head takes new classes, a few steps on one image with the
+ * backbone frozen lower the loss, and the backbone's weights stay as they were. */
+TEST(the_imported_detector_takes_new_classes_and_trains_its_head) {
+  char *path = e2e_default_model(E2E_TASK_DETECT);
+  e2e_model *m = e2e_model_open(path, E2E_TASK_DETECT);
+  free(path);
+  CHECK(m != NULL, "open: %s", e2e_last_error());
+  if (!m) return;
+  const char *labels[] = {"raccoon", "badger"};
+  CHECK(!e2e_detect_graph_relabel(m, 2, labels, "unicorn") && strstr(e2e_last_error(), "unicorn"), "an unknown --like class");
+  e2e_model *r = e2e_detect_graph_relabel(m, 2, labels, "bear");
+  CHECK(r != NULL, "relabel: %s", e2e_last_error());
+  if (!r) {
+    e2e_model_unref(m);
+    return;
+  }
+  const e2e_model_info *info = e2e_model_describe(r);
+  CHECK(info->n_labels == 2 && !strcmp(info->labels[1], "badger") && info->input_size == 416, "two classes");
+  int S = 416;
+  nn_tensor *x = nn_tensor_new(NN_F32, 4, (int64_t[]){1, 3, S, S});
+  nn_rng rng;
+  nn_rng_seed(&rng, 3);
+  for (int64_t i = 0; i < nn_numel(x); i++) nn_f32(x)[i] = 0.3f * nn_rng_normal(&rng);
+  for (int y = 100; y < 300; y++) /* a bright object on a noisy field */
+    for (int c = 0; c < 3; c++)
+      for (int xx = 120; xx < 260; xx++) nn_f32(x)[(int64_t)c * S * S + y * S + xx] = 1.5f;
+  det_box box = {120, 100, 260, 300, 1, 0};
+  const det_box *bp = &box;
+  int count = 1;
+  e2e_batch b = {.n = 1, .images = x, .boxes = &bp, .counts = &count};
+  e2e_trainer *t = e2e_trainer_new(r, &(e2e_train_opts){.optimizer = NN_ADAMW, .lr = 2e-3f, .clip_norm = 10, .freeze = "backbone."});
+  CHECK(t != NULL, "trainer: %s", e2e_last_error());
+  e2e_metric first = {0}, last = {0};
+  for (int i = 0; t && i < 8; i++) CHECK(e2e_trainer_step(t, &b, i ? &last : &first), "step %d: %s", i, e2e_last_error());
+  CHECK(first.n_parts == 3 && !strcmp(first.part_names[0], "qfl") && last.value < first.value, "loss %.4f -> %.4f", first.value,
+        last.value);
+  e2e_model *trained = t ? e2e_trainer_model(t) : NULL;
+  if (trained) {
+    nn_params *a = e2e_model_ops(r)->params(e2e_model_impl(r)), *z = e2e_model_ops(trained)->params(e2e_model_impl(trained));
+    bool backbone_same = true, head_moved = false;
+    for (int i = 0; i < a->n; i++) {
+      bool same = !memcmp(nn_data(a->t[i]), nn_data(z->t[i]), sizeof(float) * (size_t)nn_numel(a->t[i]));
+      if (g_str_has_prefix(a->names[i], "backbone.")) backbone_same = backbone_same && same;
+      else head_moved = head_moved || !same;
+    }
+    CHECK(backbone_same && head_moved, "the backbone kept its weights, the head moved");
+  }
+  e2e_model_unref(trained);
+  e2e_trainer_free(t);
+  nn_tensor_free(x);
+  e2e_model_unref(r);
   e2e_model_unref(m);
 }

@@ -13,7 +13,7 @@
 #include "plot.h"
 
 typedef struct {
-  const char *dataset, *cls, *out, *model, *data_root, *curve, *init, *split;
+  const char *dataset, *cls, *out, *model, *data_root, *curve, *init, *split, *freeze, *like;
   int input, width, batch, steps, threads, eval_every;
   float lr, mosaic, threshold;
   uint64_t seed;
@@ -53,6 +53,8 @@ static int parse(int argc, char **argv, det_args *a, bool train) {
     else if (!strcmp(k, "--curve")) a->curve = v;
     else if (!strcmp(k, "--init")) a->init = v;
     else if (!strcmp(k, "--split")) a->split = v;
+    else if (!strcmp(k, "--freeze")) a->freeze = v;
+    else if (!strcmp(k, "--like")) a->like = v;
     else if (!strcmp(k, "--input")) a->input = atoi(v);
     else if (!strcmp(k, "--width")) a->width = atoi(v);
     else if (!strcmp(k, "--batch")) a->batch = atoi(v);
@@ -80,7 +82,9 @@ bad:
           "usage: e2e %s detect [--dataset coco128|raccoon] [--class person|all] [--data-root DIR]\n"
           "       train: [--out FILE] [--input 320] [--width 16] [--batch 16] [--steps 3000] [--lr 2e-3]\n"
           "              [--mosaic 0.5] [--threads N] [--seed S] [--curve PNG] [--init FILE (continue from weights)]\n"
-          "       eval:  --model FILE [--threshold %.2g] [--input N]\n",
+          "              transfer learning from an imported graph: --init nanodet-coco.safetensors\n"
+          "              [--freeze backbone.] [--like CLASS (new classes start as this one)]\n"
+          "       eval:  --model FILE [--threshold %.2g] [--input N] [--split train|val]\n",
           train ? "train" : "eval", (double)E2E_DETECT_DEFAULT_THRESHOLD);
   return 2;
 }
@@ -145,16 +149,35 @@ int e2e_train_detect(int argc, char **argv) {
     fprintf(stderr, "e2e train detect: %s%s\n", a.init ? "--init: " : "", e2e_last_error());
     return 1;
   }
-  if (a.init) {
+  if (a.init && e2e_detect_config(start)) {
     cfg = *e2e_detect_config(start);
     if (cfg.num_classes != train.num_classes) {
       fprintf(stderr, "e2e train detect: --init model has %d classes, the data %d\n", cfg.num_classes, train.num_classes);
       return 1;
     }
     a.input = cfg.input_size;
+  } else if (a.init) {
+    /* an imported graph: transfer learning, with the head given the data's classes when they differ */
+    const e2e_model_info *info = e2e_model_describe(start);
+    bool same = info->n_labels == train.num_classes;
+    for (int c = 0; same && c < train.num_classes; c++) same = !strcmp(info->labels[c], train.labels[c]);
+    if (!same) {
+      const char *names[DET_MAX_CLASSES];
+      for (int c = 0; c < train.num_classes; c++) names[c] = train.labels[c];
+      e2e_model *relabelled = e2e_detect_graph_relabel(start, train.num_classes, names, a.like);
+      if (!relabelled) {
+        fprintf(stderr, "e2e train detect: %s\n", e2e_last_error());
+        return 1;
+      }
+      printf("head: %d classes -> %d (%s%s)\n", info->n_labels, train.num_classes, a.like ? "started like " : "new, silent",
+             a.like ? a.like : "");
+      e2e_model_unref(start);
+      start = relabelled;
+    }
+    a.input = e2e_model_describe(start)->input_size;
   }
   e2e_trainer *t = e2e_trainer_new(start, &(e2e_train_opts){.optimizer = NN_ADAMW, .lr = a.lr, .weight_decay = 5e-4f,
-                                                             .clip_norm = 10.0f, .threads = a.threads});
+                                                             .clip_norm = 10.0f, .threads = a.threads, .freeze = a.freeze});
   if (!t) {
     fprintf(stderr, "e2e train detect: %s\n", e2e_last_error());
     return 1;
@@ -162,8 +185,8 @@ int e2e_train_detect(int argc, char **argv) {
   char out_default[256];
   snprintf(out_default, sizeof out_default, "%s-detector.safetensors", !strcmp(a.dataset, "raccoon") ? "raccoon" : a.cls);
   const char *out = a.out ? a.out : out_default;
-  printf("training %s detector on %s (%d images, %d objects), input %d, %lld parameters, %d threads\n", a.cls,
-         a.dataset, train.n, n_obj, a.input, (long long)e2e_model_describe(start)->n_params,
+  printf("training %s detector on %s (%d images, %d objects), input %d, %lld parameters (%s frozen), %d threads\n", a.cls,
+         a.dataset, train.n, n_obj, a.input, (long long)e2e_model_describe(start)->n_params, a.freeze ? a.freeze : "none",
          a.threads ? a.threads : nn_get_num_threads());
   nn_lr_schedule sched = {.kind = NN_LR_COSINE, .base_lr = a.lr, .min_lr = a.lr * 0.02f,
                           .warmup_steps = a.steps / 30 + 1, .total_steps = a.steps};
@@ -202,8 +225,8 @@ int e2e_train_detect(int argc, char **argv) {
     cy[step] = l;
     if ((step + 1) % 25 == 0 || step + 1 == a.steps) {
       double el = e2e_now_s() - t0;
-      printf("step %5d/%d  loss %.4f (heatmap %.4f, box %.4f)  lr %.2e  %.1f img/s  ETA %.0fs\n", step + 1, a.steps,
-             smooth, sh, sr, lr, (double)(step + 1) * a.batch / el, el / (step + 1) * (a.steps - step - 1));
+      printf("step %5d/%d  loss %.4f (%s %.4f, %s %.4f)  lr %.2e  %.1f img/s  ETA %.0fs\n", step + 1, a.steps, smooth,
+             loss.part_names[0], sh, loss.part_names[1], sr, lr, (double)(step + 1) * a.batch / el, el / (step + 1) * (a.steps - step - 1));
       fflush(stdout);
     }
     if ((step + 1) % 500 == 0 && step + 1 < a.steps) { /* atomic checkpoint */
@@ -230,9 +253,10 @@ int e2e_train_detect(int argc, char **argv) {
            !strcmp(a.dataset, "raccoon") ? "raccoon test" : "coco128 val2017", m.map50, m.map5095);
   char recipe[512];
   snprintf(recipe, sizeof recipe,
-           "e2e train detect --dataset %s --class %s --input %d --width %d --batch %d --steps %d --lr %g --mosaic %g --seed %llu%s%s",
+           "e2e train detect --dataset %s --class %s --input %d --width %d --batch %d --steps %d --lr %g --mosaic %g --seed %llu%s%s%s%s%s%s",
            a.dataset, a.cls, a.input, cfg.width, a.batch, a.steps, a.lr, a.mosaic, (unsigned long long)a.seed,
-           a.init ? " --init " : "", a.init ? a.init : "");
+           a.init ? " --init " : "", a.init ? a.init : "", a.freeze ? " --freeze " : "", a.freeze ? a.freeze : "",
+           a.like ? " --like " : "", a.like ? a.like : "");
   nn_kv meta[] = {{"dataset", !strcmp(a.dataset, "raccoon") ? "raccoon train_labels.csv" : "coco128 train2017"},
                   {"recipe", recipe}, {"steps", s_steps}, {"batch", s_batch}, {"input_size", s_in}, {"lr", s_lr},
                   {"train_seconds", s_time},
@@ -251,7 +275,7 @@ int e2e_train_detect(int argc, char **argv) {
     if (dot) strcpy(dot, "-loss.png");
   }
   plot_series ps = {.label = "loss per step", .x = cx, .y = cy, .n = a.steps};
-  plot_spec spec = {.title = "e2e detector training loss", .xlabel = "step", .ylabel = "focal + box L1", .log_y = true};
+  plot_spec spec = {.title = "e2e detector training loss", .xlabel = "step", .ylabel = "training loss", .log_y = true};
   if (plot_lines_png(curve, &spec, &ps, 1)) printf("loss curve: %s\n", curve);
   if (have_eval) det_dataset_free(&held);
   det_dataset_free(&train);

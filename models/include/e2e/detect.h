@@ -111,10 +111,16 @@ typedef struct {
 e2e_detect_params e2e_detect_defaults(void);
 /* A model of cfg with fresh weights (for training from scratch). */
 e2e_model *e2e_detect_model_new(const det_config *cfg, uint64_t seed);
-/* A detection model around an imported graph (takes g over). meta describes it: "head" (nanodet, yolov5,
+/* A detection model around an imported graph (takes g over; its parameters get "backbone." or "head."
+ * prefixes). meta describes it: "head" (nanodet, yolov5,
  * yolov8), "labels" (JSON list), "normalize" ({"mean": [r,g,b], "std": [r,g,b], "order": "rgb"|"bgr"} on
  * 0..255), optionally "input_size", "center_offset", "source". NULL with a message naming what is missing. */
 e2e_model *e2e_detect_graph_model(nn_graph *g, const nn_kv *meta, int n_meta, const char *path);
+/* Transfer learning: a copy of an imported NanoDet detector for n new classes (labels), the head's class
+ * rows started from the old class `like` (NULL: silent, a 0.01 prior), the rest of the network kept.
+ * Parameters are named "backbone.*" and "head.*" (the layers after the feature pyramid), so that
+ * training can freeze the backbone. */
+e2e_model *e2e_detect_graph_relabel(const e2e_model *m, int n, const char *const *labels, const char *like);
 /* The configuration of an in-repo CenterNet detector (NULL for any other model, imported graphs included). */
 const det_config *e2e_detect_config(const e2e_model *m);
 /* The input size p asks for, else the session's model's own. */
