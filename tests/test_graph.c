@@ -655,3 +655,34 @@ TEST(the_imported_detector_takes_new_classes_and_trains_its_head) {
   e2e_model_unref(r);
   e2e_model_unref(m);
 }
+
+/* Depthwise convolutions (MobileNet-style blocks, PP-OCR) take their own inference kernel: it must agree
+ * with the generic path for strides, pads, dilation and a fused ReLU. */
+TEST(depthwise_convs_agree_between_the_prepared_and_plain_paths) {
+  nn_rng r;
+  nn_rng_seed(&r, 21);
+  int64_t cases[][5] = {{3, 1, 1, 1, 1}, {3, 2, 1, 1, 0}, {5, 1, 2, 1, 1}, {3, 1, 2, 2, 0}, {5, 2, 2, 1, 1}}; /* k, stride, pad, dilation, relu */
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    int64_t k = cases[c][0], s = cases[c][1], p = cases[c][2], d = cases[c][3];
+    nn_graph g;
+    nn_graph_init(&g);
+    int x = nn_graph_add_input(&g, "x", 4, (int64_t[]){1, 6, 11, 13});
+    int w = nn_graph_add_const(&g, "w", t_randn(&r, 4, (int64_t[]){6, 1, k, k}, 0.5f), true);
+    int b = nn_graph_add_const(&g, "b", t_randn(&r, 1, (int64_t[]){6}, 0.5f), true);
+    int y = nn_graph_add_node(&g, NN_OP_CONV, "dw", 3, (int[]){x, w, b}, 7, (int64_t[]){s, s, p, p, d, d, 6}, 0, NULL);
+    if (cases[c][4]) y = nn_graph_add_node(&g, NN_OP_RELU, "act", 1, &y, 0, NULL, 0, NULL);
+    CHECK(y >= 0 && nn_graph_set_outputs(&g, 1, &y), "case %zu: %s", c, nn_last_error());
+    nn_tensor *in = t_randn(&r, 4, (int64_t[]){1, 6, 11, 13}, 1), *plain = NULL, *fast = NULL;
+    nn_no_grad_begin();
+    CHECK(nn_graph_run(&g, &in, &plain), "plain run");
+    plain = nn_contiguous(plain);
+    CHECK(nn_graph_prepare(&g) && nn_graph_run(&g, &in, &fast), "prepared run: %s", nn_last_error());
+    nn_no_grad_end();
+    if (plain && fast)
+      CHECK(nn_numel(plain) == nn_numel(fast) && max_abs_diff(nn_f32(plain), nn_f32(nn_contiguous(fast)), nn_numel(plain)) < 1e-5,
+            "case %zu agrees", c);
+    nn_tensor_free(in);
+    nn_graph_free(&g);
+    nn_arena_reset(nn_arena_current());
+  }
+}

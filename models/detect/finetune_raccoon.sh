@@ -11,8 +11,8 @@ E2E="$B/tools/e2e"
 LOGS=docs/training/detect
 mkdir -p "$LOGS"
 "$E2E" train detect --dataset raccoon --init models/detect/nanodet-coco.safetensors --like bear --freeze backbone. \
-  --batch 8 --steps 300 --lr 2e-3 --mosaic 0.3 --seed 1 --out models/detect/raccoon-nanodet-head.safetensors \
+  --batch 8 --steps 200 --lr 5e-4 --mosaic 0.3 --seed 1 --out models/detect/raccoon-nanodet-head.safetensors \
   --curve "$LOGS/raccoon-nanodet-head-loss.png" 2>&1 | tee "$LOGS/raccoon-nanodet-head.log"
 "$E2E" train detect --dataset raccoon --init models/detect/nanodet-coco.safetensors --like bear \
-  --batch 8 --steps 200 --lr 3e-4 --mosaic 0.3 --seed 1 --out models/detect/raccoon-nanodet.safetensors \
+  --batch 8 --steps 200 --lr 2e-4 --mosaic 0.3 --seed 1 --out models/detect/raccoon-nanodet.safetensors \
   --curve "$LOGS/raccoon-nanodet-loss.png" 2>&1 | tee "$LOGS/raccoon-nanodet.log"

@@ -545,12 +545,13 @@ static bool nanodet_image_loss(const graph_det *m, nn_tensor **outs, const det_b
       const det_box *b = &gt[j];
       float w = b->x2 - b->x1, h = b->y2 - b->y1, big = fmaxf(w, h), a = w * h;
       if (w <= 1 || h <= 1 || b->cls < 0 || b->cls >= C) continue;
-      int lvl = m->n_levels - 1;
-      for (int k = 0; k < m->n_levels; k++)
-        if (big <= 8.0f * (float)m->stride[k]) {
-          lvl = k;
-          break;
-        }
+      /* the finest level whose cells are at least an eighth of the object, else the coarsest */
+      int lvl = -1, coarsest = 0;
+      for (int k = 0; k < m->n_levels; k++) {
+        if (m->stride[k] > m->stride[coarsest]) coarsest = k;
+        if (big <= 8.0f * (float)m->stride[k] && (lvl < 0 || m->stride[k] < m->stride[lvl])) lvl = k;
+      }
+      if (lvl < 0) lvl = coarsest;
       if (lvl != l) continue;
       float cx = 0.5f * (b->x1 + b->x2), cy = 0.5f * (b->y1 + b->y2), r = 2.5f * st;
       int any = 0;

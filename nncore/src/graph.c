@@ -430,6 +430,7 @@ struct nn_graph_plan {
   int n_nodes;
   nn_conv_infer **conv; /* per node: its packed copy, or NULL */
   float *slope;         /* per conv node: a fused leaky ReLU's slope (1: none; 0 is fused in the kernel) */
+  bool *silu;           /* per conv node: x * sigmoid(x) applied in place (Sigmoid and Mul fused) */
   bool *fused;          /* per node: an activation its conv already applied */
 };
 
@@ -437,7 +438,7 @@ static void plan_free(struct nn_graph_plan *p) {
   if (!p) return;
   for (int k = 0; k < p->n_nodes; k++)
     if (p->conv[k]) nn_conv_infer_free(p->conv[k]), free(p->conv[k]);
-  free(p->conv), free(p->slope), free(p->fused), free(p);
+  free(p->conv), free(p->slope), free(p->silu), free(p->fused), free(p);
 }
 
 bool nn_graph_prepare(nn_graph *g) {
@@ -447,8 +448,8 @@ bool nn_graph_prepare(nn_graph *g) {
   int *uses = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *uses);
   int nn = g->n_nodes ? g->n_nodes : 1;
   if (p) p->n_nodes = g->n_nodes, p->conv = calloc((size_t)nn, sizeof *p->conv), p->slope = malloc(sizeof *p->slope * (size_t)nn),
-         p->fused = calloc((size_t)nn, sizeof *p->fused);
-  bool ok = p && uses && p->conv && p->slope && p->fused;
+         p->fused = calloc((size_t)nn, sizeof *p->fused), p->silu = calloc((size_t)nn, sizeof *p->silu);
+  bool ok = p && uses && p->conv && p->slope && p->fused && p->silu;
   if (ok) count_uses(g, uses);
   for (int k = 0; ok && k < g->n_nodes; k++) {
     const nn_graph_node *n = &g->nodes[k];
@@ -456,6 +457,17 @@ bool nn_graph_prepare(nn_graph *g) {
     if (n->op != NN_OP_CONV || g->values[n->in[1]].param < 0 || (n->n_in > 2 && g->values[n->in[2]].param < 0)) continue;
     int r = sole_reader(g, uses, n->out);
     bool relu = r > k && g->nodes[r].op == NN_OP_RELU, leaky = r > k && g->nodes[r].op == NN_OP_LEAKY_RELU;
+    /* SiLU as exporters write it: Sigmoid(c) read only by Mul(c, Sigmoid(c)), c read by nothing else */
+    int sig = -1, mul = -1;
+    if (uses[n->out] == 2)
+      for (int j = k + 1; j < g->n_nodes; j++) {
+        const nn_graph_node *q = &g->nodes[j];
+        if (q->op == NN_OP_SIGMOID && q->in[0] == n->out && uses[q->out] == 1) sig = j;
+        else if (q->op == NN_OP_MUL && sig >= 0 && ((q->in[0] == n->out && q->in[1] == g->nodes[sig].out) ||
+                                                   (q->in[1] == n->out && q->in[0] == g->nodes[sig].out)))
+          mul = j;
+      }
+    if (sig >= 0 && mul >= 0) p->silu[k] = p->fused[sig] = p->fused[mul] = true;
     nn_conv2d_layer layer = {.weight = g->params.t[g->values[n->in[1]].param],
                              .bias = n->n_in > 2 ? g->params.t[g->values[n->in[2]].param] : NULL,
                              .p = {(int)n->i[0], (int)n->i[1], (int)n->i[2], (int)n->i[3], (int)n->i[4], (int)n->i[5], (int)n->i[6], 0, 0}};
@@ -472,6 +484,15 @@ bool nn_graph_prepare(nn_graph *g) {
   }
   g->plan = p;
   return true;
+}
+
+/* x * sigmoid(x) in place, for a conv output nothing else has seen yet */
+static nn_tensor *silu_in_place(nn_tensor *y) {
+  if (!y) return NULL;
+  float *d = nn_f32(y);
+  int64_t n = nn_numel(y);
+  for (int64_t i = 0; i < n; i++) d[i] = d[i] / (1.0f + expf(-d[i]));
+  return y;
 }
 
 /* max(x, slope x) in place, for a conv output nothing else has seen yet */
@@ -598,13 +619,15 @@ bool nn_graph_run(const nn_graph *g, nn_tensor *const *inputs, nn_tensor **outpu
   const struct nn_graph_plan *plan = nn_grad_enabled() ? NULL : g->plan;
   for (int k = 0; k < g->n_nodes && ok; k++) {
     const nn_graph_node *n = &g->nodes[k];
-    if (plan && plan->fused[k]) { /* its conv applied it */
-      v[n->out] = v[n->in[0]];
+    if (plan && plan->fused[k]) { /* its conv applied it: an activation, or SiLU's Sigmoid and Mul */
+      int src = n->in[0];
+      if (n->op == NN_OP_MUL && g->values[src].node >= 0 && g->nodes[g->values[src].node].op == NN_OP_SIGMOID) src = n->in[1];
+      v[n->out] = v[src];
       continue;
     }
     if (plan && plan->conv[k]) {
       nn_tensor *y = nn_conv_infer_forward(plan->conv[k], v[n->in[0]]);
-      v[n->out] = plan->slope[k] != 1.0f ? leaky_in_place(y, plan->slope[k]) : y;
+      v[n->out] = plan->silu[k] ? silu_in_place(y) : plan->slope[k] != 1.0f ? leaky_in_place(y, plan->slope[k]) : y;
     } else {
       v[n->out] = run_node(g, n, v);
     }

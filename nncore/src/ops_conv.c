@@ -437,6 +437,48 @@ void nn_conv_infer_free(nn_conv_infer *ci) {
   memset(ci, 0, sizeof *ci);
 }
 
+/* Depthwise convolution (groups = C = OC), inference only: one KxK filter per channel, no GEMM. The
+ * generic path runs one tiny GEMM per channel; this walks each output row once per filter tap, with
+ * the tap's valid columns worked out up front so the inner loop is a plain (vectorisable) multiply-add.
+ * Channels are split between the pool's threads; each output element is summed in one fixed order. */
+typedef struct {
+  const geom *g;
+  const float *x, *w, *b;
+  bool relu;
+  float *out;
+} dw_ctx;
+
+static void depthwise_range(void *ctx, int64_t c0, int64_t c1) {
+  const dw_ctx *k = ctx;
+  const geom *g = k->g;
+  for (int64_t c = c0; c < c1; c++) {
+    const float *xc = k->x + c * g->H * g->W, *wc = k->w + c * g->KH * g->KW;
+    float *oc = k->out + c * g->OH * g->OW, bias = k->b ? k->b[c] : 0.0f;
+    for (int64_t oh = 0; oh < g->OH; oh++) {
+      float *o = oc + oh * g->OW;
+      for (int64_t ow = 0; ow < g->OW; ow++) o[ow] = bias;
+      for (int64_t i = 0; i < g->KH; i++) {
+        int64_t ih = oh * g->sh - g->ph + i * g->dh;
+        if (ih < 0 || ih >= g->H) continue;
+        const float *row = xc + ih * g->W;
+        for (int64_t j = 0; j < g->KW; j++) {
+          float wv = wc[i * g->KW + j];
+          int64_t off = j * g->dw - g->pw; /* iw = ow * sw + off */
+          int64_t lo = off < 0 ? (-off + g->sw - 1) / g->sw : 0, hi = (g->W - 1 - off) / g->sw + 1;
+          if (g->W - 1 - off < 0) continue;
+          if (hi > g->OW) hi = g->OW;
+          if (g->sw == 1)
+            for (int64_t ow = lo; ow < hi; ow++) o[ow] += wv * row[ow + off];
+          else
+            for (int64_t ow = lo; ow < hi; ow++) o[ow] += wv * row[ow * g->sw + off];
+        }
+      }
+      if (k->relu)
+        for (int64_t ow = 0; ow < g->OW; ow++) o[ow] = o[ow] < 0.0f ? 0.0f : o[ow];
+    }
+  }
+}
+
 static nn_tensor *conv_infer(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *addend) {
   if (!x) return NULL;
   if (!ci->weight) NN_FAIL("conv_infer: not initialised");
@@ -458,6 +500,16 @@ static nn_tensor *conv_infer(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *a
               nn_shape_str(addend, s1, sizeof s1), (long long)osh[0], (long long)osh[1], (long long)osh[2],
               (long long)osh[3]);
     }
+  }
+  if (!addend && ci->p.groups > 1 && ci->p.groups == x->shape[1] && OC == x->shape[1] && w->shape[1] == 1) {
+    nn_tensor *xc = nn_contiguous(nn_detach(x)), *out = nn_empty(NN_F32, 4, osh);
+    if (!xc || !out) return NULL;
+    for (int64_t n = 0; n < x->shape[0]; n++) {
+      dw_ctx k = {&g, nn_f32(xc) + n * OC * g.H * g.W, nn_f32(w), ci->bias ? nn_f32(ci->bias) : NULL, ci->relu,
+                  nn_f32(out) + n * OC * g.OH * g.OW};
+      nn_parallel_for(OC, 1, depthwise_range, &k);
+    }
+    return out;
   }
   conv_path path = pick_path(&g, ci->p.groups, OC, true);
   if (addend && is_winograd(path)) path = PATH_DIRECT;
