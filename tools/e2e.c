@@ -26,10 +26,12 @@ static int info(int argc, char **argv) {
     nn_tensor_free(t);
   }
   printf("%d tensors, %lld values\n", nn_st_count(f), (long long)total);
-  static const char *keys[] = {"architecture", "config", "dataset", "recipe", "step", "steps", "optimizer",
-                               "train_seconds", "test_accuracy", "metrics"};
-  for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
-    if (nn_st_meta(f, keys[k])) printf("%-14s %s\n", keys[k], nn_st_meta(f, keys[k]));
+  /* every metadata entry, in file order; a graph is summarised by its size */
+  for (int i = 0; i < nn_st_meta_count(f); i++) {
+    const char *key = NULL, *value = nn_st_meta_at(f, i, &key);
+    if (!strcmp(key, "graph")) printf("%-14s (%zu bytes of JSON)\n", key, strlen(value));
+    else printf("%-14s %s\n", key, value);
+  }
   nn_st_close(f);
   return 0;
 }

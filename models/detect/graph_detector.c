@@ -308,17 +308,29 @@ static void *load(const nn_st_file *f, const char *path) {
   return m;
 }
 
+/* The metadata that describes m (with labels_json instead of its labels when given): what a file holds
+ * beside the graph, and what graph_det_new reads back. */
+typedef struct {
+  char size[16], off[32], thr[32];
+  nn_kv kv[7];
+} det_meta;
+
+static void det_meta_of(const graph_det *m, const char *labels_json, det_meta *d) {
+  snprintf(d->size, sizeof d->size, "%d", m->input_size);
+  snprintf(d->off, sizeof d->off, "%g", m->center_offset);
+  snprintf(d->thr, sizeof d->thr, "%g", m->runner.threshold);
+  nn_kv kv[7] = {{"head", HEADS[m->head]}, {"labels", labels_json ? labels_json : m->labels_json}, {"input_size", d->size},
+                 {"normalize", m->normalize_json}, {"center_offset", d->off}, {"threshold", d->thr}, {"source", m->source}};
+  memcpy(d->kv, kv, sizeof kv);
+}
+
 static void *copy(const void *impl, bool training) {
   const graph_det *src = impl;
   nn_graph g;
   if (!nn_graph_copy(&g, &src->g)) return NULL;
-  char size[16], off[32], thr[32];
-  snprintf(size, sizeof size, "%d", src->input_size);
-  snprintf(off, sizeof off, "%g", src->center_offset);
-  snprintf(thr, sizeof thr, "%g", src->runner.threshold);
-  nn_kv meta[] = {{"head", HEADS[src->head]}, {"labels", src->labels_json}, {"input_size", size}, {"normalize", src->normalize_json},
-                  {"center_offset", off}, {"threshold", thr}, {"source", src->source}};
-  graph_det *m = graph_det_new(&g, meta, (int)(sizeof meta / sizeof meta[0]), "copy");
+  det_meta d;
+  det_meta_of(src, NULL, &d);
+  graph_det *m = graph_det_new(&g, d.kv, 7, "copy");
   /* a trainer's copy runs the plain ops, so that every step is seen */
   if (m && !training && !nn_graph_prepare(&m->g)) destroy(m), m = NULL;
   return m;
@@ -336,13 +348,10 @@ static void describe(void *impl, e2e_model_info *info) {
 
 static bool save(void *impl, const char *path, const nn_kv *extra, int n_extra) {
   graph_det *m = impl;
-  char size[16], off[32], thr[32];
-  snprintf(size, sizeof size, "%d", m->input_size);
-  snprintf(off, sizeof off, "%g", m->center_offset);
-  snprintf(thr, sizeof thr, "%g", m->runner.threshold);
-  nn_kv own[] = {{"architecture", ARCHITECTURE}, {"task", "detect"}, {"head", HEADS[m->head]}, {"labels", m->labels_json},
-                 {"input_size", size}, {"normalize", m->normalize_json}, {"resize", "letterbox"}, {"center_offset", off},
-                 {"threshold", thr}, {"source", m->source}};
+  det_meta d;
+  det_meta_of(m, NULL, &d);
+  nn_kv own[10] = {{"architecture", ARCHITECTURE}, {"task", "detect"}, {"resize", "letterbox"}};
+  memcpy(own + 3, d.kv, sizeof d.kv);
   int n_own = (int)(sizeof own / sizeof own[0]);
   nn_kv *all = calloc((size_t)(n_own + n_extra), sizeof *all);
   if (!all) return false;
@@ -503,13 +512,9 @@ e2e_model *e2e_detect_graph_relabel(const e2e_model *src, int n, const char *con
     g_free(esc);
   }
   g_string_append(lj, "]");
-  char size[16], off[32], thr[32];
-  snprintf(size, sizeof size, "%d", m->input_size);
-  snprintf(off, sizeof off, "%g", m->center_offset);
-  snprintf(thr, sizeof thr, "%g", m->runner.threshold);
-  nn_kv meta[] = {{"head", HEADS[m->head]}, {"labels", lj->str}, {"input_size", size}, {"normalize", m->normalize_json},
-                  {"center_offset", off}, {"threshold", thr}, {"source", m->source}};
-  graph_det *out = graph_det_new(&fresh, meta, (int)(sizeof meta / sizeof meta[0]), "relabel");
+  det_meta d;
+  det_meta_of(m, lj->str, &d);
+  graph_det *out = graph_det_new(&fresh, d.kv, 7, "relabel");
   g_string_free(lj, TRUE);
   if (out && !nn_graph_prepare(&out->g)) destroy(out), out = NULL;
   return out ? e2e_model_wrap(&e2e_detect_graph_ops, out, NULL, "") : NULL;
