@@ -686,3 +686,41 @@ TEST(depthwise_convs_agree_between_the_prepared_and_plain_paths) {
     nn_arena_reset(nn_arena_current());
   }
 }
+
+/* A detector exported by torch.onnx.export (Debian's python3-torch; YOLOv8-style: conv-BN-SiLU, C2f
+ * blocks, nearest upsampling, concat, max pool) computes what ONNX Runtime 1.30 computed on the same input
+ * (tests/data, from tools/compare/make_ort_reference.sh): max|diff| <= 1e-4 max|ref|, prepared or not. */
+TEST(a_torch_export_matches_onnx_runtime) {
+  const char *src = getenv("E2E_SOURCE_ROOT");
+  char *dir = g_build_filename(src ? src : ".", "tests", "data", NULL);
+  char *model = g_build_filename(dir, "torch_detector_small.onnx", NULL), *in = g_build_filename(dir, "torch_detector_small.in.f32", NULL),
+       *ref = g_build_filename(dir, "torch_detector_small.ort.f32", NULL), *xd = NULL, *rd = NULL;
+  gsize xn = 0, rn = 0;
+  nn_graph g;
+  bool ok = g_file_get_contents(in, &xd, &xn, NULL) && g_file_get_contents(ref, &rd, &rn, NULL);
+  CHECK(ok, "reference files in %s", dir);
+  CHECK(ok && e2e_import_onnx(model, 0, &g), "import: %s", nn_last_error());
+  if (ok && g.n_nodes) {
+    nn_tensor *x = nn_tensor_new(NN_F32, 4, (int64_t[]){1, 3, 96, 96}), *y[16];
+    CHECK(xn == sizeof(float) * (size_t)nn_numel(x), "input size");
+    memcpy(nn_f32(x), xd, xn);
+    for (int prepared = 0; prepared < 2; prepared++) {
+      if (prepared) CHECK(nn_graph_prepare(&g), "prepare");
+      nn_no_grad_begin();
+      bool ran = nn_graph_run(&g, &x, y);
+      nn_no_grad_end();
+      CHECK(ran && (size_t)nn_numel(y[0]) * sizeof(float) == rn, "run and output size: %s", nn_last_error());
+      if (ran && (size_t)nn_numel(y[0]) * sizeof(float) == rn) {
+        const float *r = (const float *)rd;
+        double scale = 0;
+        for (size_t i = 0; i < rn / 4; i++) scale = fmax(scale, fabs(r[i]));
+        double d = max_abs_diff(nn_f32(nn_contiguous(y[0])), r, (int64_t)(rn / 4));
+        CHECK(d <= 1e-4 * scale, "%s: max|diff| %.3g, max|ref| %.3g", prepared ? "prepared" : "plain", d, scale);
+      }
+      nn_arena_reset(nn_arena_current());
+    }
+    nn_tensor_free(x);
+    nn_graph_free(&g);
+  }
+  g_free(xd), g_free(rd), g_free(model), g_free(in), g_free(ref), g_free(dir);
+}

@@ -3,7 +3,10 @@ head giving [1, 4 + 80, anchors]) exported with Debian's python3-torch through t
 weights are random (seeded): it exists to check that nncore computes what ONNX Runtime computes, and how
 fast, on the graph shapes real exports have.
 
-    /usr/bin/python3 tools/compare/export_torch_detector.py OUT.onnx [SIZE]
+    /usr/bin/python3 tools/compare/export_torch_detector.py OUT.onnx [SIZE] [WIDTH]
+
+WIDTH 16 is the one compared for speed; tests/data/torch_detector_small.onnx is SIZE 96, WIDTH 4 (small
+enough for the repository) with ONNX Runtime's output beside it (tools/compare/make_ort_reference.sh).
 """
 import sys
 
@@ -61,8 +64,9 @@ class Detector(nn.Module):
 def main():
     out = sys.argv[1]
     size = int(sys.argv[2]) if len(sys.argv) > 2 else 640
+    width = int(sys.argv[3]) if len(sys.argv) > 3 else 16
     torch.manual_seed(0)
-    model = Detector().eval()
+    model = Detector(w=width).eval()
     for m in model.modules():  # non-trivial batch-norm statistics, as a trained model has
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
