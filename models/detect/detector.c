@@ -310,12 +310,9 @@ static char *config_json(const det_config *c) {
   for (int i = 0; i < c->num_classes; i++) json_builder_add_string_value(b, c->labels[i]);
   json_builder_end_array(b);
   json_builder_end_object(b);
-  JsonGenerator *g = json_generator_new();
   JsonNode *root = json_builder_get_root(b);
-  json_generator_set_root(g, root);
-  char *s = json_generator_to_data(g, NULL);
+  char *s = json_to_string(root, FALSE);
   json_node_unref(root);
-  g_object_unref(g);
   g_object_unref(b);
   return s;
 }

@@ -903,12 +903,9 @@ char *nn_graph_to_json(const nn_graph *g) {
   for (int k = 0; k < g->n_outputs; k++) json_builder_add_string_value(b, g->values[g->outputs[k]].name);
   json_builder_end_array(b);
   json_builder_end_object(b);
-  JsonGenerator *gen = json_generator_new();
   JsonNode *root = json_builder_get_root(b);
-  json_generator_set_root(gen, root);
-  char *s = json_generator_to_data(gen, NULL);
+  char *s = json_to_string(root, FALSE);
   json_node_unref(root);
-  g_object_unref(gen);
   g_object_unref(b);
   return s;
 }
