@@ -501,6 +501,31 @@ TEST(tfjs_models_import_as_nchw_and_bad_ones_are_refused) {
   CHECK(!tfjs_try("\"out\"", "\"y\"", "w.bin", bytes + 8, &g) && strstr(nn_last_error(), "describes"), "long shard: %s", nn_last_error());
   CHECK(!tfjs_try("\"out\"", "\"nowhere\"", "w.bin", bytes, &g) && strstr(nn_last_error(), "no node makes"), "undefined input: %s", nn_last_error());
   CHECK(!tfjs_try("\"c\"", "\"y\"", "w.bin", bytes, &g) && strstr(nn_last_error(), "two nodes"), "duplicate: %s", nn_last_error());
+  /* 400 mutants of the JSON (bytes flipped, cut short): refused or imported, never a crash (ASan checks) */
+  nn_rng r;
+  nn_rng_seed(&r, 5);
+  size_t len = strlen(TFJS_MODEL);
+  char *dir = g_dir_make_tmp("e2e-tfjs-fuzz-XXXXXX", NULL), *jp = g_build_filename(dir, "model.json", NULL),
+       *bp = g_build_filename(dir, "w.bin", NULL), *mut = malloc(len + 1);
+  float *wb = calloc(bytes / 4, sizeof *wb);
+  g_file_set_contents(bp, (const char *)wb, (gssize)bytes, NULL);
+  int imported = 0;
+  for (int k = 0; k < 400; k++) {
+    GString *text = g_string_new(TFJS_MODEL);
+    g_string_replace(text, "\"OP\"", "\"out\"", 1);
+    g_string_replace(text, "\"IN\"", "\"y\"", 1);
+    g_string_replace(text, "SHARD", "w.bin", 1);
+    size_t n = text->len;
+    memcpy(mut, text->str, n);
+    for (int j = 0; j < 2; j++) mut[nn_rng_u64(&r) % n] = (char)(32 + nn_rng_u64(&r) % 95);
+    if (k % 5 == 0) n = nn_rng_u64(&r) % n;
+    g_file_set_contents(jp, mut, (gssize)n, NULL);
+    if (e2e_import_tfjs(jp, 0, &g)) imported++, nn_graph_free(&g);
+    g_string_free(text, TRUE);
+  }
+  printf("    tfjs mutants: %d of 400 still import\n", imported);
+  g_unlink(jp), g_unlink(bp), g_rmdir(dir);
+  g_free(jp), g_free(bp), g_free(dir), free(mut), free(wb);
   /* a cycle: c reads y, y reads c */
   CHECK(!tfjs_try("\"out\"", "\"out\"", "w.bin", bytes, &g) && strstr(nn_last_error(), "cycle"), "cycle: %s", nn_last_error());
 }

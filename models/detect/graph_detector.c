@@ -266,7 +266,8 @@ static graph_det *graph_det_new(nn_graph *g, const nn_kv *meta, int n_meta, cons
               JSON_NODE_HOLDS_OBJECT(json_parser_get_root(np));
   JsonObject *no = good ? json_node_get_object(json_parser_get_root(np)) : NULL;
   good = good && json_floats(no, "mean", m->mean, 3) && json_floats(no, "std", m->std, 3);
-  const char *order = good && json_object_has_member(no, "order") ? json_object_get_string_member(no, "order") : "rgb";
+  JsonNode *on = good && json_object_has_member(no, "order") ? json_object_get_member(no, "order") : NULL;
+  const char *order = !on ? "rgb" : JSON_NODE_HOLDS_VALUE(on) && json_node_get_value_type(on) == G_TYPE_STRING ? json_node_get_string(on) : NULL;
   good = good && order && (!strcmp(order, "rgb") || !strcmp(order, "bgr"));
   m->bgr = good && !strcmp(order, "bgr");
   g_object_unref(np);

@@ -23,6 +23,19 @@ typedef struct {
   int n_in;
 } tf_node;
 
+/* A member of o as a string or a number, or the default: json-glib's getters warn on a member of another
+ * type, and a hostile file must only ever be refused. */
+static const char *str_member(JsonObject *o, const char *key) {
+  JsonNode *n = o && json_object_has_member(o, key) ? json_object_get_member(o, key) : NULL;
+  return n && JSON_NODE_HOLDS_VALUE(n) && json_node_get_value_type(n) == G_TYPE_STRING ? json_node_get_string(n) : NULL;
+}
+
+static double num_member(JsonObject *o, const char *key, double dflt) {
+  JsonNode *n = o && json_object_has_member(o, key) ? json_object_get_member(o, key) : NULL;
+  GType t = n && JSON_NODE_HOLDS_VALUE(n) ? json_node_get_value_type(n) : G_TYPE_INVALID;
+  return t == G_TYPE_DOUBLE || t == G_TYPE_INT64 ? json_node_get_double(n) : dflt;
+}
+
 /* ---- attributes ---- */
 
 static JsonObject *attr(const tf_node *n, const char *key) {
@@ -455,8 +468,8 @@ static bool read_weights(imp_ctx *c, JsonArray *manifest, const char *dir) {
     for (guint k = 0; k < json_array_get_length(ws) && ok; k++) {
       JsonNode *e = json_array_get_element(ws, k);
       JsonObject *w = JSON_NODE_HOLDS_OBJECT(e) ? json_node_get_object(e) : NULL;
-      const char *name = w && json_object_has_member(w, "name") ? json_object_get_string_member(w, "name") : NULL;
-      const char *dtype = w && json_object_has_member(w, "dtype") ? json_object_get_string_member(w, "dtype") : NULL;
+      const char *name = str_member(w, "name");
+      const char *dtype = str_member(w, "dtype");
       JsonNode *sn = w && json_object_has_member(w, "shape") ? json_object_get_member(w, "shape") : NULL;
       if (!name || !dtype || !sn || !JSON_NODE_HOLDS_ARRAY(sn) || json_array_get_length(json_node_get_array(sn)) > NN_MAX_DIMS) {
         nn_set_error("%s: weight %u is malformed", c->what, k);
@@ -477,7 +490,7 @@ static bool read_weights(imp_ctx *c, JsonArray *manifest, const char *dir) {
       if (!ok) break;
       JsonNode *qn = json_object_has_member(w, "quantization") ? json_object_get_member(w, "quantization") : NULL;
       JsonObject *q = qn && JSON_NODE_HOLDS_OBJECT(qn) ? json_node_get_object(qn) : NULL;
-      const char *qdt = q && json_object_has_member(q, "dtype") ? json_object_get_string_member(q, "dtype") : NULL;
+      const char *qdt = str_member(q, "dtype");
       bool is_int = !strcmp(dtype, "int32") || !strcmp(dtype, "bool");
       if (!is_int && strcmp(dtype, "float32")) {
         nn_set_error("%s: weight \"%s\" has dtype %s (float32, int32 and bool are supported)", c->what, name, dtype);
@@ -497,8 +510,8 @@ static bool read_weights(imp_ctx *c, JsonArray *manifest, const char *dir) {
         break;
       }
       const uint8_t *src = bytes->data + off;
-      double scale = q && json_object_has_member(q, "scale") ? json_object_get_double_member(q, "scale") : 1;
-      double min = q && json_object_has_member(q, "min") ? json_object_get_double_member(q, "min") : 0;
+      double scale = num_member(q, "scale", 1);
+      double min = num_member(q, "min", 0);
       void *vals = malloc((is_int ? sizeof(int64_t) : sizeof(float)) * (size_t)(count ? count : 1));
       if (!vals) {
         ok = false;
@@ -579,7 +592,7 @@ bool e2e_import_tfjs(const char *model_json, int input_size, nn_graph *g) {
     goto done;
   }
   JsonObject *root = json_node_get_object(json_parser_get_root(p));
-  const char *format = json_object_has_member(root, "format") ? json_object_get_string_member(root, "format") : NULL;
+  const char *format = str_member(root, "format");
   JsonNode *topo = json_object_has_member(root, "modelTopology") ? json_object_get_member(root, "modelTopology") : NULL;
   JsonNode *man = json_object_has_member(root, "weightsManifest") ? json_object_get_member(root, "weightsManifest") : NULL;
   if (!format || strcmp(format, "graph-model") || !topo || !JSON_NODE_HOLDS_OBJECT(topo) || !man || !JSON_NODE_HOLDS_ARRAY(man)) {
@@ -609,8 +622,8 @@ bool e2e_import_tfjs(const char *model_json, int input_size, nn_graph *g) {
     JsonObject *o = JSON_NODE_HOLDS_OBJECT(e) ? json_node_get_object(e) : NULL;
     tn[k].c = &c;
     tn[k].node = o;
-    tn[k].name = o && json_object_has_member(o, "name") ? json_object_get_string_member(o, "name") : NULL;
-    tn[k].op = o && json_object_has_member(o, "op") ? json_object_get_string_member(o, "op") : NULL;
+    tn[k].name = str_member(o, "name");
+    tn[k].op = str_member(o, "op");
     if (!tn[k].name || !tn[k].op) {
       nn_set_error("%s: node %u has no name or op", model_json, k);
       free(tn);
