@@ -217,8 +217,9 @@ static gboolean stop(GstBaseTransform *trans) {
 
 /* (Re)creates the converter that scales frames to their place in the network input. */
 static gboolean setup_converter(GstE2eDetect *self, GstVideoInfo *in, int size) {
-  det_letterbox lb = e2e_detect_placement(GST_VIDEO_INFO_WIDTH(in), GST_VIDEO_INFO_HEIGHT(in), size);
-  if (self->conv && self->lb.scaled_w == lb.scaled_w && self->lb.scaled_h == lb.scaled_h && self->lb.size == size)
+  det_letterbox lb = e2e_detect_placement_for(self->model.session, NULL, GST_VIDEO_INFO_WIDTH(in), GST_VIDEO_INFO_HEIGHT(in), size);
+  if (self->conv && self->lb.scaled_w == lb.scaled_w && self->lb.scaled_h == lb.scaled_h && self->lb.size == size &&
+      self->lb.scale_y == lb.scale_y)
     return TRUE;
   if (self->conv) gst_video_converter_free(self->conv);
   GstVideoInfo out;

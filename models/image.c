@@ -164,10 +164,15 @@ void e2e_image_resize(const uint8_t *src, int sw, int sh, int sstride, uint8_t *
 
 void e2e_letterbox_to_planar(const uint8_t *rgb, int w, int h, int stride, int size, float scale, float pad_x,
                              float pad_y, float *dst) {
+  e2e_resize_to_planar(rgb, w, h, stride, size, scale, scale, pad_x, pad_y, dst);
+}
+
+void e2e_resize_to_planar(const uint8_t *rgb, int w, int h, int stride, int size, float scale, float scale_y, float pad_x,
+                          float pad_y, float *dst) {
   const float grey = E2E_INPUT_GREY;
   size_t plane = (size_t)size * size;
   for (int y = 0; y < size; y++) {
-    float sy = ((float)y + 0.5f - pad_y) / scale - 0.5f;
+    float sy = ((float)y + 0.5f - pad_y) / scale_y - 0.5f;
     bool yin = sy > -0.5f && sy < (float)h - 0.5f;
     sy = fminf(fmaxf(sy, 0.0f), (float)h - 1);
     int y0 = (int)sy, y1 = y0 + 1 < h ? y0 + 1 : h - 1;

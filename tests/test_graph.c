@@ -752,3 +752,45 @@ TEST(a_torch_export_matches_onnx_runtime) {
   }
   g_free(xd), g_free(rd), g_free(model), g_free(in), g_free(ref), g_free(dir);
 }
+
+/* A model whose file says "resize": "stretch" fills the square input with the frame, each axis scaled on
+ * its own, and its boxes come back to frame pixels the same way. */
+TEST(a_stretch_model_fills_the_input_and_maps_boxes_back_per_axis) {
+  char *path = e2e_default_model(E2E_TASK_DETECT);
+  nn_st_file *f = nn_st_open(path);
+  nn_graph g;
+  CHECK(f && nn_graph_from_file(&g, f, path), "load: %s", nn_last_error());
+  free(path);
+  if (!f) return;
+  int n = nn_st_meta_count(f);
+  nn_kv *meta = calloc((size_t)n + 1, sizeof *meta);
+  for (int i = 0; i < n; i++) {
+    meta[i].value = nn_st_meta_at(f, i, &meta[i].key);
+    if (!strcmp(meta[i].key, "resize")) meta[i].value = "stretch";
+  }
+  e2e_model *m = e2e_detect_graph_model(&g, meta, n, "stretch");
+  free(meta);
+  nn_st_close(f);
+  CHECK(m != NULL, "model: %s", e2e_last_error());
+  if (!m) return;
+  e2e_slot *slot = e2e_slot_new(m);
+  e2e_session *s = e2e_session_new(slot, 0);
+  CHECK(e2e_detect_stretches(s), "the session's model stretches");
+  det_letterbox lb = e2e_detect_placement_for(s, NULL, 800, 400, 416);
+  CHECK(lb.scaled_w == 416 && lb.scaled_h == 416 && lb.pad_x == 0 && lb.pad_y == 0 && fabsf(lb.scale - 0.52f) < 1e-6f &&
+            fabsf(lb.scale_y - 1.04f) < 1e-6f, "placement %dx%d, scales %g %g", lb.scaled_w, lb.scaled_h, lb.scale, lb.scale_y);
+  det_box b = {0, 0, 416, 208, 1, 0};
+  det_unletterbox(&lb, &b, 1);
+  CHECK(b.x2 == 800 && fabsf(b.y2 - 200) < 1e-3f, "back to frame pixels: %g x %g", b.x2, b.y2);
+  /* a frame through the whole path: boxes inside the frame */
+  uint8_t *rgb = calloc(800 * 400 * 3, 1);
+  for (int i = 0; i < 800 * 400 * 3; i++) rgb[i] = (uint8_t)((i * 13) % 251);
+  det_box out[100];
+  int k = e2e_detect_frame(s, NULL, rgb, 800, 400, 800 * 3, out, 100);
+  CHECK(k >= 0, "detect: %s", e2e_last_error());
+  for (int i = 0; i < k; i++) CHECK(out[i].x2 <= 800 && out[i].y2 <= 400 && out[i].x1 < out[i].x2, "box %d in the frame", i);
+  free(rgb);
+  e2e_session_free(s);
+  e2e_slot_unref(slot);
+  e2e_model_unref(m);
+}

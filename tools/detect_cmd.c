@@ -376,10 +376,10 @@ int e2e_detect_images(int argc, char **argv) {
       break;
     }
     int size = info->input_size;
-    det_letterbox lb = det_letterbox_for(im.w, im.h, size);
+    det_letterbox lb = e2e_detect_frame_placement(s, im.w, im.h, size);
     if (dump) {
       float *x = malloc(sizeof(float) * 3 * (size_t)size * size);
-      e2e_letterbox_to_planar(im.rgb, im.w, im.h, im.w * 3, size, lb.scale, lb.pad_x, lb.pad_y, x);
+      e2e_resize_to_planar(im.rgb, im.w, im.h, im.w * 3, size, lb.scale, lb.scale_y, lb.pad_x, lb.pad_y, x);
       const char *base = strrchr(argv[i], '/');
       char path[1024];
       snprintf(path, sizeof path, "%s/%s.f32", dump, base ? base + 1 : argv[i]);
@@ -396,8 +396,8 @@ int e2e_detect_images(int argc, char **argv) {
       fprintf(stderr, "e2e detect: %s: %s\n", argv[i], e2e_last_error());
       rc = 1;
     } else {
-      printf("{\"image\": \"%s\", \"width\": %d, \"height\": %d, \"size\": %d, \"scale\": %.9g, \"pad_x\": %.9g, \"pad_y\": %.9g, \"boxes\": [",
-             argv[i], im.w, im.h, size, lb.scale, lb.pad_x, lb.pad_y);
+      printf("{\"image\": \"%s\", \"width\": %d, \"height\": %d, \"size\": %d, \"scale\": %.9g, \"scale_y\": %.9g, \"pad_x\": %.9g, "
+             "\"pad_y\": %.9g, \"boxes\": [", argv[i], im.w, im.h, size, lb.scale, lb.scale_y, lb.pad_x, lb.pad_y);
       for (int k = 0; k < n; k++)
         printf("%s[%.3f, %.3f, %.3f, %.3f, %.6f, %d]", k ? ", " : "", boxes[k].x1, boxes[k].y1, boxes[k].x2, boxes[k].y2,
                boxes[k].score, boxes[k].cls);

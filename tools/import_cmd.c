@@ -16,6 +16,7 @@ static void usage(void) {
           "  --labels FILE                  class names, one per line\n"
           "  --mean R,G,B --std R,G,B       input normalisation on 0..255 (default 0,0,0 and 255,255,255)\n"
           "  --bgr                          the network takes BGR\n"
+          "  --stretch                      frames fill the square input (aspect not kept); default: letterbox\n"
           "  --input-size N                 for inputs of unknown size\n"
           "  --center-offset F              NanoDet: cell centres at (i + F) * stride (default 0)\n"
           "  --threshold T                  the confidence the model recommends reporting from (default 0.3)\n"
@@ -53,12 +54,12 @@ static char *read_labels(const char *path) {
 int e2e_import(int argc, char **argv) {
   const char *in = NULL, *out = NULL, *head = NULL, *labels = NULL, *mean_s = "0,0,0", *std_s = "255,255,255",
              *source = "", *license = "", *offset = "0", *threshold = "0.3";
-  bool bgr = false;
+  bool bgr = false, stretch = false;
   int input_size = 0;
   for (int i = 0; i < argc; i++) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(k, "--bgr")) {
-      bgr = true;
+    if (!strcmp(k, "--bgr") || !strcmp(k, "--stretch")) {
+      *(k[2] == 'b' ? &bgr : &stretch) = true;
       continue;
     }
     if (k[0] != '-') {
@@ -115,8 +116,8 @@ int e2e_import(int argc, char **argv) {
       rc = 2;
     } else {
       nn_kv meta[] = {{"head", head}, {"labels", labels_json}, {"normalize", norm}, {"center_offset", offset},
-                      {"threshold", threshold}, {"source", source}};
-      e2e_model *m = e2e_detect_graph_model(&g, meta, 6, in);
+                      {"threshold", threshold}, {"source", source}, {"resize", stretch ? "stretch" : "letterbox"}};
+      e2e_model *m = e2e_detect_graph_model(&g, meta, 7, in);
       if (!m || !e2e_model_save(m, out, extra, 3)) {
         fprintf(stderr, "e2e import: %s\n", e2e_last_error());
         rc = 1;

@@ -280,15 +280,17 @@ det_letterbox det_letterbox_for(int in_w, int in_h, int size) {
   lb.scale = fminf((float)size / (float)in_w, (float)size / (float)in_h);
   lb.pad_x = 0.5f * ((float)size - (float)in_w * lb.scale);
   lb.pad_y = 0.5f * ((float)size - (float)in_h * lb.scale);
+  lb.scale_y = lb.scale;
   return lb;
 }
 
 void det_unletterbox(const det_letterbox *lb, det_box *b, int n) {
+  float sy = lb->scale_y > 0 ? lb->scale_y : lb->scale;
   for (int i = 0; i < n; i++) {
     b[i].x1 = fminf(fmaxf((b[i].x1 - lb->pad_x) / lb->scale, 0.0f), (float)lb->in_w);
     b[i].x2 = fminf(fmaxf((b[i].x2 - lb->pad_x) / lb->scale, 0.0f), (float)lb->in_w);
-    b[i].y1 = fminf(fmaxf((b[i].y1 - lb->pad_y) / lb->scale, 0.0f), (float)lb->in_h);
-    b[i].y2 = fminf(fmaxf((b[i].y2 - lb->pad_y) / lb->scale, 0.0f), (float)lb->in_h);
+    b[i].y1 = fminf(fmaxf((b[i].y1 - lb->pad_y) / sy, 0.0f), (float)lb->in_h);
+    b[i].y2 = fminf(fmaxf((b[i].y2 - lb->pad_y) / sy, 0.0f), (float)lb->in_h);
   }
 }
 

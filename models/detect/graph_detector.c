@@ -275,7 +275,9 @@ static graph_det *graph_det_new(nn_graph *g, const nn_kv *meta, int n_meta, cons
   for (int c = 0; c < 3; c++)
     if (!(m->std[c] > 1e-6f) || !isfinite(m->mean[c])) META_FAIL("\"normalize\": std must be positive and mean finite");
   m->normalize_json = g_strdup(norm);
-  if (resize && strcmp(resize, "letterbox")) META_FAIL("resize \"%s\" is not supported (letterbox)", resize);
+  if (resize && strcmp(resize, "letterbox") && strcmp(resize, "stretch"))
+    META_FAIL("resize \"%s\" is neither letterbox nor stretch", resize);
+  m->runner.stretch = resize && !strcmp(resize, "stretch");
   m->center_offset = off ? strtof(off, NULL) : 0.0f;
   m->runner.threshold = thr ? strtof(thr, NULL) : E2E_DETECT_DEFAULT_THRESHOLD;
   if (!(m->runner.threshold > 0 && m->runner.threshold <= 1)) META_FAIL("\"threshold\" must be in (0, 1]");
@@ -313,15 +315,16 @@ static void *load(const nn_st_file *f, const char *path) {
  * beside the graph, and what graph_det_new reads back. */
 typedef struct {
   char size[16], off[32], thr[32];
-  nn_kv kv[7];
+  nn_kv kv[8];
 } det_meta;
 
 static void det_meta_of(const graph_det *m, const char *labels_json, det_meta *d) {
   snprintf(d->size, sizeof d->size, "%d", m->input_size);
   snprintf(d->off, sizeof d->off, "%g", m->center_offset);
   snprintf(d->thr, sizeof d->thr, "%g", m->runner.threshold);
-  nn_kv kv[7] = {{"head", HEADS[m->head]}, {"labels", labels_json ? labels_json : m->labels_json}, {"input_size", d->size},
-                 {"normalize", m->normalize_json}, {"center_offset", d->off}, {"threshold", d->thr}, {"source", m->source}};
+  nn_kv kv[8] = {{"head", HEADS[m->head]}, {"labels", labels_json ? labels_json : m->labels_json}, {"input_size", d->size},
+                 {"normalize", m->normalize_json}, {"center_offset", d->off}, {"threshold", d->thr}, {"source", m->source},
+                 {"resize", m->runner.stretch ? "stretch" : "letterbox"}};
   memcpy(d->kv, kv, sizeof kv);
 }
 
@@ -331,7 +334,7 @@ static void *copy(const void *impl, bool training) {
   if (!nn_graph_copy(&g, &src->g)) return NULL;
   det_meta d;
   det_meta_of(src, NULL, &d);
-  graph_det *m = graph_det_new(&g, d.kv, 7, "copy");
+  graph_det *m = graph_det_new(&g, d.kv, 8, "copy");
   /* a trainer's copy runs the plain ops, so that every step is seen */
   if (m && !training && !nn_graph_prepare(&m->g)) destroy(m), m = NULL;
   return m;
@@ -351,8 +354,8 @@ static bool save(void *impl, const char *path, const nn_kv *extra, int n_extra) 
   graph_det *m = impl;
   det_meta d;
   det_meta_of(m, NULL, &d);
-  nn_kv own[10] = {{"architecture", ARCHITECTURE}, {"task", "detect"}, {"resize", "letterbox"}};
-  memcpy(own + 3, d.kv, sizeof d.kv);
+  nn_kv own[10] = {{"architecture", ARCHITECTURE}, {"task", "detect"}};
+  memcpy(own + 2, d.kv, sizeof d.kv);
   int n_own = (int)(sizeof own / sizeof own[0]);
   nn_kv *all = calloc((size_t)(n_own + n_extra), sizeof *all);
   if (!all) return false;
@@ -515,7 +518,7 @@ e2e_model *e2e_detect_graph_relabel(const e2e_model *src, int n, const char *con
   g_string_append(lj, "]");
   det_meta d;
   det_meta_of(m, lj->str, &d);
-  graph_det *out = graph_det_new(&fresh, d.kv, 7, "relabel");
+  graph_det *out = graph_det_new(&fresh, d.kv, 8, "relabel");
   g_string_free(lj, TRUE);
   if (out && !nn_graph_prepare(&out->g)) destroy(out), out = NULL;
   return out ? e2e_model_wrap(&e2e_detect_graph_ops, out, NULL, "") : NULL;

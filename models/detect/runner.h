@@ -14,6 +14,8 @@ typedef struct det_runner {
   int fixed_size;
   /* The least confidence the model recommends reporting (E2E_DETECT_MODEL_THRESHOLD resolves to it). */
   float threshold;
+  /* Frames are stretched into the square input (aspect not kept) instead of letterboxed. */
+  bool stretch;
 } det_runner;
 
 extern const e2e_task_ops e2e_detect_graph_ops;

@@ -170,7 +170,28 @@ det_letterbox e2e_detect_placement(int w, int h, int size) {
   lb.pad_x = (float)((size - lb.scaled_w) / 2);
   lb.pad_y = (float)((size - lb.scaled_h) / 2);
   lb.scale = fminf((float)lb.scaled_w / (float)w, (float)lb.scaled_h / (float)h);
+  lb.scale_y = lb.scale;
   return lb;
+}
+
+/* A stretch: the frame fills the square, each axis scaled on its own. */
+static det_letterbox stretch_for(int w, int h, int size) {
+  return (det_letterbox){.scale = (float)size / (float)w, .scale_y = (float)size / (float)h, .in_w = w, .in_h = h,
+                         .size = size, .scaled_w = size, .scaled_h = size};
+}
+
+bool e2e_detect_stretches(e2e_session *s) {
+  const det_runner *r = s ? e2e_model_impl(e2e_session_model(s)) : NULL;
+  return r && e2e_model_describe(e2e_session_model(s))->task == E2E_TASK_DETECT && r->stretch;
+}
+
+det_letterbox e2e_detect_frame_placement(e2e_session *s, int w, int h, int size) {
+  return e2e_detect_stretches(s) ? stretch_for(w, h, size) : det_letterbox_for(w, h, size);
+}
+
+det_letterbox e2e_detect_placement_for(e2e_session *s, const e2e_detect_params *p, int w, int h, int size) {
+  if (p && p->input_size) size = p->input_size;
+  return e2e_detect_stretches(s) ? stretch_for(w, h, size) : e2e_detect_placement(w, h, size);
 }
 
 typedef enum { PLACED, BILINEAR } fill_kind;
@@ -192,7 +213,8 @@ static int detect(e2e_session *s, const e2e_detect_params *p, fill_kind kind, co
     x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, size, size});
   if (x) {
     if (kind == PLACED) e2e_place_planar(rgb, lb->scaled_w, lb->scaled_h, stride, size, (int)lb->pad_x, (int)lb->pad_y, nn_f32(x));
-    else e2e_letterbox_to_planar(rgb, lb->in_w, lb->in_h, stride, size, lb->scale, lb->pad_x, lb->pad_y, nn_f32(x));
+    else e2e_resize_to_planar(rgb, lb->in_w, lb->in_h, stride, size, lb->scale, lb->scale_y > 0 ? lb->scale_y : lb->scale, lb->pad_x,
+                              lb->pad_y, nn_f32(x));
     int want = dp.max_detections < max ? dp.max_detections : max;
     n = r->detect(r, x, dp.threshold < 0 ? r->threshold : dp.threshold, dp.iou_threshold, want, boxes);
     if (n > 0) det_unletterbox(lb, boxes, n);
@@ -213,6 +235,7 @@ int e2e_detect_scaled(e2e_session *s, const e2e_detect_params *p, const uint8_t 
 
 int e2e_detect_frame(e2e_session *s, const e2e_detect_params *p, const uint8_t *rgb, int w, int h, int stride,
                      det_box *boxes, int max) {
-  det_letterbox lb = det_letterbox_for(w, h, e2e_detect_input_size(s, p));
+  int size = e2e_detect_input_size(s, p);
+  det_letterbox lb = e2e_detect_frame_placement(s, w, h, size);
   return detect(s, p, BILINEAR, rgb, stride, &lb, boxes, max);
 }

@@ -41,7 +41,11 @@ typedef struct det_box {
 
 /* Letterbox geometry: network coords = frame coords * scale + pad. With e2e_detect_placement, the frame
  * is first scaled to scaled_w x scaled_h and placed at whole-pixel pads. */
-typedef struct { float scale, pad_x, pad_y; int in_w, in_h, size, scaled_w, scaled_h; } det_letterbox;
+typedef struct {
+  float scale, pad_x, pad_y;
+  int in_w, in_h, size, scaled_w, scaled_h;
+  float scale_y; /* vertical scale: scale itself for a letterbox (0 reads as scale), its own for a stretch */
+} det_letterbox;
 
 det_config det_config_default(int num_classes, int input_size);
 bool det_init(detector *d, const det_config *cfg, uint64_t seed);
@@ -128,6 +132,13 @@ int e2e_detect_input_size(e2e_session *s, const e2e_detect_params *p);
 /* Where a w x h frame goes in a size x size input: scaled (aspect kept) to scaled_w x scaled_h and placed
  * at whole-pixel pads, so a caller can scale it with its own converter (the element uses GStreamer's). */
 det_letterbox e2e_detect_placement(int w, int h, int size);
+/* The same for the session's model and input size (p's, else the model's): a model whose file says
+ * "resize": "stretch" fills the square, aspect not kept (s may be NULL: a letterbox of size). */
+det_letterbox e2e_detect_placement_for(e2e_session *s, const e2e_detect_params *p, int w, int h, int size);
+/* Whether the session's model stretches frames into its input instead of letterboxing them. */
+bool e2e_detect_stretches(e2e_session *s);
+/* Where e2e_detect_frame puts a w x h frame in a size x size input (fractional pads, bilinear sampling). */
+det_letterbox e2e_detect_frame_placement(e2e_session *s, int w, int h, int size);
 /* Detects on a frame already scaled to lb->scaled_w x lb->scaled_h (packed RGB, stride bytes per row),
  * lb from e2e_detect_placement. Writes at most max boxes in frame pixels, best first; returns how many,
  * or -1 with a message. */

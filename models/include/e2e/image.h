@@ -41,6 +41,9 @@ static inline float e2e_input_of_byte(float v) {
  * `scale`, placing at (pad_x, pad_y) and filling the rest with grey. */
 void e2e_letterbox_to_planar(const uint8_t *rgb, int w, int h, int stride, int size, float scale, float pad_x,
                              float pad_y, float *dst);
+/* The same with a vertical scale of its own (a stretch into the square). */
+void e2e_resize_to_planar(const uint8_t *rgb, int w, int h, int stride, int size, float scale, float scale_y, float pad_x,
+                          float pad_y, float *dst);
 /* Writes a planar float image (3 x size x size) from a packed RGB image already scaled to w x h, placed at
  * whole-pixel (pad_x, pad_y), grey around it. */
 void e2e_place_planar(const uint8_t *rgb, int w, int h, int stride, int size, int pad_x, int pad_y, float *dst);
