@@ -794,3 +794,33 @@ TEST(a_stretch_model_fills_the_input_and_maps_boxes_back_per_axis) {
   e2e_slot_unref(slot);
   e2e_model_unref(m);
 }
+
+/* SiLU as exporters write it (Sigmoid, then Mul with the conv's output) is fused into the conv when
+ * prepared, with its own exp: within 1e-6 of the plain ops, extreme inputs included. */
+TEST(a_fused_silu_agrees_with_sigmoid_times_x) {
+  nn_rng r;
+  nn_rng_seed(&r, 8);
+  nn_graph g;
+  nn_graph_init(&g);
+  int x = nn_graph_add_input(&g, "x", 4, (int64_t[]){1, 4, 9, 9});
+  int w = nn_graph_add_const(&g, "w", t_randn(&r, 4, (int64_t[]){8, 4, 3, 3}, 8.0f), true); /* outputs far into both tails */
+  int c = nn_graph_add_node(&g, NN_OP_CONV, "c", 2, (int[]){x, w}, 7, (int64_t[]){1, 1, 1, 1, 1, 1, 1}, 0, NULL);
+  int s = nn_graph_add_node(&g, NN_OP_SIGMOID, "s", 1, &c, 0, NULL, 0, NULL);
+  int m = nn_graph_add_node(&g, NN_OP_MUL, "m", 2, (int[]){s, c}, 0, NULL, 0, NULL);
+  CHECK(m >= 0 && nn_graph_set_outputs(&g, 1, &m), "build: %s", nn_last_error());
+  nn_tensor *in = t_randn(&r, 4, (int64_t[]){1, 4, 9, 9}, 2), *plain = NULL, *fused = NULL;
+  nn_no_grad_begin();
+  CHECK(nn_graph_run(&g, &in, &plain), "plain");
+  plain = nn_contiguous(plain);
+  CHECK(nn_graph_prepare(&g) && nn_graph_run(&g, &in, &fused), "fused: %s", nn_last_error());
+  nn_no_grad_end();
+  if (plain && fused) {
+    const float *a = nn_f32(plain), *b = nn_f32(nn_contiguous(fused));
+    double worst = 0;
+    for (int64_t i = 0; i < nn_numel(plain); i++) worst = fmax(worst, fabs(a[i] - b[i]) / (fabs(a[i]) + 1e-6));
+    CHECK(worst < 1e-6, "worst relative difference %.3g", worst);
+  }
+  nn_tensor_free(in);
+  nn_graph_free(&g);
+  nn_arena_reset(nn_arena_current());
+}

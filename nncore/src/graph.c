@@ -11,6 +11,7 @@
 
 #include "internal.h"
 #include "nncore/autograd.h"
+#include "nncore/threads.h"
 
 static const char *const OP_NAMES[NN_OP_COUNT] = {
 #define NN_GRAPH_NAME(id, name) name,
@@ -486,21 +487,48 @@ bool nn_graph_prepare(nn_graph *g) {
   return true;
 }
 
-/* x * sigmoid(x) in place, for a conv output nothing else has seen yet */
-static nn_tensor *silu_in_place(nn_tensor *y) {
-  if (!y) return NULL;
-  float *d = nn_f32(y);
-  int64_t n = nn_numel(y);
-  for (int64_t i = 0; i < n; i++) d[i] = d[i] / (1.0f + expf(-d[i]));
-  return y;
+/* A conv output's activation, in place (nothing else has seen the output yet), split between the pool's
+ * threads: these passes sit between two parallel convs, and a serial pass leaves a core waiting. */
+typedef struct {
+  float *d;
+  float slope; /* leaky ReLU's slope, or NAN for SiLU */
+} act_ctx;
+
+/* exp(x) for x <= 0 (what SiLU needs, as exp(-|x|)) in plain arithmetic the compiler vectorises:
+ * 2^n * p(r) with r = x - n ln 2 in [-ln2/2, ln2/2] and p Cephes' degree-6 fit (relative error < 2e-7).
+ * Below -87 it returns e^-87 (near 2^-126, the least normal float). */
+static inline float exp_nonpositive(float x) {
+  x = x >= -87.0f ? x : -87.0f; /* NaN too: the integer conversion below must stay defined */
+  /* round to nearest by the float adder (1.5 * 2^23 pushes the fraction out): no libm call, vectorises */
+  float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  union { float f; int32_t i; } s = {.i = ((int32_t)n + 127) << 23};
+  return p * s.f;
 }
 
-/* max(x, slope x) in place, for a conv output nothing else has seen yet */
-static nn_tensor *leaky_in_place(nn_tensor *y, float slope) {
+static void act_range(void *ctx, int64_t i0, int64_t i1) {
+  const act_ctx *a = ctx;
+  float *d = a->d;
+  if (isnan(a->slope)) /* x sigmoid(x) = x / (1 + e^-x) = x e^x / (1 + e^x): one exp of -|x| either way */
+    for (int64_t i = i0; i < i1; i++) {
+      float x = d[i], e = exp_nonpositive(-fabsf(x));
+      d[i] = (x >= 0.0f ? x : x * e) / (1.0f + e);
+    }
+  else
+    for (int64_t i = i0; i < i1; i++) d[i] = d[i] < 0.0f ? d[i] * a->slope : d[i];
+}
+
+static nn_tensor *activate_in_place(nn_tensor *y, float slope) {
   if (!y) return NULL;
-  float *d = nn_f32(y);
-  int64_t n = nn_numel(y);
-  for (int64_t i = 0; i < n; i++) d[i] = d[i] < 0.0f ? d[i] * slope : d[i];
+  act_ctx a = {nn_f32(y), slope};
+  nn_parallel_for(nn_numel(y), 16384, act_range, &a);
   return y;
 }
 
@@ -627,7 +655,7 @@ bool nn_graph_run(const nn_graph *g, nn_tensor *const *inputs, nn_tensor **outpu
     }
     if (plan && plan->conv[k]) {
       nn_tensor *y = nn_conv_infer_forward(plan->conv[k], v[n->in[0]]);
-      v[n->out] = plan->silu[k] ? silu_in_place(y) : plan->slope[k] != 1.0f ? leaky_in_place(y, plan->slope[k]) : y;
+      v[n->out] = plan->silu[k] ? activate_in_place(y, NAN) : plan->slope[k] != 1.0f ? activate_in_place(y, plan->slope[k]) : y;
     } else {
       v[n->out] = run_node(g, n, v);
     }
