@@ -432,6 +432,8 @@ struct nn_graph_plan {
   nn_conv_infer **conv; /* per node: its packed copy, or NULL */
   float *slope;         /* per conv node: a fused leaky ReLU's slope (1: none; 0 is fused in the kernel) */
   bool *silu;           /* per conv node: x * sigmoid(x) applied in place (Sigmoid and Mul fused) */
+  int *into;            /* per conv node: the channel concat it writes its place of, or -1 */
+  int64_t *at;          /* per conv node: its first channel there */
   bool *fused;          /* per node: an activation its conv already applied */
 };
 
@@ -439,7 +441,19 @@ static void plan_free(struct nn_graph_plan *p) {
   if (!p) return;
   for (int k = 0; k < p->n_nodes; k++)
     if (p->conv[k]) nn_conv_infer_free(p->conv[k]), free(p->conv[k]);
-  free(p->conv), free(p->slope), free(p->silu), free(p->fused), free(p);
+  free(p->conv), free(p->slope), free(p->silu), free(p->fused), free(p->into), free(p->at), free(p);
+}
+
+/* The planned conv whose output value v is, through the activations fused into it; -1 when v is not. */
+static int conv_behind(const nn_graph *g, const struct nn_graph_plan *p, int v) {
+  int k = g->values[v].node;
+  while (k >= 0 && p->fused[k]) {
+    const nn_graph_node *n = &g->nodes[k];
+    int src = n->in[0];
+    if (n->op == NN_OP_MUL && g->values[src].node >= 0 && g->nodes[g->values[src].node].op == NN_OP_SIGMOID) src = n->in[1];
+    k = g->values[src].node;
+  }
+  return k >= 0 && p->conv[k] ? k : -1;
 }
 
 bool nn_graph_prepare(nn_graph *g) {
@@ -449,8 +463,10 @@ bool nn_graph_prepare(nn_graph *g) {
   int *uses = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *uses);
   int nn = g->n_nodes ? g->n_nodes : 1;
   if (p) p->n_nodes = g->n_nodes, p->conv = calloc((size_t)nn, sizeof *p->conv), p->slope = malloc(sizeof *p->slope * (size_t)nn),
-         p->fused = calloc((size_t)nn, sizeof *p->fused), p->silu = calloc((size_t)nn, sizeof *p->silu);
-  bool ok = p && uses && p->conv && p->slope && p->fused && p->silu;
+         p->fused = calloc((size_t)nn, sizeof *p->fused), p->silu = calloc((size_t)nn, sizeof *p->silu),
+         p->into = malloc(sizeof *p->into * (size_t)nn), p->at = calloc((size_t)nn, sizeof *p->at);
+  bool ok = p && uses && p->conv && p->slope && p->fused && p->silu && p->into && p->at;
+  for (int k = 0; ok && k < g->n_nodes; k++) p->into[k] = -1;
   if (ok) count_uses(g, uses);
   for (int k = 0; ok && k < g->n_nodes; k++) {
     const nn_graph_node *n = &g->nodes[k];
@@ -476,6 +492,19 @@ bool nn_graph_prepare(nn_graph *g) {
     ok = p->conv[k] && nn_conv_infer_init(p->conv[k], &layer, NULL, relu);
     if (relu || leaky) p->fused[r] = true;
     if (leaky) p->slope[k] = g->nodes[r].f[0];
+  }
+  /* batch-1 channel concats of conv outputs: each conv writes straight into its place */
+  for (int k = 0; ok && k < g->n_nodes; k++) {
+    const nn_graph_node *n = &g->nodes[k];
+    const nn_graph_value *out = &g->values[n->out];
+    if (n->op != NN_OP_CONCAT || n->i[0] != 1 || out->ndim != 4 || out->shape[0] != 1) continue;
+    int64_t off = 0;
+    for (int j = 0; j < n->n_in; off += g->values[n->in[j]].shape[1], j++) {
+      int c = conv_behind(g, p, n->in[j]);
+      bool twice = false;
+      for (int q = 0; q < j; q++) twice = twice || n->in[q] == n->in[j];
+      if (c >= 0 && p->into[c] < 0 && !twice) p->into[c] = k, p->at[c] = off;
+    }
   }
   free(uses);
   if (!ok) {
@@ -654,8 +683,27 @@ bool nn_graph_run(const nn_graph *g, nn_tensor *const *inputs, nn_tensor **outpu
       continue;
     }
     if (plan && plan->conv[k]) {
-      nn_tensor *y = nn_conv_infer_forward(plan->conv[k], v[n->in[0]]);
+      nn_tensor *y;
+      int cat = plan->into[k];
+      if (cat >= 0) { /* its place in a concat's output, which the first of its producers allocates */
+        int co = g->nodes[cat].out;
+        if (!v[co]) v[co] = nn_empty(NN_F32, g->values[co].ndim, g->values[co].shape);
+        const nn_graph_value *me = &g->values[n->out];
+        y = v[co] ? nn_conv_infer_forward_into(plan->conv[k], v[n->in[0]], nn_slice(v[co], 1, plan->at[k], plan->at[k] + me->shape[1], 1))
+                  : NULL;
+      } else {
+        y = nn_conv_infer_forward(plan->conv[k], v[n->in[0]]);
+      }
       v[n->out] = plan->silu[k] ? activate_in_place(y, NAN) : plan->slope[k] != 1.0f ? activate_in_place(y, plan->slope[k]) : y;
+    } else if (plan && n->op == NN_OP_CONCAT && v[n->out]) {
+      /* some inputs were written in place; copy the others into theirs */
+      int64_t off = 0;
+      for (int j = 0; j < n->n_in; off += g->values[n->in[j]].shape[1], j++) {
+        int c = conv_behind(g, plan, n->in[j]);
+        if (c >= 0 && plan->into[c] == k && plan->at[c] == off) continue;
+        nn_tensor *dst = nn_slice(v[n->out], 1, off, off + g->values[n->in[j]].shape[1], 1);
+        if (dst) nn_copy_(dst, v[n->in[j]]);
+      }
     } else {
       v[n->out] = run_node(g, n, v);
     }

@@ -479,7 +479,7 @@ static void depthwise_range(void *ctx, int64_t c0, int64_t c1) {
   }
 }
 
-static nn_tensor *conv_infer(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *addend) {
+static nn_tensor *conv_infer(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *addend, nn_tensor *into) {
   if (!x) return NULL;
   if (!ci->weight) NN_FAIL("conv_infer: not initialised");
   NN_CHECK_F32(x, "conv_infer");
@@ -501,8 +501,11 @@ static nn_tensor *conv_infer(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *a
               (long long)osh[3]);
     }
   }
+  if (into && (into->dtype != NN_F32 || into->ndim != 4 || memcmp(into->shape, osh, sizeof osh) != 0 || !nn_is_contiguous(into)))
+    NN_FAIL("conv_infer: the output given is not a contiguous [%lld, %lld, %lld, %lld] tensor", (long long)osh[0],
+            (long long)osh[1], (long long)osh[2], (long long)osh[3]);
   if (!addend && ci->p.groups > 1 && ci->p.groups == x->shape[1] && OC == x->shape[1] && w->shape[1] == 1) {
-    nn_tensor *xc = nn_contiguous(nn_detach(x)), *out = nn_empty(NN_F32, 4, osh);
+    nn_tensor *xc = nn_contiguous(nn_detach(x)), *out = into ? into : nn_empty(NN_F32, 4, osh);
     if (!xc || !out) return NULL;
     for (int64_t n = 0; n < x->shape[0]; n++) {
       dw_ctx k = {&g, nn_f32(xc) + n * OC * g.H * g.W, nn_f32(w), ci->bias ? nn_f32(ci->bias) : NULL, ci->relu,
@@ -517,10 +520,12 @@ static nn_tensor *conv_infer(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *a
   if (!packed) { /* GEMM, with the add and ReLU as passes of their own */
     nn_tensor *y = nn_conv2d(nn_detach(x), w, ci->bias, ci->p);
     if (addend) y = nn_add(y, nn_detach(addend));
-    return ci->relu ? nn_relu(y) : y;
+    y = ci->relu ? nn_relu(y) : y;
+    if (into && y) nn_copy_(into, y);
+    return into && y ? into : y;
   }
   nn_tensor *xc = nn_contiguous(nn_detach(x));
-  nn_tensor *out = nn_empty(NN_F32, 4, osh);
+  nn_tensor *out = into ? into : nn_empty(NN_F32, 4, osh);
   if (!xc || !out) return NULL;
   if (addend) nn_to_float_array(addend, nn_f32(out));
   nn_direct_geom dg = direct_geom(&g, OC);
@@ -530,11 +535,16 @@ static nn_tensor *conv_infer(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *a
   return out;
 }
 
-nn_tensor *nn_conv_infer_forward(const nn_conv_infer *ci, nn_tensor *x) { return conv_infer(ci, x, NULL); }
+nn_tensor *nn_conv_infer_forward(const nn_conv_infer *ci, nn_tensor *x) { return conv_infer(ci, x, NULL, NULL); }
+
+nn_tensor *nn_conv_infer_forward_into(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *out) {
+  if (!out) NN_FAIL("conv_infer: no output tensor");
+  return conv_infer(ci, x, NULL, out);
+}
 
 nn_tensor *nn_conv_infer_forward_add(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *addend) {
   if (!addend) NN_FAIL("conv_infer: no addend");
-  return conv_infer(ci, x, addend);
+  return conv_infer(ci, x, addend, NULL);
 }
 
 /* -------------------------------------------------------- conv_transpose2d */

@@ -62,6 +62,9 @@ typedef struct {
 } nn_conv_infer;
 bool nn_conv_infer_init(nn_conv_infer *ci, const nn_conv2d_layer *conv, const nn_batchnorm *bn, bool relu);
 nn_tensor *nn_conv_infer_forward(const nn_conv_infer *ci, nn_tensor *x);
+/* The same, written into out (a contiguous tensor of the output's shape, such as one input's place in a
+ * batch-1 channel concat) and returned: a concat of conv outputs then costs no copy. */
+nn_tensor *nn_conv_infer_forward_into(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *out);
 /* relu?(conv(x) + addend), addend with the output's shape: a residual or top-down add in the same pass. */
 nn_tensor *nn_conv_infer_forward_add(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *addend);
 void nn_conv_infer_free(nn_conv_infer *ci);
