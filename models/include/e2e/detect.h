@@ -116,9 +116,10 @@ e2e_detect_params e2e_detect_defaults(void);
 /* A model of cfg with fresh weights (for training from scratch). */
 e2e_model *e2e_detect_model_new(const det_config *cfg, uint64_t seed);
 /* A detection model around an imported graph (takes g over; its parameters get "backbone." or "head."
- * prefixes). meta describes it: "head" (nanodet, yolov5,
- * yolov8), "labels" (JSON list), "normalize" ({"mean": [r,g,b], "std": [r,g,b], "order": "rgb"|"bgr"} on
- * 0..255), optionally "input_size", "center_offset", "source". NULL with a message naming what is missing. */
+ * prefixes). meta describes it: "head" (nanodet, yolov5, yolov8), "labels" (JSON list), "normalize"
+ * ({"mean": [r,g,b], "std": [r,g,b], "order": "rgb"|"bgr"} on 0..255), optionally "input_size",
+ * "resize" (letterbox | stretch), "threshold", "center_offset" (NanoDet), "source". NULL with a message
+ * naming what is missing or wrong. */
 e2e_model *e2e_detect_graph_model(nn_graph *g, const nn_kv *meta, int n_meta, const char *path);
 /* Transfer learning: a copy of an imported NanoDet detector for n new classes (labels), the head's class
  * rows started from the old class `like` (NULL: silent, a 0.01 prior), the rest of the network kept.
@@ -132,8 +133,8 @@ int e2e_detect_input_size(e2e_session *s, const e2e_detect_params *p);
 /* Where a w x h frame goes in a size x size input: scaled (aspect kept) to scaled_w x scaled_h and placed
  * at whole-pixel pads, so a caller can scale it with its own converter (the element uses GStreamer's). */
 det_letterbox e2e_detect_placement(int w, int h, int size);
-/* The same for the session's model and input size (p's, else the model's): a model whose file says
- * "resize": "stretch" fills the square, aspect not kept (s may be NULL: a letterbox of size). */
+/* The same for the session's model (s may be NULL: a letterbox), at size or p's input size when set: a
+ * model whose file says "resize": "stretch" fills the square, each axis scaled on its own. */
 det_letterbox e2e_detect_placement_for(e2e_session *s, const e2e_detect_params *p, int w, int h, int size);
 /* Whether the session's model stretches frames into its input instead of letterboxing them. */
 bool e2e_detect_stretches(e2e_session *s);
