@@ -10,7 +10,8 @@ void e2e_element_install_properties(GObjectClass *oc, e2e_task task, E2eElementF
   char *shipped = e2e_default_model(task);
   const gchar *model_blurb =
       task == E2E_TASK_DETECT
-          ? "Detection model (safetensors). Default: the shipped person detector. Changing it while playing loads and "
+          ? "Detection model: our safetensors, or an ONNX file / TF.js model.json whose metadata names its head, labels "
+            "and normalisation (docs/import.md). Default: the shipped COCO NanoDet. Changing it while playing loads and "
             "validates the new file first; on failure the current model stays and a warning is posted"
           : "Codec model (safetensors). Default: the shipped e2ecodec model. A decoder needs its encoder's model";
   g_object_class_install_property(oc, E2E_PROP_MODEL, g_param_spec_string("model", "Model", model_blurb, shipped,

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Live person detection from a V4L2 camera, shown in a window.
+# Live object detection (the 80 COCO classes; add object-class=person to e2edetect for persons only)
+# from a V4L2 camera, shown in a window.
 #   pipelines/camera.sh [/dev/videoN]
 set -eu
 cd "$(dirname "$0")/.."
