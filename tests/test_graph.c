@@ -676,6 +676,14 @@ TEST(the_imported_detector_takes_new_classes_and_trains_its_head) {
       else head_moved = head_moved || !same;
     }
     CHECK(backbone_same && head_moved, "the backbone kept its weights, the head moved");
+    /* the trained version evaluates through a session like any detector */
+    e2e_slot *slot = e2e_slot_new(trained);
+    e2e_session *s = e2e_session_new(slot, 0);
+    e2e_metric mm = {0};
+    CHECK(e2e_session_evaluate(s, &b, &mm) && !strcmp(mm.name, "mAP@0.5") && mm.value >= 0 && mm.value <= 1,
+          "evaluate: %s %.3f (%s)", mm.name ? mm.name : "-", mm.value, e2e_last_error());
+    e2e_session_free(s);
+    e2e_slot_unref(slot);
   }
   e2e_model_unref(trained);
   e2e_trainer_free(t);

@@ -246,20 +246,23 @@ int det_decode(const det_config *cfg, nn_tensor *out, int b, float threshold, fl
         float cx = ((float)x + rg[0]) * STRIDE, cy = ((float)y + rg[HW]) * STRIDE;
         float w = expf(fminf(rg[2 * HW], 8.0f)) * STRIDE, h = expf(fminf(rg[3 * HW], 8.0f)) * STRIDE;
         det_box bx = {cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, 1.0f / (1.0f + expf(-v)), c};
-        if (n == cap) {
-          /* keep the best: replace the weakest candidate */
-          int worst = 0;
-          for (int i = 1; i < n; i++)
-            if (cand[i].score < cand[worst].score) worst = i;
-          if (bx.score > cand[worst].score) cand[worst] = bx;
-        } else {
-          cand[n++] = bx;
-        }
+        det_keep_candidate(cand, &n, cap, bx);
       }
   }
   int kept = det_nms(cand, n, iou_threshold, boxes, max_out);
   free(cand);
   return kept;
+}
+
+void det_keep_candidate(det_box *cand, int *n, int cap, det_box b) {
+  if (*n < cap) {
+    cand[(*n)++] = b;
+    return;
+  }
+  int worst = 0; /* full: the new box replaces the weakest, if it beats it */
+  for (int i = 1; i < *n; i++)
+    if (cand[i].score < cand[worst].score) worst = i;
+  if (b.score > cand[worst].score) cand[worst] = b;
 }
 
 int det_nms(det_box *cand, int n, float iou_threshold, det_box *boxes, int max_out) {

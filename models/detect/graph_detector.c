@@ -45,17 +45,6 @@ static void destroy(void *impl) {
 
 /* ---------------------------------------------------------------- decoding */
 
-static void keep_candidate(det_box *cand, int *n, det_box b) {
-  if (*n < PRE_NMS) {
-    cand[(*n)++] = b;
-    return;
-  }
-  int worst = 0;
-  for (int i = 1; i < *n; i++)
-    if (cand[i].score < cand[worst].score) worst = i;
-  if (b.score > cand[worst].score) cand[worst] = b;
-}
-
 static float clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 static int decode_nanodet(const graph_det *m, nn_tensor **outs, float thr, det_box *cand) {
@@ -85,7 +74,7 @@ static int decode_nanodet(const graph_det *m, nn_tensor **outs, float thr, det_b
       float cx = ((float)(i % side) + m->center_offset) * st, cy = ((float)(i / side) + m->center_offset) * st;
       det_box b = {clampf(cx - d[0], 0, S), clampf(cy - d[1], 0, S), clampf(cx + d[2], 0, S), clampf(cy + d[3], 0, S), 0, 0};
       for (int c = 0; c < C; c++)
-        if (sc[c] >= thr) b.score = sc[c], b.cls = c, keep_candidate(cand, &n, b);
+        if (sc[c] >= thr) b.score = sc[c], b.cls = c, det_keep_candidate(cand, &n, PRE_NMS, b);
     }
   }
   return n;
@@ -105,7 +94,7 @@ static int decode_yolo(const graph_det *m, nn_tensor *out, bool v8, float thr, d
     det_box b = {clampf(cx - w / 2, 0, S), clampf(cy - h / 2, 0, S), clampf(cx + w / 2, 0, S), clampf(cy + h / 2, 0, S), 0, 0};
     for (int c = 0; c < C; c++) {
       float s = obj * AT((v8 ? 4 : 5) + c);
-      if (s >= thr) b.score = s, b.cls = c, keep_candidate(cand, &n, b);
+      if (s >= thr) b.score = s, b.cls = c, det_keep_candidate(cand, &n, PRE_NMS, b);
     }
 #undef AT
   }
@@ -387,7 +376,21 @@ static bool evaluate(void *impl, const e2e_batch *b, e2e_metric *out) {
     nn_set_error("detect batch: need images [%d, 3, %d, %d] and boxes with counts", b->n, m->input_size, m->input_size);
     return false;
   }
-  return det_runner_evaluate(impl, b, m->input_size, m->num_classes, out);
+  /* the graph's input has batch 1: one image at a time */
+  int64_t per = 3 * (int64_t)m->input_size * m->input_size;
+  nn_tensor *one = nn_empty(NN_F32, 4, (int64_t[]){1, 3, m->input_size, m->input_size}), *all = nn_contiguous(b->images);
+  det_box *preds = calloc((size_t)b->n * E2E_DETECT_DEFAULT_MAX, sizeof *preds);
+  int *counts = calloc((size_t)b->n, sizeof *counts);
+  bool ok = one && all && preds && counts;
+  for (int i = 0; ok && i < b->n; i++) {
+    memcpy(nn_f32(one), nn_f32(all) + i * per, sizeof(float) * (size_t)per);
+    ok = (counts[i] = graph_detect(m, one, E2E_DETECT_EVAL_THRESHOLD, E2E_DETECT_DEFAULT_IOU, E2E_DETECT_DEFAULT_MAX,
+                                   preds + (size_t)i * E2E_DETECT_DEFAULT_MAX)) >= 0;
+  }
+  ok = ok && det_batch_metric(b, preds, counts, m->num_classes, out);
+  free(preds);
+  free(counts);
+  return ok;
 }
 
 /* ---------------------------------------------------------------- transfer learning (NanoDet) */

@@ -20,7 +20,8 @@ typedef struct det_runner {
 
 extern const e2e_task_ops e2e_detect_graph_ops;
 
-/* mAP of a detection batch through a runner (both kinds share it). */
-bool det_runner_evaluate(void *impl, const e2e_batch *b, int input_size, int num_classes, e2e_metric *out);
+/* The batch's metric (mAP@0.5, with mAP@[.5:.95], precision, recall) from each image's boxes:
+ * preds holds E2E_DETECT_DEFAULT_MAX slots per image, counts how many of them are used. */
+bool det_batch_metric(const e2e_batch *b, const det_box *preds, const int *counts, int num_classes, e2e_metric *out);
 
 #endif

@@ -100,36 +100,37 @@ static nn_tensor *loss(void *impl, const e2e_batch *b, nn_rng *rng, e2e_metric *
   return l;
 }
 
+/* One forward over the whole batch, then each image's boxes. */
 static bool evaluate(void *impl, const e2e_batch *b, e2e_metric *out) {
   detector *d = &((detect_impl *)impl)->d;
-  return batch_valid(d, b) && det_runner_evaluate(impl, b, d->cfg.input_size, d->cfg.num_classes, out);
+  if (!batch_valid(d, b)) return false;
+  nn_tensor *y = det_forward(d, b->images, false);
+  det_box *preds = calloc((size_t)b->n * E2E_DETECT_DEFAULT_MAX, sizeof *preds);
+  int *counts = calloc((size_t)b->n, sizeof *counts);
+  bool ok = y && preds && counts;
+  for (int i = 0; ok && i < b->n; i++)
+    counts[i] = det_decode(&d->cfg, y, i, E2E_DETECT_EVAL_THRESHOLD, E2E_DETECT_DEFAULT_IOU, E2E_DETECT_DEFAULT_MAX,
+                           preds + (size_t)i * E2E_DETECT_DEFAULT_MAX);
+  ok = ok && det_batch_metric(b, preds, counts, d->cfg.num_classes, out);
+  free(preds);
+  free(counts);
+  return ok;
 }
 
-bool det_runner_evaluate(void *impl, const e2e_batch *b, int input_size, int num_classes, e2e_metric *out) {
-  const det_runner *r = impl;
+bool det_batch_metric(const e2e_batch *b, const det_box *preds, const int *counts, int num_classes, e2e_metric *out) {
   det_eval_image *ev = calloc((size_t)b->n, sizeof *ev);
-  det_box *preds = calloc((size_t)b->n * E2E_DETECT_DEFAULT_MAX, sizeof *preds);
-  bool ok = ev && preds;
-  int64_t per = 3 * (int64_t)input_size * input_size;
-  nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, input_size, input_size});
-  nn_tensor *all = nn_contiguous(b->images);
-  for (int i = 0; ok && i < b->n; i++) {
-    det_box *p = preds + (size_t)i * E2E_DETECT_DEFAULT_MAX;
-    ok = x && all;
-    if (ok) memcpy(nn_f32(x), nn_f32(all) + i * per, sizeof(float) * (size_t)per);
-    int k = ok ? r->detect(impl, x, E2E_DETECT_EVAL_THRESHOLD, E2E_DETECT_DEFAULT_IOU, E2E_DETECT_DEFAULT_MAX, p) : -1;
-    ok = k >= 0;
-    ev[i] = (det_eval_image){b->boxes[i], b->counts[i], p, k};
+  if (!ev) {
+    nn_set_error("detect: out of memory");
+    return false;
   }
-  if (ok) {
-    det_metrics m;
-    det_evaluate(ev, b->n, num_classes, E2E_DETECT_DEFAULT_THRESHOLD, &m);
-    *out = (e2e_metric){.name = "mAP@0.5", .value = m.map50, .higher_is_better = true, .n_parts = 3,
-                        .part_names = {"mAP@[.5:.95]", "precision", "recall"}, .parts = {m.map5095, m.precision, m.recall}};
-  }
+  for (int i = 0; i < b->n; i++)
+    ev[i] = (det_eval_image){b->boxes[i], b->counts[i], preds + (size_t)i * E2E_DETECT_DEFAULT_MAX, counts[i]};
+  det_metrics m;
+  det_evaluate(ev, b->n, num_classes, E2E_DETECT_DEFAULT_THRESHOLD, &m);
+  *out = (e2e_metric){.name = "mAP@0.5", .value = m.map50, .higher_is_better = true, .n_parts = 3,
+                      .part_names = {"mAP@[.5:.95]", "precision", "recall"}, .parts = {m.map5095, m.precision, m.recall}};
   free(ev);
-  free(preds);
-  return ok;
+  return true;
 }
 
 const e2e_task_ops e2e_detect_ops = {

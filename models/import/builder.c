@@ -9,6 +9,7 @@
 
 static void value_free(gpointer p) {
   imp_value *v = p;
+  g_free(v->name);
   free(v->data);
   free(v);
 }
@@ -38,6 +39,7 @@ bool imp_fail(imp_ctx *c, const char *node, const char *op, const char *fmt, ...
 imp_value *imp_get(imp_ctx *c, const char *name) { return name ? g_hash_table_lookup(c->values, name) : NULL; }
 
 static imp_value *put(imp_ctx *c, const char *name, imp_value *v) {
+  v->name = g_strdup(name);
   g_hash_table_replace(c->values, g_strdup(name), v);
   return v;
 }
@@ -152,14 +154,7 @@ int imp_as(imp_ctx *c, imp_value *v, const int *perm) {
     free(src);
     if (!t) return -1;
     /* a name of its own: the same constant may be needed in two layouts */
-    const char *base = NULL;
-    GHashTableIter it;
-    gpointer key, val;
-    g_hash_table_iter_init(&it, c->values);
-    while (g_hash_table_iter_next(&it, &key, &val))
-      if (val == v) base = key;
-    char *name = is_identity(perm, v->ndim) && base && nn_graph_find(c->g, base) < 0 ? g_strdup(base)
-                                                                                    : imp_name(c, base ? base : "const", "layout");
+    char *name = is_identity(perm, v->ndim) && nn_graph_find(c->g, v->name) < 0 ? g_strdup(v->name) : imp_name(c, v->name, "layout");
     int id = nn_graph_add_const(c->g, name, t, true);
     g_free(name);
     return id;

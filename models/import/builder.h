@@ -10,6 +10,7 @@
 #include "nncore/nncore.h"
 
 typedef struct {
+  char *name;                 /* its name in the source graph */
   bool is_const;
   int ndim;
   int64_t shape[NN_MAX_DIMS]; /* the source's (logical) shape */

@@ -77,6 +77,8 @@ nn_tensor *det_loss(nn_tensor *out, const det_targets *t, float *heat_loss, floa
 int det_decode(const det_config *cfg, nn_tensor *out, int b, float threshold, float iou_threshold, int max_out,
                det_box *boxes);
 
+/* Adds b to the candidates cand (*n of at most cap), keeping the cap best by score. */
+void det_keep_candidate(det_box *cand, int *n, int cap, det_box b);
 /* Class-wise non-maximum suppression: sorts cand (n) by score and writes at most max_out survivors. */
 int det_nms(det_box *cand, int n, float iou_threshold, det_box *boxes, int max_out);
 
