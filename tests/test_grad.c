@@ -250,6 +250,7 @@ TEST(grad_conv_transpose2d) {
 }
 
 FN(f_maxpool, nn_max_pool2d(in[0], 3, 2, 1))
+FN(f_maxpool_2x2, nn_max_pool2d(in[0], 2, 2, 0))
 FN(f_avgpool, nn_avg_pool2d(in[0], 2, 2, 0))
 FN(f_avgpool_pad, nn_avg_pool2d(in[0], 3, 1, 1))
 FN(f_up_nearest, nn_upsample_nearest(in[0], 7, 5))
@@ -260,6 +261,7 @@ TEST(grad_pool_resample) {
   nn_rng rng;
   nn_rng_seed(&rng, 9);
   RUN("max_pool2d", f_maxpool, RANDN(2, 2, 6, 5));
+  RUN("max_pool2d 2x2 on odd sizes", f_maxpool_2x2, RANDN(2, 3, 7, 5));
   RUN("avg_pool2d", f_avgpool, RANDN(2, 2, 6, 4));
   RUN("avg_pool2d padded", f_avgpool_pad, RANDN(1, 2, 4, 4));
   RUN("upsample nearest", f_up_nearest, RANDN(1, 2, 3, 2));

@@ -322,6 +322,60 @@ TEST(ref_conv_weight_gradients_slice_by_slice) {
   }
 }
 
+/* Max pooling, the 2x2 fast path and the general loop alike: the first maximum of each window wins
+ * (ties included), and the backward hands each output's gradient to exactly that input. */
+static void naive_max_pool(const float *x, int64_t planes, int64_t H, int64_t W, int k, int s, int p, float *y,
+                           int64_t *win, int64_t OH, int64_t OW) {
+  for (int64_t pl = 0; pl < planes; pl++)
+    for (int64_t oh = 0; oh < OH; oh++)
+      for (int64_t ow = 0; ow < OW; ow++) {
+        float best = 0;
+        int64_t bi = -1;
+        for (int kh = 0; kh < k; kh++)
+          for (int kw = 0; kw < k; kw++) {
+            int64_t ih = oh * s - p + kh, iw = ow * s - p + kw;
+            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+            float v = x[(pl * H + ih) * W + iw];
+            if (bi < 0 || v > best) best = v, bi = (pl * H + ih) * W + iw;
+          }
+        y[(pl * OH + oh) * OW + ow] = best;
+        win[(pl * OH + oh) * OW + ow] = bi;
+      }
+}
+
+TEST(ref_max_pool_matches_naive_loop) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 12);
+  int cases[][5] = {{7, 5, 2, 2, 0}, {8, 8, 2, 2, 0}, {6, 5, 3, 2, 1}, {5, 7, 3, 1, 1}, {9, 6, 2, 1, 0}};
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    int64_t H = cases[ci][0], W = cases[ci][1];
+    int k = cases[ci][2], s = cases[ci][3], p = cases[ci][4];
+    nn_tensor *x = t_randn(&rng, 4, SH(2, 3, H, W), 1.0f);
+    float *xd = nn_f32(x);
+    for (int64_t i = 0; i < nn_numel(x); i += 3) xd[i] = xd[i + 1 < nn_numel(x) ? i + 1 : i]; /* ties */
+    nn_set_requires_grad(x, true);
+    nn_tensor *y = nn_max_pool2d(x, k, s, p);
+    CHECK(y != NULL, "max_pool2d ran");
+    int64_t OH = y->shape[2], OW = y->shape[3], n = nn_numel(y);
+    float *ref = malloc((size_t)n * sizeof *ref), *g = malloc((size_t)n * sizeof *g);
+    int64_t *win = malloc((size_t)n * sizeof *win);
+    naive_max_pool(xd, 6, H, W, k, s, p, ref, win, OH, OW);
+    CHECK(max_diff_t(y, ref) == 0.0, "max_pool2d k%d s%d p%d on %lldx%lld: values equal the naive loop's", k, s, p,
+          (long long)H, (long long)W);
+    nn_tensor *gy = nn_tensor_new(NN_F32, 4, y->shape);
+    for (int64_t i = 0; i < n; i++) nn_f32(gy)[i] = g[i] = (float)(i % 7) + 1.0f;
+    nn_backward_with(y, gy);
+    float *want = calloc((size_t)nn_numel(x), sizeof *want);
+    for (int64_t i = 0; i < n; i++) want[win[i]] += g[i];
+    CHECK(x->grad && max_diff_t(x->grad, want) == 0.0, "max_pool2d k%d s%d p%d: the gradient goes to the first maximum",
+          k, s, p);
+    free(ref), free(g), free(win), free(want);
+    nn_tensor_free(gy);
+    nn_tensor_free(x);
+    nn_arena_reset(nn_arena_current());
+  }
+}
+
 TEST(ref_matmul_matches_naive) {
   nn_rng rng;
   nn_rng_seed(&rng, 23);
