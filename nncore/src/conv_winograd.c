@@ -30,9 +30,13 @@ typedef struct {
   int64_t ocp;        /* output channels rounded up to OCB */
 } wino_geom;
 
+/* Long chunks start on a register tile; short ones (a small image split between threads) do not, or
+ * rounding would leave one thread empty-handed (64 tiles in chunks of 0, 24 and 40). */
 static int64_t chunk_start(const wino_geom *w, int64_t ch) {
   int64_t tiles = w->th * w->tw;
-  return ch >= w->chunks ? tiles : tiles * ch / w->chunks / TILE * TILE;
+  if (ch >= w->chunks) return tiles;
+  int64_t s = tiles * ch / w->chunks;
+  return tiles >= 4 * TILE * w->chunks ? s / TILE * TILE : s;
 }
 
 /* Chunking changes no result (every output is computed the same way in any chunk), so it may follow the
@@ -45,7 +49,7 @@ static wino_geom wino_of(const nn_direct_geom *g, int m) {
   w.th = (g->OH + m - 1) / m;
   w.tw = (g->OW + m - 1) / m;
   w.ocp = (g->OC + OCB - 1) / OCB * OCB;
-  int64_t tiles = w.th * w.tw, nt = nn_get_num_threads(), blocks = (tiles + TILE - 1) / TILE;
+  int64_t tiles = w.th * w.tw, nt = nn_get_num_threads();
   int64_t limit = 16384 / (g->C + w.ocp) / TILE * TILE;
   if (limit < TILE) limit = TILE;
   int64_t chunks = (tiles + limit - 1) / limit;
@@ -53,7 +57,7 @@ static wino_geom wino_of(const nn_direct_geom *g, int m) {
     if (chunks < 2 * nt) chunks = 2 * nt;
     chunks = (chunks + nt - 1) / nt * nt;
   }
-  w.chunks = chunks < blocks ? chunks : blocks;
+  w.chunks = chunks < tiles ? chunks : tiles;
   w.pc = TILE;
   for (int64_t ch = 0; ch < w.chunks; ch++) {
     int64_t len = chunk_start(&w, ch + 1) - chunk_start(&w, ch);
