@@ -121,6 +121,55 @@ TEST(ref_conv2d_fast_paths_match_naive_loop) {
   nn_set_num_threads(0);
 }
 
+/* The AVX2 and AVX-512 kernels run the same FMA chain per output: forward, data and weight gradients on
+ * the direct and Winograd paths give the same bits under either (on a CPU with AVX-512). */
+static void conv_fwd_bwd(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p, float **out, int64_t *n) {
+  nn_zero_grad(x), nn_zero_grad(w), nn_zero_grad(b);
+  nn_tensor *y = nn_conv2d(x, w, b, p);
+  nn_tensor *loss = nn_sum_all(nn_mul(y, y));
+  nn_backward(loss);
+  int64_t ny = nn_numel(y), nx = nn_numel(x), nw = nn_numel(w);
+  *n = ny + nx + nw;
+  *out = malloc((size_t)*n * sizeof(float));
+  memcpy(*out, nn_f32(y), (size_t)ny * 4);
+  memcpy(*out + ny, nn_f32(x->grad), (size_t)nx * 4);
+  memcpy(*out + ny + nx, nn_f32(w->grad), (size_t)nw * 4);
+  nn_arena_reset(nn_arena_current());
+}
+
+TEST(ref_conv_isas_give_the_same_bits) {
+  const char *start = nn_conv_isa();
+  if (strcmp(start, "avx512") != 0) {
+    printf("  (no AVX-512 here: %s kernels only, nothing to compare)\n", start);
+    return;
+  }
+  nn_rng rng;
+  nn_rng_seed(&rng, 34);
+  struct { int64_t N, C, H, W, OC, K; int s, pd; } cases[] = {
+      {2, 3, 33, 31, 16, 3, 1, 1}, {2, 64, 12, 17, 64, 3, 1, 1}, {1, 16, 20, 22, 64, 5, 2, 2}, {1, 12, 17, 9, 10, 4, 3, 1}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    __typeof__(cases[0]) c = cases[i];
+    nn_conv_params p = nn_conv_defaults();
+    p.stride_h = p.stride_w = c.s;
+    p.pad_h = p.pad_w = c.pd;
+    nn_tensor *x = RANDN(c.N, c.C, c.H, c.W), *w = RANDN(c.OC, c.C, c.K, c.K), *b = RANDN(c.OC);
+    nn_set_requires_grad(x, true), nn_set_requires_grad(w, true), nn_set_requires_grad(b, true);
+    float *r512, *r2;
+    int64_t n512, n2;
+    nn_set_conv_isa("avx512");
+    conv_fwd_bwd(x, w, b, p, &r512, &n512);
+    nn_set_conv_isa("avx2");
+    CHECK(strcmp(nn_conv_isa(), "avx2") == 0, "the ISA can be capped at avx2");
+    conv_fwd_bwd(x, w, b, p, &r2, &n2);
+    CHECK(n512 == n2 && memcmp(r512, r2, (size_t)n2 * 4) == 0, "case %zu: avx2 and avx512 differ", i);
+    free(r512), free(r2);
+    nn_tensor_free(x), nn_tensor_free(w), nn_tensor_free(b);
+  }
+  CHECK(!nn_set_conv_isa("sse9"), "an unknown ISA is refused");
+  nn_set_conv_isa(start);
+  CHECK(strcmp(nn_conv_isa(), start) == 0, "back to %s", start);
+}
+
 /* An inference copy (batch norm folded in, ReLU fused, filters packed) against the three layers it replaces,
  * for shapes on the direct, Winograd and GEMM paths; and it is a snapshot of the weights it was made from. */
 TEST(ref_conv_infer_matches_conv_bn_relu) {

@@ -7,8 +7,10 @@
  * (kh, kw) of output (oh, ow) is plane[kh % sh][kw % sw][oh + kh / sh][ow + kw / sw]. Outputs are
  * numbered p = oh * Wq + ow (the Wq - OW columns past each row are computed and dropped); then every tap
  * of a run of consecutive p is a contiguous run of one plane at a fixed offset. A tile is 4 output
- * channels x 24 consecutive p: 12 accumulators, and each (channel, tap) step is 3 loads, 4 broadcasts
- * and 12 FMAs. Tiles are grouped so that a group's slice of the planes stays in L2 while every
+ * channels x 48 consecutive p. With AVX-512 that is 12 accumulators, and each (channel, tap) step is
+ * 3 loads, 4 broadcasts and 12 FMAs; with AVX2 the same tile runs as two halves of 24 in the same
+ * shape. Every output is the same chain of single-precision FMAs on either ISA, so the two give the
+ * same bits. Tiles are grouped so that a group's slice of the planes stays in L2 while every
  * output-channel block passes over it. */
 #include "conv_direct.h"
 
@@ -25,21 +27,52 @@
 enum { OCB = NN_DIRECT_OCB, TILE = NN_DIRECT_TILE };
 
 /* NNCORE_CONV=gemm (im2col + GEMM only) or =direct (no Winograd) picks a path by hand, for
- * benchmarks and for telling the paths apart; unset, every path the CPU runs is used. */
-static int conv_mode(void) {
-  static int cached = -1;
-  if (cached < 0) {
-    int mode = 0;
+ * benchmarks and for telling the paths apart; unset, every path the CPU runs is used.
+ * NNCORE_ISA=generic|avx2|avx512 caps the instruction set of the kernels (generic: im2col + GEMM), so
+ * one machine can test every path; a level the CPU lacks falls back to the best one it has. */
+static int g_isa = -1;  /* 0 generic, 1 AVX2 + FMA, 2 AVX-512 */
+static int g_mode = -1; /* 0 GEMM only, 1 direct, 2 direct and Winograd */
+
+static int cpu_isa(void) {
+  int isa = 0;
 #ifdef NN_DIRECT_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) mode = 2;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = 1;
+  if (isa && __builtin_cpu_supports("avx512f")) isa = 2;
 #endif
-    const char *e = getenv("NNCORE_CONV");
-    if (e && strcmp(e, "gemm") == 0) mode = 0;
-    if (e && strcmp(e, "direct") == 0 && mode) mode = 1;
-    cached = mode;
-  }
-  return cached;
+  return isa;
+}
+
+static int isa_level(const char *name) {
+  return !name ? 3 : !strcmp(name, "generic") ? 0 : !strcmp(name, "avx2") ? 1 : !strcmp(name, "avx512") ? 2 : -1;
+}
+
+static void choose(int cap) {
+  int isa = cpu_isa();
+  if (cap >= 0 && cap < isa) isa = cap;
+  int mode = isa ? 2 : 0;
+  const char *e = getenv("NNCORE_CONV");
+  if (e && strcmp(e, "gemm") == 0) mode = 0;
+  if (e && strcmp(e, "direct") == 0 && mode) mode = 1;
+  g_isa = isa;
+  g_mode = mode;
+}
+
+static int conv_mode(void) {
+  if (g_mode < 0) choose(isa_level(getenv("NNCORE_ISA")));
+  return g_mode;
+}
+
+const char *nn_conv_isa(void) {
+  conv_mode();
+  return g_isa == 2 ? "avx512" : g_isa == 1 ? "avx2" : "generic";
+}
+
+bool nn_set_conv_isa(const char *isa) {
+  int cap = isa_level(isa);
+  if (cap < 0 || cap > 2) return false;
+  choose(cap);
+  return true;
 }
 
 bool nn_conv_direct_available(void) { return conv_mode() >= 1; }
@@ -228,10 +261,76 @@ __attribute__((target("avx2,fma"))) static void tile_avx2(const float *xs, int64
 }
 #endif
 
+#ifdef NN_DIRECT_X86
+__attribute__((target("avx512f"))) static void tile_avx512(const float *xs, int64_t chan, int64_t C,
+                                                            const int64_t *toff, int T, const float *wp,
+                                                            const float *bias, int flags, float *o,
+                                                            int64_t ldo) {
+  __m512 a00 = _mm512_set1_ps(bias[0]), a01 = a00, a02 = a00;
+  __m512 a10 = _mm512_set1_ps(bias[1]), a11 = a10, a12 = a10;
+  __m512 a20 = _mm512_set1_ps(bias[2]), a21 = a20, a22 = a20;
+  __m512 a30 = _mm512_set1_ps(bias[3]), a31 = a30, a32 = a30;
+  if (flags & NN_DIRECT_ACCUMULATE) {
+    const float *r = o;
+    a00 = _mm512_add_ps(_mm512_loadu_ps(r), a00), a01 = _mm512_add_ps(_mm512_loadu_ps(r + 16), a01);
+    a02 = _mm512_add_ps(_mm512_loadu_ps(r + 32), a02), r += ldo;
+    a10 = _mm512_add_ps(_mm512_loadu_ps(r), a10), a11 = _mm512_add_ps(_mm512_loadu_ps(r + 16), a11);
+    a12 = _mm512_add_ps(_mm512_loadu_ps(r + 32), a12), r += ldo;
+    a20 = _mm512_add_ps(_mm512_loadu_ps(r), a20), a21 = _mm512_add_ps(_mm512_loadu_ps(r + 16), a21);
+    a22 = _mm512_add_ps(_mm512_loadu_ps(r + 32), a22), r += ldo;
+    a30 = _mm512_add_ps(_mm512_loadu_ps(r), a30), a31 = _mm512_add_ps(_mm512_loadu_ps(r + 16), a31);
+    a32 = _mm512_add_ps(_mm512_loadu_ps(r + 32), a32);
+  }
+  for (int64_t c = 0; c < C; c++, xs += chan) {
+    for (int t = 0; t < T; t++, wp += OCB) {
+      const float *s = xs + toff[t];
+      __m512 x0 = _mm512_loadu_ps(s), x1 = _mm512_loadu_ps(s + 16), x2 = _mm512_loadu_ps(s + 32);
+      __m512 w = _mm512_set1_ps(wp[0]);
+      a00 = _mm512_fmadd_ps(w, x0, a00);
+      a01 = _mm512_fmadd_ps(w, x1, a01);
+      a02 = _mm512_fmadd_ps(w, x2, a02);
+      w = _mm512_set1_ps(wp[1]);
+      a10 = _mm512_fmadd_ps(w, x0, a10);
+      a11 = _mm512_fmadd_ps(w, x1, a11);
+      a12 = _mm512_fmadd_ps(w, x2, a12);
+      w = _mm512_set1_ps(wp[2]);
+      a20 = _mm512_fmadd_ps(w, x0, a20);
+      a21 = _mm512_fmadd_ps(w, x1, a21);
+      a22 = _mm512_fmadd_ps(w, x2, a22);
+      w = _mm512_set1_ps(wp[3]);
+      a30 = _mm512_fmadd_ps(w, x0, a30);
+      a31 = _mm512_fmadd_ps(w, x1, a31);
+      a32 = _mm512_fmadd_ps(w, x2, a32);
+    }
+  }
+  if (flags & NN_DIRECT_RELU) {
+    __m512 z = _mm512_setzero_ps();
+    a00 = _mm512_max_ps(a00, z), a01 = _mm512_max_ps(a01, z), a02 = _mm512_max_ps(a02, z);
+    a10 = _mm512_max_ps(a10, z), a11 = _mm512_max_ps(a11, z), a12 = _mm512_max_ps(a12, z);
+    a20 = _mm512_max_ps(a20, z), a21 = _mm512_max_ps(a21, z), a22 = _mm512_max_ps(a22, z);
+    a30 = _mm512_max_ps(a30, z), a31 = _mm512_max_ps(a31, z), a32 = _mm512_max_ps(a32, z);
+  }
+  _mm512_storeu_ps(o, a00), _mm512_storeu_ps(o + 16, a01), _mm512_storeu_ps(o + 32, a02);
+  o += ldo;
+  _mm512_storeu_ps(o, a10), _mm512_storeu_ps(o + 16, a11), _mm512_storeu_ps(o + 32, a12);
+  o += ldo;
+  _mm512_storeu_ps(o, a20), _mm512_storeu_ps(o + 16, a21), _mm512_storeu_ps(o + 32, a22);
+  o += ldo;
+  _mm512_storeu_ps(o, a30), _mm512_storeu_ps(o + 16, a31), _mm512_storeu_ps(o + 32, a32);
+}
+#endif
+
 void nn_direct_tile(const float *xs, int64_t chan, int64_t C, const int64_t *toff, int T, const float *wp,
                     const float *bias, int flags, float *out, int64_t ldo) {
 #ifdef NN_DIRECT_X86
+  if (g_isa < 0) conv_mode();
+  if (g_isa == 2) {
+    tile_avx512(xs, chan, C, toff, T, wp, bias, flags, out, ldo);
+    return;
+  }
+  /* the two halves of the tile, each the AVX2 kernel's 4 x 24 */
   tile_avx2(xs, chan, C, toff, T, wp, bias, flags, out, ldo);
+  tile_avx2(xs + TILE / 2, chan, C, toff, T, wp, bias, flags, out + TILE / 2, ldo);
 #else
   (void)xs, (void)chan, (void)C, (void)toff, (void)T, (void)wp, (void)bias, (void)flags, (void)out, (void)ldo;
 #endif

@@ -15,13 +15,14 @@ typedef struct {
 } nn_direct_geom;
 
 /* Register tile: NN_DIRECT_OCB output channels x NN_DIRECT_TILE consecutive outputs. */
-enum { NN_DIRECT_OCB = 4, NN_DIRECT_TILE = 24 };
+enum { NN_DIRECT_OCB = 4, NN_DIRECT_TILE = 48 };
 /* flags: max(0, .) on the result; add the result to what the output already holds */
 enum { NN_DIRECT_RELU = 1, NN_DIRECT_ACCUMULATE = 2 };
 
-/* Whether this CPU runs the kernels (AVX2 + FMA) and NNCORE_CONV allows them. Read once. */
+/* Whether this CPU runs the kernels (AVX2 + FMA) and NNCORE_CONV / NNCORE_ISA allow them. Read once. */
 bool nn_conv_direct_available(void);
 bool nn_conv_winograd_available(void);
+
 
 /* Floats needed by the packed weights and by the rearranged input of one image. */
 size_t nn_conv_direct_packed_floats(const nn_direct_geom *g);

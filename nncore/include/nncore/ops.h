@@ -91,6 +91,12 @@ typedef struct {
 nn_conv_params nn_conv_defaults(void);
 /* x[N,C,H,W], w[OC, C/groups, KH, KW], b[OC] or NULL. */
 nn_tensor *nn_conv2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p);
+/* The instruction set of the convolution kernels: "avx512", "avx2" or "generic" (im2col + GEMM).
+ * The best the CPU has, capped by the environment variable NNCORE_ISA. nn_set_conv_isa caps it at run
+ * time (false when the name is unknown; a level the CPU lacks gives the best one below it); call it
+ * before packing layers for inference. avx2 and avx512 give the same bits. */
+const char *nn_conv_isa(void);
+bool nn_set_conv_isa(const char *isa);
 /* x[N,C,H,W], w[C, OC/groups, KH, KW], b[OC] or NULL. */
 nn_tensor *nn_conv_transpose2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p);
 nn_tensor *nn_max_pool2d(nn_tensor *x, int k, int stride, int pad);
