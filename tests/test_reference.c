@@ -395,7 +395,7 @@ static void naive_max_pool(const float *x, int64_t planes, int64_t H, int64_t W,
 TEST(ref_max_pool_matches_naive_loop) {
   nn_rng rng;
   nn_rng_seed(&rng, 12);
-  int cases[][5] = {{7, 5, 2, 2, 0}, {8, 8, 2, 2, 0}, {6, 5, 3, 2, 1}, {5, 7, 3, 1, 1}, {9, 6, 2, 1, 0}};
+  int cases[][5] = {{7, 5, 2, 2, 0}, {8, 8, 2, 2, 0}, {6, 37, 2, 2, 0}, {5, 34, 2, 2, 0}, {6, 5, 3, 2, 1}, {5, 7, 3, 1, 1}, {9, 6, 2, 1, 0}};
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
     int64_t H = cases[ci][0], W = cases[ci][1];
     int k = cases[ci][2], s = cases[ci][3], p = cases[ci][4];

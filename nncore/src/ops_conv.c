@@ -662,12 +662,79 @@ typedef struct {
 
 static bool pool_is_2x2(const pool_ctx *c) { return c->k == 2 && c->s == 2 && c->p == 0; }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* 8 outputs of a 2x2 window row: the even and odd columns of 16 floats of each input row. */
+__attribute__((target("avx2"))) static inline void even_odd8(const float *r, __m256 *ev, __m256 *od) {
+  __m256 a = _mm256_loadu_ps(r), b = _mm256_loadu_ps(r + 8);
+  __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+  *ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8));
+  *od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xd8));
+}
+
+/* The scalar loop's order, 8 outputs at a time: a later tap wins only when strictly larger. */
+__attribute__((target("avx2"))) static int64_t max_pool_2x2_row_avx2(const float *r0, const float *r1, int64_t OW,
+                                                                     float *y, int32_t *a) {
+  int64_t ow = 0;
+  for (; ow + 8 <= OW; ow += 8) {
+    __m256 v0, v1, v2, v3;
+    even_odd8(r0 + 2 * ow, &v0, &v1);
+    even_odd8(r1 + 2 * ow, &v2, &v3);
+    __m256 best = v0;
+    __m256i bi = _mm256_setzero_si256();
+    __m256 gt = _mm256_cmp_ps(v1, best, _CMP_GT_OQ);
+    best = _mm256_blendv_ps(best, v1, gt), bi = _mm256_blendv_epi8(bi, _mm256_set1_epi32(1), _mm256_castps_si256(gt));
+    gt = _mm256_cmp_ps(v2, best, _CMP_GT_OQ);
+    best = _mm256_blendv_ps(best, v2, gt), bi = _mm256_blendv_epi8(bi, _mm256_set1_epi32(2), _mm256_castps_si256(gt));
+    gt = _mm256_cmp_ps(v3, best, _CMP_GT_OQ);
+    best = _mm256_blendv_ps(best, v3, gt), bi = _mm256_blendv_epi8(bi, _mm256_set1_epi32(3), _mm256_castps_si256(gt));
+    _mm256_storeu_ps(y + ow, best);
+    _mm256_storeu_si256((__m256i *)(a + ow), bi);
+  }
+  return ow;
+}
+
+/* The gradient of 8 windows: each output's value to the tap that won, zeros to the other three. */
+__attribute__((target("avx2"))) static int64_t max_pool_2x2_bw_row_avx2(const float *g, const int32_t *a, int64_t OW,
+                                                                        float *r0, float *r1) {
+  int64_t ow = 0;
+  for (; ow + 8 <= OW; ow += 8) {
+    __m256 v = _mm256_loadu_ps(g + ow);
+    __m256i t = _mm256_loadu_si256((const __m256i *)(a + ow));
+    __m256 m[4];
+    for (int j = 0; j < 4; j++) m[j] = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_cmpeq_epi32(t, _mm256_set1_epi32(j))));
+    for (int r = 0; r < 2; r++) { /* interleave (tap 2r, tap 2r + 1) into 16 consecutive floats */
+      __m256 lo = _mm256_unpacklo_ps(m[2 * r], m[2 * r + 1]), hi = _mm256_unpackhi_ps(m[2 * r], m[2 * r + 1]);
+      float *d = (r ? r1 : r0) + 2 * ow;
+      _mm256_storeu_ps(d, _mm256_permute2f128_ps(lo, hi, 0x20));
+      _mm256_storeu_ps(d + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+    }
+  }
+  return ow;
+}
+#endif
+
+static bool pool_avx2(void) {
+#if defined(__x86_64__)
+  static int has = -1;
+  if (has < 0) has = strcmp(nn_conv_isa(), "generic") != 0;
+  return has;
+#else
+  return false;
+#endif
+}
+
 static void max_pool_2x2_plane(const float *x, int64_t W, int64_t OH, int64_t OW, float *y, int32_t *a) {
+  bool vec = pool_avx2();
   for (int64_t oh = 0; oh < OH; oh++) {
     const float *r0 = x + 2 * oh * W, *r1 = r0 + W;
     float *yo = y + oh * OW;
     int32_t *ao = a + oh * OW;
-    for (int64_t ow = 0; ow < OW; ow++) {
+    int64_t ow = 0;
+#if defined(__x86_64__)
+    if (vec) ow = max_pool_2x2_row_avx2(r0, r1, OW, yo, ao);
+#endif
+    for (; ow < OW; ow++) {
       float best = r0[2 * ow], v;
       int32_t bi = 0;
       v = r0[2 * ow + 1], bi = v > best ? 1 : bi, best = v > best ? v : best;
@@ -730,11 +797,16 @@ typedef struct {
  * covers (odd sizes) get zeros. */
 static void max_pool_2x2_bw_plane(const float *go, const int32_t *a, int64_t H, int64_t W, int64_t OH,
                                   int64_t OW, float *dx) {
+  bool vec = pool_avx2();
   for (int64_t oh = 0; oh < OH; oh++) {
     float *r0 = dx + 2 * oh * W, *r1 = r0 + W;
     const float *g = go + oh * OW;
     const int32_t *ai = a + oh * OW;
-    for (int64_t ow = 0; ow < OW; ow++) {
+    int64_t ow = 0;
+#if defined(__x86_64__)
+    if (vec) ow = max_pool_2x2_bw_row_avx2(g, ai, OW, r0, r1);
+#endif
+    for (; ow < OW; ow++) {
       float v = g[ow];
       int32_t t = ai[ow];
       r0[2 * ow] = t == 0 ? v : 0.0f;
