@@ -59,17 +59,23 @@ nn_node *nn_record(nn_tensor *out, const char *name, nn_backward_fn bw, int n_in
   return n;
 }
 
-/* Adds g into a dense gradient buffer, walking g's strides. */
-static void add_into(nn_tensor *dst, nn_tensor *g) {
-  int64_t n = nn_numel(dst);
-  float *d = nn_f32(dst);
-  if (nn_is_contiguous(g)) {
-    const float *s = nn_f32(g);
-    for (int64_t i = 0; i < n; i++) d[i] += s[i];
-  } else {
-    const float *s = nn_dense_f32(g);
-    for (int64_t i = 0; i < n; i++) d[i] += s[i];
-  }
+/* Gradients of activations are megabytes: the copy or sum into the buffer is split between threads
+ * (element-wise, so the bits do not depend on the count). */
+typedef struct { float *d; const float *s; bool add; } grad_copy_ctx;
+
+static void grad_copy_range(void *p, int64_t i0, int64_t i1) {
+  grad_copy_ctx *c = p;
+  if (c->add)
+    for (int64_t i = i0; i < i1; i++) c->d[i] += c->s[i];
+  else
+    memcpy(c->d + i0, c->s + i0, (size_t)(i1 - i0) * sizeof(float));
+}
+
+/* dst = g, or dst += g; g's strides are walked by nn_dense_f32 when it is a view */
+static void into_grad(nn_tensor *dst, nn_tensor *g, bool add) {
+  grad_copy_ctx c = {nn_f32(dst), nn_dense_f32(g), add};
+  if (!c.s) return;
+  nn_parallel_for(nn_numel(dst), 1 << 16, grad_copy_range, &c);
 }
 
 void nn_accum_grad(nn_tensor *t, nn_tensor *g) {
@@ -82,15 +88,15 @@ void nn_accum_grad(nn_tensor *t, nn_tensor *g) {
     if (t->persistent) {
       t->grad = nn_tensor_new(NN_F32, t->ndim, t->shape);
       if (!t->grad) return;
-      add_into(t->grad, g);
+      into_grad(t->grad, g, true);
     } else {
       t->grad = nn_empty(NN_F32, t->ndim, t->shape);
       if (!t->grad) return;
-      nn_copy_(t->grad, g);
+      into_grad(t->grad, g, false);
     }
     return;
   }
-  add_into(t->grad, g);
+  into_grad(t->grad, g, true);
 }
 
 bool nn_backward_with(nn_tensor *out, const nn_tensor *grad_out) {

@@ -489,31 +489,39 @@ size_t nn_conv_transpose_direct_scratch_floats(const nn_direct_geom *g) {
   return (size_t)(g->C * t.Hq * t.Wq + TILE + 8 + oc_blocks(g) * OCB * g->C * g->KH * g->KW);
 }
 
-void nn_conv_transpose_direct(const nn_direct_geom *g, const float *x, const float *w, const float *bias,
+/* Output phases hold disjoint sets of taps, so all of them pack into one filter-sized block, once per
+ * call; then each image is laid out once and every phase runs over it. */
+typedef struct {
+  int64_t Mh, Mw;
+  int T;
+  int64_t toff[64];
+  float *packed;
+} tphase;
+
+void nn_conv_transpose_direct(const nn_direct_geom *g, int64_t N, const float *x, const float *w, const float *bias,
                               float *scratch, float *out) {
   tplanes t = tplanes_of(g);
   /* the input, zero-padded, as one stride-1 plane per channel */
   nn_direct_geom pg = {.C = g->C, .H = g->H, .W = g->W, .sh = 1, .sw = 1, .ph = (int)t.pt, .pw = (int)t.pl};
   planes_geom q = {.Hq = t.Hq, .Wq = t.Wq, .plane = t.Hq * t.Wq, .chan = t.Hq * t.Wq};
-  prep_planes(&pg, q, x, scratch);
   float *packed = scratch + g->C * q.chan + TILE + 8;
   int64_t nob = oc_blocks(g), C = g->C;
+  tphase *ph = nn_arena_alloc(nn_arena_current(), (size_t)(g->sh * g->sw) * sizeof *ph);
+  if (!ph) return;
+  int nph = 0;
   for (int a = 0; a < g->sh; a++)
-    for (int b = 0; b < g->sw; b++) {
-      int64_t Mh = phase_len(g->OH, g->sh, a), Mw = phase_len(g->OW, g->sw, b);
-      if (Mh == 0 || Mw == 0) continue;
-      kern_ctx k = {.g = &pg, .q = q, .planes = scratch, .packed = packed, .bias = bias, .flags = 0,
-                    .out = out + a * g->OW + b, .OC = g->OC, .valid_w = Mw, .o_chan = g->OH * g->OW,
-                    .o_row = g->sh * g->OW, .o_col = g->sw};
-      k.q.L = (Mh - 1) * t.Wq + Mw;
+    for (int b = 0; b < g->sw; b++, nph++) {
+      tphase *f = &ph[nph];
+      f->Mh = phase_len(g->OH, g->sh, a), f->Mw = phase_len(g->OW, g->sw, b);
+      f->packed = packed;
       int T = 0;
       int64_t khs[64], kws[64];
       for (int64_t kh = tap0(a, g->ph, g->sh); kh < g->KH; kh += g->sh)
         for (int64_t kw = tap0(b, g->pw, g->sw); kw < g->KW; kw += g->sw, T++) {
           khs[T] = kh, kws[T] = kw;
-          k.toff[T] = ((a + g->ph - kh) / g->sh + t.pt) * t.Wq + (b + g->pw - kw) / g->sw + t.pl;
+          f->toff[T] = ((a + g->ph - kh) / g->sh + t.pt) * t.Wq + (b + g->pw - kw) / g->sw + t.pl;
         }
-      k.T = T;
+      f->T = T;
       /* packed[ob][c][t][j] = w[c][oc][kh][kw], the conv_transpose layout */
       for (int64_t ob = 0; ob < nob; ob++)
         for (int64_t c = 0; c < C; c++)
@@ -523,12 +531,29 @@ void nn_conv_transpose_direct(const nn_direct_geom *g, const float *x, const flo
               packed[((ob * C + c) * T + tt) * OCB + j] =
                   oc < g->OC ? w[((c * g->OC + oc) * g->KH + khs[tt]) * g->KW + kws[tt]] : 0.0f;
             }
-      if (T == 0) { /* no tap reaches this phase: the bias alone */
-        for (int64_t oc = 0; oc < g->OC; oc++)
-          for (int64_t m = 0; m < Mh; m++)
-            for (int64_t n = 0; n < Mw; n++) k.out[oc * k.o_chan + m * k.o_row + n * k.o_col] = bias ? bias[oc] : 0.0f;
-        continue;
-      }
-      run_kernel(&k, 1);
+      packed += nob * C * T * OCB;
     }
+  for (int64_t n = 0; n < N; n++) {
+    const float *xn = x + n * g->C * g->H * g->W;
+    float *on = out + n * g->OC * g->OH * g->OW;
+    prep_planes(&pg, q, xn, scratch);
+    for (int a = 0, i = 0; a < g->sh; a++)
+      for (int b = 0; b < g->sw; b++, i++) {
+        const tphase *f = &ph[i];
+        if (f->Mh == 0 || f->Mw == 0) continue;
+        kern_ctx k = {.g = &pg, .q = q, .planes = scratch, .packed = f->packed, .bias = bias, .flags = 0,
+                      .out = on + a * g->OW + b, .OC = g->OC, .valid_w = f->Mw, .o_chan = g->OH * g->OW,
+                      .o_row = g->sh * g->OW, .o_col = g->sw};
+        k.q.L = (f->Mh - 1) * t.Wq + f->Mw;
+        memcpy(k.toff, f->toff, sizeof k.toff);
+        k.T = f->T;
+        if (k.T == 0) { /* no tap reaches this phase: the bias alone */
+          for (int64_t oc = 0; oc < g->OC; oc++)
+            for (int64_t m = 0; m < f->Mh; m++)
+              for (int64_t c = 0; c < f->Mw; c++) k.out[oc * k.o_chan + m * k.o_row + c * k.o_col] = bias ? bias[oc] : 0.0f;
+          continue;
+        }
+        run_kernel(&k, 1);
+      }
+  }
 }

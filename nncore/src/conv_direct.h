@@ -41,10 +41,11 @@ void nn_conv_direct(const nn_direct_geom *g, const float *x, const float *packed
 
 /* Transposed convolution (groups 1, dilation 1) as sh*sw stride-1 phase convolutions on the same kernel.
  * Here C, H, W are its input, OC, OH, OW its output, w is [C, OC, KH, KW] (conv_transpose2d's layout) and
- * ph, pw its padding; output padding is just a larger OH, OW. scratch holds
+ * ph, pw its padding; output padding is just a larger OH, OW. N images, one after the other in x and
+ * out; the filters are packed once. scratch holds
  * nn_conv_transpose_direct_scratch_floats(g) floats. */
 size_t nn_conv_transpose_direct_scratch_floats(const nn_direct_geom *g);
-void nn_conv_transpose_direct(const nn_direct_geom *g, const float *x, const float *w, const float *bias,
+void nn_conv_transpose_direct(const nn_direct_geom *g, int64_t N, const float *x, const float *w, const float *bias,
                               float *scratch, float *out);
 
 /* One register tile: out[j * ldo + i] = (out[j * ldo + i] with NN_DIRECT_ACCUMULATE) + bias[j] + sum over

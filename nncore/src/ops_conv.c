@@ -301,8 +301,7 @@ static void conv2d_bw(nn_node *n, nn_tensor *gout) {
                          .OW = g->W, .sh = g->sh, .sw = g->sw, .ph = g->ph, .pw = g->pw};
     float *scratch = nn_arena_alloc(nn_arena_current(), nn_conv_transpose_direct_scratch_floats(&tg) * sizeof(float));
     if (!dx || !scratch) return;
-    for (int64_t bn = 0; bn < ci->N; bn++)
-      nn_conv_transpose_direct(&tg, gd + bn * ci->OC * OHW, wd, NULL, scratch, nn_f32(dx) + bn * g->C * HW);
+    nn_conv_transpose_direct(&tg, ci->N, gd, wd, NULL, scratch, nn_f32(dx));
     nn_accum_grad(x, dx);
   } else if (nn_needs_grad(x)) {
     gx = nn_zeros(NN_F32, x->ndim, x->shape);
@@ -625,8 +624,7 @@ nn_tensor *nn_conv_transpose2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv
     float *scratch = nn_arena_alloc(nn_arena_current(), nn_conv_transpose_direct_scratch_floats(&dg) * sizeof(float));
     if (!out || !xc || !wc || !scratch) return NULL;
     const float *bd = b ? nn_dense_f32(b) : NULL;
-    for (int64_t n = 0; n < N; n++)
-      nn_conv_transpose_direct(&dg, nn_f32(xc) + n * C * H * W, nn_f32(wc), bd, scratch, nn_f32(out) + n * OC * OH * OW);
+    nn_conv_transpose_direct(&dg, N, nn_f32(xc), nn_f32(wc), bd, scratch, nn_f32(out));
     return record_conv(out, "conv_transpose2d", convt_bw, x, w, b, &g, N, OC, p.groups, Cg, OCg, xc, wc);
   }
   nn_tensor *out = nn_zeros(NN_F32, 4, osh);
