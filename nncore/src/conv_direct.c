@@ -484,13 +484,19 @@ static tplanes tplanes_of(const nn_direct_geom *g) {
   return (tplanes){.pt = -lo_r, .pl = -lo_c, .Hq = hi_r - lo_r + 1, .Wq = hi_c - lo_c + 1};
 }
 
-size_t nn_conv_transpose_direct_scratch_floats(const nn_direct_geom *g) {
+static size_t tplanes_floats(const nn_direct_geom *g) {
   tplanes t = tplanes_of(g);
-  return (size_t)(g->C * t.Hq * t.Wq + TILE + 8 + oc_blocks(g) * OCB * g->C * g->KH * g->KW);
+  return (size_t)(g->C * t.Hq * t.Wq + TILE + 8 + 15) / 16 * 16;
+}
+
+/* the packed filters, then one set of planes per part of the batch */
+size_t nn_conv_transpose_direct_scratch_floats(const nn_direct_geom *g, int64_t N) {
+  return (size_t)(oc_blocks(g) * OCB * g->C * g->KH * g->KW) + (size_t)nn_batch_parts(N) * tplanes_floats(g);
 }
 
 /* Output phases hold disjoint sets of taps, so all of them pack into one filter-sized block, once per
- * call; then each image is laid out once and every phase runs over it. */
+ * call; then each image is laid out once and every phase runs over it. A batch is split by images
+ * between the threads. */
 typedef struct {
   int64_t Mh, Mw;
   int T;
@@ -498,13 +504,49 @@ typedef struct {
   float *packed;
 } tphase;
 
+typedef struct {
+  const nn_direct_geom *g;
+  tplanes t;
+  const tphase *ph;
+  const float *x, *bias;
+  float *out, *planes;
+} tconv_ctx;
+
+static void tconv_images(void *p, int part, int64_t n0, int64_t n1) {
+  tconv_ctx *c = p;
+  const nn_direct_geom *g = c->g;
+  tplanes t = c->t;
+  nn_direct_geom pg = {.C = g->C, .H = g->H, .W = g->W, .sh = 1, .sw = 1, .ph = (int)t.pt, .pw = (int)t.pl};
+  planes_geom q = {.Hq = t.Hq, .Wq = t.Wq, .plane = t.Hq * t.Wq, .chan = t.Hq * t.Wq};
+  float *planes = c->planes + (size_t)part * tplanes_floats(g);
+  for (int64_t n = n0; n < n1; n++) {
+    float *on = c->out + n * g->OC * g->OH * g->OW;
+    prep_planes(&pg, q, c->x + n * g->C * g->H * g->W, planes);
+    for (int a = 0, i = 0; a < g->sh; a++)
+      for (int b = 0; b < g->sw; b++, i++) {
+        const tphase *f = &c->ph[i];
+        if (f->Mh == 0 || f->Mw == 0) continue;
+        kern_ctx k = {.g = &pg, .q = q, .planes = planes, .packed = f->packed, .bias = c->bias, .flags = 0,
+                      .out = on + a * g->OW + b, .OC = g->OC, .valid_w = f->Mw, .o_chan = g->OH * g->OW,
+                      .o_row = g->sh * g->OW, .o_col = g->sw};
+        k.q.L = (f->Mh - 1) * t.Wq + f->Mw;
+        memcpy(k.toff, f->toff, sizeof k.toff);
+        k.T = f->T;
+        if (k.T == 0) { /* no tap reaches this phase: the bias alone */
+          for (int64_t oc = 0; oc < g->OC; oc++)
+            for (int64_t m = 0; m < f->Mh; m++)
+              for (int64_t j = 0; j < f->Mw; j++) k.out[oc * k.o_chan + m * k.o_row + j * k.o_col] = c->bias ? c->bias[oc] : 0.0f;
+          continue;
+        }
+        run_kernel(&k, 1);
+      }
+  }
+}
+
 void nn_conv_transpose_direct(const nn_direct_geom *g, int64_t N, const float *x, const float *w, const float *bias,
                               float *scratch, float *out) {
   tplanes t = tplanes_of(g);
-  /* the input, zero-padded, as one stride-1 plane per channel */
-  nn_direct_geom pg = {.C = g->C, .H = g->H, .W = g->W, .sh = 1, .sw = 1, .ph = (int)t.pt, .pw = (int)t.pl};
-  planes_geom q = {.Hq = t.Hq, .Wq = t.Wq, .plane = t.Hq * t.Wq, .chan = t.Hq * t.Wq};
-  float *packed = scratch + g->C * q.chan + TILE + 8;
+  float *packed = scratch;
   int64_t nob = oc_blocks(g), C = g->C;
   tphase *ph = nn_arena_alloc(nn_arena_current(), (size_t)(g->sh * g->sw) * sizeof *ph);
   if (!ph) return;
@@ -533,27 +575,11 @@ void nn_conv_transpose_direct(const nn_direct_geom *g, int64_t N, const float *x
             }
       packed += nob * C * T * OCB;
     }
-  for (int64_t n = 0; n < N; n++) {
-    const float *xn = x + n * g->C * g->H * g->W;
-    float *on = out + n * g->OC * g->OH * g->OW;
-    prep_planes(&pg, q, xn, scratch);
-    for (int a = 0, i = 0; a < g->sh; a++)
-      for (int b = 0; b < g->sw; b++, i++) {
-        const tphase *f = &ph[i];
-        if (f->Mh == 0 || f->Mw == 0) continue;
-        kern_ctx k = {.g = &pg, .q = q, .planes = scratch, .packed = f->packed, .bias = bias, .flags = 0,
-                      .out = on + a * g->OW + b, .OC = g->OC, .valid_w = f->Mw, .o_chan = g->OH * g->OW,
-                      .o_row = g->sh * g->OW, .o_col = g->sw};
-        k.q.L = (f->Mh - 1) * t.Wq + f->Mw;
-        memcpy(k.toff, f->toff, sizeof k.toff);
-        k.T = f->T;
-        if (k.T == 0) { /* no tap reaches this phase: the bias alone */
-          for (int64_t oc = 0; oc < g->OC; oc++)
-            for (int64_t m = 0; m < f->Mh; m++)
-              for (int64_t c = 0; c < f->Mw; c++) k.out[oc * k.o_chan + m * k.o_row + c * k.o_col] = bias ? bias[oc] : 0.0f;
-          continue;
-        }
-        run_kernel(&k, 1);
-      }
-  }
+  tconv_ctx c = {.g = g, .t = t, .ph = ph, .x = x, .bias = bias, .out = out,
+                 .planes = scratch + nob * OCB * C * g->KH * g->KW};
+  int parts = nn_batch_parts(N);
+  if (parts > 1)
+    nn_parallel_parts(N, parts, tconv_images, &c);
+  else
+    tconv_images(&c, 0, 0, N);
 }

@@ -43,8 +43,8 @@ void nn_conv_direct(const nn_direct_geom *g, const float *x, const float *packed
  * Here C, H, W are its input, OC, OH, OW its output, w is [C, OC, KH, KW] (conv_transpose2d's layout) and
  * ph, pw its padding; output padding is just a larger OH, OW. N images, one after the other in x and
  * out; the filters are packed once. scratch holds
- * nn_conv_transpose_direct_scratch_floats(g) floats. */
-size_t nn_conv_transpose_direct_scratch_floats(const nn_direct_geom *g);
+ * nn_conv_transpose_direct_scratch_floats(g, N) floats. */
+size_t nn_conv_transpose_direct_scratch_floats(const nn_direct_geom *g, int64_t N);
 void nn_conv_transpose_direct(const nn_direct_geom *g, int64_t N, const float *x, const float *w, const float *bias,
                               float *scratch, float *out);
 

@@ -66,6 +66,14 @@ int64_t nn_index_at(const nn_tensor *t, int64_t i);
 
 
 /* Gemm wrapper: C = alpha * op(A) op(B) + beta * C, row-major. */
+/* Batch parallelism: fn(ctx, part, i0, i1) for `parts` contiguous ranges of [0, n) (part p gets
+ * [n p / parts, n (p + 1) / parts)), one per pool thread, each running with a thread budget of 1 so the
+ * kernels it calls stay on its thread. nn_batch_parts(n) = min(n, this thread's count): size per-part
+ * scratch with it, and with nn_set_thread_budget(1) in effect for anything sized by the thread count. */
+typedef void (*nn_part_fn)(void *ctx, int part, int64_t i0, int64_t i1);
+int nn_batch_parts(int64_t n);
+void nn_parallel_parts(int64_t n, int parts, nn_part_fn fn, void *ctx);
+
 void nn_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
               int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 

@@ -208,26 +208,57 @@ static bool pack_weights(conv_path path, const nn_direct_geom *dg, const float *
   return true;
 }
 
+static size_t run_scratch_floats(conv_path path, const nn_direct_geom *dg) {
+  return path == PATH_WINOGRAD ? nn_winograd_scratch_floats(dg)
+         : is_winograd(path)   ? nn_winograd_s2_scratch_floats(dg, s2_tile(path))
+                               : nn_conv_direct_input_floats(dg);
+}
+
+typedef struct {
+  conv_path path;
+  const nn_direct_geom *dg;
+  const float *x, *packed, *bias;
+  int flags;
+  float *out, *scratch;
+  size_t scratch_floats;
+} packed_run;
+
+static void run_images(void *p, int part, int64_t n0, int64_t n1) {
+  packed_run *r = p;
+  const nn_direct_geom *dg = r->dg;
+  float *scratch = r->scratch + (size_t)part * r->scratch_floats;
+  for (int64_t n = n0; n < n1; n++) {
+    const float *xn = r->x + n * dg->C * dg->H * dg->W;
+    float *on = r->out + n * dg->OC * dg->OH * dg->OW;
+    if (r->path == PATH_WINOGRAD)
+      nn_winograd(dg, xn, r->packed, r->bias, r->flags & NN_DIRECT_RELU, scratch, on);
+    else if (is_winograd(r->path))
+      nn_winograd_s2(dg, s2_tile(r->path), xn, r->packed, r->bias, r->flags & NN_DIRECT_RELU, scratch, on);
+    else
+      nn_conv_direct(dg, xn, r->packed, r->bias, r->flags, scratch, on);
+  }
+}
+
 /* out = bias + conv(x) (+ out, with accumulate) (then ReLU) over N images with weights packed for `path`
- * (accumulate: direct path only). */
+ * (accumulate: direct path only). A batch is split by images between the threads (one synchronisation
+ * instead of a few per image, and no idle thread on small images); a single image is split inside. Each
+ * output is computed the same way either way. */
 static bool run_packed(conv_path path, const nn_direct_geom *dg, int64_t N, const float *x, const float *packed,
                        const float *bias, bool relu, bool accumulate, float *out) {
-  int flags = (relu ? NN_DIRECT_RELU : 0) | (accumulate ? NN_DIRECT_ACCUMULATE : 0);
-  size_t ns = path == PATH_WINOGRAD      ? nn_winograd_scratch_floats(dg)
-              : is_winograd(path)        ? nn_winograd_s2_scratch_floats(dg, s2_tile(path))
-                                         : nn_conv_direct_input_floats(dg);
-  float *scratch = nn_arena_alloc(nn_arena_current(), ns * sizeof(float));
-  if (!scratch) return false;
-  for (int64_t n = 0; n < N; n++) {
-    const float *xn = x + n * dg->C * dg->H * dg->W;
-    float *on = out + n * dg->OC * dg->OH * dg->OW;
-    if (path == PATH_WINOGRAD)
-      nn_winograd(dg, xn, packed, bias, relu, scratch, on);
-    else if (is_winograd(path))
-      nn_winograd_s2(dg, s2_tile(path), xn, packed, bias, relu, scratch, on);
-    else
-      nn_conv_direct(dg, xn, packed, bias, flags, scratch, on);
-  }
+  int parts = N > 1 ? nn_batch_parts(N) : 1;
+  packed_run r = {.path = path, .dg = dg, .x = x, .packed = packed, .bias = bias,
+                  .flags = (relu ? NN_DIRECT_RELU : 0) | (accumulate ? NN_DIRECT_ACCUMULATE : 0), .out = out};
+  /* Winograd sizes its scratch by the thread count: per part, that is the budget of 1 the parts run with */
+  int prev = parts > 1 ? nn_set_thread_budget(1) : 0;
+  r.scratch_floats = run_scratch_floats(path, dg);
+  if (parts > 1) nn_set_thread_budget(prev);
+  r.scratch_floats = (r.scratch_floats + 15) / 16 * 16; /* each part's scratch on its own cache lines */
+  r.scratch = nn_arena_alloc(nn_arena_current(), (size_t)parts * r.scratch_floats * sizeof(float));
+  if (!r.scratch) return false;
+  if (parts > 1)
+    nn_parallel_parts(N, parts, run_images, &r);
+  else
+    run_images(&r, 0, 0, N);
   return true;
 }
 
@@ -299,7 +330,7 @@ static void conv2d_bw(nn_node *n, nn_tensor *gout) {
     nn_tensor *dx = nn_empty(NN_F32, x->ndim, x->shape);
     nn_direct_geom tg = {.C = ci->OC, .H = g->OH, .W = g->OW, .OC = g->C, .KH = g->KH, .KW = g->KW, .OH = g->H,
                          .OW = g->W, .sh = g->sh, .sw = g->sw, .ph = g->ph, .pw = g->pw};
-    float *scratch = nn_arena_alloc(nn_arena_current(), nn_conv_transpose_direct_scratch_floats(&tg) * sizeof(float));
+    float *scratch = nn_arena_alloc(nn_arena_current(), nn_conv_transpose_direct_scratch_floats(&tg, ci->N) * sizeof(float));
     if (!dx || !scratch) return;
     nn_conv_transpose_direct(&tg, ci->N, gd, wd, NULL, scratch, nn_f32(dx));
     nn_accum_grad(x, dx);
@@ -621,7 +652,7 @@ nn_tensor *nn_conv_transpose2d(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv
     nn_direct_geom dg = {.C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW, .OH = OH, .OW = OW,
                          .sh = p.stride_h, .sw = p.stride_w, .ph = p.pad_h, .pw = p.pad_w};
     nn_tensor *out = nn_empty(NN_F32, 4, osh);
-    float *scratch = nn_arena_alloc(nn_arena_current(), nn_conv_transpose_direct_scratch_floats(&dg) * sizeof(float));
+    float *scratch = nn_arena_alloc(nn_arena_current(), nn_conv_transpose_direct_scratch_floats(&dg, N) * sizeof(float));
     if (!out || !xc || !wc || !scratch) return NULL;
     const float *bd = b ? nn_dense_f32(b) : NULL;
     nn_conv_transpose_direct(&dg, N, nn_f32(xc), nn_f32(wc), bd, scratch, nn_f32(out));

@@ -186,6 +186,31 @@ void nn_parallel_for(int64_t n, int64_t min_chunk, nn_range_fn fn, void *ctx) {
   pthread_mutex_unlock(&pool.lock);
 }
 
+int nn_batch_parts(int64_t n) {
+  int nt = nn_get_num_threads();
+  return n < nt ? (int)(n > 0 ? n : 1) : nt;
+}
+
+typedef struct {
+  nn_part_fn fn;
+  void *ctx;
+  int64_t n;
+  int parts;
+} parts_ctx;
+
+static void run_parts(void *p, int64_t p0, int64_t p1) {
+  parts_ctx *c = p;
+  int prev = nn_set_thread_budget(1);
+  for (int64_t i = p0; i < p1; i++) c->fn(c->ctx, (int)i, c->n * i / c->parts, c->n * (i + 1) / c->parts);
+  nn_set_thread_budget(prev);
+}
+
+void nn_parallel_parts(int64_t n, int parts, nn_part_fn fn, void *ctx) {
+  if (n <= 0 || parts < 1) return;
+  parts_ctx c = {fn, ctx, n, parts};
+  nn_parallel_for(parts, 1, run_parts, &c);
+}
+
 /* GEMM runs on our pool, not OpenBLAS's threads: OpenBLAS stays single-threaded
  * and we split C into fixed panels (128 or 256 columns, or 64 rows when C is tall).
  * The panels depend on the shape only, so every element is computed by the
