@@ -73,11 +73,8 @@ static int64_t weight_grad_rows(const geom *g) {
   return rows < 1 ? 1 : rows > g->OH ? g->OH : rows;
 }
 
-static float *scratch_weight_grad_col(const geom *g) {
-  return nn_arena_alloc(nn_arena_current(), (size_t)(g->C * g->KH * g->KW * weight_grad_rows(g) * g->OW) * 4);
-}
-
-/* dw[M, KK] += a[M, OH*OW] col(img)^T, one slice of output rows at a time (col: scratch_weight_grad_col) */
+/* dw[M, KK] += a[M, OH*OW] col(img)^T, one slice of output rows at a time (col: room for
+ * weight_grad_rows(g) * OW columns) */
 static void weight_grad(const geom *g, const float *img, const float *a, int64_t M, float *col, float *dw) {
   int64_t KK = g->C * g->KH * g->KW, OHW = g->OH * g->OW, step = weight_grad_rows(g);
   for (int64_t oh0 = 0; oh0 < g->OH; oh0 += step) {
@@ -313,6 +310,74 @@ static float *scratch_col(const geom *g) {
   return nn_arena_alloc(nn_arena_current(), (size_t)(g->C * g->KH * g->KW * g->OH * g->OW) * 4);
 }
 
+/* Weight gradients of a batch: the batch is cut into WG_CHUNKS fixed slices (by N alone, never by the
+ * thread count), each slice's gradient is summed on one thread into its own buffer, and the buffers
+ * are added in slice order: the bits are the same for any thread count, and two threads share the
+ * work evenly instead of splitting small GEMMs into unequal panels. */
+enum { WG_CHUNKS = 8 };
+
+typedef struct {
+  const geom *g;     /* the convolution whose input `src` is im2col'd */
+  int64_t N, groups, M; /* M: rows of the gradient per group */
+  const float *src, *a; /* dw[g][M, KK] += a[n][g][M, OH*OW] col(src[n][g])^T */
+  int64_t src_img, src_grp, a_img, a_grp;
+  float *partial, *col; /* WG_CHUNKS partial gradients; per-part im2col scratch */
+  size_t col_floats;
+  int64_t chunks, wsize;
+  bool pw;
+} wgrad_ctx;
+
+static void wgrad_chunks(void *p, int part, int64_t c0, int64_t c1) {
+  wgrad_ctx *k = p;
+  const geom *g = k->g;
+  int64_t OHW = g->OH * g->OW, KK = g->C * g->KH * g->KW;
+  float *col = k->col ? k->col + (size_t)part * k->col_floats : NULL;
+  for (int64_t ch = c0; ch < c1; ch++) {
+    float *dw = k->partial + ch * k->wsize;
+    memset(dw, 0, (size_t)k->wsize * sizeof(float));
+    for (int64_t bn = k->N * ch / k->chunks; bn < k->N * (ch + 1) / k->chunks; bn++)
+      for (int64_t gi = 0; gi < k->groups; gi++) {
+        const float *img = k->src + bn * k->src_img + gi * k->src_grp;
+        const float *a = k->a + bn * k->a_img + gi * k->a_grp;
+        if (k->pw)
+          nn_sgemm(false, true, k->M, KK, OHW, 1.0f, a, OHW, img, OHW, 1.0f, dw + gi * k->M * KK, KK);
+        else
+          weight_grad(g, img, a, k->M, col, dw + gi * k->M * KK);
+      }
+  }
+}
+
+typedef struct { const float *partial; float *out; int64_t chunks, wsize; } wsum_ctx;
+
+static void wgrad_sum(void *p, int64_t i0, int64_t i1) {
+  wsum_ctx *k = p;
+  for (int64_t i = i0; i < i1; i++) {
+    float s = k->partial[i];
+    for (int64_t c = 1; c < k->chunks; c++) s += k->partial[c * k->wsize + i];
+    k->out[i] = s;
+  }
+}
+
+/* Fills k's chunking and scratch, runs the chunks and writes their sum to gw; false: out of memory */
+static bool batch_weight_grad(wgrad_ctx *k, float *gw) {
+  const geom *g = k->g;
+  k->chunks = k->N < WG_CHUNKS ? k->N : WG_CHUNKS;
+  k->wsize = k->groups * k->M * g->C * g->KH * g->KW;
+  k->pw = is_pointwise(g);
+  int parts = nn_batch_parts(k->chunks);
+  k->col_floats = k->pw ? 0 : ((size_t)(g->C * g->KH * g->KW * weight_grad_rows(g) * g->OW) + 15) / 16 * 16;
+  k->partial = nn_arena_alloc(nn_arena_current(), (size_t)(k->chunks * k->wsize) * sizeof(float));
+  k->col = k->pw ? NULL : nn_arena_alloc(nn_arena_current(), (size_t)parts * k->col_floats * sizeof(float));
+  if (!k->partial || (!k->pw && !k->col)) return false;
+  if (parts > 1)
+    nn_parallel_parts(k->chunks, parts, wgrad_chunks, k);
+  else
+    wgrad_chunks(k, 0, 0, k->chunks);
+  wsum_ctx sc = {k->partial, gw, k->chunks, k->wsize};
+  nn_parallel_for(k->wsize, 4096, wgrad_sum, &sc);
+  return true;
+}
+
 static void conv2d_bw(nn_node *n, nn_tensor *gout) {
   nn_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
   conv_info *ci = n->extra;
@@ -321,8 +386,12 @@ static void conv2d_bw(nn_node *n, nn_tensor *gout) {
   const float *gd = nn_dense_f32(gout);
   int64_t HW = g->H * g->W, OHW = g->OH * g->OW, KK = g->C * g->KH * g->KW;
   bool pw = is_pointwise(g);
-  float *col = pw || !nn_needs_grad(w) ? NULL : scratch_weight_grad_col(g);
-  nn_tensor *gw = nn_needs_grad(w) ? nn_zeros(NN_F32, w->ndim, w->shape) : NULL;
+  nn_tensor *gw = nn_needs_grad(w) ? nn_empty(NN_F32, w->ndim, w->shape) : NULL;
+  if (gw) {
+    wgrad_ctx k = {.g = g, .N = ci->N, .groups = ci->groups, .M = ci->OCg, .src = xd, .a = gd,
+                   .src_img = ci->groups * g->C * HW, .src_grp = g->C * HW, .a_img = ci->OC * OHW, .a_grp = ci->OCg * OHW};
+    if (!batch_weight_grad(&k, nn_f32(gw))) return;
+  }
   nn_tensor *gx = NULL;
   if (nn_needs_grad(x) && pick_path(g, (int)ci->groups, ci->OC, false) != PATH_GEMM) {
     /* the data gradient is the transposed convolution of gout with the same filters: direct kernel,
@@ -338,21 +407,16 @@ static void conv2d_bw(nn_node *n, nn_tensor *gout) {
     gx = nn_zeros(NN_F32, x->ndim, x->shape);
   }
   float *dcol = gx && !pw ? scratch_col(g) : NULL;
-  for (int64_t bn = 0; bn < ci->N; bn++)
+  for (int64_t bn = 0; gx && bn < ci->N; bn++)
     for (int64_t gi = 0; gi < ci->groups; gi++) {
-      const float *img = xd + (bn * ci->groups + gi) * g->C * HW;
       const float *go = gd + (bn * ci->OC + gi * ci->OCg) * OHW;
       const float *wg = wd + gi * ci->OCg * KK;
-      if (gw && pw) nn_sgemm(false, true, ci->OCg, KK, OHW, 1.0f, go, OHW, img, OHW, 1.0f, nn_f32(gw) + gi * ci->OCg * KK, KK);
-      else if (gw) weight_grad(g, img, go, ci->OCg, col, nn_f32(gw) + gi * ci->OCg * KK);
-      if (gx) {
-        float *dimg = nn_f32(gx) + (bn * ci->groups + gi) * g->C * HW;
-        if (pw) {
-          nn_sgemm(true, false, KK, OHW, ci->OCg, 1.0f, wg, KK, go, OHW, 1.0f, dimg, OHW);
-        } else {
-          nn_sgemm(true, false, KK, OHW, ci->OCg, 1.0f, wg, KK, go, OHW, 0.0f, dcol, OHW);
-          col2im_add(g, dcol, dimg);
-        }
+      float *dimg = nn_f32(gx) + (bn * ci->groups + gi) * g->C * HW;
+      if (pw) {
+        nn_sgemm(true, false, KK, OHW, ci->OCg, 1.0f, wg, KK, go, OHW, 1.0f, dimg, OHW);
+      } else {
+        nn_sgemm(true, false, KK, OHW, ci->OCg, 1.0f, wg, KK, go, OHW, 0.0f, dcol, OHW);
+        col2im_add(g, dcol, dimg);
       }
     }
   if (gx) nn_accum_grad(x, gx);
@@ -589,9 +653,16 @@ static void convt_bw(nn_node *n, nn_tensor *gout) {
   const float *gd = nn_dense_f32(gout);
   int64_t inHW = g->OH * g->OW, outHW = g->H * g->W, KK = g->C * g->KH * g->KW;
   int64_t Cin = x->shape[1];
-  nn_tensor *gw = nn_needs_grad(w) ? nn_zeros(NN_F32, w->ndim, w->shape) : NULL;
   nn_tensor *gx = NULL;
   conv_path path = nn_needs_grad(x) ? pick_path(g, (int)ci->groups, Cin, false) : PATH_GEMM;
+  /* with the data gradient on the GEMM path, the weight gradient shares its columns of gout (below) */
+  bool gemm_dx = nn_needs_grad(x) && path == PATH_GEMM;
+  nn_tensor *gw = nn_needs_grad(w) ? (gemm_dx ? nn_zeros : nn_empty)(NN_F32, w->ndim, w->shape) : NULL;
+  if (gw && !gemm_dx) {
+    wgrad_ctx k = {.g = g, .N = ci->N, .groups = ci->groups, .M = ci->Cg, .src = gd, .a = xd,
+                   .src_img = ci->OC * outHW, .src_grp = ci->OCg * outHW, .a_img = Cin * inHW, .a_grp = ci->Cg * inHW};
+    if (!batch_weight_grad(&k, nn_f32(gw))) return;
+  }
   if (nn_needs_grad(x) && path != PATH_GEMM) {
     /* the data gradient is the plain convolution of gout with the same filters (every element written) */
     nn_tensor *dx = nn_empty(NN_F32, x->ndim, x->shape);
@@ -600,21 +671,17 @@ static void convt_bw(nn_node *n, nn_tensor *gout) {
   } else if (nn_needs_grad(x)) {
     gx = nn_zeros(NN_F32, x->ndim, x->shape);
   }
-  if (!gx && !gw) {
+  if (!gx) {
+    if (gw) nn_accum_grad(w, gw);
     if (nn_needs_grad(b)) bias_grad(b, gd, ci->N, ci->OC, outHW);
     return;
   }
-  /* only the weights need the columns of gout: a slice at a time (weight_grad) */
-  float *col = gx ? scratch_col(g) : scratch_weight_grad_col(g);
+  float *col = scratch_col(g);
   if (!col) return;
   for (int64_t bn = 0; bn < ci->N; bn++)
     for (int64_t gi = 0; gi < ci->groups; gi++) {
       const float *go = gd + (bn * ci->OC + gi * ci->OCg) * outHW;
       const float *xin = xd + (bn * Cin + gi * ci->Cg) * inHW;
-      if (!gx) {
-        weight_grad(g, go, xin, ci->Cg, col, nn_f32(gw) + gi * ci->Cg * KK);
-        continue;
-      }
       im2col(g, go, col);
       nn_sgemm(false, false, ci->Cg, inHW, KK, 1.0f, wd + gi * ci->Cg * KK, KK, col, inHW, 1.0f,
                nn_f32(gx) + (bn * Cin + gi * ci->Cg) * inHW, inHW);
