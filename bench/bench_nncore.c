@@ -35,7 +35,7 @@ static double time_case(void (*fn)(void *), void *ctx) {
   double t[200];
   int n = 0;
   double start = now_ms();
-  while (n < 200 && (n < 5 || now_ms() - start < 1000)) {
+  while (n < 200 && (n < 5 || now_ms() - start < (getenv("BENCH_MS") ? atof(getenv("BENCH_MS")) : 1000))) {
     double t0 = now_ms();
     fn(ctx);
     t[n++] = now_ms() - t0;

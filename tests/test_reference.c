@@ -328,6 +328,64 @@ TEST(ref_conv_transpose2d_data_gradient_on_the_fast_paths) {
 /* Weight gradients on shapes large enough that they go a slice of output rows at a time, against the sums
  * written out: conv2d dw[o][c][kh][kw] = sum g[o][i][j] x[c][i*s-p+kh][j*s-p+kw]; the transposed
  * convolution's dw[c][o][kh][kw] = sum x[c][i][j] g[o][i*s-p+kh][j*s-p+kw]. */
+/* Weight gradients on the direct kernel (no im2col) for batches: output channels past one 32-lane block
+ * and not a multiple of 8, rows not a multiple of 8, strides, 16 taps in groups; against the sums, and
+ * the same bits for 1 and 2 threads (the batch goes in fixed slices). */
+TEST(ref_conv_weight_gradient_batches) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 26);
+  struct { int64_t N, C, H, W, OC, K; int s, pd; } cases[] = {{3, 5, 23, 23, 37, 3, 2, 1}, {2, 6, 19, 21, 9, 4, 1, 2},
+                                                               {9, 3, 12, 10, 16, 3, 1, 1}};
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    __typeof__(cases[0]) c = cases[ci];
+    nn_conv_params p = nn_conv_defaults();
+    p.stride_h = p.stride_w = c.s;
+    p.pad_h = p.pad_w = c.pd;
+    nn_tensor *x = RANDN(c.N, c.C, c.H, c.W), *w = RANDN(c.OC, c.C, c.K, c.K);
+    nn_set_requires_grad(w, true);
+    float *gw[2];
+    int64_t OH = 0, OW = 0;
+    nn_tensor *g = NULL;
+    for (int t = 0; t < 2; t++) {
+      nn_set_num_threads(t + 1);
+      nn_zero_grad(w);
+      nn_tensor *y = nn_conv2d(x, w, NULL, p);
+      OH = y->shape[2], OW = y->shape[3];
+      if (!g) {
+        nn_no_grad_begin();
+        g = t_randn(&rng, 4, y->shape, 1.0f);
+        nn_no_grad_end();
+      }
+      nn_backward(nn_sum_all(nn_mul(y, g)));
+      gw[t] = malloc((size_t)nn_numel(w) * 4);
+      memcpy(gw[t], nn_f32(w->grad), (size_t)nn_numel(w) * 4);
+      nn_arena_reset(nn_arena_current());
+    }
+    nn_set_num_threads(0);
+    double maxd = 0, scale = 0;
+    for (int64_t oc = 0; oc < c.OC; oc++)
+      for (int64_t ch = 0; ch < c.C; ch++)
+        for (int64_t kh = 0; kh < c.K; kh++)
+          for (int64_t kw = 0; kw < c.K; kw++) {
+            double ref = 0;
+            for (int64_t n = 0; n < c.N; n++)
+              for (int64_t i = 0; i < OH; i++)
+                for (int64_t j = 0; j < OW; j++) {
+                  int64_t ih = i * c.s - c.pd + kh, iw = j * c.s - c.pd + kw;
+                  if (ih < 0 || ih >= c.H || iw < 0 || iw >= c.W) continue;
+                  ref += (double)nn_f32(g)[((n * c.OC + oc) * OH + i) * OW + j] *
+                         nn_f32(x)[((n * c.C + ch) * c.H + ih) * c.W + iw];
+                }
+            maxd = fmax(maxd, fabs(ref - gw[0][((oc * c.C + ch) * c.K + kh) * c.K + kw]));
+            scale = fmax(scale, fabs(ref));
+          }
+    CHECK(maxd < 1e-4 * (1 + scale), "case %zu: weight gradient differs from the sums by %g (of %g)", ci, maxd, scale);
+    CHECK(memcmp(gw[0], gw[1], (size_t)nn_numel(w) * 4) == 0, "case %zu: 1 and 2 threads differ", ci);
+    free(gw[0]), free(gw[1]);
+    nn_tensor_free(x), nn_tensor_free(w), nn_tensor_free(g);
+  }
+}
+
 TEST(ref_conv_weight_gradients_slice_by_slice) {
   nn_rng rng;
   nn_rng_seed(&rng, 25);

@@ -583,3 +583,162 @@ void nn_conv_transpose_direct(const nn_direct_geom *g, int64_t N, const float *x
   else
     tconv_images(&c, 0, 0, N);
 }
+
+/* ------------------------------------------------------ weight gradient */
+/* dW[oc][c][t] = sum over p of gy[oc][p] * x_t[c][p], the same phase planes and output numbering as
+ * the forward kernel (x_t[c][p] = planes[c * chan + toff[t] + p]). No im2col: the planes are read in
+ * place. Lanes run over output channels: gy is transposed once per image to gyT[p][OCP], and a tile is
+ * WG_OCB output channels x up to WG_TAPS taps of one input channel, each step one or two vector loads
+ * of gyT, one broadcast per tap and an FMA per (tap, vector). Every accumulator lane sums its positions
+ * in order p = 0, 1, ... (through memory at block edges), so AVX2 (16 channels per tile) and AVX-512
+ * (32) give the same bits. Positions go in blocks that keep gyT and the planes' block in L2. */
+enum { WG_OCB = 32, WG_PB = 256, WG_TAPS = 9 };
+
+int64_t nn_conv_wgrad_ocp(const nn_direct_geom *g) { return (g->OC + WG_OCB - 1) / WG_OCB * WG_OCB; }
+
+static size_t wgrad_planes_floats(const nn_direct_geom *g) { return (nn_conv_direct_input_floats(g) + 15) / 16 * 16; }
+
+size_t nn_conv_wgrad_scratch_floats(const nn_direct_geom *g) {
+  planes_geom q = planes_of(g);
+  return wgrad_planes_floats(g) + (size_t)(q.L * nn_conv_wgrad_ocp(g));
+}
+
+#ifdef NN_DIRECT_X86
+#define WG_KERNEL512(M)                                                                                          \
+  __attribute__((target("avx512f"))) static void wg512_##M(const float *gyT, int64_t ocp, const float *xc,       \
+                                                           const int64_t *toff, int64_t p0, int64_t p1, float *acc) { \
+    __m512 a[M][2];                                                                                              \
+    for (int j = 0; j < M; j++) a[j][0] = _mm512_loadu_ps(acc + j * ocp), a[j][1] = _mm512_loadu_ps(acc + j * ocp + 16); \
+    for (int64_t p = p0; p < p1; p++) {                                                                          \
+      __m512 y0 = _mm512_loadu_ps(gyT + p * ocp), y1 = _mm512_loadu_ps(gyT + p * ocp + 16);                      \
+      _Pragma("GCC unroll 9") for (int j = 0; j < M; j++) {                                                      \
+        __m512 b = _mm512_set1_ps(xc[toff[j] + p]);                                                              \
+        a[j][0] = _mm512_fmadd_ps(b, y0, a[j][0]);                                                               \
+        a[j][1] = _mm512_fmadd_ps(b, y1, a[j][1]);                                                               \
+      }                                                                                                          \
+    }                                                                                                            \
+    for (int j = 0; j < M; j++) _mm512_storeu_ps(acc + j * ocp, a[j][0]), _mm512_storeu_ps(acc + j * ocp + 16, a[j][1]); \
+  }
+#define WG_KERNEL256(M)                                                                                          \
+  __attribute__((target("avx2,fma"))) static void wg256_##M(const float *gyT, int64_t ocp, const float *xc,      \
+                                                            const int64_t *toff, int64_t p0, int64_t p1, float *acc) { \
+    __m256 a[M][2];                                                                                              \
+    for (int j = 0; j < M; j++) a[j][0] = _mm256_loadu_ps(acc + j * ocp), a[j][1] = _mm256_loadu_ps(acc + j * ocp + 8); \
+    for (int64_t p = p0; p < p1; p++) {                                                                          \
+      __m256 y0 = _mm256_loadu_ps(gyT + p * ocp), y1 = _mm256_loadu_ps(gyT + p * ocp + 8);                       \
+      _Pragma("GCC unroll 6") for (int j = 0; j < M; j++) {                                                      \
+        __m256 b = _mm256_broadcast_ss(xc + toff[j] + p);                                                        \
+        a[j][0] = _mm256_fmadd_ps(b, y0, a[j][0]);                                                               \
+        a[j][1] = _mm256_fmadd_ps(b, y1, a[j][1]);                                                               \
+      }                                                                                                          \
+    }                                                                                                            \
+    for (int j = 0; j < M; j++) _mm256_storeu_ps(acc + j * ocp, a[j][0]), _mm256_storeu_ps(acc + j * ocp + 8, a[j][1]); \
+  }
+WG_KERNEL512(1) WG_KERNEL512(2) WG_KERNEL512(3) WG_KERNEL512(4) WG_KERNEL512(5) WG_KERNEL512(6) WG_KERNEL512(7)
+WG_KERNEL512(8) WG_KERNEL512(9)
+WG_KERNEL256(1) WG_KERNEL256(2) WG_KERNEL256(3) WG_KERNEL256(4) WG_KERNEL256(5) WG_KERNEL256(6)
+
+typedef void (*wg_fn)(const float *, int64_t, const float *, const int64_t *, int64_t, int64_t, float *);
+static const wg_fn wg512[WG_TAPS + 1] = {NULL, wg512_1, wg512_2, wg512_3, wg512_4, wg512_5, wg512_6, wg512_7, wg512_8, wg512_9};
+static const wg_fn wg256[7] = {NULL, wg256_1, wg256_2, wg256_3, wg256_4, wg256_5, wg256_6};
+#endif
+
+typedef struct {
+  const nn_direct_geom *g;
+  planes_geom q;
+  const float *planes, *gyT;
+  float *dwT;
+  int64_t ocp, toff[64];
+  int T;
+} wg_ctx;
+
+/* Items are (output-channel block, input channel) pairs; a thread walks its items once per position
+ * block. Taps go in groups of at most 9 (AVX-512) or 6 (AVX2), split evenly. */
+static void wg_items(void *p, int64_t i0, int64_t i1) {
+  wg_ctx *k = p;
+  int64_t C = k->g->C, L = k->q.L;
+#ifdef NN_DIRECT_X86
+  int most = g_isa == 2 ? WG_TAPS : 6, ocb = g_isa == 2 ? 32 : 16;
+  int groups = (k->T + most - 1) / most;
+  for (int64_t p0 = 0; p0 < L; p0 += WG_PB) {
+    int64_t p1 = p0 + WG_PB < L ? p0 + WG_PB : L;
+    for (int64_t it = i0; it < i1; it++) {
+      int64_t ob = it / C, c = it % C;
+      const float *xc = k->planes + c * k->q.chan;
+      for (int gi = 0, t0 = 0; gi < groups; gi++) {
+        int t1 = k->T * (gi + 1) / groups, m = t1 - t0;
+        for (int64_t o = ob * WG_OCB; o < (ob + 1) * WG_OCB; o += ocb) {
+          float *acc = k->dwT + (c * k->T + t0) * k->ocp + o;
+          (g_isa == 2 ? wg512[m] : wg256[m])(k->gyT + o, k->ocp, xc, k->toff + t0, p0, p1, acc);
+        }
+        t0 = t1;
+      }
+    }
+  }
+#else
+  (void)i0, (void)i1, (void)C, (void)L;
+#endif
+}
+
+typedef struct { const nn_direct_geom *g; planes_geom q; const float *gy; float *gyT; int64_t ocp; } gyT_ctx;
+
+#ifdef NN_DIRECT_X86
+/* d[j * ld + i] = s[i * ls + j] for an 8 x 8 block */
+__attribute__((target("avx2"))) static void transpose8(const float *s, int64_t ls, float *d, int64_t ld) {
+  __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ls), r2 = _mm256_loadu_ps(s + 2 * ls);
+  __m256 r3 = _mm256_loadu_ps(s + 3 * ls), r4 = _mm256_loadu_ps(s + 4 * ls), r5 = _mm256_loadu_ps(s + 5 * ls);
+  __m256 r6 = _mm256_loadu_ps(s + 6 * ls), r7 = _mm256_loadu_ps(s + 7 * ls);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3);
+  __m256 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+  __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+  __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+  __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+  __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+  _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(d + ld, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(d + 2 * ld, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(d + 3 * ld, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(d + 4 * ld, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(d + 5 * ld, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(d + 6 * ld, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(d + 7 * ld, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
+
+/* gyT[p][oc] = gy[oc][row][col] for p = row * Wq + col, zero past each row's OW and past OC: 8 x 8
+ * blocks, the edges one by one. */
+static void transpose_rows(void *p, int64_t r0, int64_t r1) {
+  gyT_ctx *c = p;
+  const nn_direct_geom *g = c->g;
+  int64_t ocp = c->ocp, OHW = g->OH * g->OW;
+  for (int64_t row = r0; row < r1; row++) {
+    float *d = c->gyT + row * c->q.Wq * ocp;
+    const float *s = c->gy + row * g->OW;
+    int64_t pend = row == g->OH - 1 ? g->OW : c->q.Wq; /* the planes' numbering ends at the last valid output */
+    int64_t oc8 = 0, col8 = 0;
+#ifdef NN_DIRECT_X86
+    oc8 = g->OC / 8 * 8, col8 = g->OW / 8 * 8;
+    for (int64_t oc = 0; oc < oc8; oc += 8)
+      for (int64_t col = 0; col < col8; col += 8) transpose8(s + oc * OHW + col, OHW, d + col * ocp + oc, ocp);
+#endif
+    for (int64_t oc = 0; oc < g->OC; oc++)
+      for (int64_t col = oc < oc8 ? col8 : 0; col < g->OW; col++) d[col * ocp + oc] = s[oc * OHW + col];
+    if (ocp > g->OC)
+      for (int64_t col = 0; col < g->OW; col++) memset(d + col * ocp + g->OC, 0, (size_t)(ocp - g->OC) * sizeof(float));
+    if (pend > g->OW) memset(d + g->OW * ocp, 0, (size_t)((pend - g->OW) * ocp) * sizeof(float));
+  }
+}
+
+void nn_conv_wgrad_direct(const nn_direct_geom *g, const float *x, const float *gy, float *scratch, float *dwT) {
+  wg_ctx k = {.g = g, .q = planes_of(g), .planes = scratch, .ocp = nn_conv_wgrad_ocp(g), .dwT = dwT};
+  k.gyT = scratch + wgrad_planes_floats(g);
+  prep_planes(g, k.q, x, scratch);
+  gyT_ctx tc = {g, k.q, gy, (float *)k.gyT, k.ocp};
+  nn_parallel_for(g->OH, 4, transpose_rows, &tc);
+  k.T = (int)(g->KH * g->KW);
+  for (int kh = 0, t = 0; kh < g->KH; kh++)
+    for (int kw = 0; kw < g->KW; kw++, t++)
+      k.toff[t] = ((kh % g->sh) * g->sw + kw % g->sw) * k.q.plane + (kh / g->sh) * k.q.Wq + kw / g->sw;
+  nn_parallel_for(k.ocp / WG_OCB * g->C, 1, wg_items, &k);
+}

@@ -48,6 +48,15 @@ size_t nn_conv_transpose_direct_scratch_floats(const nn_direct_geom *g, int64_t 
 void nn_conv_transpose_direct(const nn_direct_geom *g, int64_t N, const float *x, const float *w, const float *bias,
                               float *scratch, float *out);
 
+/* The weight gradient of one image on the direct layout, with no im2col: dwT[(c * KH * KW + t) * ocp + oc]
+ * += sum over outputs p of gy[oc][p] * x's tap t of channel c at p, for gy[OC, OH, OW] and x[C, H, W];
+ * ocp = nn_conv_wgrad_ocp(g) (OC rounded up; the padding lanes get zeros). Each lane sums its outputs
+ * in a fixed order: AVX2 and AVX-512 give the same bits, any thread count too. scratch holds
+ * nn_conv_wgrad_scratch_floats(g) floats. */
+int64_t nn_conv_wgrad_ocp(const nn_direct_geom *g);
+size_t nn_conv_wgrad_scratch_floats(const nn_direct_geom *g);
+void nn_conv_wgrad_direct(const nn_direct_geom *g, const float *x, const float *gy, float *scratch, float *dwT);
+
 /* One register tile: out[j * ldo + i] = (out[j * ldo + i] with NN_DIRECT_ACCUMULATE) + bias[j] + sum over
  * c < C, t < T of wp[(c * T + t) * OCB + j] * xs[c * chan + toff[t] + i], for j < OCB, i < TILE (then
  * max(0, .) with NN_DIRECT_RELU).

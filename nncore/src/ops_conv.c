@@ -321,10 +321,13 @@ typedef struct {
   int64_t N, groups, M; /* M: rows of the gradient per group */
   const float *src, *a; /* dw[g][M, KK] += a[n][g][M, OH*OW] col(src[n][g])^T */
   int64_t src_img, src_grp, a_img, a_grp;
-  float *partial, *col; /* WG_CHUNKS partial gradients; per-part im2col scratch */
+  float *partial, *col; /* WG_CHUNKS partial gradients; per-part scratch (im2col or the direct layout) */
   size_t col_floats;
   int64_t chunks, wsize;
   bool pw;
+  bool direct;          /* on the direct kernel: partials are [C * KH * KW][ocp], transposed at the end */
+  nn_direct_geom dg;
+  int64_t ocp;
 } wgrad_ctx;
 
 static void wgrad_chunks(void *p, int part, int64_t c0, int64_t c1) {
@@ -335,7 +338,11 @@ static void wgrad_chunks(void *p, int part, int64_t c0, int64_t c1) {
   for (int64_t ch = c0; ch < c1; ch++) {
     float *dw = k->partial + ch * k->wsize;
     memset(dw, 0, (size_t)k->wsize * sizeof(float));
-    for (int64_t bn = k->N * ch / k->chunks; bn < k->N * (ch + 1) / k->chunks; bn++)
+    for (int64_t bn = k->N * ch / k->chunks; bn < k->N * (ch + 1) / k->chunks; bn++) {
+      if (k->direct) {
+        nn_conv_wgrad_direct(&k->dg, k->src + bn * k->src_img, k->a + bn * k->a_img, col, dw);
+        continue;
+      }
       for (int64_t gi = 0; gi < k->groups; gi++) {
         const float *img = k->src + bn * k->src_img + gi * k->src_grp;
         const float *a = k->a + bn * k->a_img + gi * k->a_grp;
@@ -344,16 +351,19 @@ static void wgrad_chunks(void *p, int part, int64_t c0, int64_t c1) {
         else
           weight_grad(g, img, a, k->M, col, dw + gi * k->M * KK);
       }
+    }
   }
 }
 
-typedef struct { const float *partial; float *out; int64_t chunks, wsize; } wsum_ctx;
+typedef struct { const float *partial; float *out; int64_t chunks, wsize, KK, ocp; bool direct; } wsum_ctx;
 
+/* out[m][ct] = the chunks' partials, added in chunk order (read transposed from the direct layout) */
 static void wgrad_sum(void *p, int64_t i0, int64_t i1) {
   wsum_ctx *k = p;
   for (int64_t i = i0; i < i1; i++) {
-    float s = k->partial[i];
-    for (int64_t c = 1; c < k->chunks; c++) s += k->partial[c * k->wsize + i];
+    int64_t at = k->direct ? i % k->KK * k->ocp + i / k->KK : i;
+    float s = k->partial[at];
+    for (int64_t c = 1; c < k->chunks; c++) s += k->partial[c * k->wsize + at];
     k->out[i] = s;
   }
 }
@@ -361,11 +371,19 @@ static void wgrad_sum(void *p, int64_t i0, int64_t i1) {
 /* Fills k's chunking and scratch, runs the chunks and writes their sum to gw; false: out of memory */
 static bool batch_weight_grad(wgrad_ctx *k, float *gw) {
   const geom *g = k->g;
+  int64_t KK = g->C * g->KH * g->KW;
   k->chunks = k->N < WG_CHUNKS ? k->N : WG_CHUNKS;
-  k->wsize = k->groups * k->M * g->C * g->KH * g->KW;
+  k->wsize = k->groups * k->M * KK;
   k->pw = is_pointwise(g);
+  k->direct = k->groups == 1 && !k->pw && pick_path(g, 1, k->M, false) != PATH_GEMM;
   int parts = nn_batch_parts(k->chunks);
-  k->col_floats = k->pw ? 0 : ((size_t)(g->C * g->KH * g->KW * weight_grad_rows(g) * g->OW) + 15) / 16 * 16;
+  k->col_floats = k->pw ? 0 : ((size_t)(KK * weight_grad_rows(g) * g->OW) + 15) / 16 * 16;
+  if (k->direct) {
+    k->dg = direct_geom(g, k->M);
+    k->ocp = nn_conv_wgrad_ocp(&k->dg);
+    k->wsize = KK * k->ocp;
+    k->col_floats = (nn_conv_wgrad_scratch_floats(&k->dg) + 15) / 16 * 16;
+  }
   k->partial = nn_arena_alloc(nn_arena_current(), (size_t)(k->chunks * k->wsize) * sizeof(float));
   k->col = k->pw ? NULL : nn_arena_alloc(nn_arena_current(), (size_t)parts * k->col_floats * sizeof(float));
   if (!k->partial || (!k->pw && !k->col)) return false;
@@ -373,8 +391,8 @@ static bool batch_weight_grad(wgrad_ctx *k, float *gw) {
     nn_parallel_parts(k->chunks, parts, wgrad_chunks, k);
   else
     wgrad_chunks(k, 0, 0, k->chunks);
-  wsum_ctx sc = {k->partial, gw, k->chunks, k->wsize};
-  nn_parallel_for(k->wsize, 4096, wgrad_sum, &sc);
+  wsum_ctx sc = {k->partial, gw, k->chunks, k->wsize, KK, k->ocp, k->direct};
+  nn_parallel_for(k->groups * k->M * KK, 4096, wgrad_sum, &sc);
   return true;
 }
 
