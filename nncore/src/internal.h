@@ -66,6 +66,11 @@ int64_t nn_index_at(const nn_tensor *t, int64_t i);
 
 
 /* Gemm wrapper: C = alpha * op(A) op(B) + beta * C, row-major. */
+/* Sums of floats in 16 lanes (vectorised; a single double accumulator is a chain of dependent adds,
+ * four cycles per element), the lanes then added in double. Fixed lanes: the same bits on any thread. */
+double nn_lane_sum(const float *x, int64_t n);
+double nn_lane_sum_sq(const float *x, int64_t n);
+
 /* Batch parallelism: fn(ctx, part, i0, i1) for `parts` contiguous ranges of [0, n) (part p gets
  * [n p / parts, n (p + 1) / parts)), one per pool thread, each running with a thread budget of 1 so the
  * kernels it calls stay on its thread. nn_batch_parts(n) = min(n, this thread's count): size per-part

@@ -149,12 +149,7 @@ static void bias_grad(nn_tensor *b, const float *g, int64_t N, int64_t C, int64_
   nn_tensor *gb = nn_zeros(NN_F32, 1, &C);
   if (!gb) return;
   for (int64_t n = 0; n < N; n++)
-    for (int64_t c = 0; c < C; c++) {
-      double s = 0;
-      const float *p = g + (n * C + c) * HW;
-      for (int64_t i = 0; i < HW; i++) s += p[i];
-      nn_f32(gb)[c] += (float)s;
-    }
+    for (int64_t c = 0; c < C; c++) nn_f32(gb)[c] += (float)nn_lane_sum(g + (n * C + c) * HW, HW);
   nn_accum_grad(b, gb);
 }
 

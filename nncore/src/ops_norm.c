@@ -23,21 +23,9 @@ static void bn_apply(void *p, int64_t c0, int64_t c1) {
     }
 }
 
-/* Sums over one row of a channel in 16 float lanes (vectorised: a single double accumulator is a chain of
- * dependent adds, four cycles per element), each row's total then added in double. The lanes are fixed,
- * so the result does not depend on the thread count. */
+/* Sums over one row of a channel in 16 float lanes (as nn_lane_sum), each row's total then added in
+ * double. */
 enum { BN_LANES = 16 };
-
-static double row_sum(const float *x, int64_t n) {
-  float acc[BN_LANES] = {0};
-  int64_t i = 0;
-  for (; i + BN_LANES <= n; i += BN_LANES)
-    for (int j = 0; j < BN_LANES; j++) acc[j] += x[i + j];
-  double s = 0;
-  for (; i < n; i++) s += x[i];
-  for (int j = 0; j < BN_LANES; j++) s += acc[j];
-  return s;
-}
 
 static double row_sq_dev(const float *x, int64_t n, float m) {
   float acc[BN_LANES] = {0};
@@ -122,7 +110,7 @@ static void bn_stats_channels(void *p, int64_t c0, int64_t c1) {
   bn_stats_ctx *k = p;
   for (int64_t c = c0; c < c1; c++) {
     double s = 0, s2 = 0;
-    for (int64_t b = 0; b < k->N; b++) s += row_sum(k->xd + (b * k->C + c) * k->S, k->S);
+    for (int64_t b = 0; b < k->N; b++) s += nn_lane_sum(k->xd + (b * k->C + c) * k->S, k->S);
     double m = s / (double)(k->N * k->S);
     for (int64_t b = 0; b < k->N; b++) s2 += row_sq_dev(k->xd + (b * k->C + c) * k->S, k->S, (float)m);
     k->mean[c] = (float)m;

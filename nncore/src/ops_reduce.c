@@ -294,3 +294,29 @@ nn_tensor *nn_matmul(nn_tensor *a, nn_tensor *b) {
   nn_record(out, "matmul", matmul_bw, 2, a, b);
   return out;
 }
+
+/* ------------------------------------------------------------ lane sums */
+
+enum { LANES = 16 };
+
+double nn_lane_sum(const float *x, int64_t n) {
+  float acc[LANES] = {0};
+  int64_t i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int j = 0; j < LANES; j++) acc[j] += x[i + j];
+  double s = 0;
+  for (; i < n; i++) s += x[i];
+  for (int j = 0; j < LANES; j++) s += acc[j];
+  return s;
+}
+
+double nn_lane_sum_sq(const float *x, int64_t n) {
+  float acc[LANES] = {0};
+  int64_t i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int j = 0; j < LANES; j++) acc[j] += x[i + j] * x[i + j];
+  double s = 0;
+  for (; i < n; i++) s += (double)x[i] * x[i];
+  for (int j = 0; j < LANES; j++) s += acc[j];
+  return s;
+}

@@ -155,8 +155,7 @@ float nn_clip_grad_norm(nn_params *p, float max_norm) {
   for (int i = 0; i < p->n; i++) {
     nn_tensor *g = p->t[i]->grad;
     if (!p->t[i]->requires_grad || !g) continue;
-    int64_t n = nn_numel(g);
-    for (int64_t j = 0; j < n; j++) s += (double)nn_f32(g)[j] * nn_f32(g)[j];
+    s += nn_lane_sum_sq(nn_f32(g), nn_numel(g));
   }
   float norm = (float)sqrt(s);
   if (norm > max_norm && norm > 0) {
