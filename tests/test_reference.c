@@ -122,7 +122,9 @@ TEST(ref_conv2d_fast_paths_match_naive_loop) {
 }
 
 /* The AVX2 and AVX-512 kernels run the same FMA chain per output: forward, data and weight gradients on
- * the direct and Winograd paths give the same bits under either (on a CPU with AVX-512). */
+ * the direct path give the same bits under either (on a CPU with AVX-512). (Layers that AVX2 trains
+ * through Winograd take the direct path under AVX-512: those differ in rounding, and each is checked
+ * against the naive loop above.) */
 static void conv_fwd_bwd(nn_tensor *x, nn_tensor *w, nn_tensor *b, nn_conv_params p, float **out, int64_t *n) {
   nn_zero_grad(x), nn_zero_grad(w), nn_zero_grad(b);
   nn_tensor *y = nn_conv2d(x, w, b, p);
@@ -146,7 +148,7 @@ TEST(ref_conv_isas_give_the_same_bits) {
   nn_rng rng;
   nn_rng_seed(&rng, 34);
   struct { int64_t N, C, H, W, OC, K; int s, pd; } cases[] = {
-      {2, 3, 33, 31, 16, 3, 1, 1}, {2, 64, 12, 17, 64, 3, 1, 1}, {1, 16, 20, 22, 64, 5, 2, 2}, {1, 12, 17, 9, 10, 4, 3, 1}};
+      {2, 3, 33, 31, 16, 3, 1, 1}, {2, 32, 12, 17, 40, 3, 1, 1}, {1, 8, 20, 22, 24, 5, 2, 2}, {1, 12, 17, 9, 10, 4, 3, 1}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     __typeof__(cases[0]) c = cases[i];
     nn_conv_params p = nn_conv_defaults();
