@@ -164,6 +164,32 @@ static double codec_macs(double H, double W, double n, double m, bool mean_scale
   return hs + P16 * m * n * 25 + P8 * n * n * 25 + P4 * n * n * 25 + P4 * n * 3 * 25 * 4 + (P8 + P4 + P2) * n * n;
 }
 
+/* The recipes' training steps. The detector's as `e2e train detect` runs it (models/detect/train.sh):
+ * batch 16 at 320, AdamW, clip 10, through the task-model trainer; random images with three boxes each
+ * (the speed does not depend on the pixels). */
+typedef struct { e2e_trainer *t; nn_tensor *x; det_box boxes[16][3]; const det_box *bptr[16]; int counts[16]; } det_train_ctx;
+static void run_detect_train(void *p) {
+  det_train_ctx *c = p;
+  e2e_metric loss;
+  if (!e2e_trainer_step(c->t, &(e2e_batch){.n = 16, .images = c->x, .boxes = c->bptr, .counts = c->counts}, &loss))
+    fprintf(stderr, "detect_train_step: %s\n", nn_last_error());
+}
+
+/* The codec's as `e2e train codec` runs it (models/codec/train.sh's last stages): batch 4 of 256x256 at
+ * levels 1..4, the shipped architecture, Adam, clip 5. */
+typedef struct { codec_model m; nn_optim *opt; nn_tensor *x; nn_rng rng; } codec_train_ctx;
+static void run_codec_train(void *p) {
+  codec_train_ctx *c = p;
+  static const int qs[4] = {1, 2, 3, 4};
+  codec_stats st;
+  nn_optim_zero_grad(c->opt);
+  nn_tensor *loss = codec_train_forward(&c->m, c->x, qs, &c->rng, &st);
+  if (!loss || !nn_backward(loss)) fprintf(stderr, "codec_train_step: %s\n", nn_last_error());
+  nn_clip_grad_norm(&c->m.p, 5.0f);
+  nn_optim_step(c->opt);
+  nn_arena_reset(nn_arena_current());
+}
+
 /* --------------------------------------------------------------- peak */
 
 /* 12 independent FMA chains per core keep both FMA pipes busy. */
@@ -291,6 +317,46 @@ int main(int argc, char **argv) {
     REPORT("detect_320_fwd", time_case(run_detect, &c), macs * 2 / 1e9);
     e2e_session_free(c.s);
     free(c.rgb);
+  }
+  if (WANT("detect_train_step")) {
+    det_train_ctx c;
+    det_config cfg = det_config_default(1, 320);
+    e2e_model *m = e2e_detect_model_new(&cfg, 1);
+    c.t = e2e_trainer_new(m, &(e2e_train_opts){.optimizer = NN_ADAMW, .lr = 1e-3f, .weight_decay = 5e-4f,
+                                                .clip_norm = 10.0f, .threads = threads});
+    e2e_model_unref(m);
+    c.x = nn_tensor_new(NN_F32, 4, SH(16, 3, 320, 320));
+    nn_fill_normal_(c.x, &r, 0, 1);
+    for (int b = 0; b < 16; b++) {
+      for (int k = 0; k < 3; k++) {
+        float x0 = (float)(20 + 90 * k + 3 * b), y0 = (float)(30 + 80 * k + 2 * b);
+        c.boxes[b][k] = (det_box){x0, y0, x0 + 40 + 10 * k, y0 + 60 + 5 * b, 1, 0};
+      }
+      c.bptr[b] = c.boxes[b], c.counts[b] = 3;
+    }
+    /* MACs per image as detect_320_fwd's, x3 for forward and backward */
+    double macs = 160.0 * 160 * 16 * 27 + 80.0 * 80 * 32 * 144 + 80.0 * 80 * 32 * 288 + 40.0 * 40 * 64 * 288 +
+                  40.0 * 40 * 64 * 576 + 20.0 * 20 * 128 * 576 + 20.0 * 20 * 128 * 1152 + 40.0 * 40 * 128 * 64 +
+                  40.0 * 40 * 64 * 1152 + 40.0 * 40 * 5 * 64;
+    REPORT("detect_train_step", time_case(run_detect_train, &c), macs * 2 * 3 * 16 / 1e9);
+    e2e_trainer_free(c.t);
+    nn_tensor_free(c.x);
+  }
+  if (WANT("codec_train_step")) {
+    codec_train_ctx c;
+    codec_config cfg = codec_config_default();
+    cfg.level_mod = true, cfg.context = 64, cfg.anchor_context = 64; /* the shipped model's architecture */
+    codec_init(&c.m, &cfg, 1);
+    c.opt = nn_optim_new(&c.m.p, nn_optim_defaults(NN_ADAM, 1e-4f));
+    c.x = nn_tensor_new(NN_F32, 4, SH(4, 3, 256, 256));
+    for (int64_t i = 0; i < nn_numel(c.x); i++) nn_f32(c.x)[i] = (float)(nn_rng_u64(&r) & 0xff) / 255.0f;
+    nn_rng_seed(&c.rng, 5);
+    REPORT("codec_train_step", time_case(run_codec_train, &c),
+           4 * (codec_macs(256, 256, cfg.n, cfg.m, cfg.mean_scale, cfg.context, cfg.anchor_context, true) +
+                codec_macs(256, 256, cfg.n, cfg.m, cfg.mean_scale, cfg.context, cfg.anchor_context, false)) * 2 * 3 / 1e9);
+    nn_optim_free(c.opt);
+    codec_free(&c.m);
+    nn_tensor_free(c.x);
   }
   int sizes[2][2] = {{768, 512}, {1280, 720}};
   for (int si = 0; si < 2; si++) {

@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import time
+import types
 
 import torch
 import torch.nn as nn
@@ -29,6 +30,106 @@ def time_case(fn):
     global last_min_ms
     last_min_ms = ts[0]  # the fastest run, reported beside the median (noise only ever adds time)
     return ts[len(ts) // 2]
+
+
+def detector_net(w=16):
+    """The network of models/detect/detector.c, as a class."""
+
+    def cbr(i, o, s):
+        return [nn.Conv2d(i, o, 3, s, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
+
+    class Det(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.low = nn.Sequential(*cbr(3, w, 2), *cbr(w, 2 * w, 2), *cbr(2 * w, 2 * w, 1),
+                                     *cbr(2 * w, 4 * w, 2), *cbr(4 * w, 4 * w, 1))
+            self.high = nn.Sequential(*cbr(4 * w, 8 * w, 2), *cbr(8 * w, 8 * w, 1))
+            self.lateral = nn.Conv2d(4 * w, 8 * w, 1)
+            self.fuse = nn.Sequential(*cbr(8 * w, 4 * w, 1))
+            self.head = nn.Conv2d(4 * w, 5, 1)
+
+        def forward(self, x):
+            c4 = self.low(x)
+            h = self.high(c4)
+            f = F.interpolate(h, size=c4.shape[2:], mode="nearest") + self.lateral(c4)
+            return self.head(self.fuse(f))
+
+    return Det
+
+
+def centernet_loss(out, heat, reg, mask):
+    """models/detect/detector.c's det_loss: penalty-reduced focal loss on the heatmap, L1 on the boxes."""
+    logits, r = out[:, :1], out[:, 1:]
+    pos = (heat == 1).float()
+    negw = (1 - pos) * (1 - heat) ** 4
+    p = torch.sigmoid(logits)
+    log_p, log_1mp = -F.softplus(-logits), -F.softplus(logits)
+    norm = 1.0 / max(float(mask.sum()), 1.0)
+    hl = -norm * (pos * (1 - p) ** 2 * log_p + negw * p * p * log_1mp).sum()
+    return hl + norm * ((r - reg).abs() * mask).sum()
+
+
+def codec_nets(n=64, m_=192, k=64):
+    """The networks of models/codec/codec.c (bmshj2018 hyperprior with mbt2018's mean head, the shipped
+    model's per-level scales in front of each GDN, and its two 64-channel checkerboard context models)."""
+
+    class GDN(nn.Module):
+        def __init__(self, c, inverse=False):
+            super().__init__()
+            self.beta = nn.Parameter(torch.ones(c))
+            self.gamma = nn.Parameter(0.1 * torch.eye(c))
+            self.level_scale = nn.Parameter(torch.ones(1, c, 1, 1))  # the coded level's row of the per-level scales
+            self.inverse = inverse
+
+        def forward(self, x):
+            x = x * self.level_scale
+            norm = F.conv2d(x * x, self.gamma[:, :, None, None], self.beta).sqrt()
+            return x * norm if self.inverse else x / norm
+
+    def dconv(i, o):
+        return nn.ConvTranspose2d(i, o, 5, 2, 2, output_padding=1)
+
+    c = types.SimpleNamespace(n=n, m=m_, k=k)
+    c.g_a = nn.Sequential(nn.Conv2d(3, n, 5, 2, 2), GDN(n), nn.Conv2d(n, n, 5, 2, 2), GDN(n),
+                          nn.Conv2d(n, n, 5, 2, 2), GDN(n), nn.Conv2d(n, m_, 5, 2, 2))
+    c.h_a = nn.Sequential(nn.Conv2d(m_, n, 3, 1, 1), nn.ReLU(), nn.Conv2d(n, n, 5, 2, 2), nn.ReLU(),
+                          nn.Conv2d(n, n, 5, 2, 2))
+    c.h_s_trunk = nn.Sequential(dconv(n, n), nn.ReLU(), dconv(n, n), nn.ReLU())
+    c.h_s_scale = nn.Sequential(nn.Conv2d(n, m_, 3, 1, 1), nn.ReLU())
+    c.h_s_mean = nn.Conv2d(n, m_, 3, 1, 1)
+    # checkerboard context (codec.c's context_params): anchors ((y + x) even) under the hyperprior; the other
+    # half's means and scales corrected from the anchors' integers in units of their scale (a 5x5 conv whose
+    # taps on the position's own colour are zero) and from its own quantised scale index
+    c.ctx_conv, c.ctx_spread = nn.Conv2d(m_, k, 5, 1, 2), nn.Conv2d(m_, k, 1, bias=False)
+    c.ctx_mean, c.ctx_scale = nn.Conv2d(k, m_, 1), nn.Conv2d(k, m_, 1)
+    # the anchors' context: the anchors of odd rows corrected the same way from those of even rows (a 5x5
+    # conv whose only non-zero taps are the four diagonal ones)
+    c.actx_conv, c.actx_spread = nn.Conv2d(m_, k, 5, 1, 2), nn.Conv2d(m_, k, 1, bias=False)
+    c.actx_mean, c.actx_scale = nn.Conv2d(k, m_, 1), nn.Conv2d(k, m_, 1)
+    c.g_s = nn.Sequential(dconv(m_, n), GDN(n, True), dconv(n, n), GDN(n, True), dconv(n, n), GDN(n, True),
+                          dconv(n, 3))
+    c.table = torch.exp(torch.linspace(math.log(0.11), math.log(256.0), 64))  # CODEC_NUM_SCALES log-spaced scales
+    c.modules = nn.ModuleList([c.g_a, c.h_a, c.h_s_trunk, c.h_s_scale, c.h_s_mean, c.ctx_conv, c.ctx_spread,
+                               c.ctx_mean, c.ctx_scale, c.actx_conv, c.actx_spread, c.actx_mean, c.actx_scale, c.g_s])
+
+    def h_s(z):  # scales and means of y
+        h = c.h_s_trunk(z)
+        return c.h_s_scale(h), c.h_s_mean(h)
+
+    def second_half(anchor_q, scale, mu):  # means and scales of the second half
+        s = scale.clamp_min(0.11)
+        spread = torch.bucketize(scale.detach(), c.table).clamp_max(63).float() / 63  # first table scale >= scale
+        e = F.relu(c.ctx_conv(anchor_q / s) + c.ctx_spread(spread))
+        return mu + s * c.ctx_mean(e), s * (1 + c.ctx_scale(e))
+
+    def odd_row_anchors(even_q, scale, mu):  # means of the anchors of odd rows
+        s = scale.clamp_min(0.11)
+        spread = torch.bucketize(scale.detach(), c.table).clamp_max(63).float() / 63
+        e = F.relu(c.actx_conv(even_q / s) + c.actx_spread(spread))
+        return mu + s * c.actx_mean(e)
+
+    c.h_s, c.second_half, c.odd_row_anchors = h_s, second_half, odd_row_anchors
+    return c
 
 
 def main():
@@ -89,29 +190,7 @@ def main():
 
         report("lstm_256_fwd_bwd", time_case(step), 3.0 * 2 * 8 * 1024 * 512 * 100 / 1e9)
     if want("detect_320_fwd"):
-        w = 16
-
-        def cbr(i, o, s):
-            return [nn.Conv2d(i, o, 3, s, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
-
-        class Det(nn.Module):
-            """The same network as models/detect/detector.c."""
-
-            def __init__(self):
-                super().__init__()
-                self.low = nn.Sequential(*cbr(3, w, 2), *cbr(w, 2 * w, 2), *cbr(2 * w, 2 * w, 1),
-                                         *cbr(2 * w, 4 * w, 2), *cbr(4 * w, 4 * w, 1))
-                self.high = nn.Sequential(*cbr(4 * w, 8 * w, 2), *cbr(8 * w, 8 * w, 1))
-                self.lateral = nn.Conv2d(4 * w, 8 * w, 1)
-                self.fuse = nn.Sequential(*cbr(8 * w, 4 * w, 1))
-                self.head = nn.Conv2d(4 * w, 5, 1)
-
-            def forward(self, x):
-                c4 = self.low(x)
-                h = self.high(c4)
-                f = F.interpolate(h, size=c4.shape[2:], mode="nearest") + self.lateral(c4)
-                return self.head(self.fuse(f))
-
+        Det = detector_net()
         m = Det().eval()
         x = torch.randn(1, 3, 320, 320)
         # nncore folds the batch norms into the convs for inference; give PyTorch the same chance
@@ -130,68 +209,82 @@ def main():
         with torch.no_grad():
             report("detect_320_fwd", time_case(lambda: m(x)), macs * 2 / 1e9)
 
+    if want("detect_train_step"):  # bench_nncore's: batch 16 at 320, AdamW, clip 10, three boxes per image
+        m = detector_net()().train()
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=5e-4)
+        x = torch.randn(16, 3, 320, 320)
+        heat, reg, mask = torch.zeros(16, 1, 40, 40), torch.zeros(16, 4, 40, 40), torch.zeros(16, 1, 40, 40)
+        yy, xx = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
+        for b in range(16):
+            for j in range(3):
+                cx, cy = (20 + 90 * j + 3 * b + 20 + 5 * j) / 8, (30 + 80 * j + 2 * b + 30 + 2.5 * b) / 8
+                px, py = int(cx), int(cy)
+                heat[b, 0] = torch.maximum(heat[b, 0], torch.exp(-((xx - px) ** 2 + (yy - py) ** 2) / 2))
+                heat[b, 0, py, px] = 1
+                reg[b, :, py, px] = torch.tensor([cx - px, cy - py, 1.0, 2.0])
+                mask[b, 0, py, px] = 1
+
+        def step():
+            opt.zero_grad()
+            centernet_loss(m(x), heat, reg, mask).backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), 10.0)
+            opt.step()
+
+        macs = (160 * 160 * 16 * 27 + 80 * 80 * 32 * 144 + 80 * 80 * 32 * 288 + 40 * 40 * 64 * 288 + 40 * 40 * 64 * 576
+                + 20 * 20 * 128 * 576 + 20 * 20 * 128 * 1152 + 40 * 40 * 128 * 64 + 40 * 40 * 64 * 1152 + 40 * 40 * 5 * 64)
+        report("detect_train_step", time_case(step), macs * 2 * 3 * 16 / 1e9)
+    if want("codec_train_step"):  # bench_nncore's: batch 4 of 256x256, Adam, clip 5
+        c = codec_nets()
+        c.modules.train()
+        opt = torch.optim.Adam(c.modules.parameters(), lr=1e-4)
+        x = torch.rand(4, 3, 256, 256)
+        Hy = Wy = 256 // 16
+        anchor = ((torch.arange(Hy)[:, None] + torch.arange(Wy)[None, :]) % 2 == 0).float()[None, None]
+        even = anchor * (torch.arange(Hy)[:, None] % 2 == 0).float()[None, None]
+        odd = anchor - even
+        lam = torch.tensor([0.0015, 0.006, 0.025, 0.1])[:, None, None, None]
+
+        def bits(v, mu, s):  # -log2 of the Gaussian's mass on [v - 0.5, v + 0.5]
+            s = s.clamp_min(0.11)
+            up, lo = (v - mu + 0.5) / s, (v - mu - 0.5) / s
+            p = 0.5 * (torch.erfc(-up / math.sqrt(2)) - torch.erfc(-lo / math.sqrt(2)))
+            return -torch.log2(p.clamp_min(1e-9)).sum()
+
+        def step():  # codec_train_forward: additive noise for the rate, the noisy latents through g_s
+            opt.zero_grad()
+            y = c.g_a(x)
+            z = c.h_a(y.abs())
+            zt = z + torch.rand_like(z) - 0.5
+            s, mu = c.h_s(zt)
+            yt = y + torch.rand_like(y) - 0.5
+            mu_a = torch.where(odd > 0, c.odd_row_anchors((yt - mu) * even, s, mu), mu)
+            mu2, s2 = c.second_half((yt - mu) * anchor, s, mu)
+            rate = bits(yt, torch.where(anchor > 0, mu_a, mu2), torch.where(anchor > 0, s, s2)) + \
+                bits(zt, torch.zeros_like(zt), torch.ones_like(zt))
+            x_hat = c.g_s(yt)
+            loss = rate / (4 * 256 * 256) + (lam * (255 ** 2) * (x_hat - x) ** 2).mean()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(c.modules.parameters(), 5.0)
+            opt.step()
+
+        n, m_, k = c.n, c.m, c.k
+        P2 = 128 * 128
+        P4, P8, P16, P32, P64 = P2 / 4, P2 / 16, P2 / 64, P2 / 256, P2 / 1024
+        hs = P64 * n * n * 25 + P32 * n * n * 25 + 2 * P16 * m_ * n * 9 + P16 * k * m_ * (12 + 1 + 2) + P16 / 4 * k * m_ * (4 + 1 + 2)
+        enc_macs = (P2 * n * 75 + P4 * n * n * 25 + P8 * n * n * 25 + P16 * m_ * n * 25 + (P2 + P4 + P8) * n * n
+                    + P16 * n * m_ * 9 + P32 * n * n * 25 + P64 * n * n * 25 + hs)
+        dec_macs = hs + P16 * m_ * n * 25 + P8 * n * n * 25 + P4 * n * n * 25 + P2 * n * 3 * 25 + (P8 + P4 + P2) * n * n
+        report("codec_train_step", time_case(step), 4 * (enc_macs + dec_macs) * 2 * 3 / 1e9)
+
     for (cw, ch) in ((768, 512), (1280, 720)):
         enc_name, dec_name = f"codec_encode_{cw}x{ch}", f"codec_decode_{cw}x{ch}"
         if not (want(enc_name) or want(dec_name)):
             continue
-        n, m_, k = 64, 192, 64  # the shipped model (codec_config_default, and its 64-channel context models)
-
-        class GDN(nn.Module):
-            def __init__(self, c, inverse=False):
-                super().__init__()
-                self.beta = nn.Parameter(torch.ones(c))
-                self.gamma = nn.Parameter(0.1 * torch.eye(c))
-                self.level_scale = nn.Parameter(torch.ones(1, c, 1, 1))  # the coded level's row of the per-level scales
-                self.inverse = inverse
-
-            def forward(self, x):
-                x = x * self.level_scale
-                norm = F.conv2d(x * x, self.gamma[:, :, None, None], self.beta).sqrt()
-                return x * norm if self.inverse else x / norm
-
-        def dconv(i, o):
-            return nn.ConvTranspose2d(i, o, 5, 2, 2, output_padding=1)
-
-        # The same networks as models/codec/codec.c (bmshj2018 hyperprior with mbt2018's mean head, and the
-        # shipped model's per-level scales in front of each GDN).
-        g_a = nn.Sequential(nn.Conv2d(3, n, 5, 2, 2), GDN(n), nn.Conv2d(n, n, 5, 2, 2), GDN(n),
-                            nn.Conv2d(n, n, 5, 2, 2), GDN(n), nn.Conv2d(n, m_, 5, 2, 2)).eval()
-        h_a = nn.Sequential(nn.Conv2d(m_, n, 3, 1, 1), nn.ReLU(), nn.Conv2d(n, n, 5, 2, 2), nn.ReLU(),
-                            nn.Conv2d(n, n, 5, 2, 2)).eval()
-        h_s_trunk = nn.Sequential(dconv(n, n), nn.ReLU(), dconv(n, n), nn.ReLU()).eval()
-        h_s_scale = nn.Sequential(nn.Conv2d(n, m_, 3, 1, 1), nn.ReLU()).eval()
-        h_s_mean = nn.Conv2d(n, m_, 3, 1, 1).eval()
-
-        def h_s(z):  # scales and means of y
-            h = h_s_trunk(z)
-            return h_s_scale(h), h_s_mean(h)
-
-        # checkerboard context (codec.c's context_params): anchors ((y + x) even) under the hyperprior; the other
-        # half's means and scales corrected from the anchors' integers in units of their scale (a 5x5 conv whose
-        # taps on the position's own colour are zero) and from its own quantised scale index
-        ctx_conv, ctx_spread = nn.Conv2d(m_, k, 5, 1, 2), nn.Conv2d(m_, k, 1, bias=False)
-        ctx_mean, ctx_scale = nn.Conv2d(k, m_, 1), nn.Conv2d(k, m_, 1)
-        table = torch.exp(torch.linspace(math.log(0.11), math.log(256.0), 64))  # CODEC_NUM_SCALES log-spaced scales
-
-        def second_half(anchor_q, scale, mu):  # means and scales of the second half
-            s = scale.clamp_min(0.11)
-            spread = torch.bucketize(scale, table).clamp_max(63).float() / 63  # first table scale >= scale
-            e = F.relu(ctx_conv(anchor_q / s) + ctx_spread(spread))
-            return mu + s * ctx_mean(e), s * (1 + ctx_scale(e))
-
-        # the anchors' context: the anchors of odd rows corrected the same way from those of even rows (a 5x5
-        # conv whose only non-zero taps are the four diagonal ones)
-        actx_conv, actx_spread = nn.Conv2d(m_, k, 5, 1, 2), nn.Conv2d(m_, k, 1, bias=False)
-        actx_mean, actx_scale = nn.Conv2d(k, m_, 1), nn.Conv2d(k, m_, 1)
-
-        def odd_row_anchors(even_q, scale, mu):  # means of the anchors of odd rows
-            s = scale.clamp_min(0.11)
-            spread = torch.bucketize(scale, table).clamp_max(63).float() / 63
-            e = F.relu(actx_conv(even_q / s) + actx_spread(spread))
-            return mu + s * actx_mean(e)
-
-        g_s = nn.Sequential(dconv(m_, n), GDN(n, True), dconv(n, n), GDN(n, True), dconv(n, n), GDN(n, True),
-                            dconv(n, 3)).eval()
+        c = codec_nets()
+        c.modules.eval()
+        n, m_, k = c.n, c.m, c.k
+        g_a, h_a, h_s, g_s = c.g_a, c.h_a, c.h_s, c.g_s
+        second_half, odd_row_anchors = c.second_half, c.odd_row_anchors
         H, W = (ch + 63) // 64 * 64, (cw + 63) // 64 * 64
         x = torch.rand(1, 3, H, W)
         P2 = H / 2 * W / 2
