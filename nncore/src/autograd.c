@@ -99,6 +99,17 @@ void nn_accum_grad(nn_tensor *t, nn_tensor *g) {
   into_grad(t->grad, g, true);
 }
 
+/* The backward functions' fresh gradient buffers become the input's gradient as they are, when it
+ * has none yet: no copy of a whole activation (a tenth of a detector's training step). */
+void nn_accum_grad_owned(nn_tensor *t, nn_tensor *g) {
+  if (g && !t->grad && nn_needs_grad(t) && !t->persistent && g->dtype == NN_F32 && nn_same_shape(t, g) &&
+      nn_is_contiguous(g)) {
+    t->grad = g;
+    return;
+  }
+  nn_accum_grad(t, g);
+}
+
 bool nn_backward_with(nn_tensor *out, const nn_tensor *grad_out) {
   if (!out) {
     nn_set_error("backward: no output tensor (an earlier op failed: %s)", nn_last_error());

@@ -31,6 +31,8 @@ struct nn_node {
 nn_node *nn_record(nn_tensor *out, const char *name, nn_backward_fn bw, int n_in, ...);
 /* Adds g into t->grad (allocating it); reduces broadcast dims of g first. */
 void nn_accum_grad(nn_tensor *t, nn_tensor *g);
+/* The same for a gradient buffer made for t alone and not used after the call (t may adopt it). */
+void nn_accum_grad_owned(nn_tensor *t, nn_tensor *g);
 /* Grad state behind nn_scope: the no-grad depth and, inside a scope with `only`, the persistent tensors
  * that may still get a gradient (NULL: all of them). */
 int nn_no_grad_depth(void);

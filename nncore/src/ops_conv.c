@@ -418,7 +418,7 @@ static void conv2d_bw(nn_node *n, nn_tensor *gout) {
     float *scratch = nn_arena_alloc(nn_arena_current(), nn_conv_transpose_direct_scratch_floats(&tg, ci->N) * sizeof(float));
     if (!dx || !scratch) return;
     nn_conv_transpose_direct(&tg, ci->N, gd, wd, NULL, scratch, nn_f32(dx));
-    nn_accum_grad(x, dx);
+    nn_accum_grad_owned(x, dx);
   } else if (nn_needs_grad(x)) {
     gx = nn_zeros(NN_F32, x->ndim, x->shape);
   }
@@ -435,7 +435,7 @@ static void conv2d_bw(nn_node *n, nn_tensor *gout) {
         col2im_add(g, dcol, dimg);
       }
     }
-  if (gx) nn_accum_grad(x, gx);
+  if (gx) nn_accum_grad_owned(x, gx);
   if (gw) nn_accum_grad(w, gw);
   if (nn_needs_grad(b)) bias_grad(b, gd, ci->N, ci->OC, OHW);
 }
@@ -683,7 +683,7 @@ static void convt_bw(nn_node *n, nn_tensor *gout) {
     /* the data gradient is the plain convolution of gout with the same filters (every element written) */
     nn_tensor *dx = nn_empty(NN_F32, x->ndim, x->shape);
     if (!dx || !run_fast(path, g, ci->N, Cin, gd, wd, NULL, false, nn_f32(dx))) return;
-    nn_accum_grad(x, dx);
+    nn_accum_grad_owned(x, dx);
   } else if (nn_needs_grad(x)) {
     gx = nn_zeros(NN_F32, x->ndim, x->shape);
   }
@@ -705,7 +705,7 @@ static void convt_bw(nn_node *n, nn_tensor *gout) {
         nn_sgemm(false, true, ci->Cg, KK, inHW, 1.0f, xin, inHW, col, inHW, 1.0f,
                  nn_f32(gw) + gi * ci->Cg * KK, KK);
     }
-  if (gx) nn_accum_grad(x, gx);
+  if (gx) nn_accum_grad_owned(x, gx);
   if (gw) nn_accum_grad(w, gw);
   if (nn_needs_grad(b)) bias_grad(b, gd, ci->N, ci->OC, outHW);
 }
@@ -974,7 +974,7 @@ static void pool_bw(nn_node *n, nn_tensor *g) {
                    .W = x->shape[3], .OH = n->out->shape[2], .OW = n->out->shape[3], .k = (int)n->i[0],
                    .s = (int)n->i[1], .p = (int)n->i[2]};
   nn_parallel_for(x->shape[0] * x->shape[1], 1, pool_bw_planes, &c);
-  nn_accum_grad(x, gx);
+  nn_accum_grad_owned(x, gx);
 }
 
 static nn_tensor *pool2d(nn_tensor *x, int k, int s, int p, bool is_max, const char *name) {
@@ -1054,7 +1054,7 @@ static void upsample_bw(nn_node *n, nn_tensor *g) {
         }
       }
   }
-  nn_accum_grad(x, gx);
+  nn_accum_grad_owned(x, gx);
 }
 
 typedef struct {

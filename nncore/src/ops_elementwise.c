@@ -248,7 +248,7 @@ static void unary_bw(nn_node *n, nn_tensor *g) {
   un_ctx c = {.op = (unop)n->i[0], .p0 = n->f[0], .p1 = n->f[1], .x = n->saved[0] ? nn_f32(n->saved[0]) : NULL,
               .y = nn_f32(n->out), .g = nn_dense_f32(g), .out = nn_f32(gx)};
   nn_parallel_for(nn_numel(gx), 1 << 14, un_bwd_range, &c);
-  nn_accum_grad(x, gx);
+  nn_accum_grad_owned(x, gx);
 }
 
 static nn_tensor *unary(unop op, nn_tensor *x, float p0, float p1, const char *name) {

@@ -95,7 +95,7 @@ static void bn_bw(nn_node *n, nn_tensor *g) {
                  .gx = gx ? nn_f32(gx) : NULL, .gg = gg ? nn_f32(gg) : NULL, .gb = gb ? nn_f32(gb) : NULL,
                  .N = n->i[0], .C = C, .S = n->i[2], .training = n->i[3]};
   nn_parallel_for(C, 1, bn_bw_channels, &k);
-  if (gx) nn_accum_grad(x, gx);
+  if (gx) nn_accum_grad_owned(x, gx);
   if (gg) nn_accum_grad(gamma, gg);
   if (gb) nn_accum_grad(beta, gb);
 }
