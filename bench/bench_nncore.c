@@ -123,6 +123,14 @@ static void run_lstm(void *p) {
   nn_arena_reset(nn_arena_current());
 }
 
+typedef struct { nn_params p; nn_mha m; nn_tensor *x; } mha_ctx;
+static void run_mha(void *p) {
+  mha_ctx *c = p;
+  nn_params_zero_grad(&c->p);
+  nn_backward(nn_sum_all(nn_mha_forward(&c->m, c->x, c->x, c->x, NULL)));
+  nn_arena_reset(nn_arena_current());
+}
+
 /* The models run as the elements run them: through an inference session (e2e/model.h). */
 static e2e_session *session_on(e2e_model *m, int threads) {
   e2e_slot *slot = e2e_slot_new(m);
@@ -299,6 +307,32 @@ int main(int argc, char **argv) {
     c.x = nn_tensor_new(NN_F32, 3, SH(100, 8, 256));
     nn_fill_normal_(c.x, &r, 0, 1);
     REPORT("lstm_256_fwd_bwd", time_case(run_lstm, &c), 3.0 * 2 * 8 * 1024 * 512 * 100 / 1e9);
+    nn_params_free(&c.p);
+    nn_tensor_free(c.x);
+  }
+  /* the speech models' shapes: an ASR encoder's recurrent layer (hidden 512, batch 32, 200 steps, as
+   * LSTM and as GRU) and self-attention over 200 frames (batch 8, 256 wide, 4 heads) */
+  for (int gru = 0; gru < 2; gru++) {
+    const char *name = gru ? "gru_512_b32_fwd_bwd" : "lstm_512_b32_fwd_bwd";
+    if (!WANT(name)) continue;
+    lstm_ctx c;
+    nn_params_init(&c.p);
+    nn_rnn_init(&c.lstm, &c.p, "rnn", gru, 512, 512, 1, false, &r);
+    c.x = nn_tensor_new(NN_F32, 3, SH(200, 32, 512));
+    nn_fill_normal_(c.x, &r, 0, 1);
+    double gates = gru ? 3 : 4;
+    REPORT(name, time_case(run_lstm, &c), 3.0 * 2 * 32 * gates * 512 * 1024 * 200 / 1e9);
+    nn_params_free(&c.p);
+    nn_tensor_free(c.x);
+  }
+  if (WANT("mha_256_fwd_bwd")) {
+    mha_ctx c;
+    nn_params_init(&c.p);
+    nn_mha_init(&c.m, &c.p, "mha", 256, 4, &r);
+    c.x = nn_tensor_new(NN_F32, 3, SH(8, 200, 256));
+    nn_fill_normal_(c.x, &r, 0, 1);
+    /* projections 4 x 256^2 per frame, scores and weighted sum 2 x 200 x 256 per frame; x3 fwd + bwd */
+    REPORT("mha_256_fwd_bwd", time_case(run_mha, &c), 3.0 * 2 * 8 * 200 * (4.0 * 256 * 256 + 2.0 * 200 * 256) / 1e9);
     nn_params_free(&c.p);
     nn_tensor_free(c.x);
   }

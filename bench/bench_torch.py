@@ -189,6 +189,27 @@ def main():
             lstm(x)[0].sum().backward()
 
         report("lstm_256_fwd_bwd", time_case(step), 3.0 * 2 * 8 * 1024 * 512 * 100 / 1e9)
+    for gru in (False, True):  # the speech models' shapes (bench_nncore.c says which)
+        name = "gru_512_b32_fwd_bwd" if gru else "lstm_512_b32_fwd_bwd"
+        if not want(name):
+            continue
+        rnn = nn.GRU(512, 512) if gru else nn.LSTM(512, 512)
+        x = torch.randn(200, 32, 512)
+
+        def step():
+            rnn.zero_grad()
+            rnn(x)[0].sum().backward()
+
+        report(name, time_case(step), 3.0 * 2 * 32 * (3 if gru else 4) * 512 * 1024 * 200 / 1e9)
+    if want("mha_256_fwd_bwd"):
+        mha = nn.MultiheadAttention(256, 4, batch_first=True)
+        x = torch.randn(8, 200, 256)
+
+        def step():
+            mha.zero_grad()
+            mha(x, x, x, need_weights=False)[0].sum().backward()
+
+        report("mha_256_fwd_bwd", time_case(step), 3.0 * 2 * 8 * 200 * (4.0 * 256 * 256 + 2.0 * 200 * 256) / 1e9)
     if want("detect_320_fwd"):
         Det = detector_net()
         m = Det().eval()

@@ -523,31 +523,12 @@ typedef struct {
   float slope; /* leaky ReLU's slope, or NAN for SiLU */
 } act_ctx;
 
-/* exp(x) for x <= 0 (what SiLU needs, as exp(-|x|)) in plain arithmetic the compiler vectorises:
- * 2^n * p(r) with r = x - n ln 2 in [-ln2/2, ln2/2] and p Cephes' degree-6 fit (relative error < 2e-7).
- * Below -87 it returns e^-87 (near 2^-126, the least normal float). */
-static inline float exp_nonpositive(float x) {
-  x = x >= -87.0f ? x : -87.0f; /* NaN too: the integer conversion below must stay defined */
-  /* round to nearest by the float adder (1.5 * 2^23 pushes the fraction out): no libm call, vectorises */
-  float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  union { float f; int32_t i; } s = {.i = ((int32_t)n + 127) << 23};
-  return p * s.f;
-}
-
 static void act_range(void *ctx, int64_t i0, int64_t i1) {
   const act_ctx *a = ctx;
   float *d = a->d;
   if (isnan(a->slope)) /* x sigmoid(x) = x / (1 + e^-x) = x e^x / (1 + e^x): one exp of -|x| either way */
     for (int64_t i = i0; i < i1; i++) {
-      float x = d[i], e = exp_nonpositive(-fabsf(x));
+      float x = d[i], e = nn_exp_nonpositive(-fabsf(x));
       d[i] = (x >= 0.0f ? x : x * e) / (1.0f + e);
     }
   else

@@ -68,6 +68,35 @@ int64_t nn_index_at(const nn_tensor *t, int64_t i);
 
 
 /* Gemm wrapper: C = alpha * op(A) op(B) + beta * C, row-major. */
+/* exp(x) for x <= 0 in plain arithmetic the compiler vectorises (no libm call): 2^n * p(r) with
+ * r = x - n ln 2 in [-ln2/2, ln2/2] and p Cephes' degree-6 fit (relative error < 2e-7). Below -87 it
+ * returns e^-87 (near 2^-126, the least normal float). */
+static inline float nn_exp_nonpositive(float x) {
+  x = x >= -87.0f ? x : -87.0f; /* NaN too: the integer conversion below must stay defined */
+  /* round to nearest by the float adder (1.5 * 2^23 pushes the fraction out) */
+  float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  union { float f; int32_t i; } s = {.i = ((int32_t)n + 127) << 23};
+  return p * s.f;
+}
+
+/* sigmoid and tanh on nn_exp_nonpositive of -|x| (absolute error ~1e-7): vectorised gate loops */
+static inline float nn_sigmoid_fast(float x) {
+  float e = nn_exp_nonpositive(-fabsf(x));
+  return (x >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+static inline float nn_tanh_fast(float x) {
+  float e = nn_exp_nonpositive(-2.0f * fabsf(x)), t = (1.0f - e) / (1.0f + e);
+  return x >= 0.0f ? t : -t;
+}
+
 /* Sums of floats in 16 lanes (vectorised; a single double accumulator is a chain of dependent adds,
  * four cycles per element), the lanes then added in double. Fixed lanes: the same bits on any thread. */
 double nn_lane_sum(const float *x, int64_t n);

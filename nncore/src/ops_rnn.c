@@ -210,32 +210,36 @@ static void seq_bw(nn_node *node, nn_tensor *gout) {
     float *dg = nn_f32(dG) + t * N * G, *dhg = nn_f32(dHG) + t * N * G;
     for (int64_t bi = 0; bi < N; bi++) {
       float m = s->mask ? s->mask[t * N + bi] : 1.0f;
-      for (int64_t j = 0; j < H; j++) {
-        int64_t k = bi * H + j;
-        float dcarry = dh[k];
-        float dhn = m * (dout[k] + dcarry);
-        if (s->gru) {
-          float r = a[bi * G + j], z = a[bi * G + H + j], n = a[bi * G + 2 * H + j];
-          float hnv = s->hn[(t * N + bi) * H + j];
-          float dn = dhn * (1 - z), dz = dhn * (hp[k] - n);
-          float dnp = dn * (1 - n * n), drp = dnp * hnv * r * (1 - r), dzp = dz * z * (1 - z);
-          dg[bi * G + j] = drp;
-          dg[bi * G + H + j] = dzp;
-          dg[bi * G + 2 * H + j] = dnp;
-          dhg[bi * G + j] = drp;
-          dhg[bi * G + H + j] = dzp;
-          dhg[bi * G + 2 * H + j] = dnp * r;
-          dh[k] = dhn * z + (1 - m) * dcarry;
-        } else {
-          float i = a[bi * G + j], f = a[bi * G + H + j], g = a[bi * G + 2 * H + j], o = a[bi * G + 3 * H + j];
-          float cn = s->cnew[k + t * N * H], tc = tanhf(cn), cprev = s->cs[t * N * H + k];
-          float dcn = m * dc[k] + dhn * o * (1 - tc * tc);
-          dg[bi * G + j] = dcn * g * i * (1 - i);
-          dg[bi * G + H + j] = dcn * cprev * f * (1 - f);
-          dg[bi * G + 2 * H + j] = dcn * i * (1 - g * g);
-          dg[bi * G + 3 * H + j] = dhn * tc * o * (1 - o);
-          dc[k] = (1 - m) * dc[k] + dcn * f;
-          dh[k] = (1 - m) * dcarry;
+      const float *ar = a + bi * G, *dor = dout + bi * H, *hpr = hp + bi * H;
+      float *dgr = dg + bi * G, *dhgr = dhg + bi * G, *dhr = dh + bi * H, *dcr = dc + bi * H;
+      if (s->gru) {
+        const float *hnr = s->hn + (t * N + bi) * H;
+        for (int64_t j = 0; j < H; j++) {
+          float dcarry = dhr[j], dhn = m * (dor[j] + dcarry);
+          float r = ar[j], z = ar[H + j], n = ar[2 * H + j];
+          float dn = dhn * (1 - z), dz = dhn * (hpr[j] - n);
+          float dnp = dn * (1 - n * n), drp = dnp * hnr[j] * r * (1 - r), dzp = dz * z * (1 - z);
+          dgr[j] = drp;
+          dgr[H + j] = dzp;
+          dgr[2 * H + j] = dnp;
+          dhgr[j] = drp;
+          dhgr[H + j] = dzp;
+          dhgr[2 * H + j] = dnp * r;
+          dhr[j] = dhn * z + (1 - m) * dcarry;
+        }
+      } else {
+        const float *cnr = s->cnew + t * N * H + bi * H, *cpr = s->cs + t * N * H + bi * H;
+        for (int64_t j = 0; j < H; j++) {
+          float dcarry = dhr[j], dhn = m * (dor[j] + dcarry);
+          float i = ar[j], f = ar[H + j], g = ar[2 * H + j], o = ar[3 * H + j];
+          float tc = nn_tanh_fast(cnr[j]);
+          float dcn = m * dcr[j] + dhn * o * (1 - tc * tc);
+          dgr[j] = dcn * g * i * (1 - i);
+          dgr[H + j] = dcn * cpr[j] * f * (1 - f);
+          dgr[2 * H + j] = dcn * i * (1 - g * g);
+          dgr[3 * H + j] = dhn * tc * o * (1 - o);
+          dcr[j] = (1 - m) * dcr[j] + dcn * f;
+          dhr[j] = (1 - m) * dcarry;
         }
       }
     }
@@ -289,36 +293,42 @@ nn_tensor *nn_rnn_sequence(nn_tensor *xg, nn_tensor *w_hh, nn_tensor *b_hh, nn_t
     float *hn = s->hs + (t + 1) * N * H, *a = s->act + t * N * G, *o = nn_f32(out) + t * N * H;
     /* h-side gates: h_{t-1} @ W_hh^T */
     nn_sgemm(false, true, N, G, H, 1.0f, hp, H, w, H, 0.0f, hgate, G);
+    /* the gates, one loop per cell kind so that each vectorises over j */
     for (int64_t bi = 0; bi < N; bi++) {
       float m = md ? md[t * N + bi] : 1.0f;
-      const float *xr = x + bi * G, *hr = hgate + bi * G;
-      float *ar2 = a + bi * G;
-      for (int64_t j = 0; j < H; j++) {
-        int64_t k = bi * H + j;
-        float hnew;
-        if (gru) {
+      const float *xr = x + bi * G, *hr = hgate + bi * G, *hpr = hp + bi * H;
+      float *ar2 = a + bi * G, *hnr = hn + bi * H, *orow = o + bi * H;
+      if (gru) {
+        float *hnv_out = s->hn + t * N * H + bi * H;
+        for (int64_t j = 0; j < H; j++) {
           float hnv = hr[2 * H + j] + bd[2 * H + j];
-          float r = sigm(xr[j] + hr[j] + bd[j]), z = sigm(xr[H + j] + hr[H + j] + bd[H + j]);
-          float n = tanhf(xr[2 * H + j] + r * hnv);
+          float r = nn_sigmoid_fast(xr[j] + hr[j] + bd[j]), z = nn_sigmoid_fast(xr[H + j] + hr[H + j] + bd[H + j]);
+          float n = nn_tanh_fast(xr[2 * H + j] + r * hnv);
           ar2[j] = r;
           ar2[H + j] = z;
           ar2[2 * H + j] = n;
-          s->hn[t * N * H + k] = hnv;
-          hnew = (1 - z) * n + z * hp[k];
-        } else {
-          float i = sigm(xr[j] + hr[j]), f = sigm(xr[H + j] + hr[H + j]);
-          float g = tanhf(xr[2 * H + j] + hr[2 * H + j]), og = sigm(xr[3 * H + j] + hr[3 * H + j]);
+          hnv_out[j] = hnv;
+          float hnew = (1 - z) * n + z * hpr[j];
+          hnr[j] = m * hnew + (1 - m) * hpr[j];
+          orow[j] = m * hnew;
+        }
+      } else {
+        const float *cpr = s->cs + t * N * H + bi * H;
+        float *cnr = s->cnew + t * N * H + bi * H, *csr = s->cs + (t + 1) * N * H + bi * H;
+        for (int64_t j = 0; j < H; j++) {
+          float i = nn_sigmoid_fast(xr[j] + hr[j]), f = nn_sigmoid_fast(xr[H + j] + hr[H + j]);
+          float g = nn_tanh_fast(xr[2 * H + j] + hr[2 * H + j]), og = nn_sigmoid_fast(xr[3 * H + j] + hr[3 * H + j]);
           ar2[j] = i;
           ar2[H + j] = f;
           ar2[2 * H + j] = g;
           ar2[3 * H + j] = og;
-          float cprev = s->cs[t * N * H + k], c = f * cprev + i * g;
-          s->cnew[t * N * H + k] = c;
-          s->cs[(t + 1) * N * H + k] = m * c + (1 - m) * cprev;
-          hnew = og * tanhf(c);
+          float c = f * cpr[j] + i * g;
+          cnr[j] = c;
+          csr[j] = m * c + (1 - m) * cpr[j];
+          float hnew = og * nn_tanh_fast(c);
+          hnr[j] = m * hnew + (1 - m) * hpr[j];
+          orow[j] = m * hnew;
         }
-        hn[k] = m * hnew + (1 - m) * hp[k];
-        o[k] = m * hnew;
       }
     }
   }
