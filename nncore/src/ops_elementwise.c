@@ -298,8 +298,47 @@ typedef struct {
   bool log;
 } sm_ctx;
 
+/* A contiguous row (softmax over the last axis: attention, CTC, cross-entropy): the max and the sum in
+ * 16 lanes and one polynomial exp per element (x - max <= 0), all of which vectorise. */
+static void sm_row(const float *x, int64_t len, bool log_sm, float *y) {
+  enum { L = 16 };
+  float mx[L];
+  for (int j = 0; j < L; j++) mx[j] = -INFINITY;
+  int64_t k = 0;
+  for (; k + L <= len; k += L)
+    for (int j = 0; j < L; j++) mx[j] = x[k + j] > mx[j] ? x[k + j] : mx[j];
+  float m = -INFINITY;
+  for (; k < len; k++) m = x[k] > m ? x[k] : m;
+  for (int j = 0; j < L; j++) m = mx[j] > m ? mx[j] : m;
+  float acc[L] = {0};
+  for (k = 0; k + L <= len; k += L)
+    for (int j = 0; j < L; j++) {
+      float e = nn_exp_nonpositive(x[k + j] - m);
+      acc[j] += e;
+      if (!log_sm) y[k + j] = e;
+    }
+  double sum = 0;
+  for (; k < len; k++) {
+    float e = nn_exp_nonpositive(x[k] - m);
+    sum += e;
+    if (!log_sm) y[k] = e;
+  }
+  for (int j = 0; j < L; j++) sum += acc[j];
+  if (log_sm) {
+    float lse = m + (float)log(sum);
+    for (k = 0; k < len; k++) y[k] = x[k] - lse;
+  } else {
+    float inv = (float)(1.0 / sum);
+    for (k = 0; k < len; k++) y[k] *= inv;
+  }
+}
+
 static void sm_fwd_range(void *p, int64_t r0, int64_t r1) {
   sm_ctx *c = p;
+  if (c->inner == 1) {
+    for (int64_t r = r0; r < r1; r++) sm_row(c->x + r * c->len, c->len, c->log, c->out + r * c->len);
+    return;
+  }
   for (int64_t r = r0; r < r1; r++) {
     int64_t o = r / c->inner, i = r % c->inner;
     const float *x = c->x + o * c->len * c->inner + i;
@@ -319,8 +358,30 @@ static void sm_fwd_range(void *p, int64_t r0, int64_t r1) {
   }
 }
 
+/* the same for the backward of a contiguous row: sums in 16 lanes */
+static void sm_bwd_row(const float *y, const float *g, int64_t len, bool log_sm, float *gx) {
+  enum { L = 16 };
+  float acc[L] = {0};
+  int64_t k = 0;
+  for (; k + L <= len; k += L)
+    for (int j = 0; j < L; j++) acc[j] += log_sm ? g[k + j] : g[k + j] * y[k + j];
+  double dot = 0;
+  for (; k < len; k++) dot += log_sm ? g[k] : g[k] * y[k];
+  for (int j = 0; j < L; j++) dot += acc[j];
+  float d = (float)dot;
+  if (log_sm) /* y = log p <= 0 */
+    for (k = 0; k < len; k++) gx[k] = g[k] - nn_exp_nonpositive(y[k]) * d;
+  else
+    for (k = 0; k < len; k++) gx[k] = y[k] * (g[k] - d);
+}
+
 static void sm_bwd_range(void *p, int64_t r0, int64_t r1) {
   sm_ctx *c = p;
+  if (c->inner == 1) {
+    for (int64_t r = r0; r < r1; r++)
+      sm_bwd_row(c->y + r * c->len, c->g + r * c->len, c->len, c->log, c->out + r * c->len);
+    return;
+  }
   for (int64_t r = r0; r < r1; r++) {
     int64_t o = r / c->inner, i = r % c->inner;
     int64_t base = o * c->len * c->inner + i, s = c->inner;
