@@ -651,6 +651,42 @@ TEST(ref_ctc_matches_brute_force) {
 
 /* ------------------------------------------------------------ small values */
 
+/* Rows long enough for the vector lanes (and a tail), values from -60 to 60: softmax, log-softmax and
+ * both backwards against double-precision sums. */
+TEST(ref_softmax_long_rows) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 27);
+  int64_t R = 5, L = 37;
+  nn_tensor *x = t_randn(&rng, 2, SH(R, L), 20.0f), *g = t_randn(&rng, 2, SH(R, L), 1.0f);
+  for (int lg = 0; lg < 2; lg++) {
+    nn_set_requires_grad(x, true);
+    nn_zero_grad(x);
+    nn_tensor *y = lg ? nn_log_softmax(x, 1) : nn_softmax(x, 1);
+    CHECK(y && nn_backward_with(y, g), "%s ran", lg ? "log_softmax" : "softmax");
+    double worst = 0, worst_g = 0;
+    for (int64_t r = 0; r < R; r++) {
+      const float *xr = nn_f32(x) + r * L, *gr = nn_f32(g) + r * L;
+      double m = -INFINITY, sum = 0, dot = 0;
+      for (int64_t k = 0; k < L; k++) m = fmax(m, xr[k]);
+      for (int64_t k = 0; k < L; k++) sum += exp(xr[k] - m);
+      for (int64_t k = 0; k < L; k++) {
+        double p = exp(xr[k] - m) / sum;
+        dot += lg ? gr[k] : gr[k] * p;
+      }
+      for (int64_t k = 0; k < L; k++) {
+        double p = exp(xr[k] - m) / sum, want = lg ? log(p) : p;
+        double want_g = lg ? gr[k] - p * dot : p * (gr[k] - dot);
+        worst = fmax(worst, fabs(nn_f32(y)[r * L + k] - want));
+        worst_g = fmax(worst_g, fabs(nn_f32(x->grad)[r * L + k] - want_g));
+      }
+    }
+    CHECK(worst < 2e-5 && worst_g < 2e-5, "%s: values off by %g, gradients by %g", lg ? "log_softmax" : "softmax",
+          worst, worst_g);
+    nn_arena_reset(nn_arena_current());
+  }
+  nn_tensor_free(x), nn_tensor_free(g);
+}
+
 TEST(ref_softmax_and_norms) {
   float xv[] = {1, 2, 3, 0, 0, 0};
   nn_tensor *x = nn_tensor_from_data(NN_F32, 2, SH(2, 3), xv);
