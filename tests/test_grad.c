@@ -274,6 +274,10 @@ static nn_tensor *f_bn_train(nn_tensor **in, void *ctx) {
   (void)ctx;
   return nn_batch_norm(in[0], in[1], in[2], NULL, NULL, true, 0.1f, 1e-5f);
 }
+static nn_tensor *f_bn_relu_train(nn_tensor **in, void *ctx) {
+  (void)ctx;
+  return nn_batch_norm_relu(in[0], in[1], in[2], NULL, NULL, true, 0.1f, 1e-5f);
+}
 static nn_tensor *f_bn_eval(nn_tensor **in, void *ctx) {
   (void)ctx;
   static float rm[3] = {0.1f, -0.2f, 0.3f}, rv[3] = {1.5f, 0.7f, 2.0f};
@@ -297,6 +301,7 @@ TEST(grad_norms) {
   nn_rng_seed(&rng, 10);
   RUN("batch_norm train", f_bn_train, RANDN(4, 3, 2, 2), RANDN(3), RANDN(3));
   RUN("batch_norm eval", f_bn_eval, RANDN(2, 3, 2), RANDN(3), RANDN(3));
+  RUN("batch_norm + relu fused, train", f_bn_relu_train, RANDN(4, 3, 2, 2), RANDN(3), RANDN(3));
   RUN("layer_norm", f_ln, RANDN(3, 2, 5), RANDN(5), RANDN(5));
   RUN("dropout", f_dropout, RANDN(4, 5));
   RUN("gdn", f_gdn, RANDN(2, 3, 3, 2), AWAY(3), AWAY(3, 3));

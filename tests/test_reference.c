@@ -653,6 +653,44 @@ TEST(ref_ctc_matches_brute_force) {
 
 /* Rows long enough for the vector lanes (and a tail), values from -60 to 60: softmax, log-softmax and
  * both backwards against double-precision sums. */
+/* nn_batch_norm_relu against the two ops it fuses: the same values and gradients, train and eval, on
+ * maps long enough for the vector lanes. */
+TEST(ref_batch_norm_relu_matches_the_pair) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 28);
+  for (int training = 0; training < 2; training++) {
+    nn_tensor *x = t_randn(&rng, 4, SH(3, 5, 7, 9), 1.0f), *gm = t_randn(&rng, 1, SH(5), 1.0f);
+    nn_tensor *bt = t_randn(&rng, 1, SH(5), 1.0f), *g = t_randn(&rng, 4, SH(3, 5, 7, 9), 1.0f);
+    nn_tensor *rm = nn_tensor_new(NN_F32, 1, SH(5)), *rv = nn_tensor_new(NN_F32, 1, SH(5));
+    nn_fill_(rv, 1.5f);
+    nn_tensor *ts[3] = {x, gm, bt};
+    float *grads[2][3];
+    float *vals[2];
+    for (int fused = 0; fused < 2; fused++) {
+      for (int k = 0; k < 3; k++) nn_set_requires_grad(ts[k], true), nn_zero_grad(ts[k]);
+      nn_tensor *y = fused ? nn_batch_norm_relu(x, gm, bt, rm, rv, training, 0.0f, 1e-5f)
+                           : nn_relu(nn_batch_norm(x, gm, bt, rm, rv, training, 0.0f, 1e-5f));
+      CHECK(y && nn_backward_with(y, g), "ran");
+      vals[fused] = malloc((size_t)nn_numel(y) * 4);
+      memcpy(vals[fused], nn_f32(y), (size_t)nn_numel(y) * 4);
+      for (int k = 0; k < 3; k++) {
+        grads[fused][k] = malloc((size_t)nn_numel(ts[k]) * 4);
+        memcpy(grads[fused][k], nn_f32(ts[k]->grad), (size_t)nn_numel(ts[k]) * 4);
+      }
+      nn_arena_reset(nn_arena_current());
+    }
+    CHECK(max_abs_diff(vals[0], vals[1], nn_numel(x)) == 0.0, "training %d: the values differ", training);
+    for (int k = 0; k < 3; k++)
+      CHECK(max_abs_diff(grads[0][k], grads[1][k], nn_numel(ts[k])) < 1e-5, "training %d: gradient %d differs by %g",
+            training, k, max_abs_diff(grads[0][k], grads[1][k], nn_numel(ts[k])));
+    for (int f = 0; f < 2; f++) {
+      free(vals[f]);
+      for (int k = 0; k < 3; k++) free(grads[f][k]);
+    }
+    nn_tensor_free(x), nn_tensor_free(gm), nn_tensor_free(bt), nn_tensor_free(g), nn_tensor_free(rm), nn_tensor_free(rv);
+  }
+}
+
 TEST(ref_softmax_long_rows) {
   nn_rng rng;
   nn_rng_seed(&rng, 27);

@@ -90,7 +90,7 @@ bool det_prepare_inference(detector *d) {
 
 static nn_tensor *cbr(detector *d, int i, nn_tensor *x, bool training) {
   if (!training) return nn_conv_infer_forward(&d->infer_conv[i], x);
-  return nn_relu(nn_batchnorm_forward(&d->bn[i], nn_conv2d_forward(&d->conv[i], x), training));
+  return nn_batchnorm_relu_forward(&d->bn[i], nn_conv2d_forward(&d->conv[i], x), training);
 }
 
 nn_tensor *det_forward(detector *d, nn_tensor *x, bool training) {
@@ -115,7 +115,7 @@ nn_tensor *det_forward(detector *d, nn_tensor *x, bool training) {
     return nn_conv_infer_forward(&d->infer_head,
                                  nn_conv_infer_forward(&d->infer_fuse, nn_conv_infer_forward_add(&d->infer_lateral, c4, up)));
   nn_tensor *f = nn_add(up, nn_conv2d_forward(&d->lateral, c4));
-  f = nn_relu(nn_batchnorm_forward(&d->fuse_bn, nn_conv2d_forward(&d->fuse, f), training));
+  f = nn_batchnorm_relu_forward(&d->fuse_bn, nn_conv2d_forward(&d->fuse, f), training);
   return nn_conv2d_forward(&d->head, f);
 }
 

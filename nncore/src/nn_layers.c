@@ -179,6 +179,10 @@ nn_tensor *nn_batchnorm_forward(const nn_batchnorm *l, nn_tensor *x, bool traini
   return nn_batch_norm(x, l->weight, l->bias, l->running_mean, l->running_var, training, l->momentum, l->eps);
 }
 
+nn_tensor *nn_batchnorm_relu_forward(const nn_batchnorm *l, nn_tensor *x, bool training) {
+  return nn_batch_norm_relu(x, l->weight, l->bias, l->running_mean, l->running_var, training, l->momentum, l->eps);
+}
+
 bool nn_layernorm_init(nn_layernorm *l, nn_params *p, const char *name, int64_t dim) {
   memset(l, 0, sizeof *l);
   l->eps = 1e-5f;

@@ -10,6 +10,7 @@ typedef struct {
   float *y;
   const float *scale, *shift; /* per channel */
   int64_t N, C, S;
+  bool relu;
 } bn_ctx;
 
 static void bn_apply(void *p, int64_t c0, int64_t c1) {
@@ -19,7 +20,13 @@ static void bn_apply(void *p, int64_t c0, int64_t c1) {
       const float *x = c->x + (n * c->C + ch) * c->S;
       float *y = c->y + (n * c->C + ch) * c->S;
       float a = c->scale[ch], b = c->shift[ch];
-      for (int64_t i = 0; i < c->S; i++) y[i] = x[i] * a + b;
+      if (c->relu)
+        for (int64_t i = 0; i < c->S; i++) {
+          float v = x[i] * a + b;
+          y[i] = v > 0.0f ? v : 0.0f;
+        }
+      else
+        for (int64_t i = 0; i < c->S; i++) y[i] = x[i] * a + b;
     }
 }
 
@@ -38,20 +45,31 @@ static double row_sq_dev(const float *x, int64_t n, float m) {
   return s;
 }
 
-/* sum of g, and of g * (x - m) */
-static void row_grad_sums(const float *g, const float *x, int64_t n, float m, double *sg, double *sgx) {
+/* sum of g, and of g * (x - m); with y (a fused ReLU's output) g counts only where y > 0 */
+static void row_grad_sums(const float *g, const float *x, const float *y, int64_t n, float m, double *sg, double *sgx) {
   float a[BN_LANES] = {0}, b[BN_LANES] = {0};
   int64_t i = 0;
-  for (; i + BN_LANES <= n; i += BN_LANES)
-    for (int j = 0; j < BN_LANES; j++) a[j] += g[i + j], b[j] += g[i + j] * (x[i + j] - m);
+  if (y)
+    for (; i + BN_LANES <= n; i += BN_LANES)
+      for (int j = 0; j < BN_LANES; j++) { /* a select of constants: GCC if-converts and vectorises it */
+        float gv = g[i + j] * (y[i + j] > 0.0f ? 1.0f : 0.0f);
+        a[j] += gv, b[j] += gv * (x[i + j] - m);
+      }
+  else
+    for (; i + BN_LANES <= n; i += BN_LANES)
+      for (int j = 0; j < BN_LANES; j++) a[j] += g[i + j], b[j] += g[i + j] * (x[i + j] - m);
   double s = 0, t = 0;
-  for (; i < n; i++) s += g[i], t += (double)g[i] * (x[i] - m);
+  for (; i < n; i++) {
+    float gv = !y || y[i] > 0.0f ? g[i] : 0.0f;
+    s += gv, t += (double)gv * (x[i] - m);
+  }
   for (int j = 0; j < BN_LANES; j++) s += a[j], t += b[j];
   *sg += s, *sgx += t;
 }
 
 typedef struct {
   const float *xd, *gd, *mean, *invstd, *gam;
+  const float *yd; /* a fused ReLU's output, or NULL */
   float *gx, *gg, *gb;
   int64_t N, C, S;
   bool training;
@@ -66,7 +84,8 @@ static void bn_bw_channels(void *p, int64_t c0, int64_t c1) {
     double sg = 0, sgx = 0;
     float mc = k->mean[c], ic = k->invstd[c];
     for (int64_t b = 0; b < N; b++)
-      row_grad_sums(k->gd + (b * C + c) * S, k->xd + (b * C + c) * S, S, mc, &sg, &sgx);
+      row_grad_sums(k->gd + (b * C + c) * S, k->xd + (b * C + c) * S, k->yd ? k->yd + (b * C + c) * S : NULL, S, mc,
+                    &sg, &sgx);
     sgx *= ic;
     if (k->gg) k->gg[c] = (float)sgx;
     if (k->gb) k->gb[c] = (float)sg;
@@ -76,8 +95,13 @@ static void bn_bw_channels(void *p, int64_t c0, int64_t c1) {
     for (int64_t b = 0; b < N; b++) {
       const float *xp = k->xd + (b * C + c) * S, *gp = k->gd + (b * C + c) * S;
       float *dx = k->gx + (b * C + c) * S;
-      if (k->training)
+      const float *yp = k->yd ? k->yd + (b * C + c) * S : NULL;
+      if (k->training && yp)
+        for (int64_t i = 0; i < S; i++) dx[i] = kk * (gp[i] * (yp[i] > 0.0f ? 1.0f : 0.0f) - a - (xp[i] - mc) * ic * bcoef);
+      else if (k->training)
         for (int64_t i = 0; i < S; i++) dx[i] = kk * (gp[i] - a - (xp[i] - mc) * ic * bcoef);
+      else if (yp)
+        for (int64_t i = 0; i < S; i++) dx[i] = yp[i] > 0.0f ? kk * gp[i] : 0.0f;
       else
         for (int64_t i = 0; i < S; i++) dx[i] = kk * gp[i];
     }
@@ -93,7 +117,7 @@ static void bn_bw(nn_node *n, nn_tensor *g) {
   bn_bw_ctx k = {.xd = nn_f32(n->saved[0]), .gd = nn_dense_f32(g), .mean = nn_f32(n->saved[1]),
                  .invstd = nn_f32(n->saved[2]), .gam = gamma ? nn_f32(n->saved[3]) : NULL,
                  .gx = gx ? nn_f32(gx) : NULL, .gg = gg ? nn_f32(gg) : NULL, .gb = gb ? nn_f32(gb) : NULL,
-                 .N = n->i[0], .C = C, .S = n->i[2], .training = n->i[3]};
+                 .N = n->i[0], .C = C, .S = n->i[2], .training = n->i[3], .yd = n->i[4] ? nn_f32(n->out) : NULL};
   nn_parallel_for(C, 1, bn_bw_channels, &k);
   if (gx) nn_accum_grad_owned(x, gx);
   if (gg) nn_accum_grad(gamma, gg);
@@ -118,8 +142,8 @@ static void bn_stats_channels(void *p, int64_t c0, int64_t c1) {
   }
 }
 
-nn_tensor *nn_batch_norm(nn_tensor *x, nn_tensor *gamma, nn_tensor *beta, nn_tensor *rmean,
-                         nn_tensor *rvar, bool training, float momentum, float eps) {
+static nn_tensor *batch_norm(nn_tensor *x, nn_tensor *gamma, nn_tensor *beta, nn_tensor *rmean, nn_tensor *rvar,
+                             bool training, float momentum, float eps, bool relu) {
   if (!x) return NULL;
   NN_CHECK_F32(x, "batch_norm");
   if (x->ndim < 2) NN_FAIL("batch_norm: need x[N, C, ...]");
@@ -159,14 +183,16 @@ nn_tensor *nn_batch_norm(nn_tensor *x, nn_tensor *gamma, nn_tensor *beta, nn_ten
     nn_f32(scale)[c] = gm * is;
     nn_f32(shift)[c] = bt - (float)m * gm * is;
   }
-  bn_ctx ctx = {.x = xd, .y = nn_f32(out), .scale = nn_f32(scale), .shift = nn_f32(shift), .N = N, .C = C, .S = S};
+  bn_ctx ctx = {.x = xd, .y = nn_f32(out), .scale = nn_f32(scale), .shift = nn_f32(shift), .N = N, .C = C, .S = S,
+                .relu = relu};
   nn_parallel_for(C, 1, bn_apply, &ctx);
-  nn_node *n = nn_record(out, "batch_norm", bn_bw, 3, x, gamma, beta);
+  nn_node *n = nn_record(out, relu ? "batch_norm_relu" : "batch_norm", bn_bw, 3, x, gamma, beta);
   if (n) {
     n->i[0] = N;
     n->i[1] = C;
     n->i[2] = S;
     n->i[3] = training;
+    n->i[4] = relu;
     n->saved[0] = nn_is_contiguous(x) ? x : NULL;
     if (!n->saved[0]) {
       n->saved[0] = nn_empty(NN_F32, x->ndim, x->shape);
@@ -177,6 +203,17 @@ nn_tensor *nn_batch_norm(nn_tensor *x, nn_tensor *gamma, nn_tensor *beta, nn_ten
     n->saved[3] = gam;
   }
   return out;
+}
+
+nn_tensor *nn_batch_norm(nn_tensor *x, nn_tensor *gamma, nn_tensor *beta, nn_tensor *rmean, nn_tensor *rvar,
+                         bool training, float momentum, float eps) {
+  return batch_norm(x, gamma, beta, rmean, rvar, training, momentum, eps, false);
+}
+
+/* One pass over the activations instead of two, forward and backward: the ReLU's mask is its output. */
+nn_tensor *nn_batch_norm_relu(nn_tensor *x, nn_tensor *gamma, nn_tensor *beta, nn_tensor *rmean, nn_tensor *rvar,
+                              bool training, float momentum, float eps) {
+  return batch_norm(x, gamma, beta, rmean, rvar, training, momentum, eps, true);
 }
 
 /* ------------------------------------------------------------- layer norm */

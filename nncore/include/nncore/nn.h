@@ -48,6 +48,8 @@ nn_tensor *nn_conv_transpose2d_forward(const nn_conv_transpose2d_layer *l, nn_te
 typedef struct { nn_tensor *weight, *bias, *running_mean, *running_var; float momentum, eps; } nn_batchnorm;
 bool nn_batchnorm_init(nn_batchnorm *l, nn_params *p, const char *name, int64_t channels);
 nn_tensor *nn_batchnorm_forward(const nn_batchnorm *l, nn_tensor *x, bool training);
+/* max(0, nn_batchnorm_forward(...)) fused (nn_batch_norm_relu) */
+nn_tensor *nn_batchnorm_relu_forward(const nn_batchnorm *l, nn_tensor *x, bool training);
 
 /* An inference copy of conv2d (+ an eval-mode batch norm) (+ ReLU): the batch norm is folded into the
  * filters and bias and the filters are packed once for the fast CPU kernels, so the three layers cost

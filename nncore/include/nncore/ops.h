@@ -111,6 +111,9 @@ nn_tensor *nn_upsample_bilinear(nn_tensor *x, int64_t out_h, int64_t out_w);
 nn_tensor *nn_batch_norm(nn_tensor *x, nn_tensor *gamma, nn_tensor *beta,
                          nn_tensor *running_mean, nn_tensor *running_var,
                          bool training, float momentum, float eps);
+/* max(0, batch_norm(...)) as one op: one pass over the activations forward and backward. */
+nn_tensor *nn_batch_norm_relu(nn_tensor *x, nn_tensor *gamma, nn_tensor *beta, nn_tensor *rmean, nn_tensor *rvar,
+                              bool training, float momentum, float eps);
 /* Normalises over the last dimension; gamma/beta [D] or NULL. */
 nn_tensor *nn_layer_norm(nn_tensor *x, nn_tensor *gamma, nn_tensor *beta, float eps);
 /* Inverted dropout; identity when !training or p == 0. */
