@@ -83,8 +83,10 @@ static inline float nn_exp_nonpositive(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  union { float f; int32_t i; } s = {.i = ((int32_t)n + 127) << 23};
-  return p * s.f;
+  int32_t bits = ((int32_t)n + 127) << 23; /* 2^n; memcpy (not a union) keeps the loop vectorisable */
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
 }
 
 /* sigmoid and tanh on nn_exp_nonpositive of -|x| (absolute error ~1e-7): vectorised gate loops */

@@ -193,6 +193,43 @@ typedef struct {
   const float *mask; /* [T, N] or NULL */
 } seq_state;
 
+/* One batch row's gate gradients for a step (restrict pointers: vectorised). dh holds the carry from
+ * step t + 1 on entry and the carry to step t - 1 (before the W_hh product) on return. */
+static void gru_gates_bw(int64_t H, const float *restrict a, const float *restrict dout, const float *restrict hp,
+                         const float *restrict hnv, float m, float *restrict dg, float *restrict dhg,
+                         float *restrict dh) {
+  for (int64_t j = 0; j < H; j++) {
+    float dcarry = dh[j], dhn = m * (dout[j] + dcarry);
+    float r = a[j], z = a[H + j], n = a[2 * H + j];
+    float dn = dhn * (1 - z), dz = dhn * (hp[j] - n);
+    float dnp = dn * (1 - n * n), drp = dnp * hnv[j] * r * (1 - r), dzp = dz * z * (1 - z);
+    dg[j] = drp;
+    dg[H + j] = dzp;
+    dg[2 * H + j] = dnp;
+    dhg[j] = drp;
+    dhg[H + j] = dzp;
+    dhg[2 * H + j] = dnp * r;
+    dh[j] = dhn * z + (1 - m) * dcarry;
+  }
+}
+
+static void lstm_gates_bw(int64_t H, const float *restrict a, const float *restrict dout, const float *restrict cnew,
+                          const float *restrict cp, float m, float *restrict dg, float *restrict dc,
+                          float *restrict dh) {
+  for (int64_t j = 0; j < H; j++) {
+    float dcarry = dh[j], dhn = m * (dout[j] + dcarry);
+    float i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
+    float tc = nn_tanh_fast(cnew[j]);
+    float dcn = m * dc[j] + dhn * o * (1 - tc * tc);
+    dg[j] = dcn * g * i * (1 - i);
+    dg[H + j] = dcn * cp[j] * f * (1 - f);
+    dg[2 * H + j] = dcn * i * (1 - g * g);
+    dg[3 * H + j] = dhn * tc * o * (1 - o);
+    dc[j] = (1 - m) * dc[j] + dcn * f;
+    dh[j] = (1 - m) * dcarry;
+  }
+}
+
 static void seq_bw(nn_node *node, nn_tensor *gout) {
   seq_state *s = node->extra;
   nn_tensor *xg = node->in[0], *w = node->in[1], *b = node->in[2];
@@ -212,36 +249,10 @@ static void seq_bw(nn_node *node, nn_tensor *gout) {
       float m = s->mask ? s->mask[t * N + bi] : 1.0f;
       const float *ar = a + bi * G, *dor = dout + bi * H, *hpr = hp + bi * H;
       float *dgr = dg + bi * G, *dhgr = dhg + bi * G, *dhr = dh + bi * H, *dcr = dc + bi * H;
-      if (s->gru) {
-        const float *hnr = s->hn + (t * N + bi) * H;
-        for (int64_t j = 0; j < H; j++) {
-          float dcarry = dhr[j], dhn = m * (dor[j] + dcarry);
-          float r = ar[j], z = ar[H + j], n = ar[2 * H + j];
-          float dn = dhn * (1 - z), dz = dhn * (hpr[j] - n);
-          float dnp = dn * (1 - n * n), drp = dnp * hnr[j] * r * (1 - r), dzp = dz * z * (1 - z);
-          dgr[j] = drp;
-          dgr[H + j] = dzp;
-          dgr[2 * H + j] = dnp;
-          dhgr[j] = drp;
-          dhgr[H + j] = dzp;
-          dhgr[2 * H + j] = dnp * r;
-          dhr[j] = dhn * z + (1 - m) * dcarry;
-        }
-      } else {
-        const float *cnr = s->cnew + t * N * H + bi * H, *cpr = s->cs + t * N * H + bi * H;
-        for (int64_t j = 0; j < H; j++) {
-          float dcarry = dhr[j], dhn = m * (dor[j] + dcarry);
-          float i = ar[j], f = ar[H + j], g = ar[2 * H + j], o = ar[3 * H + j];
-          float tc = nn_tanh_fast(cnr[j]);
-          float dcn = m * dcr[j] + dhn * o * (1 - tc * tc);
-          dgr[j] = dcn * g * i * (1 - i);
-          dgr[H + j] = dcn * cpr[j] * f * (1 - f);
-          dgr[2 * H + j] = dcn * i * (1 - g * g);
-          dgr[3 * H + j] = dhn * tc * o * (1 - o);
-          dcr[j] = (1 - m) * dcr[j] + dcn * f;
-          dhr[j] = (1 - m) * dcarry;
-        }
-      }
+      if (s->gru)
+        gru_gates_bw(H, ar, dor, hpr, s->hn + (t * N + bi) * H, m, dgr, dhgr, dhr);
+      else
+        lstm_gates_bw(H, ar, dor, s->cnew + t * N * H + bi * H, s->cs + t * N * H + bi * H, m, dgr, dcr, dhr);
     }
     /* dh_{t-1} += dHG_t @ W_hh */
     nn_sgemm(false, false, N, H, G, 1.0f, dhg, G, wd, H, 1.0f, dh, H);
@@ -255,6 +266,45 @@ static void seq_bw(nn_node *node, nn_tensor *gout) {
     nn_accum_grad(w, dw);
   }
   if (b && nn_needs_grad(b)) nn_accum_grad(b, nn_sum(nn_reshape(dHG, 2, (int64_t[]){T * N, G}), 0, false));
+}
+
+/* One batch row's gates for a step; restrict pointers and straight-line math, so GCC vectorises
+ * over j. xr: x-side pre-activations, hr: h-side, hp: h_{t-1}; writes the activations a, the new state
+ * (hn, masked) and the output o. */
+static void gru_gates(int64_t H, const float *restrict xr, const float *restrict hr, const float *restrict bd,
+                      const float *restrict hp, float m, float *restrict a, float *restrict hnv_out,
+                      float *restrict hn, float *restrict o) {
+  for (int64_t j = 0; j < H; j++) {
+    float hnv = hr[2 * H + j] + bd[2 * H + j];
+    float r = nn_sigmoid_fast(xr[j] + hr[j] + bd[j]), z = nn_sigmoid_fast(xr[H + j] + hr[H + j] + bd[H + j]);
+    float n = nn_tanh_fast(xr[2 * H + j] + r * hnv);
+    a[j] = r;
+    a[H + j] = z;
+    a[2 * H + j] = n;
+    hnv_out[j] = hnv;
+    float hnew = (1 - z) * n + z * hp[j];
+    hn[j] = m * hnew + (1 - m) * hp[j];
+    o[j] = m * hnew;
+  }
+}
+
+static void lstm_gates(int64_t H, const float *restrict xr, const float *restrict hr, const float *restrict cp,
+                       const float *restrict hp, float m, float *restrict a, float *restrict cnew,
+                       float *restrict cs, float *restrict hn, float *restrict o) {
+  for (int64_t j = 0; j < H; j++) {
+    float i = nn_sigmoid_fast(xr[j] + hr[j]), f = nn_sigmoid_fast(xr[H + j] + hr[H + j]);
+    float g = nn_tanh_fast(xr[2 * H + j] + hr[2 * H + j]), og = nn_sigmoid_fast(xr[3 * H + j] + hr[3 * H + j]);
+    a[j] = i;
+    a[H + j] = f;
+    a[2 * H + j] = g;
+    a[3 * H + j] = og;
+    float c = f * cp[j] + i * g;
+    cnew[j] = c;
+    cs[j] = m * c + (1 - m) * cp[j];
+    float hnew = og * nn_tanh_fast(c);
+    hn[j] = m * hnew + (1 - m) * hp[j];
+    o[j] = m * hnew;
+  }
 }
 
 nn_tensor *nn_rnn_sequence(nn_tensor *xg, nn_tensor *w_hh, nn_tensor *b_hh, nn_tensor *mask, bool gru) {
@@ -293,43 +343,15 @@ nn_tensor *nn_rnn_sequence(nn_tensor *xg, nn_tensor *w_hh, nn_tensor *b_hh, nn_t
     float *hn = s->hs + (t + 1) * N * H, *a = s->act + t * N * G, *o = nn_f32(out) + t * N * H;
     /* h-side gates: h_{t-1} @ W_hh^T */
     nn_sgemm(false, true, N, G, H, 1.0f, hp, H, w, H, 0.0f, hgate, G);
-    /* the gates, one loop per cell kind so that each vectorises over j */
+    /* the gates, one row of the batch at a time */
     for (int64_t bi = 0; bi < N; bi++) {
       float m = md ? md[t * N + bi] : 1.0f;
-      const float *xr = x + bi * G, *hr = hgate + bi * G, *hpr = hp + bi * H;
-      float *ar2 = a + bi * G, *hnr = hn + bi * H, *orow = o + bi * H;
-      if (gru) {
-        float *hnv_out = s->hn + t * N * H + bi * H;
-        for (int64_t j = 0; j < H; j++) {
-          float hnv = hr[2 * H + j] + bd[2 * H + j];
-          float r = nn_sigmoid_fast(xr[j] + hr[j] + bd[j]), z = nn_sigmoid_fast(xr[H + j] + hr[H + j] + bd[H + j]);
-          float n = nn_tanh_fast(xr[2 * H + j] + r * hnv);
-          ar2[j] = r;
-          ar2[H + j] = z;
-          ar2[2 * H + j] = n;
-          hnv_out[j] = hnv;
-          float hnew = (1 - z) * n + z * hpr[j];
-          hnr[j] = m * hnew + (1 - m) * hpr[j];
-          orow[j] = m * hnew;
-        }
-      } else {
-        const float *cpr = s->cs + t * N * H + bi * H;
-        float *cnr = s->cnew + t * N * H + bi * H, *csr = s->cs + (t + 1) * N * H + bi * H;
-        for (int64_t j = 0; j < H; j++) {
-          float i = nn_sigmoid_fast(xr[j] + hr[j]), f = nn_sigmoid_fast(xr[H + j] + hr[H + j]);
-          float g = nn_tanh_fast(xr[2 * H + j] + hr[2 * H + j]), og = nn_sigmoid_fast(xr[3 * H + j] + hr[3 * H + j]);
-          ar2[j] = i;
-          ar2[H + j] = f;
-          ar2[2 * H + j] = g;
-          ar2[3 * H + j] = og;
-          float c = f * cpr[j] + i * g;
-          cnr[j] = c;
-          csr[j] = m * c + (1 - m) * cpr[j];
-          float hnew = og * nn_tanh_fast(c);
-          hnr[j] = m * hnew + (1 - m) * hpr[j];
-          orow[j] = m * hnew;
-        }
-      }
+      if (gru)
+        gru_gates(H, x + bi * G, hgate + bi * G, bd, hp + bi * H, m, a + bi * G, s->hn + t * N * H + bi * H,
+                  hn + bi * H, o + bi * H);
+      else
+        lstm_gates(H, x + bi * G, hgate + bi * G, s->cs + t * N * H + bi * H, hp + bi * H, m, a + bi * G,
+                   s->cnew + t * N * H + bi * H, s->cs + (t + 1) * N * H + bi * H, hn + bi * H, o + bi * H);
     }
   }
   nn_node *node = nn_record(out, gru ? "gru_sequence" : "lstm_sequence", seq_bw, 3, xg, w_hh, gru ? b_hh : NULL);
