@@ -28,7 +28,7 @@ row() { name=$1; shift; v=$(share "$@"); echo "| $name | ${v:-0}% |"; }
 row "conv forward" nn_conv2d
 row "conv data gradient" nn_conv_transpose_direct col2im_add
 row "conv weight gradient" batch_weight_grad weight_grad
-row "batch norm forward" nn_batch_norm
+row "batch norm forward (with a fused ReLU)" nn_batch_norm nn_batch_norm_relu
 row "batch norm backward" bn_bw
 row "ReLU forward" nn_relu
 row "ReLU backward" unary_bw
