@@ -535,7 +535,8 @@ static void tconv_images(void *p, int part, int64_t n0, int64_t n1) {
         if (k.T == 0) { /* no tap reaches this phase: the bias alone */
           for (int64_t oc = 0; oc < g->OC; oc++)
             for (int64_t m = 0; m < f->Mh; m++)
-              for (int64_t j = 0; j < f->Mw; j++) k.out[oc * k.o_chan + m * k.o_row + j * k.o_col] = c->bias ? c->bias[oc] : 0.0f;
+              for (int64_t j = 0; j < f->Mw; j++)
+                k.out[oc * k.o_chan + m * k.o_row + j * k.o_col] = c->bias ? c->bias[oc] : 0.0f;
           continue;
         }
         run_kernel(&k, 1);
@@ -639,7 +640,8 @@ WG_KERNEL512(8) WG_KERNEL512(9)
 WG_KERNEL256(1) WG_KERNEL256(2) WG_KERNEL256(3) WG_KERNEL256(4) WG_KERNEL256(5) WG_KERNEL256(6)
 
 typedef void (*wg_fn)(const float *, int64_t, const float *, const int64_t *, int64_t, int64_t, float *);
-static const wg_fn wg512[WG_TAPS + 1] = {NULL, wg512_1, wg512_2, wg512_3, wg512_4, wg512_5, wg512_6, wg512_7, wg512_8, wg512_9};
+static const wg_fn wg512[WG_TAPS + 1] = {NULL,    wg512_1, wg512_2, wg512_3, wg512_4,
+                                         wg512_5, wg512_6, wg512_7, wg512_8, wg512_9};
 static const wg_fn wg256[7] = {NULL, wg256_1, wg256_2, wg256_3, wg256_4, wg256_5, wg256_6};
 #endif
 

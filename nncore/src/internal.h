@@ -67,7 +67,6 @@ const float *nn_dense_f32(nn_tensor *t);
 int64_t nn_index_at(const nn_tensor *t, int64_t i);
 
 
-/* Gemm wrapper: C = alpha * op(A) op(B) + beta * C, row-major. */
 /* exp(x) for x <= 0 in plain arithmetic the compiler vectorises (no libm call): 2^n * p(r) with
  * r = x - n ln 2 in [-ln2/2, ln2/2] and p Cephes' degree-6 fit (relative error < 2e-7). Below -87 it
  * returns e^-87 (near 2^-126, the least normal float). */
@@ -112,6 +111,7 @@ typedef void (*nn_part_fn)(void *ctx, int part, int64_t i0, int64_t i1);
 int nn_batch_parts(int64_t n);
 void nn_parallel_parts(int64_t n, int parts, nn_part_fn fn, void *ctx);
 
+/* Gemm wrapper: C = alpha * op(A) op(B) + beta * C, row-major. */
 void nn_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
               int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 

@@ -158,8 +158,9 @@ static void bias_grad(nn_tensor *b, const float *g, int64_t N, int64_t C, int64_
  * are a GEMM as they are, except in inference copies, where the kernel also fuses a residual add).
  * Winograd pays for its transforms from 64 channels in and out on (AVX2; with AVX-512 only when the
  * filters are packed once). The path depends only on the shape, the CPU and whether the filters are
- * packed once (an inference copy), never on the thread count. PATH_WINOGRAD_S2_F4: the space-to-depth path with F(4x4) tiles, for
- * inference copies only (its filters cost 2.25x more to pack, which only pays when packed once). */
+ * packed once (an inference copy), never on the thread count. PATH_WINOGRAD_S2_F4: the space-to-depth
+ * path with F(4x4) tiles, for inference copies only (its filters cost 2.25x more to pack, which only pays
+ * when packed once). */
 typedef enum { PATH_GEMM, PATH_DIRECT, PATH_WINOGRAD, PATH_WINOGRAD_S2, PATH_WINOGRAD_S2_F4 } conv_path;
 
 static bool is_winograd(conv_path p) { return p == PATH_WINOGRAD || p == PATH_WINOGRAD_S2 || p == PATH_WINOGRAD_S2_F4; }
