@@ -203,121 +203,38 @@ static void prep_planes(const nn_direct_geom *g, planes_geom q, const float *x, 
 /* ------------------------------------------------------------------ kernel */
 
 #ifdef NN_DIRECT_X86
-__attribute__((target("avx2,fma"))) static void tile_avx2(const float *xs, int64_t chan, int64_t C,
-                                                           const int64_t *toff, int T, const float *wp,
-                                                           const float *bias, int flags, float *o,
-                                                           int64_t ldo) {
-  __m256 a00 = _mm256_set1_ps(bias[0]), a01 = a00, a02 = a00;
-  __m256 a10 = _mm256_set1_ps(bias[1]), a11 = a10, a12 = a10;
-  __m256 a20 = _mm256_set1_ps(bias[2]), a21 = a20, a22 = a20;
-  __m256 a30 = _mm256_set1_ps(bias[3]), a31 = a30, a32 = a30;
-  if (flags & NN_DIRECT_ACCUMULATE) {
-    const float *r = o;
-    a00 = _mm256_add_ps(_mm256_loadu_ps(r), a00), a01 = _mm256_add_ps(_mm256_loadu_ps(r + 8), a01);
-    a02 = _mm256_add_ps(_mm256_loadu_ps(r + 16), a02), r += ldo;
-    a10 = _mm256_add_ps(_mm256_loadu_ps(r), a10), a11 = _mm256_add_ps(_mm256_loadu_ps(r + 8), a11);
-    a12 = _mm256_add_ps(_mm256_loadu_ps(r + 16), a12), r += ldo;
-    a20 = _mm256_add_ps(_mm256_loadu_ps(r), a20), a21 = _mm256_add_ps(_mm256_loadu_ps(r + 8), a21);
-    a22 = _mm256_add_ps(_mm256_loadu_ps(r + 16), a22), r += ldo;
-    a30 = _mm256_add_ps(_mm256_loadu_ps(r), a30), a31 = _mm256_add_ps(_mm256_loadu_ps(r + 8), a31);
-    a32 = _mm256_add_ps(_mm256_loadu_ps(r + 16), a32);
+/* The register tile at one vector width: BITS 256 (AVX2, 8 lanes, a tile of 4 x 24) or 512 (AVX-512, 16
+ * lanes, 4 x 48). One definition for both, so the two widths run the same chain per output. */
+#define DIRECT_TILE(NAME, BITS, L, TARGET)                                                                     \
+  __attribute__((target(TARGET))) static void NAME(const float *xs, int64_t chan, int64_t C, const int64_t *toff, \
+                                                   int T, const float *wp, const float *bias, int flags, float *o, \
+                                                   int64_t ldo) {                                              \
+    __m##BITS a[OCB][3];                                                                                         \
+    for (int j = 0; j < OCB; j++) {                                                                              \
+      a[j][0] = a[j][1] = a[j][2] = _mm##BITS##_set1_ps(bias[j]);                                                \
+      if (flags & NN_DIRECT_ACCUMULATE)                                                                          \
+        for (int v = 0; v < 3; v++) a[j][v] = _mm##BITS##_add_ps(_mm##BITS##_loadu_ps(o + j * ldo + v * L), a[j][v]); \
+    }                                                                                                            \
+    for (int64_t c = 0; c < C; c++, xs += chan)                                                                  \
+      for (int t = 0; t < T; t++, wp += OCB) {                                                                   \
+        const float *s = xs + toff[t];                                                                           \
+        __m##BITS x0 = _mm##BITS##_loadu_ps(s), x1 = _mm##BITS##_loadu_ps(s + L), x2 = _mm##BITS##_loadu_ps(s + 2 * L); \
+        _Pragma("GCC unroll 4") for (int j = 0; j < OCB; j++) {                                                  \
+          __m##BITS w = _mm##BITS##_set1_ps(wp[j]);                                                              \
+          a[j][0] = _mm##BITS##_fmadd_ps(w, x0, a[j][0]);                                                        \
+          a[j][1] = _mm##BITS##_fmadd_ps(w, x1, a[j][1]);                                                        \
+          a[j][2] = _mm##BITS##_fmadd_ps(w, x2, a[j][2]);                                                        \
+        }                                                                                                        \
+      }                                                                                                          \
+    for (int j = 0; j < OCB; j++)                                                                                \
+      for (int v = 0; v < 3; v++) {                                                                              \
+        __m##BITS r = a[j][v];                                                                                   \
+        if (flags & NN_DIRECT_RELU) r = _mm##BITS##_max_ps(r, _mm##BITS##_setzero_ps());                         \
+        _mm##BITS##_storeu_ps(o + j * ldo + v * L, r);                                                           \
+      }                                                                                                          \
   }
-  for (int64_t c = 0; c < C; c++, xs += chan) {
-    for (int t = 0; t < T; t++, wp += OCB) {
-      const float *s = xs + toff[t];
-      __m256 x0 = _mm256_loadu_ps(s), x1 = _mm256_loadu_ps(s + 8), x2 = _mm256_loadu_ps(s + 16);
-      __m256 w = _mm256_broadcast_ss(wp);
-      a00 = _mm256_fmadd_ps(w, x0, a00);
-      a01 = _mm256_fmadd_ps(w, x1, a01);
-      a02 = _mm256_fmadd_ps(w, x2, a02);
-      w = _mm256_broadcast_ss(wp + 1);
-      a10 = _mm256_fmadd_ps(w, x0, a10);
-      a11 = _mm256_fmadd_ps(w, x1, a11);
-      a12 = _mm256_fmadd_ps(w, x2, a12);
-      w = _mm256_broadcast_ss(wp + 2);
-      a20 = _mm256_fmadd_ps(w, x0, a20);
-      a21 = _mm256_fmadd_ps(w, x1, a21);
-      a22 = _mm256_fmadd_ps(w, x2, a22);
-      w = _mm256_broadcast_ss(wp + 3);
-      a30 = _mm256_fmadd_ps(w, x0, a30);
-      a31 = _mm256_fmadd_ps(w, x1, a31);
-      a32 = _mm256_fmadd_ps(w, x2, a32);
-    }
-  }
-  if (flags & NN_DIRECT_RELU) {
-    __m256 z = _mm256_setzero_ps();
-    a00 = _mm256_max_ps(a00, z), a01 = _mm256_max_ps(a01, z), a02 = _mm256_max_ps(a02, z);
-    a10 = _mm256_max_ps(a10, z), a11 = _mm256_max_ps(a11, z), a12 = _mm256_max_ps(a12, z);
-    a20 = _mm256_max_ps(a20, z), a21 = _mm256_max_ps(a21, z), a22 = _mm256_max_ps(a22, z);
-    a30 = _mm256_max_ps(a30, z), a31 = _mm256_max_ps(a31, z), a32 = _mm256_max_ps(a32, z);
-  }
-  _mm256_storeu_ps(o, a00), _mm256_storeu_ps(o + 8, a01), _mm256_storeu_ps(o + 16, a02);
-  o += ldo;
-  _mm256_storeu_ps(o, a10), _mm256_storeu_ps(o + 8, a11), _mm256_storeu_ps(o + 16, a12);
-  o += ldo;
-  _mm256_storeu_ps(o, a20), _mm256_storeu_ps(o + 8, a21), _mm256_storeu_ps(o + 16, a22);
-  o += ldo;
-  _mm256_storeu_ps(o, a30), _mm256_storeu_ps(o + 8, a31), _mm256_storeu_ps(o + 16, a32);
-}
-#endif
-
-#ifdef NN_DIRECT_X86
-__attribute__((target("avx512f"))) static void tile_avx512(const float *xs, int64_t chan, int64_t C,
-                                                            const int64_t *toff, int T, const float *wp,
-                                                            const float *bias, int flags, float *o,
-                                                            int64_t ldo) {
-  __m512 a00 = _mm512_set1_ps(bias[0]), a01 = a00, a02 = a00;
-  __m512 a10 = _mm512_set1_ps(bias[1]), a11 = a10, a12 = a10;
-  __m512 a20 = _mm512_set1_ps(bias[2]), a21 = a20, a22 = a20;
-  __m512 a30 = _mm512_set1_ps(bias[3]), a31 = a30, a32 = a30;
-  if (flags & NN_DIRECT_ACCUMULATE) {
-    const float *r = o;
-    a00 = _mm512_add_ps(_mm512_loadu_ps(r), a00), a01 = _mm512_add_ps(_mm512_loadu_ps(r + 16), a01);
-    a02 = _mm512_add_ps(_mm512_loadu_ps(r + 32), a02), r += ldo;
-    a10 = _mm512_add_ps(_mm512_loadu_ps(r), a10), a11 = _mm512_add_ps(_mm512_loadu_ps(r + 16), a11);
-    a12 = _mm512_add_ps(_mm512_loadu_ps(r + 32), a12), r += ldo;
-    a20 = _mm512_add_ps(_mm512_loadu_ps(r), a20), a21 = _mm512_add_ps(_mm512_loadu_ps(r + 16), a21);
-    a22 = _mm512_add_ps(_mm512_loadu_ps(r + 32), a22), r += ldo;
-    a30 = _mm512_add_ps(_mm512_loadu_ps(r), a30), a31 = _mm512_add_ps(_mm512_loadu_ps(r + 16), a31);
-    a32 = _mm512_add_ps(_mm512_loadu_ps(r + 32), a32);
-  }
-  for (int64_t c = 0; c < C; c++, xs += chan) {
-    for (int t = 0; t < T; t++, wp += OCB) {
-      const float *s = xs + toff[t];
-      __m512 x0 = _mm512_loadu_ps(s), x1 = _mm512_loadu_ps(s + 16), x2 = _mm512_loadu_ps(s + 32);
-      __m512 w = _mm512_set1_ps(wp[0]);
-      a00 = _mm512_fmadd_ps(w, x0, a00);
-      a01 = _mm512_fmadd_ps(w, x1, a01);
-      a02 = _mm512_fmadd_ps(w, x2, a02);
-      w = _mm512_set1_ps(wp[1]);
-      a10 = _mm512_fmadd_ps(w, x0, a10);
-      a11 = _mm512_fmadd_ps(w, x1, a11);
-      a12 = _mm512_fmadd_ps(w, x2, a12);
-      w = _mm512_set1_ps(wp[2]);
-      a20 = _mm512_fmadd_ps(w, x0, a20);
-      a21 = _mm512_fmadd_ps(w, x1, a21);
-      a22 = _mm512_fmadd_ps(w, x2, a22);
-      w = _mm512_set1_ps(wp[3]);
-      a30 = _mm512_fmadd_ps(w, x0, a30);
-      a31 = _mm512_fmadd_ps(w, x1, a31);
-      a32 = _mm512_fmadd_ps(w, x2, a32);
-    }
-  }
-  if (flags & NN_DIRECT_RELU) {
-    __m512 z = _mm512_setzero_ps();
-    a00 = _mm512_max_ps(a00, z), a01 = _mm512_max_ps(a01, z), a02 = _mm512_max_ps(a02, z);
-    a10 = _mm512_max_ps(a10, z), a11 = _mm512_max_ps(a11, z), a12 = _mm512_max_ps(a12, z);
-    a20 = _mm512_max_ps(a20, z), a21 = _mm512_max_ps(a21, z), a22 = _mm512_max_ps(a22, z);
-    a30 = _mm512_max_ps(a30, z), a31 = _mm512_max_ps(a31, z), a32 = _mm512_max_ps(a32, z);
-  }
-  _mm512_storeu_ps(o, a00), _mm512_storeu_ps(o + 16, a01), _mm512_storeu_ps(o + 32, a02);
-  o += ldo;
-  _mm512_storeu_ps(o, a10), _mm512_storeu_ps(o + 16, a11), _mm512_storeu_ps(o + 32, a12);
-  o += ldo;
-  _mm512_storeu_ps(o, a20), _mm512_storeu_ps(o + 16, a21), _mm512_storeu_ps(o + 32, a22);
-  o += ldo;
-  _mm512_storeu_ps(o, a30), _mm512_storeu_ps(o + 16, a31), _mm512_storeu_ps(o + 32, a32);
-}
+DIRECT_TILE(tile_avx2, 256, 8, "avx2,fma")
+DIRECT_TILE(tile_avx512, 512, 16, "avx512f")
 #endif
 
 void nn_direct_tile(const float *xs, int64_t chan, int64_t C, const int64_t *toff, int T, const float *wp,
@@ -605,39 +522,28 @@ size_t nn_conv_wgrad_scratch_floats(const nn_direct_geom *g) {
 }
 
 #ifdef NN_DIRECT_X86
-#define WG_KERNEL512(M)                                                                                          \
-  __attribute__((target("avx512f"))) static void wg512_##M(const float *gyT, int64_t ocp, const float *xc,       \
-                                                           const int64_t *toff, int64_t p0, int64_t p1, float *acc) { \
-    __m512 a[M][2];                                                                                              \
-    for (int j = 0; j < M; j++) a[j][0] = _mm512_loadu_ps(acc + j * ocp), a[j][1] = _mm512_loadu_ps(acc + j * ocp + 16); \
-    for (int64_t p = p0; p < p1; p++) {                                                                          \
-      __m512 y0 = _mm512_loadu_ps(gyT + p * ocp), y1 = _mm512_loadu_ps(gyT + p * ocp + 16);                      \
-      _Pragma("GCC unroll 9") for (int j = 0; j < M; j++) {                                                      \
-        __m512 b = _mm512_set1_ps(xc[toff[j] + p]);                                                              \
-        a[j][0] = _mm512_fmadd_ps(b, y0, a[j][0]);                                                               \
-        a[j][1] = _mm512_fmadd_ps(b, y1, a[j][1]);                                                               \
-      }                                                                                                          \
-    }                                                                                                            \
-    for (int j = 0; j < M; j++) _mm512_storeu_ps(acc + j * ocp, a[j][0]), _mm512_storeu_ps(acc + j * ocp + 16, a[j][1]); \
+/* A tile of one weight-gradient step, M taps x two vectors of output channels, at one width (as
+ * DIRECT_TILE: one definition, so both widths sum each lane in the same order). */
+#define WG_KERNEL(BITS, L, TARGET, M)                                                                          \
+  __attribute__((target(TARGET))) static void wg##BITS##_##M(const float *gyT, int64_t ocp, const float *xc,    \
+                                                            const int64_t *toff, int64_t p0, int64_t p1,        \
+                                                            float *acc) {                                       \
+    __m##BITS a[M][2];                                                                                          \
+    for (int j = 0; j < M; j++) a[j][0] = _mm##BITS##_loadu_ps(acc + j * ocp), a[j][1] = _mm##BITS##_loadu_ps(acc + j * ocp + L); \
+    for (int64_t p = p0; p < p1; p++) {                                                                         \
+      __m##BITS y0 = _mm##BITS##_loadu_ps(gyT + p * ocp), y1 = _mm##BITS##_loadu_ps(gyT + p * ocp + L);          \
+      _Pragma("GCC unroll 9") for (int j = 0; j < M; j++) {                                                     \
+        __m##BITS b = _mm##BITS##_set1_ps(xc[toff[j] + p]);                                                     \
+        a[j][0] = _mm##BITS##_fmadd_ps(b, y0, a[j][0]);                                                         \
+        a[j][1] = _mm##BITS##_fmadd_ps(b, y1, a[j][1]);                                                         \
+      }                                                                                                         \
+    }                                                                                                           \
+    for (int j = 0; j < M; j++) _mm##BITS##_storeu_ps(acc + j * ocp, a[j][0]), _mm##BITS##_storeu_ps(acc + j * ocp + L, a[j][1]); \
   }
-#define WG_KERNEL256(M)                                                                                          \
-  __attribute__((target("avx2,fma"))) static void wg256_##M(const float *gyT, int64_t ocp, const float *xc,      \
-                                                            const int64_t *toff, int64_t p0, int64_t p1, float *acc) { \
-    __m256 a[M][2];                                                                                              \
-    for (int j = 0; j < M; j++) a[j][0] = _mm256_loadu_ps(acc + j * ocp), a[j][1] = _mm256_loadu_ps(acc + j * ocp + 8); \
-    for (int64_t p = p0; p < p1; p++) {                                                                          \
-      __m256 y0 = _mm256_loadu_ps(gyT + p * ocp), y1 = _mm256_loadu_ps(gyT + p * ocp + 8);                       \
-      _Pragma("GCC unroll 6") for (int j = 0; j < M; j++) {                                                      \
-        __m256 b = _mm256_broadcast_ss(xc + toff[j] + p);                                                        \
-        a[j][0] = _mm256_fmadd_ps(b, y0, a[j][0]);                                                               \
-        a[j][1] = _mm256_fmadd_ps(b, y1, a[j][1]);                                                               \
-      }                                                                                                          \
-    }                                                                                                            \
-    for (int j = 0; j < M; j++) _mm256_storeu_ps(acc + j * ocp, a[j][0]), _mm256_storeu_ps(acc + j * ocp + 8, a[j][1]); \
-  }
-WG_KERNEL512(1) WG_KERNEL512(2) WG_KERNEL512(3) WG_KERNEL512(4) WG_KERNEL512(5) WG_KERNEL512(6) WG_KERNEL512(7)
-WG_KERNEL512(8) WG_KERNEL512(9)
-WG_KERNEL256(1) WG_KERNEL256(2) WG_KERNEL256(3) WG_KERNEL256(4) WG_KERNEL256(5) WG_KERNEL256(6)
+#define WG512(M) WG_KERNEL(512, 16, "avx512f", M)
+#define WG256(M) WG_KERNEL(256, 8, "avx2,fma", M)
+WG512(1) WG512(2) WG512(3) WG512(4) WG512(5) WG512(6) WG512(7) WG512(8) WG512(9)
+WG256(1) WG256(2) WG256(3) WG256(4) WG256(5) WG256(6)
 
 typedef void (*wg_fn)(const float *, int64_t, const float *, const int64_t *, int64_t, int64_t, float *);
 static const wg_fn wg512[WG_TAPS + 1] = {NULL,    wg512_1, wg512_2, wg512_3, wg512_4,

@@ -827,11 +827,10 @@ __attribute__((target("avx2"))) static int64_t max_pool_2x2_bw_row_avx2(const fl
 }
 #endif
 
+/* follows the kernels' instruction set, NNCORE_ISA and nn_set_conv_isa included */
 static bool pool_avx2(void) {
 #if defined(__x86_64__)
-  static int has = -1;
-  if (has < 0) has = strcmp(nn_conv_isa(), "generic") != 0;
-  return has;
+  return strcmp(nn_conv_isa(), "generic") != 0;
 #else
   return false;
 #endif
