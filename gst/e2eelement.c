@@ -3,7 +3,8 @@
 
 #include <string.h>
 
-static const gchar *const TASK_WHAT[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detection", [E2E_TASK_CODEC] = "codec"};
+static const gchar *const TASK_WHAT[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detection", [E2E_TASK_CODEC] = "codec",
+                                                       [E2E_TASK_ASR] = "speech recognition"};
 
 void e2e_element_install_properties(GObjectClass *oc, e2e_task task, E2eElementFlags flags) {
   GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
@@ -13,6 +14,9 @@ void e2e_element_install_properties(GObjectClass *oc, e2e_task task, E2eElementF
           ? "Detection model: our safetensors, or an ONNX file / TF.js model.json whose metadata names its head, labels "
             "and normalisation (docs/import.md). Default: the shipped COCO NanoDet. Changing it while playing loads and "
             "validates the new file first; on failure the current model stays and a warning is posted"
+      : task == E2E_TASK_ASR
+          ? "Speech recognition model (safetensors, e2e train asr). Default: the shipped e2easr model. Changing it "
+            "while playing loads and validates the new file first; on failure the current model stays"
           : "Codec model (safetensors). Default: the shipped e2ecodec model. A decoder needs its encoder's model";
   g_object_class_install_property(oc, E2E_PROP_MODEL, g_param_spec_string("model", "Model", model_blurb, shipped,
       rw | (flags & E2E_ELEMENT_SWAP_WHILE_PLAYING ? GST_PARAM_MUTABLE_PLAYING : GST_PARAM_MUTABLE_READY)));

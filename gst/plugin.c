@@ -3,6 +3,7 @@
 
 #define PACKAGE "gst-e2e"
 
+#include "gste2easr.h"
 #include "gste2ecodec.h"
 #include "gste2edetect.h"
 #include "gste2eoverlay.h"
@@ -15,6 +16,7 @@ static gboolean plugin_init(GstPlugin *plugin) {
          gst_element_register(plugin, "e2ecodecdec", GST_RANK_PRIMARY, GST_TYPE_E2E_CODEC_DEC) &&
          gst_element_register(plugin, "e2ecodecparse", GST_RANK_PRIMARY, GST_TYPE_E2E_CODEC_PARSE) &&
          gst_element_register(plugin, "e2ecodec", GST_RANK_NONE, GST_TYPE_E2E_CODEC_BIN) &&
+         gst_element_register(plugin, "e2easr", GST_RANK_NONE, GST_TYPE_E2E_ASR) &&
          e2e_codec_typefind_register(plugin);
 }
 

@@ -10,10 +10,12 @@
 #include "task.h"
 
 /* every architecture a file may name, and its task's table */
-static const e2e_task_ops *const ARCHITECTURES[] = {&e2e_detect_ops, &e2e_detect_graph_ops, &e2e_codec_ops};
-static const char *const TASK_NAMES[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detect", [E2E_TASK_CODEC] = "codec"};
+static const e2e_task_ops *const ARCHITECTURES[] = {&e2e_detect_ops, &e2e_detect_graph_ops, &e2e_codec_ops, &e2e_asr_ops};
+static const char *const TASK_NAMES[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detect", [E2E_TASK_CODEC] = "codec",
+                                                       [E2E_TASK_ASR] = "asr"};
 static const char *const DEFAULT_MODELS[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detect/nanodet-coco.safetensors",
-                                                           [E2E_TASK_CODEC] = "codec/e2ecodec.safetensors"};
+                                                           [E2E_TASK_CODEC] = "codec/e2ecodec.safetensors",
+                                                           [E2E_TASK_ASR] = "asr/e2easr.safetensors"};
 
 struct e2e_model {
   atomic_int refs;
@@ -131,9 +133,9 @@ e2e_model *e2e_model_open(const char *path, int task) {
     if (arch && !strcmp(arch, ARCHITECTURES[a]->architecture)) ops = ARCHITECTURES[a];
   e2e_model *m = NULL;
   if (!ops) {
-    nn_set_error("%s: not a gst-e2e model (architecture \"%s\"; known: %s and %s for detect, %s for codec)", path,
-                 arch ? arch : "none", e2e_detect_ops.architecture, e2e_detect_graph_ops.architecture,
-                 e2e_codec_ops.architecture);
+    nn_set_error("%s: not a gst-e2e model (architecture \"%s\"; known: %s and %s for detect, %s for codec, %s for "
+                 "asr)", path, arch ? arch : "none", e2e_detect_ops.architecture, e2e_detect_graph_ops.architecture,
+                 e2e_codec_ops.architecture, e2e_asr_ops.architecture);
   } else if (task != E2E_TASK_ANY && (int)ops->task != task) {
     nn_set_error("%s: a %s model (%s), not a %s model", path, e2e_task_name(ops->task), arch,
                  e2e_task_name((e2e_task)task));

@@ -47,6 +47,10 @@ static void usage(void) {
          "  train codec [OPTIONS]    train the learned image codec (all quality levels)\n"
          "  codec encode [--quality %d..%d] IN.png OUT.e2el | codec decode IN.e2el OUT.png\n"
          "  codec eval [--dir FOLDER]   bpp, PSNR-RGB, MS-SSIM and BD-rate vs JPEG (Kodak by default)\n"
+         "  asr [--model FILE] [--beam N] [--lm TEXT | --grammar digits] FILE...   speech to text with word times\n"
+         "  asr features LIST.tsv OUT.safetensors   log-mel feature shard for training (e2e asr features)\n"
+         "  train asr [OPTIONS]      train the speech recogniser in resumable stages (e2e train asr --help)\n"
+         "  eval asr [OPTIONS] LIST.tsv...   WER/CER per voice or speaker\n"
          "  import MODEL.onnx|model.json -o OUT.safetensors [--head H --labels FILE ...]\n"
          "        an ONNX or TensorFlow.js model onto nncore's graph runtime (e2e import --help)\n"
          "  graph run MODEL [--input X.f32] [--out Y.f32] [--threads N] [--repeat N]\n"
@@ -69,6 +73,10 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "detect")) return e2e_detect_images(argc - 2, argv + 2);
   if (argc >= 3 && !strcmp(argv[1], "train") && !strcmp(argv[2], "detect")) return e2e_train_detect(argc - 3, argv + 3);
   if (argc >= 3 && !strcmp(argv[1], "train") && !strcmp(argv[2], "codec")) return e2e_train_codec(argc - 3, argv + 3);
+  if (argc >= 3 && !strcmp(argv[1], "asr") && !strcmp(argv[2], "features")) return e2e_asr_features(argc - 3, argv + 3);
+  if (!strcmp(argv[1], "asr")) return e2e_asr_files(argc - 2, argv + 2);
+  if (argc >= 3 && !strcmp(argv[1], "eval") && !strcmp(argv[2], "asr")) return e2e_eval_asr(argc - 3, argv + 3);
+  if (argc >= 3 && !strcmp(argv[1], "train") && !strcmp(argv[2], "asr")) return e2e_train_asr(argc - 3, argv + 3);
   if (argc >= 3 && !strcmp(argv[1], "eval") && !strcmp(argv[2], "detect")) return e2e_eval_detect(argc - 3, argv + 3);
   if (!strcmp(argv[1], "version")) {
     printf("e2e %d.%d (nncore; cuda %s)\n", NNCORE_VERSION_MAJOR, NNCORE_VERSION_MINOR,

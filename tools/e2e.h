@@ -19,5 +19,9 @@ int e2e_codec(int argc, char **argv);
 int e2e_import(int argc, char **argv);
 int e2e_graph(int argc, char **argv);
 int e2e_detect_images(int argc, char **argv);
+int e2e_asr_features(int argc, char **argv);
+int e2e_train_asr(int argc, char **argv);
+int e2e_asr_files(int argc, char **argv);
+int e2e_eval_asr(int argc, char **argv);
 
 #endif

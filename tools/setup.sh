@@ -5,6 +5,8 @@
 #   tools/setup.sh test   install what is needed, build, run every test: plain, nncore again
 #                         under ASan/UBSan, the element tests under valgrind
 #   tools/setup.sh bench  the above plus PyTorch, then the side-by-side benchmarks
+#   tools/setup.sh speech the speech recipe's voices and recogniser (espeak-ng, mbrola, flite, festival,
+#                         pico, pocketsphinx; enables Debian's contrib and non-free for mbrola and pico)
 set -eu
 cd "$(dirname "$0")/.."
 what=${1:-demo}
@@ -14,10 +16,22 @@ SUDO=""
 
 PKGS="build-essential meson ninja-build pkg-config python3 libopenblas-dev libjson-glib-dev libglib2.0-dev
   libcairo2-dev libpango1.0-dev libjpeg-dev libavcodec-dev libavutil-dev libswscale-dev
+  libkissfft-dev libsndfile1-dev libsamplerate0-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav opencv-doc"
 [ "$what" = test ] && PKGS="$PKGS valgrind libonnx-testdata"
 [ "$what" = bench ] && PKGS="$PKGS python3-torch python3-numpy"
+if [ "$what" = speech ]; then
+  # mbrola (contrib) and its voices and pico (non-free): the recipe's licences are in models/asr/README.md
+  if ! grep -rqs "non-free" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' |
+      $SUDO tee /etc/apt/sources.list.d/gst-e2e-speech.sources >/dev/null
+  fi
+  PKGS="$PKGS espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-don festvox-us-slt-hts
+    libttspico-utils mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 mbrola-af1 mbrola-nl2 mbrola-fr1 mbrola-fr4
+    mbrola-de1 mbrola-de2 mbrola-de3 mbrola-de4 mbrola-de5 mbrola-de6 mbrola-gr2 mbrola-hu1 mbrola-pl1 mbrola-ro1
+    mbrola-sw1 mbrola-sw2 pocketsphinx pocketsphinx-en-us pocketsphinx-testdata gstreamer1.0-pocketsphinx"
+fi
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -58,8 +72,12 @@ bench)
   build build -Dbench=true
   bench/run.sh
   ;;
+speech)
+  build build
+  echo "speech packages installed; the recipe: models/asr/train.sh data, then models/asr/train.sh stage"
+  ;;
 *)
-  echo "usage: $0 demo|test|bench" >&2
+  echo "usage: $0 demo|test|bench|speech" >&2
   exit 2
   ;;
 esac

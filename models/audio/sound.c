@@ -1,0 +1,117 @@
+/* Sound files and resampling for the tool and for training data: libsndfile and libsamplerate. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <samplerate.h>
+#include <sndfile.h>
+
+#include "e2e/audio.h"
+#include "nncore/nncore.h"
+
+/* Longest file read: an hour at 48 kHz. Longer input belongs in a stream, not in memory. */
+#define MAX_SAMPLES ((int64_t)48000 * 3600)
+
+bool e2e_sound_read(const char *path, float **x, int64_t *n, int *sample_rate) {
+  *x = NULL;
+  *n = 0;
+  SF_INFO info;
+  memset(&info, 0, sizeof info);
+  SNDFILE *f = sf_open(path, SFM_READ, &info);
+  if (!f) {
+    nn_set_error("%s: cannot read as sound: %s", path, sf_strerror(NULL));
+    return false;
+  }
+  if (info.channels < 1 || info.channels > 64 || info.samplerate < 1000 || info.samplerate > 768000 ||
+      info.frames < 0 || info.frames > MAX_SAMPLES) {
+    nn_set_error("%s: unsupported sound (%d channels, %d Hz, %lld frames)", path, info.channels, info.samplerate,
+                 (long long)info.frames);
+    sf_close(f);
+    return false;
+  }
+  float *inter = malloc(sizeof(float) * (size_t)(info.frames > 0 ? info.frames : 1) * info.channels);
+  float *mono = malloc(sizeof(float) * (size_t)(info.frames > 0 ? info.frames : 1));
+  if (!inter || !mono) {
+    free(inter);
+    free(mono);
+    sf_close(f);
+    nn_set_error("%s: out of memory", path);
+    return false;
+  }
+  sf_count_t got = sf_readf_float(f, inter, info.frames);
+  sf_close(f);
+  if (got < 0) got = 0;
+  for (sf_count_t i = 0; i < got; i++) {
+    float s = 0.0f;
+    for (int ch = 0; ch < info.channels; ch++) s += inter[i * info.channels + ch];
+    mono[i] = s / info.channels;
+  }
+  free(inter);
+  *x = mono;
+  *n = got;
+  *sample_rate = info.samplerate;
+  return true;
+}
+
+bool e2e_wav_write(const char *path, const float *x, int64_t n, int sample_rate) {
+  size_t len = strlen(path);
+  char *tmp = malloc(len + 16);
+  if (!tmp) {
+    nn_set_error("%s: out of memory", path);
+    return false;
+  }
+  snprintf(tmp, len + 16, "%s.tmp%d", path, (int)getpid());
+  SF_INFO info = {.samplerate = sample_rate, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
+  SNDFILE *f = sf_open(tmp, SFM_WRITE, &info);
+  if (!f) {
+    nn_set_error("%s: cannot write: %s", path, sf_strerror(NULL));
+    free(tmp);
+    return false;
+  }
+  /* clip rather than wrap: libsndfile scales floats to 16 bits without clipping unless told to */
+  sf_command(f, SFC_SET_CLIPPING, NULL, SF_TRUE);
+  sf_count_t put = sf_writef_float(f, x, n);
+  bool ok = put == n && sf_close(f) == 0;
+  if (ok && rename(tmp, path) != 0) ok = false;
+  if (!ok) {
+    unlink(tmp);
+    nn_set_error("%s: write failed", path);
+  }
+  free(tmp);
+  return ok;
+}
+
+bool e2e_resample(const float *x, int64_t n, int rate_in, int rate_out, float **out, int64_t *n_out) {
+  *out = NULL;
+  *n_out = 0;
+  if (rate_in <= 0 || rate_out <= 0 || n < 0 || n > MAX_SAMPLES) {
+    nn_set_error("resample: bad request (%lld samples, %d -> %d Hz)", (long long)n, rate_in, rate_out);
+    return false;
+  }
+  double ratio = (double)rate_out / rate_in;
+  int64_t cap = (int64_t)(n * ratio) + 16;
+  float *y = malloc(sizeof(float) * (size_t)cap);
+  if (!y) {
+    nn_set_error("resample: out of memory");
+    return false;
+  }
+  if (rate_in == rate_out) {
+    if (n) memcpy(y, x, sizeof(float) * n);
+    *out = y;
+    *n_out = n;
+    return true;
+  }
+  SRC_DATA d = {.data_in = x, .data_out = y, .input_frames = n, .output_frames = cap, .src_ratio = ratio,
+                .end_of_input = 1};
+  int err = src_simple(&d, SRC_SINC_MEDIUM_QUALITY, 1);
+  if (err) {
+    free(y);
+    nn_set_error("resample: %s", src_strerror(err));
+    return false;
+  }
+  *out = y;
+  *n_out = d.output_frames_gen;
+  return true;
+}
