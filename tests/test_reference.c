@@ -38,6 +38,35 @@ static void naive_conv2d(const float *x, const float *w, const float *b, float *
         }
 }
 
+/* Products with one row or one column take GEMV inside; every transpose combination against a plain loop. */
+TEST(ref_vector_matrix_products_match_naive) {
+  nn_rng rng;
+  nn_rng_seed(&rng, 21);
+  int64_t dims[][3] = {{1, 37, 53}, {29, 1, 41}, {1, 1, 17}, {1, 300, 700}};
+  for (int d = 0; d < 4; d++) {
+    int64_t m = dims[d][0], n = dims[d][1], k = dims[d][2];
+    for (int ta = 0; ta < 2; ta++)
+      for (int tb = 0; tb < 2; tb++) {
+        nn_tensor *a0 = ta ? RANDN(k, m) : RANDN(m, k), *b0 = tb ? RANDN(n, k) : RANDN(k, n);
+        nn_tensor *a = ta ? nn_transpose(a0, 0, 1) : a0, *b = tb ? nn_transpose(b0, 0, 1) : b0;
+        nn_tensor *c = nn_matmul(a, b);
+        float *ref = malloc(sizeof(float) * (size_t)(m * n));
+        for (int64_t i = 0; i < m; i++)
+          for (int64_t j = 0; j < n; j++) {
+            double acc = 0;
+            for (int64_t q = 0; q < k; q++)
+              acc += (double)nn_get(a, (int64_t[]){i, q}) * nn_get(b, (int64_t[]){q, j});
+            ref[i * n + j] = (float)acc;
+          }
+        double e = max_diff_t(c, ref);
+        CHECK(e < 1e-4 * sqrt((double)k), "%lldx%lldx%lld ta %d tb %d: max error %g", (long long)m, (long long)n,
+              (long long)k, ta, tb, e);
+        free(ref);
+        nn_tensor_free(a0), nn_tensor_free(b0);
+      }
+  }
+}
+
 TEST(ref_conv2d_matches_naive_loop) {
   nn_rng rng;
   nn_rng_seed(&rng, 21);

@@ -255,6 +255,17 @@ void nn_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, co
     return;
   }
   pthread_once(&g_once, init_once);
+  /* A vector times a matrix (a recurrent step at batch 1): GEMV reads the matrix once, where GEMM would
+   * first pack all of it into panels for a single row. */
+  if ((m == 1 || n == 1) && m * n * k < (1 << 22)) {
+    if (m == 1) /* c[1 x n] = a[1 x k] op(B): op(B)^T a */
+      cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, tb ? (int)n : (int)k, tb ? (int)k : (int)n, alpha, b,
+                  (int)ldb, a, ta ? (int)lda : 1, beta, c, 1);
+    else /* c[m x 1] = op(A) b[k x 1] */
+      cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, ta ? (int)k : (int)m, ta ? (int)m : (int)k, alpha, a,
+                  (int)lda, b, tb ? 1 : (int)ldb, beta, c, (int)ldc);
+    return;
+  }
   if (m * n * k < (1 << 18)) {
     gemm_call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
