@@ -11,6 +11,7 @@
 #include "nncore/nncore.h"
 #include "e2e/codec.h"
 #include "e2e/detect.h"
+#include "asr/train.h"
 
 #define SH(...) (int64_t[]){__VA_ARGS__}
 
@@ -199,6 +200,33 @@ static void run_codec_train(void *p) {
   nn_arena_reset(nn_arena_current());
 }
 
+/* The speech recogniser (models/asr/train.sh's model): a training step on 16 utterances of 6 s (Adam,
+ * clip 5, CTC), and recognising one 6 s utterance (greedy). */
+typedef struct { asr_model m; nn_optim *opt; asr_batch b; } asr_train_ctx;
+static void run_asr_train(void *p) {
+  asr_train_ctx *c = p;
+  nn_optim_zero_grad(c->opt);
+  nn_tensor *loss = asr_batch_loss(&c->m, &c->b, NULL);
+  if (!loss || !nn_backward(loss)) fprintf(stderr, "asr_train_step: %s\n", nn_last_error());
+  nn_clip_grad_norm(&c->m.p, 5.0f);
+  nn_optim_step(c->opt);
+  nn_arena_reset(nn_arena_current());
+}
+typedef struct { e2e_session *s; float *feats; int64_t T; } asr_infer_ctx;
+static void run_asr_infer(void *p) {
+  asr_infer_ctx *c = p;
+  e2e_asr_decode_opts d = e2e_asr_decode_defaults();
+  e2e_asr_result r;
+  if (!e2e_asr_recognize(c->s, c->feats, c->T, &d, &r)) fprintf(stderr, "asr_recognize_6s: %s\n", nn_last_error());
+  e2e_asr_result_clear(&r);
+}
+/* MACs of the recogniser on T frames: two convs, the projection, three bidirectional GRU layers, the output */
+static double asr_macs(double T) {
+  double t2 = T / 2, t4 = T / 4;
+  return t2 * 40 * 64 * 9 + t4 * 20 * 64 * 64 * 9 + t4 * 1280 * 256 + 2 * t4 * 3 * 256 * (256 + 256) +
+         2 * 2 * t4 * 3 * 256 * (512 + 256) + t4 * 512 * 29;
+}
+
 /* --------------------------------------------------------------- peak */
 
 /* 12 independent FMA chains per core keep both FMA pipes busy. */
@@ -336,6 +364,34 @@ int main(int argc, char **argv) {
     REPORT("mha_256_fwd_bwd", time_case(run_mha, &c), 3.0 * 2 * 8 * 200 * (4.0 * 256 * 256 + 2.0 * 200 * 256) / 1e9);
     nn_params_free(&c.p);
     nn_tensor_free(c.x);
+  }
+  if (WANT("asr_train_step")) {
+    asr_train_ctx c;
+    asr_config cfg = asr_config_default();
+    e2e_mel_config mel = e2e_mel_default();
+    asr_init(&c.m, &cfg, &mel, 1);
+    c.opt = nn_optim_new(&c.m.p, nn_optim_defaults(NN_ADAM, 1e-3f));
+    int n = 16, T = 600, S = 80;
+    c.b = (asr_batch){.n = n, .x = nn_tensor_new(NN_F32, 4, SH(n, 1, 80, T)), .frames = malloc(sizeof(int64_t) * n),
+                      .targets = nn_tensor_new(NN_I64, 2, SH(n, S)), .text_len = malloc(sizeof(int64_t) * n)};
+    nn_fill_normal_(c.b.x, &r, 0, 1);
+    for (int i = 0; i < n; i++) {
+      c.b.frames[i] = T, c.b.text_len[i] = S;
+      for (int k = 0; k < S; k++) ((int64_t *)nn_data(c.b.targets))[i * S + k] = 1 + (int64_t)(nn_rng_u64(&r) % 28);
+    }
+    REPORT("asr_train_step", time_case(run_asr_train, &c), asr_macs(T) * 2 * 3 * n / 1e9);
+    nn_optim_free(c.opt);
+    asr_free(&c.m);
+    nn_tensor_free(c.b.x), nn_tensor_free(c.b.targets);
+    asr_batch_free(&c.b);
+  }
+  if (WANT("asr_recognize_6s")) {
+    asr_infer_ctx c = {.s = session_on(e2e_asr_model_new(256, 3, 1), threads), .T = 600};
+    c.feats = malloc(sizeof(float) * 600 * 80);
+    for (int i = 0; i < 600 * 80; i++) c.feats[i] = nn_rng_normal(&r);
+    REPORT("asr_recognize_6s", time_case(run_asr_infer, &c), asr_macs(600) * 2 / 1e9);
+    free(c.feats);
+    e2e_session_free(c.s);
   }
   if (WANT("detect_320_fwd")) {
     /* the shipped detector's network (e2edetect's default): inference on one 320x320 frame */

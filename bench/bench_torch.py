@@ -132,6 +132,29 @@ def codec_nets(n=64, m_=192, k=64):
     return c
 
 
+class AsrNet(nn.Module):
+    """models/asr: two stride-2 3x3 convs over (mel, time), a projection, 3 bidirectional GRU layers, CTC."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 64, 3, 2, 1), nn.Conv2d(64, 64, 3, 2, 1)
+        self.proj = nn.Linear(64 * 20, 256)
+        self.rnn = nn.GRU(256, 256, 3, bidirectional=True)
+        self.out = nn.Linear(512, 29)
+
+    def forward(self, x):  # x [N, 1, 80, T] -> log-probs [T/4, N, 29]
+        h = F.relu(self.conv2(F.relu(self.conv1(x))))
+        n, c, m, t = h.shape
+        h = F.relu(self.proj(h.permute(3, 0, 1, 2).reshape(t, n, c * m)))
+        return F.log_softmax(self.out(self.rnn(h)[0]), 2)
+
+
+def asr_macs(T):
+    t2, t4 = T / 2, T / 4
+    return (t2 * 40 * 64 * 9 + t4 * 20 * 64 * 64 * 9 + t4 * 1280 * 256 + 2 * t4 * 3 * 256 * 512
+            + 2 * 2 * t4 * 3 * 256 * 768 + t4 * 512 * 29)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
@@ -210,6 +233,31 @@ def main():
             mha(x, x, x, need_weights=False)[0].sum().backward()
 
         report("mha_256_fwd_bwd", time_case(step), 3.0 * 2 * 8 * 200 * (4.0 * 256 * 256 + 2.0 * 200 * 256) / 1e9)
+    if want("asr_train_step"):  # bench_nncore's: 16 utterances of 600 frames, 80 labels each, Adam, clip 5
+        net = AsrNet().train()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        x = torch.randn(16, 1, 80, 600)
+        tg = torch.randint(1, 29, (16, 80))
+
+        def step():
+            opt.zero_grad()
+            lp = net(x)
+            il = torch.full((16,), lp.shape[0], dtype=torch.long)
+            F.ctc_loss(lp, tg, il, torch.full((16,), 80, dtype=torch.long), blank=0, zero_infinity=True).backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+
+        report("asr_train_step", time_case(step), asr_macs(600) * 2 * 3 * 16 / 1e9)
+    if want("asr_recognize_6s"):  # one utterance of 6 s, batch 1, no grad; greedy decoding is a few argmaxes
+        net = AsrNet().eval()
+        x = torch.randn(1, 1, 80, 600)
+
+        def step():
+            with torch.no_grad():
+                x0 = (x - x.mean(3, keepdim=True)) / x.std(3, keepdim=True)
+                net(x0).argmax(2)
+
+        report("asr_recognize_6s", time_case(step), asr_macs(600) * 2 / 1e9)
     if want("detect_320_fwd"):
         Det = detector_net()
         m = Det().eval()

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 #include "../models/asr/train.h"
 #include "e2e.h"
@@ -213,6 +214,46 @@ static bool validate(const asr_model *m, const e2e_asr_set *set, int max, val_re
   r->n = n;
   free(idx);
   return ok;
+}
+
+/* Curves of every stage so far, from the JSON-lines log: training loss, validation loss, CER and WER. */
+static void plot_log(const char *log_path, const char *png) {
+  FILE *f = fopen(log_path, "r");
+  if (!f) return;
+  GArray *sx = g_array_new(FALSE, FALSE, sizeof(double)), *sl = g_array_new(FALSE, FALSE, sizeof(double));
+  GArray *vx = g_array_new(FALSE, FALSE, sizeof(double)), *vl = g_array_new(FALSE, FALSE, sizeof(double));
+  GArray *vc = g_array_new(FALSE, FALSE, sizeof(double)), *vw = g_array_new(FALSE, FALSE, sizeof(double));
+  char line[8192];
+  JsonParser *p = json_parser_new();
+  while (fgets(line, sizeof line, f)) {
+    if (!json_parser_load_from_data(p, line, -1, NULL) || !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(p))) continue;
+    JsonObject *o = json_node_get_object(json_parser_get_root(p));
+    double step = json_object_get_double_member_with_default(o, "step", -1);
+    if (json_object_has_member(o, "loss")) {
+      double v = json_object_get_double_member(o, "loss");
+      g_array_append_val(sx, step), g_array_append_val(sl, v);
+    }
+    if (json_object_has_member(o, "val_loss")) {
+      double l = json_object_get_double_member(o, "val_loss"), c = 100 * json_object_get_double_member(o, "val_cer"),
+             w = 100 * json_object_get_double_member(o, "val_wer");
+      g_array_append_val(vx, step), g_array_append_val(vl, l), g_array_append_val(vc, c), g_array_append_val(vw, w);
+    }
+  }
+  g_object_unref(p);
+  fclose(f);
+  plot_series loss[2] = {{.label = "training loss (smoothed)", .x = (double *)sx->data, .y = (double *)sl->data, .n = (int)sx->len},
+                         {.label = "validation loss", .x = (double *)vx->data, .y = (double *)vl->data, .n = (int)vx->len,
+                          .markers = true}};
+  plot_series err[2] = {{.label = "validation CER % (greedy)", .x = (double *)vx->data, .y = (double *)vc->data,
+                         .n = (int)vx->len, .markers = true},
+                        {.label = "validation WER % (greedy)", .x = (double *)vx->data, .y = (double *)vw->data,
+                         .n = (int)vx->len, .markers = true}};
+  plot_panel panels[2] = {{{.title = "e2easr training (all stages)", .xlabel = "step", .ylabel = "CTC loss per character",
+                            .log_y = true, .height = 360}, loss, 2},
+                          {{.title = "held-out voices, sentences and speakers", .xlabel = "step", .ylabel = "%",
+                            .height = 360}, err, 2}};
+  if (sx->len && plot_panels_png(png, panels, 2)) printf("curves: %s\n", png);
+  g_array_unref(sx), g_array_unref(sl), g_array_unref(vx), g_array_unref(vl), g_array_unref(vc), g_array_unref(vw);
 }
 
 static void usage_train(void) {
@@ -421,7 +462,14 @@ int e2e_train_asr(int argc, char **argv) {
   }
   printf("stage done: steps %lld..%lld in %.0f s (%.1f h of audio seen)\n", (long long)start_step, (long long)step,
          e2e_now_s() - t0, done_audio_s / 3600);
-  if (log) fclose(log);
+  if (log) {
+    fclose(log);
+    char *png = g_strdup(log_path), *dot = strrchr(png, '.');
+    if (dot && !strchr(dot, '/')) *dot = '\0';
+    char *path = g_strdup_printf("%s-curves.png", png);
+    plot_log(log_path, path);
+    g_free(png), g_free(path);
+  }
   free(smp.order), free(smp.starts), free(vr.group);
   nn_optim_free(opt);
   asr_free(&m);
