@@ -14,7 +14,7 @@ typedef struct {
   const char *model, *lm_path, *grammar, *json;
   int beam, threads;
   float lm_weight, word_bonus;
-  bool closed;
+  bool closed, stream;
 } asr_args;
 
 static int parse(int argc, char **argv, asr_args *a, int *first_file) {
@@ -32,6 +32,7 @@ static int parse(int argc, char **argv, asr_args *a, int *first_file) {
     else if (OPT("--threads")) a->threads = atoi(v);
     else if (OPT("--json")) a->json = v;
     else if (!strcmp(o, "--closed")) a->closed = true;
+    else if (!strcmp(o, "--stream")) a->stream = true;
     else if (o[0] == '-' && o[1] == '-') return -1;
     else break;
 #undef OPT
@@ -102,6 +103,76 @@ static bool recognise_file(recogniser *r, const char *path, e2e_asr_result *res,
   return ok;
 }
 
+/* --stream: the file through the live path (voice activity, partials, finals) in 10 ms pushes, timing every
+ * decode: what e2easr does, with its real-time factor and the delay of each final result. */
+typedef struct {
+  double decode_s, partial_s, final_s, final_max_s;
+  int partials, finals;
+  double t_push;
+  int rate, hangover_ms;
+} stream_stats;
+
+static void on_stream_event(void *user, const e2e_asr_event *ev) {
+  stream_stats *st = user;
+  double took = e2e_now_s() - st->t_push; /* the push that produced this event: its decode */
+  if (ev->kind == E2E_ASR_PARTIAL) {
+    st->partials++;
+    st->partial_s += took;
+    printf("  partial %7.2f-%7.2f  %s\n", (double)ev->start / st->rate, (double)ev->end / st->rate, ev->result->text);
+    return;
+  }
+  st->finals++;
+  st->final_s += took;
+  if (took > st->final_max_s) st->final_max_s = took;
+  printf("  FINAL   %7.2f-%7.2f  %s   (decoded in %.0f ms)\n", (double)ev->start / st->rate, (double)ev->end / st->rate,
+         ev->result->text, 1000 * took);
+  for (int w = 0; w < ev->result->n_words; w++)
+    printf("            %7.2f-%7.2f  %-20s %.2f\n", (double)ev->start / st->rate + ev->result->words[w].start,
+           (double)ev->start / st->rate + ev->result->words[w].end, ev->result->words[w].word, ev->result->words[w].confidence);
+}
+
+static int stream_file(recogniser *r, const char *path) {
+  float *x = NULL, *y = NULL;
+  int64_t n = 0, ny = 0;
+  int rate = 0;
+  if (!e2e_sound_read(path, &x, &n, &rate) || !e2e_resample(x, n, rate, r->mel.sample_rate, &y, &ny)) {
+    free(x);
+    fprintf(stderr, "e2e asr: %s\n", e2e_last_error());
+    return 1;
+  }
+  free(x);
+  e2e_asr_stream_opts so = e2e_asr_stream_defaults();
+  e2e_asr_stream *st = e2e_asr_stream_new(r->session, &so, &r->dec);
+  if (!st) {
+    free(y);
+    fprintf(stderr, "e2e asr: %s\n", e2e_last_error());
+    return 1;
+  }
+  stream_stats s = {.rate = r->mel.sample_rate, .hangover_ms = so.hangover_ms};
+  printf("%s (streamed in 10 ms pushes)\n", path);
+  double t0 = e2e_now_s();
+  int chunk = r->mel.sample_rate / 100;
+  bool ok = true;
+  for (int64_t i = 0; i < ny && ok; i += chunk) {
+    s.t_push = e2e_now_s();
+    ok = e2e_asr_stream_push(st, y + i, (int)(ny - i < chunk ? ny - i : chunk), on_stream_event, &s);
+  }
+  s.t_push = e2e_now_s();
+  ok = ok && e2e_asr_stream_flush(st, on_stream_event, &s);
+  double total = e2e_now_s() - t0, audio = (double)ny / r->mel.sample_rate;
+  printf("  %.2f s of audio in %.3f s: real-time factor %.3f with %d partials and %d finals (%d threads)\n", audio, total,
+         total / audio, s.partials, s.finals, nn_get_num_threads());
+  if (s.finals)
+    printf("  final results: decoded in %.0f ms on average, %.0f ms at most; delay after the last speech: the %d ms "
+           "hangover + decoding = %.0f ms on average, %.0f ms at most\n", 1000 * s.final_s / s.finals,
+           1000 * s.final_max_s, s.hangover_ms, s.hangover_ms + 1000 * s.final_s / s.finals,
+           s.hangover_ms + 1000 * s.final_max_s);
+  e2e_asr_stream_free(st);
+  free(y);
+  if (!ok) fprintf(stderr, "e2e asr: %s\n", e2e_last_error());
+  return ok ? 0 : 1;
+}
+
 static void usage(void) {
   fprintf(stderr, "usage: e2e asr [OPTIONS] FILE...   (WAV, FLAC, ... any rate and channels)\n"
                   "  --model FILE        a recogniser (default: the shipped e2easr model)\n"
@@ -110,6 +181,8 @@ static void usage(void) {
                   "  --grammar digits    only digit words (zero..nine, oh)\n"
                   "  --lm-weight X --word-bonus X   the language model's weight (0.5) and per-word bonus (1)\n"
                   "  --json FILE         JSON lines: text, words with start/end seconds and confidence\n"
+                  "  --stream            through the live path (voice activity, partials, finals) as e2easr runs it,\n"
+                  "                      with the real-time factor and each final result's delay\n"
                   "  --threads N\n");
 }
 
@@ -133,7 +206,8 @@ int e2e_asr_files(int argc, char **argv) {
     return 1;
   }
   int status = 0;
-  for (int i = first; i < argc; i++) {
+  for (int i = first; i < argc && a.stream; i++) status |= stream_file(&r, argv[i]);
+  for (int i = first; i < argc && !a.stream; i++) {
     e2e_asr_result res;
     double audio_s = 0, took = 0;
     if (!recognise_file(&r, argv[i], &res, &audio_s, &took)) {

@@ -158,6 +158,10 @@ def main():
     # generated sentences: every 25th held out, like the LJ slice in split.txt
     train_text = [x for x in lj if x[0] not in held_ids] + [x for i, x in enumerate(gen) if i % 25]
     val_text = [x for x in lj if x[0] in held_ids] + [x for i, x in enumerate(gen) if i % 25 == 0]
+    # the language model's text: training sentences only (models/asr/README.md)
+    with open(os.path.join(a.out, "lm_train.txt"), "w", encoding="utf-8") as f:
+        for _, text in train_text:
+            f.write(text + "\n")
     voices = all_voices()
     train_voices = {e: [v for (ee, v) in voices if ee == e and group_of(e, v) not in held_voices] for e in ENGINE_WEIGHTS}
     unseen = [(e, v) for (e, v) in voices if group_of(e, v) in held_voices]
