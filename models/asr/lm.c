@@ -16,6 +16,9 @@
 
 #define TRIE_FANOUT 27 /* apostrophe, a..z */
 #define DISCOUNT 0.7
+/* log10 score of a word the model does not know (open vocabulary), paid once, when a word's spelling leaves
+ * the vocabulary: a strong penalty, or run-together words would beat real ones */
+#define UNK_LOG10 (-10.0)
 
 typedef struct {
   int child[TRIE_FANOUT];
@@ -28,7 +31,7 @@ struct e2e_asr_lm {
   GPtrArray *words;
   GArray *trie;    /* trie_node */
   double *uni;     /* counts per word */
-  double total, oov_logp;
+  double total;
   GHashTable *bi;  /* (prev << 32 | word) -> count, as a pointer-sized integer */
   double *prev_total, *prev_types; /* per word as history: bigram count sum and distinct followers */
   int n_words;
@@ -137,7 +140,6 @@ static void count_sentences(e2e_asr_lm *lm, GPtrArray *sentences) {
   }
   lm->total = 0;
   for (int i = 0; i < lm->n_words; i++) lm->total += lm->uni[i];
-  lm->oov_logp = log(0.5 / (lm->total + 0.5 * lm->n_words)) - 3.0;
 }
 
 static e2e_asr_lm *lm_from_lines(GPtrArray *lines, bool closed) {
@@ -178,16 +180,17 @@ e2e_asr_lm *e2e_asr_lm_digits(void) {
 
 int e2e_asr_lm_words(const e2e_asr_lm *lm) { return lm->n_words - 1; }
 
-/* log P(word | prev), absolute discounting backed off to add-half unigrams. */
+/* log10 P(word | prev) (the scale language-model weights are usually given in), absolute discounting
+ * backed off to add-half unigrams. */
 static double lm_logp(const e2e_asr_lm *lm, int prev, int word) {
-  if (word < 0) return lm->oov_logp;
+  if (word < 0) return UNK_LOG10;
   double puni = (lm->uni[word] + 0.5) / (lm->total + 0.5 * lm->n_words);
-  if (prev < 0 || lm->prev_total[prev] <= 0) return log(puni);
+  if (prev < 0 || lm->prev_total[prev] <= 0) return log10(puni);
   int64_t key = ((int64_t)prev << 32) | word;
   double *c = g_hash_table_lookup(lm->bi, &key);
   double pt = lm->prev_total[prev];
   double p = ((c ? fmax(*c - DISCOUNT, 0.0) : 0.0) + DISCOUNT * lm->prev_types[prev] * puni) / pt;
-  return log(p);
+  return log10(p);
 }
 
 /* ------------------------------------------------------------ beam search */
@@ -227,7 +230,10 @@ static float word_end_score(search *s, const bnode *n, int *word_out) {
   int w = n->trie >= 0 ? g_array_index(lm->trie, trie_node, n->trie).word : -1;
   *word_out = w;
   if (w < 0 && lm->closed) return -INFINITY;
-  return (float)(s->o->lm_weight * lm_logp(lm, n->prev_word, w) + s->o->word_bonus);
+  /* an unknown word that left the vocabulary's spellings has paid already; one that stopped on a known
+   * prefix ("gover") pays now */
+  double lp = w >= 0 ? lm_logp(lm, n->prev_word, w) : n->trie >= 0 ? UNK_LOG10 : 0.0;
+  return (float)(s->o->lm_weight * lp + s->o->word_bonus);
 }
 
 /* The node for parent + label, made on first use; -1 when the language model forbids it. */
@@ -260,6 +266,7 @@ static int extend(search *s, int parent, int label, int frame, float prob) {
     int k = trie_index(label);
     n.trie = t >= 0 ? g_array_index(lm->trie, trie_node, t).child[k] : -1;
     if (n.trie < 0 && lm->closed) return -1;
+    if (n.trie < 0 && t >= 0) n.lm += (float)(s->o->lm_weight * UNK_LOG10); /* the spelling leaves the vocabulary */
   }
   g_array_append_val(s->nodes, n);
   int id = (int)s->nodes->len - 1;

@@ -69,7 +69,7 @@ def pocketsphinx(list_path, digits, json_out):
         gram = tempfile.NamedTemporaryFile("w", suffix=".gram", delete=False)
         gram.write(DIGITS_JSGF)
         gram.close()
-    groups, total = {}, [0, 0, 0, 0]
+    groups, total, exact, n = {}, [0, 0, 0, 0], 0, 0
     out = open(json_out, "w") if json_out else None
     with tempfile.TemporaryDirectory() as tmp:
         for line in open(list_path):
@@ -84,6 +84,8 @@ def pocketsphinx(list_path, digits, json_out):
                 cmd += ["-jsgf", gram.name]
             hyp = subprocess.run(cmd, capture_output=True, text=True).stdout
             ref, hyp = normalise(text), normalise(" ".join(hyp.split("\n")))
+            n += 1
+            exact += ref == hyp
             g = groups.setdefault(group, [0, 0, 0, 0])
             for acc in (g, total):
                 acc[0] += len(ref.split()); acc[1] += edits(ref.split(), hyp.split())
@@ -93,7 +95,8 @@ def pocketsphinx(list_path, digits, json_out):
     if gram:
         os.unlink(gram.name)
     print(f"{list_path}: pocketsphinx{' (digit grammar)' if digits else ''}: WER {100 * total[1] / max(total[0], 1):.2f}%"
-          f"  CER {100 * total[3] / max(total[2], 1):.2f}%  ({total[0]} words)")
+          f"  CER {100 * total[3] / max(total[2], 1):.2f}%  exact {100 * exact / max(n, 1):.1f}% of {n} utterances"
+          f" ({total[0]} words)")
     for name, g in groups.items():
         print(f"  {name:32s} WER {100 * g[1] / max(g[0], 1):6.2f}%  CER {100 * g[3] / max(g[2], 1):6.2f}%  ({g[0]} words)")
 

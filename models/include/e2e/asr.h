@@ -99,7 +99,7 @@ void e2e_asr_lm_free(e2e_asr_lm *lm);
 typedef struct {
   int beam;                /* 1: best path (greedy); more: CTC prefix beam search */
   const e2e_asr_lm *lm;    /* word list, bigram model or grammar for the beam search (NULL: none) */
-  float lm_weight;         /* weight of the language model's log-probability per word */
+  float lm_weight;         /* weight of the language model's log10-probability per word */
   float word_bonus;        /* added per word (balances the LM's preference for few words) */
 } e2e_asr_decode_opts;
 /* Greedy, no language model. */
