@@ -3,6 +3,7 @@
 #
 #   models/asr/train.sh data             synthesise the voices and extract feature shards
 #   models/asr/train.sh stage [SECONDS]  one training stage (default 6600 s): resumes from the checkpoint with
+#                                        (TOTAL_STEPS=N sets the length of the learning-rate schedule, 16000)
 #                                        its optimizer state, validates every 500 steps, writes the model
 #   models/asr/train.sh ship             copies the trained model to models/asr/e2easr.safetensors
 #
@@ -50,7 +51,7 @@ stage)
   env -u OPENBLAS_CORETYPE "$E2E" train asr --train "$train$fsdd,$fsdd,$fsdd,$fsdd" \
     --val "$DATA/val_unseen.safetensors,$DATA/val_seen.safetensors,$DATA/fsdd_val.safetensors" \
     --checkpoint "$DATA/checkpoint.safetensors" --out "$DATA/e2easr.safetensors" --log "$LOGS/log.jsonl" \
-    --seconds "$seconds" --total-steps 16000 --lr 1.5e-3 --val-every 500 --val-max 900 2>&1 | tee "$log"
+    --seconds "$seconds" --total-steps "${TOTAL_STEPS:-16000}" --lr 1.5e-3 --val-every 500 --val-max 900 2>&1 | tee "$log"
   ;;
 ship)
   cp "$DATA/e2easr.safetensors" "$ROOT/models/asr/e2easr.safetensors"
