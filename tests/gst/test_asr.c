@@ -178,6 +178,28 @@ TEST(any_rate_and_channel_count_and_tiny_buffers) {
   g_free(model);
 }
 
+TEST(clipped_audio_is_just_loud) {
+  char *model = say_a_model();
+  GstHarness *h = harness(model, NULL, 16000, 1);
+  nn_rng r;
+  nn_rng_seed(&r, 5);
+  for (double t = 0; t < 2.0; t += 0.1) {
+    GstBuffer *b = audio(16000, 1, t, 0.1, 0.5, 1.2, &r);
+    GstMapInfo map;
+    gst_buffer_map(b, &map, GST_MAP_WRITE);
+    int16_t *s = (int16_t *)map.data;
+    for (gsize i = 0; i < map.size / 2; i++) /* hard clipping: every loud sample at full scale */
+      if (s[i] > 1000 || s[i] < -1000) s[i] = s[i] > 0 ? 32767 : -32768;
+    gst_buffer_unmap(b, &map);
+    gst_harness_push(h, b);
+  }
+  gst_harness_push_event(h, gst_event_new_eos());
+  CHECK(gst_harness_buffers_received(h) == 1, "%u text buffers from a clipped burst", gst_harness_buffers_received(h));
+  gst_harness_teardown(h);
+  unlink(model);
+  g_free(model);
+}
+
 TEST(silence_and_steady_noise_say_nothing) {
   char *model = say_a_model();
   GstHarness *h = harness(model, NULL, 16000, 1);
