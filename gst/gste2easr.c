@@ -447,7 +447,7 @@ static void gst_e2e_asr_class_init(GstE2eAsrClass *klass) {
       "A grammar the result must follow: \"digits\" (any sequence of zero..nine and oh, for number entry) or empty",
       NULL, playing));
   g_object_class_install_property(oc, PROP_LM_WEIGHT, g_param_spec_float("lm-weight", "LM weight",
-      "Weight of the language model's log-probability per word", 0.0f, 10.0f, 0.5f, playing));
+      "Weight of the language model's log10-probability per word (tuned on validation speech)", 0.0f, 10.0f, 0.8f, playing));
   g_object_class_install_property(oc, PROP_WORD_BONUS, g_param_spec_float("word-bonus", "Word bonus",
       "Score added per recognised word (counters the language model's preference for fewer words)", -10.0f, 10.0f,
       1.0f, playing));
@@ -489,7 +489,7 @@ static void gst_e2e_asr_init(GstE2eAsr *self) {
   gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
   g_mutex_init(&self->lock);
   self->stream_opts = e2e_asr_stream_defaults();
-  self->lm_weight = 0.5f;
+  self->lm_weight = 0.8f;
   self->word_bonus = 1.0f;
   e2e_element_model_init(&self->model, E2E_TASK_ASR, E2E_ELEMENT_SWAP_WHILE_PLAYING);
   gst_segment_init(&self->segment, GST_FORMAT_TIME);

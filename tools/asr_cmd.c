@@ -179,7 +179,7 @@ static void usage(void) {
                   "  --beam N            prefix beam search of width N (default 1: greedy; 16 with --lm/--grammar)\n"
                   "  --lm TEXT           a word bigram model from sentences (one per line); --closed: its words only\n"
                   "  --grammar digits    only digit words (zero..nine, oh)\n"
-                  "  --lm-weight X --word-bonus X   the language model's weight (0.5) and per-word bonus (1)\n"
+                  "  --lm-weight X --word-bonus X   the language model's weight (0.8) and per-word bonus (1)\n"
                   "  --json FILE         JSON lines: text, words with start/end seconds and confidence\n"
                   "  --stream            through the live path (voice activity, partials, finals) as e2easr runs it,\n"
                   "                      with the real-time factor and each final result's delay\n"

@@ -6,7 +6,7 @@
 #include "internal.h"
 
 e2e_asr_decode_opts e2e_asr_decode_defaults(void) {
-  return (e2e_asr_decode_opts){.beam = 1, .lm = NULL, .lm_weight = 0.5f, .word_bonus = 1.0f};
+  return (e2e_asr_decode_opts){.beam = 1, .lm = NULL, .lm_weight = 0.8f, .word_bonus = 1.0f};
 }
 
 static void greedy_path(const float *logp, int64_t T, asr_path *out) {

@@ -3,8 +3,8 @@
 #
 #   models/asr/train.sh data             synthesise the voices and extract feature shards
 #   models/asr/train.sh stage [SECONDS]  one training stage (default 6600 s): resumes from the checkpoint with
-#                                        (TOTAL_STEPS=N sets the length of the learning-rate schedule, 16000)
-#                                        its optimizer state, validates every 500 steps, writes the model
+#                                        its optimizer state, validates every 500 steps, writes the model;
+#                                        TOTAL_STEPS=N sets the length of the learning-rate schedule (16000)
 #   models/asr/train.sh ship             copies the trained model to models/asr/e2easr.safetensors
 #
 # Data and checkpoints live in $E2E_ASR_DATA (default ~/.cache/gst-e2e/asr), outside the repository; logs go

@@ -117,7 +117,7 @@ for g in got:
     for w in g["words"]:
         assert g["start"] - 0.01 <= w["start"] < w["end"] <= g["end"] + 0.01 and 0 < w["confidence"] <= 1, w
 print(f"CER {cer:.3f}: " + " | ".join(g["text"] for g in got))
-assert cer < 0.30, f"CER {cer:.3f}"
+assert cer < 0.35, f"CER {cer:.3f}"  # the shipped model: 0.24 (models/asr/README.md)
 PY
   then ok "e2easr on held-out voices: three utterances, timed words, $(tail -1 "$TMP/asr.txt")"
   else bad "e2easr on held-out speech"; tail -5 "$TMP/log7" "$TMP/asr.txt"; fi
