@@ -105,6 +105,17 @@ static void read_messages(GstHarness *h, messages *m) {
   gst_object_unref(bus);
 }
 
+/* The element posts to a bus of its own (read_messages); messages still on it hold the element, which holds
+ * the bus: flushing it after the teardown lets both go. */
+static void teardown(GstHarness *h) {
+  GstBus *bus = gst_element_get_bus(h->element);
+  gst_harness_teardown(h);
+  if (bus) {
+    gst_bus_set_flushing(bus, TRUE);
+    gst_object_unref(bus);
+  }
+}
+
 static GstHarness *harness(const char *model, const char *extra, int rate, int channels) {
   gchar *launch = g_strdup_printf("e2easr model=%s %s", model, extra ? extra : "");
   GstHarness *h = gst_harness_new_parse(launch);
@@ -146,7 +157,7 @@ TEST(one_text_buffer_per_utterance_with_timestamps_and_partials) {
   CHECK(m.finals == 1 && !g_strcmp0(m.final_text, "a") && m.words_timed, "final message with timed words");
   CHECK(m.partials >= 3, "%d partials over 1.2 s of speech every 300 ms", m.partials);
   g_free(m.final_text);
-  gst_harness_teardown(h);
+  teardown(h);
   unlink(model);
   g_free(model);
 }
@@ -160,7 +171,7 @@ TEST(any_rate_and_channel_count_and_tiny_buffers) {
     gst_harness_push_event(h, gst_event_new_eos());
     CHECK(gst_harness_buffers_received(h) == 1, "%d Hz x %d: %u text buffers", rates[i], chans[i],
           gst_harness_buffers_received(h));
-    gst_harness_teardown(h);
+    teardown(h);
   }
   /* one-sample buffers */
   GstHarness *h = harness(model, NULL, 16000, 1);
@@ -173,7 +184,7 @@ TEST(any_rate_and_channel_count_and_tiny_buffers) {
   }
   gst_harness_push_event(h, gst_event_new_eos());
   CHECK(gst_harness_buffers_received(h) == 1, "one-sample buffers: %u text buffers", gst_harness_buffers_received(h));
-  gst_harness_teardown(h);
+  teardown(h);
   unlink(model);
   g_free(model);
 }
@@ -195,7 +206,7 @@ TEST(clipped_audio_is_just_loud) {
   }
   gst_harness_push_event(h, gst_event_new_eos());
   CHECK(gst_harness_buffers_received(h) == 1, "%u text buffers from a clipped burst", gst_harness_buffers_received(h));
-  gst_harness_teardown(h);
+  teardown(h);
   unlink(model);
   g_free(model);
 }
@@ -206,7 +217,7 @@ TEST(silence_and_steady_noise_say_nothing) {
   push_audio(h, 16000, 1, 3.0, 0.1, 99, 99);
   gst_harness_push_event(h, gst_event_new_eos());
   CHECK(gst_harness_buffers_received(h) == 0, "%u text buffers from quiet noise", gst_harness_buffers_received(h));
-  gst_harness_teardown(h);
+  teardown(h);
   unlink(model);
   g_free(model);
 }
@@ -225,7 +236,7 @@ TEST(eos_in_the_middle_of_a_word_finalises_it) {
     gst_event_unref(e);
   }
   CHECK(eos, "EOS forwarded after the text");
-  gst_harness_teardown(h);
+  teardown(h);
   unlink(model);
   g_free(model);
 }
@@ -247,7 +258,7 @@ TEST(a_timestamp_gap_ends_the_utterance_and_resyncs) {
   }
   if (a) gst_buffer_unref(a);
   if (b) gst_buffer_unref(b);
-  gst_harness_teardown(h);
+  teardown(h);
   unlink(model);
   g_free(model);
 }
@@ -258,7 +269,7 @@ TEST(the_digit_grammar_refuses_what_is_not_a_digit) {
   push_audio(h, 16000, 1, 2.0, 0.1, 0.5, 1.2);
   gst_harness_push_event(h, gst_event_new_eos());
   CHECK(gst_harness_buffers_received(h) == 0, "\"a\" is no digit: %u text buffers", gst_harness_buffers_received(h));
-  gst_harness_teardown(h);
+  teardown(h);
   unlink(model);
   g_free(model);
 }
@@ -275,7 +286,7 @@ TEST(latency_query_adds_the_hangover) {
   gst_query_parse_latency(q, &live, &min, &max);
   CHECK(min >= 260 * GST_MSECOND && min <= 400 * GST_MSECOND, "min latency %" GST_TIME_FORMAT, GST_TIME_ARGS(min));
   gst_query_unref(q);
-  gst_harness_teardown(h);
+  teardown(h);
   unlink(model);
   g_free(model);
 }
@@ -314,7 +325,8 @@ TEST(bad_models_and_settings_are_refused_with_a_message) {
     gst_message_unref(msg);
   }
   CHECK(named, "the language model file is named");
-  gst_harness_teardown(h);
+  teardown(h);
+  gst_bus_set_flushing(bus, TRUE);
   gst_object_unref(bus);
   gst_object_unref(e);
   unlink(model);
