@@ -290,7 +290,11 @@ int e2e_eval_asr(int argc, char **argv) {
       e2e_asr_score_add(&all, ref, res.text);
       sentences++;
       sentences_right += !strcmp(ref, res.text);
-      if (json) fprintf(json, "{\"file\": \"%s\", \"group\": \"%s\", \"ref\": \"%s\", \"hyp\": \"%s\"}\n", path, group, ref, res.text);
+      if (json) {
+        gchar *file = g_strescape(path, NULL), *grp = g_strescape(group, NULL);
+        fprintf(json, "{\"file\": \"%s\", \"group\": \"%s\", \"ref\": \"%s\", \"hyp\": \"%s\"}\n", file, grp, ref, res.text);
+        g_free(file), g_free(grp);
+      }
       e2e_asr_result_clear(&res);
     }
     fclose(in);

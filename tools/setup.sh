@@ -30,7 +30,7 @@ if [ "$what" = speech ]; then
   PKGS="$PKGS espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-don festvox-us-slt-hts
     libttspico-utils mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 mbrola-af1 mbrola-nl2 mbrola-fr1 mbrola-fr4
     mbrola-de1 mbrola-de2 mbrola-de3 mbrola-de4 mbrola-de5 mbrola-de6 mbrola-gr2 mbrola-hu1 mbrola-pl1 mbrola-ro1
-    mbrola-sw1 mbrola-sw2 pocketsphinx pocketsphinx-en-us pocketsphinx-testdata gstreamer1.0-pocketsphinx"
+    mbrola-sw1 mbrola-sw2 pocketsphinx pocketsphinx-en-us pocketsphinx-testdata gstreamer1.0-pocketsphinx sox"
 fi
 missing=""
 for p in $PKGS; do
