@@ -83,14 +83,9 @@ static void recogniser_close(recogniser *r) {
 
 /* One file, whole, as one segment. */
 static bool recognise_file(recogniser *r, const char *path, e2e_asr_result *res, double *audio_s, double *took_s) {
-  float *x = NULL, *y = NULL;
-  int64_t n = 0, ny = 0;
-  int rate = 0;
-  if (!e2e_sound_read(path, &x, &n, &rate) || !e2e_resample(x, n, rate, r->mel.sample_rate, &y, &ny)) {
-    free(x);
-    return false;
-  }
-  free(x);
+  float *y = NULL;
+  int64_t ny = 0;
+  if (!e2e_sound_read_at(path, r->mel.sample_rate, &y, &ny)) return false;
   double t0 = e2e_now_s();
   int64_t T = e2e_audio_frames(&r->mel, ny);
   float *f = malloc(sizeof(float) * (size_t)(T > 0 ? T : 1) * r->mel.n_mels);
@@ -132,15 +127,12 @@ static void on_stream_event(void *user, const e2e_asr_event *ev) {
 }
 
 static int stream_file(recogniser *r, const char *path) {
-  float *x = NULL, *y = NULL;
-  int64_t n = 0, ny = 0;
-  int rate = 0;
-  if (!e2e_sound_read(path, &x, &n, &rate) || !e2e_resample(x, n, rate, r->mel.sample_rate, &y, &ny)) {
-    free(x);
+  float *y = NULL;
+  int64_t ny = 0;
+  if (!e2e_sound_read_at(path, r->mel.sample_rate, &y, &ny)) {
     fprintf(stderr, "e2e asr: %s\n", e2e_last_error());
     return 1;
   }
-  free(x);
   e2e_asr_stream_opts so = e2e_asr_stream_defaults();
   e2e_asr_stream *st = e2e_asr_stream_new(r->session, &so, &r->dec);
   if (!st) {

@@ -46,12 +46,10 @@ int e2e_asr_features(int argc, char **argv) {
     }
     *group++ = '\0';
     *text++ = '\0';
-    float *x = NULL, *y = NULL;
-    int64_t n = 0, ny = 0;
-    int rate = 0;
-    if (!e2e_sound_read(path, &x, &n, &rate) || !e2e_resample(x, n, rate, mel.sample_rate, &y, &ny)) {
+    float *y = NULL;
+    int64_t ny = 0;
+    if (!e2e_sound_read_at(path, mel.sample_rate, &y, &ny)) {
       fprintf(stderr, "e2e asr features: %s\n", nn_last_error());
-      free(x);
       skipped++;
       continue;
     }
@@ -62,7 +60,7 @@ int e2e_asr_features(int argc, char **argv) {
       fprintf(stderr, "e2e asr features: %s: %s\n", path, nn_last_error());
       skipped++;
     }
-    free(x), free(y), free(f);
+    free(y), free(f);
   }
   fclose(in);
   char *mj = asr_mel_json(&mel);

@@ -24,16 +24,13 @@ int64_t asr_augment_max_frames(const asr_augment_opts *o, int64_t T) {
 static float uniform(nn_rng *r, float lo, float hi) { return lo + (hi - lo) * nn_rng_uniform(r); }
 static bool chance(nn_rng *r, float p) { return nn_rng_uniform(r) < p; }
 
-static double hz_to_mel(double f) { return 2595.0 * log10(1.0 + f / 700.0); }
-static double mel_to_hz(double m) { return 700.0 * (pow(10.0, m / 2595.0) - 1.0); }
-
 /* Centre frequency of each mel band, and its width in FFT bins (what white noise scales with). */
 static void band_geometry(const e2e_mel_config *c, double *centre, double *width) {
   int M = c->n_mels;
-  double lo = hz_to_mel(c->f_min), hi = hz_to_mel(c->f_max), bin_hz = (double)c->sample_rate / c->n_fft;
+  double lo = e2e_hz_to_mel(c->f_min), hi = e2e_hz_to_mel(c->f_max), bin_hz = (double)c->sample_rate / c->n_fft;
   for (int j = 0; j < M; j++) {
-    double f0 = mel_to_hz(lo + (hi - lo) * j / (M + 1)), f2 = mel_to_hz(lo + (hi - lo) * (j + 2) / (M + 1));
-    centre[j] = mel_to_hz(lo + (hi - lo) * (j + 1) / (M + 1));
+    double f0 = e2e_mel_to_hz(lo + (hi - lo) * j / (M + 1)), f2 = e2e_mel_to_hz(lo + (hi - lo) * (j + 2) / (M + 1));
+    centre[j] = e2e_mel_to_hz(lo + (hi - lo) * (j + 1) / (M + 1));
     width[j] = (f2 - f0) / 2.0 / bin_hz;
   }
 }
@@ -54,9 +51,9 @@ void asr_augment(const asr_augment_opts *o, const e2e_mel_config *mel, const flo
   if (To > asr_augment_max_frames(o, T)) To = asr_augment_max_frames(o, T);
   /* vocal-tract warp: band j reads the band at its centre frequency divided by alpha */
   float alpha = chance(rng, o->p_warp) ? uniform(rng, 1.0f - o->warp_range, 1.0f + o->warp_range) : 1.0f;
-  double mlo = hz_to_mel(mel->f_min), mhi = hz_to_mel(mel->f_max);
+  double mlo = e2e_hz_to_mel(mel->f_min), mhi = e2e_hz_to_mel(mel->f_max);
   for (int j = 0; j < M; j++) {
-    double pos = (hz_to_mel(centre[j] / alpha) - mlo) / (mhi - mlo) * (M + 1) - 1.0;
+    double pos = (e2e_hz_to_mel(centre[j] / alpha) - mlo) / (mhi - mlo) * (M + 1) - 1.0;
     if (pos < 0) pos = 0;
     if (pos > M - 1) pos = M - 1;
     src0[j] = (int)pos < M - 1 ? (int)pos : M - 2;

@@ -39,22 +39,14 @@ bool asr_decode_path(const float *logp, int64_t T, const e2e_asr_decode_opts *o,
 }
 
 size_t e2e_asr_greedy(const float *logp, int64_t T, char *out, size_t cap) {
-  size_t n = 0;
-  int prev = E2E_ASR_BLANK;
   if (cap == 0) return 0;
-  for (int64_t t = 0; t < T; t++) {
-    const float *row = logp + t * E2E_ASR_CLASSES;
-    int best = 0;
-    for (int c = 1; c < E2E_ASR_CLASSES; c++)
-      if (row[c] > row[best]) best = c;
-    if (best != prev && best != E2E_ASR_BLANK) {
-      char ch = e2e_asr_char(best);
-      /* no leading space and no double space: CTC may emit a space between blanks twice */
-      if (!(ch == ' ' && (n == 0 || out[n - 1] == ' ')) && n + 1 < cap) out[n++] = ch;
-    }
-    prev = best;
+  asr_path *p = malloc(sizeof *p);
+  size_t n = 0;
+  if (p) {
+    greedy_path(logp, T, p);
+    for (; n < (size_t)p->n && n + 1 < cap; n++) out[n] = e2e_asr_char(p->label[n]);
+    free(p);
   }
-  while (n > 0 && out[n - 1] == ' ') n--;
   out[n] = '\0';
   return n;
 }

@@ -54,16 +54,16 @@ bool e2e_mel_config_check(const e2e_mel_config *c) {
   return true;
 }
 
-static double hz_to_mel(double f) { return 2595.0 * log10(1.0 + f / 700.0); }
-static double mel_to_hz(double m) { return 700.0 * (pow(10.0, m / 2595.0) - 1.0); }
+double e2e_hz_to_mel(double f) { return 2595.0 * log10(1.0 + f / 700.0); }
+double e2e_mel_to_hz(double m) { return 700.0 * (pow(10.0, m / 2595.0) - 1.0); }
 
 /* torchaudio's melscale_fbanks(norm=None, mel_scale="htk"): triangles between mel-spaced points, peak 1. */
 static void make_filterbank(e2e_audio_fe *fe) {
   const e2e_mel_config *c = &fe->c;
   int M = c->n_mels, B = fe->bins;
-  double mlo = hz_to_mel(c->f_min), mhi = hz_to_mel(c->f_max);
+  double mlo = e2e_hz_to_mel(c->f_min), mhi = e2e_hz_to_mel(c->f_max);
   double *f = malloc(sizeof(double) * (M + 2));
-  for (int i = 0; i < M + 2; i++) f[i] = mel_to_hz(mlo + (mhi - mlo) * i / (M + 1));
+  for (int i = 0; i < M + 2; i++) f[i] = e2e_mel_to_hz(mlo + (mhi - mlo) * i / (M + 1));
   for (int m = 0; m < M; m++) {
     fe->fb_lo[m] = B;
     fe->fb_hi[m] = 0;

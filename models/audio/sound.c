@@ -115,3 +115,12 @@ bool e2e_resample(const float *x, int64_t n, int rate_in, int rate_out, float **
   *n_out = d.output_frames_gen;
   return true;
 }
+
+bool e2e_sound_read_at(const char *path, int rate, float **x, int64_t *n) {
+  float *raw = NULL;
+  int64_t nr = 0;
+  int rate_in = 0;
+  bool ok = e2e_sound_read(path, &raw, &nr, &rate_in) && e2e_resample(raw, nr, rate_in, rate, x, n);
+  free(raw);
+  return ok;
+}

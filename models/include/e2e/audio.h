@@ -25,6 +25,10 @@ e2e_mel_config e2e_mel_default(void);
 /* False with a message naming the bad field. */
 bool e2e_mel_config_check(const e2e_mel_config *c);
 
+/* The HTK mel scale the filterbank is spaced on (augmentation warps along it too). */
+double e2e_hz_to_mel(double hz);
+double e2e_mel_to_hz(double mel);
+
 /* What log-mel adds to the power before the log: digital silence reads as log(1e-6). */
 #define E2E_LOG_MEL_FLOOR 1e-6f
 
@@ -77,6 +81,8 @@ int64_t e2e_mel_stream_samples(const e2e_mel_stream *s);
 bool e2e_sound_read(const char *path, float **x, int64_t *n, int *sample_rate);
 /* 16-bit mono PCM WAV, written atomically (a temporary file, then rename). */
 bool e2e_wav_write(const char *path, const float *x, int64_t n, int sample_rate);
+/* e2e_sound_read, then resampled to rate (what every consumer of the front end wants). */
+bool e2e_sound_read_at(const char *path, int rate, float **x, int64_t *n);
 /* Resamples mono x from rate_in to rate_out (libsamplerate's medium-quality sinc): for the tool and
  * training data; the elements use GStreamer's audioresample. *out is malloc'ed. */
 bool e2e_resample(const float *x, int64_t n, int rate_in, int rate_out, float **out, int64_t *n_out);
