@@ -31,9 +31,10 @@ static bool draw_chart(cairo_t *cr, const char *path, const plot_spec *spec, con
     return false;
   }
   if (x1 == x0) x1 = x0 + 1;
+  if (spec->y_from_zero && !spec->log_y) y0 = fmin(y0, 0);
   if (y1 == y0) y1 = y0 + 1;
   double pad = 0.05 * (y1 - y0);
-  y0 -= pad;
+  if (!(spec->y_from_zero && y0 == 0)) y0 -= pad;
   y1 += pad;
   double L = 80, R = W - 20, T = 50, B = H - 60;
 #define PX(x) (L + ((x) - x0) / (x1 - x0) * (R - L))
