@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <glib.h>
+
 
 static bool add_sample(det_dataset *ds, int *cap, const char *name, const char *path) {
   if (ds->n == *cap) {
@@ -91,17 +93,20 @@ bool det_dataset_load_coco128(det_dataset *ds, const char *root, const char *spl
     snprintf(stem, sizeof stem, "%s", files[i]);
     *strrchr(stem, '.') = 0;
     snprintf(lpath, sizeof lpath, "%s/object_detection/labels/%s/%s.txt", root, split, stem);
-    FILE *lf = fopen(lpath, "r");
-    if (!lf) continue; /* an image without objects */
-    int c;
-    float cx, cy, w, h;
-    while (fscanf(lf, "%d %f %f %f %f", &c, &cx, &cy, &w, &h) == 5) {
-      if (c < 0 || c >= ncls || (keep >= 0 && c != keep)) continue;
-      det_box b = {(cx - w / 2) * s->img.w, (cy - h / 2) * s->img.h, (cx + w / 2) * s->img.w, (cy + h / 2) * s->img.h,
-                   1.0f, keep >= 0 ? 0 : c};
+    char *text = NULL;
+    gsize len = 0;
+    if (!g_file_get_contents(lpath, &text, &len, NULL)) continue; /* an image without objects */
+    det_labels l = {0};
+    ok = det_labels_parse_yolo(text, len, ncls, s->img.w, s->img.h, &l);
+    for (int k = 0; ok && k < l.n; k++) {
+      det_box b = l.v[k].box;
+      if (keep >= 0 && b.cls != keep) continue;
+      if (keep >= 0) b.cls = 0;
       add_box(s, b);
     }
-    fclose(lf);
+    if (l.skipped) fprintf(stderr, "%s: %d malformed or impossible boxes skipped\n", lpath, l.skipped);
+    det_labels_free(&l);
+    g_free(text);
   }
   e2e_free_names(files, nf);
   if (!ok) det_dataset_free(ds);
@@ -114,32 +119,30 @@ bool det_dataset_load_raccoon(det_dataset *ds, const char *root, const char *spl
   snprintf(ds->labels[0], DET_LABEL_LEN, "raccoon");
   char path[1024];
   snprintf(path, sizeof path, "%s/data/%s_labels.csv", root, split);
-  FILE *f = fopen(path, "r");
-  if (!f) {
+  char *text = NULL;
+  gsize len = 0;
+  if (!g_file_get_contents(path, &text, &len, NULL)) {
     nn_set_error("%s: cannot open", path);
     return false;
   }
-  char line[512];
+  det_labels l = {0};
   int cap = 0;
-  bool ok = true;
-  if (!fgets(line, sizeof line, f)) ok = false; /* header */
-  while (ok && fgets(line, sizeof line, f)) {
-    char file[256], cls[64];
-    int w, h;
-    float x1, y1, x2, y2;
-    if (sscanf(line, "%255[^,],%d,%d,%63[^,],%f,%f,%f,%f", file, &w, &h, cls, &x1, &y1, &x2, &y2) != 8) continue;
+  bool ok = det_labels_parse_csv(text, len, &l);
+  g_free(text);
+  if (ok && l.skipped) fprintf(stderr, "%s: %d malformed or impossible boxes skipped\n", path, l.skipped);
+  for (int k = 0; ok && k < l.n; k++) {
     int idx = -1;
     for (int i = 0; i < ds->n; i++)
-      if (!strcmp(ds->s[i].name, file)) idx = i;
+      if (!strcmp(ds->s[i].name, l.v[k].image)) idx = i;
     if (idx < 0) {
       char ip[1024];
-      snprintf(ip, sizeof ip, "%s/images/%s", root, file);
-      ok = add_sample(ds, &cap, file, ip);
+      snprintf(ip, sizeof ip, "%s/images/%s", root, l.v[k].image);
+      ok = add_sample(ds, &cap, l.v[k].image, ip);
       idx = ds->n - 1;
     }
-    if (ok) add_box(&ds->s[idx], (det_box){x1, y1, x2, y2, 1.0f, 0});
+    if (ok) add_box(&ds->s[idx], l.v[k].box);
   }
-  fclose(f);
+  det_labels_free(&l);
   if (!ok) det_dataset_free(ds);
   return ok;
 }

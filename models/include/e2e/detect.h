@@ -181,6 +181,36 @@ void det_dataset_free(det_dataset *ds);
 int det_augment(const det_dataset *ds, int idx, nn_rng *r, int size, bool mosaic, float *dst, det_box *boxes,
                 int max_boxes);
 
+/* ---- label files: box labels from memory, in four formats. Files come from anywhere: a box outside its
+ * image, of an unknown class, empty or not finite, and a malformed line or entry, are counted in `skipped`
+ * and left out. The parsers append to out (zero it first; det_labels_free releases it) and return false,
+ * with a message, only when the file as a whole is unusable. */
+
+typedef struct {
+  char image[256];   /* the image file it belongs to ("" when the format does not say) */
+  int64_t frame;     /* frame number, or -1 */
+  double pts_s;      /* timestamp in seconds, or -1 */
+  int width, height; /* the image's size */
+  det_box box;       /* pixels; score 1 */
+} det_label;
+
+typedef struct {
+  det_label *v;
+  int n, cap;
+  int skipped;
+} det_labels;
+
+/* YOLO text (one image's file: "class cx cy w h" per line, normalised to the image's size). */
+bool det_labels_parse_yolo(const char *text, size_t len, int n_classes, int width, int height, det_labels *out);
+/* The raccoon set's CSV: a header line, then "filename,width,height,class,xmin,ymin,xmax,ymax" (one class). */
+bool det_labels_parse_csv(const char *text, size_t len, det_labels *out);
+/* COCO JSON (images, annotations with [x, y, w, h] boxes, categories); classes by category name. */
+bool det_labels_parse_coco(const char *text, size_t len, const char *const *classes, int n_classes, det_labels *out);
+/* JSON lines as e2edetect's json-file writes them: {"pts": ns, "frame": n, "width", "height", "objects": [{"label"
+ * or "class_id", "x", "y", "w", "h"}]}. */
+bool det_labels_parse_jsonl(const char *text, size_t len, const char *const *classes, int n_classes, det_labels *out);
+void det_labels_free(det_labels *l);
+
 /* ---- metrics: COCO-style detection metrics: AP by 101-point interpolated precision at IoU
  * 0.50 and averaged over 0.50:0.05:0.95, per class and averaged over the
  * classes that have ground truth; precision/recall/F1 at one score threshold. */
