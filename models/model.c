@@ -119,14 +119,8 @@ static e2e_model *open_imported(const char *path, int task) {
   return m;
 }
 
-e2e_model *e2e_model_open(const char *path, int task) {
-  if (!path || !*path) {
-    nn_set_error("no model file given");
-    return NULL;
-  }
-  if (g_str_has_suffix(path, ".onnx") || g_str_has_suffix(path, ".json")) return open_imported(path, task);
-  nn_st_file *f = nn_st_open(path);
-  if (!f) return NULL; /* the message names the file */
+/* A safetensors model file, opened: dispatched on its architecture. Closes f. */
+static e2e_model *open_st(nn_st_file *f, const char *path, int task) {
   const char *arch = nn_st_meta(f, "architecture");
   const e2e_task_ops *ops = NULL;
   for (size_t a = 0; a < sizeof ARCHITECTURES / sizeof ARCHITECTURES[0] && !ops; a++)
@@ -145,6 +139,22 @@ e2e_model *e2e_model_open(const char *path, int task) {
   }
   nn_st_close(f);
   return m;
+}
+
+e2e_model *e2e_model_open(const char *path, int task) {
+  if (!path || !*path) {
+    nn_set_error("no model file given");
+    return NULL;
+  }
+  if (g_str_has_suffix(path, ".onnx") || g_str_has_suffix(path, ".json")) return open_imported(path, task);
+  nn_st_file *f = nn_st_open(path);
+  if (!f) return NULL; /* the message names the file */
+  return open_st(f, path, task);
+}
+
+e2e_model *e2e_model_open_memory(const void *data, size_t size, const char *name, int task) {
+  nn_st_file *f = nn_st_open_memory(data, size, name);
+  return f ? open_st(f, name, task) : NULL;
 }
 
 e2e_model *e2e_model_ref(e2e_model *m) {

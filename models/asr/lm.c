@@ -16,6 +16,7 @@
 
 #define TRIE_FANOUT 27 /* apostrophe, a..z */
 #define DISCOUNT 0.7
+#define LM_MAX_LINE 65536 /* longest normalised sentence kept (the rest of a longer line is dropped) */
 /* log10 score of a word the model does not know (open vocabulary), paid once, when a word's spelling leaves
  * the vocabulary: a strong penalty, or run-together words would beat real ones */
 #define UNK_LOG10 (-10.0)
@@ -148,24 +149,36 @@ static e2e_asr_lm *lm_from_lines(GPtrArray *lines, bool closed) {
   return lm;
 }
 
-e2e_asr_lm *e2e_asr_lm_from_text_file(const char *path, bool closed) {
-  FILE *f = fopen(path, "r");
-  if (!f) {
-    nn_set_error("%s: cannot read the language model text", path);
-    return NULL;
-  }
+e2e_asr_lm *e2e_asr_lm_from_text(const char *text, size_t len, bool closed, const char *what) {
   GPtrArray *lines = g_ptr_array_new_with_free_func(g_free);
-  char buf[8192], norm[8192];
-  while (fgets(buf, sizeof buf, f))
-    if (e2e_asr_normalize_text(buf, norm, sizeof norm) > 0) g_ptr_array_add(lines, g_strdup(norm));
-  fclose(f);
+  char *norm = g_malloc(LM_MAX_LINE);
+  for (const char *p = text, *end = text + len; p < end;) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p)), *stop = nl ? nl : end;
+    char *line = g_strndup(p, (gsize)(stop - p)); /* stops at a NUL byte too */
+    if (e2e_asr_normalize_text(line, norm, LM_MAX_LINE) > 0) g_ptr_array_add(lines, g_strdup(norm));
+    g_free(line);
+    p = nl ? nl + 1 : end;
+  }
+  g_free(norm);
   if (lines->len == 0) {
     g_ptr_array_unref(lines);
-    nn_set_error("%s: no words in the language model text", path);
+    nn_set_error("%s: no words in the language model text", what);
     return NULL;
   }
   e2e_asr_lm *lm = lm_from_lines(lines, closed);
   g_ptr_array_unref(lines);
+  return lm;
+}
+
+e2e_asr_lm *e2e_asr_lm_from_text_file(const char *path, bool closed) {
+  char *text = NULL;
+  gsize len = 0;
+  if (!g_file_get_contents(path, &text, &len, NULL)) {
+    nn_set_error("%s: cannot read the language model text", path);
+    return NULL;
+  }
+  e2e_asr_lm *lm = e2e_asr_lm_from_text(text, len, closed, path);
+  g_free(text);
   return lm;
 }
 

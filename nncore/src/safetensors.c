@@ -528,14 +528,23 @@ bool nn_checkpoint_save(const char *path, const nn_params *model, const nn_optim
   return ok;
 }
 
-bool nn_checkpoint_load(const char *path, nn_params *model, nn_optim *opt) {
-  nn_st_file *f = nn_st_open(path);
-  if (!f) return false;
+bool nn_checkpoint_load_file(const nn_st_file *f, const char *path, nn_params *model, nn_optim *opt) {
   bool ok = true;
   if (opt) {
     const char *kind = nn_st_meta(f, "optimizer");
     if (!kind || strcmp(kind, nn_optim_kind_name(opt->cfg.kind)) != 0) {
       nn_set_error("%s: checkpoint optimizer is '%s', not '%s'", path, kind ? kind : "none", nn_optim_kind_name(opt->cfg.kind));
+      ok = false;
+    }
+  }
+  int64_t step = 0;
+  const char *st = opt ? nn_st_meta(f, "step") : NULL;
+  if (ok && st) {
+    char *end = NULL;
+    errno = 0;
+    step = strtoll(st, &end, 10);
+    if (errno || end == st || *end || step < 0) {
+      nn_set_error("%s: checkpoint step \"%.40s\" is not a count of steps", path, st);
       ok = false;
     }
   }
@@ -545,10 +554,16 @@ bool nn_checkpoint_load(const char *path, nn_params *model, nn_optim *opt) {
     load_params(f, model, "model.", true, true);
     if (opt) {
       load_params(f, &opt->state, "optim.", true, true);
-      const char *st = nn_st_meta(f, "step");
-      if (st) opt->step = strtoll(st, NULL, 10);
+      if (st) opt->step = step;
     }
   }
+  return ok;
+}
+
+bool nn_checkpoint_load(const char *path, nn_params *model, nn_optim *opt) {
+  nn_st_file *f = nn_st_open(path);
+  if (!f) return false;
+  bool ok = nn_checkpoint_load_file(f, path, model, opt);
   nn_st_close(f);
   return ok;
 }

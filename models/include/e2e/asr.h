@@ -91,6 +91,8 @@ static inline double e2e_asr_cer(const e2e_asr_score *s) {
  * open: other words pass with a penalty. NULL with a message naming the file. */
 typedef struct e2e_asr_lm e2e_asr_lm;
 e2e_asr_lm *e2e_asr_lm_from_text_file(const char *path, bool closed);
+/* The same from text in memory (what names it in messages). */
+e2e_asr_lm *e2e_asr_lm_from_text(const char *text, size_t len, bool closed, const char *what);
 /* The digit grammar: any sequence of zero..nine and "oh", nothing else. */
 e2e_asr_lm *e2e_asr_lm_digits(void);
 int e2e_asr_lm_words(const e2e_asr_lm *lm);

@@ -61,6 +61,8 @@ typedef struct {
  * message naming the file in nn_last_error() when the file is missing, corrupt, of another task or of no
  * known architecture. The model starts with one reference. */
 e2e_model *e2e_model_open(const char *path, int task);
+/* The same from a safetensors file's bytes in memory (name stands for the file in messages). */
+e2e_model *e2e_model_open_memory(const void *data, size_t size, const char *name, int task);
 e2e_model *e2e_model_ref(e2e_model *m);
 void e2e_model_unref(e2e_model *m);
 const e2e_model_info *e2e_model_describe(const e2e_model *m);

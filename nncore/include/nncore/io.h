@@ -47,6 +47,8 @@ bool nn_st_load_params(const nn_st_file *f, nn_params *p, const char *prefix, bo
 bool nn_checkpoint_save(const char *path, const nn_params *model, const nn_optim *opt,
                         const nn_kv *meta, int n_meta);
 bool nn_checkpoint_load(const char *path, nn_params *model, nn_optim *opt);
+/* The same from an opened file (path names it in messages). */
+bool nn_checkpoint_load_file(const nn_st_file *f, const char *path, nn_params *model, nn_optim *opt);
 
 #ifdef __cplusplus
 }
