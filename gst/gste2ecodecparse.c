@@ -45,7 +45,9 @@ static GstFlowReturn parse_handle_frame(GstBaseParse *parse, GstBaseParseFrame *
     GST_DEBUG_OBJECT(self, "skipping %d bytes of garbage", *skipsize);
     goto out;
   }
-  guint32 zb = GST_READ_UINT32_BE(d + 20), yb = GST_READ_UINT32_BE(d + 24);
+  /* byte by byte: GST_READ_UINT32_BE loads a possibly unaligned word on x86, which UBSan rightly rejects */
+  guint32 zb = (guint32)d[20] << 24 | (guint32)d[21] << 16 | (guint32)d[22] << 8 | d[23];
+  guint32 yb = (guint32)d[24] << 24 | (guint32)d[25] << 16 | (guint32)d[26] << 8 | d[27];
   guint64 total = (guint64)CODEC_HEADER_BYTES + zb + yb;
   codec_header h;
   /* validate the fixed fields with the declared length (the payload may still be on its way) */

@@ -57,7 +57,7 @@ static int attr_ints(const ox_node *n, const char *key, int64_t *out, int max) {
   const Onnx__AttributeProto *a = attr(n, key);
   if (!a) return 0;
   if ((int)a->n_ints > max) return -1;
-  memcpy(out, a->ints, sizeof *out * a->n_ints);
+  if (a->n_ints) memcpy(out, a->ints, sizeof *out * a->n_ints); /* an empty list may have no array */
   return (int)a->n_ints;
 }
 

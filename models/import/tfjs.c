@@ -147,6 +147,13 @@ static imp_value *window_op(const tf_node *n, bool conv, bool depthwise, bool ma
   }
   int hd = nchw ? 2 : 1, wd = nchw ? 3 : 2;
   int64_t sh = strides[hd], sw = strides[wd], dh = dil[hd], dw = dil[wd], kh, kw, ep[4] = {expl[2 * hd], expl[2 * hd + 1], expl[2 * wd], expl[2 * wd + 1]};
+  bool sane = sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && sh <= 65536 && sw <= 65536 && dh <= 65536 && dw <= 65536;
+  for (int k = 0; k < 4; k++) sane = sane && ep[k] >= 0 && ep[k] <= 65536;
+  if (!sane) {
+    g_free(padding);
+    imp_fail(c, n->name, n->op, "strides and dilations must be 1..65536 and explicit paddings 0..65536");
+    return NULL;
+  }
   int w_id = -1;
   int64_t oc = 0, groups = 1;
   if (conv) {
@@ -185,6 +192,11 @@ static imp_value *window_op(const tf_node *n, bool conv, bool depthwise, bool ma
     }
   } else {
     kh = ksize[hd], kw = ksize[wd];
+    if (kh < 1 || kw < 1 || kh > 65536 || kw > 65536) {
+      g_free(padding);
+      imp_fail(c, n->name, n->op, "the window must be 1..65536 pixels on each side");
+      return NULL;
+    }
   }
   int64_t H = x->shape[hd], W = x->shape[wd], pt, pb, pl, pr;
   ok = tf_pads(n, padding, H, kh, sh, dh, ep, 0, &pt, &pb) && tf_pads(n, padding, W, kw, sw, dw, ep, 1, &pl, &pr);
