@@ -2,6 +2,12 @@
 #include "e2eelement.h"
 
 #include <string.h>
+#include <unistd.h>
+
+static guint64 physical_memory_mb(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+  return pages > 0 && size > 0 ? (guint64)pages * (guint64)size / (1024 * 1024) : 0;
+}
 
 static const gchar *const TASK_WHAT[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detection", [E2E_TASK_CODEC] = "codec",
                                                        [E2E_TASK_ASR] = "speech recognition"};
@@ -35,7 +41,8 @@ void e2e_element_install_properties(GObjectClass *oc, e2e_task task, E2eElementF
     g_object_class_install_property(oc, E2E_PROP_MAX_MEMORY, g_param_spec_uint("max-memory", "Most working memory",
         "MiB of working memory one picture may take (0: this machine's physical memory). Encoding takes about 340 "
         "bytes per pixel (2300 with refine-steps), decoding about 200; the encoder refuses a picture that needs more "
-        "with an error, the decoder drops it (or a stream that claims such a size) with a warning",
+        "with an error, the decoder drops it (or a stream that claims such a size) with a warning. More than the "
+        "machine's memory is refused with a warning",
         0, G_MAXUINT, 0, rw | GST_PARAM_MUTABLE_PLAYING));
 }
 
@@ -102,7 +109,17 @@ gboolean e2e_element_set_property(GstElement *e, E2eElementModel *m, guint id, c
     m->num_threads = g_value_get_uint(v);
     if (m->session) e2e_session_set_threads(m->session, (int)m->num_threads);
     break;
-  case E2E_PROP_MAX_MEMORY: m->max_memory_mb = g_value_get_uint(v); break;
+  case E2E_PROP_MAX_MEMORY: {
+    /* more than the machine has is no limit at all: a stream claiming a giant picture would meet the
+     * out-of-memory killer instead of a message */
+    guint64 mb = g_value_get_uint(v), have = physical_memory_mb();
+    if (have && mb > have)
+      g_warning("%s: max-memory %" G_GUINT64_FORMAT " MiB is more than this machine's %" G_GUINT64_FORMAT
+                " MiB of memory; keeping %u (0 means all of it)", GST_ELEMENT_NAME(e), mb, have, m->max_memory_mb);
+    else
+      m->max_memory_mb = (guint)mb;
+    break;
+  }
   default: break;
   }
   g_mutex_unlock(&m->lock);

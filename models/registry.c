@@ -1,7 +1,9 @@
 /* Slots and the process-wide registry of named ones. A slot's model pointer changes only under its
  * lock, and a reader takes its own reference under that lock: a swap can never free a model a session
- * is still running (the session's reference keeps it until that session's next call). */
+ * is still running (the session's reference keeps it until that session's next call). The locks are
+ * POSIX mutexes, not GMutex: GLib's futex-based ones are invisible to ThreadSanitizer. */
 #include <glib.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +12,13 @@
 
 struct e2e_slot {
   atomic_int refs;
-  GMutex lock;
+  pthread_mutex_t lock;
   e2e_model *model;
   _Atomic uint64_t version;
   char *name, *path;
 };
 
-static GMutex registry_lock;
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static GHashTable *registry; /* name -> slot, holding no reference: a slot leaves it with its last one */
 
 static e2e_slot *slot_with(e2e_model *m, const char *name, const char *path) {
@@ -26,7 +28,7 @@ static e2e_slot *slot_with(e2e_model *m, const char *name, const char *path) {
     return NULL;
   }
   atomic_init(&s->refs, 1);
-  g_mutex_init(&s->lock);
+  pthread_mutex_init(&s->lock, NULL);
   s->model = e2e_model_ref(m);
   atomic_init(&s->version, 1);
   s->name = name ? strdup(name) : NULL;
@@ -56,7 +58,7 @@ static e2e_slot *load_slot(const char *name, const char *path, int task) {
 e2e_slot *e2e_slot_open(const char *name, const char *path, int task) {
   if (!name || !*name) return load_slot(NULL, path, task);
   /* loading under the registry's lock: two elements opening one name at once load it once */
-  g_mutex_lock(&registry_lock);
+  pthread_mutex_lock(&registry_lock);
   if (!registry) registry = g_hash_table_new(g_str_hash, g_str_equal);
   e2e_slot *s = g_hash_table_lookup(registry, name);
   if (s) {
@@ -73,7 +75,7 @@ e2e_slot *e2e_slot_open(const char *name, const char *path, int task) {
   } else if ((s = load_slot(name, path, task))) {
     g_hash_table_insert(registry, s->name, s);
   }
-  g_mutex_unlock(&registry_lock);
+  pthread_mutex_unlock(&registry_lock);
   return s;
 }
 
@@ -85,31 +87,31 @@ e2e_slot *e2e_slot_ref(e2e_slot *s) {
 void e2e_slot_unref(e2e_slot *s) {
   if (!s) return;
   /* a named slot drops to zero under the registry's lock, so a concurrent open cannot revive it */
-  if (s->name) g_mutex_lock(&registry_lock);
+  if (s->name) pthread_mutex_lock(&registry_lock);
   bool last = atomic_fetch_sub(&s->refs, 1) == 1;
   if (last && s->name) g_hash_table_remove(registry, s->name);
-  if (s->name) g_mutex_unlock(&registry_lock);
+  if (s->name) pthread_mutex_unlock(&registry_lock);
   if (!last) return;
   e2e_model_unref(s->model);
-  g_mutex_clear(&s->lock);
+  pthread_mutex_destroy(&s->lock);
   free(s->name);
   free(s->path);
   free(s);
 }
 
 e2e_model *e2e_slot_get(e2e_slot *s) {
-  g_mutex_lock(&s->lock);
+  pthread_mutex_lock(&s->lock);
   e2e_model *m = e2e_model_ref(s->model);
-  g_mutex_unlock(&s->lock);
+  pthread_mutex_unlock(&s->lock);
   return m;
 }
 
 /* The current model (referenced) and its version, read together. */
 e2e_model *e2e_slot_get_versioned(e2e_slot *s, uint64_t *version) {
-  g_mutex_lock(&s->lock);
+  pthread_mutex_lock(&s->lock);
   e2e_model *m = e2e_model_ref(s->model);
   *version = atomic_load(&s->version);
-  g_mutex_unlock(&s->lock);
+  pthread_mutex_unlock(&s->lock);
   return m;
 }
 
@@ -118,7 +120,7 @@ bool e2e_slot_publish(e2e_slot *s, e2e_model *m) {
     nn_set_error("no model to publish");
     return false;
   }
-  g_mutex_lock(&s->lock);
+  pthread_mutex_lock(&s->lock);
   e2e_model *old = s->model;
   bool ok = e2e_model_describe(m)->task == e2e_model_describe(old)->task;
   if (ok) {
@@ -128,7 +130,7 @@ bool e2e_slot_publish(e2e_slot *s, e2e_model *m) {
     nn_set_error("cannot publish a %s model where a %s model runs", e2e_task_name(e2e_model_describe(m)->task),
                  e2e_task_name(e2e_model_describe(old)->task));
   }
-  g_mutex_unlock(&s->lock);
+  pthread_mutex_unlock(&s->lock);
   if (ok) e2e_model_unref(old); /* freed here unless a session still runs it */
   return ok;
 }

@@ -3,7 +3,8 @@
 #   tools/setup.sh demo   install what is needed, build, run the main demo (person detection
 #                         on opencv-doc's vtest.avi: annotated video, JSON lines, summary)
 #   tools/setup.sh test   install what is needed, build, run every test: plain, nncore again
-#                         under ASan/UBSan, the element tests under valgrind
+#                         under ASan/UBSan, the element tests under valgrind, the threaded ones
+#                         under TSan, and a smoke run of every fuzzer
 #   tools/setup.sh bench  the above plus PyTorch, then the side-by-side benchmarks
 #   tools/setup.sh speech the speech recipe's voices and recogniser (espeak-ng, mbrola, flite, festival,
 #                         pico, pocketsphinx; enables Debian's contrib and non-free for mbrola and pico)
@@ -19,7 +20,7 @@ PKGS="build-essential meson ninja-build pkg-config python3 libopenblas-dev libjs
   libkissfft-dev libsndfile1-dev libsamplerate0-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav opencv-doc"
-[ "$what" = test ] && PKGS="$PKGS valgrind libonnx-testdata"
+[ "$what" = test ] && PKGS="$PKGS valgrind libonnx-testdata clang libclang-rt-14-dev"
 [ "$what" = bench ] && PKGS="$PKGS python3-torch python3-numpy"
 if [ "$what" = speech ]; then
   # mbrola (contrib) and its voices and pico (non-free): the recipe's licences are in models/asr/README.md
@@ -64,9 +65,22 @@ test)
   (cd build-asan && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test --print-errorlogs --num-processes 2 --suite nncore) || true
   build build-vg -Dnative=false -Dbuildtype=debugoptimized -Dbench=false -Dcuda=disabled
   (cd build-vg && meson test --print-errorlogs --suite valgrind) || true
+  # the threads of nncore and the models under ThreadSanitizer (OpenBLAS's own threads are not instrumented)
+  tsan="tests/test_scope tests/test_models tests/test_codec"
+  [ -f build-tsan/build.ninja ] || meson setup build-tsan -Db_sanitize=thread -Dbuildtype=debugoptimized -Dbench=false \
+    -Dcuda=disabled -Dgst=disabled >/dev/null
+  ninja -C build-tsan $tsan
+  (cd build-tsan && OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
+    meson test --no-rebuild --print-errorlogs --suite tsan) || true
+  # a smoke run of every libFuzzer harness (15 s each; tests/fuzz/README.md for the long runs)
+  [ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined \
+    -Db_lundef=false -Dbuildtype=debugoptimized -Dbench=false -Dcuda=disabled >/dev/null
+  ninja -C build-fuzz $(cd build-fuzz && ninja -t targets all | sed -n 's|^\(tests/fuzz/fuzz-[a-z_]*\): .*|\1|p' |
+    grep -v -e replay -e make-seeds) gst/libgste2e.so
+  (cd build-fuzz && meson test --no-rebuild --print-errorlogs --num-processes 2 --suite fuzz) || true
   # one closing line over all runs; non-zero exit when anything failed
   exec python3 tools/test_summary.py build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
-    build-vg/meson-logs/testlog.json
+    build-vg/meson-logs/testlog.json build-tsan/meson-logs/testlog.json build-fuzz/meson-logs/testlog.json
   ;;
 bench)
   build build -Dbench=true

@@ -1,0 +1,54 @@
+/* An e2ecodec picture as the decoder gets it: codec_parse_header, then codec_decompress with a small
+ * model. A mutated stream almost never keeps its CRC and model id, so each input is also decoded with
+ * those two stamped right: the mutations then reach the entropy decoder and the transforms behind it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "e2e/codec.h"
+#include "fuzz.h"
+
+#define MAX_PIXELS (256 * 256) /* larger pictures only cost time here; their memory check is tested */
+
+static codec_model model;
+static codec_options opts = {.memory_limit = 256u << 20};
+
+/* The tiny model the seeds were made with (tests/fuzz/make_seeds.c). */
+bool fuzz_codec_model(codec_model *c) {
+  codec_config cfg = codec_config_default();
+  cfg.n = 16, cfg.m = 24;
+  return codec_init(c, &cfg, 1) && codec_prepare_inference(c);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  if (!fuzz_codec_model(&model)) abort();
+  return 0;
+}
+
+static void put_be32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
+static void decode(const uint8_t *data, size_t size) {
+  codec_header h;
+  if (!codec_parse_header(data, size, &h)) return;
+  if ((int64_t)h.width * h.height > MAX_PIXELS) return;
+  uint8_t *rgb = malloc((size_t)h.width * h.height * 3);
+  if (rgb) codec_decompress(&model, &opts, data, size, rgb, h.width, h.height);
+  free(rgb);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  decode(data, size);
+  if (size < CODEC_HEADER_BYTES) return 0;
+  uint8_t *s = malloc(size);
+  memcpy(s, data, size);
+  put_be32(s + 8, model.model_id);
+  uint64_t payload = (uint64_t)((uint32_t)s[20] << 24 | (uint32_t)s[21] << 16 | (uint32_t)s[22] << 8 | s[23]) +
+                     ((uint32_t)s[24] << 24 | (uint32_t)s[25] << 16 | (uint32_t)s[26] << 8 | s[27]);
+  if (payload <= size - CODEC_HEADER_BYTES) {
+    put_be32(s + 28, codec_crc32(s + CODEC_HEADER_BYTES, (size_t)payload));
+    decode(s, size);
+  }
+  free(s);
+  return 0;
+}
