@@ -2,6 +2,10 @@
  * message that names the problem, never a crash. */
 #include "harness.h"
 
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define SH(...) (int64_t[]){__VA_ARGS__}
@@ -231,6 +235,59 @@ TEST(io_save_is_atomic_and_reports_errors) {
   nn_st_file *f = nn_st_open("/nonexistent.safetensors");
   CHECK(!f && strstr(nn_last_error(), "cannot open"), "missing file message");
   nn_params_free(&p);
+}
+
+/* A save that runs out of room (the file-size limit stands in for a full disk) or meets a folder it may
+ * not write fails with a message naming the file, and the previous file is still there, whole. */
+TEST(io_save_on_a_full_disk_or_read_only_folder_keeps_the_previous_file) {
+  char dir[] = "/tmp/nncore_full_XXXXXX";
+  CHECK(mkdtemp(dir) != NULL, "tmpdir");
+  char path[256];
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  nn_params small, big;
+  model_params(&small);
+  nn_fill_(small.t[0], 0.25f);
+  CHECK(nn_safetensors_save(path, &small, NULL, 0), "the previous version");
+  nn_params_init(&big);
+  nn_params_add(&big, "layer.weight", nn_tensor_new(NN_F32, 2, SH(256, 256)), true); /* 256 kB */
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    struct rlimit lim = {64 * 1024, 64 * 1024};
+    signal(SIGXFSZ, SIG_IGN); /* write() then fails with EFBIG, as on a full disk it fails with ENOSPC */
+    setrlimit(RLIMIT_FSIZE, &lim);
+    bool saved = nn_safetensors_save(path, &big, NULL, 0);
+    bool named = strstr(nn_last_error(), path) != NULL && strstr(nn_last_error(), "write failed") != NULL;
+    if (!saved) printf("    refused as it should be: %s\n", nn_last_error());
+    fflush(stdout);
+    _exit(saved ? 1 : named ? 0 : 2);
+  }
+  int status = -1;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the save past the limit fails with a message naming the file "
+        "(child status %d)", status);
+  nn_params back;
+  model_params(&back);
+  nn_st_file *f = nn_st_open(path);
+  CHECK(f && nn_st_load_params(f, &back, NULL, true) && nn_f32(back.t[0])[5] == 0.25f, "the previous file is intact");
+  nn_st_close(f);
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "test $(ls %s | wc -l) -eq 1", dir);
+  CHECK(system(cmd) == 0, "no temporary file is left in %s", dir);
+  if (geteuid() != 0) { /* root writes anywhere: the folder test needs an ordinary user */
+    chmod(dir, 0500);
+    CHECK(!nn_safetensors_save(path, &small, NULL, 0) && strstr(nn_last_error(), path), "a read-only folder: %s",
+          nn_last_error());
+    chmod(dir, 0700);
+    f = nn_st_open(path);
+    CHECK(f != NULL, "the previous file is still readable");
+    nn_st_close(f);
+  } else {
+    printf("    (running as root: the read-only folder case is skipped)\n");
+  }
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  CHECK(system(cmd) == 0, "cleanup");
+  nn_params_free(&small), nn_params_free(&big), nn_params_free(&back);
 }
 
 TEST(ops_refuse_bad_arguments_without_crashing) {
