@@ -1,14 +1,20 @@
 /* Writes the fuzzers' seed corpora: small valid inputs made by the project's own code, one folder per
  * harness. Run from the source root after a build (the corpora are committed; rerun after a format
  * changes):  build/tests/fuzz/fuzz-make-seeds tests/fuzz/corpus */
+#include <cairo.h>
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jpeglib.h> /* after stdio.h, which it needs */
+#include <sndfile.h>
+
 #include "asr/internal.h"
 #include "e2e/asr.h"
+#include "e2e/audio.h"
 #include "e2e/codec.h"
 #include "e2e/detect.h"
 #include "nncore/nncore.h"
@@ -213,6 +219,71 @@ static void asr_text(void) {
   for (size_t i = 0; i < G_N_ELEMENTS(texts); i++) write_bytes("asr_text", texts[i][0], texts[i][1], strlen(texts[i][1]));
 }
 
+/* "<selector><file>" inputs for the media harness: a PNG and a JPEG picture (selector 0), a WAV and a
+ * FLAC sound (selector 1). */
+static void media(void) {
+  char *tmp = g_dir_make_tmp("e2e-seeds-XXXXXX", NULL), *file = g_build_filename(tmp, "f", NULL);
+  uint8_t px[12 * 8 * 3];
+  for (int i = 0; i < 12 * 8 * 3; i++) px[i] = (uint8_t)(i * 7);
+  /* PNG through cairo */
+  cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, 12, 8);
+  uint32_t *row = (uint32_t *)(void *)cairo_image_surface_get_data(surf);
+  for (int i = 0; i < 12 * 8; i++) row[i] = (uint32_t)px[3 * i] << 16 | (uint32_t)px[3 * i + 1] << 8 | px[3 * i + 2];
+  cairo_surface_mark_dirty(surf);
+  cairo_surface_write_to_png(surf, file);
+  cairo_surface_destroy(surf);
+  char *data = NULL;
+  gsize n = 0;
+  g_file_get_contents(file, &data, &n, NULL);
+  uint8_t *b = malloc(n + 1);
+  b[0] = 0, memcpy(b + 1, data, n);
+  write_bytes("media", "picture.png", b, n + 1);
+  free(b), g_free(data);
+  /* JPEG through libjpeg */
+  struct jpeg_compress_struct c;
+  struct jpeg_error_mgr err;
+  c.err = jpeg_std_error(&err);
+  jpeg_create_compress(&c);
+  unsigned char *jbuf = NULL;
+  unsigned long jlen = 0;
+  jpeg_mem_dest(&c, &jbuf, &jlen);
+  c.image_width = 12, c.image_height = 8, c.input_components = 3, c.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&c);
+  jpeg_start_compress(&c, TRUE);
+  while (c.next_scanline < c.image_height) {
+    JSAMPROW r = px + c.next_scanline * 12 * 3;
+    jpeg_write_scanlines(&c, &r, 1);
+  }
+  jpeg_finish_compress(&c);
+  jpeg_destroy_compress(&c);
+  b = malloc(jlen + 1);
+  b[0] = 0, memcpy(b + 1, jbuf, jlen);
+  write_bytes("media", "picture.jpg", b, jlen + 1);
+  free(b), free(jbuf);
+  /* a WAV (our writer) and a FLAC (libsndfile) of a short chirp */
+  float wave[800];
+  for (int i = 0; i < 800; i++) wave[i] = 0.5f * sinf(0.05f * (float)i + 0.0001f * (float)i * (float)i);
+  const char *names[2] = {"sound.wav", "sound.flac"};
+  for (int k = 0; k < 2; k++) {
+    bool ok = false;
+    if (k == 0) {
+      ok = e2e_wav_write(file, wave, 800, 8000);
+    } else {
+      SF_INFO info = {.samplerate = 8000, .channels = 1, .format = SF_FORMAT_FLAC | SF_FORMAT_PCM_16};
+      SNDFILE *f = sf_open(file, SFM_WRITE, &info);
+      ok = f && sf_writef_float(f, wave, 800) == 800;
+      if (f) sf_close(f);
+    }
+    if (!ok || !g_file_get_contents(file, &data, &n, NULL)) exit(1);
+    b = malloc(n + 1);
+    b[0] = 1, memcpy(b + 1, data, n);
+    write_bytes("media", names[k], b, n + 1);
+    free(b), g_free(data);
+  }
+  g_unlink(file), g_rmdir(tmp);
+  g_free(file), g_free(tmp);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s CORPUS-DIR\n", argv[0]);
@@ -226,6 +297,7 @@ int main(int argc, char **argv) {
   tfjs();
   onnx();
   asr_text();
+  media();
   printf("seeds written under %s\n", root);
   return 0;
 }

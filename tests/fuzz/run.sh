@@ -14,7 +14,7 @@ seconds=${1:?usage: tests/fuzz/run.sh SECONDS [NAME...]}
 [ $# -gt 0 ] && shift
 build=$(cd "${FUZZ_BUILD:-build-fuzz}" && pwd)
 work=${FUZZ_WORK:-$build/fuzz-work}
-names=${*:-safetensors checkpoint model codec_stream codec_parse labels onnx tfjs asr_text}
+names=${*:-safetensors checkpoint model codec_stream codec_parse labels onnx tfjs asr_text media}
 export GST_PLUGIN_PATH="$build/gst" GST_REGISTRY="$build/gst/fuzz-registry.bin"
 # GLib keeps type and quark tables for the life of the process: reachable, so not leaks, but LSan's
 # per-input check cannot tell them from ones; tests/lsan.supp names them
