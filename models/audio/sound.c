@@ -31,26 +31,45 @@ bool e2e_sound_read(const char *path, float **x, int64_t *n, int *sample_rate) {
     sf_close(f);
     return false;
   }
-  float *inter = malloc(sizeof(float) * (size_t)(info.frames > 0 ? info.frames : 1) * info.channels);
-  float *mono = malloc(sizeof(float) * (size_t)(info.frames > 0 ? info.frames : 1));
-  if (!inter || !mono) {
-    free(inter);
+  /* read in chunks and grow with what actually arrives: the header's frame count is only a claim, and a
+   * 59-byte file can claim an hour of 64 channels */
+  enum { CHUNK = 16384 };
+  float *inter = malloc(sizeof(float) * CHUNK * (size_t)info.channels), *mono = NULL;
+  int64_t len = 0, cap = 0;
+  bool ok = inter != NULL;
+  for (sf_count_t got; ok && (got = sf_readf_float(f, inter, CHUNK)) > 0;) {
+    if (len + got > MAX_SAMPLES) {
+      nn_set_error("%s: longer than %lld samples", path, (long long)MAX_SAMPLES);
+      ok = false;
+      break;
+    }
+    if (len + got > cap) {
+      cap = cap ? cap * 2 : CHUNK;
+      while (cap < len + got) cap *= 2;
+      float *grown = realloc(mono, sizeof(float) * (size_t)cap);
+      if (!grown) {
+        nn_set_error("%s: out of memory", path);
+        ok = false;
+        break;
+      }
+      mono = grown;
+    }
+    for (sf_count_t i = 0; i < got; i++) {
+      float sum = 0.0f;
+      for (int ch = 0; ch < info.channels; ch++) sum += inter[i * info.channels + ch];
+      mono[len + i] = sum / info.channels;
+    }
+    len += got;
+  }
+  if (!inter) nn_set_error("%s: out of memory", path);
+  sf_close(f);
+  free(inter);
+  if (!ok) {
     free(mono);
-    sf_close(f);
-    nn_set_error("%s: out of memory", path);
     return false;
   }
-  sf_count_t got = sf_readf_float(f, inter, info.frames);
-  sf_close(f);
-  if (got < 0) got = 0;
-  for (sf_count_t i = 0; i < got; i++) {
-    float s = 0.0f;
-    for (int ch = 0; ch < info.channels; ch++) s += inter[i * info.channels + ch];
-    mono[i] = s / info.channels;
-  }
-  free(inter);
-  *x = mono;
-  *n = got;
+  *x = mono ? mono : calloc(1, sizeof(float));
+  *n = len;
   *sample_rate = info.samplerate;
   return true;
 }
