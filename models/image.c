@@ -113,14 +113,19 @@ bool e2e_image_load(const char *path, e2e_image *out) {
     nn_set_error("%s: cannot open", path);
     return false;
   }
-  uint8_t magic[8] = {0};
-  size_t got = fread(magic, 1, 8, f);
+  uint8_t magic[24] = {0};
+  size_t got = fread(magic, 1, sizeof magic, f);
   rewind(f);
   bool ok;
   if (got >= 3 && magic[0] == 0xFF && magic[1] == 0xD8 && magic[2] == 0xFF) {
     ok = load_jpeg(path, f, out);
-  } else if (got == 8 && memcmp(magic, "\x89PNG\r\n\x1a\n", 8) == 0) {
-    ok = load_png(path, out);
+  } else if (got >= 8 && memcmp(magic, "\x89PNG\r\n\x1a\n", 8) == 0) {
+    /* the size in the header, checked before cairo allocates a surface for it (as for JPEG) */
+    uint32_t w = got >= 24 ? (uint32_t)magic[16] << 24 | (uint32_t)magic[17] << 16 | (uint32_t)magic[18] << 8 | magic[19] : 0;
+    uint32_t h = got >= 24 ? (uint32_t)magic[20] << 24 | (uint32_t)magic[21] << 16 | (uint32_t)magic[22] << 8 | magic[23] : 0;
+    ok = w >= 1 && h >= 1 && w <= 16384 && h <= 16384;
+    if (!ok) nn_set_error("%s: unsupported PNG (%ux%u)", path, w, h);
+    else ok = load_png(path, out);
   } else {
     nn_set_error("%s: neither JPEG nor PNG", path);
     ok = false;

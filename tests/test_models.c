@@ -489,3 +489,17 @@ TEST(two_sessions_keep_their_own_thread_budgets_and_leave_the_caller_as_it_was) 
   e2e_slot_unref(slot);
   e2e_model_unref(m);
 }
+
+/* A picture header that claims a giant size is refused before anything is allocated for it. */
+TEST(images_claiming_giant_sizes_are_refused) {
+  static const uint8_t png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                                0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0, 8, 2, 0, 0, 0}; /* 100000 x 100000 */
+  char path[] = "/tmp/e2e-giant-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0 && write(fd, png, sizeof png) == (ssize_t)sizeof png, "write the header");
+  close(fd);
+  e2e_image im;
+  CHECK(!e2e_image_load(path, &im) && strstr(nn_last_error(), "100000x100000"), "refused: %s", nn_last_error());
+  unlink(path);
+}
+
