@@ -49,7 +49,9 @@ static int64_t node_int(JsonNode *v) {
   if (!v || !JSON_NODE_HOLDS_VALUE(v)) return 0;
   if (json_node_get_value_type(v) == G_TYPE_STRING) return g_ascii_strtoll(json_node_get_string(v), NULL, 10);
   if (json_node_get_value_type(v) == G_TYPE_INT64) return json_node_get_int(v);
-  return (int64_t)json_node_get_double(v);
+  double d = json_node_get_double(v);
+  /* a number no int64 holds (1e300, inf) becomes one every caller refuses, not undefined behaviour */
+  return isfinite(d) && fabs(d) < 9.2e18 ? (int64_t)d : INT64_MIN;
 }
 
 static float attr_float(const tf_node *n, const char *key, float dflt) {
