@@ -33,37 +33,29 @@ __attribute__((constructor)) static void init_gst(void) {
 
 /* ---------------------------------------------------------------- small models */
 
-static char *tiny_path(const char *what) { return g_strdup_printf("/tmp/e2e-robust-%s-%d.safetensors", what, getpid()); }
+/* Saves m (dropping the reference) to a temporary file named after what; returns the path. */
+static char *saved(e2e_model *m, const char *what) {
+  char *p = g_strdup_printf("/tmp/e2e-robust-%s-%d.safetensors", what, getpid());
+  CHECK(m && e2e_model_save(m, p, NULL, 0), "save the tiny %s model", what);
+  e2e_model_unref(m);
+  return p;
+}
 
 static char *tiny_detector(void) {
   det_config cfg = det_config_default(2, 64);
   cfg.width = 8;
   snprintf(cfg.labels[0], DET_LABEL_LEN, "cat");
   snprintf(cfg.labels[1], DET_LABEL_LEN, "dog");
-  e2e_model *m = e2e_detect_model_new(&cfg, 3);
-  char *p = tiny_path("detect");
-  CHECK(m && e2e_model_save(m, p, NULL, 0), "save the tiny detector");
-  e2e_model_unref(m);
-  return p;
+  return saved(e2e_detect_model_new(&cfg, 3), "detect");
 }
 
 static char *tiny_codec(void) {
   codec_config cfg = codec_config_default();
   cfg.n = 16, cfg.m = 24;
-  e2e_model *m = e2e_codec_model_new(&cfg, 3);
-  char *p = tiny_path("codec");
-  CHECK(m && e2e_model_save(m, p, NULL, 0), "save the tiny codec");
-  e2e_model_unref(m);
-  return p;
+  return saved(e2e_codec_model_new(&cfg, 3), "codec");
 }
 
-static char *tiny_recogniser(void) {
-  e2e_model *m = e2e_asr_model_new(16, 1, 3);
-  char *p = tiny_path("asr");
-  CHECK(m && e2e_model_save(m, p, NULL, 0), "save the tiny recogniser");
-  e2e_model_unref(m);
-  return p;
-}
+static char *tiny_recogniser(void) { return saved(e2e_asr_model_new(16, 1, 3), "asr"); }
 
 /* ---------------------------------------------------------------- absurd property values */
 
