@@ -702,13 +702,13 @@ TEST(depthwise_convs_agree_between_the_prepared_and_plain_paths) {
     int64_t k = cases[c][0], s = cases[c][1], p = cases[c][2], d = cases[c][3];
     nn_graph g;
     nn_graph_init(&g);
-    int x = nn_graph_add_input(&g, "x", 4, (int64_t[]){1, 6, 11, 13});
+    int x = nn_graph_add_input(&g, "x", 4, (int64_t[]){1, 6, 11, 37}); /* 37: two blocks of 16 and a tail */
     int w = nn_graph_add_const(&g, "w", t_randn(&r, 4, (int64_t[]){6, 1, k, k}, 0.5f), true);
     int b = nn_graph_add_const(&g, "b", t_randn(&r, 1, (int64_t[]){6}, 0.5f), true);
     int y = nn_graph_add_node(&g, NN_OP_CONV, "dw", 3, (int[]){x, w, b}, 7, (int64_t[]){s, s, p, p, d, d, 6}, 0, NULL);
     if (cases[c][4]) y = nn_graph_add_node(&g, NN_OP_RELU, "act", 1, &y, 0, NULL, 0, NULL);
     CHECK(y >= 0 && nn_graph_set_outputs(&g, 1, &y), "case %zu: %s", c, nn_last_error());
-    nn_tensor *in = t_randn(&r, 4, (int64_t[]){1, 6, 11, 13}, 1), *plain = NULL, *fast = NULL;
+    nn_tensor *in = t_randn(&r, 4, (int64_t[]){1, 6, 11, 37}, 1), *plain = NULL, *fast = NULL;
     nn_no_grad_begin();
     CHECK(nn_graph_run(&g, &in, &plain), "plain run");
     plain = nn_contiguous(plain);
@@ -831,4 +831,71 @@ TEST(a_fused_silu_agrees_with_sigmoid_times_x) {
   nn_tensor_free(in);
   nn_graph_free(&g);
   nn_arena_reset(nn_arena_current());
+}
+
+/* Exporters spell a conv's scale and shift, hard-swish and residual adds as runs of element-wise nodes; the
+ * prepared plan applies each run in one pass over the tensor it follows. It must compute what the nodes
+ * do one by one, and it must stop a run at a value something outside reads (here a graph output or a
+ * mean), so that nothing reads a tensor the run has overwritten. */
+static int add(nn_graph *g, nn_graph_op op, const char *name, int a, int b, int n_f, const float *f) {
+  int in[2] = {a, b};
+  return nn_graph_add_node(g, op, name, b < 0 ? 1 : 2, in, 0, NULL, n_f, f);
+}
+
+TEST(element_wise_runs_fused_after_a_node_compute_what_the_nodes_do) {
+  for (int early_output = 0; early_output < 2; early_output++) {
+    nn_rng r;
+    nn_rng_seed(&r, 33);
+    nn_graph g;
+    nn_graph_init(&g);
+    int x = nn_graph_add_input(&g, "x", 4, (int64_t[]){1, 4, 9, 40});
+    int w1 = nn_graph_add_const(&g, "w1", t_randn(&r, 4, (int64_t[]){8, 4, 3, 3}, 0.4f), true);
+    int w2 = nn_graph_add_const(&g, "w2", t_randn(&r, 4, (int64_t[]){8, 4, 1, 1}, 0.4f), true);
+    int b1 = nn_graph_add_const(&g, "b1", t_randn(&r, 1, (int64_t[]){8}, 0.4f), true);
+    int scale = nn_graph_add_const(&g, "scale", t_randn(&r, 1, (int64_t[]){1}, 1), true);
+    int shift = nn_graph_add_const(&g, "shift", t_randn(&r, 1, (int64_t[]){1}, 1), true);
+    int per_channel = nn_graph_add_const(&g, "per_channel", t_randn(&r, 4, (int64_t[]){1, 8, 1, 1}, 1), true);
+    int three = nn_graph_add_const(&g, "three", nn_full(1, (int64_t[]){1}, 3.0f), false);
+    int six = nn_graph_add_const(&g, "six", nn_full(1, (int64_t[]){1}, 6.0f), false);
+    int early = nn_graph_add_node(&g, NN_OP_CONV, "early", 2, (int[]){x, w2}, 7, (int64_t[]){1, 1, 0, 0, 1, 1, 1}, 0, NULL);
+    int c = nn_graph_add_node(&g, NN_OP_CONV, "c", 3, (int[]){x, w1, b1}, 7, (int64_t[]){1, 1, 1, 1, 1, 1, 1}, 0, NULL);
+    int m = add(&g, NN_OP_MUL, "scaled", scale, c, 0, NULL); /* the constant first, as Paddle's exporter writes it */
+    int a = add(&g, NN_OP_ADD, "shifted", m, shift, 0, NULL);
+    int h = add(&g, NN_OP_ADD, "plus3", a, three, 0, NULL);
+    int cl = add(&g, NN_OP_CLIP, "clip", h, -1, 2, (float[]){0, 6});
+    int mu = add(&g, NN_OP_MUL, "times", a, cl, 0, NULL);
+    int dv = add(&g, NN_OP_DIV, "hswish", mu, six, 0, NULL);
+    int ch = add(&g, NN_OP_MUL, "per_channel_scale", dv, per_channel, 0, NULL);
+    int res = add(&g, NN_OP_ADD, "residual", ch, early, 0, NULL);
+    int sig = add(&g, NN_OP_SIGMOID, "sig", res, -1, 0, NULL);
+    int sub = add(&g, NN_OP_SUB, "sub", sig, shift, 0, NULL);
+    int mean = nn_graph_add_node(&g, NN_OP_MEAN, "mean", 1, &sig, 3, (int64_t[]){1, 2, 3}, 0, NULL); /* reads sig: a run ends there */
+    int se = add(&g, NN_OP_MUL, "se", sub, mean, 0, NULL); /* mean is made after sub: not part of sub's run */
+    int hs = add(&g, NN_OP_HARD_SWISH, "hs", se, -1, 0, NULL);
+    int lr = add(&g, NN_OP_LEAKY_RELU, "leaky", hs, -1, 1, (float[]){0.1f});
+    int ng = add(&g, NN_OP_NEG, "neg", lr, -1, 0, NULL);
+    int ab = add(&g, NN_OP_ABS, "abs", ng, -1, 0, NULL);
+    int hsig = add(&g, NN_OP_HARD_SIGMOID, "hsig", ab, -1, 2, (float[]){0.2f, 0.5f});
+    int rl = add(&g, NN_OP_RELU, "relu", hsig, -1, 0, NULL);
+    int outs[2] = {rl, a};
+    CHECK(rl >= 0 && nn_graph_set_outputs(&g, early_output ? 2 : 1, outs), "build: %s", nn_last_error());
+    nn_tensor *in = t_randn(&r, 4, (int64_t[]){1, 4, 9, 40}, 1), *plain[2] = {0}, *fast[2] = {0};
+    nn_no_grad_begin();
+    CHECK(nn_graph_run(&g, &in, plain), "plain run: %s", nn_last_error());
+    for (int k = 0; k < 2; k++) plain[k] = nn_contiguous(plain[k]);
+    CHECK(nn_graph_prepare(&g) && nn_graph_run(&g, &in, fast), "prepared run: %s", nn_last_error());
+    nn_no_grad_end();
+    /* scaled .. sig after c (9 nodes), or scaled, shifted after c and clip .. sig after plus3 (8) when shifted
+     * is an output; hs .. relu after se (6) */
+    int want = early_output ? 8 + 6 : 9 + 6;
+    CHECK(nn_graph_fused_nodes(&g) == want, "%s: %d nodes fused, want %d", early_output ? "an output inside" : "plain",
+          nn_graph_fused_nodes(&g), want);
+    for (int k = 0; k < 1 + early_output; k++)
+      if (plain[k] && fast[k])
+        CHECK(nn_numel(plain[k]) == nn_numel(fast[k]) && max_abs_diff(nn_f32(plain[k]), nn_f32(nn_contiguous(fast[k])), nn_numel(plain[k])) < 1e-5,
+              "output %d agrees", k);
+    nn_tensor_free(in);
+    nn_graph_free(&g);
+    nn_arena_reset(nn_arena_current());
+  }
 }

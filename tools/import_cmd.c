@@ -218,7 +218,8 @@ int e2e_graph(int argc, char **argv) {
     if (t < best) best = t;
   }
   if (!rc) {
-    printf("%s: %d nodes, fastest of %d runs %.2f ms on %d threads\n", model, g.n_nodes, repeat, best * 1e3, nn_get_num_threads());
+    printf("%s: %d nodes (%d run inside others' passes), fastest of %d runs %.2f ms on %d threads\n", model, g.n_nodes,
+           nn_graph_fused_nodes(&g), repeat, best * 1e3, nn_get_num_threads());
     FILE *f = out_path ? fopen(out_path, "wb") : NULL;
     for (int k = 0; k < g.n_outputs; k++) {
       char s[96];

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph_fuse.h"
 #include "internal.h"
 #include "nncore/autograd.h"
 #include "nncore/threads.h"
@@ -434,26 +435,41 @@ struct nn_graph_plan {
   bool *silu;           /* per conv node: x * sigmoid(x) applied in place (Sigmoid and Mul fused) */
   int *into;            /* per conv node: the channel concat it writes its place of, or -1 */
   int64_t *at;          /* per conv node: its first channel there */
-  bool *fused;          /* per node: an activation its conv already applied */
+  bool *fused;          /* per node: applied by an earlier node (a conv's activation, or in a chain) */
+  int *same;            /* per fused node: the value whose tensor its output is */
+  nn_eltwise_chain **chain; /* per node: the element-wise nodes after it, run over its output in one pass */
 };
 
 static void plan_free(struct nn_graph_plan *p) {
   if (!p) return;
   for (int k = 0; k < p->n_nodes; k++)
-    if (p->conv[k]) nn_conv_infer_free(p->conv[k]), free(p->conv[k]);
-  free(p->conv), free(p->slope), free(p->silu), free(p->fused), free(p->into), free(p->at), free(p);
+    if (p->conv) {
+      if (p->conv[k]) nn_conv_infer_free(p->conv[k]), free(p->conv[k]);
+      nn_eltwise_free(p->chain ? p->chain[k] : NULL);
+    }
+  free(p->conv), free(p->slope), free(p->silu), free(p->fused), free(p->same), free(p->chain), free(p->into), free(p->at);
+  free(p);
 }
 
-/* The planned conv whose output value v is, through the activations fused into it; -1 when v is not. */
+/* The planned conv whose output value v is, through what is fused into it; -1 when v is not. */
 static int conv_behind(const nn_graph *g, const struct nn_graph_plan *p, int v) {
   int k = g->values[v].node;
-  while (k >= 0 && p->fused[k]) {
-    const nn_graph_node *n = &g->nodes[k];
-    int src = n->in[0];
-    if (n->op == NN_OP_MUL && g->values[src].node >= 0 && g->nodes[g->values[src].node].op == NN_OP_SIGMOID) src = n->in[1];
-    k = g->values[src].node;
-  }
+  if (k >= 0 && p->fused[k]) k = g->values[p->same[k]].node;
   return k >= 0 && p->conv[k] ? k : -1;
+}
+
+/* Roots whose output is a tensor of their own (never a view of an input): a chain may overwrite it. */
+static bool fresh_output(const struct nn_graph_plan *p, const nn_graph_node *n, int k) {
+  switch (n->op) {
+  case NN_OP_CONV: return p->conv[k] != NULL;
+  case NN_OP_CONV_TRANSPOSE:
+  case NN_OP_ADD:
+  case NN_OP_SUB:
+  case NN_OP_MUL:
+  case NN_OP_DIV:
+  case NN_OP_CONCAT: return true;
+  default: return false;
+  }
 }
 
 bool nn_graph_prepare(nn_graph *g) {
@@ -464,9 +480,11 @@ bool nn_graph_prepare(nn_graph *g) {
   int nn = g->n_nodes ? g->n_nodes : 1;
   if (p) p->n_nodes = g->n_nodes, p->conv = calloc((size_t)nn, sizeof *p->conv), p->slope = malloc(sizeof *p->slope * (size_t)nn),
          p->fused = calloc((size_t)nn, sizeof *p->fused), p->silu = calloc((size_t)nn, sizeof *p->silu),
+         p->same = malloc(sizeof *p->same * (size_t)nn), p->chain = calloc((size_t)nn, sizeof *p->chain),
          p->into = malloc(sizeof *p->into * (size_t)nn), p->at = calloc((size_t)nn, sizeof *p->at);
-  bool ok = p && uses && p->conv && p->slope && p->fused && p->silu && p->into && p->at;
-  for (int k = 0; ok && k < g->n_nodes; k++) p->into[k] = -1;
+  int *root = malloc(sizeof *root * (size_t)nn); /* per node: the value a chain after it would start from */
+  bool ok = p && uses && root && p->conv && p->slope && p->fused && p->silu && p->same && p->chain && p->into && p->at;
+  for (int k = 0; ok && k < g->n_nodes; k++) p->into[k] = -1, p->same[k] = -1, root[k] = g->nodes[k].out;
   if (ok) count_uses(g, uses);
   for (int k = 0; ok && k < g->n_nodes; k++) {
     const nn_graph_node *n = &g->nodes[k];
@@ -484,14 +502,25 @@ bool nn_graph_prepare(nn_graph *g) {
                                                    (q->in[1] == n->out && q->in[0] == g->nodes[sig].out)))
           mul = j;
       }
-    if (sig >= 0 && mul >= 0) p->silu[k] = p->fused[sig] = p->fused[mul] = true;
+    if (sig >= 0 && mul >= 0) {
+      p->silu[k] = p->fused[sig] = p->fused[mul] = true;
+      p->same[sig] = p->same[mul] = n->out, root[k] = g->nodes[mul].out;
+    }
     nn_conv2d_layer layer = {.weight = g->params.t[g->values[n->in[1]].param],
                              .bias = n->n_in > 2 ? g->params.t[g->values[n->in[2]].param] : NULL,
                              .p = {(int)n->i[0], (int)n->i[1], (int)n->i[2], (int)n->i[3], (int)n->i[4], (int)n->i[5], (int)n->i[6], 0, 0}};
     p->conv[k] = calloc(1, sizeof *p->conv[k]);
     ok = p->conv[k] && nn_conv_infer_init(p->conv[k], &layer, NULL, relu);
-    if (relu || leaky) p->fused[r] = true;
+    if (relu || leaky) p->fused[r] = true, p->same[r] = n->out, root[k] = g->nodes[r].out;
     if (leaky) p->slope[k] = g->nodes[r].f[0];
+  }
+  for (int k = 0; ok && k < g->n_nodes; k++) {
+    if (p->fused[k] || !fresh_output(p, &g->nodes[k], k)) continue;
+    int first = k + 1;
+    bool *taken = p->fused;
+    p->chain[k] = nn_eltwise_plan(g, k, root[k], uses, taken);
+    for (int j = first; p->chain[k] && j < g->n_nodes; j++)
+      if (taken[j] && p->same[j] < 0) p->same[j] = g->nodes[k].out;
   }
   /* batch-1 channel concats of conv outputs: each conv writes straight into its place */
   for (int k = 0; ok && k < g->n_nodes; k++) {
@@ -506,7 +535,7 @@ bool nn_graph_prepare(nn_graph *g) {
       if (c >= 0 && p->into[c] < 0 && !twice) p->into[c] = k, p->at[c] = off;
     }
   }
-  free(uses);
+  free(uses), free(root);
   if (!ok) {
     plan_free(p);
     nn_set_error("graph: out of memory preparing inference");
@@ -540,6 +569,12 @@ static nn_tensor *activate_in_place(nn_tensor *y, float slope) {
   act_ctx a = {nn_f32(y), slope};
   nn_parallel_for(nn_numel(y), 16384, act_range, &a);
   return y;
+}
+
+int nn_graph_fused_nodes(const nn_graph *g) {
+  int n = 0;
+  for (int k = 0; g->plan && k < g->n_nodes; k++) n += g->plan->fused[k];
+  return n;
 }
 
 /* ---------------------------------------------------------------- running */
@@ -657,10 +692,8 @@ bool nn_graph_run(const nn_graph *g, nn_tensor *const *inputs, nn_tensor **outpu
   const struct nn_graph_plan *plan = nn_grad_enabled() ? NULL : g->plan;
   for (int k = 0; k < g->n_nodes && ok; k++) {
     const nn_graph_node *n = &g->nodes[k];
-    if (plan && plan->fused[k]) { /* its conv applied it: an activation, or SiLU's Sigmoid and Mul */
-      int src = n->in[0];
-      if (n->op == NN_OP_MUL && g->values[src].node >= 0 && g->nodes[g->values[src].node].op == NN_OP_SIGMOID) src = n->in[1];
-      v[n->out] = v[src];
+    if (plan && plan->fused[k]) { /* an earlier node applied it, to that node's tensor */
+      v[n->out] = v[plan->same[k]];
       continue;
     }
     if (plan && plan->conv[k]) {
@@ -687,6 +720,10 @@ bool nn_graph_run(const nn_graph *g, nn_tensor *const *inputs, nn_tensor **outpu
       }
     } else {
       v[n->out] = run_node(g, n, v);
+    }
+    if (plan && plan->chain[k] && v[n->out]) {
+      if (!nn_is_contiguous(v[n->out])) v[n->out] = nn_contiguous(v[n->out]); /* never a concat's place: that is dense */
+      if (!nn_eltwise_run(plan->chain[k], v[n->out], v)) v[n->out] = NULL;
     }
     if (!v[n->out]) {
       char why[256];

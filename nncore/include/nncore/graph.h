@@ -117,8 +117,12 @@ bool nn_graph_copy(nn_graph *dst, const nn_graph *src);
 /* Builds inference copies of the convolutions (filters packed once for the fast kernels, a following
  * ReLU or leaky ReLU fused into the same pass), used by every later run with grad mode off. It is a
  * snapshot of the weights, like nn_conv_infer: prepare a graph that will not be trained (a copy made
- * for training is not prepared), or prepare again after changing its weights. */
+ * for training is not prepared), or prepare again after changing its weights. Runs of element-wise
+ * nodes (Add/Sub/Mul/Div with constants, per-channel or earlier values; Clip, ReLU, sigmoids,
+ * hard-swish) after a conv, an add or a concat are applied in one pass over that node's output. */
 bool nn_graph_prepare(nn_graph *g);
+/* How many nodes the prepared plan applies inside another node's pass (0 when not prepared). */
+int nn_graph_fused_nodes(const nn_graph *g);
 
 /* Runs the graph on inputs (one per graph input, of its shape; several calls may run one graph at
  * once) and writes the outputs (arena tensors). Records for backward when grad mode is on. */
