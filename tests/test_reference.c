@@ -484,7 +484,8 @@ static void naive_max_pool(const float *x, int64_t planes, int64_t H, int64_t W,
 TEST(ref_max_pool_matches_naive_loop) {
   nn_rng rng;
   nn_rng_seed(&rng, 12);
-  int cases[][5] = {{7, 5, 2, 2, 0}, {8, 8, 2, 2, 0}, {6, 37, 2, 2, 0}, {5, 34, 2, 2, 0}, {6, 5, 3, 2, 1}, {5, 7, 3, 1, 1}, {9, 6, 2, 1, 0}};
+  int cases[][5] = {{7, 5, 2, 2, 0}, {8, 8, 2, 2, 0}, {6, 37, 2, 2, 0}, {5, 34, 2, 2, 0}, {6, 5, 3, 2, 1}, {5, 7, 3, 1, 1}, {9, 6, 2, 1, 0},
+                   {7, 23, 5, 1, 2}, {6, 9, 4, 3, 2}};
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
     int64_t H = cases[ci][0], W = cases[ci][1];
     int k = cases[ci][2], s = cases[ci][3], p = cases[ci][4];
@@ -500,6 +501,10 @@ TEST(ref_max_pool_matches_naive_loop) {
     naive_max_pool(xd, 6, H, W, k, s, p, ref, win, OH, OW);
     CHECK(max_diff_t(y, ref) == 0.0, "max_pool2d k%d s%d p%d on %lldx%lld: values equal the naive loop's", k, s, p,
           (long long)H, (long long)W);
+    nn_no_grad_begin(); /* inference keeps no argmax and takes rows, then columns */
+    nn_tensor *yi = nn_max_pool2d(x, k, s, p);
+    nn_no_grad_end();
+    CHECK(yi && max_diff_t(yi, ref) == 0.0, "max_pool2d k%d s%d p%d without gradients: the same values", k, s, p);
     nn_tensor *gy = nn_tensor_new(NN_F32, 4, y->shape);
     for (int64_t i = 0; i < n; i++) nn_f32(gy)[i] = g[i] = (float)(i % 7) + 1.0f;
     nn_backward_with(y, gy);

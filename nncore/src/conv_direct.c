@@ -203,6 +203,37 @@ static void prep_planes(const nn_direct_geom *g, planes_geom q, const float *x, 
 /* ------------------------------------------------------------------ kernel */
 
 #ifdef NN_DIRECT_X86
+/* x sigmoid(x) on a register, with nn_silu_fast's arithmetic step for step (no contraction either), so a
+ * SiLU fused here gives the bits the separate pass gave: e = exp(-|x|) as nn_exp_nonpositive computes it,
+ * then (x < 0 ? x e : x) / (1 + e), the choice made by x's sign bit. */
+#define SILU_VEC(BITS, TARGET)                                                                                 \
+  __attribute__((target(TARGET))) static inline __m##BITS silu##BITS(__m##BITS x) {                              \
+    const __m##BITS##i sign = _mm##BITS##_set1_epi32(INT32_MIN);                                                  \
+    __m##BITS##i xi = _mm##BITS##_castps_si##BITS(x);                                                           \
+    __m##BITS v = _mm##BITS##_castsi##BITS##_ps(_mm##BITS##_or_si##BITS(xi, sign)); /* -|x| */                  \
+    v = _mm##BITS##_max_ps(v, _mm##BITS##_set1_ps(-87.0f));                                                     \
+    __m##BITS big = _mm##BITS##_set1_ps(12582912.0f);                                                           \
+    __m##BITS n = _mm##BITS##_sub_ps(_mm##BITS##_add_ps(_mm##BITS##_mul_ps(v, _mm##BITS##_set1_ps(1.44269504088896341f)), big), big); \
+    __m##BITS r = _mm##BITS##_add_ps(_mm##BITS##_sub_ps(v, _mm##BITS##_mul_ps(n, _mm##BITS##_set1_ps(0.693359375f))),  \
+                                     _mm##BITS##_mul_ps(n, _mm##BITS##_set1_ps(2.12194440e-4f)));                \
+    __m##BITS p = _mm##BITS##_set1_ps(1.9875691500e-4f);                                                        \
+    p = _mm##BITS##_add_ps(_mm##BITS##_mul_ps(p, r), _mm##BITS##_set1_ps(1.3981999507e-3f));                     \
+    p = _mm##BITS##_add_ps(_mm##BITS##_mul_ps(p, r), _mm##BITS##_set1_ps(8.3334519073e-3f));                     \
+    p = _mm##BITS##_add_ps(_mm##BITS##_mul_ps(p, r), _mm##BITS##_set1_ps(4.1665795894e-2f));                     \
+    p = _mm##BITS##_add_ps(_mm##BITS##_mul_ps(p, r), _mm##BITS##_set1_ps(1.6666665459e-1f));                     \
+    p = _mm##BITS##_add_ps(_mm##BITS##_mul_ps(p, r), _mm##BITS##_set1_ps(5.0000001201e-1f));                     \
+    p = _mm##BITS##_add_ps(_mm##BITS##_add_ps(_mm##BITS##_mul_ps(_mm##BITS##_mul_ps(p, r), r), r), _mm##BITS##_set1_ps(1.0f)); \
+    __m##BITS##i bits = _mm##BITS##_slli_epi32(_mm##BITS##_add_epi32(_mm##BITS##_cvttps_epi32(n), _mm##BITS##_set1_epi32(127)), 23); \
+    __m##BITS e = _mm##BITS##_mul_ps(p, _mm##BITS##_castsi##BITS##_ps(bits));                                   \
+    __m##BITS##i neg = _mm##BITS##_srai_epi32(xi, 31); /* all ones where x's sign bit is set */                  \
+    __m##BITS one = _mm##BITS##_set1_ps(1.0f);                                                                   \
+    __m##BITS pick = _mm##BITS##_castsi##BITS##_ps(_mm##BITS##_or_si##BITS(                                     \
+        _mm##BITS##_and_si##BITS(neg, _mm##BITS##_castps_si##BITS(e)), _mm##BITS##_andnot_si##BITS(neg, _mm##BITS##_castps_si##BITS(one)))); \
+    return _mm##BITS##_div_ps(_mm##BITS##_mul_ps(x, pick), _mm##BITS##_add_ps(one, e));                          \
+  }
+SILU_VEC(256, "avx2,fma")
+SILU_VEC(512, "avx512f")
+
 /* The register tile at one vector width: BITS 256 (AVX2, 8 lanes, a tile of 4 x 24) or 512 (AVX-512, 16
  * lanes, 4 x 48). One definition for both, so the two widths run the same chain per output. */
 #define DIRECT_TILE(NAME, BITS, L, TARGET)                                                                     \
@@ -230,6 +261,7 @@ static void prep_planes(const nn_direct_geom *g, planes_geom q, const float *x, 
       for (int v = 0; v < 3; v++) {                                                                              \
         __m##BITS r = a[j][v];                                                                                   \
         if (flags & NN_DIRECT_RELU) r = _mm##BITS##_max_ps(r, _mm##BITS##_setzero_ps());                         \
+        if (flags & NN_DIRECT_SILU) r = silu##BITS(r);                                                           \
         _mm##BITS##_storeu_ps(o + j * ldo + v * L, r);                                                           \
       }                                                                                                          \
   }
@@ -265,6 +297,9 @@ typedef struct {
    * (a transposed convolution's phase lands every stride-th element) */
   float *out;
   int64_t OC, valid_w, o_chan, o_row, o_col;
+  /* with tail set, tiles from tail_p0 on read it (channels tail_chan apart) instead of the planes */
+  const float *tail;
+  int64_t tail_p0, tail_chan;
 } kern_ctx;
 
 /* Moves the valid outputs of a tile (columns < valid_w of p in [p0, p0 + TILE) ∩ [0, L)) between the tile
@@ -319,18 +354,21 @@ static void run_items(void *p, int64_t i0, int64_t i1) {
         for (int j = 0; j < OCB; j++)
           if (k->bias && ob * OCB + j < k->OC) bias[j] = k->bias[ob * OCB + j];
         int64_t col = p0 % k->q.Wq;
-        if (k->o_col == 1 && col + TILE <= k->valid_w && (ob + 1) * OCB <= k->OC) { /* inside one output row */
+        bool in_tail = k->tail && p0 >= k->tail_p0;
+        const float *in = in_tail ? k->tail + (p0 - k->tail_p0) : k->planes + p0;
+        int64_t chan = in_tail ? k->tail_chan : k->q.chan;
+        /* rows without a gap between them (1x1 convs) take whole tiles across row ends too */
+        bool dense = k->q.Wq == k->valid_w && k->o_row == k->q.Wq && p0 + TILE <= k->q.L;
+        if (k->o_col == 1 && (col + TILE <= k->valid_w || dense) && (ob + 1) * OCB <= k->OC) { /* straight to the output */
           float *o = k->out + ob * OCB * k->o_chan + p0 / k->q.Wq * k->o_row + col;
-          nn_direct_tile(k->planes + p0, k->q.chan, g->C, k->toff, k->T, k->packed + ob * wblock, bias, k->flags,
-                         o, k->o_chan);
+          nn_direct_tile(in, chan, g->C, k->toff, k->T, k->packed + ob * wblock, bias, k->flags, o, k->o_chan);
           continue;
         }
         if (k->flags & NN_DIRECT_ACCUMULATE) {
           memset(buf, 0, sizeof buf); /* lanes that are no output stay finite */
           copy_tile(k, ob, p0, buf, false);
         }
-        nn_direct_tile(k->planes + p0, k->q.chan, g->C, k->toff, k->T, k->packed + ob * wblock, bias, k->flags,
-                       buf[0], TILE);
+        nn_direct_tile(in, chan, g->C, k->toff, k->T, k->packed + ob * wblock, bias, k->flags, buf[0], TILE);
         copy_tile(k, ob, p0, buf, true);
       }
     }
@@ -357,9 +395,22 @@ static void run_kernel(kern_ctx *k, int phases) {
 void nn_conv_direct(const nn_direct_geom *g, const float *x, const float *packed, const float *bias,
                     int flags, float *scratch, float *out) {
   planes_geom q = planes_of(g);
-  prep_planes(g, q, x, scratch);
   kern_ctx k = {.g = g, .q = q, .planes = scratch, .packed = packed, .bias = bias, .flags = flags, .out = out,
                 .OC = g->OC, .valid_w = g->OW, .o_chan = g->OH * g->OW, .o_row = g->OW, .o_col = 1};
+  if (g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && !g->ph && !g->pw && q.plane >= TILE) {
+    /* a 1x1 conv's plane is its input: read x itself, but the last tile (which would read past x's end)
+     * from a zero-padded copy of its columns */
+    int64_t last = (q.L - 1) / TILE * TILE;
+    float *tail = scratch;
+    for (int64_t c = 0; c < g->C; c++) {
+      int64_t n = q.L - last;
+      memcpy(tail + c * TILE, x + c * q.plane + last, (size_t)n * sizeof *tail);
+      memset(tail + c * TILE + n, 0, (size_t)(TILE - n) * sizeof *tail);
+    }
+    k.planes = x, k.tail = tail, k.tail_p0 = last, k.tail_chan = TILE;
+  } else {
+    prep_planes(g, q, x, scratch);
+  }
   k.T = (int)(g->KH * g->KW);
   for (int kh = 0, t = 0; kh < g->KH; kh++)
     for (int kw = 0; kw < g->KW; kw++, t++)

@@ -16,8 +16,9 @@ typedef struct {
 
 /* Register tile: NN_DIRECT_OCB output channels x NN_DIRECT_TILE consecutive outputs. */
 enum { NN_DIRECT_OCB = 4, NN_DIRECT_TILE = 48 };
-/* flags: max(0, .) on the result; add the result to what the output already holds */
-enum { NN_DIRECT_RELU = 1, NN_DIRECT_ACCUMULATE = 2 };
+/* flags: max(0, .) on the result; add the result to what the output already holds; x sigmoid(x) on the
+ * result (nn_silu_fast's arithmetic) */
+enum { NN_DIRECT_RELU = 1, NN_DIRECT_ACCUMULATE = 2, NN_DIRECT_SILU = 4 };
 
 /* Whether this CPU runs the kernels (AVX2 + FMA) and NNCORE_CONV / NNCORE_ISA allow them. Read once. */
 bool nn_conv_direct_available(void);
@@ -70,7 +71,7 @@ bool nn_winograd_fits(const nn_direct_geom *g);
 size_t nn_winograd_packed_floats(const nn_direct_geom *g);
 size_t nn_winograd_scratch_floats(const nn_direct_geom *g);
 void nn_winograd_pack(const nn_direct_geom *g, const float *w, float *packed);
-void nn_winograd(const nn_direct_geom *g, const float *x, const float *packed, const float *bias, bool relu,
+void nn_winograd(const nn_direct_geom *g, const float *x, const float *packed, const float *bias, int act,
                  float *scratch, float *out);
 
 /* 5x5 stride-2 convolutions (any padding) as Winograd over the 2x2 space-to-depth of the input: a 3x3
@@ -82,6 +83,6 @@ size_t nn_winograd_s2_packed_floats(const nn_direct_geom *g, int tile);
 size_t nn_winograd_s2_scratch_floats(const nn_direct_geom *g, int tile);
 bool nn_winograd_s2_pack(const nn_direct_geom *g, const float *w, float *packed, int tile); /* false: out of memory */
 void nn_winograd_s2(const nn_direct_geom *g, int tile, const float *x, const float *packed, const float *bias,
-                    bool relu, float *scratch, float *out);
+                    int act, float *scratch, float *out);
 
 #endif

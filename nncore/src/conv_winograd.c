@@ -149,7 +149,7 @@ typedef struct {
   const nn_direct_geom *g;
   wino_geom w;
   const float *x, *packed, *bias;
-  bool relu;
+  int act; /* NN_DIRECT_RELU or NN_DIRECT_SILU, or 0 */
   float *scratch, *out;
   const nn_direct_geom *s2; /* set: x is the input of this 5x5 stride-2 layer, read as its space-to-depth */
 } wino_ctx;
@@ -354,7 +354,11 @@ static void output_transform(const wino_ctx *k, int64_t oc, int64_t q0, int64_t 
     int64_t ja = q0 > i * tw ? q0 - i * tw : 0, jb = q1 < (i + 1) * tw ? q1 - i * tw : tw;
     for (int64_t jr = ja; jr < jb; jr += OUT_RUN) {
       int len = (int)(jb - jr < OUT_RUN ? jb - jr : OUT_RUN);
-      (mt == 4 ? back4 : back2)(M + oc * pc + i * tw + jr - q0, ocp * pc, len, bias, k->relu, y);
+      (mt == 4 ? back4 : back2)(M + oc * pc + i * tw + jr - q0, ocp * pc, len, bias, k->act & NN_DIRECT_RELU, y);
+      if (k->act & NN_DIRECT_SILU)
+        for (int r = 0; r < mt; r++)
+          for (int cx = 0; cx < mt; cx++)
+            for (int j = 0; j < len; j++) y[r][cx][j] = nn_silu_fast(y[r][cx][j]);
       for (int r = 0; r < mt && mt * i + r < g->OH; r++) {
         float *row = o + (mt * i + r) * g->OW;
         for (int j = 0; j < len; j++)
@@ -393,9 +397,9 @@ static void run_chunks(void *p, int64_t c0, int64_t c1) {
   }
 }
 
-void nn_winograd(const nn_direct_geom *g, const float *x, const float *packed, const float *bias, bool relu,
+void nn_winograd(const nn_direct_geom *g, const float *x, const float *packed, const float *bias, int act,
                  float *scratch, float *out) {
-  wino_ctx k = {.g = g, .w = wino_of(g, 2), .x = x, .packed = packed, .bias = bias, .relu = relu,
+  wino_ctx k = {.g = g, .w = wino_of(g, 2), .x = x, .packed = packed, .bias = bias, .act = act,
                 .scratch = scratch, .out = out};
   nn_parallel_for(k.w.chunks, 1, run_chunks, &k);
 }
@@ -447,9 +451,9 @@ bool nn_winograd_s2_pack(const nn_direct_geom *g, const float *w, float *packed,
 
 /* The space-to-depth input is never stored: the input transform reads x through it (fetch_row). */
 void nn_winograd_s2(const nn_direct_geom *g, int tile, const float *x, const float *packed, const float *bias,
-                    bool relu, float *scratch, float *out) {
+                    int act, float *scratch, float *out) {
   nn_direct_geom s = s2_geom(g);
-  wino_ctx k = {.g = &s, .w = wino_of(&s, tile), .x = x, .packed = packed, .bias = bias, .relu = relu,
+  wino_ctx k = {.g = &s, .w = wino_of(&s, tile), .x = x, .packed = packed, .bias = bias, .act = act,
                 .scratch = scratch, .out = out, .s2 = g};
   nn_parallel_for(k.w.chunks, 1, run_chunks, &k);
 }

@@ -432,7 +432,7 @@ struct nn_graph_plan {
   int n_nodes;
   nn_conv_infer **conv; /* per node: its packed copy, or NULL */
   float *slope;         /* per conv node: a fused leaky ReLU's slope (1: none; 0 is fused in the kernel) */
-  bool *silu;           /* per conv node: x * sigmoid(x) applied in place (Sigmoid and Mul fused) */
+  bool *silu;           /* per conv node: x * sigmoid(x) applied by its kernel (Sigmoid and Mul fused) */
   int *into;            /* per conv node: the channel concat it writes its place of, or -1 */
   int64_t *at;          /* per conv node: its first channel there */
   bool *fused;          /* per node: applied by an earlier node (a conv's activation, or in a chain) */
@@ -511,6 +511,7 @@ bool nn_graph_prepare(nn_graph *g) {
                              .p = {(int)n->i[0], (int)n->i[1], (int)n->i[2], (int)n->i[3], (int)n->i[4], (int)n->i[5], (int)n->i[6], 0, 0}};
     p->conv[k] = calloc(1, sizeof *p->conv[k]);
     ok = p->conv[k] && nn_conv_infer_init(p->conv[k], &layer, NULL, relu);
+    if (ok) p->conv[k]->silu = p->silu[k];
     if (relu || leaky) p->fused[r] = true, p->same[r] = n->out, root[k] = g->nodes[r].out;
     if (leaky) p->slope[k] = g->nodes[r].f[0];
   }
@@ -545,23 +546,17 @@ bool nn_graph_prepare(nn_graph *g) {
   return true;
 }
 
-/* A conv output's activation, in place (nothing else has seen the output yet), split between the pool's
+/* A conv output's leaky ReLU, in place (nothing else has seen the output yet), split between the pool's
  * threads: these passes sit between two parallel convs, and a serial pass leaves a core waiting. */
 typedef struct {
   float *d;
-  float slope; /* leaky ReLU's slope, or NAN for SiLU */
+  float slope;
 } act_ctx;
 
 static void act_range(void *ctx, int64_t i0, int64_t i1) {
   const act_ctx *a = ctx;
   float *d = a->d;
-  if (isnan(a->slope)) /* x sigmoid(x) = x / (1 + e^-x) = x e^x / (1 + e^x): one exp of -|x| either way */
-    for (int64_t i = i0; i < i1; i++) {
-      float x = d[i], e = nn_exp_nonpositive(-fabsf(x));
-      d[i] = (x >= 0.0f ? x : x * e) / (1.0f + e);
-    }
-  else
-    for (int64_t i = i0; i < i1; i++) d[i] = d[i] < 0.0f ? d[i] * a->slope : d[i];
+  for (int64_t i = i0; i < i1; i++) d[i] = d[i] < 0.0f ? d[i] * a->slope : d[i];
 }
 
 static nn_tensor *activate_in_place(nn_tensor *y, float slope) {
@@ -708,7 +703,7 @@ bool nn_graph_run(const nn_graph *g, nn_tensor *const *inputs, nn_tensor **outpu
       } else {
         y = nn_conv_infer_forward(plan->conv[k], v[n->in[0]]);
       }
-      v[n->out] = plan->silu[k] ? activate_in_place(y, NAN) : plan->slope[k] != 1.0f ? activate_in_place(y, plan->slope[k]) : y;
+      v[n->out] = plan->slope[k] != 1.0f ? activate_in_place(y, plan->slope[k]) : y; /* SiLU: the conv applied it */
     } else if (plan && n->op == NN_OP_CONCAT && v[n->out]) {
       /* some inputs were written in place; copy the others into theirs */
       int64_t off = 0;

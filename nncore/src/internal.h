@@ -93,6 +93,11 @@ static inline float nn_sigmoid_fast(float x) {
   float e = nn_exp_nonpositive(-fabsf(x));
   return (x >= 0.0f ? 1.0f : e) / (1.0f + e);
 }
+/* x sigmoid(x) = x / (1 + e^-x) = x e^x / (1 + e^x): one exp of -|x| either way */
+static inline float nn_silu_fast(float x) {
+  float e = nn_exp_nonpositive(-fabsf(x));
+  return (x >= 0.0f ? x : x * e) / (1.0f + e);
+}
 static inline float nn_tanh_fast(float x) {
   float e = nn_exp_nonpositive(-2.0f * fabsf(x)), t = (1.0f - e) / (1.0f + e);
   return x >= 0.0f ? t : -t;

@@ -227,9 +227,9 @@ static void run_images(void *p, int part, int64_t n0, int64_t n1) {
     const float *xn = r->x + n * dg->C * dg->H * dg->W;
     float *on = r->out + n * dg->OC * dg->OH * dg->OW;
     if (r->path == PATH_WINOGRAD)
-      nn_winograd(dg, xn, r->packed, r->bias, r->flags & NN_DIRECT_RELU, scratch, on);
+      nn_winograd(dg, xn, r->packed, r->bias, r->flags & (NN_DIRECT_RELU | NN_DIRECT_SILU), scratch, on);
     else if (is_winograd(r->path))
-      nn_winograd_s2(dg, s2_tile(r->path), xn, r->packed, r->bias, r->flags & NN_DIRECT_RELU, scratch, on);
+      nn_winograd_s2(dg, s2_tile(r->path), xn, r->packed, r->bias, r->flags & (NN_DIRECT_RELU | NN_DIRECT_SILU), scratch, on);
     else
       nn_conv_direct(dg, xn, r->packed, r->bias, r->flags, scratch, on);
   }
@@ -240,10 +240,10 @@ static void run_images(void *p, int part, int64_t n0, int64_t n1) {
  * instead of a few per image, and no idle thread on small images); a single image is split inside. Each
  * output is computed the same way either way. */
 static bool run_packed(conv_path path, const nn_direct_geom *dg, int64_t N, const float *x, const float *packed,
-                       const float *bias, bool relu, bool accumulate, float *out) {
+                       const float *bias, int act, bool accumulate, float *out) {
   int parts = N > 1 ? nn_batch_parts(N) : 1;
   packed_run r = {.path = path, .dg = dg, .x = x, .packed = packed, .bias = bias,
-                  .flags = (relu ? NN_DIRECT_RELU : 0) | (accumulate ? NN_DIRECT_ACCUMULATE : 0), .out = out};
+                  .flags = act | (accumulate ? NN_DIRECT_ACCUMULATE : 0), .out = out};
   /* Winograd sizes its scratch by the thread count: per part, that is the budget of 1 the parts run with */
   int prev = parts > 1 ? nn_set_thread_budget(1) : 0;
   r.scratch_floats = run_scratch_floats(path, dg);
@@ -264,7 +264,7 @@ static bool run_fast(conv_path path, const geom *g, int64_t N, int64_t OC, const
   float *packed = nn_arena_alloc(nn_arena_current(), packed_floats(path, &dg) * sizeof(float));
   if (!packed) return false;
   if (!pack_weights(path, &dg, w, packed)) return false;
-  return run_packed(path, &dg, N, x, packed, bias, relu, false, out);
+  return run_packed(path, &dg, N, x, packed, bias, relu ? NN_DIRECT_RELU : 0, false, out);
 }
 
 /* Output geometry of a conv; NULL (with the error set) when it does not fit. */
@@ -634,6 +634,17 @@ static void depthwise_range(void *ctx, int64_t c0, int64_t c1) {
   free(pad);
 }
 
+static void silu_range(void *ctx, int64_t i0, int64_t i1) {
+  float *d = ctx;
+  for (int64_t i = i0; i < i1; i++) d[i] = nn_silu_fast(d[i]);
+}
+
+/* For the paths whose kernels do not apply it: a pass of its own, split between the threads. */
+static nn_tensor *silu_in_place(nn_tensor *y) {
+  if (y) nn_parallel_for(nn_numel(y), 16384, silu_range, nn_f32(y));
+  return y;
+}
+
 static nn_tensor *conv_infer(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *addend, nn_tensor *into) {
   if (!x) return NULL;
   if (!ci->weight) NN_FAIL("conv_infer: not initialised");
@@ -667,7 +678,7 @@ static nn_tensor *conv_infer(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *a
                   nn_f32(out) + n * OC * g.OH * g.OW};
       nn_parallel_for(OC, 1, depthwise_range, &k);
     }
-    return out;
+    return ci->silu ? silu_in_place(out) : out;
   }
   conv_path path = pick_path(&g, ci->p.groups, OC, true);
   if (addend && is_winograd(path)) path = PATH_DIRECT;
@@ -675,7 +686,7 @@ static nn_tensor *conv_infer(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *a
   if (!packed) { /* GEMM, with the add and ReLU as passes of their own */
     nn_tensor *y = nn_conv2d(nn_detach(x), w, ci->bias, ci->p);
     if (addend) y = nn_add(y, nn_detach(addend));
-    y = ci->relu ? nn_relu(y) : y;
+    y = ci->relu ? nn_relu(y) : ci->silu && y ? silu_in_place(nn_contiguous(y)) : y;
     if (into && y) nn_copy_(into, y);
     return into && y ? into : y;
   }
@@ -684,7 +695,8 @@ static nn_tensor *conv_infer(const nn_conv_infer *ci, nn_tensor *x, nn_tensor *a
   if (!xc || !out) return NULL;
   if (addend) nn_to_float_array(addend, nn_f32(out));
   nn_direct_geom dg = direct_geom(&g, OC);
-  if (!run_packed(path, &dg, x->shape[0], nn_f32(xc), packed, ci->bias ? nn_f32(ci->bias) : NULL, ci->relu,
+  if (!run_packed(path, &dg, x->shape[0], nn_f32(xc), packed, ci->bias ? nn_f32(ci->bias) : NULL,
+                  ci->relu ? NN_DIRECT_RELU : ci->silu ? NN_DIRECT_SILU : 0,
                   addend != NULL, nn_f32(out)))
     return NULL;
   return out;
@@ -902,6 +914,54 @@ static void max_pool_2x2_plane(const float *x, int64_t W, int64_t OH, int64_t OW
   }
 }
 
+/* Max over a row's windows (k taps, stride s, padding p: taps outside the row are left out). */
+static void max_row(const float *x, int64_t W, int64_t OW, int k, int s, int p, float *out) {
+  /* windows wholly inside the row: ow in [lo, hi) */
+  int64_t lo = (p + s - 1) / s, hi = W - k + p >= 0 ? (W - k + p) / s + 1 : 0;
+  if (hi > OW) hi = OW;
+  if (lo > hi) lo = hi;
+  for (int64_t ow = lo; ow < hi; ow++) out[ow] = x[ow * s - p];
+  for (int kw = 1; kw < k; kw++)
+    for (int64_t ow = lo; ow < hi; ow++) {
+      float v = x[ow * s - p + kw];
+      out[ow] = v > out[ow] ? v : out[ow];
+    }
+  for (int64_t ow = 0; ow < OW; ow++) {
+    if (ow == lo) ow = hi;
+    if (ow >= OW) break;
+    float best = -INFINITY;
+    bool any = false;
+    for (int kw = 0; kw < k; kw++) {
+      int64_t iw = ow * s - p + kw;
+      if (iw >= 0 && iw < W && (!any || x[iw] > best)) best = x[iw], any = true;
+    }
+    out[ow] = best;
+  }
+}
+
+/* Max pooling when no gradient will be taken (no argmax to keep): rows first, then columns, so a k x k
+ * window costs 2k comparisons instead of k^2 (YOLO's SPPF pools 5 x 5 three times over a map). */
+static bool max_pool_plane_separable(const pool_ctx *c, const float *x, float *y) {
+  float *rows = malloc(sizeof *rows * (size_t)(c->H * c->OW));
+  if (!rows) return false;
+  for (int64_t ih = 0; ih < c->H; ih++) max_row(x + ih * c->W, c->W, c->OW, c->k, c->s, c->p, rows + ih * c->OW);
+  for (int64_t oh = 0; oh < c->OH; oh++) {
+    float *o = y + oh * c->OW;
+    bool any = false;
+    for (int kh = 0; kh < c->k; kh++) {
+      int64_t ih = oh * c->s - c->p + kh;
+      if (ih < 0 || ih >= c->H) continue;
+      const float *r = rows + ih * c->OW;
+      if (!any) memcpy(o, r, sizeof *o * (size_t)c->OW);
+      else
+        for (int64_t ow = 0; ow < c->OW; ow++) o[ow] = r[ow] > o[ow] ? r[ow] : o[ow];
+      any = true;
+    }
+  }
+  free(rows);
+  return true;
+}
+
 static void pool_planes(void *pp, int64_t p0, int64_t p1) {
   pool_ctx *c = pp;
   float inv = 1.0f / (float)(c->k * c->k);
@@ -913,6 +973,7 @@ static void pool_planes(void *pp, int64_t p0, int64_t p1) {
       max_pool_2x2_plane(x, c->W, c->OH, c->OW, y, a);
       continue;
     }
+    if (c->is_max && !a && max_pool_plane_separable(c, x, y)) continue;
     for (int64_t oh = 0; oh < c->OH; oh++)
       for (int64_t ow = 0; ow < c->OW; ow++) {
         float best = -INFINITY, sum = 0;
@@ -933,7 +994,7 @@ static void pool_planes(void *pp, int64_t p0, int64_t p1) {
         }
         if (c->is_max) {
           y[oh * c->OW + ow] = best;
-          a[oh * c->OW + ow] = bi;
+          if (a) a[oh * c->OW + ow] = bi;
         } else {
           y[oh * c->OW + ow] = sum * inv;
         }
@@ -1031,11 +1092,13 @@ static nn_tensor *pool2d(nn_tensor *x, int k, int s, int p, bool is_max, const c
   int64_t OH = (H + 2 * p - k) / s + 1, OW = (W + 2 * p - k) / s + 1;
   int64_t osh[4] = {x->shape[0], x->shape[1], OH, OW};
   nn_tensor *out = nn_empty(NN_F32, 4, osh);
-  nn_tensor *arg = is_max ? nn_empty(NN_I32, 4, osh) : NULL;
+  pool_ctx c = {.H = H, .W = W, .OH = OH, .OW = OW, .k = k, .s = s, .p = p, .is_max = is_max};
+  /* the argmax is for the backward pass (and the 2x2 kernel writes it anyway) */
+  bool keep_arg = is_max && ((nn_grad_enabled() && nn_needs_grad(x)) || pool_is_2x2(&c));
+  nn_tensor *arg = keep_arg ? nn_empty(NN_I32, 4, osh) : NULL;
   const float *xd = nn_dense_f32(x);
-  if (!out || !xd || (is_max && !arg)) return NULL;
-  pool_ctx c = {.x = xd, .y = nn_f32(out), .arg = arg ? nn_data(arg) : NULL, .H = H, .W = W,
-                .OH = OH, .OW = OW, .k = k, .s = s, .p = p, .is_max = is_max};
+  if (!out || !xd || (keep_arg && !arg)) return NULL;
+  c.x = xd, c.y = nn_f32(out), c.arg = arg ? nn_data(arg) : NULL;
   nn_parallel_for(x->shape[0] * x->shape[1], 1, pool_planes, &c);
   nn_node *n = nn_record(out, name, pool_bw, 1, x);
   if (n) {

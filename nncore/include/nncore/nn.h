@@ -59,6 +59,7 @@ typedef struct {
   nn_tensor *weight, *bias;   /* folded, persistent */
   nn_conv_params p;
   bool relu;
+  bool silu;                  /* x sigmoid(x) on the result instead (set after init; not with relu) */
   float *packed_direct;       /* filters packed for the direct kernel, or NULL */
   float *packed_winograd;     /* and for Winograd (3x3 stride 1, 64+ channels), or NULL */
 } nn_conv_infer;
