@@ -150,11 +150,44 @@ static bool load_any_graph(const char *path, int input_size, nn_graph *g) {
   return ok;
 }
 
+/* The k nodes that took longest, mean seconds per run; a conv's multiply-adds give its GFLOP/s. */
+static void print_profile(const nn_graph *g, const double *seconds, int runs, int k) {
+  double total = 0;
+  int *order = malloc(sizeof *order * (size_t)g->n_nodes);
+  if (!order) return;
+  for (int i = 0; i < g->n_nodes; i++) order[i] = i, total += seconds[i];
+  for (int i = 0; i < k && i < g->n_nodes; i++) /* a partial selection sort: k is small */
+    for (int j = i + 1; j < g->n_nodes; j++)
+      if (seconds[order[j]] > seconds[order[i]]) {
+        int t = order[i];
+        order[i] = order[j], order[j] = t;
+      }
+  printf("  profile: %.2f ms per run in nodes; the %d slowest:\n", total / runs * 1e3, k);
+  for (int i = 0; i < k && i < g->n_nodes; i++) {
+    const nn_graph_node *n = &g->nodes[order[i]];
+    const nn_graph_value *o = &g->values[n->out];
+    double ms = seconds[order[i]] / runs * 1e3;
+    char shape[96] = "", rate[48] = "";
+    nn_tensor t = {.ndim = o->ndim};
+    memcpy(t.shape, o->shape, sizeof t.shape);
+    nn_shape_str(&t, shape, sizeof shape);
+    if (n->op == NN_OP_CONV && n->n_in > 1) {
+      const nn_graph_value *w = &g->values[n->in[1]];
+      double macs = 1;
+      for (int d = 0; d < o->ndim; d++) macs *= (double)o->shape[d];
+      for (int d = 1; d < w->ndim; d++) macs *= (double)w->shape[d];
+      snprintf(rate, sizeof rate, "  %.1f GFLOP/s", ms > 0 ? 2 * macs / (ms * 1e6) : 0.0);
+    }
+    printf("  %7.3f ms %5.1f %%  %-14s %-28s %s%s\n", ms, 100 * seconds[order[i]] / total, nn_graph_op_name(n->op), n->name, shape, rate);
+  }
+  free(order);
+}
+
 /* `e2e graph run`: runs a graph on raw float32 input, writes its outputs raw, times it: what the
  * comparisons with ONNX Runtime and TF.js (tools/compare/) read. */
 int e2e_graph(int argc, char **argv) {
   const char *model = NULL, *in_path = NULL, *out_path = NULL;
-  int input_size = 0, threads = 0, repeat = 1;
+  int input_size = 0, threads = 0, repeat = 1, profile = 0;
   for (int i = 1; i < argc; i++) {
     const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (k[0] != '-') {
@@ -167,14 +200,16 @@ int e2e_graph(int argc, char **argv) {
     else if (!strcmp(k, "--input-size")) input_size = atoi(v);
     else if (!strcmp(k, "--threads")) threads = atoi(v);
     else if (!strcmp(k, "--repeat")) repeat = atoi(v);
+    else if (!strcmp(k, "--profile")) profile = atoi(v);
     else model = NULL, argc = 0;
     i++;
   }
-  if (argc < 2 || strcmp(argv[0], "run") || !model || repeat < 1 || threads < 0) {
+  if (argc < 2 || strcmp(argv[0], "run") || !model || repeat < 1 || threads < 0 || profile < 0) {
     fprintf(stderr, "usage: e2e graph run MODEL(.safetensors|.onnx|model.json) [--input X.f32] [--out Y.f32]\n"
-                    "         [--input-size N] [--threads N] [--repeat N]\n"
+                    "         [--input-size N] [--threads N] [--repeat N] [--profile K]\n"
                     "  runs the graph on X (raw float32 of the input's shape; zeros without it), writes every\n"
-                    "  output as raw float32 one after another, and prints the fastest of N runs\n");
+                    "  output as raw float32 one after another, and prints the fastest of N runs;\n"
+                    "  --profile K: then the K nodes that took longest (mean per run; convs with their GFLOP/s)\n");
     return 2;
   }
   nn_graph g;
@@ -205,12 +240,12 @@ int e2e_graph(int argc, char **argv) {
     g_free(data);
   }
   nn_no_grad_begin();
-  double best = 1e30;
+  double best = 1e30, *node_s = profile ? calloc((size_t)g.n_nodes, sizeof *node_s) : NULL;
   nn_tensor *y[16];
   for (int r = 0; r < repeat && !rc; r++) {
     nn_arena_reset(nn_arena_current());
     double t0 = e2e_now_s();
-    if (!nn_graph_run(&g, &x, y)) {
+    if (!nn_graph_run_timed(&g, &x, y, r || repeat == 1 ? node_s : NULL)) { /* the first of several warms up */
       fprintf(stderr, "e2e graph: %s\n", nn_last_error());
       rc = 1;
     }
@@ -228,7 +263,9 @@ int e2e_graph(int argc, char **argv) {
       if (f) fwrite(nn_f32(c), sizeof(float), (size_t)nn_numel(c), f);
     }
     if (f) fclose(f);
+    if (node_s) print_profile(&g, node_s, repeat > 1 ? repeat - 1 : 1, profile);
   }
+  free(node_s);
   nn_no_grad_end();
   nn_arena_reset(nn_arena_current());
   nn_tensor_free(x);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "graph_fuse.h"
 #include "internal.h"
@@ -660,7 +661,17 @@ static nn_tensor *run_node(const nn_graph *g, const nn_graph_node *n, nn_tensor 
   }
 }
 
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 bool nn_graph_run(const nn_graph *g, nn_tensor *const *inputs, nn_tensor **outputs) {
+  return nn_graph_run_timed(g, inputs, outputs, NULL);
+}
+
+bool nn_graph_run_timed(const nn_graph *g, nn_tensor *const *inputs, nn_tensor **outputs, double *seconds) {
   nn_tensor **v = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *v);
   if (!v) {
     nn_set_error("graph: out of memory");
@@ -691,6 +702,7 @@ bool nn_graph_run(const nn_graph *g, nn_tensor *const *inputs, nn_tensor **outpu
       v[n->out] = v[plan->same[k]];
       continue;
     }
+    double t0 = seconds ? now_s() : 0;
     if (plan && plan->conv[k]) {
       nn_tensor *y;
       int cat = plan->into[k];
@@ -720,6 +732,7 @@ bool nn_graph_run(const nn_graph *g, nn_tensor *const *inputs, nn_tensor **outpu
       if (!nn_is_contiguous(v[n->out])) v[n->out] = nn_contiguous(v[n->out]); /* never a concat's place: that is dense */
       if (!nn_eltwise_run(plan->chain[k], v[n->out], v)) v[n->out] = NULL;
     }
+    if (seconds) seconds[k] += now_s() - t0;
     if (!v[n->out]) {
       char why[256];
       snprintf(why, sizeof why, "%s", nn_last_error());

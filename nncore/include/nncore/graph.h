@@ -127,6 +127,9 @@ int nn_graph_fused_nodes(const nn_graph *g);
 /* Runs the graph on inputs (one per graph input, of its shape; several calls may run one graph at
  * once) and writes the outputs (arena tensors). Records for backward when grad mode is on. */
 bool nn_graph_run(const nn_graph *g, nn_tensor *const *inputs, nn_tensor **outputs);
+/* The same, adding each node's wall time in seconds to seconds[node] (n_nodes entries; a fused node's
+ * time counts in the node that applied it): where a graph's time goes. */
+bool nn_graph_run_timed(const nn_graph *g, nn_tensor *const *inputs, nn_tensor **outputs, double *seconds);
 
 /* Drops nodes and initialisers no output needs, and folds a batch norm into the conv before it when
  * nothing else reads the conv (a graph made for inference; training keeps separate statistics). */
