@@ -118,7 +118,7 @@ static GstStructure *stats_structure(GstE2eDetect *self) {
   return gst_structure_new("e2edetect-stats", "frames", G_TYPE_UINT64, self->frames, "inferences", G_TYPE_UINT64,
                            self->inferences, "skipped", G_TYPE_UINT64, self->skipped, "mean-ms", G_TYPE_DOUBLE,
                            self->inferences ? self->total_ms / (double)self->inferences : 0.0, "p95-ms", G_TYPE_DOUBLE,
-                           p95, NULL);
+                           p95, "model-version", G_TYPE_UINT64, self->last_version, NULL);
 }
 
 static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
@@ -500,7 +500,8 @@ static void gst_e2e_detect_class_init(GstE2eDetectClass *klass) {
       "Write one JSON object per frame (docs/detect.md) to this file, or - for stdout", NULL,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property(oc, PROP_STATS, g_param_spec_boxed("stats", "Statistics",
-      "frames, inferences, skipped (late frames under QoS), mean-ms and p95-ms of inference", GST_TYPE_STRUCTURE,
+      "frames, inferences, skipped (late frames under QoS), mean-ms and p95-ms of inference, model-version (of the model "
+      "slot the last inference ran on: e2etrain publications count it up)", GST_TYPE_STRUCTURE,
       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
   gst_element_class_set_static_metadata(ec, "End-to-end object detector", "Filter/Analyzer/Video",
       "Detects objects with a network trained end to end and attaches GstVideoRegionOfInterestMeta",

@@ -7,6 +7,7 @@
 #include "gste2ecodec.h"
 #include "gste2edetect.h"
 #include "gste2eoverlay.h"
+#include "gste2etrain.h"
 
 static gboolean plugin_init(GstPlugin *plugin) {
   /* parser and decoder are ranked so that decodebin plays e2ecodec files */
@@ -17,6 +18,7 @@ static gboolean plugin_init(GstPlugin *plugin) {
          gst_element_register(plugin, "e2ecodecparse", GST_RANK_PRIMARY, GST_TYPE_E2E_CODEC_PARSE) &&
          gst_element_register(plugin, "e2ecodec", GST_RANK_NONE, GST_TYPE_E2E_CODEC_BIN) &&
          gst_element_register(plugin, "e2easr", GST_RANK_NONE, GST_TYPE_E2E_ASR) &&
+         gst_element_register(plugin, "e2etrain", GST_RANK_NONE, GST_TYPE_E2E_TRAIN) &&
          e2e_codec_typefind_register(plugin);
 }
 

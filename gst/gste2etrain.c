@@ -1,0 +1,338 @@
+/* e2etrain: a sink (put it on a tee branch) that trains the detector in its slot on the frames it
+ * receives, with the boxes already on them (GstVideoRegionOfInterestMeta: a teacher e2edetect upstream,
+ * or any element that labels frames) as targets. Training runs on its own thread (e2e/online.h): a full
+ * replay buffer drops frames (leaky) or holds the stream back (leaky=false, for files: nothing lost).
+ * Every publish-every steps the trained weights are scored on held-out frames against the live model
+ * and published into the slot only if better; e2edetect elements with the same model-name pick the new
+ * version up between two frames. This file only turns buffers and metas into samples and events into
+ * element messages. */
+#include "gste2etrain.h"
+
+#include <math.h>
+#include <string.h>
+
+GST_DEBUG_CATEGORY_STATIC(e2etrain_debug);
+#define GST_CAT_DEFAULT e2etrain_debug
+
+enum {
+  PROP_0,
+  PROP_LEARNING_RATE,
+  PROP_OPTIMIZER,
+  PROP_BATCH_SIZE,
+  PROP_BUFFER_SIZE,
+  PROP_HOLDOUT,
+  PROP_LEAKY,
+  PROP_PUBLISH_EVERY,
+  PROP_MIN_IMPROVEMENT,
+  PROP_MAX_STEPS,
+  PROP_FREEZE,
+  PROP_CHECKPOINT_DIR,
+  PROP_STATS,
+};
+
+G_DEFINE_TYPE(GstE2eTrain, gst_e2e_train, GST_TYPE_BASE_SINK)
+
+static GstStaticPadTemplate sink_template =
+    GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(GST_VIDEO_CAPS_MAKE("RGB")));
+
+/* ------------------------------------------------------------ properties */
+
+static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps) {
+  GstE2eTrain *self = GST_E2E_TRAIN(obj);
+  if (e2e_element_set_property(GST_ELEMENT(self), &self->model, id, v)) return;
+  g_mutex_lock(&self->lock);
+  switch (id) {
+  case PROP_LEARNING_RATE: self->opts.train.lr = g_value_get_float(v); break;
+  case PROP_OPTIMIZER: g_free(self->optimizer); self->optimizer = g_value_dup_string(v); break;
+  case PROP_BATCH_SIZE: self->opts.batch_size = (int)g_value_get_uint(v); break;
+  case PROP_BUFFER_SIZE: self->opts.buffer_size = (int)g_value_get_uint(v); break;
+  case PROP_HOLDOUT: self->opts.holdout = g_value_get_double(v); break;
+  case PROP_LEAKY: self->opts.leaky = g_value_get_boolean(v); break;
+  case PROP_PUBLISH_EVERY: self->opts.publish_every = (int)g_value_get_uint(v); break;
+  case PROP_MIN_IMPROVEMENT: self->opts.min_improvement = g_value_get_double(v); break;
+  case PROP_MAX_STEPS: self->opts.max_steps = (int64_t)g_value_get_uint64(v); break;
+  case PROP_FREEZE: g_free(self->freeze); self->freeze = g_value_dup_string(v); break;
+  case PROP_CHECKPOINT_DIR: g_free(self->checkpoint_dir); self->checkpoint_dir = g_value_dup_string(v); break;
+  default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
+  }
+  g_mutex_unlock(&self->lock);
+}
+
+static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
+  GstE2eTrain *self = GST_E2E_TRAIN(obj);
+  if (e2e_element_get_property(&self->model, id, v)) return;
+  g_mutex_lock(&self->lock);
+  switch (id) {
+  case PROP_LEARNING_RATE: g_value_set_float(v, self->opts.train.lr); break;
+  case PROP_OPTIMIZER: g_value_set_string(v, self->optimizer); break;
+  case PROP_BATCH_SIZE: g_value_set_uint(v, (guint)self->opts.batch_size); break;
+  case PROP_BUFFER_SIZE: g_value_set_uint(v, (guint)self->opts.buffer_size); break;
+  case PROP_HOLDOUT: g_value_set_double(v, self->opts.holdout); break;
+  case PROP_LEAKY: g_value_set_boolean(v, self->opts.leaky); break;
+  case PROP_PUBLISH_EVERY: g_value_set_uint(v, (guint)self->opts.publish_every); break;
+  case PROP_MIN_IMPROVEMENT: g_value_set_double(v, self->opts.min_improvement); break;
+  case PROP_MAX_STEPS: g_value_set_uint64(v, (guint64)self->opts.max_steps); break;
+  case PROP_FREEZE: g_value_set_string(v, self->freeze); break;
+  case PROP_CHECKPOINT_DIR: g_value_set_string(v, self->checkpoint_dir); break;
+  case PROP_STATS:
+    g_value_take_boxed(v, gst_structure_new("e2etrain-stats", "frames", G_TYPE_UINT64, self->frames, "dropped", G_TYPE_UINT64,
+                                            self->dropped, "bad-labels", G_TYPE_UINT64, self->bad_labels, "steps", G_TYPE_INT64,
+                                            self->steps, "loss", G_TYPE_DOUBLE, self->last_loss, "published", G_TYPE_UINT64,
+                                            self->published, "rejected", G_TYPE_UINT64, self->rejected, NULL));
+    break;
+  default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
+  }
+  g_mutex_unlock(&self->lock);
+}
+
+/* ------------------------------------------------------------ training events -> messages */
+
+/* On the training thread: counters, and an element message per event (progress at most twice a second). */
+static void on_event(const e2e_online_event *ev, void *user) {
+  GstE2eTrain *self = user;
+  GstStructure *s = NULL;
+  gint64 now = g_get_monotonic_time();
+  g_mutex_lock(&self->lock);
+  self->steps = ev->step, self->last_loss = ev->loss, self->dropped = ev->dropped;
+  switch (ev->kind) {
+  case E2E_ONLINE_PROGRESS:
+    if (ev->step == 1 || now - self->last_progress_us >= 500000) {
+      self->last_progress_us = now;
+      s = gst_structure_new("e2etrain-progress", "step", G_TYPE_INT64, ev->step, "loss", G_TYPE_DOUBLE, ev->loss,
+                            "samples-per-second", G_TYPE_DOUBLE, ev->samples_per_s, "buffered", G_TYPE_INT, ev->buffered,
+                            "held-out", G_TYPE_INT, ev->held_out, "dropped", G_TYPE_UINT64, ev->dropped, NULL);
+    }
+    break;
+  case E2E_ONLINE_PUBLISHED:
+    self->published++;
+    s = gst_structure_new("e2etrain-published", "step", G_TYPE_INT64, ev->step, "version", G_TYPE_UINT64, ev->version,
+                          "metric-before", G_TYPE_DOUBLE, ev->metric_live, "metric-after", G_TYPE_DOUBLE, ev->metric_new,
+                          "checkpoint", G_TYPE_STRING, ev->checkpoint, "warning", G_TYPE_STRING, ev->message, NULL);
+    break;
+  case E2E_ONLINE_REJECTED:
+    self->rejected++;
+    s = gst_structure_new("e2etrain-rejected", "step", G_TYPE_INT64, ev->step, "metric-before", G_TYPE_DOUBLE, ev->metric_live,
+                          "metric-after", G_TYPE_DOUBLE, ev->metric_new, "reason", G_TYPE_STRING, ev->message, NULL);
+    break;
+  case E2E_ONLINE_FINISHED:
+    s = gst_structure_new("e2etrain-finished", "step", G_TYPE_INT64, ev->step, "loss", G_TYPE_DOUBLE, ev->loss, NULL);
+    break;
+  case E2E_ONLINE_ERROR: break;
+  }
+  g_mutex_unlock(&self->lock);
+  if (ev->kind == E2E_ONLINE_ERROR)
+    GST_ELEMENT_ERROR(self, LIBRARY, FAILED, ("Online training stopped."), ("%s", ev->message));
+  if (ev->kind == E2E_ONLINE_PUBLISHED)
+    GST_INFO_OBJECT(self, "step %" G_GINT64_FORMAT ": version %" G_GUINT64_FORMAT " published, mAP@0.5 %.4f -> %.4f", ev->step,
+                    ev->version, ev->metric_live, ev->metric_new);
+  if (s) gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
+}
+
+/* ------------------------------------------------------------ start, stop, frames */
+
+static gboolean start(GstBaseSink *sink) {
+  GstE2eTrain *self = GST_E2E_TRAIN(sink);
+  if (!e2e_element_open(GST_ELEMENT(self), &self->model)) return FALSE;
+  g_mutex_lock(&self->lock);
+  e2e_online_opts o = self->opts;
+  gchar *freeze = g_strdup(self->freeze), *dir = g_strdup(self->checkpoint_dir), *optimizer = g_strdup(self->optimizer);
+  self->frames = self->dropped = self->bad_labels = self->published = self->rejected = 0;
+  self->steps = 0, self->last_progress_us = 0, self->last_loss = 0;
+  g_mutex_unlock(&self->lock);
+  gboolean ok = FALSE;
+  o.train.freeze = freeze && *freeze ? freeze : NULL;
+  o.checkpoint_dir = dir;
+  o.train.threads = (int)self->model.num_threads;
+  if (!optimizer || !strcmp(optimizer, "adamw")) o.train.optimizer = NN_ADAMW;
+  else if (!strcmp(optimizer, "sgd")) o.train.optimizer = NN_SGD;
+  else {
+    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("Unknown optimizer \"%s\" (adamw or sgd).", optimizer), (NULL));
+    goto out;
+  }
+  /* a restart resumes from the last published version */
+  char *latest = e2e_online_latest(dir);
+  if (latest) {
+    e2e_model *m = e2e_model_open(latest, E2E_TASK_DETECT);
+    if (!m || !e2e_slot_publish(self->model.slot, m)) {
+      GST_ELEMENT_ERROR(self, RESOURCE, READ, ("Could not resume from \"%s\".", latest), ("%s", e2e_last_error()));
+      g_free(latest);
+      goto out;
+    }
+    GST_INFO_OBJECT(self, "resuming from %s", latest);
+    g_free(latest);
+  }
+  e2e_model *m = e2e_slot_get(self->model.slot);
+  const e2e_model_info *info = e2e_model_describe(m);
+  self->n_labels = info->n_labels;
+  self->labels = g_new0(gchar *, info->n_labels + 1);
+  for (int i = 0; i < info->n_labels; i++) self->labels[i] = g_strdup(info->labels[i]);
+  e2e_model_unref(m);
+  self->online = e2e_online_new(self->model.slot, &o, on_event, self);
+  if (!self->online) {
+    GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("Could not start training."), ("%s", e2e_last_error()));
+    goto out;
+  }
+  ok = TRUE;
+out:
+  if (!ok) e2e_element_close(&self->model);
+  g_free(freeze), g_free(dir), g_free(optimizer);
+  return ok;
+}
+
+static gboolean stop(GstBaseSink *sink) {
+  GstE2eTrain *self = GST_E2E_TRAIN(sink);
+  e2e_online_free(self->online); /* joins the training thread */
+  self->online = NULL;
+  g_strfreev(self->labels);
+  self->labels = NULL;
+  e2e_element_close(&self->model);
+  return TRUE;
+}
+
+static gboolean set_caps(GstBaseSink *sink, GstCaps *caps) {
+  GstE2eTrain *self = GST_E2E_TRAIN(sink);
+  if (!gst_video_info_from_caps(&self->info, caps)) {
+    GST_ELEMENT_ERROR(self, CORE, NEGOTIATION, ("Caps %" GST_PTR_FORMAT " are no raw RGB video.", caps), (NULL));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* The frame's boxes from its region-of-interest metas, classes by name; unknown ones counted as bad. */
+static det_box *boxes_of(GstE2eTrain *self, GstBuffer *buf, int *n, int *bad) {
+  gpointer state = NULL;
+  GstMeta *meta;
+  int cap = 0;
+  det_box *b = NULL;
+  *n = 0;
+  while ((meta = gst_buffer_iterate_meta_filtered(buf, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))) {
+    GstVideoRegionOfInterestMeta *r = (GstVideoRegionOfInterestMeta *)meta;
+    const gchar *label = g_quark_to_string(r->roi_type);
+    int cls = -1;
+    for (int i = 0; label && i < self->n_labels && cls < 0; i++)
+      if (!strcmp(self->labels[i], label)) cls = i;
+    if (cls < 0) {
+      (*bad)++;
+      continue;
+    }
+    if (*n == cap) b = g_renew(det_box, b, cap = cap ? 2 * cap : 16);
+    b[(*n)++] = (det_box){(float)r->x, (float)r->y, (float)r->x + (float)r->w, (float)r->y + (float)r->h, 1.0f, cls};
+  }
+  return b;
+}
+
+static GstFlowReturn render(GstBaseSink *sink, GstBuffer *buf) {
+  GstE2eTrain *self = GST_E2E_TRAIN(sink);
+  GstVideoFrame frame;
+  if (!gst_video_frame_map(&frame, &self->info, buf, GST_MAP_READ)) {
+    GST_ELEMENT_ERROR(self, STREAM, FAILED, ("Could not map a video frame."), (NULL));
+    return GST_FLOW_ERROR;
+  }
+  int n = 0, bad = 0;
+  det_box *boxes = boxes_of(self, buf, &n, &bad);
+  g_mutex_lock(&self->lock);
+  guint64 key = GST_BUFFER_OFFSET_IS_VALID(buf) ? GST_BUFFER_OFFSET(buf)
+                : GST_BUFFER_PTS_IS_VALID(buf)  ? GST_BUFFER_PTS(buf)
+                                                : self->frames;
+  self->frames++;
+  g_mutex_unlock(&self->lock);
+  /* waits here only with leaky=false, until the trainer has used a sample */
+  e2e_online_add(self->online, key, GST_VIDEO_FRAME_PLANE_DATA(&frame, 0), GST_VIDEO_FRAME_WIDTH(&frame),
+                 GST_VIDEO_FRAME_HEIGHT(&frame), GST_VIDEO_FRAME_PLANE_STRIDE(&frame, 0), boxes, n, &bad);
+  gst_video_frame_unmap(&frame);
+  g_free(boxes);
+  if (bad) {
+    g_mutex_lock(&self->lock);
+    gboolean first = self->bad_labels == 0;
+    self->bad_labels += (guint64)bad;
+    g_mutex_unlock(&self->lock);
+    if (first)
+      GST_ELEMENT_WARNING(self, STREAM, FAILED, ("Skipping labels that are not usable (unknown class or outside the frame)."),
+                          ("%d in frame %" G_GUINT64_FORMAT "; the stats property counts them all", bad, key));
+  }
+  return GST_FLOW_OK;
+}
+
+/* A waiting render (leaky=false) must not hold a flush or a state change back. */
+static gboolean unlock(GstBaseSink *sink) {
+  GstE2eTrain *self = GST_E2E_TRAIN(sink);
+  if (self->online) e2e_online_set_flushing(self->online, true);
+  return TRUE;
+}
+
+static gboolean unlock_stop(GstBaseSink *sink) {
+  GstE2eTrain *self = GST_E2E_TRAIN(sink);
+  if (self->online) e2e_online_set_flushing(self->online, false);
+  return TRUE;
+}
+
+/* ------------------------------------------------------------ class setup */
+
+static void finalize(GObject *obj) {
+  GstE2eTrain *self = GST_E2E_TRAIN(obj);
+  e2e_element_model_clear(&self->model);
+  g_free(self->freeze), g_free(self->checkpoint_dir), g_free(self->optimizer);
+  g_mutex_clear(&self->lock);
+  G_OBJECT_CLASS(gst_e2e_train_parent_class)->finalize(obj);
+}
+
+static void gst_e2e_train_class_init(GstE2eTrainClass *klass) {
+  GObjectClass *oc = G_OBJECT_CLASS(klass);
+  GstElementClass *ec = GST_ELEMENT_CLASS(klass);
+  GstBaseSinkClass *bc = GST_BASE_SINK_CLASS(klass);
+  GST_DEBUG_CATEGORY_INIT(e2etrain_debug, "e2etrain", 0, "online training");
+  oc->set_property = set_property;
+  oc->get_property = get_property;
+  oc->finalize = finalize;
+  GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY;
+  e2e_element_install_properties(oc, E2E_TASK_DETECT, 0);
+  e2e_online_opts d = e2e_online_defaults();
+  g_object_class_install_property(oc, PROP_LEARNING_RATE, g_param_spec_float("learning-rate", "Learning rate",
+      "The optimizer's step size", 1e-7f, 1.0f, d.train.lr, rw));
+  g_object_class_install_property(oc, PROP_OPTIMIZER, g_param_spec_string("optimizer", "Optimizer",
+      "adamw or sgd", "adamw", rw));
+  g_object_class_install_property(oc, PROP_BATCH_SIZE, g_param_spec_uint("batch-size", "Batch size",
+      "Frames per training step (at most buffer-size)", 1, 256, (guint)d.batch_size, rw));
+  g_object_class_install_property(oc, PROP_BUFFER_SIZE, g_param_spec_uint("buffer-size", "Buffer size",
+      "Frames kept for replay (and as many held out); steps draw from them", 1, 4096, (guint)d.buffer_size, rw));
+  g_object_class_install_property(oc, PROP_HOLDOUT, g_param_spec_double("holdout", "Hold-out fraction",
+      "Fraction of frames never trained on, used to validate each version (chosen by a hash of the frame number)",
+      0.0, 0.9, d.holdout, rw));
+  g_object_class_install_property(oc, PROP_LEAKY, g_param_spec_boolean("leaky", "Leaky",
+      "When every buffered frame still waits for training: drop the new frame (live sources) or wait (files: "
+      "nothing is lost)", d.leaky, rw));
+  g_object_class_install_property(oc, PROP_PUBLISH_EVERY, g_param_spec_uint("publish-every", "Publish every",
+      "Training steps between validations; a version better on the held-out frames is published", 1, 1000000,
+      (guint)d.publish_every, rw));
+  g_object_class_install_property(oc, PROP_MIN_IMPROVEMENT, g_param_spec_double("min-improvement", "Minimum improvement",
+      "mAP@0.5 a new version must gain over the live one on held-out frames to be published (else it is rejected "
+      "and the live one stays); negative accepts a small loss", -1.0, 1.0, d.min_improvement, rw));
+  g_object_class_install_property(oc, PROP_MAX_STEPS, g_param_spec_uint64("max-steps", "Max steps",
+      "Stop training after this many steps (0: never)", 0, G_MAXINT64, 0, rw));
+  g_object_class_install_property(oc, PROP_FREEZE, g_param_spec_string("freeze", "Freeze",
+      "Comma-separated parameter-name prefixes kept fixed (e.g. backbone. for transfer learning)", NULL, rw));
+  g_object_class_install_property(oc, PROP_CHECKPOINT_DIR, g_param_spec_string("checkpoint-dir", "Checkpoint folder",
+      "Each published version is written here atomically (vNNNNNN.safetensors and latest.safetensors); a restart "
+      "resumes from latest", NULL, rw));
+  g_object_class_install_property(oc, PROP_STATS, g_param_spec_boxed("training-stats", "Training statistics",
+      "frames, dropped, bad-labels, steps, loss, published, rejected", GST_TYPE_STRUCTURE,
+      G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+  gst_element_class_set_static_metadata(ec, "End-to-end online trainer", "Sink/Video",
+      "Trains a detector on the frames it receives, with their region-of-interest metas as targets, and publishes "
+      "validated versions into the model slot named by model-name", "gst-e2e developers");
+  gst_element_class_add_static_pad_template(ec, &sink_template);
+  bc->start = start;
+  bc->stop = stop;
+  bc->set_caps = set_caps;
+  bc->render = render;
+  bc->unlock = unlock;
+  bc->unlock_stop = unlock_stop;
+}
+
+static void gst_e2e_train_init(GstE2eTrain *self) {
+  e2e_element_model_init(&self->model, E2E_TASK_DETECT, 0);
+  g_mutex_init(&self->lock);
+  self->opts = e2e_online_defaults();
+  self->optimizer = g_strdup("adamw");
+  gst_base_sink_set_sync(GST_BASE_SINK(self), FALSE);
+}

@@ -1,0 +1,409 @@
+/* Online training (e2e/online.h): a replay buffer filled by the stream, a training thread, and publication
+ * after validation on held-out samples. One lock guards the two sample sets and the counters; the
+ * trainer, the sessions and the batches belong to the training thread alone. */
+#include "e2e/online.h"
+
+#include <errno.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "e2e/image.h"
+#include "nncore/nncore.h"
+
+#define MAX_VALIDATION 64 /* held-out samples a validation scores */
+
+typedef struct {
+  uint8_t *rgb;  /* the frame scaled for the network input: w x h, packed */
+  int w, h, pad_x, pad_y;
+  det_box *boxes; /* network-input pixels */
+  int n;
+  int uses;      /* batches it has been in */
+  uint64_t age;  /* arrival order */
+} sample;
+
+typedef struct {
+  sample *s;
+  int n, cap;
+} sample_set;
+
+struct e2e_online {
+  e2e_online_opts o;
+  char *checkpoint_dir, *freeze;
+  e2e_slot *slot;
+  int size, n_classes;
+  bool stretch;
+  e2e_online_cb cb;
+  void *user;
+  e2e_trainer *trainer;
+  GMutex lock;
+  GCond cond; /* a sample was trained on, a sample arrived, or stop */
+  sample_set train, held;
+  uint64_t arrivals, dropped;
+  bool stop, flushing;
+  GThread *thread;
+};
+
+e2e_online_opts e2e_online_defaults(void) {
+  return (e2e_online_opts){.buffer_size = 64, .leaky = true, .holdout = 0.2, .batch_size = 4, .publish_every = 50,
+                           .min_improvement = 0.0, .train = {.optimizer = NN_ADAMW, .lr = 5e-4f, .clip_norm = 10.0f}};
+}
+
+static void sample_clear(sample *s) {
+  free(s->rgb), free(s->boxes);
+  memset(s, 0, sizeof *s);
+}
+
+static void set_free(sample_set *ss) {
+  for (int i = 0; i < ss->n; i++) sample_clear(&ss->s[i]);
+  free(ss->s);
+  memset(ss, 0, sizeof *ss);
+}
+
+/* splitmix64: a key's place in [0, 1), the same in every run */
+static double unit_of(uint64_t key) {
+  uint64_t z = key + 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return (double)(z >> 11) / 9007199254740992.0;
+}
+
+bool e2e_online_is_held_out(const e2e_online *t, uint64_t key) { return unit_of(key) < t->o.holdout; }
+
+char *e2e_online_latest(const char *dir) {
+  if (!dir || !*dir) return NULL;
+  char *p = g_build_filename(dir, "latest.safetensors", NULL);
+  if (g_file_test(p, G_FILE_TEST_IS_REGULAR)) return p;
+  g_free(p);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- batches */
+
+typedef struct {
+  int n;
+  nn_tensor *images;
+  det_box **boxes;
+  int *counts;
+} batch;
+
+static bool batch_alloc(batch *b, int n, int size) {
+  b->n = 0;
+  b->images = nn_tensor_new(NN_F32, 4, (int64_t[]){n, 3, size, size});
+  b->boxes = calloc((size_t)n, sizeof *b->boxes);
+  b->counts = calloc((size_t)n, sizeof *b->counts);
+  return b->images && b->boxes && b->counts;
+}
+
+static void batch_free(batch *b) {
+  for (int i = 0; b->boxes && i < b->n; i++) free(b->boxes[i]);
+  free(b->boxes), free(b->counts);
+  nn_tensor_free(b->images);
+  memset(b, 0, sizeof *b);
+}
+
+/* Appends sample s to b (under the lock: s may be replaced once it is released). */
+static bool batch_add(batch *b, const sample *s, int size) {
+  float *dst = nn_f32(b->images) + (int64_t)b->n * 3 * size * size;
+  e2e_place_planar(s->rgb, s->w, s->h, s->w * 3, size, s->pad_x, s->pad_y, dst);
+  b->boxes[b->n] = malloc(sizeof(det_box) * (size_t)(s->n ? s->n : 1));
+  if (!b->boxes[b->n]) return false;
+  if (s->n) memcpy(b->boxes[b->n], s->boxes, sizeof(det_box) * (size_t)s->n);
+  b->counts[b->n++] = s->n;
+  return true;
+}
+
+static e2e_batch as_task_batch(const batch *b) {
+  return (e2e_batch){.n = b->n, .images = b->images, .boxes = (const det_box *const *)b->boxes, .counts = b->counts};
+}
+
+/* The next training batch: samples not yet trained on first (oldest first), the rest drawn at random
+ * from the replay buffer. Waits until there are enough samples or training stops. */
+static bool next_batch(e2e_online *t, batch *b, GRand *rng) {
+  g_mutex_lock(&t->lock);
+  while (!t->stop && t->train.n < t->o.batch_size) g_cond_wait(&t->cond, &t->lock);
+  bool ok = !t->stop;
+  b->n = 0;
+  for (int k = 0; ok && k < t->o.batch_size; k++) {
+    int pick = -1;
+    for (int i = 0; i < t->train.n; i++)
+      if (!t->train.s[i].uses && (pick < 0 || t->train.s[i].age < t->train.s[pick].age)) pick = i;
+    if (pick < 0) pick = g_rand_int_range(rng, 0, t->train.n);
+    ok = batch_add(b, &t->train.s[pick], t->size);
+    t->train.s[pick].uses++;
+  }
+  g_cond_broadcast(&t->cond); /* samples were used: room for new ones */
+  g_mutex_unlock(&t->lock);
+  return ok;
+}
+
+static bool validation_batch(e2e_online *t, batch *b) {
+  g_mutex_lock(&t->lock);
+  int n = t->held.n < MAX_VALIDATION ? t->held.n : MAX_VALIDATION;
+  bool ok = n == 0 || batch_alloc(b, n, t->size);
+  b->n = 0;
+  for (int i = 0; ok && i < t->held.n && i < MAX_VALIDATION; i++) ok = batch_add(b, &t->held.s[i], t->size);
+  g_mutex_unlock(&t->lock);
+  return ok;
+}
+
+/* ---------------------------------------------------------------- the training thread */
+
+static void emit(e2e_online *t, e2e_online_event *ev) {
+  g_mutex_lock(&t->lock);
+  ev->buffered = t->train.n, ev->held_out = t->held.n, ev->dropped = t->dropped;
+  g_mutex_unlock(&t->lock);
+  if (t->cb) t->cb(ev, t->user);
+}
+
+static double map_of(e2e_slot *slot, const batch *vb, int threads) {
+  e2e_session *s = e2e_session_new(slot, threads);
+  e2e_batch tb = as_task_batch(vb);
+  e2e_metric m = {0};
+  bool ok = s && e2e_session_evaluate(s, &tb, &m);
+  e2e_session_free(s);
+  return ok ? m.value : NAN;
+}
+
+/* Validates the trainer's weights against the live version; publishes them when they are better. */
+static void validate(e2e_online *t, int64_t step, double loss, batch *vb) {
+  e2e_online_event ev = {.step = step, .loss = loss, .kind = E2E_ONLINE_REJECTED};
+  if (!validation_batch(t, vb) || vb->n == 0) {
+    ev.message = vb->n == 0 ? "no held-out samples yet" : "out of memory";
+    emit(t, &ev);
+    return;
+  }
+  e2e_model *cand = e2e_trainer_model(t->trainer);
+  e2e_slot *cs = cand ? e2e_slot_new(e2e_model_ref(cand)) : NULL;
+  ev.metric_live = map_of(t->slot, vb, t->o.train.threads);
+  ev.metric_new = cs ? map_of(cs, vb, t->o.train.threads) : NAN;
+  char *path = NULL, msg[160];
+  if (!isfinite(ev.metric_new) || !isfinite(ev.metric_live)) {
+    snprintf(msg, sizeof msg, "validation failed: %s", nn_last_error());
+    ev.message = msg;
+  } else if (ev.metric_new < ev.metric_live + t->o.min_improvement) {
+    snprintf(msg, sizeof msg, "mAP@0.5 %.4f does not beat the live %.4f by %.4f", ev.metric_new, ev.metric_live,
+             t->o.min_improvement);
+    ev.message = msg;
+  } else if (!e2e_slot_publish(t->slot, e2e_model_ref(cand))) {
+    snprintf(msg, sizeof msg, "publish failed: %s", nn_last_error());
+    ev.message = msg;
+  } else {
+    ev.kind = E2E_ONLINE_PUBLISHED;
+    ev.version = e2e_slot_version(t->slot);
+    if (t->checkpoint_dir) {
+      char name[64];
+      snprintf(name, sizeof name, "v%06llu.safetensors", (unsigned long long)ev.version);
+      char *vpath = g_build_filename(t->checkpoint_dir, name, NULL);
+      path = g_build_filename(t->checkpoint_dir, "latest.safetensors", NULL);
+      char stepbuf[32];
+      snprintf(stepbuf, sizeof stepbuf, "%lld", (long long)step);
+      nn_kv meta[] = {{"online_step", stepbuf}};
+      if (e2e_model_save(cand, vpath, meta, 1) && e2e_model_save(cand, path, meta, 1)) {
+        ev.checkpoint = path;
+      } else {
+        snprintf(msg, sizeof msg, "published, but the checkpoint was not written: %s", nn_last_error());
+        ev.message = msg;
+      }
+      g_free(vpath);
+    }
+  }
+  emit(t, &ev);
+  g_free(path);
+  e2e_slot_unref(cs);
+  e2e_model_unref(cand);
+  batch_free(vb);
+}
+
+static gpointer run(gpointer p) {
+  e2e_online *t = p;
+  GRand *rng = g_rand_new_with_seed(1);
+  batch b = {0}, vb = {0};
+  bool ok = batch_alloc(&b, t->o.batch_size, t->size);
+  double t0 = g_get_monotonic_time() * 1e-6;
+  int64_t since = 0;
+  while (ok) {
+    if (!next_batch(t, &b, rng)) break;
+    e2e_batch tb = as_task_batch(&b);
+    e2e_metric loss = {0};
+    bool stepped = e2e_trainer_step(t->trainer, &tb, &loss);
+    for (int i = 0; i < b.n; i++) free(b.boxes[i]), b.boxes[i] = NULL;
+    b.n = 0;
+    int64_t step = e2e_trainer_steps(t->trainer);
+    if (!stepped || !isfinite(loss.value)) {
+      char msg[200];
+      snprintf(msg, sizeof msg, "training stopped at step %lld: %s", (long long)step,
+               stepped ? "the loss is not finite (lower learning-rate?)" : nn_last_error());
+      e2e_online_event ev = {.kind = E2E_ONLINE_ERROR, .step = step, .loss = loss.value, .message = msg};
+      emit(t, &ev);
+      break;
+    }
+    since++;
+    double now = g_get_monotonic_time() * 1e-6;
+    e2e_online_event ev = {.kind = E2E_ONLINE_PROGRESS, .step = step, .loss = loss.value,
+                           .samples_per_s = since * t->o.batch_size / fmax(now - t0, 1e-6)};
+    if (now - t0 > 5.0) t0 = now, since = 0; /* a rate over the last few seconds */
+    emit(t, &ev);
+    if (t->o.publish_every > 0 && step % t->o.publish_every == 0) {
+      validate(t, step, loss.value, &vb);
+      batch_free(&vb);
+    }
+    if (t->o.max_steps > 0 && step >= t->o.max_steps) {
+      e2e_online_event fin = {.kind = E2E_ONLINE_FINISHED, .step = step, .loss = loss.value};
+      emit(t, &fin);
+      break;
+    }
+    g_mutex_lock(&t->lock);
+    ok = !t->stop;
+    g_mutex_unlock(&t->lock);
+  }
+  /* no more training: whoever waits for room must not wait forever */
+  g_mutex_lock(&t->lock);
+  t->stop = true;
+  g_cond_broadcast(&t->cond);
+  g_mutex_unlock(&t->lock);
+  batch_free(&b);
+  g_rand_free(rng);
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- the stream's side */
+
+e2e_online *e2e_online_new(e2e_slot *slot, const e2e_online_opts *o, e2e_online_cb cb, void *user) {
+  e2e_model *m = slot ? e2e_slot_get(slot) : NULL;
+  const e2e_model_info *info = m ? e2e_model_describe(m) : NULL;
+  if (!info || info->task != E2E_TASK_DETECT) {
+    e2e_model_unref(m);
+    nn_set_error("online training: needs a detection model");
+    return NULL;
+  }
+  if (o->buffer_size < 1 || o->batch_size < 1 || o->batch_size > o->buffer_size || !(o->holdout >= 0 && o->holdout <= 0.9)) {
+    e2e_model_unref(m);
+    nn_set_error("online training: batch-size must be 1..buffer-size and holdout 0..0.9");
+    return NULL;
+  }
+  e2e_online *t = calloc(1, sizeof *t);
+  t->o = *o;
+  t->freeze = o->train.freeze ? g_strdup(o->train.freeze) : NULL;
+  t->o.train.freeze = t->freeze;
+  t->checkpoint_dir = o->checkpoint_dir && *o->checkpoint_dir ? g_strdup(o->checkpoint_dir) : NULL;
+  t->o.checkpoint_dir = t->checkpoint_dir;
+  t->slot = e2e_slot_ref(slot);
+  t->size = info->input_size, t->n_classes = info->n_labels;
+  t->cb = cb, t->user = user;
+  e2e_session *s = e2e_session_new(slot, 1);
+  t->stretch = s && e2e_detect_stretches(s);
+  e2e_session_free(s);
+  g_mutex_init(&t->lock);
+  g_cond_init(&t->cond);
+  bool ok = true;
+  if (t->checkpoint_dir && g_mkdir_with_parents(t->checkpoint_dir, 0755) != 0) {
+    nn_set_error("online training: cannot make checkpoint folder %s: %s", t->checkpoint_dir, strerror(errno));
+    ok = false;
+  }
+  if (ok) ok = (t->trainer = e2e_trainer_new(m, &t->o.train)) != NULL;
+  e2e_model_unref(m);
+  if (ok) t->thread = g_thread_try_new("e2e-online", run, t, NULL);
+  if (!ok || !t->thread) {
+    if (ok) nn_set_error("online training: cannot start its thread");
+    e2e_online_free(t);
+    return NULL;
+  }
+  return t;
+}
+
+void e2e_online_free(e2e_online *t) {
+  if (!t) return;
+  g_mutex_lock(&t->lock);
+  t->stop = true;
+  g_cond_broadcast(&t->cond);
+  g_mutex_unlock(&t->lock);
+  if (t->thread) g_thread_join(t->thread);
+  e2e_trainer_free(t->trainer);
+  set_free(&t->train), set_free(&t->held);
+  e2e_slot_unref(t->slot);
+  g_mutex_clear(&t->lock);
+  g_cond_clear(&t->cond);
+  g_free(t->freeze), g_free(t->checkpoint_dir);
+  free(t);
+}
+
+/* The frame scaled and its boxes mapped into the network input, as a sample; bad boxes counted. */
+static bool make_sample(const e2e_online *t, const uint8_t *rgb, int w, int h, int stride, const det_box *boxes, int n,
+                        int *bad, sample *s) {
+  det_letterbox lb = t->stretch ? (det_letterbox){.scale = (float)t->size / (float)w, .scale_y = (float)t->size / (float)h,
+                                                  .scaled_w = t->size, .scaled_h = t->size}
+                                : e2e_detect_placement(w, h, t->size);
+  float sy = lb.scale_y > 0 ? lb.scale_y : lb.scale;
+  s->w = lb.scaled_w, s->h = lb.scaled_h, s->pad_x = (int)lb.pad_x, s->pad_y = (int)lb.pad_y;
+  s->rgb = malloc((size_t)s->w * (size_t)s->h * 3);
+  s->boxes = malloc(sizeof *s->boxes * (size_t)(n ? n : 1));
+  if (!s->rgb || !s->boxes) return false;
+  e2e_image_resize(rgb, w, h, stride, s->rgb, s->w, s->h);
+  for (int i = 0; i < n; i++) {
+    det_box b = boxes[i];
+    bool good = isfinite(b.x1) && isfinite(b.y1) && isfinite(b.x2) && isfinite(b.y2) && b.x2 > b.x1 && b.y2 > b.y1 &&
+                b.x1 >= -0.5f && b.y1 >= -0.5f && b.x2 <= w + 0.5f && b.y2 <= h + 0.5f && b.cls >= 0 && b.cls < t->n_classes;
+    if (!good) {
+      (*bad)++;
+      continue;
+    }
+    s->boxes[s->n++] = (det_box){b.x1 * lb.scale + s->pad_x, b.y1 * sy + s->pad_y, b.x2 * lb.scale + s->pad_x,
+                                 b.y2 * sy + s->pad_y, 1.0f, b.cls};
+  }
+  return true;
+}
+
+/* The place a new sample takes in ss: a free one, else the oldest sample already trained on (held-out
+ * samples: the oldest), or -1 when every sample still waits for training. */
+static int place_for(sample_set *ss, int cap, bool held) {
+  if (ss->n < cap) return ss->n;
+  int pick = -1;
+  for (int i = 0; i < ss->n; i++)
+    if ((held || ss->s[i].uses > 0) && (pick < 0 || ss->s[i].age < ss->s[pick].age)) pick = i;
+  return pick;
+}
+
+void e2e_online_set_flushing(e2e_online *t, bool flushing) {
+  g_mutex_lock(&t->lock);
+  t->flushing = flushing;
+  g_cond_broadcast(&t->cond);
+  g_mutex_unlock(&t->lock);
+}
+
+bool e2e_online_add(e2e_online *t, uint64_t key, const uint8_t *rgb, int w, int h, int stride, const det_box *boxes,
+                    int n, int *bad) {
+  int ignored = 0;
+  if (!bad) bad = &ignored;
+  if (w < 1 || h < 1 || !rgb) return false;
+  sample s = {0};
+  if (!make_sample(t, rgb, w, h, stride, boxes, n, bad, &s)) {
+    sample_clear(&s);
+    return false;
+  }
+  bool held = e2e_online_is_held_out(t, key);
+  sample_set *ss = held ? &t->held : &t->train;
+  g_mutex_lock(&t->lock);
+  if (!ss->s) ss->cap = t->o.buffer_size, ss->s = calloc((size_t)ss->cap, sizeof *ss->s);
+  int at = ss->s ? place_for(ss, ss->cap, held) : -1;
+  while (ss->s && at < 0 && !t->o.leaky && !t->stop && !t->flushing) {
+    g_cond_wait(&t->cond, &t->lock);
+    at = place_for(ss, ss->cap, held);
+  }
+  bool kept = at >= 0 && !t->stop && !t->flushing;
+  if (kept) {
+    if (at == ss->n) ss->n++;
+    else sample_clear(&ss->s[at]);
+    s.age = t->arrivals++;
+    ss->s[at] = s;
+    g_cond_broadcast(&t->cond);
+  } else if (!t->stop && !t->flushing) {
+    t->dropped++;
+  }
+  g_mutex_unlock(&t->lock);
+  if (!kept) sample_clear(&s);
+  return kept;
+}

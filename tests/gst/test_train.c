@@ -1,0 +1,285 @@
+/* e2etrain through GstHarness, with a tiny detector for seconds: frames with region-of-interest metas in,
+ * validated versions published into the named slot (which e2edetect reads), a version that does not
+ * beat the live one rejected (the live one stays), checkpoints written and resumed from, bad labels
+ * counted and skipped, a full replay buffer dropping frames instead of blocking, and state changes while
+ * the trainer runs. */
+#include <gst/check/gstharness.h>
+#include <gst/video/video.h>
+#include <unistd.h>
+
+#include "e2e/detect.h"
+#include "../harness.h"
+
+#define W 64
+#define H 48
+
+__attribute__((constructor)) static void init_gst(void) {
+  gst_init(NULL, NULL);
+  g_setenv("GST_PLUGIN_PATH", E2E_PLUGIN_BUILD_DIR, TRUE);
+  gst_registry_scan_path(gst_registry_get(), E2E_PLUGIN_BUILD_DIR);
+}
+
+static char *tiny_detector(const char *what) {
+  det_config cfg = det_config_default(2, 64);
+  cfg.width = 8;
+  snprintf(cfg.labels[0], DET_LABEL_LEN, "cat");
+  snprintf(cfg.labels[1], DET_LABEL_LEN, "dog");
+  e2e_model *m = e2e_detect_model_new(&cfg, 3);
+  char *p = g_strdup_printf("%s/e2e-train-%s-%d.safetensors", g_get_tmp_dir(), what, (int)getpid());
+  CHECK(m && e2e_model_save(m, p, NULL, 0), "save the tiny detector");
+  e2e_model_unref(m);
+  return p;
+}
+
+/* Frame i: a grey field with a bright square moving across it, labelled "cat" (and any extra metas). */
+static GstBuffer *frame(int i, const char *extra_label, int ex, int ey, int ew, int eh) {
+  GstBuffer *b = gst_buffer_new_allocate(NULL, W * H * 3, NULL);
+  GstMapInfo m;
+  gst_buffer_map(b, &m, GST_MAP_WRITE);
+  int x0 = 4 + (i * 3) % (W - 24), y0 = 6 + (i * 5) % (H - 24);
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++)
+      for (int c = 0; c < 3; c++)
+        m.data[(y * W + x) * 3 + c] = x >= x0 && x < x0 + 16 && y >= y0 && y < y0 + 16 ? 230 : 60 + (x + y) % 7;
+  gst_buffer_unmap(b, &m);
+  gst_buffer_add_video_region_of_interest_meta(b, "cat", (guint)x0, (guint)y0, 16, 16);
+  if (extra_label) gst_buffer_add_video_region_of_interest_meta(b, extra_label, (guint)ex, (guint)ey, (guint)ew, (guint)eh);
+  GST_BUFFER_OFFSET(b) = (guint64)i;
+  GST_BUFFER_PTS(b) = (GstClockTime)i * GST_SECOND / 30;
+  return b;
+}
+
+static GstHarness *trainer(const char *props) {
+  GstElement *e = gst_parse_launch(props, NULL); /* one element: the element itself, not a bin */
+  GstHarness *h = gst_harness_new_with_element(e, "sink", NULL);
+  gst_object_unref(e);
+  gst_harness_set_src_caps_str(h, "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
+  return h;
+}
+
+/* Waits up to `seconds` for an element message called name on bus; counts every message of each kind. */
+static GstStructure *wait_for(GstBus *bus, const char *name, double seconds, int *published, int *rejected) {
+  gint64 end = g_get_monotonic_time() + (gint64)(seconds * 1e6);
+  while (g_get_monotonic_time() < end) {
+    GstMessage *msg = gst_bus_timed_pop(bus, 50 * GST_MSECOND);
+    if (!msg) continue;
+    const GstStructure *s = gst_message_get_structure(msg);
+    GstStructure *found = NULL;
+    if (s && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ELEMENT) {
+      if (published) *published += gst_structure_has_name(s, "e2etrain-published");
+      if (rejected) *rejected += gst_structure_has_name(s, "e2etrain-rejected");
+      if (gst_structure_has_name(s, name)) found = gst_structure_copy(s);
+    }
+    gst_message_unref(msg);
+    if (found) return found;
+  }
+  return NULL;
+}
+
+static GstStructure *stats_of(GstHarness *h) {
+  GstStructure *s = NULL;
+  g_object_get(h->element, "training-stats", &s, NULL);
+  return s;
+}
+
+TEST(validated_versions_reach_the_slot_that_e2edetect_reads_and_checkpoints_resume) {
+  char *model = tiny_detector("pub"), *dir = g_strdup_printf("%s/e2e-train-ck-%d", g_get_tmp_dir(), (int)getpid());
+  char *props = g_strdup_printf("e2etrain model=%s model-name=train-slot publish-every=3 holdout=0.4 batch-size=2 "
+                                "buffer-size=8 min-improvement=-1 leaky=false num-threads=1 checkpoint-dir=%s", model, dir);
+  /* an e2edetect on the same slot: it must run on whatever version is live */
+  char *det_props = g_strdup_printf("e2edetect model-name=train-slot model=%s num-threads=1", model);
+  GstElement *de = gst_parse_launch(det_props, NULL);
+  GstHarness *d = gst_harness_new_with_element(de, "sink", "src");
+  gst_object_unref(de);
+  gst_harness_set_src_caps_str(d, "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
+  GstHarness *h = trainer(props);
+  GstBus *bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  int published = 0, rejected = 0;
+  GstStructure *pub = NULL;
+  for (int i = 0; i < 60 && !pub; i++) {
+    CHECK(gst_harness_push(h, frame(i, NULL, 0, 0, 0, 0)) == GST_FLOW_OK, "push frame %d", i);
+    pub = wait_for(bus, "e2etrain-published", 0.01, &published, &rejected);
+  }
+  if (!pub) pub = wait_for(bus, "e2etrain-published", 60, &published, &rejected);
+  CHECK(pub != NULL, "a version was published (%d rejected)", rejected);
+  guint64 version = 0;
+  gchar *ck = pub ? g_strdup(gst_structure_get_string(pub, "checkpoint")) : NULL;
+  if (pub) gst_structure_get_uint64(pub, "version", &version);
+  CHECK(version >= 2, "the slot moved to version %llu", (unsigned long long)version);
+  CHECK(ck && g_file_test(ck, G_FILE_TEST_IS_REGULAR), "the checkpoint %s exists", ck ? ck : "(none)");
+  /* e2edetect on the slot runs on the new version from its next frame (the plugin's registry: the test
+   * binary has a copy of its own, so the version is read from e2edetect's stats) */
+  CHECK(gst_harness_push(d, frame(1, NULL, 0, 0, 0, 0)) == GST_FLOW_OK, "e2edetect runs");
+  GstBuffer *out = gst_harness_pull(d);
+  CHECK(out != NULL, "e2edetect passes the frame on");
+  if (out) gst_buffer_unref(out);
+  GstStructure *ds = NULL;
+  g_object_get(d->element, "stats", &ds, NULL);
+  guint64 seen = 0;
+  if (ds) gst_structure_get_uint64(ds, "model-version", &seen), gst_structure_free(ds);
+  CHECK(seen >= version, "e2edetect ran on version %llu (published %llu)", (unsigned long long)seen, (unsigned long long)version);
+  /* a restart resumes from the last published version */
+  e2e_model *latest = ck ? e2e_model_open(ck, E2E_TASK_DETECT) : NULL;
+  uint32_t want = latest ? e2e_model_describe(latest)->id : 0;
+  e2e_model_unref(latest);
+  if (pub) gst_structure_free(pub);
+  gst_harness_teardown(h);
+  gst_harness_teardown(d);
+  /* after the restart, e2edetect on the slot runs on the resumed weights: its boxes equal those of an
+   * e2edetect given the checkpoint file itself */
+  h = trainer(props);
+  de = gst_parse_launch(det_props, NULL);
+  d = gst_harness_new_with_element(de, "sink", "src");
+  gst_object_unref(de);
+  gst_harness_set_src_caps_str(d, "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
+  char *ref_props = g_strdup_printf("e2edetect model=%s num-threads=1 threshold=0.01", ck ? ck : model);
+  g_object_set(d->element, "threshold", 0.01f, NULL);
+  GstElement *re = gst_parse_launch(ref_props, NULL);
+  GstHarness *r = gst_harness_new_with_element(re, "sink", "src");
+  gst_object_unref(re);
+  gst_harness_set_src_caps_str(r, "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
+  GString *got = g_string_new(NULL), *ref = g_string_new(NULL);
+  for (int i = 0; i < 3; i++) {
+    GstHarness *hs[2] = {d, r};
+    GString *txt[2] = {got, ref};
+    for (int k = 0; k < 2; k++) {
+      GstBuffer *in = frame(200 + i, NULL, 0, 0, 0, 0), *o;
+      gst_harness_push(hs[k], in);
+      if (!(o = gst_harness_pull(hs[k]))) continue;
+      gpointer st = NULL;
+      GstMeta *m;
+      while ((m = gst_buffer_iterate_meta_filtered(o, &st, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))) {
+        GstVideoRegionOfInterestMeta *roi = (GstVideoRegionOfInterestMeta *)m;
+        g_string_append_printf(txt[k], "%s %u %u %u %u;", g_quark_to_string(roi->roi_type), roi->x, roi->y, roi->w, roi->h);
+      }
+      gst_buffer_unref(o);
+    }
+  }
+  CHECK(want && ref->len > 0 && !strcmp(got->str, ref->str), "resumed weights: \"%s\" against the checkpoint's \"%s\"", got->str, ref->str);
+  g_string_free(got, TRUE), g_string_free(ref, TRUE);
+  g_free(ref_props), g_free(ck);
+  gst_harness_teardown(r);
+  gst_harness_teardown(h);
+  gst_harness_teardown(d);
+  gst_object_unref(bus);
+  char *cmd = g_strdup_printf("rm -rf '%s'", dir);
+  CHECK(system(cmd) == 0, "clean up");
+  g_free(cmd);
+  unlink(model);
+  g_free(model), g_free(dir), g_free(props), g_free(det_props);
+}
+
+TEST(a_version_that_does_not_beat_the_live_one_is_rejected_and_the_live_one_stays) {
+  char *model = tiny_detector("rej");
+  char *props = g_strdup_printf("e2etrain model=%s model-name=reject-slot publish-every=2 holdout=0.5 batch-size=2 "
+                                "buffer-size=8 min-improvement=1 leaky=false num-threads=1", model);
+  GstHarness *h = trainer(props);
+  GstBus *bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  char *det_props = g_strdup_printf("e2edetect model-name=reject-slot model=%s num-threads=1", model);
+  GstElement *de = gst_parse_launch(det_props, NULL);
+  GstHarness *d = gst_harness_new_with_element(de, "sink", "src");
+  gst_object_unref(de);
+  gst_harness_set_src_caps_str(d, "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
+  int published = 0, rejected = 0;
+  GstStructure *rej = NULL;
+  for (int i = 0; i < 60 && !rej; i++) {
+    gst_harness_push(h, frame(i, NULL, 0, 0, 0, 0));
+    rej = wait_for(bus, "e2etrain-rejected", 0.01, &published, &rejected);
+  }
+  if (!rej) rej = wait_for(bus, "e2etrain-rejected", 60, &published, &rejected);
+  CHECK(rej != NULL && published == 0, "rejected, none published (%d)", published);
+  const gchar *reason = rej ? gst_structure_get_string(rej, "reason") : NULL;
+  CHECK(reason && (strstr(reason, "does not beat") || strstr(reason, "no held-out")), "the reason: %s", reason ? reason : "(none)");
+  gst_harness_push(d, frame(1, NULL, 0, 0, 0, 0));
+  GstBuffer *o = gst_harness_pull(d);
+  if (o) gst_buffer_unref(o);
+  GstStructure *ds = NULL;
+  g_object_get(d->element, "stats", &ds, NULL);
+  guint64 seen = 0;
+  if (ds) gst_structure_get_uint64(ds, "model-version", &seen), gst_structure_free(ds);
+  CHECK(seen == 1, "the live version stays: e2edetect on the slot runs version %llu", (unsigned long long)seen);
+  if (rej) gst_structure_free(rej);
+  gst_harness_teardown(h);
+  gst_harness_teardown(d);
+  g_free(det_props);
+  gst_object_unref(bus);
+  unlink(model);
+  g_free(model), g_free(props);
+}
+
+TEST(bad_labels_are_counted_and_skipped_and_a_full_buffer_drops_instead_of_blocking) {
+  char *model = tiny_detector("bad");
+  /* publish-every is far away: the trainer only trains; buffer of 2 cannot keep up with 100 frames pushed at once */
+  char *props = g_strdup_printf("e2etrain model=%s publish-every=100000 holdout=0 batch-size=1 buffer-size=2 leaky=true "
+                                "num-threads=1", model);
+  GstHarness *h = trainer(props);
+  GstBus *bus = gst_bus_new();
+  gst_element_set_bus(h->element, bus);
+  int pushed = 0;
+  for (int i = 0; i < 100; i++) {
+    /* every 10th frame: one box of an unknown class, one reaching outside the frame */
+    GstBuffer *b = i % 10 ? frame(i, NULL, 0, 0, 0, 0) : frame(i, "unicorn", 1, 1, 5, 5);
+    if (i % 10 == 0) gst_buffer_add_video_region_of_interest_meta(b, "dog", W - 4, 2, 20, 10);
+    pushed += gst_harness_push(h, b) == GST_FLOW_OK;
+  }
+  GstStructure *s = stats_of(h);
+  guint64 frames = 0, dropped = 0, bad = 0;
+  gst_structure_get_uint64(s, "frames", &frames);
+  gst_structure_get_uint64(s, "dropped", &dropped);
+  gst_structure_get_uint64(s, "bad-labels", &bad);
+  CHECK(pushed == 100 && frames == 100, "all 100 frames taken (%d pushed, %llu counted)", pushed, (unsigned long long)frames);
+  CHECK(bad == 20, "20 bad labels counted, got %llu", (unsigned long long)bad);
+  gst_structure_free(s);
+  gboolean warned = FALSE;
+  GstMessage *msg;
+  while (!warned && (msg = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING))) warned = TRUE, gst_message_unref(msg);
+  CHECK(warned, "a warning says labels were skipped");
+  /* the drops are counted by the trainer's side and reported with its next progress */
+  GstStructure *p = wait_for(bus, "e2etrain-progress", 30, NULL, NULL);
+  for (int k = 0; k < 20 && p; k++) { /* the latest progress */
+    gst_structure_get_uint64(p, "dropped", &dropped);
+    if (dropped) break;
+    gst_structure_free(p);
+    p = wait_for(bus, "e2etrain-progress", 5, NULL, NULL);
+  }
+  CHECK(dropped > 0, "a full buffer dropped frames (%llu) instead of holding the stream back", (unsigned long long)dropped);
+  if (p) gst_structure_free(p);
+  gst_harness_teardown(h);
+  gst_object_unref(bus);
+  unlink(model);
+  g_free(model), g_free(props);
+}
+
+TEST(state_changes_while_training_and_bad_settings_refused) {
+  char *model = tiny_detector("state");
+  char *props = g_strdup_printf("e2etrain model=%s publish-every=4 batch-size=2 buffer-size=4 leaky=false num-threads=1", model);
+  GstHarness *h = trainer(props);
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 10; i++) CHECK(gst_harness_push(h, frame(round * 10 + i, NULL, 0, 0, 0, 0)) == GST_FLOW_OK, "push");
+    CHECK(gst_element_set_state(h->element, GST_STATE_NULL) == GST_STATE_CHANGE_SUCCESS, "to NULL while training");
+    CHECK(gst_element_set_state(h->element, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE, "and back to PLAYING");
+    gst_harness_set_src_caps_str(h, "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
+  }
+  gst_harness_teardown(h);
+  /* a freeze prefix that matches no parameter, and batch-size above buffer-size, fail at start with a message */
+  const char *bad[] = {"freeze=nosuch.", "batch-size=8 buffer-size=4", "optimizer=rmsprop"};
+  for (int k = 0; k < 3; k++) {
+    char *p = g_strdup_printf("e2etrain model=%s %s", model, bad[k]);
+    GstElement *e = gst_parse_launch(p, NULL);
+    GstBus *bus = gst_bus_new();
+    gst_element_set_bus(e, bus);
+    CHECK(gst_element_set_state(e, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE, "%s refused", bad[k]);
+    GstMessage *m = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
+    CHECK(m != NULL, "%s: an error message", bad[k]);
+    if (m) gst_message_unref(m);
+    gst_element_set_state(e, GST_STATE_NULL);
+    gst_object_unref(e);
+    gst_object_unref(bus);
+    g_free(p);
+  }
+  unlink(model);
+  g_free(model), g_free(props);
+}
+
