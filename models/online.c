@@ -202,7 +202,12 @@ static void validate(e2e_online *t, int64_t step, double loss, batch *vb) {
       char stepbuf[32];
       snprintf(stepbuf, sizeof stepbuf, "%lld", (long long)step);
       nn_kv meta[] = {{"online_step", stepbuf}};
-      if (e2e_model_save(cand, vpath, meta, 1) && e2e_model_save(cand, path, meta, 1)) {
+      char *state = g_build_filename(t->checkpoint_dir, "trainer.safetensors", NULL);
+      /* the trainer's state first: latest is what a restart trusts, and it must find the state that made it */
+      bool saved = e2e_trainer_save_state(t->trainer, state) && e2e_model_save(cand, vpath, meta, 1) &&
+                   e2e_model_save(cand, path, meta, 1);
+      g_free(state);
+      if (saved) {
         ev.checkpoint = path;
       } else {
         snprintf(msg, sizeof msg, "published, but the checkpoint was not written: %s", nn_last_error());
@@ -306,6 +311,10 @@ e2e_online *e2e_online_new(e2e_slot *slot, const e2e_online_opts *o, e2e_online_
   }
   if (ok) ok = (t->trainer = e2e_trainer_new(m, &t->o.train)) != NULL;
   e2e_model_unref(m);
+  /* a restart goes on with the optimizer state saved with the last publication */
+  char *state = ok && t->checkpoint_dir ? g_build_filename(t->checkpoint_dir, "trainer.safetensors", NULL) : NULL;
+  if (state && g_file_test(state, G_FILE_TEST_IS_REGULAR) && !e2e_trainer_load_state(t->trainer, state)) ok = false;
+  g_free(state);
   if (ok) t->thread = g_thread_try_new("e2e-online", run, t, NULL);
   if (!ok || !t->thread) {
     if (ok) nn_set_error("online training: cannot start its thread");

@@ -176,6 +176,16 @@ bool e2e_trainer_step(e2e_trainer *t, const e2e_batch *b, e2e_metric *loss) {
 void e2e_trainer_set_lr(e2e_trainer *t, float lr) { t->opt->cfg.lr = lr; }
 int64_t e2e_trainer_steps(const e2e_trainer *t) { return t->steps; }
 
+bool e2e_trainer_save_state(const e2e_trainer *t, const char *path) {
+  return nn_checkpoint_save(path, t->ops->params(t->impl), t->opt, NULL, 0);
+}
+
+bool e2e_trainer_load_state(e2e_trainer *t, const char *path) {
+  if (!nn_checkpoint_load(path, t->ops->params(t->impl), t->opt)) return false;
+  t->steps = t->opt->step;
+  return true;
+}
+
 e2e_model *e2e_trainer_model(e2e_trainer *t) {
   void *copy = t->ops->copy(t->impl, false);
   return copy ? e2e_model_wrap(t->ops, copy, NULL, "") : NULL;

@@ -104,6 +104,8 @@ TEST(validated_versions_reach_the_slot_that_e2edetect_reads_and_checkpoints_resu
   if (!pub) pub = wait_for(bus, "e2etrain-published", 60, &published, &rejected);
   CHECK(pub != NULL, "a version was published (%d rejected)", rejected);
   guint64 version = 0;
+  gint64 pub_step = 0;
+  if (pub) gst_structure_get_int64(pub, "step", &pub_step);
   gchar *ck = pub ? g_strdup(gst_structure_get_string(pub, "checkpoint")) : NULL;
   if (pub) gst_structure_get_uint64(pub, "version", &version);
   CHECK(version >= 2, "the slot moved to version %llu", (unsigned long long)version);
@@ -129,6 +131,14 @@ TEST(validated_versions_reach_the_slot_that_e2edetect_reads_and_checkpoints_resu
   /* after the restart, e2edetect on the slot runs on the resumed weights: its boxes equal those of an
    * e2edetect given the checkpoint file itself */
   h = trainer(props);
+  gst_element_set_bus(h->element, bus);
+  for (int i = 0; i < 6; i++) gst_harness_push(h, frame(300 + i, NULL, 0, 0, 0, 0));
+  GstStructure *prog = wait_for(bus, "e2etrain-progress", 60, NULL, NULL);
+  gint64 step_after = 0;
+  if (prog) gst_structure_get_int64(prog, "step", &step_after), gst_structure_free(prog);
+  /* (it may have published again before it stopped: past the first publication's step, not 1 again) */
+  CHECK(step_after > pub_step && pub_step >= 3, "the restarted trainer goes on past step %lld (its first step: %lld)",
+        (long long)pub_step, (long long)step_after);
   de = gst_parse_launch(det_props, NULL);
   d = gst_harness_new_with_element(de, "sink", "src");
   gst_object_unref(de);

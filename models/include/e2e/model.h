@@ -161,6 +161,10 @@ void e2e_trainer_free(e2e_trainer *t);
 bool e2e_trainer_step(e2e_trainer *t, const e2e_batch *b, e2e_metric *loss);
 void e2e_trainer_set_lr(e2e_trainer *t, float lr);
 int64_t e2e_trainer_steps(const e2e_trainer *t);
+/* The trainer's weights and optimizer state (moments, step), written atomically, and read back into a
+ * trainer made from the same kind of model: a restarted training goes on where it stopped. */
+bool e2e_trainer_save_state(const e2e_trainer *t, const char *path);
+bool e2e_trainer_load_state(e2e_trainer *t, const char *path);
 /* The trainer's weights now, as a new model (one reference) ready for inference, saving and publishing. */
 e2e_model *e2e_trainer_model(e2e_trainer *t);
 

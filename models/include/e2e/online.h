@@ -5,7 +5,8 @@
  * (leaky = false: nothing is lost); a held-out sample (chosen by a hash of its key, so the same frames
  * are held out after a restart) is never trained on; a new version reaches the slot only after it has
  * been validated, and then atomically (readers see the old or the new model, never a mix); every
- * published version is written atomically to the checkpoint folder, if one is given.
+ * published version is written atomically to the checkpoint folder, if one is given, with the trainer's
+ * optimizer state (trainer.safetensors), which a new e2e_online on that folder goes on from.
  *
  * Detection only for now: samples are RGB frames with boxes in frame pixels. */
 #ifndef E2E_ONLINE_H
