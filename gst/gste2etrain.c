@@ -153,7 +153,9 @@ static gboolean start(GstBaseSink *sink) {
   char *latest = e2e_online_latest(dir);
   if (latest) {
     e2e_model *m = e2e_model_open(latest, E2E_TASK_DETECT);
-    if (!m || !e2e_slot_publish(self->model.slot, m)) {
+    bool published = m && e2e_slot_publish(self->model.slot, m); /* the slot takes a reference of its own */
+    e2e_model_unref(m);
+    if (!published) {
       GST_ELEMENT_ERROR(self, RESOURCE, READ, ("Could not resume from \"%s\".", latest), ("%s", e2e_last_error()));
       g_free(latest);
       goto out;

@@ -177,7 +177,7 @@ static void validate(e2e_online *t, int64_t step, double loss, batch *vb) {
     return;
   }
   e2e_model *cand = e2e_trainer_model(t->trainer);
-  e2e_slot *cs = cand ? e2e_slot_new(e2e_model_ref(cand)) : NULL;
+  e2e_slot *cs = cand ? e2e_slot_new(cand) : NULL; /* slots take references of their own */
   ev.metric_live = map_of(t->slot, vb, t->o.train.threads);
   ev.metric_new = cs ? map_of(cs, vb, t->o.train.threads) : NAN;
   char *path = NULL, msg[160];
@@ -188,7 +188,7 @@ static void validate(e2e_online *t, int64_t step, double loss, batch *vb) {
     snprintf(msg, sizeof msg, "mAP@0.5 %.4f does not beat the live %.4f by %.4f", ev.metric_new, ev.metric_live,
              t->o.min_improvement);
     ev.message = msg;
-  } else if (!e2e_slot_publish(t->slot, e2e_model_ref(cand))) {
+  } else if (!e2e_slot_publish(t->slot, cand)) {
     snprintf(msg, sizeof msg, "publish failed: %s", nn_last_error());
     ev.message = msg;
   } else {

@@ -76,6 +76,15 @@ static GstStructure *wait_for(GstBus *bus, const char *name, double seconds, int
   return NULL;
 }
 
+/* Tears a harness down after its element posted to bus: the element holds the bus and the bus's messages
+ * hold the element, so the bus is flushed and taken off first. */
+static void teardown(GstHarness *h, GstBus *bus) {
+  gst_element_set_state(h->element, GST_STATE_NULL);
+  gst_bus_set_flushing(bus, TRUE);
+  gst_element_set_bus(h->element, NULL);
+  gst_harness_teardown(h);
+}
+
 static GstStructure *stats_of(GstHarness *h) {
   GstStructure *s = NULL;
   g_object_get(h->element, "training-stats", &s, NULL);
@@ -126,11 +135,16 @@ TEST(validated_versions_reach_the_slot_that_e2edetect_reads_and_checkpoints_resu
   uint32_t want = latest ? e2e_model_describe(latest)->id : 0;
   e2e_model_unref(latest);
   if (pub) gst_structure_free(pub);
-  gst_harness_teardown(h);
+  teardown(h, bus);
   gst_harness_teardown(d);
+  gst_bus_set_flushing(bus, FALSE);
   /* after the restart, e2edetect on the slot runs on the resumed weights: its boxes equal those of an
    * e2edetect given the checkpoint file itself */
-  h = trainer(props);
+  /* the restarted trainer publishes nothing new, so the slot keeps what it resumed from while compared */
+  char *restart_props = g_strdup_printf("e2etrain model=%s model-name=train-slot publish-every=1000000 holdout=0.4 "
+                                        "batch-size=2 buffer-size=8 leaky=false num-threads=1 checkpoint-dir=%s", model, dir);
+  h = trainer(restart_props);
+  g_free(restart_props);
   gst_element_set_bus(h->element, bus);
   for (int i = 0; i < 6; i++) gst_harness_push(h, frame(300 + i, NULL, 0, 0, 0, 0));
   GstStructure *prog = wait_for(bus, "e2etrain-progress", 60, NULL, NULL);
@@ -170,7 +184,7 @@ TEST(validated_versions_reach_the_slot_that_e2edetect_reads_and_checkpoints_resu
   g_string_free(got, TRUE), g_string_free(ref, TRUE);
   g_free(ref_props), g_free(ck);
   gst_harness_teardown(r);
-  gst_harness_teardown(h);
+  teardown(h, bus);
   gst_harness_teardown(d);
   gst_object_unref(bus);
   char *cmd = g_strdup_printf("rm -rf '%s'", dir);
@@ -211,7 +225,7 @@ TEST(a_version_that_does_not_beat_the_live_one_is_rejected_and_the_live_one_stay
   if (ds) gst_structure_get_uint64(ds, "model-version", &seen), gst_structure_free(ds);
   CHECK(seen == 1, "the live version stays: e2edetect on the slot runs version %llu", (unsigned long long)seen);
   if (rej) gst_structure_free(rej);
-  gst_harness_teardown(h);
+  teardown(h, bus);
   gst_harness_teardown(d);
   g_free(det_props);
   gst_object_unref(bus);
@@ -256,7 +270,7 @@ TEST(bad_labels_are_counted_and_skipped_and_a_full_buffer_drops_instead_of_block
   }
   CHECK(dropped > 0, "a full buffer dropped frames (%llu) instead of holding the stream back", (unsigned long long)dropped);
   if (p) gst_structure_free(p);
-  gst_harness_teardown(h);
+  teardown(h, bus);
   gst_object_unref(bus);
   unlink(model);
   g_free(model), g_free(props);
@@ -285,6 +299,8 @@ TEST(state_changes_while_training_and_bad_settings_refused) {
     CHECK(m != NULL, "%s: an error message", bad[k]);
     if (m) gst_message_unref(m);
     gst_element_set_state(e, GST_STATE_NULL);
+    gst_bus_set_flushing(bus, TRUE); /* its messages hold the element */
+    gst_element_set_bus(e, NULL);
     gst_object_unref(e);
     gst_object_unref(bus);
     g_free(p);

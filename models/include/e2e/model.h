@@ -73,7 +73,7 @@ bool e2e_model_save(const e2e_model *m, const char *path, const nn_kv *meta, int
 
 typedef struct e2e_slot e2e_slot;
 
-/* A private slot holding m (takes a reference). */
+/* A private slot holding m (it takes a reference of its own: the caller keeps theirs). */
 e2e_slot *e2e_slot_new(e2e_model *m);
 /* The slot called name, shared by everyone in the process who opens that name: the first open loads
  * path (NULL: the task's default model), later ones get the same slot and the model it holds now (their
@@ -85,7 +85,8 @@ e2e_slot *e2e_slot_ref(e2e_slot *s);
 void e2e_slot_unref(e2e_slot *s);
 /* The current version, with a reference (unref it when done). */
 e2e_model *e2e_slot_get(e2e_slot *s);
-/* Publishes m as the current version (takes a reference): sessions use it from their next call on.
+/* Publishes m as the current version (the slot takes a reference of its own): sessions use it from their
+ * next call on.
  * Refused, with a message, for a model of another task. */
 bool e2e_slot_publish(e2e_slot *s, e2e_model *m);
 /* Counts publications (1 for the first model): a session compares it to see whether it is up to date. */
