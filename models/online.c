@@ -340,6 +340,12 @@ void e2e_online_free(e2e_online *t) {
   free(t);
 }
 
+/* A box to train on: finite, not empty, inside the frame, of a known class. */
+static bool box_ok(const e2e_online *t, const det_box *b, int w, int h) {
+  return isfinite(b->x1) && isfinite(b->y1) && isfinite(b->x2) && isfinite(b->y2) && b->x2 > b->x1 && b->y2 > b->y1 &&
+         b->x1 >= -0.5f && b->y1 >= -0.5f && b->x2 <= w + 0.5f && b->y2 <= h + 0.5f && b->cls >= 0 && b->cls < t->n_classes;
+}
+
 /* The frame scaled and its boxes mapped into the network input, as a sample; bad boxes counted. */
 static bool make_sample(const e2e_online *t, const uint8_t *rgb, int w, int h, int stride, const det_box *boxes, int n,
                         int *bad, sample *s) {
@@ -354,9 +360,7 @@ static bool make_sample(const e2e_online *t, const uint8_t *rgb, int w, int h, i
   e2e_image_resize(rgb, w, h, stride, s->rgb, s->w, s->h);
   for (int i = 0; i < n; i++) {
     det_box b = boxes[i];
-    bool good = isfinite(b.x1) && isfinite(b.y1) && isfinite(b.x2) && isfinite(b.y2) && b.x2 > b.x1 && b.y2 > b.y1 &&
-                b.x1 >= -0.5f && b.y1 >= -0.5f && b.x2 <= w + 0.5f && b.y2 <= h + 0.5f && b.cls >= 0 && b.cls < t->n_classes;
-    if (!good) {
+    if (!box_ok(t, &b, w, h)) {
       (*bad)++;
       continue;
     }
@@ -388,13 +392,22 @@ bool e2e_online_add(e2e_online *t, uint64_t key, const uint8_t *rgb, int w, int 
   int ignored = 0;
   if (!bad) bad = &ignored;
   if (w < 1 || h < 1 || !rgb) return false;
+  bool held = e2e_online_is_held_out(t, key);
+  sample_set *ss = held ? &t->held : &t->train;
+  /* a frame that will be dropped is not scaled first: that work would be on the stream's thread */
+  g_mutex_lock(&t->lock);
+  bool no_room = ss->s && t->o.leaky && place_for(ss, ss->cap, held) < 0;
+  if (no_room && !t->stop && !t->flushing) t->dropped++;
+  g_mutex_unlock(&t->lock);
+  if (no_room) {
+    for (int i = 0; i < n; i++) *bad += !box_ok(t, &boxes[i], w, h); /* its labels are still checked */
+    return false;
+  }
   sample s = {0};
   if (!make_sample(t, rgb, w, h, stride, boxes, n, bad, &s)) {
     sample_clear(&s);
     return false;
   }
-  bool held = e2e_online_is_held_out(t, key);
-  sample_set *ss = held ? &t->held : &t->train;
   g_mutex_lock(&t->lock);
   if (!ss->s) ss->cap = t->o.buffer_size, ss->s = calloc((size_t)ss->cap, sizeof *ss->s);
   int at = ss->s ? place_for(ss, ss->cap, held) : -1;

@@ -518,11 +518,9 @@ bool nn_graph_prepare(nn_graph *g) {
   }
   for (int k = 0; ok && k < g->n_nodes; k++) {
     if (p->fused[k] || !fresh_output(p, &g->nodes[k], k)) continue;
-    int first = k + 1;
-    bool *taken = p->fused;
-    p->chain[k] = nn_eltwise_plan(g, k, root[k], uses, taken);
-    for (int j = first; p->chain[k] && j < g->n_nodes; j++)
-      if (taken[j] && p->same[j] < 0) p->same[j] = g->nodes[k].out;
+    p->chain[k] = nn_eltwise_plan(g, k, root[k], uses, p->fused);
+    for (int j = k + 1; p->chain[k] && j < g->n_nodes; j++) /* the nodes it took stand for k's tensor */
+      if (p->fused[j] && p->same[j] < 0) p->same[j] = g->nodes[k].out;
   }
   /* batch-1 channel concats of conv outputs: each conv writes straight into its place */
   for (int k = 0; ok && k < g->n_nodes; k++) {

@@ -49,6 +49,17 @@ static GstBuffer *frame(int i, const char *extra_label, int ex, int ey, int ew, 
   return b;
 }
 
+/* An e2edetect on slot `name`, as a harness fed 64x48 RGB. */
+static GstHarness *detector_on(const char *name, const char *model) {
+  char *props = g_strdup_printf("e2edetect model-name=%s model=%s num-threads=1", name, model);
+  GstElement *e = gst_parse_launch(props, NULL);
+  GstHarness *d = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  g_free(props);
+  gst_harness_set_src_caps_str(d, "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
+  return d;
+}
+
 static GstHarness *trainer(const char *props) {
   GstElement *e = gst_parse_launch(props, NULL); /* one element: the element itself, not a bin */
   GstHarness *h = gst_harness_new_with_element(e, "sink", NULL);
@@ -96,11 +107,7 @@ TEST(validated_versions_reach_the_slot_that_e2edetect_reads_and_checkpoints_resu
   char *props = g_strdup_printf("e2etrain model=%s model-name=train-slot publish-every=3 holdout=0.4 batch-size=2 "
                                 "buffer-size=8 min-improvement=-1 leaky=false num-threads=1 checkpoint-dir=%s", model, dir);
   /* an e2edetect on the same slot: it must run on whatever version is live */
-  char *det_props = g_strdup_printf("e2edetect model-name=train-slot model=%s num-threads=1", model);
-  GstElement *de = gst_parse_launch(det_props, NULL);
-  GstHarness *d = gst_harness_new_with_element(de, "sink", "src");
-  gst_object_unref(de);
-  gst_harness_set_src_caps_str(d, "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
+  GstHarness *d = detector_on("train-slot", model);
   GstHarness *h = trainer(props);
   GstBus *bus = gst_bus_new();
   gst_element_set_bus(h->element, bus);
@@ -153,10 +160,7 @@ TEST(validated_versions_reach_the_slot_that_e2edetect_reads_and_checkpoints_resu
   /* (it may have published again before it stopped: past the first publication's step, not 1 again) */
   CHECK(step_after > pub_step && pub_step >= 3, "the restarted trainer goes on past step %lld (its first step: %lld)",
         (long long)pub_step, (long long)step_after);
-  de = gst_parse_launch(det_props, NULL);
-  d = gst_harness_new_with_element(de, "sink", "src");
-  gst_object_unref(de);
-  gst_harness_set_src_caps_str(d, "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
+  d = detector_on("train-slot", model);
   char *ref_props = g_strdup_printf("e2edetect model=%s num-threads=1 threshold=0.01", ck ? ck : model);
   g_object_set(d->element, "threshold", 0.01f, NULL);
   GstElement *re = gst_parse_launch(ref_props, NULL);
@@ -191,7 +195,7 @@ TEST(validated_versions_reach_the_slot_that_e2edetect_reads_and_checkpoints_resu
   CHECK(system(cmd) == 0, "clean up");
   g_free(cmd);
   unlink(model);
-  g_free(model), g_free(dir), g_free(props), g_free(det_props);
+  g_free(model), g_free(dir), g_free(props);
 }
 
 TEST(a_version_that_does_not_beat_the_live_one_is_rejected_and_the_live_one_stays) {
@@ -201,11 +205,7 @@ TEST(a_version_that_does_not_beat_the_live_one_is_rejected_and_the_live_one_stay
   GstHarness *h = trainer(props);
   GstBus *bus = gst_bus_new();
   gst_element_set_bus(h->element, bus);
-  char *det_props = g_strdup_printf("e2edetect model-name=reject-slot model=%s num-threads=1", model);
-  GstElement *de = gst_parse_launch(det_props, NULL);
-  GstHarness *d = gst_harness_new_with_element(de, "sink", "src");
-  gst_object_unref(de);
-  gst_harness_set_src_caps_str(d, "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
+  GstHarness *d = detector_on("reject-slot", model);
   int published = 0, rejected = 0;
   GstStructure *rej = NULL;
   for (int i = 0; i < 60 && !rej; i++) {
@@ -227,7 +227,6 @@ TEST(a_version_that_does_not_beat_the_live_one_is_rejected_and_the_live_one_stay
   if (rej) gst_structure_free(rej);
   teardown(h, bus);
   gst_harness_teardown(d);
-  g_free(det_props);
   gst_object_unref(bus);
   unlink(model);
   g_free(model), g_free(props);
