@@ -10,8 +10,9 @@
  * channels x 48 consecutive p. With AVX-512 that is 12 accumulators, and each (channel, tap) step is
  * 3 loads, 4 broadcasts and 12 FMAs; with AVX2 the same tile runs as two halves of 24 in the same
  * shape. Every output is the same chain of single-precision FMAs on either ISA, so the two give the
- * same bits. Tiles are grouped so that a group's slice of the planes stays in L2 while every
- * output-channel block passes over it. */
+ * same bits. The forward pass lays the planes out a band of tiles at a time, in L2, just before the
+ * output-channel blocks pass over them; a tile that spans row ends stores each row's lanes straight to
+ * their place with masked stores. */
 #include "conv_direct.h"
 
 #include "internal.h"
@@ -100,9 +101,60 @@ size_t nn_conv_direct_packed_floats(const nn_direct_geom *g) {
 }
 
 /* The last tile of the last channel reads up to TILE - 1 floats past the planes. */
-size_t nn_conv_direct_input_floats(const nn_direct_geom *g) {
+static size_t full_planes_floats(const nn_direct_geom *g) {
   planes_geom q = planes_of(g);
   return (size_t)(g->C * q.chan + TILE + 8);
+}
+
+/* The forward pass lays the input out one band of tiles at a time, just before the kernel reads it, so
+ * the planes are written and read in L2 instead of making a round trip through memory (for a stride-2
+ * conv on a large map that round trip cost as much as the arithmetic). A band is a run of whole tiles
+ * (bands of whole rows left a part-empty tile at each band's end) and its planes, the plane rows those
+ * tiles read, take about BAND_BYTES; rows two bands share are laid out twice. */
+enum { BAND_BYTES = 256 * 1024, WEIGHTS_IN_L2 = 512 * 1024 };
+
+typedef struct {
+  int64_t tiles, n;   /* tiles per band, bands */
+  int64_t rows;       /* the most plane rows a band reads */
+  size_t floats;      /* one band's planes, with the kernel's overrun */
+} band_geom;
+
+/* plane rows read by the tiles [t0, t1): the rows their outputs are on, and (KH - 1) / sh below */
+static int64_t band_rows(const nn_direct_geom *g, const planes_geom *q, int64_t t0, int64_t t1, int64_t *first) {
+  int64_t end = t1 * TILE < q->L ? t1 * TILE : q->L;
+  *first = t0 * TILE / q->Wq;
+  return (end - 1) / q->Wq - *first + 1 + (g->KH - 1) / g->sh;
+}
+
+static band_geom bands_of(const nn_direct_geom *g) {
+  planes_geom q = planes_of(g);
+  int64_t ex = (g->KH - 1) / g->sh, per_row = g->C * g->sh * g->sw * q.Wq, ntiles = (q.L + TILE - 1) / TILE;
+  int64_t rows = (int64_t)(BAND_BYTES / sizeof(float)) / (per_row > 0 ? per_row : 1) - ex - 1; /* output rows */
+  band_geom b;
+  b.tiles = rows > 0 ? rows * q.Wq / TILE : 1;
+  if (b.tiles < 1) b.tiles = 1;
+  if (b.tiles > ntiles) b.tiles = ntiles;
+  b.n = (ntiles + b.tiles - 1) / b.tiles;
+  b.tiles = (ntiles + b.n - 1) / b.n; /* bands of near-equal size */
+  b.n = (ntiles + b.tiles - 1) / b.tiles;
+  b.rows = (b.tiles * TILE - 1) / q.Wq + 2 + ex; /* a run of tiles * TILE outputs touches at most this many */
+  if (b.rows > q.Hq) b.rows = q.Hq;
+  b.floats = (size_t)((g->C * g->sh * g->sw * b.rows * q.Wq + TILE + 8 + 15) / 16 * 16);
+  return b;
+}
+
+static bool reads_in_place(const nn_direct_geom *g) {
+  return g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && !g->ph && !g->pw && planes_of(g).plane >= TILE;
+}
+
+static int band_parts(const nn_direct_geom *g) {
+  int64_t items = bands_of(g).n * oc_blocks(g), nt = nn_get_num_threads();
+  return (int)(items < nt ? items : nt);
+}
+
+size_t nn_conv_direct_input_floats(const nn_direct_geom *g) {
+  if (reads_in_place(g)) return (size_t)(g->C * TILE + 8); /* the last tile's columns */
+  return (size_t)band_parts(g) * bands_of(g).floats;
 }
 
 void nn_conv_direct_pack(const nn_direct_geom *g, const float *w, float *packed) {
@@ -122,15 +174,22 @@ void nn_conv_direct_pack(const nn_direct_geom *g, const float *w, float *packed)
 
 typedef struct {
   const nn_direct_geom *g;
-  planes_geom q;
+  planes_geom q;     /* of the planes written: all of them, or a band's */
+  int64_t i0, rows;  /* plane rows i0 .. i0 + rows - 1 of every (channel, row phase) */
   const float *x;
   float *planes;
 } prep_ctx;
+
+/* Floats ahead of the read to prefetch: a conv's input comes from memory, and the hardware prefetcher
+ * alone left the layout waiting on it (a third of a stride-2 conv's time). */
+enum { PREFETCH_AHEAD = 1024 };
+static inline void nn_prefetch(const float *p) { __builtin_prefetch(p, 0, 3); }
 
 #ifdef NN_DIRECT_X86
 __attribute__((target("avx2"))) static int64_t split_pairs_avx2(const float *src, int64_t n, float *ev, float *od) {
   int64_t k = 0;
   for (; 2 * k + 16 <= n; k += 8) {
+    nn_prefetch(src + 2 * k + PREFETCH_AHEAD);
     __m256 a = _mm256_loadu_ps(src + 2 * k), b = _mm256_loadu_ps(src + 2 * k + 8);
     __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)); /* a0 a2 b0 b2 | a4 a6 b4 b6 */
     __m256 o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
@@ -153,8 +212,8 @@ static void split_columns(const float *src, int64_t n, int sw, int64_t stride, f
 
 /* Each input row is read once: split into its column phases, then each phase lands, shifted by the
  * padding and zero-filled, in the plane row it belongs to. Work items are the plane rows (channel,
- * row phase, row), so that even a 3-channel input splits evenly over the threads. Rows too wide for the
- * split buffer on the stack are gathered with a stride instead. */
+ * row, row phase: the input's rows in memory order), so that even a 3-channel input splits evenly over
+ * the threads. Rows too wide for the split buffer on the stack are gathered with a stride instead. */
 static void prep_rows(void *p, int64_t r0, int64_t r1) {
   prep_ctx *pc = p;
   const nn_direct_geom *g = pc->g;
@@ -164,13 +223,16 @@ static void prep_rows(void *p, int64_t r0, int64_t r1) {
   float phase[4096];
   bool split = sw > 1 && sw * stride <= 4096;
   for (int64_t r = r0; r < r1; r++) {
-    int64_t c = r / (g->sh * q->Hq), a = r / q->Hq % g->sh, i = r % q->Hq;
+    /* (channel, plane row, row phase): input rows in the order they lie in memory */
+    int64_t c = r / (g->sh * pc->rows), a = r % g->sh, i = pc->i0 + r / g->sh % pc->rows;
     int64_t ih = i * g->sh + a - g->ph;
     bool in = ih >= 0 && ih < g->H;
     const float *row = pc->x + c * g->H * g->W + ih * g->W;
+    if (in && !split) /* (the split prefetches as it goes) */
+      for (int64_t j = 0; j < g->W; j += 16) nn_prefetch(row + j + PREFETCH_AHEAD);
     if (in && split) split_columns(row, g->W, sw, stride, phase);
     for (int b = 0; b < sw; b++) {
-      float *dst = pc->planes + c * q->chan + (a * sw + b) * q->plane + i * q->Wq;
+      float *dst = pc->planes + c * q->chan + (a * sw + b) * q->plane + (i - pc->i0) * q->Wq;
       if (!in) {
         memset(dst, 0, (size_t)q->Wq * sizeof *dst);
         continue;
@@ -195,7 +257,7 @@ static void prep_rows(void *p, int64_t r0, int64_t r1) {
 }
 
 static void prep_planes(const nn_direct_geom *g, planes_geom q, const float *x, float *planes) {
-  prep_ctx pc = {g, q, x, planes};
+  prep_ctx pc = {g, q, 0, q.Hq, x, planes};
   nn_parallel_for(g->C * g->sh * q.Hq, 8, prep_rows, &pc);
   memset(planes + g->C * q.chan, 0, (TILE + 8) * sizeof(float));
 }
@@ -203,9 +265,12 @@ static void prep_planes(const nn_direct_geom *g, planes_geom q, const float *x, 
 /* ------------------------------------------------------------------ kernel */
 
 #ifdef NN_DIRECT_X86
-/* x sigmoid(x) on a register, with nn_silu_fast's arithmetic step for step (no contraction either), so a
- * SiLU fused here gives the bits the separate pass gave: e = exp(-|x|) as nn_exp_nonpositive computes it,
- * then (x < 0 ? x e : x) / (1 + e), the choice made by x's sign bit. */
+/* x sigmoid(x) on a register: nn_silu_fast's method (e = exp(-|x|) by nn_exp_nonpositive's range
+ * reduction and polynomial, then (x < 0 ? x e : x) / (1 + e), chosen by x's sign bit), with its
+ * polynomial in fused multiply-adds: a fused SiLU is the conv's epilogue, and on a small conv (a 1x1 on
+ * 32 channels, a stem on 3) the epilogue cost as much as the sums. Both widths run the same operations,
+ * so AVX2 and AVX-512 give the same bits; against the scalar pass the difference is rounding (< 1e-6
+ * relative). */
 #define SILU_VEC(BITS, TARGET)                                                                                 \
   __attribute__((target(TARGET))) static inline __m##BITS silu##BITS(__m##BITS x) {                              \
     const __m##BITS##i sign = _mm##BITS##_set1_epi32(INT32_MIN);                                                  \
@@ -213,20 +278,20 @@ static void prep_planes(const nn_direct_geom *g, planes_geom q, const float *x, 
     __m##BITS v = _mm##BITS##_castsi##BITS##_ps(_mm##BITS##_or_si##BITS(xi, sign)); /* -|x| */                  \
     v = _mm##BITS##_max_ps(v, _mm##BITS##_set1_ps(-87.0f));                                                     \
     __m##BITS big = _mm##BITS##_set1_ps(12582912.0f);                                                           \
-    __m##BITS n = _mm##BITS##_sub_ps(_mm##BITS##_add_ps(_mm##BITS##_mul_ps(v, _mm##BITS##_set1_ps(1.44269504088896341f)), big), big); \
-    __m##BITS r = _mm##BITS##_add_ps(_mm##BITS##_sub_ps(v, _mm##BITS##_mul_ps(n, _mm##BITS##_set1_ps(0.693359375f))),  \
-                                     _mm##BITS##_mul_ps(n, _mm##BITS##_set1_ps(2.12194440e-4f)));                \
+    __m##BITS n = _mm##BITS##_sub_ps(_mm##BITS##_fmadd_ps(v, _mm##BITS##_set1_ps(1.44269504088896341f), big), big); \
+    __m##BITS r = _mm##BITS##_fnmadd_ps(n, _mm##BITS##_set1_ps(0.693359375f), v);                               \
+    r = _mm##BITS##_fmadd_ps(n, _mm##BITS##_set1_ps(2.12194440e-4f), r);                                       \
     __m##BITS p = _mm##BITS##_set1_ps(1.9875691500e-4f);                                                        \
-    p = _mm##BITS##_add_ps(_mm##BITS##_mul_ps(p, r), _mm##BITS##_set1_ps(1.3981999507e-3f));                     \
-    p = _mm##BITS##_add_ps(_mm##BITS##_mul_ps(p, r), _mm##BITS##_set1_ps(8.3334519073e-3f));                     \
-    p = _mm##BITS##_add_ps(_mm##BITS##_mul_ps(p, r), _mm##BITS##_set1_ps(4.1665795894e-2f));                     \
-    p = _mm##BITS##_add_ps(_mm##BITS##_mul_ps(p, r), _mm##BITS##_set1_ps(1.6666665459e-1f));                     \
-    p = _mm##BITS##_add_ps(_mm##BITS##_mul_ps(p, r), _mm##BITS##_set1_ps(5.0000001201e-1f));                     \
-    p = _mm##BITS##_add_ps(_mm##BITS##_add_ps(_mm##BITS##_mul_ps(_mm##BITS##_mul_ps(p, r), r), r), _mm##BITS##_set1_ps(1.0f)); \
+    p = _mm##BITS##_fmadd_ps(p, r, _mm##BITS##_set1_ps(1.3981999507e-3f));                                     \
+    p = _mm##BITS##_fmadd_ps(p, r, _mm##BITS##_set1_ps(8.3334519073e-3f));                                     \
+    p = _mm##BITS##_fmadd_ps(p, r, _mm##BITS##_set1_ps(4.1665795894e-2f));                                     \
+    p = _mm##BITS##_fmadd_ps(p, r, _mm##BITS##_set1_ps(1.6666665459e-1f));                                     \
+    p = _mm##BITS##_fmadd_ps(p, r, _mm##BITS##_set1_ps(5.0000001201e-1f));                                     \
+    __m##BITS one = _mm##BITS##_set1_ps(1.0f);                                                                   \
+    p = _mm##BITS##_add_ps(_mm##BITS##_fmadd_ps(_mm##BITS##_mul_ps(p, r), r, r), one);                         \
     __m##BITS##i bits = _mm##BITS##_slli_epi32(_mm##BITS##_add_epi32(_mm##BITS##_cvttps_epi32(n), _mm##BITS##_set1_epi32(127)), 23); \
     __m##BITS e = _mm##BITS##_mul_ps(p, _mm##BITS##_castsi##BITS##_ps(bits));                                   \
     __m##BITS##i neg = _mm##BITS##_srai_epi32(xi, 31); /* all ones where x's sign bit is set */                  \
-    __m##BITS one = _mm##BITS##_set1_ps(1.0f);                                                                   \
     __m##BITS pick = _mm##BITS##_castsi##BITS##_ps(_mm##BITS##_or_si##BITS(                                     \
         _mm##BITS##_and_si##BITS(neg, _mm##BITS##_castps_si##BITS(e)), _mm##BITS##_andnot_si##BITS(neg, _mm##BITS##_castps_si##BITS(one)))); \
     return _mm##BITS##_div_ps(_mm##BITS##_mul_ps(x, pick), _mm##BITS##_add_ps(one, e));                          \
@@ -239,7 +304,7 @@ SILU_VEC(512, "avx512f")
 #define DIRECT_TILE(NAME, BITS, L, TARGET)                                                                     \
   __attribute__((target(TARGET))) static void NAME(const float *xs, int64_t chan, int64_t C, const int64_t *toff, \
                                                    int T, const float *wp, const float *bias, int flags, float *o, \
-                                                   int64_t ldo) {                                              \
+                                                   int64_t ldo, const nn_tile_seg *seg, int nseg, int lane0) {  \
     __m##BITS a[OCB][3];                                                                                         \
     for (int j = 0; j < OCB; j++) {                                                                              \
       a[j][0] = a[j][1] = a[j][2] = _mm##BITS##_set1_ps(bias[j]);                                                \
@@ -257,14 +322,36 @@ SILU_VEC(512, "avx512f")
           a[j][2] = _mm##BITS##_fmadd_ps(w, x2, a[j][2]);                                                        \
         }                                                                                                        \
       }                                                                                                          \
+    /* the activation over the whole tile first, so the twelve chains overlap */                              \
+    if (flags & NN_DIRECT_RELU)                                                                                  \
+      _Pragma("GCC unroll 4") for (int j = 0; j < OCB; j++)                                                      \
+        for (int v = 0; v < 3; v++) a[j][v] = _mm##BITS##_max_ps(a[j][v], _mm##BITS##_setzero_ps());            \
+    if (flags & NN_DIRECT_SILU)                                                                                  \
+      _Pragma("GCC unroll 4") for (int j = 0; j < OCB; j++)                                                      \
+        for (int v = 0; v < 3; v++) a[j][v] = silu##BITS(a[j][v]);                                              \
     for (int j = 0; j < OCB; j++)                                                                                \
       for (int v = 0; v < 3; v++) {                                                                              \
         __m##BITS r = a[j][v];                                                                                   \
-        if (flags & NN_DIRECT_RELU) r = _mm##BITS##_max_ps(r, _mm##BITS##_setzero_ps());                         \
-        if (flags & NN_DIRECT_SILU) r = silu##BITS(r);                                                           \
-        _mm##BITS##_storeu_ps(o + j * ldo + v * L, r);                                                           \
+        if (!nseg) {                                                                                             \
+          _mm##BITS##_storeu_ps(o + j * ldo + v * L, r);                                                         \
+          continue;                                                                                              \
+        }                                                                                                        \
+        for (int s = 0; s < nseg; s++) {                                                                         \
+          unsigned m = (unsigned)(seg[s].lanes >> (lane0 + v * L)) & ((1u << L) - 1);                           \
+          float *dst = o + j * ldo + seg[s].delta + lane0 + v * L;                                               \
+          if (m == (1u << L) - 1)                                                                                \
+            _mm##BITS##_storeu_ps(dst, r);                                                                       \
+          else if (m)                                                                                            \
+            STORE_MASKED_##BITS(dst, m, r);                                                                      \
+        }                                                                                                        \
       }                                                                                                          \
   }
+#define STORE_MASKED_512(dst, m, r) _mm512_mask_storeu_ps(dst, (__mmask16)(m), r)
+#define STORE_MASKED_256(dst, m, r)                                                                            \
+  _mm256_maskstore_ps(dst,                                                                                     \
+                      _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)(m)), _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128)), \
+                                         _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128)),                         \
+                      r)
 DIRECT_TILE(tile_avx2, 256, 8, "avx2,fma")
 DIRECT_TILE(tile_avx512, 512, 16, "avx512f")
 #endif
@@ -274,14 +361,30 @@ void nn_direct_tile(const float *xs, int64_t chan, int64_t C, const int64_t *tof
 #ifdef NN_DIRECT_X86
   if (g_isa < 0) conv_mode();
   if (g_isa == 2) {
-    tile_avx512(xs, chan, C, toff, T, wp, bias, flags, out, ldo);
+    tile_avx512(xs, chan, C, toff, T, wp, bias, flags, out, ldo, NULL, 0, 0);
     return;
   }
   /* the two halves of the tile, each the AVX2 kernel's 4 x 24 */
-  tile_avx2(xs, chan, C, toff, T, wp, bias, flags, out, ldo);
-  tile_avx2(xs + TILE / 2, chan, C, toff, T, wp, bias, flags, out + TILE / 2, ldo);
+  tile_avx2(xs, chan, C, toff, T, wp, bias, flags, out, ldo, NULL, 0, 0);
+  tile_avx2(xs + TILE / 2, chan, C, toff, T, wp, bias, flags, out + TILE / 2, ldo, NULL, 0, 0);
 #else
   (void)xs, (void)chan, (void)C, (void)toff, (void)T, (void)wp, (void)bias, (void)flags, (void)out, (void)ldo;
+#endif
+}
+
+void nn_direct_tile_segs(const float *xs, int64_t chan, int64_t C, const int64_t *toff, int T, const float *wp,
+                         const float *bias, int flags, float *out, int64_t ldo, const nn_tile_seg *seg, int n) {
+#ifdef NN_DIRECT_X86
+  if (g_isa < 0) conv_mode();
+  flags &= ~NN_DIRECT_ACCUMULATE;
+  if (g_isa == 2) {
+    tile_avx512(xs, chan, C, toff, T, wp, bias, flags, out, ldo, seg, n, 0);
+    return;
+  }
+  tile_avx2(xs, chan, C, toff, T, wp, bias, flags, out, ldo, seg, n, 0);
+  tile_avx2(xs + TILE / 2, chan, C, toff, T, wp, bias, flags, out, ldo, seg, n, TILE / 2);
+#else
+  (void)xs, (void)chan, (void)C, (void)toff, (void)T, (void)wp, (void)bias, (void)flags, (void)out, (void)ldo, (void)seg, (void)n;
 #endif
 }
 
@@ -300,6 +403,7 @@ typedef struct {
   /* with tail set, tiles from tail_p0 on read it (channels tail_chan apart) instead of the planes */
   const float *tail;
   int64_t tail_p0, tail_chan;
+  int64_t p_base; /* the planes hold outputs from p_base on (a band's) */
 } kern_ctx;
 
 /* Moves the valid outputs of a tile (columns < valid_w of p in [p0, p0 + TILE) ∩ [0, L)) between the tile
@@ -336,6 +440,24 @@ static void copy_tile(const kern_ctx *k, int64_t ob, int64_t p0, float buf[OCB][
   }
 }
 
+/* The row segments of the tile at p0: lane i of segment s is output delta + i of each channel. */
+static int tile_segments(const kern_ctx *k, int64_t p0, nn_tile_seg *seg) {
+  int64_t end = p0 + TILE < k->q.L ? p0 + TILE : k->q.L;
+  int64_t row = p0 / k->q.Wq, col = p0 % k->q.Wq;
+  int n = 0;
+  for (int64_t p = p0; p < end; row++, col = 0) {
+    int64_t run = k->q.Wq - col < end - p ? k->q.Wq - col : end - p;
+    int64_t valid = col < k->valid_w ? (k->valid_w - col < run ? k->valid_w - col : run) : 0;
+    if (valid > 0) {
+      seg[n].delta = row * k->o_row + col - (p - p0);
+      seg[n].lanes = (valid >= 64 ? ~0ull : (1ull << valid) - 1) << (p - p0);
+      n++;
+    }
+    p += run;
+  }
+  return n;
+}
+
 /* Items are (group, output-channel block), group-major. A thread walks its items one group at a time,
  * tiles outer and blocks inner, so a tile's input stays in L1 while the packed weights stream from L2. */
 static void run_items(void *p, int64_t i0, int64_t i1) {
@@ -346,22 +468,39 @@ static void run_items(void *p, int64_t i0, int64_t i1) {
   for (int64_t it = i0; it < i1;) {
     int64_t grp = it / k->nob, ob0 = it % k->nob;
     int64_t ob1 = (grp + 1) * k->nob < i1 ? k->nob : i1 - grp * k->nob;
-    int64_t t1 = (grp + 1) * k->group < ntiles ? (grp + 1) * k->group : ntiles;
-    for (int64_t tile = grp * k->group; tile < t1; tile++) {
+    int64_t t0 = grp * k->group, t1 = (grp + 1) * k->group < ntiles ? (grp + 1) * k->group : ntiles;
+    /* Tiles outer keep a tile's input in L1 while the weights stream from L2; when the weights are
+     * larger than L2 can hold beside the planes, blocks go outer instead and the planes stream from L2. */
+    bool blocks_outer = (ob1 - ob0) * wblock * (int64_t)sizeof(float) > WEIGHTS_IN_L2;
+    int64_t n_inner = blocks_outer ? t1 - t0 : ob1 - ob0;
+    for (int64_t outer = 0; outer < (blocks_outer ? ob1 - ob0 : t1 - t0) * n_inner; outer++) {
+      int64_t tile = t0 + (blocks_outer ? outer % n_inner : outer / n_inner);
+      int64_t ob = ob0 + (blocks_outer ? outer / n_inner : outer % n_inner);
       int64_t p0 = tile * TILE;
-      for (int64_t ob = ob0; ob < ob1; ob++) {
+      if (k->tail && ob == ob0 && !blocks_outer) /* reading x in place: the next tile's columns from memory */
+        for (int64_t c = 0; c < g->C; c++)
+          for (int l = 0; l < TILE; l += 16) nn_prefetch(k->planes + c * k->q.chan + p0 + 2 * TILE + l);
+      {
         float bias[OCB] = {0};
         for (int j = 0; j < OCB; j++)
           if (k->bias && ob * OCB + j < k->OC) bias[j] = k->bias[ob * OCB + j];
         int64_t col = p0 % k->q.Wq;
         bool in_tail = k->tail && p0 >= k->tail_p0;
-        const float *in = in_tail ? k->tail + (p0 - k->tail_p0) : k->planes + p0;
+        const float *in = in_tail ? k->tail + (p0 - k->tail_p0) : k->planes + (p0 - k->p_base);
         int64_t chan = in_tail ? k->tail_chan : k->q.chan;
         /* rows without a gap between them (1x1 convs) take whole tiles across row ends too */
         bool dense = k->q.Wq == k->valid_w && k->o_row == k->q.Wq && p0 + TILE <= k->q.L;
         if (k->o_col == 1 && (col + TILE <= k->valid_w || dense) && (ob + 1) * OCB <= k->OC) { /* straight to the output */
           float *o = k->out + ob * OCB * k->o_chan + p0 / k->q.Wq * k->o_row + col;
           nn_direct_tile(in, chan, g->C, k->toff, k->T, k->packed + ob * wblock, bias, k->flags, o, k->o_chan);
+          continue;
+        }
+        if (k->o_col == 1 && !(k->flags & NN_DIRECT_ACCUMULATE) && (ob + 1) * OCB <= k->OC) {
+          /* a tile across row ends: each row's valid lanes stored straight to their place */
+          nn_tile_seg seg[TILE];
+          int n = tile_segments(k, p0, seg);
+          nn_direct_tile_segs(in, chan, g->C, k->toff, k->T, k->packed + ob * wblock, bias, k->flags,
+                              k->out + ob * OCB * k->o_chan, k->o_chan, seg, n);
           continue;
         }
         if (k->flags & NN_DIRECT_ACCUMULATE) {
@@ -392,12 +531,56 @@ static void run_kernel(kern_ctx *k, int phases) {
   nn_parallel_for(groups * k->nob, 1, run_items, k);
 }
 
+static void set_taps(kern_ctx *k) {
+  const nn_direct_geom *g = k->g;
+  k->T = (int)(g->KH * g->KW);
+  for (int kh = 0, t = 0; kh < g->KH; kh++)
+    for (int kw = 0; kw < g->KW; kw++, t++)
+      k->toff[t] = ((kh % g->sh) * g->sw + kw % g->sw) * k->q.plane + (kh / g->sh) * k->q.Wq + kw / g->sw;
+}
+
+typedef struct {
+  const kern_ctx *k; /* the whole output's */
+  band_geom b;
+  const float *x;
+  float *scratch;    /* one band's planes per part */
+} band_run;
+
+/* Items are (band, output-channel block), band-major; a part lays out each band it starts, in its own
+ * scratch, and runs its blocks over it. */
+static void run_bands(void *p, int part, int64_t i0, int64_t i1) {
+  const band_run *br = p;
+  const kern_ctx *k = br->k;
+  const nn_direct_geom *g = k->g;
+  int64_t ntiles = (k->q.L + TILE - 1) / TILE;
+  float *planes = br->scratch + (size_t)part * br->b.floats;
+  for (int64_t it = i0; it < i1;) {
+    int64_t band = it / k->nob;
+    int64_t ob1 = i1 - band * k->nob < k->nob ? i1 - band * k->nob : k->nob;
+    int64_t t0 = band * br->b.tiles, t1 = t0 + br->b.tiles < ntiles ? t0 + br->b.tiles : ntiles, first;
+    kern_ctx kb = *k;
+    kb.q.Hq = band_rows(g, &k->q, t0, t1, &first);
+    kb.q.plane = kb.q.Hq * kb.q.Wq;
+    kb.q.chan = kb.q.plane * g->sh * g->sw;
+    prep_ctx pc = {g, kb.q, first, kb.q.Hq, br->x, planes};
+    prep_rows(&pc, 0, g->C * g->sh * kb.q.Hq);
+    memset(planes + g->C * kb.q.chan, 0, (TILE + 8) * sizeof(float));
+    kb.planes = planes;
+    kb.p_base = first * kb.q.Wq; /* output p reads the band from p - p_base */
+    kb.q.L = k->q.L;
+    kb.group = br->b.tiles;
+    set_taps(&kb);
+    run_items(&kb, it, band * k->nob + ob1);
+    it = band * k->nob + ob1;
+  }
+}
+
 void nn_conv_direct(const nn_direct_geom *g, const float *x, const float *packed, const float *bias,
                     int flags, float *scratch, float *out) {
   planes_geom q = planes_of(g);
   kern_ctx k = {.g = g, .q = q, .planes = scratch, .packed = packed, .bias = bias, .flags = flags, .out = out,
                 .OC = g->OC, .valid_w = g->OW, .o_chan = g->OH * g->OW, .o_row = g->OW, .o_col = 1};
-  if (g->KH == 1 && g->KW == 1 && g->sh == 1 && g->sw == 1 && !g->ph && !g->pw && q.plane >= TILE) {
+  if (reads_in_place(g)) {
     /* a 1x1 conv's plane is its input: read x itself, but the last tile (which would read past x's end)
      * from a zero-padded copy of its columns */
     int64_t last = (q.L - 1) / TILE * TILE;
@@ -408,14 +591,13 @@ void nn_conv_direct(const nn_direct_geom *g, const float *x, const float *packed
       memset(tail + c * TILE + n, 0, (size_t)(TILE - n) * sizeof *tail);
     }
     k.planes = x, k.tail = tail, k.tail_p0 = last, k.tail_chan = TILE;
-  } else {
-    prep_planes(g, q, x, scratch);
+    set_taps(&k);
+    run_kernel(&k, 1);
+    return;
   }
-  k.T = (int)(g->KH * g->KW);
-  for (int kh = 0, t = 0; kh < g->KH; kh++)
-    for (int kw = 0; kw < g->KW; kw++, t++)
-      k.toff[t] = ((kh % g->sh) * g->sw + kw % g->sw) * q.plane + (kh / g->sh) * q.Wq + kw / g->sw;
-  run_kernel(&k, g->sh * g->sw);
+  k.nob = oc_blocks(g);
+  band_run br = {.k = &k, .b = bands_of(g), .x = x, .scratch = scratch};
+  nn_parallel_parts(br.b.n * k.nob, band_parts(g), run_bands, &br);
 }
 
 /* ------------------------------------------------------ transposed conv */
@@ -565,7 +747,7 @@ enum { WG_OCB = 32, WG_PB = 256, WG_TAPS = 9 };
 
 int64_t nn_conv_wgrad_ocp(const nn_direct_geom *g) { return (g->OC + WG_OCB - 1) / WG_OCB * WG_OCB; }
 
-static size_t wgrad_planes_floats(const nn_direct_geom *g) { return (nn_conv_direct_input_floats(g) + 15) / 16 * 16; }
+static size_t wgrad_planes_floats(const nn_direct_geom *g) { return (full_planes_floats(g) + 15) / 16 * 16; }
 
 size_t nn_conv_wgrad_scratch_floats(const nn_direct_geom *g) {
   planes_geom q = planes_of(g);

@@ -65,6 +65,16 @@ void nn_conv_wgrad_direct(const nn_direct_geom *g, const float *x, const float *
 void nn_direct_tile(const float *xs, int64_t chan, int64_t C, const int64_t *toff, int T, const float *wp,
                     const float *bias, int flags, float *out, int64_t ldo);
 
+/* Where the lanes of a tile that spans row ends go: lanes in `lanes` (bit i: lane i) are stored at
+ * out[j * ldo + delta + i]; the rest are not stored. */
+typedef struct {
+  int64_t delta;
+  uint64_t lanes;
+} nn_tile_seg;
+/* nn_direct_tile without NN_DIRECT_ACCUMULATE, storing only the lanes of its n segments. */
+void nn_direct_tile_segs(const float *xs, int64_t chan, int64_t C, const int64_t *toff, int T, const float *wp,
+                         const float *bias, int flags, float *out, int64_t ldo, const nn_tile_seg *seg, int n);
+
 /* Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (any padding): 2.25x fewer multiplications.
  * Packed weights (the transformed filters) take nn_winograd_packed_floats; scratch nn_winograd_scratch_floats. */
 bool nn_winograd_fits(const nn_direct_geom *g);

@@ -434,8 +434,8 @@ struct nn_graph_plan {
   nn_conv_infer **conv; /* per node: its packed copy, or NULL */
   float *slope;         /* per conv node: a fused leaky ReLU's slope (1: none; 0 is fused in the kernel) */
   bool *silu;           /* per conv node: x * sigmoid(x) applied by its kernel (Sigmoid and Mul fused) */
-  int *into;            /* per conv node: the channel concat it writes its place of, or -1 */
-  int64_t *at;          /* per conv node: its first channel there */
+  int *into;            /* per conv or resize node: the channel concat it writes its place of, or -1 */
+  int64_t *at;          /* per such node: its first channel there */
   bool *fused;          /* per node: applied by an earlier node (a conv's activation, or in a chain) */
   int *same;            /* per fused node: the value whose tensor its output is */
   nn_eltwise_chain **chain; /* per node: the element-wise nodes after it, run over its output in one pass */
@@ -457,6 +457,44 @@ static int conv_behind(const nn_graph *g, const struct nn_graph_plan *p, int v) 
   int k = g->values[v].node;
   if (k >= 0 && p->fused[k]) k = g->values[p->same[k]].node;
   return k >= 0 && p->conv[k] ? k : -1;
+}
+
+/* A resize whose output value v is (a tensor of its own that it can write anywhere); -1 otherwise. */
+static int resize_behind(const nn_graph *g, const struct nn_graph_plan *p, int v) {
+  int k = g->values[v].node;
+  return k >= 0 && !p->fused[k] && g->nodes[k].op == NN_OP_RESIZE ? k : -1;
+}
+
+/* Where value v already lies in concat k's output when its producer wrote it there: a planned conv
+ * placed at `off`, or a dimension-1 slice [a, b) of one placed at off - a. -1 when v is not placed. */
+static int64_t placed_at(const nn_graph *g, const struct nn_graph_plan *p, int k, int v) {
+  int c = conv_behind(g, p, v);
+  if (c < 0) c = resize_behind(g, p, v);
+  if (c >= 0) return p->into[c] == k ? p->at[c] : -1;
+  int s = g->values[v].node;
+  if (s < 0 || p->fused[s] || g->nodes[s].op != NN_OP_SLICE || g->nodes[s].i[0] != 1 || g->nodes[s].i[3] != 1) return -1;
+  c = conv_behind(g, p, g->nodes[s].in[0]);
+  return c >= 0 && p->into[c] == k ? p->at[c] + g->nodes[s].i[1] : -1;
+}
+
+/* The conv whose whole output concat input j and the ones after it are, as dimension-1 slices that tile
+ * it in order (a C2f block's chunk(2) followed by a concat); -1 otherwise. *n: how many inputs. */
+static int conv_sliced_into(const nn_graph *g, const struct nn_graph_plan *p, const nn_graph_node *cat, int j, int *n) {
+  int src = -1;
+  int64_t next = 0;
+  for (int q = j; q < cat->n_in; q++) {
+    int s = g->values[cat->in[q]].node;
+    if (s < 0 || p->fused[s] || g->nodes[s].op != NN_OP_SLICE || g->nodes[s].i[0] != 1 || g->nodes[s].i[3] != 1) break;
+    if (src >= 0 && g->nodes[s].in[0] != src) break;
+    src = g->nodes[s].in[0];
+    if (g->nodes[s].i[1] != next) break;
+    next = g->nodes[s].i[2];
+    if (next == g->values[src].shape[1]) {
+      *n = q - j + 1;
+      return conv_behind(g, p, src);
+    }
+  }
+  return -1;
 }
 
 /* Roots whose output is a tensor of their own (never a view of an input): a chain may overwrite it. */
@@ -529,10 +567,15 @@ bool nn_graph_prepare(nn_graph *g) {
     if (n->op != NN_OP_CONCAT || n->i[0] != 1 || out->ndim != 4 || out->shape[0] != 1) continue;
     int64_t off = 0;
     for (int j = 0; j < n->n_in; off += g->values[n->in[j]].shape[1], j++) {
-      int c = conv_behind(g, p, n->in[j]);
+      int c = conv_behind(g, p, n->in[j]), m = 1;
+      if (c < 0) c = resize_behind(g, p, n->in[j]);
+      if (c < 0) c = conv_sliced_into(g, p, n, j, &m);
       bool twice = false;
-      for (int q = 0; q < j; q++) twice = twice || n->in[q] == n->in[j];
+      for (int q = 0; q < j; q++)
+        for (int r = j; r < j + m; r++) twice = twice || n->in[q] == n->in[r];
       if (c >= 0 && p->into[c] < 0 && !twice) p->into[c] = k, p->at[c] = off;
+      for (int r = 1; r < m; r++) off += g->values[n->in[j + r]].shape[1];
+      j += m - 1;
     }
   }
   free(uses), free(root);
@@ -714,12 +757,16 @@ bool nn_graph_run_timed(const nn_graph *g, nn_tensor *const *inputs, nn_tensor *
         y = nn_conv_infer_forward(plan->conv[k], v[n->in[0]]);
       }
       v[n->out] = plan->slope[k] != 1.0f ? activate_in_place(y, plan->slope[k]) : y; /* SiLU: the conv applied it */
+    } else if (plan && n->op == NN_OP_RESIZE && plan->into[k] >= 0) {
+      int co = g->nodes[plan->into[k]].out;
+      if (!v[co]) v[co] = nn_empty(NN_F32, g->values[co].ndim, g->values[co].shape);
+      const nn_graph_value *me = &g->values[n->out];
+      v[n->out] = v[co] ? nn_upsample_into(v[n->in[0]], n->i[2] != 0, nn_slice(v[co], 1, plan->at[k], plan->at[k] + me->shape[1], 1)) : NULL;
     } else if (plan && n->op == NN_OP_CONCAT && v[n->out]) {
       /* some inputs were written in place; copy the others into theirs */
       int64_t off = 0;
       for (int j = 0; j < n->n_in; off += g->values[n->in[j]].shape[1], j++) {
-        int c = conv_behind(g, plan, n->in[j]);
-        if (c >= 0 && plan->into[c] == k && plan->at[c] == off) continue;
+        if (placed_at(g, plan, k, n->in[j]) == off) continue;
         nn_tensor *dst = nn_slice(v[n->out], 1, off, off + g->values[n->in[j]].shape[1], 1);
         if (dst) nn_copy_(dst, v[n->in[j]]);
       }

@@ -51,6 +51,9 @@ static inline bool nn_needs_grad(const nn_tensor *t) {
 nn_tensor *nn_view_of(const nn_tensor *base, int ndim, const int64_t *shape,
                       const int64_t *strides, int64_t offset);
 void nn_set_contiguous_strides(nn_tensor *t);
+/* Nearest or bilinear upsampling of x[N,C,H,W] into out[N,C,OH,OW] (contiguous), for inference: nothing
+ * is recorded for autograd. Returns out, or NULL with the error set. */
+nn_tensor *nn_upsample_into(nn_tensor *x, bool bilinear, nn_tensor *out);
 int nn_norm_axis(int axis, int ndim);
 
 /* Errors for ops: sets the message and returns NULL. */

@@ -1189,22 +1189,34 @@ static void up_planes(void *p, int64_t p0, int64_t p1) {
           y[oh * c->OW + ow] = (1 - ah) * ((1 - aw) * x[h0 * c->W + w0] + aw * x[h0 * c->W + w1]) +
                                ah * ((1 - aw) * x[h1 * c->W + w0] + aw * x[h1 * c->W + w1]);
         } else {
-          const float *row = x + nearest_src(c->H, c->OH, oh) * c->W;
+          int64_t src = nearest_src(c->H, c->OH, oh);
           float *out = y + oh * c->OW;
-          for (; ow < c->OW; ow++) out[ow] = row[c->src_col[ow]];
+          if (oh > 0 && src == nearest_src(c->H, c->OH, oh - 1)) { /* the row above, again */
+            memcpy(out, out - c->OW, (size_t)c->OW * sizeof *out);
+            break;
+          }
+          const float *row = x + src * c->W;
+          if (c->OW == 2 * c->W) /* the common 2x: each value twice */
+            for (int64_t j = 0; j < c->W; j++) out[2 * j] = out[2 * j + 1] = row[j];
+          else
+            for (; ow < c->OW; ow++) out[ow] = row[c->src_col[ow]];
+          break;
         }
       }
   }
 }
 
-static nn_tensor *upsample(nn_tensor *x, int64_t oh, int64_t ow, bool bilinear, const char *name) {
+/* into: a contiguous [N, C, oh, ow] tensor to write (inference: nothing is recorded), or NULL */
+static nn_tensor *upsample(nn_tensor *x, int64_t oh, int64_t ow, bool bilinear, const char *name, nn_tensor *into) {
   if (!x) return NULL;
   NN_CHECK_F32(x, name);
   if (x->ndim != 4) NN_FAIL("%s: need x[N,C,H,W]", name);
   if (oh < 1 || ow < 1 || oh > (1 << 16) || ow > (1 << 16)) NN_FAIL("%s: output size %lldx%lld out of range", name, (long long)oh, (long long)ow);
   if (x->shape[2] < 1 || x->shape[3] < 1) NN_FAIL("%s: empty input", name);
   int64_t osh[4] = {x->shape[0], x->shape[1], oh, ow};
-  nn_tensor *out = nn_empty(NN_F32, 4, osh);
+  if (into && (into->ndim != 4 || !nn_is_contiguous(into) || memcmp(into->shape, osh, sizeof osh) != 0))
+    NN_FAIL("%s: the output it is to write is not a contiguous [N,C,%lld,%lld]", name, (long long)oh, (long long)ow);
+  nn_tensor *out = into ? into : nn_empty(NN_F32, 4, osh);
   const float *xd = nn_dense_f32(x);
   if (!out || !xd) return NULL;
   int64_t *cols = nn_arena_alloc(nn_arena_current(), (size_t)ow * sizeof(int64_t));
@@ -1212,10 +1224,16 @@ static nn_tensor *upsample(nn_tensor *x, int64_t oh, int64_t ow, bool bilinear, 
   for (int64_t j = 0; j < ow; j++) cols[j] = nearest_src(x->shape[3], ow, j);
   up_ctx c = {xd, nn_f32(out), x->shape[2], x->shape[3], oh, ow, bilinear, cols};
   nn_parallel_for(x->shape[0] * x->shape[1], 1, up_planes, &c);
+  if (into) return out;
   nn_node *n = nn_record(out, name, upsample_bw, 1, x);
   if (n) n->i[0] = bilinear;
   return out;
 }
 
-nn_tensor *nn_upsample_nearest(nn_tensor *x, int64_t oh, int64_t ow) { return upsample(x, oh, ow, false, "upsample_nearest"); }
-nn_tensor *nn_upsample_bilinear(nn_tensor *x, int64_t oh, int64_t ow) { return upsample(x, oh, ow, true, "upsample_bilinear"); }
+nn_tensor *nn_upsample_nearest(nn_tensor *x, int64_t oh, int64_t ow) { return upsample(x, oh, ow, false, "upsample_nearest", NULL); }
+nn_tensor *nn_upsample_bilinear(nn_tensor *x, int64_t oh, int64_t ow) { return upsample(x, oh, ow, true, "upsample_bilinear", NULL); }
+nn_tensor *nn_upsample_into(nn_tensor *x, bool bilinear, nn_tensor *out) {
+  if (!out) return NULL;
+  return upsample(x, out->ndim == 4 ? out->shape[2] : 0, out->ndim == 4 ? out->shape[3] : 0, bilinear,
+                  bilinear ? "upsample_bilinear" : "upsample_nearest", out);
+}
