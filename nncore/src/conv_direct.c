@@ -152,8 +152,15 @@ static int band_parts(const nn_direct_geom *g) {
   return (int)(items < nt ? items : nt);
 }
 
+static int cols_parts(const nn_direct_geom *g, int64_t items) {
+  (void)g;
+  int64_t nt = nn_get_num_threads();
+  return (int)(items < nt ? items : nt);
+}
+
 size_t nn_conv_direct_input_floats(const nn_direct_geom *g) {
-  if (reads_in_place(g)) return (size_t)(g->C * TILE + 8); /* the last tile's columns */
+  /* the last tile's columns, zero-padded; then a tile's columns per thread */
+  if (reads_in_place(g)) return (size_t)((g->C * TILE + 15) / 16 * 16 + nn_get_num_threads() * g->C * TILE);
   return (size_t)band_parts(g) * bands_of(g).floats;
 }
 
@@ -404,6 +411,10 @@ typedef struct {
   const float *tail;
   int64_t tail_p0, tail_chan;
   int64_t p_base; /* the planes hold outputs from p_base on (a band's) */
+  /* reading x in place (a 1x1 conv): each tile's columns are first copied here, C x TILE floats, so
+   * that the output-channel blocks read them from L1 (planes a multiple of 4 KB apart map every
+   * channel's columns to the same L1 sets, and each block read them again from L2) */
+  float *cols;
 } kern_ctx;
 
 /* Moves the valid outputs of a tile (columns < valid_w of p in [p0, p0 + TILE) ∩ [0, L)) between the tile
@@ -477,17 +488,21 @@ static void run_items(void *p, int64_t i0, int64_t i1) {
       int64_t tile = t0 + (blocks_outer ? outer % n_inner : outer / n_inner);
       int64_t ob = ob0 + (blocks_outer ? outer / n_inner : outer % n_inner);
       int64_t p0 = tile * TILE;
-      if (k->tail && ob == ob0 && !blocks_outer) /* reading x in place: the next tile's columns from memory */
-        for (int64_t c = 0; c < g->C; c++)
-          for (int l = 0; l < TILE; l += 16) nn_prefetch(k->planes + c * k->q.chan + p0 + 2 * TILE + l);
+      bool copied = k->cols && !blocks_outer && !(k->tail && p0 >= k->tail_p0);
+      if (copied && ob == ob0) /* the tile's columns, once for all its blocks; the next tile's prefetched */
+        for (int64_t c = 0; c < g->C; c++) {
+          const float *src = k->planes + c * k->q.chan + p0;
+          for (int l = 0; l < TILE; l += 16) nn_prefetch(src + 2 * TILE + l);
+          memcpy(k->cols + c * TILE, src, TILE * sizeof(float));
+        }
       {
         float bias[OCB] = {0};
         for (int j = 0; j < OCB; j++)
           if (k->bias && ob * OCB + j < k->OC) bias[j] = k->bias[ob * OCB + j];
         int64_t col = p0 % k->q.Wq;
         bool in_tail = k->tail && p0 >= k->tail_p0;
-        const float *in = in_tail ? k->tail + (p0 - k->tail_p0) : k->planes + (p0 - k->p_base);
-        int64_t chan = in_tail ? k->tail_chan : k->q.chan;
+        const float *in = in_tail ? k->tail + (p0 - k->tail_p0) : copied ? k->cols : k->planes + (p0 - k->p_base);
+        int64_t chan = in_tail ? k->tail_chan : copied ? TILE : k->q.chan;
         /* rows without a gap between them (1x1 convs) take whole tiles across row ends too */
         bool dense = k->q.Wq == k->valid_w && k->o_row == k->q.Wq && p0 + TILE <= k->q.L;
         if (k->o_col == 1 && (col + TILE <= k->valid_w || dense) && (ob + 1) * OCB <= k->OC) { /* straight to the output */
@@ -517,7 +532,8 @@ static void run_items(void *p, int64_t i0, int64_t i1) {
 
 /* Groups tiles so that a group's slice of the planes (C * phases runs of group * TILE floats) fits in
  * ~128 KB, then runs (group, output-channel block) items on the pool. */
-static void run_kernel(kern_ctx *k, int phases) {
+/* Sets k's output-channel blocks and tiles per group; returns the number of groups. */
+static int64_t plan_groups(kern_ctx *k, int phases) {
   k->nob = (k->OC + OCB - 1) / OCB;
   int64_t ntiles = (k->q.L + TILE - 1) / TILE;
   int64_t per_tile = k->g->C * phases * TILE * (int64_t)sizeof(float);
@@ -527,8 +543,24 @@ static void run_kernel(kern_ctx *k, int phases) {
    * thread idle (46 tiles as 42 + 4 ran 10:1 between two threads) */
   int64_t groups = (ntiles + most - 1) / most;
   k->group = (ntiles + groups - 1) / groups;
-  groups = (ntiles + k->group - 1) / k->group;
+  return (ntiles + k->group - 1) / k->group;
+}
+
+static void run_kernel(kern_ctx *k, int phases) {
+  int64_t groups = plan_groups(k, phases);
   nn_parallel_for(groups * k->nob, 1, run_items, k);
+}
+
+typedef struct {
+  const kern_ctx *k;
+  float *bufs; /* a tile's input columns per part */
+} cols_run;
+
+static void run_items_part(void *p, int part, int64_t i0, int64_t i1) {
+  const cols_run *cr = p;
+  kern_ctx kb = *cr->k;
+  kb.cols = cr->bufs + (size_t)part * (size_t)(kb.g->C * TILE);
+  run_items(&kb, i0, i1);
 }
 
 static void set_taps(kern_ctx *k) {
@@ -592,7 +624,9 @@ void nn_conv_direct(const nn_direct_geom *g, const float *x, const float *packed
     }
     k.planes = x, k.tail = tail, k.tail_p0 = last, k.tail_chan = TILE;
     set_taps(&k);
-    run_kernel(&k, 1);
+    int64_t items = plan_groups(&k, 1) * k.nob;
+    cols_run cr = {&k, scratch + (g->C * TILE + 15) / 16 * 16};
+    nn_parallel_parts(items, cols_parts(g, items), run_items_part, &cr);
     return;
   }
   k.nob = oc_blocks(g);
