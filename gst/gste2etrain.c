@@ -27,6 +27,8 @@ enum {
   PROP_MAX_STEPS,
   PROP_FREEZE,
   PROP_CHECKPOINT_DIR,
+  PROP_LABELS,
+  PROP_AUGMENT,
   PROP_STATS,
 };
 
@@ -53,6 +55,8 @@ static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps
   case PROP_MAX_STEPS: self->opts.max_steps = (int64_t)g_value_get_uint64(v); break;
   case PROP_FREEZE: g_free(self->freeze); self->freeze = g_value_dup_string(v); break;
   case PROP_CHECKPOINT_DIR: g_free(self->checkpoint_dir); self->checkpoint_dir = g_value_dup_string(v); break;
+  case PROP_LABELS: g_free(self->labels_path); self->labels_path = g_value_dup_string(v); break;
+  case PROP_AUGMENT: self->opts.augment = g_value_get_boolean(v); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -74,11 +78,14 @@ static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
   case PROP_MAX_STEPS: g_value_set_uint64(v, (guint64)self->opts.max_steps); break;
   case PROP_FREEZE: g_value_set_string(v, self->freeze); break;
   case PROP_CHECKPOINT_DIR: g_value_set_string(v, self->checkpoint_dir); break;
+  case PROP_LABELS: g_value_set_string(v, self->labels_path); break;
+  case PROP_AUGMENT: g_value_set_boolean(v, self->opts.augment); break;
   case PROP_STATS:
     g_value_take_boxed(v, gst_structure_new("e2etrain-stats", "frames", G_TYPE_UINT64, self->frames, "dropped", G_TYPE_UINT64,
                                             self->dropped, "bad-labels", G_TYPE_UINT64, self->bad_labels, "steps", G_TYPE_INT64,
                                             self->steps, "loss", G_TYPE_DOUBLE, self->last_loss, "published", G_TYPE_UINT64,
-                                            self->published, "rejected", G_TYPE_UINT64, self->rejected, NULL));
+                                            self->published, "rejected", G_TYPE_UINT64, self->rejected, "unlabelled",
+                                            G_TYPE_UINT64, self->unlabelled, NULL));
     break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
@@ -136,8 +143,9 @@ static gboolean start(GstBaseSink *sink) {
   g_mutex_lock(&self->lock);
   e2e_online_opts o = self->opts;
   gchar *freeze = g_strdup(self->freeze), *dir = g_strdup(self->checkpoint_dir), *optimizer = g_strdup(self->optimizer);
-  self->frames = self->dropped = self->bad_labels = self->published = self->rejected = 0;
-  self->steps = 0, self->last_progress_us = 0, self->last_loss = 0;
+  self->frames = self->dropped = self->bad_labels = self->unlabelled = self->published = self->rejected = 0;
+  self->steps = 0, self->last_progress_us = 0, self->last_loss = 0, self->counted = 0;
+  gchar *labels_path = g_strdup(self->labels_path);
   g_mutex_unlock(&self->lock);
   gboolean ok = FALSE;
   o.train.freeze = freeze && *freeze ? freeze : NULL;
@@ -169,6 +177,17 @@ static gboolean start(GstBaseSink *sink) {
   self->labels = g_new0(gchar *, info->n_labels + 1);
   for (int i = 0; i < info->n_labels; i++) self->labels[i] = g_strdup(info->labels[i]);
   e2e_model_unref(m);
+  if (labels_path && *labels_path) {
+    self->file = det_frame_labels_open(labels_path, (const char *const *)self->labels, self->n_labels);
+    if (!self->file) {
+      GST_ELEMENT_ERROR(self, RESOURCE, READ, ("Could not use the label file \"%s\".", labels_path), ("%s", e2e_last_error()));
+      goto out;
+    }
+    int skipped = det_frame_labels_skipped(self->file);
+    if (skipped)
+      GST_ELEMENT_WARNING(self, RESOURCE, READ, ("Skipping %d labels in \"%s\" that are not usable.", skipped, labels_path),
+                          ("malformed, of a class the model does not know, or outside their image"));
+  }
   self->online = e2e_online_new(self->model.slot, &o, on_event, self);
   if (!self->online) {
     GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS, ("Could not start training."), ("%s", e2e_last_error()));
@@ -176,8 +195,12 @@ static gboolean start(GstBaseSink *sink) {
   }
   ok = TRUE;
 out:
-  if (!ok) e2e_element_close(&self->model);
-  g_free(freeze), g_free(dir), g_free(optimizer);
+  if (!ok) {
+    det_frame_labels_free(self->file);
+    self->file = NULL;
+    e2e_element_close(&self->model);
+  }
+  g_free(freeze), g_free(dir), g_free(optimizer), g_free(labels_path);
   return ok;
 }
 
@@ -185,6 +208,8 @@ static gboolean stop(GstBaseSink *sink) {
   GstE2eTrain *self = GST_E2E_TRAIN(sink);
   e2e_online_free(self->online); /* joins the training thread */
   self->online = NULL;
+  det_frame_labels_free(self->file);
+  self->file = NULL;
   g_strfreev(self->labels);
   self->labels = NULL;
   e2e_element_close(&self->model);
@@ -223,6 +248,33 @@ static det_box *boxes_of(GstE2eTrain *self, GstBuffer *buf, int *n, int *bad) {
   return b;
 }
 
+/* The frame's number for the label file: its stream time times the frame rate, so that a loop or a seek
+ * finds the same labels again; buffers counted since start when the caps give no rate. Its timestamp in
+ * seconds goes to *pts_s (-1 if none). */
+static gint64 frame_number(GstE2eTrain *self, GstBuffer *buf, double *pts_s) {
+  GstSegment *seg = &GST_BASE_SINK(self)->segment;
+  guint64 t = GST_BUFFER_PTS_IS_VALID(buf) ? gst_segment_to_stream_time(seg, GST_FORMAT_TIME, GST_BUFFER_PTS(buf))
+                                           : GST_CLOCK_TIME_NONE;
+  *pts_s = GST_CLOCK_TIME_IS_VALID(t) ? (double)t / GST_SECOND : -1.0;
+  if (GST_CLOCK_TIME_IS_VALID(t) && self->info.fps_n > 0 && self->info.fps_d > 0)
+    return (gint64)gst_util_uint64_scale_round(t, (guint64)self->info.fps_n, (guint64)self->info.fps_d * GST_SECOND);
+  return (gint64)self->counted - 1;
+}
+
+/* The frame's boxes from the label file; NULL with *n = -1 when it has none for this frame. */
+static det_box *boxes_from_file(GstE2eTrain *self, GstBuffer *buf, int w, int h, int *n, int *bad) {
+  double pts_s;
+  gint64 frame = frame_number(self, buf, &pts_s);
+  int cap = 256;
+  det_box *b = g_new(det_box, cap);
+  *n = det_frame_labels_get(self->file, frame, pts_s, w, h, b, cap, bad);
+  if (*n < 0) {
+    g_free(b);
+    return NULL;
+  }
+  return b;
+}
+
 static GstFlowReturn render(GstBaseSink *sink, GstBuffer *buf) {
   GstE2eTrain *self = GST_E2E_TRAIN(sink);
   GstVideoFrame frame;
@@ -231,7 +283,16 @@ static GstFlowReturn render(GstBaseSink *sink, GstBuffer *buf) {
     return GST_FLOW_ERROR;
   }
   int n = 0, bad = 0;
-  det_box *boxes = boxes_of(self, buf, &n, &bad);
+  self->counted++;
+  det_box *boxes = self->file ? boxes_from_file(self, buf, GST_VIDEO_FRAME_WIDTH(&frame), GST_VIDEO_FRAME_HEIGHT(&frame), &n, &bad)
+                              : boxes_of(self, buf, &n, &bad);
+  if (self->file && n < 0) { /* not in the file: nothing to learn from it */
+    gst_video_frame_unmap(&frame);
+    g_mutex_lock(&self->lock);
+    self->frames++, self->unlabelled++;
+    g_mutex_unlock(&self->lock);
+    return GST_FLOW_OK;
+  }
   g_mutex_lock(&self->lock);
   guint64 key = GST_BUFFER_OFFSET_IS_VALID(buf) ? GST_BUFFER_OFFSET(buf)
                 : GST_BUFFER_PTS_IS_VALID(buf)  ? GST_BUFFER_PTS(buf)
@@ -273,7 +334,7 @@ static gboolean unlock_stop(GstBaseSink *sink) {
 static void finalize(GObject *obj) {
   GstE2eTrain *self = GST_E2E_TRAIN(obj);
   e2e_element_model_clear(&self->model);
-  g_free(self->freeze), g_free(self->checkpoint_dir), g_free(self->optimizer);
+  g_free(self->freeze), g_free(self->checkpoint_dir), g_free(self->optimizer), g_free(self->labels_path);
   g_mutex_clear(&self->lock);
   G_OBJECT_CLASS(gst_e2e_train_parent_class)->finalize(obj);
 }
@@ -316,8 +377,18 @@ static void gst_e2e_train_class_init(GstE2eTrainClass *klass) {
   g_object_class_install_property(oc, PROP_CHECKPOINT_DIR, g_param_spec_string("checkpoint-dir", "Checkpoint folder",
       "Each published version is written here atomically (vNNNNNN.safetensors and latest.safetensors); a restart "
       "resumes from latest", NULL, rw));
+  g_object_class_install_property(oc, PROP_LABELS, g_param_spec_string("labels", "Label file",
+      "Targets from a file instead of the frames' region-of-interest metas (supervised fine-tuning): JSON lines "
+      "(.jsonl, as e2edetect's json-file writes them; by \"frame\", else \"pts\"), COCO JSON (.json) or CSV (.csv), "
+      "whose images are numbered in sorted-name order, or a YOLO pattern such as labels/%05d.txt (one file per frame; "
+      "class numbers are the model's labels). Frame n is the frame at n / framerate in stream time (the n-th buffer "
+      "when the caps give no rate); frames the file has no boxes for are not trained on", NULL, rw));
+  g_object_class_install_property(oc, PROP_AUGMENT, g_param_spec_boolean("augment", "Augment",
+      "Train on randomly flipped, scaled, shifted and colour-jittered copies of the buffered frames (as e2e train "
+      "detect does, mosaics included) instead of the frames as they are", d.augment, rw));
   g_object_class_install_property(oc, PROP_STATS, g_param_spec_boxed("training-stats", "Training statistics",
-      "frames, dropped, bad-labels, steps, loss, published, rejected", GST_TYPE_STRUCTURE,
+      "frames, dropped, bad-labels, unlabelled (frames the label file has no boxes for), steps, loss, published, "
+      "rejected", GST_TYPE_STRUCTURE,
       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
   gst_element_class_set_static_metadata(ec, "End-to-end online trainer", "Sink/Video",
       "Trains a detector on the frames it receives, with their region-of-interest metas as targets, and publishes "

@@ -20,8 +20,8 @@ struct _GstE2eTrain {
 
   GMutex lock; /* the properties and the counters */
   e2e_online_opts opts;
-  gchar *freeze, *checkpoint_dir, *optimizer;
-  guint64 frames, dropped, bad_labels, published, rejected;
+  gchar *freeze, *checkpoint_dir, *optimizer, *labels_path;
+  guint64 frames, dropped, bad_labels, unlabelled, published, rejected;
   gint64 steps, last_progress_us;
   gdouble last_loss;
 
@@ -30,6 +30,8 @@ struct _GstE2eTrain {
   e2e_online *online;
   gchar **labels; /* the model's classes, to map ROI types to */
   gint n_labels;
+  det_frame_labels *file; /* the label file's boxes, when one is given: used instead of the metas */
+  guint64 counted;        /* buffers since start: the frame number when the caps give no frame rate */
 };
 
 G_END_DECLS

@@ -16,7 +16,7 @@
 #define MAX_VALIDATION 64 /* held-out samples a validation scores */
 
 typedef struct {
-  uint8_t *rgb;  /* the frame scaled for the network input: w x h, packed */
+  GBytes *rgb;   /* the frame scaled for the network input: w x h, packed; shared with batches being built */
   int w, h, pad_x, pad_y;
   det_box *boxes; /* network-input pixels */
   int n;
@@ -47,12 +47,13 @@ struct e2e_online {
 };
 
 e2e_online_opts e2e_online_defaults(void) {
-  return (e2e_online_opts){.buffer_size = 64, .leaky = true, .holdout = 0.2, .batch_size = 4, .publish_every = 50,
+  return (e2e_online_opts){.buffer_size = 64, .leaky = true, .holdout = 0.2, .batch_size = 4, .publish_every = 50, .augment = true,
                            .min_improvement = 0.0, .train = {.optimizer = NN_ADAMW, .lr = 5e-4f, .clip_norm = 10.0f}};
 }
 
 static void sample_clear(sample *s) {
-  free(s->rgb), free(s->boxes);
+  if (s->rgb) g_bytes_unref(s->rgb);
+  free(s->boxes);
   memset(s, 0, sizeof *s);
 }
 
@@ -105,14 +106,67 @@ static void batch_free(batch *b) {
   memset(b, 0, sizeof *b);
 }
 
-/* Appends sample s to b (under the lock: s may be replaced once it is released). */
-static bool batch_add(batch *b, const sample *s, int size) {
+/* A sample taken for a batch: its pixels shared, its boxes copied, so that the batch is built outside
+ * the lock while the stream replaces samples. */
+typedef struct {
+  GBytes *rgb;
+  int w, h, pad_x, pad_y;
+  det_box *boxes; /* network-input pixels */
+  int n;
+} pick;
+
+static bool take(pick *p, const sample *s) {
+  *p = (pick){g_bytes_ref(s->rgb), s->w, s->h, s->pad_x, s->pad_y, malloc(sizeof(det_box) * (size_t)(s->n ? s->n : 1)), s->n};
+  if (p->boxes && s->n) memcpy(p->boxes, s->boxes, sizeof(det_box) * (size_t)s->n);
+  return p->boxes != NULL;
+}
+
+static void picks_clear(pick *p, int n) {
+  for (int i = 0; i < n; i++) {
+    if (p[i].rgb) g_bytes_unref(p[i].rgb);
+    free(p[i].boxes);
+  }
+  memset(p, 0, sizeof *p * (size_t)n);
+}
+
+/* Appends pick p to b as it is: letterboxed, normalised. */
+static bool batch_add(batch *b, const pick *p, int size) {
   float *dst = nn_f32(b->images) + (int64_t)b->n * 3 * size * size;
-  e2e_place_planar(s->rgb, s->w, s->h, s->w * 3, size, s->pad_x, s->pad_y, dst);
-  b->boxes[b->n] = malloc(sizeof(det_box) * (size_t)(s->n ? s->n : 1));
+  e2e_place_planar(g_bytes_get_data(p->rgb, NULL), p->w, p->h, p->w * 3, size, p->pad_x, p->pad_y, dst);
+  b->boxes[b->n] = malloc(sizeof(det_box) * (size_t)(p->n ? p->n : 1));
   if (!b->boxes[b->n]) return false;
-  if (s->n) memcpy(b->boxes[b->n], s->boxes, sizeof(det_box) * (size_t)s->n);
-  b->counts[b->n++] = s->n;
+  if (p->n) memcpy(b->boxes[b->n], p->boxes, sizeof(det_box) * (size_t)p->n);
+  b->counts[b->n++] = p->n;
+  return true;
+}
+
+enum { AUGMENT_BOXES = 256, MOSAIC_EXTRA = 3 };
+#define MOSAIC_P 0.3f /* the share of mosaics, as in the fine-tuning recipe */
+
+/* Appends augmented copies of picks[0 .. b's capacity) to b, det_augment's way (e2e train detect's):
+ * flips, scale, aspect and shift jitter, colour jitter, and mosaics with the other picks. */
+static bool batch_augment(batch *b, const pick *picks, int n_items, int n_picks, int size, nn_rng *r, det_dataset *view) {
+  view->n = n_picks;
+  for (int i = 0; i < n_picks; i++) {
+    det_sample *d = &view->s[i];
+    const pick *p = &picks[i];
+    d->img = (e2e_image){p->w, p->h, (uint8_t *)g_bytes_get_data(p->rgb, NULL)};
+    d->n = p->n;
+    for (int k = 0; k < p->n; k++) { /* the scaled frame's pixels, without the letterbox's padding */
+      d->boxes[k] = p->boxes[k];
+      d->boxes[k].x1 -= (float)p->pad_x, d->boxes[k].x2 -= (float)p->pad_x;
+      d->boxes[k].y1 -= (float)p->pad_y, d->boxes[k].y2 -= (float)p->pad_y;
+    }
+  }
+  det_box out[AUGMENT_BOXES];
+  for (int i = 0; i < n_items; i++) {
+    float *dst = nn_f32(b->images) + (int64_t)b->n * 3 * size * size;
+    int n = det_augment(view, i, r, size, n_picks > 1 && nn_rng_uniform(r) < MOSAIC_P, dst, out, AUGMENT_BOXES);
+    b->boxes[b->n] = malloc(sizeof(det_box) * (size_t)(n ? n : 1));
+    if (!b->boxes[b->n]) return false;
+    if (n) memcpy(b->boxes[b->n], out, sizeof(det_box) * (size_t)n);
+    b->counts[b->n++] = n;
+  }
   return true;
 }
 
@@ -121,32 +175,41 @@ static e2e_batch as_task_batch(const batch *b) {
 }
 
 /* The next training batch: samples not yet trained on first (oldest first), the rest drawn at random
- * from the replay buffer. Waits until there are enough samples or training stops. */
-static bool next_batch(e2e_online *t, batch *b, GRand *rng) {
+ * from the replay buffer (with augmentation, a few more at random for mosaics). Waits until there are
+ * enough samples or training stops. Only the choice is made under the lock. */
+static bool next_batch(e2e_online *t, batch *b, pick *picks, GRand *rng, nn_rng *r, det_dataset *view) {
+  int items = t->o.batch_size, n_picks = items + (t->o.augment ? MOSAIC_EXTRA * items : 0);
   g_mutex_lock(&t->lock);
   while (!t->stop && t->train.n < t->o.batch_size) g_cond_wait(&t->cond, &t->lock);
   bool ok = !t->stop;
-  b->n = 0;
-  for (int k = 0; ok && k < t->o.batch_size; k++) {
+  for (int k = 0; ok && k < n_picks; k++) {
     int pick = -1;
-    for (int i = 0; i < t->train.n; i++)
+    for (int i = 0; k < items && i < t->train.n; i++)
       if (!t->train.s[i].uses && (pick < 0 || t->train.s[i].age < t->train.s[pick].age)) pick = i;
     if (pick < 0) pick = g_rand_int_range(rng, 0, t->train.n);
-    ok = batch_add(b, &t->train.s[pick], t->size);
-    t->train.s[pick].uses++;
+    ok = take(&picks[k], &t->train.s[pick]);
+    if (k < items) t->train.s[pick].uses++;
   }
   g_cond_broadcast(&t->cond); /* samples were used: room for new ones */
   g_mutex_unlock(&t->lock);
+  b->n = 0;
+  if (ok && t->o.augment) ok = batch_augment(b, picks, items, n_picks, t->size, r, view);
+  for (int k = 0; ok && !t->o.augment && k < items; k++) ok = batch_add(b, &picks[k], t->size);
+  picks_clear(picks, n_picks);
   return ok;
 }
 
 static bool validation_batch(e2e_online *t, batch *b) {
+  pick picks[MAX_VALIDATION];
   g_mutex_lock(&t->lock);
-  int n = t->held.n < MAX_VALIDATION ? t->held.n : MAX_VALIDATION;
-  bool ok = n == 0 || batch_alloc(b, n, t->size);
-  b->n = 0;
-  for (int i = 0; ok && i < t->held.n && i < MAX_VALIDATION; i++) ok = batch_add(b, &t->held.s[i], t->size);
+  int n = t->held.n < MAX_VALIDATION ? t->held.n : MAX_VALIDATION, taken = 0;
+  bool ok = true;
+  for (; ok && taken < n; taken++) ok = take(&picks[taken], &t->held.s[taken]);
   g_mutex_unlock(&t->lock);
+  ok = ok && (n == 0 || batch_alloc(b, n, t->size));
+  b->n = 0;
+  for (int i = 0; ok && i < n; i++) ok = batch_add(b, &picks[i], t->size);
+  picks_clear(picks, taken);
   return ok;
 }
 
@@ -226,12 +289,21 @@ static void validate(e2e_online *t, int64_t step, double loss, batch *vb) {
 static gpointer run(gpointer p) {
   e2e_online *t = p;
   GRand *rng = g_rand_new_with_seed(1);
+  nn_rng r;
+  nn_rng_seed(&r, 1);
   batch b = {0}, vb = {0};
-  bool ok = batch_alloc(&b, t->o.batch_size, t->size);
+  int n_picks = t->o.batch_size * (1 + MOSAIC_EXTRA);
+  pick *picks = calloc((size_t)n_picks, sizeof *picks);
+  /* the augmenter's view of the picks, as a data set */
+  det_dataset *view = calloc(1, sizeof *view);
+  det_sample *vs = calloc((size_t)n_picks, sizeof *vs);
+  bool ok = picks && view && vs && batch_alloc(&b, t->o.batch_size, t->size);
+  if (view) view->s = vs, view->num_classes = t->n_classes;
+  for (int i = 0; ok && i < n_picks; i++) ok = (vs[i].boxes = malloc(sizeof(det_box) * AUGMENT_BOXES)) != NULL;
   double t0 = g_get_monotonic_time() * 1e-6;
   int64_t since = 0;
   while (ok) {
-    if (!next_batch(t, &b, rng)) break;
+    if (!next_batch(t, &b, picks, rng, &r, view)) break;
     e2e_batch tb = as_task_batch(&b);
     e2e_metric loss = {0};
     bool stepped = e2e_trainer_step(t->trainer, &tb, &loss);
@@ -272,6 +344,8 @@ static gpointer run(gpointer p) {
   g_mutex_unlock(&t->lock);
   batch_free(&b);
   g_rand_free(rng);
+  for (int i = 0; vs && i < n_picks; i++) free(vs[i].boxes);
+  free(vs), free(view), free(picks);
   return NULL;
 }
 
@@ -354,10 +428,15 @@ static bool make_sample(const e2e_online *t, const uint8_t *rgb, int w, int h, i
                                 : e2e_detect_placement(w, h, t->size);
   float sy = lb.scale_y > 0 ? lb.scale_y : lb.scale;
   s->w = lb.scaled_w, s->h = lb.scaled_h, s->pad_x = (int)lb.pad_x, s->pad_y = (int)lb.pad_y;
-  s->rgb = malloc((size_t)s->w * (size_t)s->h * 3);
+  size_t bytes = (size_t)s->w * (size_t)s->h * 3;
+  uint8_t *px = malloc(bytes);
   s->boxes = malloc(sizeof *s->boxes * (size_t)(n ? n : 1));
-  if (!s->rgb || !s->boxes) return false;
-  e2e_image_resize(rgb, w, h, stride, s->rgb, s->w, s->h);
+  if (!px || !s->boxes) {
+    free(px);
+    return false;
+  }
+  e2e_image_resize(rgb, w, h, stride, px, s->w, s->h);
+  s->rgb = g_bytes_new_take(px, bytes);
   for (int i = 0; i < n; i++) {
     det_box b = boxes[i];
     if (!box_ok(t, &b, w, h)) {

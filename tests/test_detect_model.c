@@ -1,5 +1,9 @@
 /* The detector's inference path (folded, fused, packed copies of its layers) against its own layers run
- * one by one in eval mode, before and after a training step changes the weights. */
+ * one by one in eval mode, before and after a training step changes the weights; label files for a
+ * stream of frames. */
+#include <glib.h>
+#include <unistd.h>
+
 #include "harness.h"
 
 #include "e2e/detect.h"
@@ -68,4 +72,64 @@ TEST(detect_inference_path_matches_layers_and_follows_training) {
   nn_arena_reset(nn_arena_current());
   nn_tensor_free(x);
   det_free(&d);
+}
+
+/* Label files for a stream: COCO and CSV images are numbered by sorted name, boxes are scaled from the
+ * labelled image's size to the frame's, JSON lines match by frame or timestamp, and frames the file does
+ * not list give -1 (not trained on). */
+static char *write_temp(const char *name, const char *text) {
+  char *p = g_strdup_printf("%s/e2e-labels-%d-%s", g_get_tmp_dir(), (int)getpid(), name);
+  CHECK(g_file_set_contents(p, text, -1, NULL), "write %s", p);
+  return p;
+}
+
+TEST(label_files_give_each_frame_its_boxes) {
+  const char *classes[] = {"cat", "raccoon"};
+  det_box b[8];
+  char *coco = write_temp("l.json",
+                          "{\"images\": [{\"id\": 7, \"file_name\": \"b.jpg\", \"width\": 200, \"height\": 100},"
+                          " {\"id\": 3, \"file_name\": \"a.jpg\", \"width\": 100, \"height\": 100}],"
+                          " \"annotations\": [{\"image_id\": 7, \"category_id\": 1, \"bbox\": [20, 10, 40, 20]},"
+                          " {\"image_id\": 3, \"category_id\": 2, \"bbox\": [10, 10, 10, 10]},"
+                          " {\"image_id\": 3, \"category_id\": 9, \"bbox\": [1, 1, 5, 5]}],"
+                          " \"categories\": [{\"id\": 1, \"name\": \"cat\"}, {\"id\": 2, \"name\": \"raccoon\"}]}");
+  det_frame_labels *fl = det_frame_labels_open(coco, classes, 2);
+  CHECK(fl != NULL, "COCO: %s", nn_last_error());
+  if (fl) {
+    CHECK(det_frame_labels_skipped(fl) == 1, "the unknown category skipped");
+    /* a.jpg sorts first: frame 0; asked for at 50 x 50, its 100 x 100 boxes halve */
+    int n = det_frame_labels_get(fl, 0, -1, 50, 50, b, 8, NULL);
+    CHECK(n == 1 && b[0].cls == 1 && fabsf(b[0].x1 - 5) < 1e-5f && fabsf(b[0].x2 - 10) < 1e-5f, "frame 0 is a.jpg, scaled");
+    n = det_frame_labels_get(fl, 1, -1, 200, 100, b, 8, NULL);
+    CHECK(n == 1 && b[0].cls == 0 && fabsf(b[0].x1 - 20) < 1e-5f && fabsf(b[0].y2 - 30) < 1e-5f, "frame 1 is b.jpg");
+    CHECK(det_frame_labels_get(fl, 2, -1, 100, 100, b, 8, NULL) == -1, "frame 2 is not in the file");
+  }
+  det_frame_labels_free(fl);
+  char *csv = write_temp("l.csv", "filename,width,height,class,xmin,ymin,xmax,ymax\n"
+                                  "r-2.jpg,100,50,raccoon,10,10,30,40\nr-1.jpg,100,100,raccoon,0,0,50,50\n"
+                                  "r-2.jpg,100,50,raccoon,60,5,90,20\n");
+  fl = det_frame_labels_open(csv, classes, 2);
+  CHECK(fl != NULL, "CSV: %s", nn_last_error());
+  if (fl) {
+    CHECK(det_frame_labels_get(fl, 0, -1, 100, 100, b, 8, NULL) == 1, "r-1.jpg is frame 0");
+    int n = det_frame_labels_get(fl, 1, -1, 100, 100, b, 8, NULL);
+    CHECK(n == 2 && fabsf(b[0].y2 - 80) < 1e-5f, "r-2.jpg is frame 1, its two boxes scaled from 100 x 50");
+  }
+  det_frame_labels_free(fl);
+  char *jl = write_temp("l.jsonl", "{\"frame\": 4, \"width\": 10, \"height\": 10, \"objects\": [{\"label\": \"cat\", \"x\": 1, "
+                                   "\"y\": 1, \"w\": 2, \"h\": 2}]}\n"
+                                   "{\"pts\": 2500000000, \"width\": 10, \"height\": 10, \"objects\": [{\"class_id\": 1, "
+                                   "\"x\": 3, \"y\": 3, \"w\": 4, \"h\": 4}]}\nnot json\n");
+  fl = det_frame_labels_open(jl, classes, 2);
+  CHECK(fl != NULL, "JSON lines: %s", nn_last_error());
+  if (fl) {
+    CHECK(det_frame_labels_get(fl, 4, 9.0, 10, 10, b, 8, NULL) == 1 && b[0].cls == 0, "by frame number");
+    CHECK(det_frame_labels_get(fl, 75, 2.5, 10, 10, b, 8, NULL) == 1 && b[0].cls == 1, "by timestamp");
+    CHECK(det_frame_labels_get(fl, 75, 2.6, 10, 10, b, 8, NULL) == -1, "another timestamp: none");
+  }
+  det_frame_labels_free(fl);
+  CHECK(!det_frame_labels_open("labels/%s.txt", classes, 2), "a YOLO pattern without an integer conversion is refused");
+  CHECK(!det_frame_labels_open(coco + 1, classes, 2), "a missing file is refused");
+  unlink(coco), unlink(csv), unlink(jl);
+  g_free(coco), g_free(csv), g_free(jl);
 }

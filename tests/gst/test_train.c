@@ -60,13 +60,17 @@ static GstHarness *detector_on(const char *name, const char *model) {
   return d;
 }
 
-static GstHarness *trainer(const char *props) {
+/* bus: given one, the element posts to it from the start (warnings at start included) */
+static GstHarness *trainer_on(const char *props, GstBus *bus) {
   GstElement *e = gst_parse_launch(props, NULL); /* one element: the element itself, not a bin */
+  if (bus) gst_element_set_bus(e, bus);
   GstHarness *h = gst_harness_new_with_element(e, "sink", NULL);
   gst_object_unref(e);
   gst_harness_set_src_caps_str(h, "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
   return h;
 }
+
+static GstHarness *trainer(const char *props) { return trainer_on(props, NULL); }
 
 /* Waits up to `seconds` for an element message called name on bus; counts every message of each kind. */
 static GstStructure *wait_for(GstBus *bus, const char *name, double seconds, int *published, int *rejected) {
@@ -273,6 +277,84 @@ TEST(bad_labels_are_counted_and_skipped_and_a_full_buffer_drops_instead_of_block
   gst_object_unref(bus);
   unlink(model);
   g_free(model), g_free(props);
+}
+
+/* Supervised fine-tuning from a label file: boxes come from the file by frame number (stream time times the
+ * frame rate), not from the metas; frames the file does not list are not trained on; unusable lines are
+ * counted. JSON lines and a YOLO pattern (one file per frame). */
+TEST(a_label_file_gives_the_targets_by_frame_number) {
+  char *model = tiny_detector("file");
+  char *dir = g_strdup_printf("%s/e2e-train-labels-%d", g_get_tmp_dir(), (int)getpid());
+  g_mkdir_with_parents(dir, 0755);
+  for (int format = 0; format < 2; format++) {
+    char *path = format == 0 ? g_strdup_printf("%s/labels.jsonl", dir) : g_strdup_printf("%s/f%%03d.txt", dir);
+    GString *jl = g_string_new(NULL);
+    for (int i = 0; i < 40; i += 2) { /* the even frames: the square as a cat; every tenth also a unicorn */
+      int x0 = 4 + (i * 3) % (W - 24), y0 = 6 + (i * 5) % (H - 24);
+      if (format == 0) {
+        g_string_append_printf(jl, "{\"frame\": %d, \"width\": %d, \"height\": %d, \"objects\": [{\"label\": \"cat\", "
+                               "\"x\": %d, \"y\": %d, \"w\": 16, \"h\": 16}%s]}\n", i, W * 2, H * 2, 2 * x0, 2 * y0,
+                               i % 10 ? "" : ", {\"label\": \"unicorn\", \"x\": 1, \"y\": 1, \"w\": 4, \"h\": 4}");
+      } else {
+        char *f = g_strdup_printf("%s/f%03d.txt", dir, i);
+        char *line = g_strdup_printf("0 %.4f %.4f %.4f %.4f\n%s", (x0 + 8.0) / W, (y0 + 8.0) / H, 16.0 / W, 16.0 / H,
+                                     i % 10 ? "" : "7 0.5 0.5 0.1 0.1\n");
+        CHECK(g_file_set_contents(f, line, -1, NULL), "write %s", f);
+        g_free(f), g_free(line);
+      }
+    }
+    if (format == 0) CHECK(g_file_set_contents(path, jl->str, -1, NULL), "write the label file");
+    g_string_free(jl, TRUE);
+    char *props = g_strdup_printf("e2etrain model=%s model-name=file-slot-%d labels=%s publish-every=3 holdout=0.3 "
+                                  "batch-size=2 buffer-size=8 min-improvement=-1 leaky=false num-threads=1", model, format, path);
+    GstBus *bus = gst_bus_new();
+    GstHarness *h = trainer_on(props, bus);
+    int published = 0;
+    /* the metas also hold a unicorn: with a label file they are not read at all */
+    for (int i = 0; i < 40; i++) {
+      GstBuffer *b = frame(i, "unicorn", 1, 1, 4, 4);
+      CHECK(gst_harness_push(h, b) == GST_FLOW_OK, "push frame %d", i);
+    }
+    gboolean warned = FALSE;
+    GstMessage *msg;
+    while (!warned && (msg = gst_bus_pop_filtered(bus, GST_MESSAGE_WARNING))) warned = TRUE, gst_message_unref(msg);
+    CHECK(warned, "format %d: a warning says labels were skipped", format);
+    GstStructure *p = wait_for(bus, "e2etrain-published", 60, &published, NULL);
+    CHECK(p != NULL, "format %d: versions trained on the file's boxes are published", format);
+    if (p) gst_structure_free(p);
+    GstStructure *st = stats_of(h);
+    guint64 unlabelled = 0, bad = 0, frames = 0;
+    gst_structure_get_uint64(st, "unlabelled", &unlabelled);
+    gst_structure_get_uint64(st, "bad-labels", &bad);
+    gst_structure_get_uint64(st, "frames", &frames);
+    CHECK(frames == 40 && unlabelled == 20, "format %d: 40 frames, the 20 odd ones not in the file (%llu, %llu)", format,
+          (unsigned long long)frames, (unsigned long long)unlabelled);
+    /* JSON lines: the unicorns are left out when the file is read (a warning); YOLO: when each frame's file is */
+    CHECK(bad == (format == 1 ? 4u : 0u), "format %d: the 4 unicorn lines counted %s, got %llu bad", format,
+          format == 1 ? "as each frame's file is read" : "when the file was read (not per frame)", (unsigned long long)bad);
+    gst_structure_free(st);
+    teardown(h, bus);
+    gst_object_unref(bus);
+    g_free(props), g_free(path);
+  }
+  /* a label file that cannot be used stops the element at start, with the reason */
+  char *props = g_strdup_printf("e2etrain model=%s labels=%s/none.jsonl num-threads=1", model, dir);
+  GstElement *e = gst_parse_launch(props, NULL);
+  CHECK(gst_element_set_state(e, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE, "a missing label file is refused");
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_object_unref(e);
+  g_free(props);
+  props = g_strdup_printf("e2etrain model=%s labels=%s/labels.txt num-threads=1", model, dir);
+  e = gst_parse_launch(props, NULL);
+  CHECK(gst_element_set_state(e, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE, "an unknown label format is refused");
+  gst_element_set_state(e, GST_STATE_NULL);
+  gst_object_unref(e);
+  g_free(props);
+  char *rm = g_strdup_printf("rm -rf '%s'", dir);
+  CHECK(system(rm) == 0, "clean up");
+  g_free(rm);
+  unlink(model);
+  g_free(model), g_free(dir);
 }
 
 TEST(state_changes_while_training_and_bad_settings_refused) {

@@ -211,6 +211,22 @@ bool det_labels_parse_coco(const char *text, size_t len, const char *const *clas
 bool det_labels_parse_jsonl(const char *text, size_t len, const char *const *classes, int n_classes, det_labels *out);
 void det_labels_free(det_labels *l);
 
+/* A label file for a stream: the boxes of frame n. By the path: JSON lines (.jsonl; a line's "frame", else
+ * its "pts"), COCO JSON (.json) or CSV (.csv; one class, the first), whose images are numbered in the
+ * order of their sorted names (frame n = the n-th image of the sequence), or a YOLO pattern with one
+ * integer conversion (labels/%05d.txt: frame n's file, read when asked for). NULL with a message when
+ * the file is unusable. */
+typedef struct det_frame_labels det_frame_labels;
+det_frame_labels *det_frame_labels_open(const char *path, const char *const *classes, int n_classes);
+/* Writes frame n's boxes (or those at pts_s seconds, for files that give timestamps), scaled from the
+ * labelled image's size to w x h, into out (at most max) and returns how many; -1 when the file has no
+ * labels for that frame. Boxes a YOLO file could not use are added to *skipped. */
+int det_frame_labels_get(det_frame_labels *fl, int64_t frame, double pts_s, int w, int h, det_box *out, int max,
+                         int *skipped);
+/* Boxes left out while reading the file (malformed, unknown class, outside the image). */
+int det_frame_labels_skipped(const det_frame_labels *fl);
+void det_frame_labels_free(det_frame_labels *fl);
+
 /* ---- metrics: COCO-style detection metrics: AP by 101-point interpolated precision at IoU
  * 0.50 and averaged over 0.50:0.05:0.95, per class and averaged over the
  * classes that have ground truth; precision/recall/F1 at one score threshold. */

@@ -26,6 +26,7 @@ typedef struct {
   int publish_every;      /* steps between validations */
   double min_improvement; /* mAP@0.5 a new version must gain over the live one to be published */
   int64_t max_steps;      /* 0: train until stopped */
+  bool augment;           /* train on det_augment's copies (flips, scale, shift, colour, mosaics), not the frames as they are */
   const char *checkpoint_dir; /* NULL or "": no files */
   e2e_train_opts train;   /* optimizer, learning rate, frozen prefixes, thread budget */
 } e2e_online_opts;
