@@ -316,6 +316,20 @@ static GstFlowReturn render(GstBaseSink *sink, GstBuffer *buf) {
   return GST_FLOW_OK;
 }
 
+/* With max-steps, the end of the stream waits for the training to end (its last validation and checkpoint
+ * included), so that a file's pipeline finishes with a trained model, not with the frames. */
+static gboolean sink_event(GstBaseSink *sink, GstEvent *event) {
+  GstE2eTrain *self = GST_E2E_TRAIN(sink);
+  g_mutex_lock(&self->lock);
+  gboolean wait = GST_EVENT_TYPE(event) == GST_EVENT_EOS && self->opts.max_steps > 0;
+  g_mutex_unlock(&self->lock);
+  if (wait && self->online) {
+    GST_INFO_OBJECT(self, "end of stream: waiting for training to reach max-steps");
+    if (!e2e_online_wait(self->online)) GST_DEBUG_OBJECT(self, "flushing ended the wait");
+  }
+  return GST_BASE_SINK_CLASS(gst_e2e_train_parent_class)->event(sink, event);
+}
+
 /* A waiting render (leaky=false) must not hold a flush or a state change back. */
 static gboolean unlock(GstBaseSink *sink) {
   GstE2eTrain *self = GST_E2E_TRAIN(sink);
@@ -359,7 +373,8 @@ static void gst_e2e_train_class_init(GstE2eTrainClass *klass) {
   g_object_class_install_property(oc, PROP_BUFFER_SIZE, g_param_spec_uint("buffer-size", "Buffer size",
       "Frames kept for replay (and as many held out); steps draw from them", 1, 4096, (guint)d.buffer_size, rw));
   g_object_class_install_property(oc, PROP_HOLDOUT, g_param_spec_double("holdout", "Hold-out fraction",
-      "Fraction of frames never trained on, used to validate each version (chosen by a hash of the frame number)",
+      "Fraction of frames never trained on, used to validate each version (chosen by a hash of the frame number); "
+      "0 publishes every version unvalidated",
       0.0, 0.9, d.holdout, rw));
   g_object_class_install_property(oc, PROP_LEAKY, g_param_spec_boolean("leaky", "Leaky",
       "When every buffered frame still waits for training: drop the new frame (live sources) or wait (files: "
@@ -371,7 +386,8 @@ static void gst_e2e_train_class_init(GstE2eTrainClass *klass) {
       "mAP@0.5 a new version must gain over the live one on held-out frames to be published (else it is rejected "
       "and the live one stays); negative accepts a small loss", -1.0, 1.0, d.min_improvement, rw));
   g_object_class_install_property(oc, PROP_MAX_STEPS, g_param_spec_uint64("max-steps", "Max steps",
-      "Stop training after this many steps (0: never)", 0, G_MAXINT64, 0, rw));
+      "Stop training after this many steps (0: never); the learning rate then warms up and follows a cosine down to "
+      "2 %, and the end of the stream waits for the last step, validation and checkpoint", 0, G_MAXINT64, 0, rw));
   g_object_class_install_property(oc, PROP_FREEZE, g_param_spec_string("freeze", "Freeze",
       "Comma-separated parameter-name prefixes kept fixed (e.g. backbone. for transfer learning)", NULL, rw));
   g_object_class_install_property(oc, PROP_CHECKPOINT_DIR, g_param_spec_string("checkpoint-dir", "Checkpoint folder",
@@ -400,6 +416,7 @@ static void gst_e2e_train_class_init(GstE2eTrainClass *klass) {
   bc->render = render;
   bc->unlock = unlock;
   bc->unlock_stop = unlock_stop;
+  bc->event = sink_event;
 }
 
 static void gst_e2e_train_init(GstE2eTrain *self) {

@@ -48,7 +48,8 @@ struct e2e_online {
 
 e2e_online_opts e2e_online_defaults(void) {
   return (e2e_online_opts){.buffer_size = 64, .leaky = true, .holdout = 0.2, .batch_size = 4, .publish_every = 50, .augment = true,
-                           .min_improvement = 0.0, .train = {.optimizer = NN_ADAMW, .lr = 5e-4f, .clip_norm = 10.0f}};
+                           .min_improvement = 0.0,
+                           .train = {.optimizer = NN_ADAMW, .lr = 5e-4f, .weight_decay = 5e-4f, .clip_norm = 10.0f}};
 }
 
 static void sample_clear(sample *s) {
@@ -234,20 +235,22 @@ static double map_of(e2e_slot *slot, const batch *vb, int threads) {
 /* Validates the trainer's weights against the live version; publishes them when they are better. */
 static void validate(e2e_online *t, int64_t step, double loss, batch *vb) {
   e2e_online_event ev = {.step = step, .loss = loss, .kind = E2E_ONLINE_REJECTED};
-  if (!validation_batch(t, vb) || vb->n == 0) {
+  /* with no hold-out asked for there is nothing to validate on: every version is published */
+  bool unvalidated = t->o.holdout <= 0;
+  if (!unvalidated && (!validation_batch(t, vb) || vb->n == 0)) {
     ev.message = vb->n == 0 ? "no held-out samples yet" : "out of memory";
     emit(t, &ev);
     return;
   }
   e2e_model *cand = e2e_trainer_model(t->trainer);
   e2e_slot *cs = cand ? e2e_slot_new(cand) : NULL; /* slots take references of their own */
-  ev.metric_live = map_of(t->slot, vb, t->o.train.threads);
-  ev.metric_new = cs ? map_of(cs, vb, t->o.train.threads) : NAN;
+  ev.metric_live = unvalidated ? NAN : map_of(t->slot, vb, t->o.train.threads);
+  ev.metric_new = !cs ? NAN : unvalidated ? NAN : map_of(cs, vb, t->o.train.threads);
   char *path = NULL, msg[160];
-  if (!isfinite(ev.metric_new) || !isfinite(ev.metric_live)) {
+  if (!cand || (!unvalidated && (!isfinite(ev.metric_new) || !isfinite(ev.metric_live)))) {
     snprintf(msg, sizeof msg, "validation failed: %s", nn_last_error());
     ev.message = msg;
-  } else if (ev.metric_new < ev.metric_live + t->o.min_improvement) {
+  } else if (!unvalidated && ev.metric_new < ev.metric_live + t->o.min_improvement) {
     snprintf(msg, sizeof msg, "mAP@0.5 %.4f does not beat the live %.4f by %.4f", ev.metric_new, ev.metric_live,
              t->o.min_improvement);
     ev.message = msg;
@@ -257,6 +260,7 @@ static void validate(e2e_online *t, int64_t step, double loss, batch *vb) {
   } else {
     ev.kind = E2E_ONLINE_PUBLISHED;
     ev.version = e2e_slot_version(t->slot);
+    if (unvalidated) ev.message = "holdout is 0: published without validation";
     if (t->checkpoint_dir) {
       char name[64];
       snprintf(name, sizeof name, "v%06llu.safetensors", (unsigned long long)ev.version);
@@ -299,6 +303,9 @@ static gpointer run(gpointer p) {
   det_sample *vs = calloc((size_t)n_picks, sizeof *vs);
   bool ok = picks && view && vs && batch_alloc(&b, t->o.batch_size, t->size);
   if (view) view->s = vs, view->num_classes = t->n_classes;
+  /* a run of known length follows e2e train detect's schedule: a short warm-up, then a cosine to 2 % */
+  nn_lr_schedule sched = {.kind = NN_LR_COSINE, .base_lr = t->o.train.lr, .min_lr = t->o.train.lr * 0.02f,
+                          .warmup_steps = t->o.max_steps / 30 + 1, .total_steps = t->o.max_steps};
   for (int i = 0; ok && i < n_picks; i++) ok = (vs[i].boxes = malloc(sizeof(det_box) * AUGMENT_BOXES)) != NULL;
   double t0 = g_get_monotonic_time() * 1e-6;
   int64_t since = 0;
@@ -306,6 +313,7 @@ static gpointer run(gpointer p) {
     if (!next_batch(t, &b, picks, rng, &r, view)) break;
     e2e_batch tb = as_task_batch(&b);
     e2e_metric loss = {0};
+    if (t->o.max_steps > 0) e2e_trainer_set_lr(t->trainer, nn_lr_at(&sched, e2e_trainer_steps(t->trainer)));
     bool stepped = e2e_trainer_step(t->trainer, &tb, &loss);
     for (int i = 0; i < b.n; i++) free(b.boxes[i]), b.boxes[i] = NULL;
     b.n = 0;
@@ -329,6 +337,10 @@ static gpointer run(gpointer p) {
       batch_free(&vb);
     }
     if (t->o.max_steps > 0 && step >= t->o.max_steps) {
+      if (t->o.publish_every <= 0 || step % t->o.publish_every != 0) { /* the last steps get their validation too */
+        validate(t, step, loss.value, &vb);
+        batch_free(&vb);
+      }
       e2e_online_event fin = {.kind = E2E_ONLINE_FINISHED, .step = step, .loss = loss.value};
       emit(t, &fin);
       break;
@@ -350,6 +362,21 @@ static gpointer run(gpointer p) {
 }
 
 /* ---------------------------------------------------------------- the stream's side */
+
+/* A process killed while writing a checkpoint leaves its temporary file (NAME.tmp.XXXXXX; the rename
+ * that would have replaced NAME never happened, so NAME is still the previous, whole version). */
+static void remove_partial_writes(const char *dir) {
+  GDir *d = g_dir_open(dir, 0, NULL);
+  if (!d) return;
+  const char *name;
+  while ((name = g_dir_read_name(d)))
+    if (strstr(name, ".safetensors.tmp.")) {
+      char *p = g_build_filename(dir, name, NULL);
+      g_unlink(p);
+      g_free(p);
+    }
+  g_dir_close(d);
+}
 
 e2e_online *e2e_online_new(e2e_slot *slot, const e2e_online_opts *o, e2e_online_cb cb, void *user) {
   e2e_model *m = slot ? e2e_slot_get(slot) : NULL;
@@ -383,6 +410,7 @@ e2e_online *e2e_online_new(e2e_slot *slot, const e2e_online_opts *o, e2e_online_
     nn_set_error("online training: cannot make checkpoint folder %s: %s", t->checkpoint_dir, strerror(errno));
     ok = false;
   }
+  if (ok && t->checkpoint_dir) remove_partial_writes(t->checkpoint_dir);
   if (ok) ok = (t->trainer = e2e_trainer_new(m, &t->o.train)) != NULL;
   e2e_model_unref(m);
   /* a restart goes on with the optimizer state saved with the last publication */
@@ -457,6 +485,14 @@ static int place_for(sample_set *ss, int cap, bool held) {
   for (int i = 0; i < ss->n; i++)
     if ((held || ss->s[i].uses > 0) && (pick < 0 || ss->s[i].age < ss->s[pick].age)) pick = i;
   return pick;
+}
+
+bool e2e_online_wait(e2e_online *t) {
+  g_mutex_lock(&t->lock);
+  while (!t->stop && !t->flushing) g_cond_wait(&t->cond, &t->lock);
+  bool done = t->stop;
+  g_mutex_unlock(&t->lock);
+  return done;
 }
 
 void e2e_online_set_flushing(e2e_online *t, bool flushing) {

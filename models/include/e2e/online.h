@@ -23,9 +23,10 @@ typedef struct {
   bool leaky;             /* buffer full of samples not yet trained on: drop the new one (true) or wait (false) */
   double holdout;         /* fraction of samples held out for validation, 0..0.9 */
   int batch_size;
-  int publish_every;      /* steps between validations */
+  int publish_every;      /* steps between validations (and one after the last step); with holdout 0 every
+                           * version is published unvalidated */
   double min_improvement; /* mAP@0.5 a new version must gain over the live one to be published */
-  int64_t max_steps;      /* 0: train until stopped */
+  int64_t max_steps;      /* 0: train until stopped; else the learning rate warms up, then follows a cosine to 2 % */
   bool augment;           /* train on det_augment's copies (flips, scale, shift, colour, mosaics), not the frames as they are */
   const char *checkpoint_dir; /* NULL or "": no files */
   e2e_train_opts train;   /* optimizer, learning rate, frozen prefixes, thread budget */
@@ -68,7 +69,10 @@ e2e_online *e2e_online_new(e2e_slot *slot, const e2e_online_opts *o, e2e_online_
  * training has stopped. */
 bool e2e_online_add(e2e_online *t, uint64_t key, const uint8_t *rgb, int w, int h, int stride, const det_box *boxes,
                     int n, int *bad);
-/* While flushing, e2e_online_add returns false at once (also from a wait): a sink's unlock. */
+/* Waits until training has stopped (max_steps reached, an error, or freed); false when flushing ended the
+ * wait first. A sink holds its end of stream here, so a file's pipeline ends with the training. */
+bool e2e_online_wait(e2e_online *t);
+/* While flushing, e2e_online_add and e2e_online_wait return false at once: a sink's unlock. */
 void e2e_online_set_flushing(e2e_online *t, bool flushing);
 /* Whether key's sample would be held out. */
 bool e2e_online_is_held_out(const e2e_online *t, uint64_t key);
