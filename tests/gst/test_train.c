@@ -376,6 +376,15 @@ TEST(a_label_file_gives_the_targets_by_frame_number) {
   g_free(model), g_free(dir);
 }
 
+static bool has_partial(const char *dir) {
+  GDir *d = g_dir_open(dir, 0, NULL);
+  const char *name;
+  bool found = false;
+  while (d && !found && (name = g_dir_read_name(d))) found = strstr(name, ".tmp.") != NULL;
+  if (d) g_dir_close(d);
+  return found;
+}
+
 /* kill -9 at random moments while a trainer writes a checkpoint after every step: each time, the checkpoint
  * a restart would use loads, with its optimizer state, and the restart removes the partial file. */
 TEST(a_kill_during_checkpoint_writes_leaves_the_last_checkpoint_loadable) {
@@ -393,20 +402,19 @@ TEST(a_kill_during_checkpoint_writes_leaves_the_last_checkpoint_loadable) {
     CHECK(g_spawn_async(NULL, argv, env, G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL, &pid, NULL),
           "start the trainer");
     g_strfreev(env);
-    /* the first checkpoint of this round, then a random moment among the writes that follow */
+    /* the first checkpoint of this round, then a random moment among the writes that follow (even rounds)
+     * or the moment a temporary file shows up: inside a write (odd rounds) */
     time_t before = round ? time(NULL) : 0;
     GStatBuf st;
     for (int k = 0; k < 600 && !(g_stat(latest, &st) == 0 && st.st_mtime >= before); k++) g_usleep(10000);
-    g_usleep((gulong)g_rand_int_range(rng, 0, 300000));
+    if (round % 2 == 0) g_usleep((gulong)g_rand_int_range(rng, 0, 300000));
+    for (int k = 0; round % 2 && k < 3000 && !has_partial(dir); k++) g_usleep(1000);
     kill(pid, SIGKILL);
     int status;
     waitpid(pid, &status, 0);
     g_spawn_close_pid(pid);
     CHECK(WIFSIGNALED(status), "round %d: the trainer was killed (it ran: status %d)", round, status);
-    GDir *d = g_dir_open(dir, 0, NULL);
-    const char *name;
-    while (d && (name = g_dir_read_name(d))) partial_seen += strstr(name, ".tmp.") != NULL;
-    if (d) g_dir_close(d);
+    partial_seen += has_partial(dir);
     e2e_model *m = e2e_model_open(latest, E2E_TASK_DETECT);
     CHECK(m != NULL, "round %d: latest.safetensors loads after kill -9: %s", round, e2e_last_error());
     e2e_trainer *t = m ? e2e_trainer_new(m, &(e2e_train_opts){.optimizer = NN_ADAMW, .lr = 1e-3f}) : NULL;
