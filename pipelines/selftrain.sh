@@ -16,4 +16,4 @@ exec gst-launch-1.0 -m filesrc location="$IN" ! decodebin ! videoconvert ! video
   t. ! queue max-size-buffers=2 leaky=downstream ! e2etrain model=models/detect/person.safetensors model-name=student \
     publish-every=25 batch-size=8 buffer-size=64 holdout=0.1 num-threads=1 checkpoint-dir="$CK" \
   t. ! queue max-size-buffers=4 ! e2edetect model=models/detect/person.safetensors model-name=student num-threads=1 \
-    ! e2eoverlay ! videoconvert ! avenc_mpeg4 bitrate=2000000 ! avimux ! filesink location="$OUT"
+    ! videoconvert ! e2eoverlay ! videoconvert ! avenc_mpeg4 bitrate=2000000 ! avimux ! filesink location="$OUT"

@@ -247,10 +247,10 @@ int main(int argc, char **argv) {
 
   /* the training pipeline: teacher -> tee -> e2etrain, and -> student -> overlay -> file */
   gchar *ck = g_build_filename(o.out, "checkpoints", NULL), *video = g_build_filename(o.out, "student.avi", NULL);
-  GstElementFactory *f = gst_element_factory_find("avenc_mpeg4");
-  const gchar *enc = f ? "avenc_mpeg4 bitrate=2000000" : "jpegenc quality=80";
-  if (f) gst_object_unref(f);
-  gchar *tail = o.video ? g_strdup_printf("e2eoverlay ! videoconvert ! %s ! avimux ! filesink location=\"%s\"", enc, video)
+  /* Motion-JPEG: each loop starts the timestamps again, which an MPEG-4 encoder refuses */
+  const gchar *enc = "jpegenc quality=75";
+  gchar *tail = o.video ? g_strdup_printf("videoconvert ! e2eoverlay ! videoconvert ! %s ! avimux ! filesink location=\"%s\"",
+                                          enc, video)
                         : g_strdup("fakesink sync=false");
   gchar *chain = source_chain(&o);
   gchar *desc = g_strdup_printf(
