@@ -19,6 +19,7 @@ static gboolean plugin_init(GstPlugin *plugin) {
          gst_element_register(plugin, "e2ecodec", GST_RANK_NONE, GST_TYPE_E2E_CODEC_BIN) &&
          gst_element_register(plugin, "e2easr", GST_RANK_NONE, GST_TYPE_E2E_ASR) &&
          gst_element_register(plugin, "e2etrain", GST_RANK_NONE, GST_TYPE_E2E_TRAIN) &&
+         gst_element_register(plugin, "e2etrainfilter", GST_RANK_NONE, GST_TYPE_E2E_TRAIN_FILTER) &&
          e2e_codec_typefind_register(plugin);
 }
 

@@ -433,6 +433,64 @@ TEST(a_kill_during_checkpoint_writes_leaves_the_last_checkpoint_loadable) {
   g_free(model), g_free(dir), g_free(latest), g_free(state), g_free(self);
 }
 
+/* e2etrainfilter, the pass-through form: every frame comes out unchanged (pixels and metas), the trainer
+ * trains and publishes on them, and with max-steps the end of the stream comes out only after the last step. */
+TEST(the_pass_through_form_passes_every_frame_on_and_trains) {
+  char *model = tiny_detector("pass");
+  char *desc = g_strdup_printf("e2etrainfilter model=%s model-name=pass-slot publish-every=3 holdout=0.3 batch-size=2 "
+                               "buffer-size=8 min-improvement=-1 leaky=false max-steps=6 num-threads=1", model);
+  GstElement *e = gst_parse_launch(desc, NULL);
+  GstBus *bus = gst_bus_new();
+  gst_element_set_bus(e, bus);
+  GstHarness *h = gst_harness_new_with_element(e, "sink", "src");
+  gst_object_unref(e);
+  gst_harness_set_src_caps_str(h, "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
+  for (int i = 0; i < 20; i++) {
+    GstBuffer *in = frame(i, NULL, 0, 0, 0, 0);
+    GstMapInfo a;
+    gst_buffer_map(in, &a, GST_MAP_READ);
+    guint8 *copy = g_memdup2(a.data, a.size);
+    gsize size = a.size;
+    gst_buffer_unmap(in, &a);
+    CHECK(gst_harness_push(h, in) == GST_FLOW_OK, "push frame %d", i);
+    GstBuffer *out = gst_harness_pull(h);
+    CHECK(out != NULL, "frame %d comes out", i);
+    if (!out) break;
+    GstMapInfo b;
+    gst_buffer_map(out, &b, GST_MAP_READ);
+    CHECK(b.size == size && memcmp(b.data, copy, size) == 0, "frame %d unchanged", i);
+    gst_buffer_unmap(out, &b);
+    CHECK(gst_buffer_get_video_region_of_interest_meta(out) != NULL, "frame %d keeps its box", i);
+    CHECK(GST_BUFFER_PTS(out) == (GstClockTime)i * GST_SECOND / 30, "frame %d keeps its timestamp", i);
+    gst_buffer_unref(out);
+    g_free(copy);
+  }
+  CHECK(gst_harness_push_event(h, gst_event_new_eos()), "end of stream");
+  /* the end of stream waited for the sixth step: the finished message is already on the bus */
+  GstStructure *fin = NULL;
+  GstMessage *msg;
+  int published = 0;
+  while (!fin && (msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT))) {
+    const GstStructure *st = gst_message_get_structure(msg);
+    published += gst_structure_has_name(st, "e2etrain-published");
+    if (gst_structure_has_name(st, "e2etrain-finished")) fin = gst_structure_copy(st);
+    gst_message_unref(msg);
+  }
+  CHECK(fin != NULL, "the trainer finished before the end of stream came out");
+  CHECK(published >= 1, "versions were published (%d)", published);
+  gint64 step = 0;
+  if (fin) gst_structure_get_int64(fin, "step", &step), gst_structure_free(fin);
+  CHECK(step == 6, "it stopped at max-steps (%lld)", (long long)step);
+  GstEvent *ev;
+  gboolean eos = FALSE;
+  while ((ev = gst_harness_try_pull_event(h))) eos = eos || GST_EVENT_TYPE(ev) == GST_EVENT_EOS, gst_event_unref(ev);
+  CHECK(eos, "the end of stream came out");
+  teardown(h, bus);
+  gst_object_unref(bus);
+  unlink(model);
+  g_free(model), g_free(desc);
+}
+
 TEST(state_changes_while_training_and_bad_settings_refused) {
   char *model = tiny_detector("state");
   char *props = g_strdup_printf("e2etrain model=%s publish-every=4 batch-size=2 buffer-size=4 leaky=false num-threads=1", model);
