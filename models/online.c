@@ -152,8 +152,8 @@ static bool batch_augment(batch *b, const pick *picks, int n_items, int n_picks,
     det_sample *d = &view->s[i];
     const pick *p = &picks[i];
     d->img = (e2e_image){p->w, p->h, (uint8_t *)g_bytes_get_data(p->rgb, NULL)};
-    d->n = p->n;
-    for (int k = 0; k < p->n; k++) { /* the scaled frame's pixels, without the letterbox's padding */
+    d->n = p->n < AUGMENT_BOXES ? p->n : AUGMENT_BOXES;
+    for (int k = 0; k < d->n; k++) { /* the scaled frame's pixels, without the letterbox's padding */
       d->boxes[k] = p->boxes[k];
       d->boxes[k].x1 -= (float)p->pad_x, d->boxes[k].x2 -= (float)p->pad_x;
       d->boxes[k].y1 -= (float)p->pad_y, d->boxes[k].y2 -= (float)p->pad_y;
