@@ -223,3 +223,42 @@ void e2e_element_copy_property(GObjectClass *oc, guint id, GType from, const gch
   }
   g_object_class_install_property(oc, id, c);
 }
+
+/* ------------------------------------------------------------ the uncertainty mark */
+
+/* copies go with the buffer's copies; other transformations (scaling, conversion) keep it too: it says
+ * something about the frame, not about its pixels */
+static gboolean uncertain_transform(GstBuffer *dst, GstCustomMeta *meta, GstBuffer *src, GQuark type, gpointer data,
+                                    gpointer user) {
+  (void)src, (void)type, (void)data, (void)user;
+  GstCustomMeta *m = gst_buffer_add_custom_meta(dst, E2E_UNCERTAIN_META);
+  if (!m) return FALSE;
+  gst_structure_set_value(gst_custom_meta_get_structure(m), "count", gst_structure_get_value(gst_custom_meta_get_structure(meta), "count"));
+  gst_structure_set_value(gst_custom_meta_get_structure(m), "low", gst_structure_get_value(gst_custom_meta_get_structure(meta), "low"));
+  gst_structure_set_value(gst_custom_meta_get_structure(m), "high", gst_structure_get_value(gst_custom_meta_get_structure(meta), "high"));
+  return TRUE;
+}
+
+void e2e_uncertain_meta_register(void) {
+  static gsize once = 0;
+  if (g_once_init_enter(&once)) {
+    static const gchar *tags[] = {NULL};
+    gst_meta_register_custom(E2E_UNCERTAIN_META, tags, uncertain_transform, NULL, NULL);
+    g_once_init_leave(&once, 1);
+  }
+}
+
+void e2e_uncertain_meta_add(GstBuffer *buf, gint count, gdouble low, gdouble high) {
+  e2e_uncertain_meta_register();
+  GstCustomMeta *m = gst_buffer_add_custom_meta(buf, E2E_UNCERTAIN_META);
+  if (m) gst_structure_set(gst_custom_meta_get_structure(m), "count", G_TYPE_INT, count, "low", G_TYPE_DOUBLE, low, "high",
+                           G_TYPE_DOUBLE, high, NULL);
+}
+
+gint e2e_uncertain_meta_count(GstBuffer *buf) {
+  e2e_uncertain_meta_register();
+  GstCustomMeta *m = gst_buffer_get_custom_meta(buf, E2E_UNCERTAIN_META);
+  gint count = 0;
+  if (m) gst_structure_get_int(gst_custom_meta_get_structure(m), "count", &count);
+  return count;
+}

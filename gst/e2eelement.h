@@ -58,6 +58,15 @@ guint64 e2e_element_max_memory(E2eElementModel *m); /* bytes (0: no limit beyond
  * range, default and flags), so the bin declares nothing twice. */
 void e2e_element_copy_property(GObjectClass *oc, guint id, GType from, const gchar *name);
 
+/* The mark e2edetect puts on a frame whose detections fall in its uncertainty band (active learning):
+ * a custom meta named E2E_UNCERTAIN_META whose structure holds "count" (detections in the band), "low"
+ * and "high". Registered once; e2etrain reads it. */
+#define E2E_UNCERTAIN_META "E2eUncertainMeta"
+void e2e_uncertain_meta_register(void);
+void e2e_uncertain_meta_add(GstBuffer *buf, gint count, gdouble low, gdouble high);
+/* Detections in the band marked on buf (0: not marked). */
+gint e2e_uncertain_meta_count(GstBuffer *buf);
+
 G_END_DECLS
 
 #endif

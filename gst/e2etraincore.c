@@ -3,8 +3,11 @@
  * events into element messages. */
 #include "e2etraincore.h"
 
+#include <errno.h>
 #include <math.h>
 #include <string.h>
+
+#include "e2e/image.h"
 
 GST_DEBUG_CATEGORY_STATIC(e2etrain_debug);
 #define GST_CAT_DEFAULT e2etrain_debug
@@ -24,6 +27,8 @@ enum {
   PROP_CHECKPOINT_DIR,
   PROP_LABELS,
   PROP_AUGMENT,
+  PROP_SAMPLE,
+  PROP_SAVE_UNCERTAIN,
   PROP_STATS,
 };
 
@@ -34,11 +39,13 @@ void e2e_train_core_init(E2eTrainCore *c, GstElement *element, const GstSegment 
   g_mutex_init(&c->lock);
   c->opts = e2e_online_defaults();
   c->optimizer = g_strdup("adamw");
+  c->sample = g_strdup("arrival");
 }
 
 void e2e_train_core_clear(E2eTrainCore *c) {
   e2e_element_model_clear(&c->model);
   g_free(c->freeze), g_free(c->checkpoint_dir), g_free(c->optimizer), g_free(c->labels_path);
+  g_free(c->sample), g_free(c->save_uncertain);
   g_mutex_clear(&c->lock);
 }
 
@@ -61,6 +68,8 @@ void e2e_train_core_set_property(E2eTrainCore *self, GObject *obj, guint id, con
   case PROP_CHECKPOINT_DIR: g_free(self->checkpoint_dir); self->checkpoint_dir = g_value_dup_string(v); break;
   case PROP_LABELS: g_free(self->labels_path); self->labels_path = g_value_dup_string(v); break;
   case PROP_AUGMENT: self->opts.augment = g_value_get_boolean(v); break;
+  case PROP_SAMPLE: g_free(self->sample); self->sample = g_value_dup_string(v); break;
+  case PROP_SAVE_UNCERTAIN: g_free(self->save_uncertain); self->save_uncertain = g_value_dup_string(v); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -83,12 +92,15 @@ void e2e_train_core_get_property(E2eTrainCore *self, GObject *obj, guint id, GVa
   case PROP_CHECKPOINT_DIR: g_value_set_string(v, self->checkpoint_dir); break;
   case PROP_LABELS: g_value_set_string(v, self->labels_path); break;
   case PROP_AUGMENT: g_value_set_boolean(v, self->opts.augment); break;
+  case PROP_SAMPLE: g_value_set_string(v, self->sample); break;
+  case PROP_SAVE_UNCERTAIN: g_value_set_string(v, self->save_uncertain); break;
   case PROP_STATS:
     g_value_take_boxed(v, gst_structure_new("e2etrain-stats", "frames", G_TYPE_UINT64, self->frames, "dropped", G_TYPE_UINT64,
                                             self->dropped, "bad-labels", G_TYPE_UINT64, self->bad_labels, "steps", G_TYPE_INT64,
                                             self->steps, "loss", G_TYPE_DOUBLE, self->last_loss, "published", G_TYPE_UINT64,
                                             self->published, "rejected", G_TYPE_UINT64, self->rejected, "unlabelled",
-                                            G_TYPE_UINT64, self->unlabelled, NULL));
+                                            G_TYPE_UINT64, self->unlabelled, "uncertain", G_TYPE_UINT64, self->uncertain,
+                                            "saved", G_TYPE_UINT64, self->saved, NULL));
     break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
@@ -146,8 +158,10 @@ gboolean e2e_train_core_start(E2eTrainCore *self) {
   e2e_online_opts o = self->opts;
   gchar *freeze = g_strdup(self->freeze), *dir = g_strdup(self->checkpoint_dir), *optimizer = g_strdup(self->optimizer);
   self->frames = self->dropped = self->bad_labels = self->unlabelled = self->published = self->rejected = 0;
+  self->uncertain = self->saved = 0;
   self->steps = 0, self->last_progress_us = 0, self->last_loss = 0, self->counted = 0;
-  gchar *labels_path = g_strdup(self->labels_path);
+  self->last_saved = GST_CLOCK_TIME_NONE;
+  gchar *labels_path = g_strdup(self->labels_path), *sample = g_strdup(self->sample), *save = g_strdup(self->save_uncertain);
   g_mutex_unlock(&self->lock);
   gboolean ok = FALSE;
   o.train.freeze = freeze && *freeze ? freeze : NULL;
@@ -157,6 +171,16 @@ gboolean e2e_train_core_start(E2eTrainCore *self) {
   else if (!strcmp(optimizer, "sgd")) o.train.optimizer = NN_SGD;
   else {
     GST_ELEMENT_ERROR(self->element, LIBRARY, SETTINGS, ("Unknown optimizer \"%s\" (adamw or sgd).", optimizer), (NULL));
+    goto out;
+  }
+  if (sample && strcmp(sample, "arrival") && strcmp(sample, "uncertain")) {
+    GST_ELEMENT_ERROR(self->element, LIBRARY, SETTINGS, ("Unknown sample policy \"%s\" (arrival or uncertain).", sample), (NULL));
+    goto out;
+  }
+  o.prefer_uncertain = sample && !strcmp(sample, "uncertain");
+  if (save && *save && g_mkdir_with_parents(save, 0755) != 0) {
+    GST_ELEMENT_ERROR(self->element, RESOURCE, OPEN_WRITE, ("Cannot make the folder \"%s\" for uncertain frames.", save),
+                      ("%s", g_strerror(errno)));
     goto out;
   }
   /* a restart resumes from the last published version */
@@ -202,7 +226,7 @@ out:
     self->file = NULL;
     e2e_element_close(&self->model);
   }
-  g_free(freeze), g_free(dir), g_free(optimizer), g_free(labels_path);
+  g_free(freeze), g_free(dir), g_free(optimizer), g_free(labels_path), g_free(sample), g_free(save);
   return ok;
 }
 
@@ -274,6 +298,62 @@ static det_box *boxes_from_file(E2eTrainCore *self, GstBuffer *buf, int w, int h
   return b;
 }
 
+/* Active learning: an uncertain frame is written to save-uncertain (at most one per second of stream time)
+ * as frame-N.png and frame-N.json, the JSON a line of the label-file format holding the predictions on the
+ * frame; a person corrects it, and the corrected lines, concatenated, are a labels= file for the same
+ * stream. */
+static void save_for_labelling(E2eTrainCore *self, GstBuffer *buf, GstVideoFrame *frame) {
+  g_mutex_lock(&self->lock);
+  self->uncertain++;
+  gchar *dir = self->save_uncertain && *self->save_uncertain ? g_strdup(self->save_uncertain) : NULL;
+  g_mutex_unlock(&self->lock);
+  double pts_s;
+  gint64 n = frame_number(self, buf, &pts_s);
+  GstClockTime t = pts_s >= 0 ? (GstClockTime)(pts_s * GST_SECOND) : GST_CLOCK_TIME_NONE;
+  if (!dir || (GST_CLOCK_TIME_IS_VALID(self->last_saved) && GST_CLOCK_TIME_IS_VALID(t) && t < self->last_saved + GST_SECOND &&
+               t >= self->last_saved)) {
+    g_free(dir);
+    return;
+  }
+  self->last_saved = t;
+  int w = GST_VIDEO_FRAME_WIDTH(frame), h = GST_VIDEO_FRAME_HEIGHT(frame), stride = GST_VIDEO_FRAME_PLANE_STRIDE(frame, 0);
+  guint8 *rgb = g_malloc((gsize)w * h * 3);
+  for (int y = 0; y < h; y++) memcpy(rgb + (gsize)y * w * 3, (guint8 *)GST_VIDEO_FRAME_PLANE_DATA(frame, 0) + (gsize)y * stride, (gsize)w * 3);
+  gchar *png = g_strdup_printf("%s/frame-%08" G_GINT64_FORMAT ".png", dir, n);
+  gchar *json = g_strdup_printf("%s/frame-%08" G_GINT64_FORMAT ".json", dir, n);
+  GString *line = g_string_new(NULL);
+  g_string_append_printf(line, "{\"frame\": %" G_GINT64_FORMAT ", ", n);
+  if (pts_s >= 0) g_string_append_printf(line, "\"pts\": %" G_GUINT64_FORMAT ", ", (guint64)(pts_s * GST_SECOND + 0.5));
+  g_string_append_printf(line, "\"width\": %d, \"height\": %d, \"objects\": [", w, h);
+  gpointer state = NULL;
+  GstMeta *meta;
+  int k = 0;
+  while ((meta = gst_buffer_iterate_meta_filtered(buf, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))) {
+    GstVideoRegionOfInterestMeta *r = (GstVideoRegionOfInterestMeta *)meta;
+    double conf = 1.0;
+    GstStructure *d = gst_video_region_of_interest_meta_get_param(r, "detection");
+    if (d) gst_structure_get_double(d, "confidence", &conf);
+    gchar *label = g_strescape(g_quark_to_string(r->roi_type) ? g_quark_to_string(r->roi_type) : "", NULL);
+    g_string_append_printf(line, "%s{\"label\": \"%s\", \"x\": %u, \"y\": %u, \"w\": %u, \"h\": %u, \"confidence\": %.4f}",
+                           k++ ? ", " : "", label, r->x, r->y, r->w, r->h, conf);
+    g_free(label);
+  }
+  g_string_append(line, "]}\n");
+  GError *err = NULL;
+  gboolean ok = e2e_image_save_png(png, rgb, w, h) && g_file_set_contents(json, line->str, (gssize)line->len, &err);
+  if (ok) {
+    g_mutex_lock(&self->lock);
+    self->saved++;
+    g_mutex_unlock(&self->lock);
+  } else {
+    GST_ELEMENT_WARNING(self->element, RESOURCE, WRITE, ("Could not write an uncertain frame to \"%s\".", dir),
+                        ("%s", err ? err->message : e2e_last_error()));
+  }
+  g_clear_error(&err);
+  g_string_free(line, TRUE);
+  g_free(png), g_free(json), g_free(rgb), g_free(dir);
+}
+
 GstFlowReturn e2e_train_core_frame(E2eTrainCore *self, GstBuffer *buf) {
   GstVideoFrame frame;
   if (!gst_video_frame_map(&frame, &self->info, buf, GST_MAP_READ)) {
@@ -284,6 +364,9 @@ GstFlowReturn e2e_train_core_frame(E2eTrainCore *self, GstBuffer *buf) {
   self->counted++;
   det_box *boxes = self->file ? boxes_from_file(self, buf, GST_VIDEO_FRAME_WIDTH(&frame), GST_VIDEO_FRAME_HEIGHT(&frame), &n, &bad)
                               : boxes_of(self, buf, &n, &bad);
+  /* an uncertain frame is worth a person's label, above all one the label file does not have yet */
+  gboolean uncertain = e2e_uncertain_meta_count(buf) > 0;
+  if (uncertain) save_for_labelling(self, buf, &frame);
   if (self->file && n < 0) { /* not in the file: nothing to learn from it */
     gst_video_frame_unmap(&frame);
     g_mutex_lock(&self->lock);
@@ -298,8 +381,9 @@ GstFlowReturn e2e_train_core_frame(E2eTrainCore *self, GstBuffer *buf) {
   self->frames++;
   g_mutex_unlock(&self->lock);
   /* waits here only with leaky=false, until the trainer has used a sample */
-  e2e_online_add(self->online, key, GST_VIDEO_FRAME_PLANE_DATA(&frame, 0), GST_VIDEO_FRAME_WIDTH(&frame),
-                 GST_VIDEO_FRAME_HEIGHT(&frame), GST_VIDEO_FRAME_PLANE_STRIDE(&frame, 0), boxes, n, &bad);
+  (uncertain ? e2e_online_add_uncertain : e2e_online_add)(self->online, key, GST_VIDEO_FRAME_PLANE_DATA(&frame, 0),
+                                                          GST_VIDEO_FRAME_WIDTH(&frame), GST_VIDEO_FRAME_HEIGHT(&frame),
+                                                          GST_VIDEO_FRAME_PLANE_STRIDE(&frame, 0), boxes, n, &bad);
   gst_video_frame_unmap(&frame);
   g_free(boxes);
   if (bad) {
@@ -374,8 +458,16 @@ void e2e_train_core_install_properties(GObjectClass *oc) {
   g_object_class_install_property(oc, PROP_AUGMENT, g_param_spec_boolean("augment", "Augment",
       "Train on randomly flipped, scaled, shifted and colour-jittered copies of the buffered frames (as e2e train "
       "detect does, mosaics included) instead of the frames as they are", d.augment, rw));
+  g_object_class_install_property(oc, PROP_SAMPLE, g_param_spec_string("sample", "Sample",
+      "Which buffered frames a step trains on: arrival (those not yet trained on, oldest first, then random ones) or "
+      "uncertain (active learning: frames e2edetect marked for its uncertainty band first, half of the random picks "
+      "among them, and replaced last)", "arrival", rw));
+  g_object_class_install_property(oc, PROP_SAVE_UNCERTAIN, g_param_spec_string("save-uncertain", "Save uncertain frames",
+      "Folder to write frames e2edetect marked uncertain to, for a person to label (at most one per second of stream "
+      "time): frame-N.png and frame-N.json, a line of the labels= JSON-lines format with the current predictions; "
+      "corrected and concatenated, they are a label file for the same stream", NULL, rw));
   g_object_class_install_property(oc, PROP_STATS, g_param_spec_boxed("training-stats", "Training statistics",
-      "frames, dropped, bad-labels, unlabelled (frames the label file has no boxes for), steps, loss, published, "
-      "rejected", GST_TYPE_STRUCTURE,
+      "frames, dropped, bad-labels, unlabelled (frames the label file has no boxes for), uncertain (frames marked "
+      "uncertain), saved (written for labelling), steps, loss, published, rejected", GST_TYPE_STRUCTURE,
       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 }

@@ -18,8 +18,8 @@ typedef struct {
 
   GMutex lock; /* the properties and the counters */
   e2e_online_opts opts;
-  gchar *freeze, *checkpoint_dir, *optimizer, *labels_path;
-  guint64 frames, dropped, bad_labels, unlabelled, published, rejected;
+  gchar *freeze, *checkpoint_dir, *optimizer, *labels_path, *sample, *save_uncertain;
+  guint64 frames, dropped, bad_labels, unlabelled, published, rejected, uncertain, saved;
   gint64 steps, last_progress_us;
   gdouble last_loss;
 
@@ -30,6 +30,7 @@ typedef struct {
   gint n_labels;
   det_frame_labels *file; /* the label file's boxes, when one is given: used instead of the metas */
   guint64 counted;        /* buffers since start: the frame number when the caps give no frame rate */
+  GstClockTime last_saved; /* stream time of the last frame written for labelling */
 } E2eTrainCore;
 
 void e2e_train_core_install_properties(GObjectClass *oc);

@@ -29,6 +29,8 @@ enum {
   PROP_INPUT_SIZE,
   PROP_MESSAGE,
   PROP_JSON_FILE,
+  PROP_UNCERTAIN_LOW,
+  PROP_UNCERTAIN_HIGH,
   PROP_STATS,
 };
 
@@ -99,6 +101,8 @@ static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps
   }
   case PROP_MESSAGE: self->post_messages = g_value_get_boolean(v); break;
   case PROP_JSON_FILE: g_free(self->json_file); self->json_file = g_value_dup_string(v); break;
+  case PROP_UNCERTAIN_LOW: self->uncertain_low = g_value_get_float(v); break;
+  case PROP_UNCERTAIN_HIGH: self->uncertain_high = g_value_get_float(v); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -116,7 +120,8 @@ static GstStructure *stats_structure(GstE2eDetect *self) {
     }
   double p95 = n ? sorted[(guint)floor(0.95 * (n - 1))] : 0.0;
   return gst_structure_new("e2edetect-stats", "frames", G_TYPE_UINT64, self->frames, "inferences", G_TYPE_UINT64,
-                           self->inferences, "skipped", G_TYPE_UINT64, self->skipped, "mean-ms", G_TYPE_DOUBLE,
+                           self->inferences, "skipped", G_TYPE_UINT64, self->skipped, "uncertain", G_TYPE_UINT64,
+                           self->uncertain, "mean-ms", G_TYPE_DOUBLE,
                            self->inferences ? self->total_ms / (double)self->inferences : 0.0, "p95-ms", G_TYPE_DOUBLE,
                            p95, "model-version", G_TYPE_UINT64, self->last_version, NULL);
 }
@@ -135,6 +140,8 @@ static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
   case PROP_INPUT_SIZE: g_value_set_uint(v, (guint)self->params.input_size); break;
   case PROP_MESSAGE: g_value_set_boolean(v, self->post_messages); break;
   case PROP_JSON_FILE: g_value_set_string(v, self->json_file); break;
+  case PROP_UNCERTAIN_LOW: g_value_set_float(v, self->uncertain_low); break;
+  case PROP_UNCERTAIN_HIGH: g_value_set_float(v, self->uncertain_high); break;
   case PROP_STATS: g_value_take_boxed(v, stats_structure(self)); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
@@ -176,7 +183,7 @@ static gboolean start(GstBaseTransform *trans) {
   self->labels = labels;
   self->json = json;
   labels = NULL, json = NULL;
-  self->frames = self->inferences = self->skipped = 0;
+  self->frames = self->inferences = self->skipped = self->uncertain = 0;
   self->n_times = 0;
   self->total_ms = 0;
   self->n_last = 0;
@@ -340,14 +347,20 @@ static void run_inference(GstE2eDetect *self, GstVideoFrame *frame, const e2e_de
   GstBuffer *rb = gst_buffer_new_wrapped_full(0, self->rgb, GST_VIDEO_INFO_SIZE(&rinfo), 0, GST_VIDEO_INFO_SIZE(&rinfo), NULL, NULL);
   det_box boxes[E2E_DETECT_MAX_OBJECTS];
   int n = -1;
+  /* with an uncertainty band below the threshold, detect down to the band's floor and report above it */
+  float report = e2e_detect_threshold(self->model.session, params);
+  gboolean band = self->uncertain_high > self->uncertain_low;
+  e2e_detect_params p = *params;
+  if (band && self->uncertain_low < report) p.threshold = self->uncertain_low, p.max_detections = E2E_DETECT_MAX_OBJECTS;
   if (gst_video_frame_map(&rgbf, &rinfo, rb, GST_MAP_WRITE)) {
     gst_video_converter_frame(self->conv, frame, &rgbf);
-    n = e2e_detect_scaled(self->model.session, params, GST_VIDEO_FRAME_PLANE_DATA(&rgbf, 0),
-                          GST_VIDEO_FRAME_PLANE_STRIDE(&rgbf, 0), &self->lb, boxes, E2E_DETECT_MAX_OBJECTS);
+    n = e2e_detect_scaled(self->model.session, &p, GST_VIDEO_FRAME_PLANE_DATA(&rgbf, 0), GST_VIDEO_FRAME_PLANE_STRIDE(&rgbf, 0),
+                          &self->lb, boxes, E2E_DETECT_MAX_OBJECTS);
     gst_video_frame_unmap(&rgbf);
   }
   gst_buffer_unref(rb);
   self->n_last = 0;
+  self->n_uncertain = 0;
   if (n < 0) {
     GST_WARNING_OBJECT(self, "inference failed: %s", e2e_last_error());
     return;
@@ -361,7 +374,8 @@ static void run_inference(GstE2eDetect *self, GstVideoFrame *frame, const e2e_de
       if (!ok) continue;
     }
     if (boxes[i].x2 - boxes[i].x1 < 1 || boxes[i].y2 - boxes[i].y1 < 1) continue;
-    self->last[self->n_last++] = boxes[i];
+    if (band && boxes[i].score >= self->uncertain_low && boxes[i].score < self->uncertain_high) self->n_uncertain++;
+    if (boxes[i].score >= report && self->n_last < params->max_detections) self->last[self->n_last++] = boxes[i];
   }
   g_strfreev(allowed);
 }
@@ -408,6 +422,10 @@ static GstFlowReturn transform_frame_ip(GstVideoFilter *filter, GstVideoFrame *f
     self->frames_since_inference++;
   }
   attach_metas(self, buf, fresh);
+  if (fresh && self->n_uncertain > 0) { /* active learning: a frame worth a person's label */
+    e2e_uncertain_meta_add(buf, self->n_uncertain, self->uncertain_low, self->uncertain_high);
+    self->uncertain++;
+  }
   if (self->json) write_json(self, buf, GST_VIDEO_FRAME_WIDTH(frame), GST_VIDEO_FRAME_HEIGHT(frame), fresh);
   if (self->post_messages) post_message(self, buf, fresh);
   g_mutex_unlock(&self->lock);
@@ -499,9 +517,16 @@ static void gst_e2e_detect_class_init(GstE2eDetectClass *klass) {
   g_object_class_install_property(oc, PROP_JSON_FILE, g_param_spec_string("json-file", "JSON lines file",
       "Write one JSON object per frame (docs/detect.md) to this file, or - for stdout", NULL,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property(oc, PROP_UNCERTAIN_LOW, g_param_spec_float("uncertain-low", "Uncertainty band, low",
+      "Active learning: a frame with a detection whose confidence is in [uncertain-low, uncertain-high) gets an "
+      "E2eUncertainMeta mark (e2etrain sample=uncertain prefers such frames, save-uncertain writes them out for "
+      "labelling); the band may lie below threshold. Off while uncertain-high <= uncertain-low", 0.0f, 1.0f, 0.0f, rw));
+  g_object_class_install_property(oc, PROP_UNCERTAIN_HIGH, g_param_spec_float("uncertain-high", "Uncertainty band, high",
+      "The top of the uncertainty band (see uncertain-low)", 0.0f, 1.0f, 0.0f, rw));
   g_object_class_install_property(oc, PROP_STATS, g_param_spec_boxed("stats", "Statistics",
-      "frames, inferences, skipped (late frames under QoS), mean-ms and p95-ms of inference, model-version (of the model "
-      "slot the last inference ran on: e2etrain publications count it up)", GST_TYPE_STRUCTURE,
+      "frames, inferences, skipped (late frames under QoS), uncertain (frames marked for the uncertainty band), mean-ms "
+      "and p95-ms of inference, model-version (of the model slot the last inference ran on: e2etrain publications "
+      "count it up)", GST_TYPE_STRUCTURE,
       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
   gst_element_class_set_static_metadata(ec, "End-to-end object detector", "Filter/Analyzer/Video",
       "Detects objects with a network trained end to end and attaches GstVideoRegionOfInterestMeta",

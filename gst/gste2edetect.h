@@ -26,6 +26,7 @@ struct _GstE2eDetect {
   e2e_detect_params params;
   guint interval;
   gboolean post_messages;
+  gfloat uncertain_low, uncertain_high; /* the uncertainty band (active learning); off while high <= low */
   gchar **labels; /* from labels-file, overriding the model's own; NULL-terminated */
 
   /* streaming state (streaming thread only) */
@@ -34,6 +35,7 @@ struct _GstE2eDetect {
   guint8 *rgb;
   det_box last[E2E_DETECT_MAX_OBJECTS];
   gint n_last;
+  gint n_uncertain; /* the last inference's detections in the uncertainty band */
   guint64 last_version; /* the model version that found them */
   guint64 frames_since_inference;
   FILE *json;
@@ -42,7 +44,7 @@ struct _GstE2eDetect {
   GstClockTime earliest_time;
 
   /* statistics (under lock) */
-  guint64 frames, inferences, skipped;
+  guint64 frames, inferences, skipped, uncertain;
   gdouble times_ms[E2E_DETECT_TIMES];
   guint n_times;
   gdouble total_ms;

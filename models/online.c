@@ -22,6 +22,7 @@ typedef struct {
   int n;
   int uses;      /* batches it has been in */
   uint64_t age;  /* arrival order */
+  bool uncertain; /* marked for active learning */
 } sample;
 
 typedef struct {
@@ -183,10 +184,20 @@ static bool next_batch(e2e_online *t, batch *b, pick *picks, GRand *rng, nn_rng 
   g_mutex_lock(&t->lock);
   while (!t->stop && t->train.n < t->o.batch_size) g_cond_wait(&t->cond, &t->lock);
   bool ok = !t->stop;
+  int n_uncertain = 0;
+  for (int i = 0; t->o.prefer_uncertain && i < t->train.n; i++) n_uncertain += t->train.s[i].uncertain;
   for (int k = 0; ok && k < n_picks; k++) {
     int pick = -1;
-    for (int i = 0; k < items && i < t->train.n; i++)
-      if (!t->train.s[i].uses && (pick < 0 || t->train.s[i].age < t->train.s[pick].age)) pick = i;
+    /* not yet trained on, oldest first (uncertain ones before the rest when they are preferred) */
+    for (int pass = t->o.prefer_uncertain ? 0 : 1; k < items && pick < 0 && pass < 2; pass++)
+      for (int i = 0; i < t->train.n; i++)
+        if (!t->train.s[i].uses && (pass || t->train.s[i].uncertain) && (pick < 0 || t->train.s[i].age < t->train.s[pick].age))
+          pick = i;
+    if (pick < 0 && n_uncertain > 0 && g_rand_boolean(rng)) { /* half the random draws among the uncertain */
+      int j = g_rand_int_range(rng, 0, n_uncertain);
+      for (int i = 0; i < t->train.n && pick < 0; i++)
+        if (t->train.s[i].uncertain && j-- == 0) pick = i;
+    }
     if (pick < 0) pick = g_rand_int_range(rng, 0, t->train.n);
     ok = take(&picks[k], &t->train.s[pick]);
     if (k < items) t->train.s[pick].uses++;
@@ -479,11 +490,14 @@ static bool make_sample(const e2e_online *t, const uint8_t *rgb, int w, int h, i
 
 /* The place a new sample takes in ss: a free one, else the oldest sample already trained on (held-out
  * samples: the oldest), or -1 when every sample still waits for training. */
-static int place_for(sample_set *ss, int cap, bool held) {
+static int place_for(sample_set *ss, int cap, bool held, bool keep_uncertain) {
   if (ss->n < cap) return ss->n;
   int pick = -1;
-  for (int i = 0; i < ss->n; i++)
-    if ((held || ss->s[i].uses > 0) && (pick < 0 || ss->s[i].age < ss->s[pick].age)) pick = i;
+  /* with uncertain samples preferred, a certain one goes first */
+  for (int pass = keep_uncertain ? 0 : 1; pick < 0 && pass < 2; pass++)
+    for (int i = 0; i < ss->n; i++)
+      if ((held || ss->s[i].uses > 0) && (pass || !ss->s[i].uncertain) && (pick < 0 || ss->s[i].age < ss->s[pick].age))
+        pick = i;
   return pick;
 }
 
@@ -502,8 +516,21 @@ void e2e_online_set_flushing(e2e_online *t, bool flushing) {
   g_mutex_unlock(&t->lock);
 }
 
+static bool add(e2e_online *t, uint64_t key, const uint8_t *rgb, int w, int h, int stride, const det_box *boxes, int n,
+                int *bad, bool uncertain);
+
 bool e2e_online_add(e2e_online *t, uint64_t key, const uint8_t *rgb, int w, int h, int stride, const det_box *boxes,
                     int n, int *bad) {
+  return add(t, key, rgb, w, h, stride, boxes, n, bad, false);
+}
+
+bool e2e_online_add_uncertain(e2e_online *t, uint64_t key, const uint8_t *rgb, int w, int h, int stride,
+                              const det_box *boxes, int n, int *bad) {
+  return add(t, key, rgb, w, h, stride, boxes, n, bad, true);
+}
+
+static bool add(e2e_online *t, uint64_t key, const uint8_t *rgb, int w, int h, int stride, const det_box *boxes, int n,
+                int *bad, bool uncertain) {
   int ignored = 0;
   if (!bad) bad = &ignored;
   if (w < 1 || h < 1 || !rgb) return false;
@@ -511,7 +538,7 @@ bool e2e_online_add(e2e_online *t, uint64_t key, const uint8_t *rgb, int w, int 
   sample_set *ss = held ? &t->held : &t->train;
   /* a frame that will be dropped is not scaled first: that work would be on the stream's thread */
   g_mutex_lock(&t->lock);
-  bool no_room = ss->s && t->o.leaky && place_for(ss, ss->cap, held) < 0;
+  bool no_room = ss->s && t->o.leaky && place_for(ss, ss->cap, held, t->o.prefer_uncertain) < 0;
   if (no_room && !t->stop && !t->flushing) t->dropped++;
   g_mutex_unlock(&t->lock);
   if (no_room) {
@@ -525,16 +552,17 @@ bool e2e_online_add(e2e_online *t, uint64_t key, const uint8_t *rgb, int w, int 
   }
   g_mutex_lock(&t->lock);
   if (!ss->s) ss->cap = t->o.buffer_size, ss->s = calloc((size_t)ss->cap, sizeof *ss->s);
-  int at = ss->s ? place_for(ss, ss->cap, held) : -1;
+  int at = ss->s ? place_for(ss, ss->cap, held, t->o.prefer_uncertain) : -1;
   while (ss->s && at < 0 && !t->o.leaky && !t->stop && !t->flushing) {
     g_cond_wait(&t->cond, &t->lock);
-    at = place_for(ss, ss->cap, held);
+    at = place_for(ss, ss->cap, held, t->o.prefer_uncertain);
   }
   bool kept = at >= 0 && !t->stop && !t->flushing;
   if (kept) {
     if (at == ss->n) ss->n++;
     else sample_clear(&ss->s[at]);
     s.age = t->arrivals++;
+    s.uncertain = uncertain;
     ss->s[at] = s;
     g_cond_broadcast(&t->cond);
   } else if (!t->stop && !t->flushing) {

@@ -186,6 +186,12 @@ bool e2e_detect_stretches(e2e_session *s) {
   return r && e2e_model_describe(e2e_session_model(s))->task == E2E_TASK_DETECT && r->stretch;
 }
 
+float e2e_detect_threshold(e2e_session *s, const e2e_detect_params *p) {
+  if (p && p->threshold >= 0) return p->threshold;
+  const det_runner *r = s ? e2e_model_impl(e2e_session_model(s)) : NULL;
+  return r && e2e_model_describe(e2e_session_model(s))->task == E2E_TASK_DETECT ? r->threshold : 0.3f;
+}
+
 det_letterbox e2e_detect_frame_placement(e2e_session *s, int w, int h, int size) {
   return e2e_detect_stretches(s) ? stretch_for(w, h, size) : det_letterbox_for(w, h, size);
 }

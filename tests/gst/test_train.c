@@ -4,6 +4,7 @@
  * counted and skipped, a full replay buffer dropping frames instead of blocking, and state changes while
  * the trainer runs. */
 #include <glib/gstdio.h>
+#include <math.h>
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 #include <signal.h>
@@ -489,6 +490,65 @@ TEST(the_pass_through_form_passes_every_frame_on_and_trains) {
   gst_object_unref(bus);
   unlink(model);
   g_free(model), g_free(desc);
+}
+
+/* Active learning: e2edetect marks frames with a detection in its uncertainty band (reported boxes still obey
+ * its threshold); e2etrain counts them, trains on them first (sample=uncertain) and writes at most one per
+ * second of stream time, as PNG and a JSON line with the predictions, which reads back as a label file. */
+TEST(uncertain_frames_are_marked_preferred_and_written_for_labelling) {
+  char *model = tiny_detector("al"), *dir = g_strdup_printf("%s/e2e-train-al-%d", g_get_tmp_dir(), (int)getpid());
+  /* an untrained detector: its scores are low, so a band [0, 0.9) catches them and threshold 0.9 reports none */
+  char *desc = g_strdup_printf("e2edetect name=det model=%s threshold=0.9 uncertain-low=0 uncertain-high=0.9 num-threads=1 ! "
+                               "e2etrain name=train model=%s sample=uncertain save-uncertain=%s publish-every=1000 holdout=0 "
+                               "batch-size=2 buffer-size=4 num-threads=1", model, model, dir);
+  GstHarness *h = gst_harness_new_parse(desc);
+  gst_harness_set_src_caps_str(h, "video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
+  for (int i = 0; i < 40; i++) {
+    GstBuffer *b = frame(i, NULL, 0, 0, 0, 0);
+    /* the metas the frames came with are the teacher's; e2edetect adds nothing above its threshold */
+    CHECK(gst_harness_push(h, b) == GST_FLOW_OK, "push frame %d", i);
+  }
+  GstElement *det = gst_bin_get_by_name(GST_BIN(h->element), "det"), *train = gst_bin_get_by_name(GST_BIN(h->element), "train");
+  GstStructure *ds = NULL, *ts = NULL;
+  g_object_get(det, "stats", &ds, NULL);
+  g_object_get(train, "training-stats", &ts, NULL);
+  guint64 marked = 0, seen = 0, saved = 0;
+  gst_structure_get_uint64(ds, "uncertain", &marked);
+  gst_structure_get_uint64(ts, "uncertain", &seen);
+  gst_structure_get_uint64(ts, "saved", &saved);
+  CHECK(marked == 40 && seen == 40, "every frame marked uncertain by e2edetect (%llu) and seen so by e2etrain (%llu)",
+        (unsigned long long)marked, (unsigned long long)seen);
+  CHECK(saved == 2, "frames 0 and 30 written (one per second of stream time), got %llu", (unsigned long long)saved);
+  GString *all = g_string_new(NULL);
+  for (int f = 0; f < 40; f += 30) {
+    char *png = g_strdup_printf("%s/frame-%08d.png", dir, f), *json = g_strdup_printf("%s/frame-%08d.json", dir, f);
+    gchar *text = NULL;
+    CHECK(g_file_test(png, G_FILE_TEST_IS_REGULAR) && g_file_get_contents(json, &text, NULL, NULL), "frame %d written", f);
+    if (text) g_string_append(all, text);
+    g_free(text), g_free(png), g_free(json);
+  }
+  /* the written lines are a label file: the frames' own boxes (the metas they carried) come back */
+  char *labels = g_strdup_printf("%s/labels.jsonl", dir);
+  CHECK(g_file_set_contents(labels, all->str, -1, NULL), "write the labels");
+  const char *classes[] = {"cat", "dog"};
+  det_frame_labels *fl = det_frame_labels_open(labels, classes, 2);
+  CHECK(fl != NULL, "the written frames read back as a label file: %s", e2e_last_error());
+  det_box got[8];
+  if (fl) {
+    int n = det_frame_labels_get(fl, 30, -1, W, H, got, 8, NULL);
+    int x0 = 4 + (30 * 3) % (W - 24);
+    CHECK(n == 1 && got[0].cls == 0 && fabsf(got[0].x1 - (float)x0) < 1e-3f, "frame 30's cat comes back (%d boxes)", n);
+  }
+  det_frame_labels_free(fl);
+  g_string_free(all, TRUE);
+  gst_structure_free(ds), gst_structure_free(ts);
+  gst_object_unref(det), gst_object_unref(train);
+  gst_harness_teardown(h);
+  char *rm = g_strdup_printf("rm -rf '%s'", dir);
+  CHECK(system(rm) == 0, "clean up");
+  g_free(rm), g_free(labels);
+  unlink(model);
+  g_free(model), g_free(dir), g_free(desc);
 }
 
 TEST(state_changes_while_training_and_bad_settings_refused) {

@@ -140,6 +140,8 @@ det_letterbox e2e_detect_placement(int w, int h, int size);
 det_letterbox e2e_detect_placement_for(e2e_session *s, const e2e_detect_params *p, int w, int h, int size);
 /* Whether the session's model stretches frames into its input instead of letterboxing them. */
 bool e2e_detect_stretches(e2e_session *s);
+/* The confidence threshold p asks for, or the session's model's own when p leaves it to the model. */
+float e2e_detect_threshold(e2e_session *s, const e2e_detect_params *p);
 /* Where e2e_detect_frame puts a w x h frame in a size x size input (fractional pads, bilinear sampling). */
 det_letterbox e2e_detect_frame_placement(e2e_session *s, int w, int h, int size);
 /* Detects on a frame already scaled to lb->scaled_w x lb->scaled_h (packed RGB, stride bytes per row),

@@ -28,6 +28,7 @@ typedef struct {
   double min_improvement; /* mAP@0.5 a new version must gain over the live one to be published */
   int64_t max_steps;      /* 0: train until stopped; else the learning rate warms up, then follows a cosine to 2 % */
   bool augment;           /* train on det_augment's copies (flips, scale, shift, colour, mosaics), not the frames as they are */
+  bool prefer_uncertain;  /* active learning: samples added as uncertain are trained on first, drawn more often and kept longer */
   const char *checkpoint_dir; /* NULL or "": no files */
   e2e_train_opts train;   /* optimizer, learning rate, frozen prefixes, thread budget */
 } e2e_online_opts;
@@ -69,6 +70,10 @@ e2e_online *e2e_online_new(e2e_slot *slot, const e2e_online_opts *o, e2e_online_
  * training has stopped. */
 bool e2e_online_add(e2e_online *t, uint64_t key, const uint8_t *rgb, int w, int h, int stride, const det_box *boxes,
                     int n, int *bad);
+/* The same for a frame marked uncertain (e2edetect's uncertainty band): with prefer_uncertain it is
+ * trained on before the others, drawn for half the random picks and replaced last. */
+bool e2e_online_add_uncertain(e2e_online *t, uint64_t key, const uint8_t *rgb, int w, int h, int stride,
+                              const det_box *boxes, int n, int *bad);
 /* Waits until training has stopped (max_steps reached, an error, or freed); false when flushing ended the
  * wait first. A sink holds its end of stream here, so a file's pipeline ends with the training. */
 bool e2e_online_wait(e2e_online *t);
