@@ -122,7 +122,8 @@ static void on_event(const e2e_online_event *ev, void *user) {
       self->last_progress_us = now;
       s = gst_structure_new("e2etrain-progress", "step", G_TYPE_INT64, ev->step, "loss", G_TYPE_DOUBLE, ev->loss,
                             "samples-per-second", G_TYPE_DOUBLE, ev->samples_per_s, "buffered", G_TYPE_INT, ev->buffered,
-                            "held-out", G_TYPE_INT, ev->held_out, "dropped", G_TYPE_UINT64, ev->dropped, NULL);
+                            "held-out", G_TYPE_INT, ev->held_out, "dropped", G_TYPE_UINT64, ev->dropped, "uncertain",
+                            G_TYPE_INT, ev->batch_uncertain, NULL);
     }
     break;
   case E2E_ONLINE_PUBLISHED:

@@ -179,7 +179,7 @@ static e2e_batch as_task_batch(const batch *b) {
 /* The next training batch: samples not yet trained on first (oldest first), the rest drawn at random
  * from the replay buffer (with augmentation, a few more at random for mosaics). Waits until there are
  * enough samples or training stops. Only the choice is made under the lock. */
-static bool next_batch(e2e_online *t, batch *b, pick *picks, GRand *rng, nn_rng *r, det_dataset *view) {
+static bool next_batch(e2e_online *t, batch *b, pick *picks, GRand *rng, nn_rng *r, det_dataset *view, int *uncertain) {
   int items = t->o.batch_size, n_picks = items + (t->o.augment ? MOSAIC_EXTRA * items : 0);
   g_mutex_lock(&t->lock);
   while (!t->stop && t->train.n < t->o.batch_size) g_cond_wait(&t->cond, &t->lock);
@@ -200,7 +200,7 @@ static bool next_batch(e2e_online *t, batch *b, pick *picks, GRand *rng, nn_rng 
     }
     if (pick < 0) pick = g_rand_int_range(rng, 0, t->train.n);
     ok = take(&picks[k], &t->train.s[pick]);
-    if (k < items) t->train.s[pick].uses++;
+    if (k < items) t->train.s[pick].uses++, *uncertain += t->train.s[pick].uncertain;
   }
   g_cond_broadcast(&t->cond); /* samples were used: room for new ones */
   g_mutex_unlock(&t->lock);
@@ -321,7 +321,8 @@ static gpointer run(gpointer p) {
   double t0 = g_get_monotonic_time() * 1e-6;
   int64_t since = 0;
   while (ok) {
-    if (!next_batch(t, &b, picks, rng, &r, view)) break;
+    int uncertain = 0;
+    if (!next_batch(t, &b, picks, rng, &r, view, &uncertain)) break;
     e2e_batch tb = as_task_batch(&b);
     e2e_metric loss = {0};
     if (t->o.max_steps > 0) e2e_trainer_set_lr(t->trainer, nn_lr_at(&sched, e2e_trainer_steps(t->trainer)));
@@ -340,7 +341,7 @@ static gpointer run(gpointer p) {
     since++;
     double now = g_get_monotonic_time() * 1e-6;
     e2e_online_event ev = {.kind = E2E_ONLINE_PROGRESS, .step = step, .loss = loss.value,
-                           .samples_per_s = since * t->o.batch_size / fmax(now - t0, 1e-6)};
+                           .samples_per_s = since * t->o.batch_size / fmax(now - t0, 1e-6), .batch_uncertain = uncertain};
     if (now - t0 > 5.0) t0 = now, since = 0; /* a rate over the last few seconds */
     emit(t, &ev);
     if (t->o.publish_every > 0 && step % t->o.publish_every == 0) {

@@ -9,6 +9,7 @@
 
 #include "e2e/codec.h"
 #include "e2e/detect.h"
+#include "e2e/online.h"
 #include "harness.h"
 #include "task.h" /* e2e_session_enter: to look inside a session's call */
 
@@ -316,6 +317,52 @@ static void *run_codec(void *p) {
     j->ok &= e2e_codec_encode(s, NULL, 3, j->img, j->w, j->h, j->w * 3, &j->streams[r], &j->lens[r], NULL);
   e2e_session_free(s);
   return NULL;
+}
+
+/* Active learning in the online trainer: with prefer_uncertain, half of the random draws go to the frames
+ * marked uncertain, so one marked frame among twelve is in about half of the picks; without it, in about
+ * one in twelve (the progress events say how many of each step's frames were marked). */
+typedef struct {
+  GMutex m;
+  int picks, uncertain;
+} pick_count;
+
+static void count_uncertain(const e2e_online_event *ev, void *user) {
+  pick_count *c = user;
+  if (ev->kind != E2E_ONLINE_PROGRESS) return;
+  g_mutex_lock(&c->m);
+  c->picks += 4, c->uncertain += ev->batch_uncertain;
+  g_mutex_unlock(&c->m);
+}
+
+TEST(preferring_uncertain_frames_trains_on_them_more_often) {
+  e2e_model *m = small_detector(5);
+  static uint8_t rgb[48 * 64 * 3];
+  for (int prefer = 0; prefer < 2; prefer++) {
+    e2e_slot *slot = e2e_slot_new(m);
+    e2e_online_opts o = e2e_online_defaults();
+    o.buffer_size = 16, o.batch_size = 4, o.holdout = 0, o.leaky = false, o.publish_every = 1000000, o.augment = false;
+    o.prefer_uncertain = prefer, o.max_steps = 40, o.train.threads = 1;
+    pick_count c = {0};
+    g_mutex_init(&c.m);
+    e2e_online *t = e2e_online_new(slot, &o, count_uncertain, &c);
+    CHECK(t != NULL, "start: %s", e2e_last_error());
+    for (int i = 0; t && i < 12; i++) {
+      memset(rgb, 40 + 15 * i, sizeof rgb);
+      det_box b = {8.0f + i, 6.0f, 30.0f + i, 28.0f, 1, i % 2};
+      CHECK((i == 11 ? e2e_online_add_uncertain : e2e_online_add)(t, (uint64_t)i, rgb, 64, 48, 64 * 3, &b, 1, NULL),
+            "frame %d taken", i);
+    }
+    CHECK(t && e2e_online_wait(t), "trained to max-steps");
+    double share = c.picks ? (double)c.uncertain / c.picks : 0;
+    printf("    prefer_uncertain=%d: the marked frame in %.0f %% of %d picks\n", prefer, 100 * share, c.picks);
+    if (prefer) CHECK(share > 0.3, "preferred: the marked frame was %.0f %% of %d picks", 100 * share, c.picks);
+    else CHECK(share < 0.2 && c.uncertain >= 1, "not preferred: the marked frame was %.0f %% of %d picks", 100 * share, c.picks);
+    e2e_online_free(t);
+    e2e_slot_unref(slot);
+    g_mutex_clear(&c.m);
+  }
+  e2e_model_unref(m);
 }
 
 TEST(one_model_shared_by_two_threads_gives_what_one_thread_gives) {

@@ -48,6 +48,7 @@ typedef struct {
   int64_t step;
   double loss;
   double samples_per_s;  /* training samples per second over the last steps */
+  int batch_uncertain;   /* of this step's frames, how many were marked uncertain (progress events) */
   int buffered, held_out; /* samples in the replay buffer and in the held-out set */
   uint64_t dropped;      /* samples dropped because the trainer was behind (leaky) */
   uint64_t version;      /* the slot's version after a publication */
