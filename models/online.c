@@ -7,6 +7,7 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,8 +40,8 @@ struct e2e_online {
   e2e_online_cb cb;
   void *user;
   e2e_trainer *trainer;
-  GMutex lock;
-  GCond cond; /* a sample was trained on, a sample arrived, or stop */
+  pthread_mutex_t lock; /* POSIX, not GMutex: GLib's futex locks are invisible to the thread sanitizer */
+  pthread_cond_t cond;  /* a sample was trained on, a sample arrived, or stop */
   sample_set train, held;
   uint64_t arrivals, dropped;
   bool stop, flushing;
@@ -181,8 +182,8 @@ static e2e_batch as_task_batch(const batch *b) {
  * enough samples or training stops. Only the choice is made under the lock. */
 static bool next_batch(e2e_online *t, batch *b, pick *picks, GRand *rng, nn_rng *r, det_dataset *view, int *uncertain) {
   int items = t->o.batch_size, n_picks = items + (t->o.augment ? MOSAIC_EXTRA * items : 0);
-  g_mutex_lock(&t->lock);
-  while (!t->stop && t->train.n < t->o.batch_size) g_cond_wait(&t->cond, &t->lock);
+  pthread_mutex_lock(&t->lock);
+  while (!t->stop && t->train.n < t->o.batch_size) pthread_cond_wait(&t->cond, &t->lock);
   bool ok = !t->stop;
   int n_uncertain = 0;
   for (int i = 0; t->o.prefer_uncertain && i < t->train.n; i++) n_uncertain += t->train.s[i].uncertain;
@@ -202,8 +203,8 @@ static bool next_batch(e2e_online *t, batch *b, pick *picks, GRand *rng, nn_rng 
     ok = take(&picks[k], &t->train.s[pick]);
     if (k < items) t->train.s[pick].uses++, *uncertain += t->train.s[pick].uncertain;
   }
-  g_cond_broadcast(&t->cond); /* samples were used: room for new ones */
-  g_mutex_unlock(&t->lock);
+  pthread_cond_broadcast(&t->cond); /* samples were used: room for new ones */
+  pthread_mutex_unlock(&t->lock);
   b->n = 0;
   if (ok && t->o.augment) ok = batch_augment(b, picks, items, n_picks, t->size, r, view);
   for (int k = 0; ok && !t->o.augment && k < items; k++) ok = batch_add(b, &picks[k], t->size);
@@ -213,11 +214,11 @@ static bool next_batch(e2e_online *t, batch *b, pick *picks, GRand *rng, nn_rng 
 
 static bool validation_batch(e2e_online *t, batch *b) {
   pick picks[MAX_VALIDATION];
-  g_mutex_lock(&t->lock);
+  pthread_mutex_lock(&t->lock);
   int n = t->held.n < MAX_VALIDATION ? t->held.n : MAX_VALIDATION, taken = 0;
   bool ok = true;
   for (; ok && taken < n; taken++) ok = take(&picks[taken], &t->held.s[taken]);
-  g_mutex_unlock(&t->lock);
+  pthread_mutex_unlock(&t->lock);
   ok = ok && (n == 0 || batch_alloc(b, n, t->size));
   b->n = 0;
   for (int i = 0; ok && i < n; i++) ok = batch_add(b, &picks[i], t->size);
@@ -228,9 +229,9 @@ static bool validation_batch(e2e_online *t, batch *b) {
 /* ---------------------------------------------------------------- the training thread */
 
 static void emit(e2e_online *t, e2e_online_event *ev) {
-  g_mutex_lock(&t->lock);
+  pthread_mutex_lock(&t->lock);
   ev->buffered = t->train.n, ev->held_out = t->held.n, ev->dropped = t->dropped;
-  g_mutex_unlock(&t->lock);
+  pthread_mutex_unlock(&t->lock);
   if (t->cb) t->cb(ev, t->user);
 }
 
@@ -357,15 +358,15 @@ static gpointer run(gpointer p) {
       emit(t, &fin);
       break;
     }
-    g_mutex_lock(&t->lock);
+    pthread_mutex_lock(&t->lock);
     ok = !t->stop;
-    g_mutex_unlock(&t->lock);
+    pthread_mutex_unlock(&t->lock);
   }
   /* no more training: whoever waits for room must not wait forever */
-  g_mutex_lock(&t->lock);
+  pthread_mutex_lock(&t->lock);
   t->stop = true;
-  g_cond_broadcast(&t->cond);
-  g_mutex_unlock(&t->lock);
+  pthread_cond_broadcast(&t->cond);
+  pthread_mutex_unlock(&t->lock);
   batch_free(&b);
   g_rand_free(rng);
   for (int i = 0; vs && i < n_picks; i++) free(vs[i].boxes);
@@ -415,8 +416,8 @@ e2e_online *e2e_online_new(e2e_slot *slot, const e2e_online_opts *o, e2e_online_
   e2e_session *s = e2e_session_new(slot, 1);
   t->stretch = s && e2e_detect_stretches(s);
   e2e_session_free(s);
-  g_mutex_init(&t->lock);
-  g_cond_init(&t->cond);
+  pthread_mutex_init(&t->lock, NULL);
+  pthread_cond_init(&t->cond, NULL);
   bool ok = true;
   if (t->checkpoint_dir && g_mkdir_with_parents(t->checkpoint_dir, 0755) != 0) {
     nn_set_error("online training: cannot make checkpoint folder %s: %s", t->checkpoint_dir, strerror(errno));
@@ -440,16 +441,16 @@ e2e_online *e2e_online_new(e2e_slot *slot, const e2e_online_opts *o, e2e_online_
 
 void e2e_online_free(e2e_online *t) {
   if (!t) return;
-  g_mutex_lock(&t->lock);
+  pthread_mutex_lock(&t->lock);
   t->stop = true;
-  g_cond_broadcast(&t->cond);
-  g_mutex_unlock(&t->lock);
+  pthread_cond_broadcast(&t->cond);
+  pthread_mutex_unlock(&t->lock);
   if (t->thread) g_thread_join(t->thread);
   e2e_trainer_free(t->trainer);
   set_free(&t->train), set_free(&t->held);
   e2e_slot_unref(t->slot);
-  g_mutex_clear(&t->lock);
-  g_cond_clear(&t->cond);
+  pthread_mutex_destroy(&t->lock);
+  pthread_cond_destroy(&t->cond);
   g_free(t->freeze), g_free(t->checkpoint_dir);
   free(t);
 }
@@ -503,18 +504,18 @@ static int place_for(sample_set *ss, int cap, bool held, bool keep_uncertain) {
 }
 
 bool e2e_online_wait(e2e_online *t) {
-  g_mutex_lock(&t->lock);
-  while (!t->stop && !t->flushing) g_cond_wait(&t->cond, &t->lock);
+  pthread_mutex_lock(&t->lock);
+  while (!t->stop && !t->flushing) pthread_cond_wait(&t->cond, &t->lock);
   bool done = t->stop;
-  g_mutex_unlock(&t->lock);
+  pthread_mutex_unlock(&t->lock);
   return done;
 }
 
 void e2e_online_set_flushing(e2e_online *t, bool flushing) {
-  g_mutex_lock(&t->lock);
+  pthread_mutex_lock(&t->lock);
   t->flushing = flushing;
-  g_cond_broadcast(&t->cond);
-  g_mutex_unlock(&t->lock);
+  pthread_cond_broadcast(&t->cond);
+  pthread_mutex_unlock(&t->lock);
 }
 
 static bool add(e2e_online *t, uint64_t key, const uint8_t *rgb, int w, int h, int stride, const det_box *boxes, int n,
@@ -538,10 +539,10 @@ static bool add(e2e_online *t, uint64_t key, const uint8_t *rgb, int w, int h, i
   bool held = e2e_online_is_held_out(t, key);
   sample_set *ss = held ? &t->held : &t->train;
   /* a frame that will be dropped is not scaled first: that work would be on the stream's thread */
-  g_mutex_lock(&t->lock);
+  pthread_mutex_lock(&t->lock);
   bool no_room = ss->s && t->o.leaky && place_for(ss, ss->cap, held, t->o.prefer_uncertain) < 0;
   if (no_room && !t->stop && !t->flushing) t->dropped++;
-  g_mutex_unlock(&t->lock);
+  pthread_mutex_unlock(&t->lock);
   if (no_room) {
     for (int i = 0; i < n; i++) *bad += !box_ok(t, &boxes[i], w, h); /* its labels are still checked */
     return false;
@@ -551,11 +552,11 @@ static bool add(e2e_online *t, uint64_t key, const uint8_t *rgb, int w, int h, i
     sample_clear(&s);
     return false;
   }
-  g_mutex_lock(&t->lock);
+  pthread_mutex_lock(&t->lock);
   if (!ss->s) ss->cap = t->o.buffer_size, ss->s = calloc((size_t)ss->cap, sizeof *ss->s);
   int at = ss->s ? place_for(ss, ss->cap, held, t->o.prefer_uncertain) : -1;
   while (ss->s && at < 0 && !t->o.leaky && !t->stop && !t->flushing) {
-    g_cond_wait(&t->cond, &t->lock);
+    pthread_cond_wait(&t->cond, &t->lock);
     at = place_for(ss, ss->cap, held, t->o.prefer_uncertain);
   }
   bool kept = at >= 0 && !t->stop && !t->flushing;
@@ -565,11 +566,11 @@ static bool add(e2e_online *t, uint64_t key, const uint8_t *rgb, int w, int h, i
     s.age = t->arrivals++;
     s.uncertain = uncertain;
     ss->s[at] = s;
-    g_cond_broadcast(&t->cond);
+    pthread_cond_broadcast(&t->cond);
   } else if (!t->stop && !t->flushing) {
     t->dropped++;
   }
-  g_mutex_unlock(&t->lock);
+  pthread_mutex_unlock(&t->lock);
   if (!kept) sample_clear(&s);
   return kept;
 }
