@@ -225,6 +225,8 @@ out:
   if (!ok) {
     det_frame_labels_free(self->file);
     self->file = NULL;
+    g_strfreev(self->labels);
+    self->labels = NULL;
     e2e_element_close(&self->model);
   }
   g_free(freeze), g_free(dir), g_free(optimizer), g_free(labels_path), g_free(sample), g_free(save);

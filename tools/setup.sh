@@ -3,8 +3,8 @@
 #   tools/setup.sh demo   install what is needed, build, run the main demo (person detection
 #                         on opencv-doc's vtest.avi: annotated video, JSON lines, summary)
 #   tools/setup.sh test   install what is needed, build, run every test: plain, nncore again
-#                         under ASan/UBSan, the element tests under valgrind, the threaded ones
-#                         under TSan, and a smoke run of every fuzzer
+#                         under ASan/UBSan (with e2etrain's element test), the other element tests
+#                         under valgrind, the threaded ones under TSan, and a smoke run of every fuzzer
 #   tools/setup.sh bench  the above plus PyTorch, then the side-by-side benchmarks
 #   tools/setup.sh speech the speech recipe's voices and recogniser (espeak-ng, mbrola, flite, festival,
 #                         pico, pocketsphinx; enables Debian's contrib and non-free for mbrola and pico)
@@ -62,7 +62,8 @@ test)
   build build -Dbench=false
   (cd build && meson test --print-errorlogs --num-processes 2 --suite nncore --suite gst) || true
   build build-asan -Db_sanitize=address,undefined -Dbuildtype=debugoptimized -Dbench=false
-  (cd build-asan && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test --print-errorlogs --num-processes 2 --suite nncore) || true
+  (cd build-asan && UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 meson test --print-errorlogs --num-processes 2 --suite nncore \
+    --suite gst-asan) || true
   build build-vg -Dnative=false -Dbuildtype=debugoptimized -Dbench=false -Dcuda=disabled
   (cd build-vg && meson test --print-errorlogs --suite valgrind) || true
   # the threads of nncore and the models under ThreadSanitizer (OpenBLAS's own threads are not instrumented)
