@@ -51,6 +51,9 @@ static void usage(void) {
          "  asr features LIST.tsv OUT.safetensors   log-mel feature shard for training (e2e asr features)\n"
          "  train asr [OPTIONS]      train the speech recogniser in resumable stages (e2e train asr --help)\n"
          "  eval asr [OPTIONS] LIST.tsv...   WER/CER per voice or speaker\n"
+         "  tts features LIST.tsv OUT.safetensors   log-mel shard of the teacher voice for training\n"
+         "  train tts [OPTIONS]      train the speech synthesiser in resumable stages (e2e train tts --help)\n"
+         "  tts normalize < TEXT     the synthesiser's text front end: numbers, dates, times, amounts in words\n"
          "  import MODEL.onnx|model.json -o OUT.safetensors [--head H --labels FILE ...]\n"
          "        an ONNX or TensorFlow.js model onto nncore's graph runtime (e2e import --help)\n"
          "  graph run MODEL [--input X.f32] [--out Y.f32] [--threads N] [--repeat N]\n"
@@ -77,6 +80,9 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "asr")) return e2e_asr_files(argc - 2, argv + 2);
   if (argc >= 3 && !strcmp(argv[1], "eval") && !strcmp(argv[2], "asr")) return e2e_eval_asr(argc - 3, argv + 3);
   if (argc >= 3 && !strcmp(argv[1], "train") && !strcmp(argv[2], "asr")) return e2e_train_asr(argc - 3, argv + 3);
+  if (argc >= 3 && !strcmp(argv[1], "tts") && !strcmp(argv[2], "features")) return e2e_tts_features(argc - 3, argv + 3);
+  if (!strcmp(argv[1], "tts")) return e2e_tts(argc - 2, argv + 2);
+  if (argc >= 3 && !strcmp(argv[1], "train") && !strcmp(argv[2], "tts")) return e2e_train_tts(argc - 3, argv + 3);
   if (argc >= 3 && !strcmp(argv[1], "eval") && !strcmp(argv[2], "detect")) return e2e_eval_detect(argc - 3, argv + 3);
   if (!strcmp(argv[1], "version")) {
     printf("e2e %d.%d (nncore; cuda %s)\n", NNCORE_VERSION_MAJOR, NNCORE_VERSION_MINOR,

@@ -23,5 +23,8 @@ int e2e_asr_features(int argc, char **argv);
 int e2e_train_asr(int argc, char **argv);
 int e2e_asr_files(int argc, char **argv);
 int e2e_eval_asr(int argc, char **argv);
+int e2e_tts(int argc, char **argv);
+int e2e_tts_features(int argc, char **argv);
+int e2e_train_tts(int argc, char **argv);
 
 #endif
