@@ -10,7 +10,8 @@ static guint64 physical_memory_mb(void) {
 }
 
 static const gchar *const TASK_WHAT[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detection", [E2E_TASK_CODEC] = "codec",
-                                                       [E2E_TASK_ASR] = "speech recognition"};
+                                                       [E2E_TASK_ASR] = "speech recognition",
+                                                       [E2E_TASK_TTS] = "speech synthesis"};
 
 void e2e_element_install_properties(GObjectClass *oc, e2e_task task, E2eElementFlags flags) {
   GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS;
@@ -20,6 +21,8 @@ void e2e_element_install_properties(GObjectClass *oc, e2e_task task, E2eElementF
           ? "Detection model: our safetensors, or an ONNX file / TF.js model.json whose metadata names its head, labels "
             "and normalisation (docs/import.md). Default: the shipped COCO NanoDet. Changing it while playing loads and "
             "validates the new file first; on failure the current model stays and a warning is posted"
+      : task == E2E_TASK_TTS
+          ? "Speech synthesis model (safetensors, e2e train tts). Default: the shipped e2etts voice"
       : task == E2E_TASK_ASR
           ? "Speech recognition model (safetensors, e2e train asr). Default: the shipped e2easr model. Changing it "
             "while playing loads and validates the new file first; on failure the current model stays"

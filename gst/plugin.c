@@ -8,6 +8,7 @@
 #include "gste2edetect.h"
 #include "gste2eoverlay.h"
 #include "gste2etrain.h"
+#include "gste2etts.h"
 
 static gboolean plugin_init(GstPlugin *plugin) {
   /* parser and decoder are ranked so that decodebin plays e2ecodec files */
@@ -18,6 +19,7 @@ static gboolean plugin_init(GstPlugin *plugin) {
          gst_element_register(plugin, "e2ecodecparse", GST_RANK_PRIMARY, GST_TYPE_E2E_CODEC_PARSE) &&
          gst_element_register(plugin, "e2ecodec", GST_RANK_NONE, GST_TYPE_E2E_CODEC_BIN) &&
          gst_element_register(plugin, "e2easr", GST_RANK_NONE, GST_TYPE_E2E_ASR) &&
+         gst_element_register(plugin, "e2etts", GST_RANK_NONE, GST_TYPE_E2E_TTS) &&
          gst_element_register(plugin, "e2etrain", GST_RANK_NONE, GST_TYPE_E2E_TRAIN) &&
          gst_element_register(plugin, "e2etrainfilter", GST_RANK_NONE, GST_TYPE_E2E_TRAIN_FILTER) &&
          e2e_codec_typefind_register(plugin);

@@ -10,12 +10,14 @@
 #include "task.h"
 
 /* every architecture a file may name, and its task's table */
-static const e2e_task_ops *const ARCHITECTURES[] = {&e2e_detect_ops, &e2e_detect_graph_ops, &e2e_codec_ops, &e2e_asr_ops};
+static const e2e_task_ops *const ARCHITECTURES[] = {&e2e_detect_ops, &e2e_detect_graph_ops, &e2e_codec_ops, &e2e_asr_ops,
+                                                    &e2e_tts_ops};
 static const char *const TASK_NAMES[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detect", [E2E_TASK_CODEC] = "codec",
-                                                       [E2E_TASK_ASR] = "asr"};
+                                                       [E2E_TASK_ASR] = "asr", [E2E_TASK_TTS] = "tts"};
 static const char *const DEFAULT_MODELS[E2E_TASK_COUNT] = {[E2E_TASK_DETECT] = "detect/nanodet-coco.safetensors",
                                                            [E2E_TASK_CODEC] = "codec/e2ecodec.safetensors",
-                                                           [E2E_TASK_ASR] = "asr/e2easr.safetensors"};
+                                                           [E2E_TASK_ASR] = "asr/e2easr.safetensors",
+                                                           [E2E_TASK_TTS] = "tts/e2etts.safetensors"};
 
 struct e2e_model {
   atomic_int refs;
@@ -128,8 +130,9 @@ static e2e_model *open_st(nn_st_file *f, const char *path, int task) {
   e2e_model *m = NULL;
   if (!ops) {
     nn_set_error("%s: not a gst-e2e model (architecture \"%s\"; known: %s and %s for detect, %s for codec, %s for "
-                 "asr)", path, arch ? arch : "none", e2e_detect_ops.architecture, e2e_detect_graph_ops.architecture,
-                 e2e_codec_ops.architecture, e2e_asr_ops.architecture);
+                 "asr, %s for tts)", path, arch ? arch : "none", e2e_detect_ops.architecture,
+                 e2e_detect_graph_ops.architecture, e2e_codec_ops.architecture, e2e_asr_ops.architecture,
+                 e2e_tts_ops.architecture);
   } else if (task != E2E_TASK_ANY && (int)ops->task != task) {
     nn_set_error("%s: a %s model (%s), not a %s model", path, e2e_task_name(ops->task), arch,
                  e2e_task_name((e2e_task)task));

@@ -25,7 +25,7 @@ typedef struct e2e_task_ops {
   bool (*evaluate)(void *impl, const e2e_batch *b, e2e_metric *out);
 } e2e_task_ops;
 
-extern const e2e_task_ops e2e_detect_ops, e2e_detect_graph_ops, e2e_codec_ops, e2e_asr_ops;
+extern const e2e_task_ops e2e_detect_ops, e2e_detect_graph_ops, e2e_codec_ops, e2e_asr_ops, e2e_tts_ops;
 
 /* A model around a task's implementation (takes it over): f, when given, supplies path and metadata. */
 e2e_model *e2e_model_wrap(const e2e_task_ops *ops, void *impl, const nn_st_file *f, const char *path);

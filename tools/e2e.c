@@ -53,6 +53,8 @@ static void usage(void) {
          "  eval asr [OPTIONS] LIST.tsv...   WER/CER per voice or speaker\n"
          "  tts features LIST.tsv OUT.safetensors   log-mel shard of the teacher voice for training\n"
          "  train tts [OPTIONS]      train the speech synthesiser in resumable stages (e2e train tts --help)\n"
+         "  tts [--model FILE] \"TEXT\" -o OUT.wav   speech synthesis (default: the shipped voice)\n"
+         "  tts vocode IN.wav -o OUT.wav   a recording through the synthesiser's features and vocoder\n"
          "  tts normalize < TEXT     the synthesiser's text front end: numbers, dates, times, amounts in words\n"
          "  import MODEL.onnx|model.json -o OUT.safetensors [--head H --labels FILE ...]\n"
          "        an ONNX or TensorFlow.js model onto nncore's graph runtime (e2e import --help)\n"

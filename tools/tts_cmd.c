@@ -7,8 +7,9 @@
 
 #include <glib.h>
 
-#include "../models/tts/synth.h"
+#include "../models/tts/synth.h" /* the vocoder, for e2e tts vocode */
 #include "e2e.h"
+#include "e2e/audio.h"
 #include "e2e/model.h"
 #include "e2e/tts.h"
 
@@ -40,106 +41,100 @@ static int normalize_lines(int argc, char **argv) {
   return 0;
 }
 
-/* Decodes one sentence's frames (log-mel, [steps * r][n_mels] appended to frames). Returns the steps
- * taken, and whether the length guard ended it. */
-static int64_t decode_sentence(const tts_model *m, const char *sentence, GArray *frames, bool *guard_fired) {
-  size_t n = strlen(sentence);
-  uint8_t *labels = malloc(n + 1);
-  int k = 0;
-  for (size_t i = 0; i < n; i++) {
-    int l = e2e_tts_label((unsigned char)sentence[i]);
-    if (l >= 0) labels[k++] = (uint8_t)l;
-  }
-  int max_steps = 20 + 3 * (k + 1);
-  tts_synth *s = tts_synth_new(m, labels, k, max_steps, 0);
-  free(labels);
-  *guard_fired = false;
-  if (!s) return -1;
-  int rm = m->cfg.reduction * m->cfg.n_mels, end = tts_synth_text_len(s) - 1, at_end = 0;
-  float *step = malloc(sizeof(float) * (size_t)rm), stop = 0.0f;
-  for (;;) {
-    int peak = tts_synth_step(s, step, &stop);
-    if (peak < 0) {
-      *guard_fired = true;
-      break;
-    }
-    g_array_append_vals(frames, step, (guint)rm);
-    at_end += peak >= end;
-    /* the stop token ends it once attention has reached the last characters; lingering on the end mark
-     * also ends it */
-    if ((stop > 0.5f && peak >= end - 2) || at_end > 8) break;
-  }
-  int64_t steps = tts_synth_steps(s);
-  free(step);
-  tts_synth_free(s);
-  return steps;
-}
-
+/* Text to a WAV file through a synthesis stream: the element's code path. */
 static int speak(int argc, char **argv) {
   const char *model_path = NULL, *out_path = NULL, *text = NULL;
-  int iterations = 32;
+  e2e_tts_opts o = e2e_tts_opts_default();
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
     else if (!strcmp(argv[i], "-o") && i + 1 < argc) out_path = argv[++i];
-    else if (!strcmp(argv[i], "--iterations") && i + 1 < argc) iterations = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--iterations") && i + 1 < argc) o.iterations = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--rate") && i + 1 < argc) o.rate = (float)atof(argv[++i]);
     else if (!text) text = argv[i];
     else text = NULL, out_path = NULL, i = argc;
   }
-  if (!text || !out_path || iterations < 1 || iterations > 1000) {
-    fprintf(stderr, "usage: e2e tts [--model FILE] [--iterations N] \"TEXT\" -o OUT.wav\n");
+  if (!text || !out_path) {
+    fprintf(stderr, "usage: e2e tts [--model FILE] [--rate X] [--iterations N] \"TEXT\" -o OUT.wav\n");
     return 2;
   }
-  char *default_model = model_path ? NULL : e2e_model_path("tts/e2etts.safetensors");
-  tts_model m;
-  if (!tts_load(&m, model_path ? model_path : default_model)) {
-    fprintf(stderr, "e2e tts: %s\n", nn_last_error());
-    free(default_model);
+  char *def = model_path ? NULL : e2e_default_model(E2E_TASK_TTS);
+  e2e_slot *slot = e2e_slot_open(NULL, model_path ? model_path : def, E2E_TASK_TTS);
+  free(def);
+  if (!slot) {
+    fprintf(stderr, "e2e tts: %s\n", e2e_last_error());
     return 1;
   }
-  free(default_model);
-  double t0 = e2e_now_s();
-  char *norm = e2e_tts_normalize(text, strlen(text), NULL, NULL);
-  char **sentences = e2e_tts_sentences(norm, 300);
-  GArray *frames = g_array_new(FALSE, FALSE, sizeof(float));
-  int guards = 0;
-  for (char **s = sentences; *s; s++) {
-    bool guard;
-    if (decode_sentence(&m, *s, frames, &guard) < 0) {
-      fprintf(stderr, "e2e tts: %s\n", nn_last_error());
-      return 1;
-    }
-    guards += guard;
-    /* a short pause between sentences: frames of silence */
-    for (int f = 0; f < 16 && s[1]; f++)
-      for (int j = 0; j < m.cfg.n_mels; j++) {
-        float v = logf(E2E_LOG_MEL_FLOOR);
-        g_array_append_val(frames, v);
-      }
+  e2e_session *session = e2e_session_new(slot, 0);
+  e2e_tts_stream *st = e2e_tts_stream_new(session, &o);
+  if (!st) {
+    fprintf(stderr, "e2e tts: %s\n", e2e_last_error());
+    return 1;
   }
-  int64_t T = frames->len / m.cfg.n_mels;
-  double t_decode = e2e_now_s() - t0;
-  tts_vocoder *voc = tts_vocoder_new(&m.mel);
-  float *y = NULL;
-  int64_t ny = 0;
-  bool ok = voc && tts_vocoder_run(voc, (float *)frames->data, T, iterations, &y, &ny) &&
-            e2e_wav_write(out_path, y, ny, m.mel.sample_rate);
-  double total = e2e_now_s() - t0, secs = (double)ny / m.mel.sample_rate;
+  double t0 = e2e_now_s(), first = -1;
+  e2e_tts_stream_say(st, text, strlen(text), NULL, NULL);
+  GArray *y = g_array_new(FALSE, FALSE, sizeof(float));
+  float buf[4096];
+  e2e_tts_word words[64];
+  int n_words, guards = 0;
+  bool guard;
+  int64_t n;
+  while ((n = e2e_tts_stream_next(st, buf, 4096, words, 64, &n_words, &guard)) > 0) {
+    if (first < 0) first = e2e_now_s() - t0;
+    g_array_append_vals(y, buf, (guint)n);
+    guards += guard;
+    for (int i = 0; i < n_words; i++)
+      printf("%8.3f s  %s\n", (double)words[i].sample / e2e_tts_stream_sample_rate(st), words[i].word);
+  }
+  double total = e2e_now_s() - t0, secs = (double)y->len / e2e_tts_stream_sample_rate(st);
+  bool ok = n == 0 && e2e_wav_write(out_path, (float *)y->data, y->len, e2e_tts_stream_sample_rate(st));
   if (ok)
-    printf("%s: %.2f s of audio, %lld frames, \"%s\"; decoder %.3f s, vocoder %.3f s, real-time factor %.3f%s\n", out_path, secs,
-           (long long)T, norm, t_decode, total - t_decode, secs > 0 ? total / secs : 0.0,
-           guards ? " (the length guard ended a sentence)" : "");
+    printf("%s: %.2f s of audio; first audio after %.3f s, all in %.3f s: real-time factor %.3f%s\n", out_path, secs,
+           first, total, secs > 0 ? total / secs : 0.0, guards ? " (the length guard ended a sentence)" : "");
   else
-    fprintf(stderr, "e2e tts: %s\n", nn_last_error());
-  free(y);
-  tts_vocoder_free(voc);
-  g_array_free(frames, TRUE);
-  g_strfreev(sentences);
-  g_free(norm);
-  tts_free(&m);
+    fprintf(stderr, "e2e tts: %s\n", n < 0 ? e2e_last_error() : "nothing to say");
+  g_array_free(y, TRUE);
+  e2e_tts_stream_free(st);
+  e2e_session_free(session);
+  e2e_slot_unref(slot);
+  return ok ? 0 : 1;
+}
+
+/* A sound file through the synthesiser's features and back through the vocoder: what the vocoder alone
+ * costs (its ceiling), heard or measured. */
+static int vocode(int argc, char **argv) {
+  int iterations = 32;
+  const char *in = NULL, *out = NULL;
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "-o") && i + 1 < argc) out = argv[++i];
+    else if (!strcmp(argv[i], "--iterations") && i + 1 < argc) iterations = atoi(argv[++i]);
+    else in = argv[i];
+  }
+  if (!in || !out || iterations < 1 || iterations > 1000) {
+    fprintf(stderr, "usage: e2e tts vocode [--iterations N] IN.wav -o OUT.wav\n");
+    return 2;
+  }
+  e2e_mel_config mel = tts_mel_default();
+  float *x = NULL, *y = NULL;
+  int64_t n = 0, ny = 0;
+  if (!e2e_sound_read_at(in, mel.sample_rate, &x, &n)) {
+    fprintf(stderr, "e2e tts vocode: %s\n", nn_last_error());
+    return 1;
+  }
+  int64_t T = e2e_audio_frames(&mel, n);
+  e2e_audio_fe *fe = e2e_audio_fe_new(&mel);
+  tts_vocoder *v = tts_vocoder_new(&mel);
+  float *lm = malloc(sizeof(float) * (size_t)(T > 0 ? T : 1) * mel.n_mels);
+  e2e_log_mel(fe, x, n, lm);
+  bool ok = v && tts_vocoder_run(v, lm, T, iterations, &y, &ny) && e2e_wav_write(out, y, ny, mel.sample_rate);
+  if (!ok) fprintf(stderr, "e2e tts vocode: %s\n", nn_last_error());
+  free(x), free(y), free(lm);
+  tts_vocoder_free(v);
+  e2e_audio_fe_free(fe);
   return ok ? 0 : 1;
 }
 
 int e2e_tts(int argc, char **argv) {
   if (argc >= 1 && !strcmp(argv[0], "normalize")) return normalize_lines(argc - 1, argv + 1);
+  if (argc >= 1 && !strcmp(argv[0], "vocode")) return vocode(argc - 1, argv + 1);
   return speak(argc, argv);
 }

@@ -64,7 +64,8 @@ nn_tensor *tts_decode(const tts_model *m, nn_tensor *prev, nn_tensor *keys, nn_t
 bool tts_save(tts_model *m, const char *path, const nn_kv *extra, int n_extra);
 /* The configuration from a file's metadata, then a fresh network for it (its weights not yet loaded). */
 bool tts_init_from_meta(tts_model *m, const nn_st_file *f, const char *path);
-/* A whole model from a file. */
+/* A whole model from a file (opened, or by path). */
+bool tts_load_file(tts_model *m, const nn_st_file *f, const char *path);
 bool tts_load(tts_model *m, const char *path);
 char *tts_config_json(const tts_config *c);
 

@@ -216,27 +216,30 @@ bool tts_init_from_meta(tts_model *m, const nn_st_file *f, const char *path) {
   return ok && tts_init(m, &c, &mel, 0);
 }
 
-bool tts_load(tts_model *m, const char *path) {
-  nn_st_file *f = nn_st_open(path);
-  if (!f) return false;
-  bool ok = tts_init_from_meta(m, f, path);
-  if (ok && !nn_st_load_params(f, &m->p, "", true)) {
+bool tts_load_file(tts_model *m, const nn_st_file *f, const char *path) {
+  if (!tts_init_from_meta(m, f, path)) return false;
+  if (!nn_st_load_params(f, &m->p, "", true)) {
     char msg[256];
     snprintf(msg, sizeof msg, "%s", nn_last_error());
     tts_free(m);
     nn_set_error("%s: %s", path, msg);
-    ok = false;
+    return false;
   }
+  const float *mean = nn_f32(m->mel_mean), *sd = nn_f32(m->mel_std);
+  for (int i = 0; i < m->cfg.n_mels; i++)
+    if (!(sd[i] > 0.0f) || !isfinite(sd[i]) || !isfinite(mean[i])) {
+      tts_free(m);
+      nn_set_error("%s: mel statistics are not usable (bin %d)", path, i);
+      return false;
+    }
+  m->model_id = e2e_params_hash(&m->p);
+  return true;
+}
+
+bool tts_load(tts_model *m, const char *path) {
+  nn_st_file *f = nn_st_open(path);
+  if (!f) return false;
+  bool ok = tts_load_file(m, f, path);
   nn_st_close(f);
-  if (ok) {
-    const float *sd = nn_f32(m->mel_std);
-    for (int i = 0; i < m->cfg.n_mels; i++)
-      if (!(sd[i] > 0.0f) || !isfinite(nn_f32(m->mel_mean)[i])) {
-        nn_set_error("%s: mel statistics are not usable (bin %d)", path, i);
-        tts_free(m);
-        return false;
-      }
-    m->model_id = e2e_params_hash(&m->p);
-  }
   return ok;
 }

@@ -17,10 +17,10 @@
 
 #include "nncore/nncore.h"
 
-typedef enum { E2E_TASK_DETECT, E2E_TASK_CODEC, E2E_TASK_ASR, E2E_TASK_COUNT } e2e_task;
+typedef enum { E2E_TASK_DETECT, E2E_TASK_CODEC, E2E_TASK_ASR, E2E_TASK_TTS, E2E_TASK_COUNT } e2e_task;
 #define E2E_TASK_ANY (-1)
 
-/* "detect", "codec", "asr" */
+/* "detect", "codec", "asr", "tts" */
 const char *e2e_task_name(e2e_task task);
 /* The message of this thread's last failure, in this library or in nncore below it. */
 const char *e2e_last_error(void);

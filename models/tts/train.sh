@@ -1,0 +1,48 @@
+#!/bin/sh
+# The speech synthesiser's recipe (models/tts/README.md is its model card).
+#
+#   models/tts/train.sh data             the teacher voice (flite rms) reads the sentences; feature shards
+#   models/tts/train.sh stage [SECONDS]  one training stage (default 6000 s): resumes from the checkpoint with
+#                                        its optimizer state, validates every 250 steps, writes the model;
+#                                        TOTAL_STEPS=N sets the length of the learning-rate schedule (30000)
+#   models/tts/train.sh ship             copies the trained model to models/tts/e2etts.safetensors
+#
+# Data and checkpoints live in $E2E_TTS_DATA (default ~/.cache/gst-e2e/tts), outside the repository; logs go
+# to docs/training/tts/. Needs flite (tools/setup.sh speech installs it).
+set -eu
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+DATA=${E2E_TTS_DATA:-$HOME/.cache/gst-e2e/tts}
+E2E=${E2E:-$ROOT/build/tools/e2e}
+LOGS=$ROOT/docs/training/tts
+what=${1:-stage}
+
+case "$what" in
+data)
+  mkdir -p "$DATA"
+  /usr/bin/python3 "$ROOT/models/tts/make_data.py" "$DATA" --e2e "$E2E"
+  # the training list in two halves, one feature process per core
+  half=$(( ($(wc -l < "$DATA/train.tsv") + 1) / 2 ))
+  split -d -l "$half" "$DATA/train.tsv" "$DATA/.part-"
+  for p in "$DATA"/.part-*; do "$E2E" tts features "$p" "$DATA/train-${p##*-}.safetensors" & done
+  wait
+  rm -f "$DATA"/.part-*
+  "$E2E" tts features "$DATA/val.tsv" "$DATA/val.safetensors"
+  ;;
+stage)
+  seconds=${2:-6000}
+  mkdir -p "$LOGS"
+  n=$(ls "$LOGS"/stage-*.log 2>/dev/null | wc -l)
+  log="$LOGS/stage-$((n + 1)).log"
+  train=$(ls "$DATA"/train-*.safetensors | tr '\n' ',')
+  env -u OPENBLAS_CORETYPE "$E2E" train tts --train "$train" --val "$DATA/val.safetensors" \
+    --checkpoint "$DATA/checkpoint.safetensors" --out "$DATA/e2etts.safetensors" --log "$LOGS/log.jsonl" \
+    --seconds "$seconds" --total-steps "${TOTAL_STEPS:-30000}" 2>&1 | tee "$log"
+  ;;
+ship)
+  cp "$DATA/e2etts.safetensors" "$ROOT/models/tts/e2etts.safetensors"
+  ;;
+*)
+  echo "usage: $0 data | stage [SECONDS] | ship" >&2
+  exit 2
+  ;;
+esac
