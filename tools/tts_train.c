@@ -416,18 +416,19 @@ static void usage_train(void) {
           "  --out FILE           the model, written at every validation\n"
           "  --log FILE           JSON lines appended (and FILE-curves.png drawn at the end of the stage)\n"
           "  --seconds S          this stage's budget (default 6600)\n"
-          "  --total-steps N      the learning-rate schedule's length (default 30000)\n"
+          "  --total-steps N      the learning-rate schedule's length (default 60000)\n"
           "  --lr X               peak learning rate (default 1e-3)\n"
           "  --batch-frames N     mel frames per batch, padding included (default 8000)\n"
           "  --val-every N        steps between validations and checkpoints (default 250)\n"
-          "  --dim N --text-dim N --layers N   a new model's size (default 192, 192, 6)\n"
+          "  --dim N --text-dim N --layers N   a new model's size (default 128, 128, 6)\n"
+          "  --prenet-dropout P   a new model's prenet dropout (default 0.5)\n"
           "  --threads N --seed N\n");
 }
 
 int e2e_train_tts(int argc, char **argv) {
   const char *train_list = NULL, *val_list = NULL, *ckpt = NULL, *out = NULL, *log_path = NULL;
   double seconds = 6600;
-  int64_t total_steps = 30000, batch_frames = 8000;
+  int64_t total_steps = 60000, batch_frames = 8000;
   int val_every = 250, threads = 0;
   float lr = 1e-3f;
   uint64_t seed = 1;
@@ -448,6 +449,7 @@ int e2e_train_tts(int argc, char **argv) {
     else if (OPT("--dim")) cfg.dim = atoi(v);
     else if (OPT("--text-dim")) cfg.text_dim = atoi(v);
     else if (OPT("--layers")) cfg.audio_layers = cfg.dec_layers = atoi(v);
+    else if (OPT("--prenet-dropout")) cfg.prenet_dropout = (float)atof(v);
     else if (OPT("--threads")) threads = atoi(v);
     else if (OPT("--seed")) seed = strtoull(v, NULL, 10);
     else {

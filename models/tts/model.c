@@ -9,7 +9,7 @@
 #include "internal.h"
 
 tts_config tts_config_default(void) {
-  return (tts_config){.n_mels = 80, .reduction = 4, .embed = 128, .text_dim = 192, .dim = 192, .audio_layers = 6,
+  return (tts_config){.n_mels = 80, .reduction = 4, .embed = 128, .text_dim = 128, .dim = 128, .audio_layers = 6,
                       .dec_layers = 6, .prenet_dropout = 0.5f};
 }
 
