@@ -54,6 +54,7 @@ static void usage(void) {
          "  tts features LIST.tsv OUT.safetensors   log-mel shard of the teacher voice for training\n"
          "  train tts [OPTIONS]      train the speech synthesiser in resumable stages (e2e train tts --help)\n"
          "  tts [--model FILE] \"TEXT\" -o OUT.wav   speech synthesis (default: the shipped voice)\n"
+         "  eval tts --out DIR LIST.tsv   held-out sentences spoken: WAVs, attention robustness, speed\n"
          "  tts vocode IN.wav -o OUT.wav   a recording through the synthesiser's features and vocoder\n"
          "  tts normalize < TEXT     the synthesiser's text front end: numbers, dates, times, amounts in words\n"
          "  import MODEL.onnx|model.json -o OUT.safetensors [--head H --labels FILE ...]\n"
@@ -85,6 +86,7 @@ int main(int argc, char **argv) {
   if (argc >= 3 && !strcmp(argv[1], "tts") && !strcmp(argv[2], "features")) return e2e_tts_features(argc - 3, argv + 3);
   if (!strcmp(argv[1], "tts")) return e2e_tts(argc - 2, argv + 2);
   if (argc >= 3 && !strcmp(argv[1], "train") && !strcmp(argv[2], "tts")) return e2e_train_tts(argc - 3, argv + 3);
+  if (argc >= 3 && !strcmp(argv[1], "eval") && !strcmp(argv[2], "tts")) return e2e_eval_tts(argc - 3, argv + 3);
   if (argc >= 3 && !strcmp(argv[1], "eval") && !strcmp(argv[2], "detect")) return e2e_eval_detect(argc - 3, argv + 3);
   if (!strcmp(argv[1], "version")) {
     printf("e2e %d.%d (nncore; cuda %s)\n", NNCORE_VERSION_MAJOR, NNCORE_VERSION_MINOR,

@@ -26,5 +26,6 @@ int e2e_eval_asr(int argc, char **argv);
 int e2e_tts(int argc, char **argv);
 int e2e_tts_features(int argc, char **argv);
 int e2e_train_tts(int argc, char **argv);
+int e2e_eval_tts(int argc, char **argv);
 
 #endif

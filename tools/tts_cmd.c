@@ -133,6 +133,126 @@ static int vocode(int argc, char **argv) {
   return ok ? 0 : 1;
 }
 
+/* e2e eval tts: held-out sentences through the synthesiser. Writes what it said (DIR/ID.wav and
+ * DIR/e2etts.tsv, for pocketsphinx and e2e eval asr), and reports the attention's robustness (sentences
+ * whose length guard fired; sentences where a letter never held the attention's maximum), the real-time
+ * factor, and the time to first audio of a 20-word sentence. */
+int e2e_eval_tts(int argc, char **argv) {
+  const char *model_path = NULL, *list = NULL, *dir = NULL;
+  int max = 200;
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
+    else if (!strcmp(argv[i], "--out") && i + 1 < argc) dir = argv[++i];
+    else if (!strcmp(argv[i], "--max") && i + 1 < argc) max = atoi(argv[++i]);
+    else list = argv[i];
+  }
+  if (!list || !dir || max < 1) {
+    fprintf(stderr, "usage: e2e eval tts [--model FILE] [--max N] --out DIR LIST.tsv   (LIST: path<TAB>id<TAB>text)\n");
+    return 2;
+  }
+  char *def = model_path ? NULL : e2e_default_model(E2E_TASK_TTS);
+  const char *mp = model_path ? model_path : def;
+  tts_model m;
+  e2e_slot *slot = e2e_slot_open(NULL, mp, E2E_TASK_TTS);
+  if (!slot || !tts_load(&m, mp)) {
+    fprintf(stderr, "e2e eval tts: %s\n", e2e_last_error());
+    free(def);
+    return 1;
+  }
+  free(def);
+  g_mkdir_with_parents(dir, 0755);
+  e2e_session *session = e2e_session_new(slot, 0);
+  e2e_tts_stream *st = e2e_tts_stream_new(session, NULL);
+  FILE *in = fopen(list, "r");
+  char *out_list = g_strdup_printf("%s/e2etts.tsv", dir);
+  FILE *out = fopen(out_list, "w");
+  if (!st || !in || !out) {
+    fprintf(stderr, "e2e eval tts: cannot read %s or write %s\n", list, out_list);
+    return 1;
+  }
+  char line[16384];
+  int n = 0, guards = 0, skips = 0, sentences = 0;
+  double audio_s = 0, busy_s = 0;
+  float *buf = malloc(sizeof(float) * 4096);
+  while (n < max && fgets(line, sizeof line, in)) {
+    line[strcspn(line, "\r\n")] = '\0';
+    char *id = strchr(line, '\t'), *text = id ? strchr(id + 1, '\t') : NULL;
+    if (!id || !text) continue;
+    *id++ = '\0';
+    *text++ = '\0';
+    /* the audio, as the element makes it */
+    double t0 = e2e_now_s();
+    e2e_tts_stream_say(st, text, strlen(text), NULL, NULL);
+    GArray *y = g_array_new(FALSE, FALSE, sizeof(float));
+    int64_t k;
+    bool guard = false, g;
+    while ((k = e2e_tts_stream_next(st, buf, 4096, NULL, 0, NULL, &g)) > 0) g_array_append_vals(y, buf, (guint)k), guard |= g;
+    busy_s += e2e_now_s() - t0;
+    audio_s += (double)y->len / m.mel.sample_rate;
+    char *wav = g_strdup_printf("%s/%s.wav", dir, id);
+    if (k == 0 && e2e_wav_write(wav, (float *)y->data, y->len, m.mel.sample_rate)) fprintf(out, "%s\te2etts\t%s\n", wav, text);
+    g_free(wav);
+    g_array_free(y, TRUE);
+    guards += guard;
+    /* the attention, sentence by sentence: a letter that never holds the maximum was skipped */
+    char *norm = e2e_tts_normalize(text, strlen(text), NULL, NULL);
+    char **ss = e2e_tts_sentences(norm, 300);
+    bool skipped = false;
+    for (char **sp = ss; *sp; sp++) {
+      size_t len = strlen(*sp);
+      uint8_t *labels = malloc(len + 1);
+      char *chars = malloc(len + 1);
+      int c = 0;
+      for (size_t i = 0; i < len; i++) {
+        int l = e2e_tts_label((unsigned char)(*sp)[i]);
+        if (l >= 0) labels[c] = (uint8_t)l, chars[c++] = (*sp)[i];
+      }
+      tts_synth *s = tts_synth_new(&m, labels, c, 20 + 3 * (c + 1), TTS_SYNTH_RECORD_ATTENTION);
+      bool *held = calloc((size_t)c + 1, 1);
+      float frames[1024], stop;
+      int at_end = 0, peak;
+      while (s && (peak = tts_synth_step(s, frames, &stop)) >= 0) {
+        const float *a = tts_synth_attention(s) + (tts_synth_steps(s) - 1) * (c + 1);
+        int best = 0;
+        for (int l = 1; l <= c; l++)
+          if (a[l] > a[best]) best = l;
+        held[best] = true;
+        at_end += peak >= c;
+        if ((stop > 0.5f && peak >= c - 2) || at_end > 8) break;
+      }
+      for (int l = 0; l < c; l++) skipped |= chars[l] >= 'a' && chars[l] <= 'z' && !held[l];
+      sentences++;
+      free(held), free(labels), free(chars);
+      tts_synth_free(s);
+    }
+    skips += skipped;
+    g_strfreev(ss);
+    g_free(norm);
+    n++;
+  }
+  fclose(in);
+  fclose(out);
+  /* time to the first audio of a 20-word sentence */
+  const char *twenty = "The committee will meet again on Tuesday morning to decide how the new library should spend "
+                       "its money next year.";
+  double t0 = e2e_now_s();
+  e2e_tts_stream_say(st, twenty, strlen(twenty), NULL, NULL);
+  e2e_tts_stream_next(st, buf, 4096, NULL, 0, NULL, NULL);
+  double first = e2e_now_s() - t0;
+  e2e_tts_stream_reset(st);
+  printf("%d utterances (%d sentences, %.1f s of speech) in %s\n", n, sentences, audio_s, out_list);
+  printf("length guard fired: %d utterances; a letter never attended: %d utterances\n", guards, skips);
+  printf("real-time factor %.3f (%.2f s for %.1f s); first audio of a 20-word sentence after %.0f ms\n",
+         audio_s > 0 ? busy_s / audio_s : 0.0, busy_s, audio_s, 1000 * first);
+  free(buf);
+  g_free(out_list);
+  e2e_tts_stream_free(st);
+  e2e_session_free(session);
+  e2e_slot_unref(slot);
+  tts_free(&m);
+  return 0;
+}
+
 int e2e_tts(int argc, char **argv) {
   if (argc >= 1 && !strcmp(argv[0], "normalize")) return normalize_lines(argc - 1, argv + 1);
   if (argc >= 1 && !strcmp(argv[0], "vocode")) return vocode(argc - 1, argv + 1);

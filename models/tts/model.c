@@ -76,6 +76,15 @@ bool tts_init(tts_model *m, const tts_config *c, const e2e_mel_config *mel, uint
     return false;
   }
   nn_fill_(m->mel_std, 1.0f);
+  /* highway gates start mostly closed (sigmoid(-3) = 0.05): each layer passes its input on nearly whole,
+   * so the previous frames and the context reach the output through twelve layers from the first step
+   * (half-open gates halve the signal's variance per layer) */
+  for (int i = 0; i < TTS_MAX_LAYERS; i++) {
+    nn_linear *l[2] = {i < c->audio_layers ? &m->audio[i] : NULL, i < c->dec_layers ? &m->dec[i] : NULL};
+    for (int k = 0; k < 2; k++)
+      if (l[k])
+        for (int j = 0; j < D; j++) nn_f32(l[k]->bias)[j] = -3.0f;
+  }
   /* the stop logit starts at "go on": most steps are not the last */
   nn_f32(m->out.bias)[rm] = -3.0f;
   m->model_id = e2e_params_hash(&m->p);
