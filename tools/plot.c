@@ -185,3 +185,64 @@ bool plot_panels_png(const char *path, const plot_panel *panels, int n) {
   cairo_surface_destroy(surf);
   return ok;
 }
+
+/* ---- heat maps ---- */
+
+/* viridis-like ramp: dark blue, teal, green, yellow */
+static void ramp(double t, double *r, double *g, double *b) {
+  static const double k[5][3] = {{0.27, 0.00, 0.33}, {0.23, 0.32, 0.55}, {0.13, 0.57, 0.55}, {0.37, 0.79, 0.38}, {0.99, 0.91, 0.14}};
+  t = t < 0 ? 0 : t > 1 ? 1 : t;
+  double p = t * 4;
+  int i = p >= 4 ? 3 : (int)p;
+  double f = p - i;
+  *r = k[i][0] + f * (k[i + 1][0] - k[i][0]);
+  *g = k[i][1] + f * (k[i + 1][1] - k[i][1]);
+  *b = k[i][2] + f * (k[i + 1][2] - k[i][2]);
+}
+
+bool plot_heatmaps_png(const char *path, const plot_heatmap *maps, int n) {
+  int W = 900, panel = 300, H = n * panel;
+  cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
+  cairo_t *cr = cairo_create(s);
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  for (int p = 0; p < n; p++) {
+    const plot_heatmap *m = &maps[p];
+    double L = 70, R = W - 20, T = p * panel + 35, B = (p + 1) * panel - 45;
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < m->rows * m->cols; i++)
+      if (isfinite(m->v[i])) lo = fmin(lo, m->v[i]), hi = fmax(hi, m->v[i]);
+    if (!(hi > lo)) hi = lo + 1;
+    double cw = (R - L) / m->cols, rh = (B - T) / m->rows;
+    for (int r = 0; r < m->rows; r++)
+      for (int c = 0; c < m->cols; c++) {
+        double cr_, cg, cb;
+        ramp((m->v[r * m->cols + c] - lo) / (hi - lo), &cr_, &cg, &cb);
+        cairo_set_source_rgb(cr, cr_, cg, cb);
+        /* row 0 at the bottom, as frequency and text position are drawn */
+        cairo_rectangle(cr, L + c * cw, B - (r + 1) * rh, cw + 0.5, rh + 0.5);
+        cairo_fill(cr);
+      }
+    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+    cairo_set_font_size(cr, 14);
+    cairo_move_to(cr, L, T - 12);
+    cairo_show_text(cr, m->title);
+    cairo_set_font_size(cr, 12);
+    cairo_move_to(cr, L, B + 18);
+    cairo_show_text(cr, m->xlabel);
+    cairo_save(cr);
+    cairo_move_to(cr, L - 12, B);
+    cairo_rotate(cr, -M_PI / 2);
+    cairo_show_text(cr, m->ylabel);
+    cairo_restore(cr);
+  }
+  cairo_destroy(cr);
+  cairo_status_t st = cairo_surface_write_to_png(s, path);
+  cairo_surface_destroy(s);
+  if (st != CAIRO_STATUS_SUCCESS) {
+    fprintf(stderr, "plot %s: %s\n", path, cairo_status_to_string(st));
+    return false;
+  }
+  return true;
+}

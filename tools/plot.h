@@ -29,4 +29,13 @@ typedef struct {
 } plot_panel;
 bool plot_panels_png(const char *path, const plot_panel *panels, int n_panels);
 
+/* Heat maps stacked vertically (a spectrogram, an attention alignment): v [rows][cols], row 0 drawn at
+ * the bottom, colours spread over the finite range. */
+typedef struct {
+  const char *title, *xlabel, *ylabel;
+  const float *v;
+  int rows, cols;
+} plot_heatmap;
+bool plot_heatmaps_png(const char *path, const plot_heatmap *maps, int n);
+
 #endif

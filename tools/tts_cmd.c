@@ -9,6 +9,7 @@
 
 #include "../models/tts/synth.h" /* the vocoder, for e2e tts vocode */
 #include "e2e.h"
+#include "plot.h"
 #include "e2e/audio.h"
 #include "e2e/model.h"
 #include "e2e/tts.h"
@@ -41,27 +42,75 @@ static int normalize_lines(int argc, char **argv) {
   return 0;
 }
 
+/* The spoken audio's log-mel and the first sentence's attention alignment, as two heat maps. */
+static bool plot_speech(const char *model_path, const char *text, const float *y, int64_t ny, const char *png) {
+  tts_model m;
+  if (!tts_load(&m, model_path)) return false;
+  int M = m.mel.n_mels;
+  e2e_audio_fe *fe = e2e_audio_fe_new(&m.mel);
+  int64_t T = e2e_audio_frames(&m.mel, ny);
+  float *lm = malloc(sizeof(float) * (size_t)(T > 0 ? T : 1) * M), *spec = malloc(sizeof(float) * (size_t)(T > 0 ? T : 1) * M);
+  e2e_log_mel(fe, y, ny, lm);
+  for (int64_t t = 0; t < T; t++)
+    for (int j = 0; j < M; j++) spec[j * T + t] = fmaxf(lm[t * M + j], -12.0f);
+  char *norm = e2e_tts_normalize(text, strlen(text), NULL, NULL);
+  char **ss = e2e_tts_sentences(norm, 300);
+  size_t len = ss[0] ? strlen(ss[0]) : 0;
+  uint8_t *labels = malloc(len + 1);
+  int c = 0;
+  for (size_t i = 0; i < len; i++) {
+    int l = e2e_tts_label((unsigned char)ss[0][i]);
+    if (l >= 0) labels[c++] = (uint8_t)l;
+  }
+  tts_synth *s = tts_synth_new(&m, labels, c, 20 + 3 * (c + 1), TTS_SYNTH_RECORD_ATTENTION);
+  float frames[1024], stop;
+  int at_end = 0, peak;
+  while (s && (peak = tts_synth_step(s, frames, &stop)) >= 0) {
+    at_end += peak >= c;
+    if ((stop > 0.5f && peak >= c - 2) || at_end > 8) break;
+  }
+  int steps = s ? (int)tts_synth_steps(s) : 0, L = c + 1;
+  float *att = malloc(sizeof(float) * (size_t)(steps > 0 ? steps : 1) * L);
+  for (int t = 0; s && t < steps; t++)
+    for (int l = 0; l < L; l++) att[l * steps + t] = tts_synth_attention(s)[t * L + l];
+  char title[400];
+  snprintf(title, sizeof title, "attention, first sentence: \"%.300s\"", ss[0] ? ss[0] : "");
+  plot_heatmap maps[2] = {{"log-mel spectrogram of the output (16 kHz, 80 bands)", "frame (12.5 ms)", "mel band", spec, M, (int)T},
+                          {title, "decoder step (50 ms)", "character", att, L, steps}};
+  bool ok = T > 0 && steps > 0 && plot_heatmaps_png(png, maps, 2);
+  tts_synth_free(s);
+  free(att), free(labels), free(lm), free(spec);
+  g_strfreev(ss);
+  g_free(norm);
+  e2e_audio_fe_free(fe);
+  tts_free(&m);
+  return ok;
+}
+
 /* Text to a WAV file through a synthesis stream: the element's code path. */
 static int speak(int argc, char **argv) {
-  const char *model_path = NULL, *out_path = NULL, *text = NULL;
+  const char *model_path = NULL, *out_path = NULL, *text = NULL, *plot = NULL;
   e2e_tts_opts o = e2e_tts_opts_default();
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
     else if (!strcmp(argv[i], "-o") && i + 1 < argc) out_path = argv[++i];
     else if (!strcmp(argv[i], "--iterations") && i + 1 < argc) o.iterations = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--rate") && i + 1 < argc) o.rate = (float)atof(argv[++i]);
+    else if (!strcmp(argv[i], "--plot") && i + 1 < argc) plot = argv[++i];
     else if (!text) text = argv[i];
     else text = NULL, out_path = NULL, i = argc;
   }
   if (!text || !out_path) {
-    fprintf(stderr, "usage: e2e tts [--model FILE] [--rate X] [--iterations N] \"TEXT\" -o OUT.wav\n");
+    fprintf(stderr, "usage: e2e tts [--model FILE] [--rate X] [--iterations N] [--plot PNG] \"TEXT\" -o OUT.wav\n"
+                    "  --plot PNG   the output's log-mel spectrogram and the first sentence's attention alignment\n");
     return 2;
   }
   char *def = model_path ? NULL : e2e_default_model(E2E_TASK_TTS);
-  e2e_slot *slot = e2e_slot_open(NULL, model_path ? model_path : def, E2E_TASK_TTS);
-  free(def);
+  if (!model_path) model_path = def;
+  e2e_slot *slot = e2e_slot_open(NULL, model_path, E2E_TASK_TTS);
   if (!slot) {
     fprintf(stderr, "e2e tts: %s\n", e2e_last_error());
+    free(def);
     return 1;
   }
   e2e_session *session = e2e_session_new(slot, 0);
@@ -92,6 +141,8 @@ static int speak(int argc, char **argv) {
            first, total, secs > 0 ? total / secs : 0.0, guards ? " (the length guard ended a sentence)" : "");
   else
     fprintf(stderr, "e2e tts: %s\n", n < 0 ? e2e_last_error() : "nothing to say");
+  if (ok && plot && !plot_speech(model_path, text, (float *)y->data, y->len, plot)) fprintf(stderr, "e2e tts: no plot\n");
+  free(def);
   g_array_free(y, TRUE);
   e2e_tts_stream_free(st);
   e2e_session_free(session);
