@@ -12,6 +12,7 @@
 #include "e2e/codec.h"
 #include "e2e/detect.h"
 #include "asr/train.h"
+#include "tts/synth.h"
 
 #define SH(...) (int64_t[]){__VA_ARGS__}
 
@@ -227,6 +228,20 @@ static double asr_macs(double T) {
          2 * 2 * t4 * 3 * 256 * (512 + 256) + t4 * 512 * 29;
 }
 
+/* One synthesis step of the shipped synthesiser's architecture (e2etts: 4 mel frames from the previous
+ * step through the prenet, 6 + 6 causal highway layers, attention over a 100-character text). */
+typedef struct { tts_synth *s; float frames[1024]; } tts_step_ctx;
+static void run_tts_step(void *p) {
+  tts_step_ctx *c = p;
+  float stop;
+  if (tts_synth_step(c->s, c->frames, &stop) < 0) fprintf(stderr, "tts_decoder_step: past max steps\n");
+}
+static double tts_step_macs(const tts_config *c, int window) {
+  double D = c->dim, rm = (double)c->reduction * c->n_mels;
+  return rm * D + D * D + (c->audio_layers + c->dec_layers) * 3 * D * 2 * D + 2 * D * D + 2 * D * D + D * (rm + 1) +
+         2.0 * window * D;
+}
+
 /* --------------------------------------------------------------- peak */
 
 /* 12 independent FMA chains per core keep both FMA pipes busy. */
@@ -392,6 +407,19 @@ int main(int argc, char **argv) {
     REPORT("asr_recognize_6s", time_case(run_asr_infer, &c), asr_macs(600) * 2 / 1e9);
     free(c.feats);
     e2e_session_free(c.s);
+  }
+  if (WANT("tts_decoder_step")) {
+    tts_model m;
+    tts_config cfg = tts_config_default();
+    e2e_mel_config mel = tts_mel_default();
+    tts_init(&m, &cfg, &mel, 1);
+    uint8_t labels[99];
+    for (int i = 0; i < 99; i++) labels[i] = (uint8_t)e2e_tts_label("the quick brown fox "[i % 20]);
+    nn_set_num_threads(threads);
+    tts_step_ctx c = {.s = tts_synth_new(&m, labels, 99, 1 << 24, 0)};
+    REPORT("tts_decoder_step", time_case(run_tts_step, &c), tts_step_macs(&cfg, 5) * 2 / 1e9);
+    tts_synth_free(c.s);
+    tts_free(&m);
   }
   if (WANT("detect_320_fwd")) {
     /* the shipped detector's network (e2edetect's default): inference on one 320x320 frame */

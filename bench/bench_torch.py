@@ -155,6 +155,50 @@ def asr_macs(T):
             + 2 * 2 * t4 * 3 * 256 * 768 + t4 * 512 * 29)
 
 
+class TtsStep:
+    """One step of models/tts/synth.c: prenet, 6 causal highway layers with cached inputs, attention in a
+    5-character window, 6 more, two ReLU layers, 4 mel frames and a stop logit (D 128, 80 mels, r 4)."""
+
+    def __init__(self, D=128, M=80, r=4, layers=6, L=100):
+        self.D, self.rm = D, r * M
+        self.pre1, self.pre2 = nn.Linear(r * M, D), nn.Linear(D, D)
+        self.audio = [nn.Linear(3 * D, 2 * D) for _ in range(layers)]
+        self.dec_in = nn.Linear(2 * D, D)
+        self.dec = [nn.Linear(3 * D, 2 * D) for _ in range(layers)]
+        self.fc1, self.fc2, self.out = nn.Linear(D, D), nn.Linear(D, D), nn.Linear(D, r * M + 1)
+        self.K, self.V = torch.randn(L, D), torch.randn(L, D)
+        self.rings = [[torch.zeros(D)] * 55 for _ in range(2 * layers)]
+        self.t, self.peak, self.prev, self.zero = 0, 0, torch.zeros(r * M), torch.zeros(D)
+
+    def highway(self, lin, ring, h, d):
+        ring[self.t % 55] = h
+        taps = [ring[(self.t - k * d) % 55] if self.t >= k * d else self.zero for k in (2, 1, 0)]
+        z = lin(torch.cat(taps))
+        g = torch.sigmoid(z[:self.D])
+        return h + g * (z[self.D:] - h)
+
+    def step(self):
+        dil = (1, 3, 9, 27, 1, 3)
+        with torch.no_grad():
+            h = F.relu(self.pre2(F.relu(self.pre1(self.prev))))
+            for i, lin in enumerate(self.audio):
+                h = self.highway(lin, self.rings[i], h, dil[i])
+            lo, hi = max(0, self.peak - 1), min(self.K.shape[0] - 1, self.peak + 3)
+            a = torch.softmax(self.K[lo:hi + 1] @ h / math.sqrt(self.D), 0)
+            self.peak = max(self.peak, lo + int(torch.argmax(a)))
+            x = self.dec_in(torch.cat([a @ self.V[lo:hi + 1], h]))
+            for i, lin in enumerate(self.dec):
+                x = self.highway(lin, self.rings[6 + i], x, dil[i])
+            o = self.out(F.relu(self.fc2(F.relu(self.fc1(x)))))
+            self.prev = o[:self.rm]
+            self.t += 1
+            return o
+
+
+def tts_step_macs(D=128, rm=320, layers=12, window=5):
+    return rm * D + D * D + layers * 3 * D * 2 * D + 2 * D * D + 2 * D * D + D * (rm + 1) + 2 * window * D
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
@@ -168,6 +212,9 @@ def main():
                           "gflop": gflop}), flush=True)
 
     want = lambda n: a.case is None or a.case == n
+    if want("tts_decoder_step"):  # bench_nncore's: one step of e2etts's decoder, batch 1, cached inputs
+        st = TtsStep()
+        report("tts_decoder_step", time_case(st.step), tts_step_macs() * 2 / 1e9)
     if want("sgemm_1024"):
         x, y = torch.randn(1024, 1024), torch.randn(1024, 1024)
         with torch.no_grad():

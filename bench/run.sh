@@ -27,7 +27,7 @@ for coretype in ${CORETYPES:-Haswell auto}; do
     # rounds (three by default), alternating the two sides per case so that drift in machine
     # load hits both; the report keeps each side's best round
     for round in $(seq "${ROUNDS:-3}"); do
-    for c in ${CASES:-sgemm_1024 conv3x3_64_fwd conv3x3_64_fwd_bwd cnn_train_step detect_train_step codec_train_step lstm_256_fwd_bwd lstm_512_b32_fwd_bwd gru_512_b32_fwd_bwd mha_256_fwd_bwd asr_train_step asr_recognize_6s detect_320_fwd codec_encode_768x512 codec_decode_768x512 codec_encode_1280x720 codec_decode_1280x720}; do
+    for c in ${CASES:-sgemm_1024 conv3x3_64_fwd conv3x3_64_fwd_bwd cnn_train_step detect_train_step codec_train_step lstm_256_fwd_bwd lstm_512_b32_fwd_bwd gru_512_b32_fwd_bwd mha_256_fwd_bwd asr_train_step asr_recognize_6s tts_decoder_step detect_320_fwd codec_encode_768x512 codec_decode_768x512 codec_encode_1280x720 codec_decode_1280x720}; do
       $envset $pin "$B/bench/bench_nncore" --threads "$t" --case "$c" | sed "s/^{/{\"impl\": \"nncore\", \"coretype\": \"$coretype\", /" >> "$out"
       $envset $pin /usr/bin/python3 bench/bench_torch.py --threads "$t" --case "$c" | sed "s/^{/{\"impl\": \"torch\", \"coretype\": \"$coretype\", /" >> "$out"
     done
