@@ -174,7 +174,7 @@ int e2e_tts_features(int argc, char **argv) {
   nn_params_add(&p, "frames", nn_tensor_from_data(NN_I32, 1, (int64_t[]){n}, frames->data), false);
   nn_params_add(&p, "text", nn_tensor_from_data(NN_U8, 1, (int64_t[]){(int64_t)text->len}, text->data), false);
   nn_params_add(&p, "text_len", nn_tensor_from_data(NN_I32, 1, (int64_t[]){n}, tlen->data), false);
-  char *mj = asr_mel_json(&mel);
+  char *mj = tts_mel_json(&mel);
   bool ok = n > 0 && nn_safetensors_save(argv[1], &p, (nn_kv[]){{"mel", mj}}, 1);
   printf("%s: %lld utterances, %.2f h, %d skipped\n", argv[1], (long long)n, nf * (double)mel.hop / mel.sample_rate / 3600,
          skipped);
@@ -579,7 +579,7 @@ int e2e_train_tts(int argc, char **argv) {
                   (long long)step, vr.loss.mel, vr.loss.stop, vr.loss.guide, vr.diagonal),
               fflush(log);
       }
-      char *cj = tts_config_json(&m.cfg), *mj = asr_mel_json(&m.mel), s_step[32], s_val[160];
+      char *cj = tts_config_json(&m.cfg), *mj = tts_mel_json(&m.mel), s_step[32], s_val[160];
       nn_kv meta[] = {{"architecture", TTS_ARCH}, {"config", cj}, {"mel", mj}};
       if (!nn_checkpoint_save(ckpt, &m.p, opt, meta, 3)) fprintf(stderr, "e2e train tts: checkpoint: %s\n", nn_last_error());
       snprintf(s_step, sizeof s_step, "%lld", (long long)step);

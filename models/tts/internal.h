@@ -68,5 +68,7 @@ bool tts_init_from_meta(tts_model *m, const nn_st_file *f, const char *path);
 bool tts_load_file(tts_model *m, const nn_st_file *f, const char *path);
 bool tts_load(tts_model *m, const char *path);
 char *tts_config_json(const tts_config *c);
+/* The front end as the "mel" metadata (read back by asr_mel_from_json). */
+char *tts_mel_json(const e2e_mel_config *c);
 
 #endif

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../asr/internal.h" /* asr_mel_json / asr_mel_from_json: the front end's metadata, shared */
+#include "../asr/internal.h" /* asr_mel_from_json: the front end's metadata, read as the recogniser reads it */
 #include "../task.h"
 #include "internal.h"
 
@@ -172,9 +172,16 @@ char *tts_config_json(const tts_config *c) {
                          c->prenet_dropout, E2E_TTS_SYMBOLS);
 }
 
+char *tts_mel_json(const e2e_mel_config *c) {
+  return g_strdup_printf("{\"sample_rate\": %d, \"n_fft\": %d, \"win_length\": %d, \"hop\": %d, \"n_mels\": %d, "
+                         "\"f_min\": %.9g, \"f_max\": %.9g, \"log_floor\": %.9g, \"normalize\": \"per band: mel_mean, mel_std\"}",
+                         c->sample_rate, c->n_fft, c->win_length, c->hop, c->n_mels, c->f_min, c->f_max,
+                         E2E_LOG_MEL_FLOOR);
+}
+
 bool tts_save(tts_model *m, const char *path, const nn_kv *extra, int n_extra) {
   m->model_id = e2e_params_hash(&m->p);
-  char *cfg = tts_config_json(&m->cfg), *mel = asr_mel_json(&m->mel);
+  char *cfg = tts_config_json(&m->cfg), *mel = tts_mel_json(&m->mel);
   char id[16];
   snprintf(id, sizeof id, "%08x", m->model_id);
   bool ok = e2e_save_params(path, &m->p, (nn_kv[]){{"architecture", TTS_ARCH}, {"config", cfg}, {"mel", mel}, {"model_id", id}},
