@@ -97,6 +97,7 @@ static int speak(int argc, char **argv) {
     else if (!strcmp(argv[i], "--iterations") && i + 1 < argc) o.iterations = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--rate") && i + 1 < argc) o.rate = (float)atof(argv[++i]);
     else if (!strcmp(argv[i], "--plot") && i + 1 < argc) plot = argv[++i];
+    else if (!strcmp(argv[i], "--dropout")) o.prenet_dropout = true;
     else if (!text) text = argv[i];
     else text = NULL, out_path = NULL, i = argc;
   }
@@ -191,8 +192,10 @@ static int vocode(int argc, char **argv) {
 int e2e_eval_tts(int argc, char **argv) {
   const char *model_path = NULL, *list = NULL, *dir = NULL;
   int max = 200;
+  e2e_tts_opts o = e2e_tts_opts_default();
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
+    else if (!strcmp(argv[i], "--dropout")) o.prenet_dropout = true;
     else if (!strcmp(argv[i], "--out") && i + 1 < argc) dir = argv[++i];
     else if (!strcmp(argv[i], "--max") && i + 1 < argc) max = atoi(argv[++i]);
     else list = argv[i];
@@ -213,7 +216,7 @@ int e2e_eval_tts(int argc, char **argv) {
   free(def);
   g_mkdir_with_parents(dir, 0755);
   e2e_session *session = e2e_session_new(slot, 0);
-  e2e_tts_stream *st = e2e_tts_stream_new(session, NULL);
+  e2e_tts_stream *st = e2e_tts_stream_new(session, &o);
   FILE *in = fopen(list, "r");
   char *out_list = g_strdup_printf("%s/e2etts.tsv", dir);
   FILE *out = fopen(out_list, "w");
@@ -258,7 +261,8 @@ int e2e_eval_tts(int argc, char **argv) {
         int l = e2e_tts_label((unsigned char)(*sp)[i]);
         if (l >= 0) labels[c] = (uint8_t)l, chars[c++] = (*sp)[i];
       }
-      tts_synth *s = tts_synth_new(&m, labels, c, 20 + 3 * (c + 1), TTS_SYNTH_RECORD_ATTENTION);
+      tts_synth *s = tts_synth_new(&m, labels, c, 20 + 3 * (c + 1),
+                                   TTS_SYNTH_RECORD_ATTENTION | (o.prenet_dropout ? TTS_SYNTH_PRENET_DROPOUT : 0));
       bool *held = calloc((size_t)c + 1, 1);
       float frames[1024], stop;
       int at_end = 0, peak;

@@ -155,7 +155,7 @@ static bool start_sentence(e2e_tts_stream *st, bool *failed) {
     st->model = e2e_model_ref((e2e_model *)e2e_session_model(st->session));
     st->M = m->cfg.n_mels, st->r = m->cfg.reduction;
     /* the guard: three steps a character is twice the slowest speech a voice makes */
-    st->synth = tts_synth_new(m, labels, k, 20 + 3 * (k + 1), 0);
+    st->synth = tts_synth_new(m, labels, k, 20 + 3 * (k + 1), st->o.prenet_dropout ? TTS_SYNTH_PRENET_DROPOUT : 0);
     e2e_session_leave(st->session, &scope);
   }
   free(labels);

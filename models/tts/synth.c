@@ -23,6 +23,8 @@ struct tts_synth {
   int64_t t;                 /* steps done */
   int peak;                  /* the attention's position */
   int back, ahead;           /* the window around it */
+  bool dropout;              /* the prenet's dropout, as in training */
+  nn_rng rng;
   float *prev, *h, *z, *cat, *scores, *ctx, *out;
   int max_steps;
   float *attention;          /* [max_steps][L] when recorded */
@@ -51,6 +53,8 @@ tts_synth *tts_synth_new(const tts_model *m, const uint8_t *labels, int n, int m
   s->max_steps = max_steps;
   s->back = flags & TTS_SYNTH_FULL_ATTENTION ? s->L : WINDOW_BACK;
   s->ahead = flags & TTS_SYNTH_FULL_ATTENTION ? s->L : WINDOW_AHEAD;
+  s->dropout = (flags & TTS_SYNTH_PRENET_DROPOUT) && m->cfg.prenet_dropout > 0.0f;
+  nn_rng_seed(&s->rng, 20261207);
   /* keys and values through the training graph, once per utterance */
   nn_no_grad_begin();
   nn_tensor *text = nn_empty(NN_I64, 2, (int64_t[]){1, s->L});
@@ -113,16 +117,24 @@ static void highway_step(tts_synth *s, const nn_linear *l, float *ring, int d) {
   }
 }
 
+static void prenet_dropout(tts_synth *s, float *x) {
+  if (!s->dropout) return;
+  float p = s->m->cfg.prenet_dropout, keep = 1.0f / (1.0f - p);
+  for (int i = 0; i < s->D; i++) x[i] = nn_rng_uniform(&s->rng) < p ? 0.0f : x[i] * keep;
+}
+
 int tts_synth_step(tts_synth *s, float *frames, float *stop_prob) {
   const tts_model *m = s->m;
   const tts_config *c = &m->cfg;
   int D = s->D;
   if (s->t >= s->max_steps) return -1;
-  /* prenet (dropout is a training-time thing; inverted dropout keeps the scale) */
+  /* prenet; without its dropout the (inverted) dropout's expected scale is what training saw */
   linear(&m->pre1, s->prev, s->z);
   relu(s->z, D);
+  prenet_dropout(s, s->z);
   linear(&m->pre2, s->z, s->h);
   relu(s->h, D);
+  prenet_dropout(s, s->h);
   for (int i = 0; i < c->audio_layers; i++) highway_step(s, &m->audio[i], s->ring[i], tts_dilation(i));
   /* attention, inside the window around the last peak */
   int lo = s->peak - s->back < 0 ? 0 : s->peak - s->back;

@@ -9,6 +9,7 @@ typedef struct tts_synth tts_synth;
 enum {
   TTS_SYNTH_RECORD_ATTENTION = 1, /* keep every step's attention (tts_synth_attention) */
   TTS_SYNTH_FULL_ATTENTION = 2,   /* attend to all characters, as in training (tests; no monotonic window) */
+  TTS_SYNTH_PRENET_DROPOUT = 4,   /* keep the prenet's training dropout (Tacotron's choice; a fixed seed) */
 };
 tts_synth *tts_synth_new(const tts_model *m, const uint8_t *labels, int n, int max_steps, int flags);
 void tts_synth_free(tts_synth *s);

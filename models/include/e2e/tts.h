@@ -39,6 +39,7 @@ typedef struct {
   float volume;     /* gain on the samples (0..4) */
   int iterations;   /* Griffin-Lim iterations per chunk */
   int max_chars;    /* longest sentence given to the network at once */
+  bool prenet_dropout; /* keep the prenet's training dropout while speaking (Tacotron's choice; fixed seed) */
 } e2e_tts_opts;
 e2e_tts_opts e2e_tts_opts_default(void);
 
