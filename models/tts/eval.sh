@@ -19,6 +19,7 @@ echo "== robustness and speed (200 held-out sentences)"
 "$E2E" eval tts --model "$M" --max 200 --out "$OUT/e2etts" "$DATA/val.tsv"
 # the 100 for intelligibility: the first 80 LJ sentences and the first 20 generated ones
 { grep -v "	GEN-" "$DATA/val.tsv" | head -80; grep "	GEN-" "$DATA/val.tsv" | head -20; } > "$OUT/val100.tsv"
+"$E2E" eval tts --model "$M" --max 100 --out "$OUT/e2etts" "$OUT/val100.tsv" > /dev/null
 awk -F'\t' '{print $1 "\tteacher\t" $3}' "$OUT/val100.tsv" > "$OUT/teacher.tsv"
 awk -F'\t' -v d="$OUT/e2etts" '{print d "/" $2 ".wav\te2etts\t" $3}' "$OUT/val100.tsv" > "$OUT/ours.tsv"
 : > "$OUT/espeak.tsv"
@@ -29,5 +30,5 @@ done < "$OUT/val100.tsv"
 for who in teacher ours espeak; do
   echo "== $who: pocketsphinx, then e2easr with its bigram LM"
   $PS pocketsphinx "$OUT/$who.tsv" | tail -1
-  "$E2E" eval asr --lm "$ROOT/models/asr/lm.txt" "$OUT/$who.tsv" | tail -1
+  "$E2E" eval asr --lm "$ROOT/models/asr/lm.txt" "$OUT/$who.tsv" | grep WER
 done
