@@ -64,10 +64,7 @@ static bool plot_speech(const char *model_path, const char *text, const float *y
   }
   tts_synth *s = tts_synth_new(&m, labels, c, 20 + 3 * (c + 1), TTS_SYNTH_RECORD_ATTENTION);
   float frames[1024], stop;
-  int at_end = 0, peak;
-  while (s && (peak = tts_synth_step(s, frames, &stop)) >= 0) {
-    at_end += peak >= c;
-    if ((stop > 0.5f && peak >= c - 2) || at_end > 8) break;
+  while (s && tts_synth_step(s, frames, &stop) >= 0 && !tts_synth_finished(s)) {
   }
   int steps = s ? (int)tts_synth_steps(s) : 0, L = c + 1;
   float *att = malloc(sizeof(float) * (size_t)(steps > 0 ? steps : 1) * L);
@@ -265,15 +262,13 @@ int e2e_eval_tts(int argc, char **argv) {
                                    TTS_SYNTH_RECORD_ATTENTION | (o.prenet_dropout ? TTS_SYNTH_PRENET_DROPOUT : 0));
       bool *held = calloc((size_t)c + 1, 1);
       float frames[1024], stop;
-      int at_end = 0, peak;
-      while (s && (peak = tts_synth_step(s, frames, &stop)) >= 0) {
+      while (s && tts_synth_step(s, frames, &stop) >= 0) {
         const float *a = tts_synth_attention(s) + (tts_synth_steps(s) - 1) * (c + 1);
         int best = 0;
         for (int l = 1; l <= c; l++)
           if (a[l] > a[best]) best = l;
         held[best] = true;
-        at_end += peak >= c;
-        if ((stop > 0.5f && peak >= c - 2) || at_end > 8) break;
+        if (tts_synth_finished(s)) break;
       }
       /* at 4 frames a step the attention passes more than one letter per step, so a single letter may
        * never hold the maximum in good speech; a whole word none of whose letters does is a skip */

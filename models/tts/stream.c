@@ -29,7 +29,7 @@ struct e2e_tts_stream {
   tts_synth *synth;
   int *word_start, n_words, next_word;
   char **words;
-  int M, r, hop, rate_hz, end_mark, at_end;
+  int M, r, hop, rate_hz;
   GArray *raw;                 /* decoded log-mel frames [n][M] */
   bool decoded;                /* the decoder has finished this sentence */
   int64_t emitted;             /* stretched frames whose samples are out */
@@ -165,8 +165,6 @@ static bool start_sentence(e2e_tts_stream *st, bool *failed) {
     *failed = true;
     return false;
   }
-  st->end_mark = tts_synth_text_len(st->synth) - 1;
-  st->at_end = 0;
   st->sentence_start = st->fifo_start + (int64_t)st->fifo->len;
   return true;
 }
@@ -215,10 +213,7 @@ static void decode_step(e2e_tts_stream *st) {
     g_array_append_val(st->pending_words, w);
     st->next_word++;
   }
-  st->at_end += peak >= st->end_mark;
-  /* the stop token ends it once the attention has reached the last characters; lingering on the end mark
-   * ends it too */
-  if ((stop > 0.5f && peak >= st->end_mark - 2) || st->at_end > 8) st->decoded = true;
+  if (tts_synth_finished(st->synth)) st->decoded = true;
 }
 
 /* Vocodes stretched frames [a, b) with context, cross-fades, appends to the fifo. last: the sentence's

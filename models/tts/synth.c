@@ -23,6 +23,8 @@ struct tts_synth {
   int64_t t;                 /* steps done */
   int peak;                  /* the attention's position */
   int back, ahead;           /* the window around it */
+  int at_end;                /* steps the attention has spent on the end mark */
+  bool finished;
   bool dropout;              /* the prenet's dropout, as in training */
   nn_rng rng;
   float *prev, *h, *z, *cat, *scores, *ctx, *out;
@@ -170,10 +172,13 @@ int tts_synth_step(tts_synth *s, float *frames, float *stop_prob) {
   const float *mean = nn_f32(m->mel_mean), *sd = nn_f32(m->mel_std);
   for (int k = 0; k < s->rm; k++) frames[k] = s->out[k] * sd[k % c->n_mels] + mean[k % c->n_mels];
   *stop_prob = 1.0f / (1.0f + expf(-s->out[s->rm]));
+  s->at_end += s->peak >= s->L - 1;
+  s->finished = (*stop_prob > 0.5f && s->peak >= s->L - 3) || s->at_end > 8;
   s->t++;
   return s->peak;
 }
 
+bool tts_synth_finished(const tts_synth *s) { return s->finished; }
 int tts_synth_text_len(const tts_synth *s) { return s->L; }
 const float *tts_synth_attention(const tts_synth *s) { return s->attention; }
 int64_t tts_synth_steps(const tts_synth *s) { return s->t; }

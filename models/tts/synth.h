@@ -17,6 +17,9 @@ void tts_synth_free(tts_synth *s);
  * Returns the attention's position (a character index; the end mark is text length), or -1 past
  * max_steps. */
 int tts_synth_step(tts_synth *s, float *frames, float *stop_prob);
+/* True once the sentence is said: the stop token fired with the attention at the last characters, or the
+ * attention has lingered on the end mark (the element, the tool and the evaluation all stop here). */
+bool tts_synth_finished(const tts_synth *s);
 int tts_synth_text_len(const tts_synth *s); /* with the end mark */
 const float *tts_synth_attention(const tts_synth *s); /* [steps][text_len], or NULL */
 int64_t tts_synth_steps(const tts_synth *s);
