@@ -8,8 +8,8 @@ enum {
   AT_MAGIC = 0,    /* "E2EL" */
   AT_VERSION = 4,  /* u8 */
   AT_QUALITY = 5,  /* u8 */
-  AT_FLAGS = 6,    /* u8, 0 */
-  AT_RESERVED = 7, /* u8, 0 */
+  AT_FLAGS = 6,    /* u8: 0, or CODEC_FLAG_PREDICTED in version 2 */
+  AT_SEQ = 7,      /* u8: pictures since the last intra one (0 in version 1) */
   AT_MODEL_ID = 8, /* u32 */
   AT_WIDTH = 12,   /* u16 */
   AT_HEIGHT = 14,  /* u16 */
@@ -45,7 +45,8 @@ void codec_write_header(uint8_t *s, const codec_header *h) {
   memcpy(s + AT_MAGIC, CODEC_MAGIC, 4);
   s[AT_VERSION] = (uint8_t)h->version;
   s[AT_QUALITY] = (uint8_t)h->quality;
-  s[AT_FLAGS] = s[AT_RESERVED] = 0;
+  s[AT_FLAGS] = h->predicted ? CODEC_FLAG_PREDICTED : 0;
+  s[AT_SEQ] = (uint8_t)(h->predicted ? h->seq : 0);
   put_u32(s + AT_MODEL_ID, h->model_id);
   put_u16(s + AT_WIDTH, (uint32_t)h->width);
   put_u16(s + AT_HEIGHT, (uint32_t)h->height);
@@ -71,8 +72,12 @@ bool codec_parse_header(const uint8_t *d, size_t len, codec_header *h) {
     nn_set_error("e2ecodec stream version %d is not supported (this decoder reads 1..%d)", h->version, CODEC_VERSION);
     return false;
   }
-  if (d[AT_FLAGS] != 0 || d[AT_RESERVED] != 0) {
-    nn_set_error("e2ecodec stream has unknown flags 0x%02x%02x", d[AT_FLAGS], d[AT_RESERVED]);
+  /* version 1: intra pictures only; version 2 adds predicted ones */
+  h->predicted = d[AT_FLAGS] == CODEC_FLAG_PREDICTED;
+  h->seq = d[AT_SEQ];
+  if (h->version == 1 ? d[AT_FLAGS] != 0 || d[AT_SEQ] != 0 : !h->predicted || h->seq == 0) {
+    nn_set_error("e2ecodec stream (version %d) has unknown flags 0x%02x or sequence number %d", h->version, d[AT_FLAGS],
+                 d[AT_SEQ]);
     return false;
   }
   h->model_id = get_u32(d + AT_MODEL_ID);

@@ -93,13 +93,25 @@ static int32_t get_value(rans_reader *r, const codec_tables *t, int ti) {
 /* Which latents a pass codes: all of them, a checkerboard colour, or the anchors of even or odd rows. */
 typedef enum { LATENTS_ALL, LATENTS_ANCHORS, LATENTS_SECOND_HALF, LATENTS_ANCHORS_EVEN_ROWS, LATENTS_ANCHORS_ODD_ROWS } latent_set;
 
+/* The bits symbol value v costs under table ti (what the rANS coder spends, to a fraction of a bit). */
+static float symbol_bits(const codec_tables *t, int ti, int32_t v) {
+  const int32_t *cdf = t->cdf + (size_t)ti * (size_t)(t->max_len + 1);
+  int64_t k = (int64_t)v + t->offset[ti];
+  bool escape = !(k >= 0 && k < t->len[ti] - 1);
+  if (escape) k = t->len[ti] - 1;
+  return (float)(RANS_PRECISION - log2((double)(cdf[k + 1] - cdf[k]))) + (escape ? 32.0f : 0.0f);
+}
+
 /* One pass over one set of y's latents, in the stream's order: channel by channel, raster order, each under
  * the table of its quantised scale. Encoding (y set) writes y's residuals from the means to w; decoding
- * reads them from r. Either way y_hat receives residual + mean, and coded (if set) the integer. False when
+ * reads them from r. Either way y_hat receives residual + mean, and coded (if set) the integer. In a
+ * predicted picture (p set) a position whose map entry is 0 is not coded: it takes the reference's value,
+ * and coded its distance from the mean. bits (if set, [H, W]) adds up what each position costs. False when
  * decoding ran past the end of the payload: the stream is corrupt (a whole one never does), and stopping
  * there keeps a few garbage bytes that claim a large picture from costing all of its symbols. */
 static bool code_pass(const codec_model *c, int H, int W, latent_set set, const float *means, const float *scales,
-                      const float *y, rans_writer *w, rans_reader *r, float *y_hat, float *coded) {
+                      const float *y, rans_writer *w, rans_reader *r, const codec_prediction *p, float *y_hat,
+                      float *coded, float *bits) {
   int row0 = set == LATENTS_ANCHORS_ODD_ROWS, row_step = set >= LATENTS_ANCHORS_EVEN_ROWS ? 2 : 1;
   for (size_t ch = 0; ch < (size_t)c->cfg.m; ch++) {
     if (r && r->overrun) {
@@ -109,10 +121,16 @@ static bool code_pass(const codec_model *c, int H, int W, latent_set set, const 
     for (int py = row0; py < H; py += row_step)
       for (int px = 0; px < W; px++) {
         if (set != LATENTS_ALL && (py + px) % 2 != (set == LATENTS_SECOND_HALF)) continue;
-        size_t i = (ch * H + py) * W + px;
+        size_t pos = (size_t)py * W + px, i = ch * H * W + pos;
+        if (p && !p->coded[pos]) {
+          y_hat[i] = p->y_hat[i];
+          if (coded) coded[i] = p->y_hat[i] - means[i];
+          continue;
+        }
         int32_t q, table = codec_scale_index(&c->tables, scales[i]);
         if (y) put_value(w, &c->tables, table, q = to_symbol(y[i] - means[i]));
         else q = get_value(r, &c->tables, table);
+        if (bits) bits[pos] += symbol_bits(&c->tables, table, q);
         y_hat[i] = (float)q + means[i];
         if (coded) coded[i] = (float)q;
       }
@@ -124,9 +142,10 @@ static bool code_pass(const codec_model *c, int H, int W, latent_set set, const 
  * probability: z_hat -> means and scales (fixed-order float path) -> tables; with a context model
  * the anchors first (with an anchors' context, those on even rows, then those on odd rows under means and
  * scales corrected from them), then the other half under means and scales corrected from the decoded
- * anchors. Encoding: y is the analysis output, w the writer. Decoding: y is NULL, r the reader. */
+ * anchors. Encoding: y is the analysis output, w the writer. Decoding: y is NULL, r the reader. p: the
+ * positions a predicted picture copies, NULL for an intra picture; bits: see code_pass. */
 static bool code_latents(const codec_model *c, const float *z_hat, int zh, int zw, const float *y, rans_writer *w,
-                         rans_reader *r, float *y_hat) {
+                         rans_reader *r, const codec_prediction *p, float *y_hat, float *bits) {
   int H = 4 * zh, W = 4 * zw;
   size_t ny = (size_t)c->cfg.m * (size_t)H * (size_t)W;
   float *means = calloc(ny, sizeof(float)), *scales = malloc(sizeof(float) * ny);
@@ -134,17 +153,17 @@ static bool code_latents(const codec_model *c, const float *z_hat, int zh, int z
   bool ok = means && scales;
   if (!ok) nn_set_error("e2ecodec: out of memory for the latents");
   ok = ok && codec_hyper_scales_exact(c, z_hat, zh, zw, scales, c->cfg.mean_scale ? means : NULL);
-  if (ok && !c->cfg.context) ok = code_pass(c, H, W, LATENTS_ALL, means, scales, y, w, r, y_hat, NULL);
+  if (ok && !c->cfg.context) ok = code_pass(c, H, W, LATENTS_ALL, means, scales, y, w, r, p, y_hat, NULL, bits);
   if (ok && c->cfg.context) {
     anchors = calloc(ny, sizeof(float)), cm = calloc(ny, sizeof(float)), cs = calloc(ny, sizeof(float));
     ok = anchors && cm && cs;
     if (!ok) nn_set_error("e2ecodec: out of memory for the context model");
     if (ok && !c->cfg.anchor_context) /* the anchors' integers, zero elsewhere */
-      ok = code_pass(c, H, W, LATENTS_ANCHORS, means, scales, y, w, r, y_hat, anchors);
+      ok = code_pass(c, H, W, LATENTS_ANCHORS, means, scales, y, w, r, p, y_hat, anchors, bits);
     if (ok && c->cfg.anchor_context) {
-      ok = code_pass(c, H, W, LATENTS_ANCHORS_EVEN_ROWS, means, scales, y, w, r, y_hat, anchors) &&
+      ok = code_pass(c, H, W, LATENTS_ANCHORS_EVEN_ROWS, means, scales, y, w, r, p, y_hat, anchors, bits) &&
            codec_anchor_context_exact(c, anchors, means, scales, H, W, cm, cs) &&
-           code_pass(c, H, W, LATENTS_ANCHORS_ODD_ROWS, cm, cs, y, w, r, y_hat, anchors);
+           code_pass(c, H, W, LATENTS_ANCHORS_ODD_ROWS, cm, cs, y, w, r, p, y_hat, anchors, bits);
       if (ok) {
         /* the second half's context reads each anchor's value from its hyperprior mean */
         for (size_t ch = 0; ch < (size_t)c->cfg.m; ch++)
@@ -156,7 +175,7 @@ static bool code_latents(const codec_model *c, const float *z_hat, int zh, int z
       }
     }
     ok = ok && codec_context_exact(c, anchors, means, scales, H, W, cm, cs);
-    ok = ok && code_pass(c, H, W, LATENTS_SECOND_HALF, cm, cs, y, w, r, y_hat, NULL);
+    ok = ok && code_pass(c, H, W, LATENTS_SECOND_HALF, cm, cs, y, w, r, p, y_hat, NULL, bits);
   }
   free(means), free(scales), free(anchors), free(cm), free(cs);
   return ok;
@@ -238,8 +257,47 @@ static bool refine_latents(codec_model *c, nn_tensor *x, nn_tensor *y, nn_tensor
   return ok;
 }
 
-bool codec_compress(codec_model *c, const codec_options *o, int quality, const uint8_t *rgb, int w, int h, int stride,
-                    uint8_t **out, size_t *out_len, uint8_t *recon) {
+/* z's integers around their learned means, for every tile (what an intra picture codes; a predicted one
+ * codes those of its coded tiles). */
+static void z_symbols(const codec_model *c, const float *z, int nz_per_ch, int32_t *q) {
+  const float *zm = nn_f32(nn_params_find(&c->p, "z.mean"));
+  for (int ch = 0; ch < c->cfg.n; ch++)
+    for (int i = 0; i < nz_per_ch; i++) q[(size_t)ch * nz_per_ch + i] = to_symbol(z[(size_t)ch * nz_per_ch + i] - zm[ch]);
+}
+
+/* A predicted picture's choice: which latent positions to code. An intra trial of the whole picture gives
+ * each position's bits (its share of its z tile's included) and the reconstruction coding it would give;
+ * codec_choose_coded weighs that against copying the reference. */
+static bool choose_coded(codec_model *c, int quality, const uint8_t *rgb, int w, int h, int stride, const float *y,
+                         const float *z_new, const int32_t *zq, int zh, int zw, const codec_reference *ref,
+                         uint8_t *coded) {
+  int H = 4 * zh, W = 4 * zw, pw = W * 16, ph = H * 16;
+  float *bits = calloc((size_t)H * W, sizeof(float));
+  uint8_t *intra = malloc((size_t)w * h * 3);
+  rans_writer trial;
+  rans_writer_init(&trial);
+  nn_tensor *y_hat = nn_empty(NN_F32, 4, (int64_t[]){1, c->cfg.m, H, W});
+  bool ok = bits && intra && y_hat && code_latents(c, z_new, zh, zw, y, &trial, NULL, NULL, nn_f32(y_hat), bits);
+  if (ok) {
+    for (int ch = 0; ch < c->cfg.n; ch++) {
+      int ti = z_table(c, ch);
+      for (int t = 0; t < zh * zw; t++) {
+        float share = symbol_bits(&c->tables, ti, zq[(size_t)ch * zh * zw + t]) / 16.0f;
+        for (int k = 0; k < 16; k++) bits[(size_t)(t / zw * 4 + k / 4) * W + t % zw * 4 + k % 4] += share;
+      }
+    }
+    ok = reconstruct(c, quality, y_hat, pw, ph, w, h, intra);
+  }
+  if (ok) codec_choose_coded(rgb, stride, intra, ref->recon, w, h, H, W, bits, codec_lambda(&c->cfg, quality), coded);
+  else if (!bits || !intra) nn_set_error("e2ecodec: out of memory for the mode decision");
+  rans_writer_free(&trial);
+  free(bits);
+  free(intra);
+  return ok;
+}
+
+bool codec_compress_video(codec_model *c, const codec_options *o, int quality, bool key, const uint8_t *rgb, int w,
+                          int h, int stride, codec_reference *ref, uint8_t **out, size_t *out_len, uint8_t *recon) {
   if (!o) o = &DEFAULT_OPTIONS;
   if (!codec_quality_valid(quality)) return false;
   if (w < 1 || h < 1 || w > CODEC_MAX_DIM || h > CODEC_MAX_DIM) {
@@ -247,10 +305,12 @@ bool codec_compress(codec_model *c, const codec_options *o, int quality, const u
     return false;
   }
   if (!codec_check_memory(c, o, w, h, true)) return false;
-  int pw = pad_to(w), ph = pad_to(h), zh = ph / CODEC_STRIDE, zw = pw / CODEC_STRIDE;
+  int pw = pad_to(w), ph = pad_to(h), zh = ph / CODEC_STRIDE, zw = pw / CODEC_STRIDE, H = 4 * zh, W = 4 * zw;
   int n = c->cfg.n, m = c->cfg.m;
+  bool predict = ref && !key && codec_reference_fits(ref, c, quality, w, h);
   bool ok = false;
-  uint8_t *zb = NULL, *yb = NULL;
+  uint8_t *zb = NULL, *yb = NULL, *coded = NULL;
+  int32_t *zq = NULL;
   rans_writer wz, wy;
   rans_writer_init(&wz);
   rans_writer_init(&wy);
@@ -265,20 +325,32 @@ bool codec_compress(codec_model *c, const codec_options *o, int quality, const u
   /* z: per-channel Gaussian around its learned mean */
   const float *zm = nn_f32(nn_params_find(&c->p, "z.mean"));
   nn_tensor *z_hat = nn_empty(NN_F32, 4, (int64_t[]){1, n, zh, zw});
-  if (!z_hat) goto done;
+  zq = malloc(sizeof(int32_t) * (size_t)n * zh * zw);
+  if (!z_hat || !zq) goto done;
+  z_symbols(c, nn_f32(z), zh * zw, zq);
+  for (size_t k = 0; k < (size_t)n * zh * zw; k++) nn_f32(z_hat)[k] = (float)zq[k] + zm[k / ((size_t)zh * zw)];
+  if (predict) {
+    coded = malloc((size_t)H * W);
+    if (!coded) goto done;
+    if (!choose_coded(c, quality, rgb, w, h, stride, nn_f32(y), nn_f32(z_hat), zq, zh, zw, ref, coded)) goto done;
+    codec_put_coded_map(&wz, coded, H, W);
+  }
+  /* z's tiles: all of them in an intra picture; in a predicted one those with a coded position (the others
+   * keep the reference's) */
   for (int ch = 0; ch < n; ch++) {
     int ti = z_table(c, ch);
-    for (int i = 0; i < zh * zw; i++) {
-      size_t k = (size_t)ch * zh * zw + i;
-      int32_t q = to_symbol(nn_f32(z)[k] - zm[ch]);
-      put_value(&wz, &c->tables, ti, q);
-      nn_f32(z_hat)[k] = (float)q + zm[ch];
+    for (int t = 0; t < zh * zw; t++) {
+      size_t k = (size_t)ch * zh * zw + t;
+      if (!predict || codec_tile_coded(coded, t / zw, t % zw, W)) put_value(&wz, &c->tables, ti, zq[k]);
+      else nn_f32(z_hat)[k] = ref->z_hat[k];
     }
   }
   /* the latent search keeps z (already coded) and its means and scales, and moves y under them */
-  if (o->refine_steps > 0 && !refine_latents(c, x, y, z_hat, quality, o->refine_steps)) goto done;
-  nn_tensor *y_hat = nn_empty(NN_F32, 4, (int64_t[]){1, m, 4 * zh, 4 * zw});
-  if (!y_hat || !code_latents(c, nn_f32(z_hat), zh, zw, nn_f32(y), &wy, NULL, nn_f32(y_hat))) goto done;
+  if (!predict && o->refine_steps > 0 && !refine_latents(c, x, y, z_hat, quality, o->refine_steps)) goto done;
+  nn_tensor *y_hat = nn_empty(NN_F32, 4, (int64_t[]){1, m, H, W});
+  codec_prediction pred = {.coded = coded, .y_hat = predict ? ref->y_hat : NULL};
+  if (!y_hat || !code_latents(c, nn_f32(z_hat), zh, zw, nn_f32(y), &wy, NULL, predict ? &pred : NULL, nn_f32(y_hat), NULL))
+    goto done;
   size_t zl = 0, yl = 0;
   zb = rans_writer_finish(&wz, &zl);
   yb = rans_writer_finish(&wy, &yl);
@@ -286,73 +358,118 @@ bool codec_compress(codec_model *c, const codec_options *o, int quality, const u
     nn_set_error("e2ecodec: out of memory while coding");
     goto done;
   }
-  if (recon && !reconstruct(c, quality, y_hat, pw, ph, w, h, recon)) goto done;
+  /* the encoder's reference keeps what the decoder will show: the next picture's choice compares with it */
+  int seq = predict ? codec_next_seq(ref->seq) : 0;
+  if (ref && !codec_reference_store(ref, c, quality, w, h, seq, nn_f32(y_hat), nn_f32(z_hat))) goto done;
+  uint8_t *shown = ref ? ref->recon : recon;
+  if (shown && !reconstruct(c, quality, y_hat, pw, ph, w, h, shown)) goto done;
+  if (ref && recon) memcpy(recon, ref->recon, (size_t)w * h * 3);
   size_t len = CODEC_HEADER_BYTES + zl + yl;
   uint8_t *s = malloc(len);
   if (!s) goto done;
   memcpy(s + CODEC_HEADER_BYTES, zb, zl);
   memcpy(s + CODEC_HEADER_BYTES + zl, yb, yl);
-  codec_write_header(s, &(codec_header){.version = CODEC_VERSION, .quality = quality, .width = w, .height = h,
-                                        .model_id = c->model_id, .z_bytes = (uint32_t)zl, .y_bytes = (uint32_t)yl,
+  codec_write_header(s, &(codec_header){.version = predict ? CODEC_VERSION_PREDICTED : 1, .quality = quality, .width = w,
+                                        .height = h, .predicted = predict, .seq = seq, .model_id = c->model_id,
+                                        .z_bytes = (uint32_t)zl, .y_bytes = (uint32_t)yl,
                                         .crc = codec_crc32(s + CODEC_HEADER_BYTES, zl + yl)});
   *out = s;
   *out_len = len;
   ok = true;
 done:
+  if (!ok && ref) codec_reference_reset(ref); /* the next picture is intra */
   nn_scope_end(&scope);
   nn_arena_reset(nn_arena_current());
   rans_writer_free(&wz);
   rans_writer_free(&wy);
   free(zb);
   free(yb);
+  free(zq);
+  free(coded);
   return ok;
 }
 
-bool codec_decompress(codec_model *c, const codec_options *o, const uint8_t *data, size_t len, uint8_t *rgb, int w,
-                      int h) {
+bool codec_compress(codec_model *c, const codec_options *o, int quality, const uint8_t *rgb, int w, int h, int stride,
+                    uint8_t **out, size_t *out_len, uint8_t *recon) {
+  return codec_compress_video(c, o, quality, true, rgb, w, h, stride, NULL, out, out_len, recon);
+}
+
+bool codec_decompress_video(codec_model *c, const codec_options *o, const uint8_t *data, size_t len, uint8_t *rgb,
+                            int w, int h, codec_reference *ref) {
   codec_header hd;
-  if (!codec_parse_header(data, len, &hd)) return false;
+  if (!codec_parse_header(data, len, &hd)) goto refused;
   if (hd.width != w || hd.height != h) {
     nn_set_error("e2ecodec: stream is %dx%d, caller expected %dx%d", hd.width, hd.height, w, h);
-    return false;
+    goto refused;
   }
   if (hd.model_id != c->model_id) {
     nn_set_error("e2ecodec: stream was made by model %08x, this decoder holds model %08x (load the encoder's model)",
                  hd.model_id, c->model_id);
-    return false;
+    goto refused;
   }
   if (codec_crc32(data + CODEC_HEADER_BYTES, hd.z_bytes + (size_t)hd.y_bytes) != hd.crc) {
     nn_set_error("e2ecodec: stream checksum mismatch (corrupted data)");
-    return false;
+    goto refused;
   }
-  if (!codec_check_memory(c, o, w, h, false)) return false;
-  int pw = pad_to(w), ph = pad_to(h), zh = ph / CODEC_STRIDE, zw = pw / CODEC_STRIDE;
+  if (hd.predicted && !(ref && codec_reference_fits(ref, c, hd.quality, w, h) && codec_reference_precedes(ref, &hd))) {
+    nn_set_error("e2ecodec: predicted picture %d without the picture before it (%s); waiting for an intra picture",
+                 hd.seq, !ref ? "this caller keeps no reference" : !ref->valid ? "none decoded since the last intra picture failed or a seek"
+                                                                  : "a picture is missing or the size or quality changed");
+    goto refused;
+  }
+  if (!codec_check_memory(c, o, w, h, false)) goto refused;
+  int pw = pad_to(w), ph = pad_to(h), zh = ph / CODEC_STRIDE, zw = pw / CODEC_STRIDE, H = 4 * zh, W = 4 * zw;
   int n = c->cfg.n, m = c->cfg.m;
   bool ok = false;
+  uint8_t *coded = NULL;
   nn_scope scope = nn_scope_begin(&(nn_scope_opts){.no_grad = true});
   const float *zm = nn_f32(nn_params_find(&c->p, "z.mean"));
   nn_tensor *z_hat = nn_empty(NN_F32, 4, (int64_t[]){1, n, zh, zw});
-  nn_tensor *y_hat = nn_zeros(NN_F32, 4, (int64_t[]){1, m, 4 * zh, 4 * zw});
+  nn_tensor *y_hat = nn_zeros(NN_F32, 4, (int64_t[]){1, m, H, W});
   if (!z_hat || !y_hat) goto done;
   rans_reader rz, ry;
   rans_reader_init(&rz, data + CODEC_HEADER_BYTES, hd.z_bytes);
+  if (hd.predicted) {
+    coded = malloc((size_t)H * W);
+    if (!coded) {
+      nn_set_error("e2ecodec: out of memory for the map of coded latents");
+      goto done;
+    }
+    if (!codec_get_coded_map(&rz, coded, H, W)) goto done;
+  }
   for (int ch = 0; ch < n; ch++) {
     int ti = z_table(c, ch);
-    for (int i = 0; i < zh * zw; i++) nn_f32(z_hat)[(size_t)ch * zh * zw + i] = (float)get_value(&rz, &c->tables, ti) + zm[ch];
+    for (int t = 0; t < zh * zw; t++) {
+      size_t k = (size_t)ch * zh * zw + t;
+      nn_f32(z_hat)[k] = !hd.predicted || codec_tile_coded(coded, t / zw, t % zw, W) ? (float)get_value(&rz, &c->tables, ti) + zm[ch]
+                                                                                    : ref->z_hat[k];
+    }
   }
   if (!rans_reader_done(&rz)) {
     nn_set_error("e2ecodec: hyper-latent payload is corrupt (does not decode to its exact length)");
     goto done;
   }
   rans_reader_init(&ry, data + CODEC_HEADER_BYTES + hd.z_bytes, hd.y_bytes);
-  if (!code_latents(c, nn_f32(z_hat), zh, zw, NULL, NULL, &ry, nn_f32(y_hat))) goto done;
+  codec_prediction pred = {.coded = coded, .y_hat = hd.predicted ? ref->y_hat : NULL};
+  if (!code_latents(c, nn_f32(z_hat), zh, zw, NULL, NULL, &ry, hd.predicted ? &pred : NULL, nn_f32(y_hat), NULL)) goto done;
   if (!rans_reader_done(&ry)) {
     nn_set_error("e2ecodec: latent payload is corrupt (does not decode to its exact length)");
     goto done;
   }
-  ok = reconstruct(c, hd.quality, y_hat, pw, ph, w, h, rgb);
+  ok = (!ref || codec_reference_store(ref, c, hd.quality, w, h, hd.seq, nn_f32(y_hat), nn_f32(z_hat))) &&
+       (!rgb || reconstruct(c, hd.quality, y_hat, pw, ph, w, h, rgb));
 done:
+  if (!ok && ref) codec_reference_reset(ref);
+  free(coded);
   nn_scope_end(&scope);
   nn_arena_reset(nn_arena_current());
   return ok;
+refused:
+  if (ref) codec_reference_reset(ref); /* what follows this picture cannot be trusted until the next intra one */
+  return false;
+}
+
+bool codec_decompress(codec_model *c, const codec_options *o, const uint8_t *data, size_t len, uint8_t *rgb, int w,
+                      int h) {
+  return codec_decompress_video(c, o, data, len, rgb, w, h, NULL);
 }

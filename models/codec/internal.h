@@ -4,6 +4,7 @@
  *   io.c         save and load (a file is hostile input until checked)
  *   bitstream.c  the coded picture's header, its checksum
  *   coder.c      the entropy passes, the latent search, compress/decompress, the memory estimate
+ *   predict.c    what predicted pictures add: the reference, the choice of coded positions, their map
  *   hyper_exact.c  the decoder-side scales in a fixed float order */
 #ifndef E2E_CODEC_INTERNAL_H
 #define E2E_CODEC_INTERNAL_H
@@ -31,5 +32,40 @@ nn_tensor *codec_synthesis_levels(codec_model *c, nn_tensor *y, const int *quali
 nn_tensor *codec_rounding_offset(nn_tensor *v);
 /* The context models' corrections to means and scales, as training and the latent search see them. */
 void codec_context_params(codec_model *c, nn_tensor *y, nn_tensor **means, nn_tensor **scales);
+
+/* The last picture of a video stream (see codec_reference in e2e/codec.h). */
+struct codec_reference {
+  bool valid;
+  uint32_t model_id;
+  int quality, width, height, seq;
+  float *y_hat, *z_hat; /* [m, H, W] and [n, H/4, W/4]: decoded latents and hyper-latents */
+  uint8_t *recon;       /* width * height * 3: what the decoder shows (the encoder's side compares with it) */
+  size_t y_len, z_len, recon_len;
+};
+
+/* What a predicted picture takes from its reference while coding its latents. */
+typedef struct {
+  const uint8_t *coded; /* [H * W]: 1 where a position's latents are coded, 0 where they are copied */
+  const float *y_hat;   /* the reference's latents [m, H, W] */
+} codec_prediction;
+
+/* The sequence number of the picture after one numbered seq: 1..255 over and over (0 is an intra picture's). */
+static inline int codec_next_seq(int seq) { return seq >= 255 ? 1 : seq + 1; }
+
+/* True when r holds a picture of c at this quality and size. */
+bool codec_reference_fits(const codec_reference *r, const codec_model *c, int quality, int w, int h);
+/* Keeps a picture's latents (and sizes recon for it); false when out of memory. */
+bool codec_reference_store(codec_reference *r, const codec_model *c, int quality, int w, int h, int seq,
+                           const float *y_hat, const float *z_hat);
+/* Whether z tile (ty, tx) covers a coded position (W: latent positions per row). */
+bool codec_tile_coded(const uint8_t *coded, int ty, int tx, int W);
+/* The encoder's choice for a predicted picture: coded[p] = 1 where lambda * (squared error of copying the
+ * reference - that of coding) / 3 exceeds the bits that coding position p costs (bits[p]); both errors
+ * over p's 16x16 block of the picture (0..255 values), intra and prev being the two reconstructions. */
+void codec_choose_coded(const uint8_t *rgb, int stride, const uint8_t *intra, const uint8_t *prev, int w, int h, int H,
+                        int W, const float *bits, float lambda, uint8_t *coded);
+/* The map of coded positions in a predicted picture's z payload (layout in e2e/codec.h). */
+void codec_put_coded_map(rans_writer *w, const uint8_t *coded, int H, int W);
+bool codec_get_coded_map(rans_reader *r, uint8_t *coded, int H, int W);
 
 #endif

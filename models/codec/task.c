@@ -145,6 +145,24 @@ bool e2e_codec_decode(e2e_session *s, const codec_options *o, const uint8_t *dat
   return ok;
 }
 
+bool e2e_codec_encode_video(e2e_session *s, const codec_options *o, int quality, bool key, const uint8_t *rgb, int w,
+                            int h, int stride, codec_reference *ref, uint8_t **out, size_t *out_len, uint8_t *recon) {
+  nn_scope scope;
+  codec_model *c = e2e_session_enter(s, E2E_TASK_CODEC, &scope);
+  bool ok = c && codec_compress_video(c, o, quality, key, rgb, w, h, stride, ref, out, out_len, recon);
+  if (c) e2e_session_leave(s, &scope);
+  return ok;
+}
+
+bool e2e_codec_decode_video(e2e_session *s, const codec_options *o, const uint8_t *data, size_t len, uint8_t *rgb,
+                            int w, int h, codec_reference *ref) {
+  nn_scope scope;
+  codec_model *c = e2e_session_enter(s, E2E_TASK_CODEC, &scope);
+  bool ok = c && codec_decompress_video(c, o, data, len, rgb, w, h, ref);
+  if (c) e2e_session_leave(s, &scope);
+  return ok;
+}
+
 bool e2e_codec_check_memory(e2e_session *s, const codec_options *o, int w, int h, bool encoding) {
   nn_scope scope;
   codec_model *c = e2e_session_enter(s, E2E_TASK_CODEC, &scope);

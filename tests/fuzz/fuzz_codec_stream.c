@@ -1,6 +1,9 @@
 /* An e2ecodec picture as the decoder gets it: codec_parse_header, then codec_decompress with a small
  * model. A mutated stream almost never keeps its CRC and model id, so each input is also decoded with
- * those two stamped right: the mutations then reach the entropy decoder and the transforms behind it. */
+ * those two stamped right: the mutations then reach the entropy decoder and the transforms behind it.
+ * A predicted picture is decoded against a reference primed with an intra picture of its size and
+ * quality (the stamped copy also gets the sequence number that follows it), so that its map of coded
+ * latents, its z tiles and its latents are decoded too. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,7 +36,17 @@ static void decode(const uint8_t *data, size_t size) {
   if (!codec_parse_header(data, size, &h)) return;
   if ((int64_t)h.width * h.height > MAX_PIXELS) return;
   uint8_t *rgb = malloc((size_t)h.width * h.height * 3);
-  if (rgb) codec_decompress(&model, &opts, data, size, rgb, h.width, h.height);
+  codec_reference *ref = h.predicted ? codec_reference_new() : NULL;
+  if (rgb && ref) { /* the reference: a grey intra picture of the same size and quality */
+    uint8_t *s = NULL;
+    size_t n = 0;
+    memset(rgb, 128, (size_t)h.width * h.height * 3);
+    if (codec_compress_video(&model, &opts, h.quality, true, rgb, h.width, h.height, h.width * 3, ref, &s, &n, NULL))
+      codec_decompress_video(&model, &opts, s, n, NULL, h.width, h.height, ref);
+    free(s);
+  }
+  if (rgb) codec_decompress_video(&model, &opts, data, size, rgb, h.width, h.height, ref);
+  codec_reference_free(ref);
   free(rgb);
 }
 
@@ -43,6 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t *s = malloc(size);
   memcpy(s, data, size);
   put_be32(s + 8, model.model_id);
+  if (s[6] == CODEC_FLAG_PREDICTED) s[7] = 1; /* the picture after an intra one */
   uint64_t payload = (uint64_t)((uint32_t)s[20] << 24 | (uint32_t)s[21] << 16 | (uint32_t)s[22] << 8 | s[23]) +
                      ((uint32_t)s[24] << 24 | (uint32_t)s[25] << 16 | (uint32_t)s[26] << 8 | s[27]);
   if (payload <= size - CODEC_HEADER_BYTES) {

@@ -139,6 +139,22 @@ static void codec_streams(void) {
       if (i == 0 && q == CODEC_MIN_QUALITY) g_byte_array_append(joined, (const guint8 *)"garbage E2E", 11);
       free(s);
     }
+    /* a predicted picture: the pattern again with a block changed, after it */
+    codec_reference *ref = codec_reference_new();
+    uint8_t *s = NULL;
+    size_t n = 0;
+    if (!ref || !codec_compress_video(&c, NULL, 3, true, rgb, w, h, w * 3, ref, &s, &n, NULL)) exit(1);
+    free(s);
+    for (int y = 0; y < h / 2; y++)
+      for (int x = 0; x < w / 2; x++) rgb[(y * w + x) * 3] = 250;
+    if (!codec_compress_video(&c, NULL, 3, false, rgb, w, h, w * 3, ref, &s, &n, NULL) || !s[6]) exit(1);
+    codec_set_frame_rate(s, 30, 1);
+    char name[64];
+    snprintf(name, sizeof name, "%dx%d-q3-predicted.e2el", w, h);
+    write_bytes("codec_stream", name, s, n);
+    g_byte_array_append(joined, s, (guint)n);
+    free(s);
+    codec_reference_free(ref);
     free(rgb);
   }
   write_bytes("codec_parse", "pictures-in-15-byte-chunks", joined->data, joined->len);

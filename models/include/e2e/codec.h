@@ -156,17 +156,27 @@ bool codec_load(codec_model *c, const char *path);
 bool codec_load_file(codec_model *c, const nn_st_file *f, const char *path);
 
 /* ---- coding ---- */
-/* One coded picture, version 1 (all integers big-endian):
- *   "E2EL" | version u8 | quality u8 | flags u8 (0) | reserved u8 (0) | model_id u32 |
+/* One coded picture (all integers big-endian):
+ *   "E2EL" | version u8 | quality u8 | flags u8 | sequence u8 | model_id u32 |
  *   width u16 | height u16 | fps_n u16 | fps_d u16 (0/0: unknown) |
  *   z_bytes u32 | y_bytes u32 | crc32 u32 (of the two payloads) | z payload | y payload
- * A video stream is these pictures back to back; every one is a key frame. */
+ * An intra picture is version 1, flags 0, sequence 0: a still image, and a random access point in a video.
+ * A predicted picture (version 2, flags 1) is coded against the picture before it: sequence counts the
+ * pictures since the last intra one (1..255, then 1 again), so that a decoder notices one that went missing. Its z
+ * payload starts with the map of the latent positions it codes (three context probabilities, raw 16 bits
+ * each, then one binary symbol per position, its context the number of coded neighbours left and above);
+ * z follows for the tiles with a coded position, y for the coded positions; every other position, and z
+ * tile, keeps the previous picture's decoded value. A video stream is pictures back to back. */
 #define CODEC_MAGIC "E2EL"
-#define CODEC_VERSION 1
+#define CODEC_VERSION 2           /* the newest version this decoder reads */
+#define CODEC_VERSION_PREDICTED 2 /* the version of a predicted picture */
+#define CODEC_FLAG_PREDICTED 1
 #define CODEC_HEADER_BYTES 32
 
 typedef struct {
   int version, quality, width, height, fps_n, fps_d;
+  bool predicted;
+  int seq; /* 0 for an intra picture; 1..255 over and over for the predicted ones after it */
   uint32_t model_id, z_bytes, y_bytes, crc;
 } codec_header;
 
@@ -233,6 +243,37 @@ int codec_scale_index(const codec_tables *t, float scale);
 
 uint32_t codec_crc32(const uint8_t *data, size_t len);
 
+/* ---- video: predicted pictures ---- */
+/* What one side of a video stream keeps between pictures: the last picture's decoded latents (and, on
+ * the encoder's side, what the decoder shows for it). One per stream; not shared between threads. */
+typedef struct codec_reference codec_reference;
+codec_reference *codec_reference_new(void);
+void codec_reference_free(codec_reference *r);
+/* Forgets the last picture (a seek, a flush): the next one must be intra. */
+void codec_reference_reset(codec_reference *r);
+/* True when the next picture at this size and quality can be predicted from r. */
+bool codec_reference_ready(const codec_reference *r, int quality, int w, int h);
+/* True when the picture with header h can be decoded after what r holds: an intra picture always, a
+ * predicted one when r holds the picture just before it (same size and quality, the sequence number before
+ * its own). A decoder that keeps pictures it has not decoded yet (before a seek's target) asks this. */
+bool codec_reference_precedes(const codec_reference *r, const codec_header *h);
+
+/* codec_compress for a video: an intra picture when key is set or ref holds nothing to predict from (the
+ * first picture, a new size or quality level, an earlier failure); otherwise a predicted picture whose
+ * encoder codes, of each 16x16 block's latents, only those for which the rate they cost buys enough
+ * distortion (lambda * squared error) against copying the last picture's: a rate-distortion choice,
+ * so that sensor noise on a still background is not worth coding while a moving object is. The latent
+ * search (o->refine_steps) applies to intra pictures only. ref is updated on success and reset on
+ * failure; recon as in codec_compress. */
+bool codec_compress_video(codec_model *c, const codec_options *o, int quality, bool key, const uint8_t *rgb, int w,
+                          int h, int stride, codec_reference *ref, uint8_t **out, size_t *out_len, uint8_t *recon);
+/* codec_decompress for a video: a predicted picture needs ref to hold the picture before it (else false
+ * with a message; so does anything else that fails, and ref is then reset, so that nothing is decoded
+ * against a wrong picture until the next intra one). rgb NULL: decode the latents only, to keep ref
+ * current without reconstructing (pictures before a seek's target). */
+bool codec_decompress_video(codec_model *c, const codec_options *o, const uint8_t *data, size_t len, uint8_t *rgb,
+                            int w, int h, codec_reference *ref);
+
 /* ---- the codec through the task-model interface (e2e/model.h) ---- */
 
 /* A model of cfg with fresh weights (for training from scratch). */
@@ -241,6 +282,11 @@ e2e_model *e2e_codec_model_new(const codec_config *cfg, uint64_t seed);
 bool e2e_codec_encode(e2e_session *s, const codec_options *o, int quality, const uint8_t *rgb, int w, int h, int stride,
                       uint8_t **out, size_t *out_len, uint8_t *recon);
 bool e2e_codec_decode(e2e_session *s, const codec_options *o, const uint8_t *data, size_t len, uint8_t *rgb, int w, int h);
+/* The same for video streams (codec_compress_video, codec_decompress_video). */
+bool e2e_codec_encode_video(e2e_session *s, const codec_options *o, int quality, bool key, const uint8_t *rgb, int w,
+                            int h, int stride, codec_reference *ref, uint8_t **out, size_t *out_len, uint8_t *recon);
+bool e2e_codec_decode_video(e2e_session *s, const codec_options *o, const uint8_t *data, size_t len, uint8_t *rgb,
+                            int w, int h, codec_reference *ref);
 bool e2e_codec_check_memory(e2e_session *s, const codec_options *o, int w, int h, bool encoding);
 
 #endif

@@ -1,0 +1,208 @@
+/* e2ecodec's predicted pictures: exact decoding on any thread count, what they cost against intra ones,
+ * sequence numbers, a lost or corrupt picture, hostile streams. Small randomly initialised models: coding
+ * must be exact whatever the weights. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "e2e/codec.h"
+#include "harness.h"
+
+static codec_model small_model(uint64_t seed) {
+  codec_model c;
+  codec_config cfg = codec_config_default();
+  cfg.n = 16, cfg.m = 24;
+  if (!codec_init(&c, &cfg, seed)) memset(&c, 0, sizeof c);
+  nn_fill_(c.gain_enc, 8.0f); /* latents that are not all zero, so that coding them costs bits */
+  return c;
+}
+
+/* Frame k of a little scene: a textured background with noise, and a bright square moving right. */
+static uint8_t *scene(int w, int h, int k, uint64_t noise_seed) {
+  nn_rng rng;
+  nn_rng_seed(&rng, noise_seed);
+  uint8_t *p = malloc((size_t)w * h * 3);
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      for (int c = 0; c < 3; c++) {
+        bool square = x >= 4 + 6 * k && x < 24 + 6 * k && y >= 10 && y < 30;
+        int v = square ? 230 : (x * 3 + y * 5 * (c + 1)) % 160 + (noise_seed ? (int)(nn_rng_u64(&rng) % 9) : 0);
+        p[((size_t)y * w + x) * 3 + c] = (uint8_t)v;
+      }
+  return p;
+}
+
+typedef struct {
+  uint8_t *s[8];
+  size_t len[8];
+  uint8_t *rec[8];
+} coded_seq;
+
+/* Codes frames[0..n) with one reference (intra where key[i]), on the current thread count. */
+static bool code_seq(codec_model *c, uint8_t **frames, const bool *key, int n, int w, int h, int q, coded_seq *out) {
+  codec_reference *ref = codec_reference_new();
+  bool ok = ref != NULL;
+  for (int i = 0; i < n && ok; i++) {
+    out->rec[i] = malloc((size_t)w * h * 3);
+    ok = codec_compress_video(c, NULL, q, key[i], frames[i], w, h, w * 3, ref, &out->s[i], &out->len[i], out->rec[i]);
+  }
+  codec_reference_free(ref);
+  return ok;
+}
+
+static void free_seq(coded_seq *q, int n) {
+  for (int i = 0; i < n; i++) free(q->s[i]), free(q->rec[i]);
+}
+
+TEST(video_predicted_pictures_decode_exactly_on_any_thread_count) {
+  codec_model c = small_model(3);
+  CHECK(c.p.n > 0, "model built");
+  int w = 97, h = 45, n = 6;
+  uint8_t *f[6] = {scene(w, h, 0, 0), scene(w, h, 0, 0), scene(w, h, 1, 0), scene(w, h, 2, 0), scene(w, h, 2, 11),
+                   scene(w, h, 5, 12)};
+  bool key[6] = {true, false, false, false, false, false};
+  coded_seq a = {0}, b = {0};
+  nn_set_num_threads(1);
+  CHECK(code_seq(&c, f, key, n, w, h, 3, &a), "encode on 1 thread: %s", nn_last_error());
+  nn_set_num_threads(2);
+  CHECK(code_seq(&c, f, key, n, w, h, 3, &b), "encode on 2 threads: %s", nn_last_error());
+  for (int i = 0; i < n; i++) {
+    CHECK(a.len[i] == b.len[i] && !memcmp(a.s[i], b.s[i], a.len[i]), "picture %d: the same stream on 1 and 2 threads", i);
+    codec_header hd;
+    CHECK(codec_parse_header(a.s[i], a.len[i], &hd) && hd.predicted == (i > 0) && hd.seq == i &&
+              hd.version == (i > 0 ? CODEC_VERSION_PREDICTED : 1),
+          "picture %d: header says predicted %d, sequence %d", i, hd.predicted, hd.seq);
+  }
+  /* the same picture again: nothing is worth coding, only the map goes out */
+  CHECK(a.len[1] < a.len[0] / 4, "a repeated picture costs %zu bytes against %zu intra", a.len[1], a.len[0]);
+  CHECK(!memcmp(a.rec[1], a.rec[0], (size_t)w * h * 3), "and shows the same reconstruction");
+  for (int threads = 1; threads <= 2; threads++) {
+    nn_set_num_threads(threads);
+    codec_reference *ref = codec_reference_new();
+    uint8_t *dec = malloc((size_t)w * h * 3);
+    for (int i = 0; i < n; i++) {
+      bool ok = codec_decompress_video(&c, NULL, a.s[i], a.len[i], dec, w, h, ref);
+      CHECK(ok && !memcmp(dec, a.rec[i], (size_t)w * h * 3), "%d threads: picture %d decodes to the encoder's reconstruction (%s)",
+            threads, i, ok ? "ok" : nn_last_error());
+    }
+    /* the same stream through a decoder that skips reconstructing the first pictures (a seek's way in) */
+    codec_reference_reset(ref);
+    for (int i = 0; i < n; i++) CHECK(codec_decompress_video(&c, NULL, a.s[i], a.len[i], i < 4 ? NULL : dec, w, h, ref), "latents only");
+    CHECK(!memcmp(dec, a.rec[n - 1], (size_t)w * h * 3), "%d threads: the last picture after latents-only decoding", threads);
+    codec_reference_free(ref);
+    free(dec);
+  }
+  nn_set_num_threads(0);
+  free_seq(&a, n), free_seq(&b, n);
+  for (int i = 0; i < n; i++) free(f[i]);
+  codec_free(&c);
+}
+
+TEST(video_lost_or_corrupt_picture_breaks_only_until_the_next_intra) {
+  codec_model c = small_model(4);
+  int w = 64, h = 64, n = 7;
+  uint8_t *f[7];
+  for (int i = 0; i < n; i++) f[i] = scene(w, h, i, 0);
+  bool key[7] = {true, false, false, true, false, false, false};
+  coded_seq a = {0};
+  CHECK(code_seq(&c, f, key, n, w, h, 2, &a), "encode: %s", nn_last_error());
+  codec_reference *ref = codec_reference_new();
+  uint8_t *dec = malloc((size_t)w * h * 3);
+  CHECK(codec_decompress_video(&c, NULL, a.s[0], a.len[0], dec, w, h, ref), "intra picture");
+  /* picture 1 is lost */
+  CHECK(!codec_decompress_video(&c, NULL, a.s[2], a.len[2], dec, w, h, ref) && strstr(nn_last_error(), "without the picture before it"),
+        "picture 2 without picture 1 is refused: %s", nn_last_error());
+  CHECK(!codec_decompress_video(&c, NULL, a.s[1], a.len[1], dec, w, h, ref), "and the decoder waits for an intra picture");
+  CHECK(codec_decompress_video(&c, NULL, a.s[3], a.len[3], dec, w, h, ref) && !memcmp(dec, a.rec[3], (size_t)w * h * 3),
+        "the next intra picture decodes exactly");
+  CHECK(codec_decompress_video(&c, NULL, a.s[4], a.len[4], dec, w, h, ref) && !memcmp(dec, a.rec[4], (size_t)w * h * 3),
+        "and so do the predicted pictures after it");
+  /* picture 5 arrives corrupt (its checksum catches it): 6 is refused too */
+  uint8_t *bad = malloc(a.len[5]);
+  memcpy(bad, a.s[5], a.len[5]);
+  bad[a.len[5] - 1] ^= 0x40;
+  CHECK(!codec_decompress_video(&c, NULL, bad, a.len[5], dec, w, h, ref), "corrupt picture refused");
+  CHECK(!codec_decompress_video(&c, NULL, a.s[6], a.len[6], dec, w, h, ref), "the picture after it is refused too");
+  /* a decoder without a reference at all */
+  CHECK(!codec_decompress(&c, NULL, a.s[4], a.len[4], dec, w, h) && strstr(nn_last_error(), "no reference"),
+        "a still-image decoder refuses predicted pictures: %s", nn_last_error());
+  free(bad), free(dec);
+  codec_reference_free(ref);
+  free_seq(&a, n);
+  for (int i = 0; i < n; i++) free(f[i]);
+  codec_free(&c);
+}
+
+TEST(video_sequence_numbers_wrap_and_a_new_quality_or_size_starts_intra) {
+  codec_model c = small_model(5);
+  int w = 64, h = 64;
+  uint8_t *f = scene(w, h, 0, 3), *g = scene(128, 64, 0, 3), *rec = malloc((size_t)128 * 64 * 3), *dec = malloc((size_t)128 * 64 * 3);
+  codec_reference *er = codec_reference_new(), *dr = codec_reference_new();
+  bool exact = true, numbered = true;
+  for (int i = 0; i < 262 && exact; i++) {
+    uint8_t *s = NULL;
+    size_t len = 0;
+    exact = codec_compress_video(&c, NULL, 2, false, f, w, h, w * 3, er, &s, &len, rec) &&
+            codec_decompress_video(&c, NULL, s, len, dec, w, h, dr) && !memcmp(dec, rec, (size_t)w * h * 3);
+    codec_header hd;
+    numbered &= codec_parse_header(s, len, &hd) && hd.seq == (i == 0 ? 0 : (i - 1) % 255 + 1);
+    free(s);
+  }
+  CHECK(exact && numbered, "262 pictures: numbered 0, 1..255, 1.. and decoded exactly (%s)", exact ? "ok" : nn_last_error());
+  uint8_t *s = NULL;
+  size_t len = 0;
+  codec_header hd;
+  CHECK(codec_compress_video(&c, NULL, 3, false, f, w, h, w * 3, er, &s, &len, NULL) && codec_parse_header(s, len, &hd) &&
+            !hd.predicted, "a new quality level starts with an intra picture");
+  free(s);
+  CHECK(codec_compress_video(&c, NULL, 3, false, g, 128, 64, 128 * 3, er, &s, &len, NULL) && codec_parse_header(s, len, &hd) &&
+            !hd.predicted && hd.width == 128, "so does a new size");
+  free(s);
+  CHECK(codec_compress_video(&c, NULL, 3, false, g, 128, 64, 128 * 3, er, &s, &len, NULL) && codec_parse_header(s, len, &hd) &&
+            hd.predicted, "and then it predicts again");
+  free(s);
+  codec_reference_free(er), codec_reference_free(dr);
+  free(f), free(g), free(rec), free(dec);
+  codec_free(&c);
+}
+
+TEST(video_hostile_predicted_pictures_never_crash) {
+  codec_model c = small_model(6);
+  int w = 96, h = 80;
+  uint8_t *f0 = scene(w, h, 0, 1), *f1 = scene(w, h, 3, 2), *out = malloc((size_t)w * h * 3);
+  codec_reference *er = codec_reference_new(), *dr = codec_reference_new();
+  uint8_t *s0 = NULL, *s1 = NULL;
+  size_t l0 = 0, l1 = 0;
+  CHECK(codec_compress_video(&c, NULL, 3, true, f0, w, h, w * 3, er, &s0, &l0, NULL) &&
+            codec_compress_video(&c, NULL, 3, false, f1, w, h, w * 3, er, &s1, &l1, NULL),
+        "encode: %s", nn_last_error());
+  nn_rng rng;
+  nn_rng_seed(&rng, 91);
+  uint8_t *m = malloc(l1);
+  int refused = 0, decoded = 0;
+  for (int it = 0; it < 300; it++) {
+    memcpy(m, s1, l1);
+    size_t ml = l1;
+    if (it % 3 == 0) { /* flip payload bytes, checksum fixed: well-formed but hostile maps, z and y */
+      size_t at = CODEC_HEADER_BYTES + nn_rng_u64(&rng) % (l1 - CODEC_HEADER_BYTES);
+      m[at] ^= (uint8_t)(1 + nn_rng_u64(&rng) % 255);
+      uint32_t crc = codec_crc32(m + CODEC_HEADER_BYTES, l1 - CODEC_HEADER_BYTES);
+      m[28] = (uint8_t)(crc >> 24), m[29] = (uint8_t)(crc >> 16), m[30] = (uint8_t)(crc >> 8), m[31] = (uint8_t)crc;
+    } else if (it % 3 == 1) { /* truncate */
+      ml = (size_t)(nn_rng_u64(&rng) % l1);
+    } else { /* header bytes: flags, sequence, sizes */
+      for (int k = 4; k < 28; k++)
+        if (nn_rng_u64(&rng) % 6 == 0) m[k] = (uint8_t)nn_rng_u64(&rng);
+    }
+    codec_header hd;
+    if (!codec_decompress_video(&c, NULL, s0, l0, NULL, w, h, dr)) break; /* a fresh reference each time */
+    bool small = !codec_parse_header(m, ml, &hd) || (hd.width == w && hd.height == h);
+    if (small && codec_decompress_video(&c, NULL, m, ml, out, w, h, dr)) decoded++;
+    else refused++;
+  }
+  CHECK(refused + decoded == 300 && refused > 150, "%d refused, %d decoded (no crash, no hang)", refused, decoded);
+  free(m), free(s0), free(s1), free(f0), free(f1), free(out);
+  codec_reference_free(er), codec_reference_free(dr);
+  codec_free(&c);
+}
+
