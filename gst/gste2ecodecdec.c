@@ -1,7 +1,12 @@
 /* e2ecodecdec: video/x-e2e-lic pictures -> RGB frames. Each input buffer is
  * one coded picture (the parser splits byte streams). A picture that is
  * truncated, corrupted, made by another model, or too large for max-memory is dropped with a warning
- * (GstVideoDecoder's max-errors decides when that becomes an error). */
+ * (GstVideoDecoder's max-errors decides when that becomes an error); the predicted pictures after it are
+ * dropped quietly until the next intra picture, which the decoder asks upstream for.
+ * Pictures that end before the segment starts (those a seek passes on its way to its target) are never
+ * reconstructed: they are kept, undecoded, until a shown picture needs them as its reference chain,
+ * and then only their latents are decoded; after an intra picture they are dropped unread. The LATENCY
+ * query gets the decoding time of a picture (the slowest of the last ones). */
 #include <string.h>
 
 #include "gste2ecodec.h"
@@ -15,7 +20,13 @@ struct _GstE2eCodecDec {
   GstVideoCodecState *in_state;
   gint out_w, out_h;
   guint8 *rgb;
+  codec_reference *ref; /* the last decoded picture's latents */
+  GPtrArray *pending;   /* GstBuffer: pictures before the segment start since the last intra one, not decoded */
+  GstClockTime latency; /* reported decoding time */
 };
+
+/* A chain of undecoded pictures longer than this is decoded as it grows (memory stays bounded). */
+#define MAX_PENDING 256
 
 
 G_DEFINE_TYPE(GstE2eCodecDec, gst_e2e_codec_dec, GST_TYPE_VIDEO_DECODER)
@@ -34,7 +45,19 @@ static GstStateChangeReturn change_state(GstElement *e, GstStateChange t) {
 static gboolean dec_start(GstVideoDecoder *dec) {
   GstE2eCodecDec *self = GST_E2E_CODEC_DEC(dec);
   self->out_w = self->out_h = 0;
+  self->latency = 0;
+  self->ref = codec_reference_new();
+  self->pending = g_ptr_array_new_with_free_func((GDestroyNotify)gst_buffer_unref);
   gst_video_decoder_set_packetized(dec, TRUE);
+  gst_video_decoder_set_needs_sync_point(dec, TRUE); /* predicted pictures before the first intra one are useless */
+  return self->ref != NULL;
+}
+
+/* After a seek or a flush, what came before is gone. */
+static gboolean dec_flush(GstVideoDecoder *dec) {
+  GstE2eCodecDec *self = GST_E2E_CODEC_DEC(dec);
+  codec_reference_reset(self->ref);
+  if (self->pending) g_ptr_array_set_size(self->pending, 0);
   return TRUE;
 }
 
@@ -42,6 +65,8 @@ static gboolean dec_stop(GstVideoDecoder *dec) {
   GstE2eCodecDec *self = GST_E2E_CODEC_DEC(dec);
   g_clear_pointer(&self->rgb, g_free);
   g_clear_pointer(&self->in_state, gst_video_codec_state_unref);
+  g_clear_pointer(&self->ref, codec_reference_free);
+  g_clear_pointer(&self->pending, g_ptr_array_unref);
   return TRUE;
 }
 
@@ -75,6 +100,42 @@ static GstFlowReturn drop_corrupt(GstE2eCodecDec *self, GstVideoCodecFrame *fram
   return drop_picture(self, frame, "Corrupt", why);
 }
 
+/* Whether the frame ends before the segment starts, so that it would never be shown. */
+static gboolean before_segment(GstVideoDecoder *dec, GstVideoCodecFrame *frame) {
+  const GstSegment *seg = &dec->input_segment;
+  if (seg->format != GST_FORMAT_TIME || seg->rate < 0 || !GST_CLOCK_TIME_IS_VALID(frame->pts) ||
+      !GST_CLOCK_TIME_IS_VALID(frame->duration))
+    return FALSE;
+  return frame->pts + frame->duration <= (GstClockTime)seg->start;
+}
+
+/* Decodes the kept pictures' latents (no reconstruction) so that the reference is the last of them. */
+static void decode_pending(GstE2eCodecDec *self, const codec_options *opts) {
+  for (guint i = 0; i < self->pending->len; i++) {
+    GstMapInfo map;
+    GstBuffer *b = g_ptr_array_index(self->pending, i);
+    codec_header h;
+    gboolean ok = gst_buffer_map(b, &map, GST_MAP_READ);
+    ok = ok && codec_parse_header(map.data, map.size, &h) &&
+         e2e_codec_decode_video(self->model.session, opts, map.data, map.size, NULL, h.width, h.height, self->ref);
+    if (ok || map.data) gst_buffer_unmap(b, &map);
+    if (!ok) {
+      GST_DEBUG_OBJECT(self, "a picture before the segment does not decode (%s)", e2e_last_error());
+      codec_reference_reset(self->ref);
+      break;
+    }
+  }
+  g_ptr_array_set_size(self->pending, 0);
+}
+
+/* Reports the decoding time as latency when it grew, or fell by more than a quarter. */
+static void update_latency(GstE2eCodecDec *self, GstClockTime took) {
+  if (took > self->latency || took < self->latency * 3 / 4) {
+    self->latency = took;
+    gst_video_decoder_set_latency(GST_VIDEO_DECODER(self), took, took);
+  }
+}
+
 static GstFlowReturn dec_handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *frame) {
   GstE2eCodecDec *self = GST_E2E_CODEC_DEC(dec);
   GstMapInfo map;
@@ -87,10 +148,28 @@ static GstFlowReturn dec_handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *
   codec_header h;
   if (!codec_parse_header(map.data, map.size, &h)) {
     gst_buffer_unmap(frame->input_buffer, &map);
+    codec_reference_reset(self->ref);
     return drop_corrupt(self, frame, e2e_last_error());
   }
-  /* before negotiating and allocating for it: a header can claim any size up to 16384x16384 */
   codec_options opts = {.memory_limit = e2e_element_max_memory(&self->model)};
+  if (before_segment(dec, frame)) { /* kept, not decoded (see the top of the file) */
+    gst_buffer_unmap(frame->input_buffer, &map);
+    if (!h.predicted) g_ptr_array_set_size(self->pending, 0);
+    g_ptr_array_add(self->pending, gst_buffer_ref(frame->input_buffer));
+    if (self->pending->len > MAX_PENDING) decode_pending(self, &opts);
+    gst_video_decoder_release_frame(dec, frame);
+    return GST_FLOW_OK;
+  }
+  if (h.predicted) decode_pending(self, &opts);
+  else g_ptr_array_set_size(self->pending, 0);
+  if (!codec_reference_precedes(self->ref, &h)) {
+    /* after a lost or corrupt picture (already reported): quietly wait for the next intra picture */
+    gst_buffer_unmap(frame->input_buffer, &map);
+    GST_DEBUG_OBJECT(self, "predicted picture %d without its reference: dropped", h.seq);
+    gst_video_decoder_request_sync_point(dec, frame, GST_VIDEO_DECODER_REQUEST_SYNC_POINT_DISCARD_INPUT);
+    return gst_video_decoder_drop_frame(dec, frame);
+  }
+  /* before negotiating and allocating for it: a header can claim any size up to 16384x16384 */
   if (!e2e_codec_check_memory(self->model.session, &opts, h.width, h.height, FALSE)) {
     gst_buffer_unmap(frame->input_buffer, &map);
     return drop_picture(self, frame, "Too large", e2e_last_error());
@@ -112,8 +191,10 @@ static GstFlowReturn dec_handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *
     g_free(self->rgb);
     self->rgb = g_malloc((size_t)h.width * h.height * 3);
   }
-  gboolean ok = e2e_codec_decode(self->model.session, &opts, map.data, map.size, self->rgb, h.width, h.height);
+  gint64 t0 = g_get_monotonic_time();
+  gboolean ok = e2e_codec_decode_video(self->model.session, &opts, map.data, map.size, self->rgb, h.width, h.height, self->ref);
   gst_buffer_unmap(frame->input_buffer, &map);
+  if (ok) update_latency(self, (GstClockTime)(g_get_monotonic_time() - t0) * GST_USECOND);
   if (!ok) return drop_corrupt(self, frame, e2e_last_error());
   ret = gst_video_decoder_allocate_output_frame(dec, frame);
   if (ret != GST_FLOW_OK) {
@@ -167,6 +248,7 @@ static void gst_e2e_codec_dec_class_init(GstE2eCodecDecClass *klass) {
   ec->change_state = change_state;
   vc->start = dec_start;
   vc->stop = dec_stop;
+  vc->flush = dec_flush;
   vc->set_format = dec_set_format;
   vc->handle_frame = dec_handle_frame;
 }

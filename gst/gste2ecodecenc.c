@@ -1,9 +1,13 @@
-/* e2ecodecenc: raw video -> learned intra-coded pictures (video/x-e2e-lic).
+/* e2ecodecenc: raw video -> learned coded pictures (video/x-e2e-lic).
  * Frames of any format GstVideoConverter handles are turned into RGB, padded
  * internally to the network's stride of 64, coded at the current "quality"
- * (changeable while playing: every picture carries its level). With
+ * (changeable while playing: every picture carries its level). An intra picture starts the stream, comes
+ * every key-int-max frames, on a force-key-unit event and after a change of quality or size; the others
+ * are predicted from the picture before (models/codec/predict.c). With
  * message=true it posts "e2ecodec-frame" messages {bytes, bpp, psnr, quality,
- * encode-ms}; the PSNR is that of the decoder's exact reconstruction. */
+ * encode-ms, predicted}; the PSNR is that of the decoder's exact reconstruction. The LATENCY query gets the
+ * coding time of a frame: measured on a grey frame at the negotiated size when the format is set (so a live
+ * pipeline knows it before the first frame), then the slowest of the last frames. */
 #include <math.h>
 #include <string.h>
 
@@ -17,14 +21,19 @@ struct _GstE2eCodecEnc {
   GstVideoEncoder parent;
   E2eElementModel model; /* model, model-name, device, num-threads, max-memory; the session while running */
   GMutex lock;           /* the properties below */
-  guint quality, refine_steps;
+  guint quality, refine_steps, key_int_max;
   gboolean post_messages;
+  codec_reference *ref;  /* the last coded picture, for the next predicted one */
+  guint since_key;       /* frames since the last intra picture */
+  GstClockTime latency;  /* reported coding time */
   GstVideoCodecState *in_state;
   GstVideoConverter *conv;
   guint8 *rgb, *recon;
 };
 
-enum { PROP_0, PROP_QUALITY, PROP_MESSAGE, PROP_REFINE_STEPS };
+enum { PROP_0, PROP_QUALITY, PROP_MESSAGE, PROP_REFINE_STEPS, PROP_KEY_INT_MAX };
+
+#define DEFAULT_KEY_INT_MAX 60
 
 G_DEFINE_TYPE(GstE2eCodecEnc, gst_e2e_codec_enc, GST_TYPE_VIDEO_ENCODER)
 
@@ -46,7 +55,36 @@ static gboolean enc_stop(GstVideoEncoder *enc) {
   g_clear_pointer(&self->rgb, g_free);
   g_clear_pointer(&self->recon, g_free);
   g_clear_pointer(&self->in_state, gst_video_codec_state_unref);
+  g_clear_pointer(&self->ref, codec_reference_free);
   return TRUE;
+}
+
+/* Reports the coding time as latency when it grew, or fell by more than a quarter. */
+static void update_latency(GstE2eCodecEnc *self, GstClockTime took) {
+  if (took > self->latency || took < self->latency * 3 / 4) {
+    self->latency = took;
+    gst_video_encoder_set_latency(GST_VIDEO_ENCODER(self), took, took);
+  }
+}
+
+/* The time a predicted frame of this size takes (the slower kind: it reconstructs twice), on grey frames. */
+static void measure_latency(GstE2eCodecEnc *self, int w, int h, int quality) {
+  codec_reference *ref = codec_reference_new();
+  guint8 *grey = g_malloc((size_t)w * h * 3);
+  memset(grey, 128, (size_t)w * h * 3);
+  gint64 took = 0;
+  for (int i = 0; i < 2 && ref; i++) {
+    uint8_t *stream = NULL;
+    size_t len = 0;
+    gint64 t0 = g_get_monotonic_time();
+    if (!e2e_codec_encode_video(self->model.session, NULL, quality, i == 0, grey, w, h, w * 3, ref, &stream, &len, NULL)) break;
+    took = g_get_monotonic_time() - t0;
+    free(stream);
+  }
+  codec_reference_free(ref);
+  g_free(grey);
+  self->latency = 0;
+  if (took > 0) update_latency(self, (GstClockTime)took * GST_USECOND);
 }
 
 static gboolean enc_set_format(GstVideoEncoder *enc, GstVideoCodecState *state) {
@@ -74,6 +112,12 @@ static gboolean enc_set_format(GstVideoEncoder *enc, GstVideoCodecState *state) 
   g_free(self->recon);
   self->rgb = g_malloc(n);
   self->recon = g_malloc(n);
+  if (!self->ref) self->ref = codec_reference_new();
+  codec_reference_reset(self->ref); /* a new format starts with an intra picture */
+  g_mutex_lock(&self->lock);
+  int quality = (int)self->quality;
+  g_mutex_unlock(&self->lock);
+  measure_latency(self, GST_VIDEO_INFO_WIDTH(in), GST_VIDEO_INFO_HEIGHT(in), quality);
   GstCaps *caps = gst_caps_new_simple(E2E_LIC_CAPS, "parsed", G_TYPE_BOOLEAN, TRUE, NULL);
   gchar id[16];
   g_snprintf(id, sizeof id, "%08x", e2e_model_describe(e2e_session_model(self->model.session))->id);
@@ -114,27 +158,35 @@ static GstFlowReturn enc_handle_frame(GstVideoEncoder *enc, GstVideoCodecFrame *
   g_mutex_lock(&self->lock);
   int quality = (int)self->quality;
   gboolean post = self->post_messages;
+  guint key_int = self->key_int_max;
   codec_options opts = {.refine_steps = (int)self->refine_steps, .memory_limit = e2e_element_max_memory(&self->model)};
   g_mutex_unlock(&self->lock);
   uint8_t *stream = NULL;
   size_t len = 0;
   gint64 t0 = g_get_monotonic_time();
-  gboolean ok = e2e_codec_encode(self->model.session, &opts, quality, self->rgb, w, h, w * 3, &stream, &len,
-                                 post ? self->recon : NULL);
-  double ms = (double)(g_get_monotonic_time() - t0) / 1000.0;
+  gboolean key = GST_VIDEO_CODEC_FRAME_IS_FORCE_KEYFRAME(frame) || (key_int > 0 && self->since_key + 1 >= key_int) ||
+                 !codec_reference_ready(self->ref, quality, w, h);
+  gboolean ok = e2e_codec_encode_video(self->model.session, &opts, quality, key, self->rgb, w, h, w * 3, self->ref, &stream,
+                                       &len, post ? self->recon : NULL);
+  gint64 took = g_get_monotonic_time() - t0;
+  double ms = (double)took / 1000.0;
   if (!ok) {
     GST_ELEMENT_ERROR(self, STREAM, ENCODE, ("Learned encoding failed."), ("%s", e2e_last_error()));
     gst_video_codec_frame_unref(frame);
     return GST_FLOW_ERROR;
   }
+  update_latency(self, (GstClockTime)took * GST_USECOND);
+  gboolean predicted = stream[6] != 0; /* the header's flags */
+  self->since_key = predicted ? self->since_key + 1 : 0;
   codec_set_frame_rate(stream, GST_VIDEO_INFO_FPS_N(in), GST_VIDEO_INFO_FPS_D(in));
   frame->output_buffer = gst_buffer_new_wrapped(stream, len); /* stream is malloc'd: g_free frees it (GLib >= 2.46) */
-  GST_VIDEO_CODEC_FRAME_SET_SYNC_POINT(frame);
+  if (!predicted) GST_VIDEO_CODEC_FRAME_SET_SYNC_POINT(frame);
   if (post) {
     double psnr = e2e_image_psnr(self->rgb, self->recon, (size_t)w * h * 3);
     GstStructure *s = gst_structure_new("e2ecodec-frame", "timestamp", G_TYPE_UINT64, frame->pts, "bytes", G_TYPE_UINT64,
                                         (guint64)len, "bpp", G_TYPE_DOUBLE, 8.0 * len / ((double)w * h), "psnr",
-                                        G_TYPE_DOUBLE, psnr, "quality", G_TYPE_INT, quality, "encode-ms", G_TYPE_DOUBLE, ms, NULL);
+                                        G_TYPE_DOUBLE, psnr, "quality", G_TYPE_INT, quality, "encode-ms", G_TYPE_DOUBLE, ms,
+                                        "predicted", G_TYPE_BOOLEAN, predicted, NULL);
     gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
   }
   return gst_video_encoder_finish_frame(enc, frame);
@@ -148,6 +200,7 @@ static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps
   case PROP_QUALITY: self->quality = g_value_get_uint(v); break;
   case PROP_MESSAGE: self->post_messages = g_value_get_boolean(v); break;
   case PROP_REFINE_STEPS: self->refine_steps = g_value_get_uint(v); break;
+  case PROP_KEY_INT_MAX: self->key_int_max = g_value_get_uint(v); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -161,6 +214,7 @@ static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
   case PROP_QUALITY: g_value_set_uint(v, self->quality); break;
   case PROP_MESSAGE: g_value_set_boolean(v, self->post_messages); break;
   case PROP_REFINE_STEPS: g_value_set_uint(v, self->refine_steps); break;
+  case PROP_KEY_INT_MAX: g_value_set_uint(v, self->key_int_max); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -177,6 +231,7 @@ static void gst_e2e_codec_enc_init(GstE2eCodecEnc *self) {
   e2e_element_model_init(&self->model, E2E_TASK_CODEC, E2E_ELEMENT_MAX_MEMORY);
   g_mutex_init(&self->lock);
   self->quality = CODEC_DEFAULT_QUALITY;
+  self->key_int_max = DEFAULT_KEY_INT_MAX;
 }
 
 static void gst_e2e_codec_enc_class_init(GstE2eCodecEncClass *klass) {
@@ -197,11 +252,16 @@ static void gst_e2e_codec_enc_class_init(GstE2eCodecEncClass *klass) {
   g_object_class_install_property(oc, PROP_REFINE_STEPS, g_param_spec_uint("refine-steps", "Refinement steps",
       "Encoder effort: gradient steps searching each frame's latents for a lower rate + lambda * distortion "
       "(0: none, for live use). Each step costs about two decodes; 40 save some 4-5 %. Streams and decoders are "
-      "unchanged", 0, CODEC_MAX_REFINE, 0, rw | GST_PARAM_MUTABLE_PLAYING));
+      "unchanged; predicted frames get none", 0, CODEC_MAX_REFINE, 0, rw | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property(oc, PROP_KEY_INT_MAX, g_param_spec_uint("key-int-max", "Maximum key-frame interval",
+      "An intra (key) frame at least every this many frames; the frames between are predicted from the one before, "
+      "coding only the 16x16 blocks that changed enough to pay for their bits. 1: every frame intra (each one a seek "
+      "point, as a still-image codec); 0: intra only at the start, on force-key-unit events and after a change of quality "
+      "or size", 0, G_MAXINT, DEFAULT_KEY_INT_MAX, rw | GST_PARAM_MUTABLE_PLAYING));
   gst_element_class_add_static_pad_template(ec, &sink_t);
   gst_element_class_add_static_pad_template(ec, &src_t);
   gst_element_class_set_static_metadata(ec, "e2e learned image codec encoder", "Codec/Encoder/Video",
-      "Codes each frame with a learned scale-hyperprior image codec (e2ecodec)", "gst-e2e");
+      "Codes video with a learned scale-hyperprior codec (e2ecodec): intra frames, and predicted frames that code only what changed", "gst-e2e");
   ec->change_state = change_state;
   vc->stop = enc_stop;
   vc->set_format = enc_set_format;

@@ -70,13 +70,16 @@ TEST(encoder_caps_timestamps_and_headers_for_each_format) {
       CHECK(b != NULL, "%s: output %d", caps, i);
       if (!b) break;
       CHECK(GST_BUFFER_PTS(b) == (GstClockTime)i * GST_SECOND / 10, "%s: pts kept", caps);
-      CHECK(!GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT), "every picture is a key frame");
+      /* the first picture intra, the others (the same picture again) predicted from the one before */
+      CHECK(GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT) == (i > 0), "%s: picture %d a delta unit: %d", caps, i,
+            GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT));
       GstMapInfo m;
       gst_buffer_map(b, &m, GST_MAP_READ);
       codec_header hd;
       CHECK(codec_parse_header(m.data, m.size, &hd) && hd.width == w && hd.height == h && hd.quality == 2 &&
-                hd.fps_n == 10 && hd.fps_d == 1, "%s: header %dx%d q%d fps %d/%d", caps, hd.width, hd.height, hd.quality,
-            hd.fps_n, hd.fps_d);
+                hd.fps_n == 10 && hd.fps_d == 1 && hd.predicted == (i > 0) && hd.seq == i,
+            "%s: header %dx%d q%d fps %d/%d predicted %d seq %d", caps, hd.width, hd.height, hd.quality, hd.fps_n, hd.fps_d,
+            hd.predicted, hd.seq);
       gst_buffer_unmap(b, &m);
       gst_buffer_unref(b);
     }
@@ -239,7 +242,7 @@ static uint8_t *claims_huge_size(const codec_model *c, size_t *len) {
   *len = CODEC_HEADER_BYTES + 8;
   uint8_t *s = g_malloc0(*len);
   memcpy(s, CODEC_MAGIC, 4);
-  s[4] = CODEC_VERSION, s[5] = 1;
+  s[4] = 1, s[5] = 1; /* an intra picture */
   for (int k = 0; k < 4; k++) s[8 + k] = (uint8_t)(c->model_id >> (24 - 8 * k));
   s[12] = s[14] = 0x40;
   s[23] = s[27] = 4;
@@ -387,6 +390,228 @@ TEST(bin_posts_bpp_and_psnr_per_frame) {
   gst_element_set_state(p, GST_STATE_NULL);
   gst_object_unref(p);
   g_free(launch);
+  unlink(model);
+  g_free(model);
+}
+
+/* ---------------------------------------------------------------- video: predicted pictures */
+
+/* n pictures of a square moving over a still background, coded as a video (intra where i % key_int == 0),
+ * with the library; frame rate 10/1 stamped in. recon (n * w * h * 3, may be NULL) gets what a decoder shows. */
+static uint8_t **coded_video(codec_model *c, int n, int w, int h, int key_int, size_t *lens, uint8_t *recon) {
+  uint8_t **s = g_new0(uint8_t *, n), *pic = picture(w, h, 0);
+  codec_reference *ref = codec_reference_new();
+  for (int i = 0; i < n; i++) {
+    for (int y = 8; y < 24; y++) /* the square moves 4 pixels a frame */
+      for (int x = 0; x < w; x++) {
+        bool in = x >= 4 * i && x < 4 * i + 16;
+        for (int k = 0; k < 3; k++) pic[((size_t)y * w + x) * 3 + k] = in ? 240 : (uint8_t)(x * 255 / w);
+      }
+    CHECK(codec_compress_video(c, NULL, 3, i % key_int == 0, pic, w, h, w * 3, ref, &s[i], &lens[i],
+                               recon ? recon + (size_t)i * w * h * 3 : NULL),
+          "encode %d: %s", i, nn_last_error());
+    codec_set_frame_rate(s[i], 10, 1);
+  }
+  codec_reference_free(ref);
+  g_free(pic);
+  return s;
+}
+
+static void free_video(uint8_t **s, int n) {
+  for (int i = 0; i < n; i++) free(s[i]);
+  g_free(s);
+}
+
+static GstBuffer *wrap_frame(const uint8_t *d, size_t n, int i) {
+  GstBuffer *b = wrap(d, n, (GstClockTime)i * GST_SECOND / 10);
+  GST_BUFFER_DURATION(b) = GST_SECOND / 10;
+  codec_header h;
+  if (codec_parse_header(d, n, &h) && h.predicted) GST_BUFFER_FLAG_SET(b, GST_BUFFER_FLAG_DELTA_UNIT);
+  return b;
+}
+
+static bool frame_equals(GstBuffer *b, const uint8_t *rgb, int w, int h) {
+  GstVideoInfo vi;
+  gst_video_info_set_format(&vi, GST_VIDEO_FORMAT_RGB, w, h);
+  GstVideoFrame vf;
+  if (!gst_video_frame_map(&vf, &vi, b, GST_MAP_READ)) return false;
+  bool same = true;
+  for (int y = 0; y < h && same; y++)
+    same = !memcmp((uint8_t *)GST_VIDEO_FRAME_PLANE_DATA(&vf, 0) + (size_t)y * GST_VIDEO_FRAME_PLANE_STRIDE(&vf, 0),
+                   rgb + (size_t)y * w * 3, (size_t)w * 3);
+  gst_video_frame_unmap(&vf);
+  return same;
+}
+
+TEST(encoder_key_frames_every_key_int_max_and_on_request_and_reports_latency) {
+  char *model = make_model(8, NULL);
+  gchar *launch = g_strdup_printf("e2ecodecenc model=%s key-int-max=3", model);
+  GstHarness *hs = gst_harness_new_parse(launch);
+  g_free(launch);
+  int w = 64, h = 48;
+  gst_harness_set_src_caps_str(hs, "video/x-raw,format=RGB,width=64,height=48,framerate=10/1");
+  uint8_t *pic = picture(w, h, 0);
+  bool want_key[8] = {true, false, false, true, false, true, false, false};
+  for (int i = 0; i < 8; i++) {
+    if (i == 5) /* an application downstream asks for a key frame now */
+      gst_harness_push_upstream_event(hs, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE, FALSE, 1));
+    gst_harness_push(hs, frame_buffer(pic, w, h, GST_VIDEO_FORMAT_RGB, (GstClockTime)i * GST_SECOND / 10));
+    GstBuffer *b = gst_harness_pull(hs);
+    CHECK(b && GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT) != want_key[i], "frame %d: key %d", i, want_key[i]);
+    if (b) gst_buffer_unref(b);
+  }
+  GstQuery *q = gst_query_new_latency();
+  GstElement *enc = gst_harness_find_element(hs, "e2ecodecenc");
+  GstClockTime min = 0, max = 0;
+  gboolean live = FALSE;
+  CHECK(gst_pad_query(gst_element_get_static_pad(enc, "src"), q), "latency query answered");
+  gst_query_parse_latency(q, &live, &min, &max);
+  CHECK(min > 0 && min < 10 * GST_SECOND, "the encoder reports its coding time as latency (%" GST_TIME_FORMAT ")", GST_TIME_ARGS(min));
+  gst_query_unref(q);
+  gst_object_unref(enc);
+  g_free(pic);
+  gst_harness_teardown(hs);
+  unlink(model);
+  g_free(model);
+}
+
+TEST(decoder_plays_predicted_pictures_and_waits_quietly_for_an_intra_one_after_a_loss) {
+  codec_model ref;
+  char *model = make_model(9, &ref);
+  int n = 8, w = 64, h = 64;
+  size_t lens[8];
+  uint8_t *recon = g_malloc((size_t)n * w * h * 3);
+  uint8_t **s = coded_video(&ref, n, w, h, 4, lens, recon);
+  GstBus *bus;
+  GstHarness *hs = decoder_harness(model, "", &bus);
+  for (int i = 0; i < n; i++)
+    if (i != 1) CHECK(gst_harness_push(hs, wrap_frame(s[i], lens[i], i)) == GST_FLOW_OK, "push %d", i); /* picture 1 lost */
+  /* 0 shows; 2 and 3 have lost their reference; 4 (intra) onwards show again */
+  int shown[] = {0, 4, 5, 6, 7};
+  CHECK(gst_harness_buffers_in_queue(hs) == 5, "5 pictures out (%u)", gst_harness_buffers_in_queue(hs));
+  for (int k = 0; k < 5 && gst_harness_buffers_in_queue(hs); k++) {
+    GstBuffer *b = gst_harness_pull(hs);
+    CHECK(GST_BUFFER_PTS(b) == (GstClockTime)shown[k] * GST_SECOND / 10 && frame_equals(b, recon + (size_t)shown[k] * w * h * 3, w, h),
+          "picture %d is the encoder's reconstruction", shown[k]);
+    gst_buffer_unref(b);
+  }
+  GstMessage *m = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR | GST_MESSAGE_WARNING);
+  CHECK(!m, "a lost picture is no error: the pictures that need it are dropped until the next intra one");
+  if (m) gst_message_unref(m);
+  gst_object_unref(bus);
+  gst_harness_teardown(hs);
+  free_video(s, n);
+  g_free(recon);
+  codec_free(&ref);
+  unlink(model);
+  g_free(model);
+}
+
+TEST(decoder_does_not_show_pictures_before_the_segment_but_keeps_their_chain) {
+  codec_model ref;
+  char *model = make_model(10, &ref);
+  int n = 8, w = 64, h = 64;
+  size_t lens[8];
+  uint8_t *recon = g_malloc((size_t)n * w * h * 3);
+  uint8_t **s = coded_video(&ref, n, w, h, 100, lens, recon); /* one intra picture, then predicted ones */
+  GstBus *bus;
+  GstHarness *hs = decoder_harness(model, "", &bus);
+  /* a seek's segment: it starts at picture 5; the stream starts at the intra picture before it */
+  GstSegment seg;
+  gst_segment_init(&seg, GST_FORMAT_TIME);
+  seg.start = seg.time = 5 * GST_SECOND / 10;
+  gst_harness_push_event(hs, gst_event_new_segment(&seg));
+  for (int i = 0; i < n; i++) gst_harness_push(hs, wrap_frame(s[i], lens[i], i));
+  CHECK(gst_harness_buffers_in_queue(hs) == 3, "pictures 5, 6 and 7 come out (%u)", gst_harness_buffers_in_queue(hs));
+  for (int i = 5; i < n && gst_harness_buffers_in_queue(hs); i++) {
+    GstBuffer *b = gst_harness_pull(hs);
+    CHECK(GST_BUFFER_PTS(b) == (GstClockTime)i * GST_SECOND / 10 && frame_equals(b, recon + (size_t)i * w * h * 3, w, h),
+          "picture %d decoded exactly through the pictures before it", i);
+    gst_buffer_unref(b);
+  }
+  GstMessage *m = gst_bus_pop_filtered(bus, GST_MESSAGE_QOS | GST_MESSAGE_WARNING);
+  CHECK(!m, "the pictures before the segment are not dropped frames (no QoS message)");
+  if (m) gst_message_unref(m);
+  gst_object_unref(bus);
+  gst_harness_teardown(hs);
+  free_video(s, n);
+  g_free(recon);
+  codec_free(&ref);
+  unlink(model);
+  g_free(model);
+}
+
+/* The first picture that reaches the decoder (after a reset), and how many do. */
+typedef struct {
+  GstClockTime first_pts;
+  gboolean first_is_delta;
+  int count;
+} arrivals;
+
+static GstPadProbeReturn count_arrivals(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
+  arrivals *a = data;
+  GstBuffer *b = GST_PAD_PROBE_INFO_BUFFER(info);
+  if (a->count++ == 0) a->first_pts = GST_BUFFER_PTS(b), a->first_is_delta = GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT);
+  return GST_PAD_PROBE_OK;
+}
+
+/* The file behind a pipeline in pull mode: exact duration, and an accurate seek starts at the intra picture
+ * before its target and shows the target first. */
+TEST(parser_knows_the_duration_and_seeks_from_the_intra_picture_before) {
+  codec_model ref;
+  char *model = make_model(11, &ref);
+  int n = 12, w = 64, h = 64;
+  size_t lens[12];
+  uint8_t *recon = g_malloc((size_t)n * w * h * 3);
+  uint8_t **s = coded_video(&ref, n, w, h, 4, lens, recon);
+  gchar *path = g_strdup_printf("/tmp/e2e-codec-video-%d.e2el", getpid());
+  FILE *f = fopen(path, "wb");
+  for (int i = 0; i < n; i++) fwrite(s[i], 1, lens[i], f);
+  fclose(f);
+  gchar *launch = g_strdup_printf("filesrc location=%s ! e2ecodecparse ! e2ecodecdec name=dec model=%s ! appsink name=out sync=false", path, model);
+  GstElement *p = gst_parse_launch(launch, NULL);
+  GstElement *out = gst_bin_get_by_name(GST_BIN(p), "out");
+  gst_element_set_state(p, GST_STATE_PAUSED);
+  gst_element_get_state(p, NULL, NULL, 10 * GST_SECOND);
+  arrivals seen = {0};
+  GstElement *dec = gst_bin_get_by_name(GST_BIN(p), "dec");
+  GstPad *dec_sink = dec ? gst_element_get_static_pad(dec, "sink") : NULL;
+  CHECK(dec_sink, "the decoder's sink pad");
+  gint64 dur = -1;
+  CHECK(gst_element_query_duration(p, GST_FORMAT_TIME, &dur) && dur == (gint64)n * GST_SECOND / 10,
+        "duration %" GST_TIME_FORMAT " for %d pictures at 10 fps", GST_TIME_ARGS(dur), n);
+  /* picture 10 (1.0-1.1 s) is predicted from 9 and 8; picture 8 is intra */
+  if (dec_sink) gst_pad_add_probe(dec_sink, GST_PAD_PROBE_TYPE_BUFFER, count_arrivals, &seen, NULL);
+  CHECK(gst_element_seek_simple(p, GST_FORMAT_TIME, GST_SEEK_FLAG_FLUSH | GST_SEEK_FLAG_ACCURATE, GST_SECOND * 105 / 100), "seek");
+  gst_element_get_state(p, NULL, NULL, 10 * GST_SECOND);
+  gst_element_set_state(p, GST_STATE_PLAYING);
+  GstSample *first = NULL;
+  g_signal_emit_by_name(out, "pull-sample", &first);
+  CHECK(first, "a picture after the seek");
+  if (first) {
+    GstBuffer *b = gst_sample_get_buffer(first);
+    /* GstVideoDecoder clips its start to the segment's */
+    CHECK(GST_BUFFER_PTS(b) == GST_SECOND * 105 / 100 && frame_equals(b, recon + (size_t)10 * w * h * 3, w, h),
+          "the first shown is picture 10 (pts %" GST_TIME_FORMAT "), exactly", GST_TIME_ARGS(GST_BUFFER_PTS(b)));
+    gst_sample_unref(first);
+  }
+  int rest = 0;
+  for (GstSample *x; (g_signal_emit_by_name(out, "pull-sample", &x), x); rest++) gst_sample_unref(x);
+  CHECK(rest == 1, "then picture 11, and the end (%d more)", rest);
+  CHECK(seen.count == 4 && seen.first_pts == GST_SECOND * 8 / 10 && !seen.first_is_delta,
+        "the parser started at intra picture 8 (first %" GST_TIME_FORMAT ", %d pictures in all)", GST_TIME_ARGS(seen.first_pts),
+        seen.count);
+  if (dec_sink) gst_object_unref(dec_sink);
+  if (dec) gst_object_unref(dec);
+  gst_element_set_state(p, GST_STATE_NULL);
+  gst_object_unref(out);
+  gst_object_unref(p);
+  g_free(launch);
+  unlink(path);
+  g_free(path);
+  free_video(s, n);
+  g_free(recon);
+  codec_free(&ref);
   unlink(model);
   g_free(model);
 }
