@@ -309,6 +309,7 @@ int e2e_codec(int argc, char **argv) {
   if (argc >= 1 && !strcmp(argv[0], "encode")) return encode(argc - 1, argv + 1);
   if (argc >= 1 && !strcmp(argv[0], "decode")) return decode(argc - 1, argv + 1);
   if (argc >= 1 && !strcmp(argv[0], "eval")) return eval(argc - 1, argv + 1);
-  fprintf(stderr, "usage: e2e codec encode|decode|eval ...\n");
+  if (argc >= 1 && !strcmp(argv[0], "eval-video")) return e2e_codec_eval_video(argc - 1, argv + 1);
+  fprintf(stderr, "usage: e2e codec encode|decode|eval|eval-video ...\n");
   return 2;
 }

@@ -47,6 +47,7 @@ static void usage(void) {
          "  train codec [OPTIONS]    train the learned image codec (all quality levels)\n"
          "  codec encode [--quality %d..%d] IN.png OUT.e2el | codec decode IN.e2el OUT.png\n"
          "  codec eval [--dir FOLDER]   bpp, PSNR-RGB, MS-SSIM and BD-rate vs JPEG (Kodak by default)\n"
+         "  codec eval-video FILE       the same on a video, beside x264 (I/P/B and all-intra) and MJPEG\n"
          "  asr [--model FILE] [--beam N] [--lm TEXT | --grammar digits] FILE...   speech to text with word times\n"
          "  asr features LIST.tsv OUT.safetensors   log-mel feature shard for training (e2e asr features)\n"
          "  train asr [OPTIONS]      train the speech recogniser in resumable stages (e2e train asr --help)\n"

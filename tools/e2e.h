@@ -16,6 +16,7 @@ int e2e_train_detect(int argc, char **argv);
 int e2e_eval_detect(int argc, char **argv);
 int e2e_train_codec(int argc, char **argv);
 int e2e_codec(int argc, char **argv);
+int e2e_codec_eval_video(int argc, char **argv);
 int e2e_import(int argc, char **argv);
 int e2e_graph(int argc, char **argv);
 int e2e_detect_images(int argc, char **argv);

@@ -13,16 +13,20 @@ static double nice_step(double range, int target) {
   return (r < 1.5 ? 1 : r < 3 ? 2 : r < 7 ? 5 : 10) * mag;
 }
 
+/* An x value on the chart's axis (its log for a logarithmic one); NaN when it cannot be drawn. */
+static double axis_x(const plot_spec *spec, double x) { return !spec->log_x ? x : x > 0 ? log10(x) : NAN; }
+
 /* Draws one chart into the W x H box at the cairo origin. */
 static bool draw_chart(cairo_t *cr, const char *path, const plot_spec *spec, const plot_series *s, int ns, int W, int H) {
   double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
   for (int i = 0; i < ns; i++)
     for (int k = 0; k < s[i].n; k++) {
       double y = s[i].y[k];
-      if (!isfinite(y) || !isfinite(s[i].x[k]) || (spec->log_y && y <= 0)) continue;
+      double x = axis_x(spec, s[i].x[k]);
+      if (!isfinite(y) || !isfinite(x) || (spec->log_y && y <= 0)) continue;
       if (spec->log_y) y = log10(y);
-      x0 = fmin(x0, s[i].x[k]);
-      x1 = fmax(x1, s[i].x[k]);
+      x0 = fmin(x0, x);
+      x1 = fmax(x1, x);
       y0 = fmin(y0, y);
       y1 = fmax(y1, y);
     }
@@ -45,13 +49,26 @@ static bool draw_chart(cairo_t *cr, const char *path, const plot_spec *spec, con
   char buf[64];
   cairo_text_extents_t te;
   /* grid and ticks */
-  double xs = nice_step(x1 - x0, 8);
-  for (double v = ceil(x0 / xs) * xs; v <= x1 + 1e-9; v += xs) {
+  /* ticks: evenly spaced, or at 1, 2 and 5 of each decade on a logarithmic axis */
+  double ticks[64];
+  int nt = 0;
+  if (spec->log_x) {
+    for (double d = floor(x0); d <= ceil(x1) && nt < 60; d++)
+      for (int k = 0; k < 3; k++) {
+        double v = d + log10((double[]){1, 2, 5}[k]);
+        if (v >= x0 - 1e-9 && v <= x1 + 1e-9) ticks[nt++] = v;
+      }
+  } else {
+    double xs = nice_step(x1 - x0, 8);
+    for (double v = ceil(x0 / xs) * xs; v <= x1 + 1e-9 && nt < 64; v += xs) ticks[nt++] = v;
+  }
+  for (int t = 0; t < nt; t++) {
+    double v = ticks[t];
     cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
     cairo_move_to(cr, PX(v), T);
     cairo_line_to(cr, PX(v), B);
     cairo_stroke(cr);
-    snprintf(buf, sizeof buf, "%g", v);
+    snprintf(buf, sizeof buf, "%g", spec->log_x ? pow(10, v) : v);
     cairo_text_extents(cr, buf, &te);
     cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
     cairo_move_to(cr, PX(v) - te.width / 2, B + 16);
@@ -106,8 +123,10 @@ static bool draw_chart(cairo_t *cr, const char *path, const plot_spec *spec, con
       double y = s[i].y[k];
       if (!isfinite(y) || (spec->log_y && y <= 0)) continue;
       if (spec->log_y) y = log10(y);
-      if (!started) cairo_move_to(cr, PX(s[i].x[k]), PY(y));
-      else cairo_line_to(cr, PX(s[i].x[k]), PY(y));
+      double x = axis_x(spec, s[i].x[k]);
+      if (!isfinite(x)) continue;
+      if (!started) cairo_move_to(cr, PX(x), PY(y));
+      else cairo_line_to(cr, PX(x), PY(y));
       started = true;
     }
     cairo_stroke(cr);
@@ -116,7 +135,8 @@ static bool draw_chart(cairo_t *cr, const char *path, const plot_spec *spec, con
         double y = s[i].y[k];
         if (!isfinite(y) || (spec->log_y && y <= 0)) continue;
         if (spec->log_y) y = log10(y);
-        cairo_arc(cr, PX(s[i].x[k]), PY(y), 3.5, 0, 2 * M_PI);
+        if (!isfinite(axis_x(spec, s[i].x[k]))) continue;
+        cairo_arc(cr, PX(axis_x(spec, s[i].x[k])), PY(y), 3.5, 0, 2 * M_PI);
         cairo_fill(cr);
       }
   }

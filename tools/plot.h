@@ -14,6 +14,7 @@ typedef struct {
 typedef struct {
   const char *title, *xlabel, *ylabel;
   bool log_y;
+  bool log_x; /* a logarithmic x axis (ticks at 1, 2, 5 of each decade) */
   bool y_from_zero; /* the y axis starts at 0 (or below), so that a flat line looks flat */
   int width, height;  /* 0: 900 x 540 */
 } plot_spec;

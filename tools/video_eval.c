@@ -1,0 +1,299 @@
+/* `e2e codec eval-video FILE`: the learned codec on a video, beside x264 (default I/P/B and all-intra) and
+ * MJPEG from libavcodec on the same frames: bpp, PSNR-RGB and MS-SSIM (means over frames), coding speed,
+ * BD-rates and an RD plot. Frames come through GStreamer (decodebin), so anything it plays will do. */
+#include <glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "e2e.h"
+#include "e2e/codec.h"
+#include "e2e/image.h"
+#include "plot.h"
+#include "rd.h"
+#include "video_ref.h"
+
+#ifdef E2E_HAVE_GST
+#include <gst/app/gstappsink.h>
+#include <gst/gst.h>
+#include <gst/video/video.h>
+
+/* Up to max frames (0: all) of path as packed RGB, one malloc'd block. */
+static uint8_t *read_frames(const char *path, int max, int *n, int *w, int *h, int *fps_n, int *fps_d) {
+  gst_init(NULL, NULL);
+  gchar *loc = g_strescape(path, NULL);
+  gchar *desc = g_strdup_printf("filesrc location=\"%s\" ! decodebin ! videoconvert ! video/x-raw,format=RGB ! "
+                                "appsink name=sink sync=false", loc);
+  GError *error = NULL;
+  GstElement *pipe = gst_parse_launch(desc, &error);
+  g_free(desc);
+  g_free(loc);
+  if (!pipe) {
+    fprintf(stderr, "e2e codec eval-video: %s\n", error ? error->message : "cannot build the reading pipeline");
+    g_clear_error(&error);
+    return NULL;
+  }
+  GstElement *sink = gst_bin_get_by_name(GST_BIN(pipe), "sink");
+  gst_element_set_state(pipe, GST_STATE_PLAYING);
+  uint8_t *frames = NULL;
+  size_t cap = 0;
+  *n = 0;
+  for (;;) {
+    if (max > 0 && *n >= max) break;
+    GstSample *s = gst_app_sink_pull_sample(GST_APP_SINK(sink));
+    if (!s) break;
+    GstVideoInfo info;
+    GstVideoFrame vf;
+    if (!gst_video_info_from_caps(&info, gst_sample_get_caps(s)) ||
+        !gst_video_frame_map(&vf, &info, gst_sample_get_buffer(s), GST_MAP_READ)) {
+      gst_sample_unref(s);
+      break;
+    }
+    if (*n == 0) *w = info.width, *h = info.height, *fps_n = info.fps_n, *fps_d = info.fps_d;
+    size_t fb = (size_t)*w * *h * 3;
+    if (info.width == *w && info.height == *h) {
+      if ((size_t)(*n + 1) * fb > cap) {
+        cap = cap ? cap * 2 : fb * 64;
+        frames = g_realloc(frames, cap);
+      }
+      for (int y = 0; y < *h; y++)
+        memcpy(frames + (size_t)*n * fb + (size_t)y * *w * 3,
+               (uint8_t *)GST_VIDEO_FRAME_PLANE_DATA(&vf, 0) + (size_t)y * GST_VIDEO_FRAME_PLANE_STRIDE(&vf, 0), (size_t)*w * 3);
+      (*n)++;
+    }
+    gst_video_frame_unmap(&vf);
+    gst_sample_unref(s);
+  }
+  GstMessage *err = gst_bus_pop_filtered(GST_ELEMENT_BUS(pipe), GST_MESSAGE_ERROR);
+  if (err && *n == 0) {
+    GError *e = NULL;
+    gst_message_parse_error(err, &e, NULL);
+    fprintf(stderr, "e2e codec eval-video: %s: %s\n", path, e->message);
+    g_error_free(e);
+  }
+  if (err) gst_message_unref(err);
+  gst_element_set_state(pipe, GST_STATE_NULL);
+  gst_object_unref(sink);
+  gst_object_unref(pipe);
+  if (*n == 0) {
+    g_free(frames);
+    return NULL;
+  }
+  return frames;
+}
+#endif
+
+typedef struct {
+  double bpp, psnr, msssim, enc_fps, dec_fps;
+} video_point;
+
+/* Mean PSNR-RGB and MS-SSIM of n decoded frames against the originals. */
+static void measure(const uint8_t *orig, const uint8_t *dec, int n, int w, int h, bool msssim, video_point *p) {
+  size_t fb = (size_t)w * h * 3;
+  p->psnr = p->msssim = 0;
+  for (int i = 0; i < n; i++) {
+    p->psnr += e2e_image_psnr(orig + i * fb, dec + i * fb, fb) / n;
+    if (msssim) p->msssim += rd_ms_ssim(orig + i * fb, dec + i * fb, w, h) / n;
+  }
+}
+
+/* Codes the sequence with our codec at one quality and key-frame interval, decodes it with a decoder of its
+ * own, and checks that every decoded frame equals the encoder's reconstruction. */
+static bool run_ours(e2e_session *s, const uint8_t *frames, int n, int w, int h, int quality, int key_int, bool msssim,
+                     uint8_t *dec, video_point *p, int *mismatches, int *predicted) {
+  size_t fb = (size_t)w * h * 3, bytes = 0;
+  codec_reference *er = codec_reference_new(), *dr = codec_reference_new();
+  uint8_t *rec = malloc(fb);
+  bool ok = er && dr && rec;
+  double enc_s = 0, dec_s = 0;
+  *mismatches = *predicted = 0;
+  for (int i = 0; i < n && ok; i++) {
+    uint8_t *stream = NULL;
+    size_t len = 0;
+    double t0 = e2e_now_s();
+    ok = e2e_codec_encode_video(s, NULL, quality, key_int > 0 && i % key_int == 0, frames + i * fb, w, h, w * 3, er,
+                                &stream, &len, rec);
+    double t1 = e2e_now_s();
+    ok = ok && e2e_codec_decode_video(s, NULL, stream, len, dec + i * fb, w, h, dr);
+    double t2 = e2e_now_s();
+    if (!ok) fprintf(stderr, "e2e codec eval-video: frame %d: %s\n", i, e2e_last_error());
+    if (ok && memcmp(rec, dec + i * fb, fb) != 0) (*mismatches)++;
+    if (ok && stream[6]) (*predicted)++;
+    enc_s += t1 - t0, dec_s += t2 - t1, bytes += len;
+    free(stream);
+    fprintf(stderr, "\r  q%d: %d/%d frames", quality, i + 1, n);
+  }
+  fprintf(stderr, "\n");
+  if (ok) {
+    measure(frames, dec, n, w, h, msssim, p);
+    p->bpp = 8.0 * bytes / ((double)w * h * n);
+    p->enc_fps = n / enc_s, p->dec_fps = n / dec_s;
+  }
+  codec_reference_free(er);
+  codec_reference_free(dr);
+  free(rec);
+  return ok;
+}
+
+static void print_point(const char *codec, const char *setting, const video_point *p) {
+  printf("  %-12s %-10s %7.4f bpp  %6.2f dB", codec, setting, p->bpp, p->psnr);
+  if (p->msssim > 0) printf("  MS-SSIM %.4f", p->msssim);
+  if (p->enc_fps > 0) printf("  encode %.2f fps, decode %.2f fps", p->enc_fps, p->dec_fps);
+  printf("\n");
+}
+
+static const char *bd_text(double bd, char *buf, size_t n) {
+  if (isfinite(bd)) snprintf(buf, n, "%+.1f%%", bd);
+  else snprintf(buf, n, "none (the PSNR ranges do not overlap)");
+  return buf;
+}
+
+enum { MAX_SETTINGS = 8 };
+
+typedef struct {
+  const char *label;
+  video_point p[MAX_SETTINGS];
+  double bpp[MAX_SETTINGS], psnr[MAX_SETTINGS];
+  int n;
+} video_curve;
+
+static void curve_add(video_curve *c, const video_point *p) {
+  c->p[c->n] = *p;
+  c->bpp[c->n] = p->bpp, c->psnr[c->n] = p->psnr;
+  c->n++;
+}
+
+int e2e_codec_eval_video(int argc, char **argv) {
+  const char *model = NULL, *path = NULL, *plot = "codec-video-rd.png", *csv = NULL;
+  int threads = 0, max_frames = 0, key_int = 0, qmin = CODEC_MIN_QUALITY, qmax = CODEC_MAX_QUALITY;
+  bool intra = false, msssim = true, bad = false, refs = true;
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+    else if (!strcmp(argv[i], "--frames") && i + 1 < argc) max_frames = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--key-int-max") && i + 1 < argc) key_int = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--qualities") && i + 1 < argc && sscanf(argv[++i], "%d..%d", &qmin, &qmax) == 2) continue;
+    else if (!strcmp(argv[i], "--intra")) intra = true;
+    else if (!strcmp(argv[i], "--no-ms-ssim")) msssim = false;
+    else if (!strcmp(argv[i], "--no-references")) refs = false;
+    else if (!strcmp(argv[i], "--plot") && i + 1 < argc) plot = argv[++i];
+    else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
+    else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    else if (argv[i][0] != '-' && !path) path = argv[i];
+    else bad = true;
+  }
+  if (bad || !path || key_int < 0 || qmin < CODEC_MIN_QUALITY || qmax > CODEC_MAX_QUALITY || qmin > qmax) {
+    fprintf(stderr, "usage: e2e codec eval-video [--model FILE] [--frames N] [--key-int-max N (0: only the first)]\n"
+                    "                            [--qualities A..B] [--intra (also every frame intra, vs x264 all-intra)]\n"
+                    "                            [--no-ms-ssim] [--no-references] [--plot PNG] [--csv FILE] [--threads N] FILE\n");
+    return 2;
+  }
+#ifndef E2E_HAVE_GST
+  fprintf(stderr, "e2e codec eval-video: this build has no GStreamer to read videos with\n");
+  return 1;
+#else
+  int n = 0, w = 0, h = 0, fps_n = 0, fps_d = 1;
+  uint8_t *frames = read_frames(path, max_frames, &n, &w, &h, &fps_n, &fps_d);
+  if (!frames) {
+    fprintf(stderr, "e2e codec eval-video: no frames read from %s\n", path);
+    return 1;
+  }
+  e2e_slot *slot = e2e_slot_open(NULL, model, E2E_TASK_CODEC);
+  e2e_session *s = slot ? e2e_session_new(slot, threads) : NULL;
+  e2e_slot_unref(slot);
+  if (!s) {
+    fprintf(stderr, "e2e codec eval-video: %s\n", e2e_last_error());
+    g_free(frames);
+    return 1;
+  }
+  size_t fb = (size_t)w * h * 3;
+  uint8_t *dec = malloc(fb * n);
+  FILE *cf = csv ? fopen(csv, "w") : NULL;
+  if (cf) fprintf(cf, "codec,setting,bpp,psnr_rgb,ms_ssim,encode_fps,decode_fps\n");
+  printf("%s: %d frames of %dx%d at %d/%d fps; e2ecodec model %08x, %d threads\n", path, n, w, h, fps_n, fps_d,
+         e2e_model_describe(e2e_session_model(s))->id, threads ? threads : nn_get_num_threads());
+  video_curve ours = {.label = "e2ecodec video"}, ours_intra = {.label = "e2ecodec all-intra"};
+  int status = 0;
+  for (int pass = 0; pass < (intra ? 2 : 1) && !status; pass++) {
+    video_curve *c = pass ? &ours_intra : &ours;
+    int ki = pass ? 1 : key_int;
+    for (int q = qmin; q <= qmax; q++) {
+      video_point p = {0};
+      int mism = 0, pred = 0;
+      if (!run_ours(s, frames, n, w, h, q, ki, msssim, dec, &p, &mism, &pred)) {
+        status = 1;
+        break;
+      }
+      char set[48];
+      snprintf(set, sizeof set, "q%d", q);
+      print_point(c->label, set, &p);
+      printf("    %d of %d frames predicted; decoder == encoder reconstruction on %d/%d frames\n", pred, n, n - mism, n);
+      if (mism) status = 1;
+      if (cf) fprintf(cf, "%s,%d,%.5f,%.4f,%.5f,%.3f,%.3f\n", c->label, q, p.bpp, p.psnr, p.msssim, p.enc_fps, p.dec_fps);
+      curve_add(c, &p);
+    }
+  }
+  static const int X264_CRF[] = {43, 40, 37, 34, 31, 28}, INTRA_CRF[] = {37, 34, 31, 28, 25, 22}, MJPEG_Q[] = {24, 12, 6, 3};
+  video_curve x264 = {.label = "x264 (medium, I/P/B)"}, x264i = {.label = "x264 all-intra (-g 1)"}, mjpeg = {.label = "MJPEG"};
+  struct {
+    video_ref_codec codec;
+    const int *settings;
+    int n;
+    video_curve *curve;
+  } ref_runs[] = {{VIDEO_REF_X264, X264_CRF, 6, &x264}, {VIDEO_REF_X264_INTRA, INTRA_CRF, 6, &x264i}, {VIDEO_REF_MJPEG, MJPEG_Q, 4, &mjpeg}};
+  for (size_t r = 0; refs && !status && r < sizeof ref_runs / sizeof ref_runs[0]; r++) {
+    if (!video_ref_available(ref_runs[r].codec)) {
+      printf("  (%s: not in this libavcodec)\n", video_ref_name(ref_runs[r].codec));
+      continue;
+    }
+    for (int k = 0; k < ref_runs[r].n; k++) {
+      size_t bytes = 0;
+      char err[256];
+      double t0 = e2e_now_s();
+      if (!video_ref_roundtrip(ref_runs[r].codec, frames, n, w, h, fps_n, fps_d, ref_runs[r].settings[k], &bytes, dec, err,
+                               sizeof err)) {
+        fprintf(stderr, "e2e codec eval-video: %s\n", err);
+        status = 1;
+        break;
+      }
+      double t = e2e_now_s() - t0;
+      video_point p = {.bpp = 8.0 * bytes / ((double)fb / 3 * n)};
+      measure(frames, dec, n, w, h, msssim, &p);
+      char set[32];
+      snprintf(set, sizeof set, "%s %d", ref_runs[r].codec == VIDEO_REF_MJPEG ? "q" : "crf", ref_runs[r].settings[k]);
+      print_point(video_ref_name(ref_runs[r].codec), set, &p);
+      printf("    (encode + decode %.1f fps, one thread)\n", n / t);
+      if (cf) fprintf(cf, "%s,%d,%.5f,%.4f,%.5f,,\n", video_ref_name(ref_runs[r].codec), ref_runs[r].settings[k], p.bpp, p.psnr, p.msssim);
+      curve_add(ref_runs[r].curve, &p);
+    }
+  }
+  char bd[64];
+  if (!status && x264.n >= 4 && ours.n >= 4)
+    printf("BD-rate (PSNR-RGB) of e2ecodec video (key-int-max %d) vs x264 default: %s\n", key_int,
+           bd_text(rd_bd_rate(x264.bpp, x264.psnr, x264.n, ours.bpp, ours.psnr, ours.n), bd, sizeof bd));
+  if (!status && x264i.n >= 4 && ours_intra.n >= 4)
+    printf("BD-rate (PSNR-RGB) of e2ecodec all-intra vs x264 all-intra: %s\n",
+           bd_text(rd_bd_rate(x264i.bpp, x264i.psnr, x264i.n, ours_intra.bpp, ours_intra.psnr, ours_intra.n), bd, sizeof bd));
+  if (!status && x264i.n >= 4 && ours.n >= 4)
+    printf("BD-rate (PSNR-RGB) of e2ecodec video vs x264 all-intra: %s\n",
+           bd_text(rd_bd_rate(x264i.bpp, x264i.psnr, x264i.n, ours.bpp, ours.psnr, ours.n), bd, sizeof bd));
+  if (!status && plot) {
+    plot_series series[5];
+    int ns = 0;
+    video_curve *all[] = {&ours, &ours_intra, &x264, &x264i, &mjpeg};
+    for (int k = 0; k < 5; k++)
+      if (all[k]->n) series[ns++] = (plot_series){.label = all[k]->label, .x = all[k]->bpp, .y = all[k]->psnr, .n = all[k]->n, .markers = true};
+    char title[200];
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    snprintf(title, sizeof title, "%s, %d frames: rate-distortion", base, n);
+    plot_spec spec = {.title = title, .xlabel = "bits per pixel", .ylabel = "PSNR-RGB (dB)", .width = 1000, .height = 640,
+                      .log_x = true};
+    if (plot_lines_png(plot, &spec, series, ns)) printf("RD plot: %s\n", plot);
+  }
+  if (cf) fclose(cf);
+  free(dec);
+  g_free(frames);
+  e2e_session_free(s);
+  return status;
+#endif
+}
