@@ -5,7 +5,8 @@
  * every key-int-max frames, on a force-key-unit event and after a change of quality or size; the others
  * are predicted from the picture before (models/codec/predict.c). With
  * message=true it posts "e2ecodec-frame" messages {bytes, bpp, psnr, quality,
- * encode-ms, predicted}; the PSNR is that of the decoder's exact reconstruction. The LATENCY query gets the
+ * encode-ms, predicted} (and target-kbps, kbps with a bitrate); the PSNR is that of the decoder's exact
+ * reconstruction. The LATENCY query gets the
  * coding time of a frame: measured on a grey frame at the negotiated size when the format is set (so a live
  * pipeline knows it before the first frame), then the slowest of the last frames. */
 #include <math.h>
@@ -21,17 +22,19 @@ struct _GstE2eCodecEnc {
   GstVideoEncoder parent;
   E2eElementModel model; /* model, model-name, device, num-threads, max-memory; the session while running */
   GMutex lock;           /* the properties below */
-  guint quality, refine_steps, key_int_max;
+  guint quality, refine_steps, key_int_max, bitrate;
   gboolean post_messages;
   codec_reference *ref;  /* the last coded picture, for the next predicted one */
   guint since_key;       /* frames since the last intra picture */
   GstClockTime latency;  /* reported coding time */
+  codec_rate_control rate; /* with bitrate > 0 */
+  guint rate_bitrate;      /* the bitrate rate was set up for (0: not set up) */
   GstVideoCodecState *in_state;
   GstVideoConverter *conv;
   guint8 *rgb, *recon;
 };
 
-enum { PROP_0, PROP_QUALITY, PROP_MESSAGE, PROP_REFINE_STEPS, PROP_KEY_INT_MAX };
+enum { PROP_0, PROP_QUALITY, PROP_MESSAGE, PROP_REFINE_STEPS, PROP_KEY_INT_MAX, PROP_BITRATE };
 
 #define DEFAULT_KEY_INT_MAX 60
 
@@ -114,6 +117,7 @@ static gboolean enc_set_format(GstVideoEncoder *enc, GstVideoCodecState *state) 
   self->recon = g_malloc(n);
   if (!self->ref) self->ref = codec_reference_new();
   codec_reference_reset(self->ref); /* a new format starts with an intra picture */
+  self->rate_bitrate = 0;           /* and a new rate control, at its frame rate */
   g_mutex_lock(&self->lock);
   int quality = (int)self->quality;
   g_mutex_unlock(&self->lock);
@@ -158,14 +162,22 @@ static GstFlowReturn enc_handle_frame(GstVideoEncoder *enc, GstVideoCodecFrame *
   g_mutex_lock(&self->lock);
   int quality = (int)self->quality;
   gboolean post = self->post_messages;
-  guint key_int = self->key_int_max;
+  guint key_int = self->key_int_max, bitrate = self->bitrate;
   codec_options opts = {.refine_steps = (int)self->refine_steps, .memory_limit = e2e_element_max_memory(&self->model)};
   g_mutex_unlock(&self->lock);
   uint8_t *stream = NULL;
   size_t len = 0;
   gint64 t0 = g_get_monotonic_time();
-  gboolean key = GST_VIDEO_CODEC_FRAME_IS_FORCE_KEYFRAME(frame) || (key_int > 0 && self->since_key + 1 >= key_int) ||
-                 !codec_reference_ready(self->ref, quality, w, h);
+  gboolean key = GST_VIDEO_CODEC_FRAME_IS_FORCE_KEYFRAME(frame) || (key_int > 0 && self->since_key + 1 >= key_int);
+  if (bitrate > 0) { /* rate control: the level (at intra pictures) and how many blocks predicted ones code */
+    if (self->rate_bitrate != bitrate) {
+      double fps = GST_VIDEO_INFO_FPS_N(in) > 0 ? (double)GST_VIDEO_INFO_FPS_N(in) / GST_VIDEO_INFO_FPS_D(in) : 30.0;
+      codec_rate_init(&self->rate, bitrate * 1000.0, fps, self->rate_bitrate ? self->rate.quality : quality);
+      self->rate_bitrate = bitrate;
+    }
+    quality = codec_rate_next(&self->rate, key || !codec_reference_ready(self->ref, self->rate.quality, w, h), &opts);
+  }
+  key = key || !codec_reference_ready(self->ref, quality, w, h);
   gboolean ok = e2e_codec_encode_video(self->model.session, &opts, quality, key, self->rgb, w, h, w * 3, self->ref, &stream,
                                        &len, post ? self->recon : NULL);
   gint64 took = g_get_monotonic_time() - t0;
@@ -177,6 +189,7 @@ static GstFlowReturn enc_handle_frame(GstVideoEncoder *enc, GstVideoCodecFrame *
   }
   update_latency(self, (GstClockTime)took * GST_USECOND);
   gboolean predicted = stream[6] != 0; /* the header's flags */
+  if (bitrate > 0) codec_rate_update(&self->rate, len, predicted, &opts);
   self->since_key = predicted ? self->since_key + 1 : 0;
   codec_set_frame_rate(stream, GST_VIDEO_INFO_FPS_N(in), GST_VIDEO_INFO_FPS_D(in));
   frame->output_buffer = gst_buffer_new_wrapped(stream, len); /* stream is malloc'd: g_free frees it (GLib >= 2.46) */
@@ -187,6 +200,11 @@ static GstFlowReturn enc_handle_frame(GstVideoEncoder *enc, GstVideoCodecFrame *
                                         (guint64)len, "bpp", G_TYPE_DOUBLE, 8.0 * len / ((double)w * h), "psnr",
                                         G_TYPE_DOUBLE, psnr, "quality", G_TYPE_INT, quality, "encode-ms", G_TYPE_DOUBLE, ms,
                                         "predicted", G_TYPE_BOOLEAN, predicted, NULL);
+    if (bitrate > 0) {
+      double fps = GST_VIDEO_INFO_FPS_N(in) > 0 ? (double)GST_VIDEO_INFO_FPS_N(in) / GST_VIDEO_INFO_FPS_D(in) : 30.0;
+      gst_structure_set(s, "target-kbps", G_TYPE_DOUBLE, (double)bitrate, "kbps", G_TYPE_DOUBLE,
+                        codec_rate_achieved(&self->rate) * fps / 1000.0, NULL);
+    }
     gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), s));
   }
   return gst_video_encoder_finish_frame(enc, frame);
@@ -201,6 +219,7 @@ static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps
   case PROP_MESSAGE: self->post_messages = g_value_get_boolean(v); break;
   case PROP_REFINE_STEPS: self->refine_steps = g_value_get_uint(v); break;
   case PROP_KEY_INT_MAX: self->key_int_max = g_value_get_uint(v); break;
+  case PROP_BITRATE: self->bitrate = g_value_get_uint(v); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -215,6 +234,7 @@ static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
   case PROP_MESSAGE: g_value_set_boolean(v, self->post_messages); break;
   case PROP_REFINE_STEPS: g_value_set_uint(v, self->refine_steps); break;
   case PROP_KEY_INT_MAX: g_value_set_uint(v, self->key_int_max); break;
+  case PROP_BITRATE: g_value_set_uint(v, self->bitrate); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -258,6 +278,11 @@ static void gst_e2e_codec_enc_class_init(GstE2eCodecEncClass *klass) {
       "coding only the 16x16 blocks that changed enough to pay for their bits. 1: every frame intra (each one a seek "
       "point, as a still-image codec); 0: intra only at the start, on force-key-unit events and after a change of quality "
       "or size", 0, G_MAXINT, DEFAULT_KEY_INT_MAX, rw | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property(oc, PROP_BITRATE, g_param_spec_uint("bitrate", "Bitrate",
+      "Target rate in kbit/s (0: none, every frame at 'quality'). Predicted frames code more or fewer of their "
+      "blocks to meet it on average, and the quality level, starting at 'quality', steps at key frames when that "
+      "is not enough; 'message' reports the rate achieved beside the target", 0, 10000000, 0,
+      rw | GST_PARAM_MUTABLE_PLAYING));
   gst_element_class_add_static_pad_template(ec, &sink_t);
   gst_element_class_add_static_pad_template(ec, &src_t);
   gst_element_class_set_static_metadata(ec, "e2e learned image codec encoder", "Codec/Encoder/Video",

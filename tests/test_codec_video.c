@@ -206,3 +206,30 @@ TEST(video_hostile_predicted_pictures_never_crash) {
   codec_free(&c);
 }
 
+
+/* The rate controller against a stand-in encoder: an intra picture of level q costs I[q] bytes, a predicted
+ * one P[q] * block_lambda^0.2 (more blocks coded, more bytes; the scale's whole range moves it 2x either
+ * way). The mean rate over the last 300 of 1200 frames must land on the target, the level stepping where the
+ * blocks alone cannot get there. */
+TEST(video_rate_control_meets_the_target_and_steps_levels) {
+  const double I[6] = {0, 8000, 14000, 24000, 36000, 52000}, P[6] = {0, 400, 700, 1200, 1900, 3000};
+  const struct { double target; int lo, hi; } cases[] = {{350, 1, 1}, {1200, 3, 3}, {2500, 3, 4}, {5000, 5, 5}};
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    codec_rate_control rc;
+    codec_rate_init(&rc, cases[k].target * 8 * 10, 10, 3);
+    double late = 0;
+    int q = 0, prev = 0;
+    for (int i = 0; i < 1200; i++) {
+      codec_options o = {0};
+      q = codec_rate_next(&rc, i % 60 == 0, &o);
+      bool intra = i % 60 == 0 || q != prev;
+      double bytes = intra ? I[q] : P[q] * pow(o.block_lambda, 0.2);
+      codec_rate_update(&rc, (size_t)bytes, !intra, &o);
+      if (i >= 900) late += bytes / 300;
+      prev = q;
+    }
+    CHECK(fabs(late - cases[k].target) < 0.1 * cases[k].target && q >= cases[k].lo && q <= cases[k].hi,
+          "target %.0f bytes a frame: %.0f over the last 300 frames, at level %d (want %d..%d); %.0f over all",
+          cases[k].target, late, q, cases[k].lo, cases[k].hi, codec_rate_achieved(&rc) / 8);
+  }
+}

@@ -100,20 +100,25 @@ static void measure(const uint8_t *orig, const uint8_t *dec, int n, int w, int h
 
 /* Codes the sequence with our codec at one quality and key-frame interval, decodes it with a decoder of its
  * own, and checks that every decoded frame equals the encoder's reconstruction. */
-static bool run_ours(e2e_session *s, const uint8_t *frames, int n, int w, int h, int quality, int key_int, bool msssim,
-                     uint8_t *dec, video_point *p, int *mismatches, int *predicted) {
+static bool run_ours(e2e_session *s, const uint8_t *frames, int n, int w, int h, double fps, int quality, int key_int,
+                     double kbps, bool msssim, uint8_t *dec, video_point *p, int *mismatches, int *predicted) {
   size_t fb = (size_t)w * h * 3, bytes = 0;
   codec_reference *er = codec_reference_new(), *dr = codec_reference_new();
   uint8_t *rec = malloc(fb);
   bool ok = er && dr && rec;
   double enc_s = 0, dec_s = 0;
+  codec_rate_control rc;
+  if (kbps > 0) codec_rate_init(&rc, kbps * 1000, fps, quality);
   *mismatches = *predicted = 0;
   for (int i = 0; i < n && ok; i++) {
     uint8_t *stream = NULL;
     size_t len = 0;
+    codec_options o = {0};
+    bool key = key_int > 0 && i % key_int == 0;
+    int q = kbps > 0 ? codec_rate_next(&rc, key || !codec_reference_ready(er, rc.quality, w, h), &o) : quality;
     double t0 = e2e_now_s();
-    ok = e2e_codec_encode_video(s, NULL, quality, key_int > 0 && i % key_int == 0, frames + i * fb, w, h, w * 3, er,
-                                &stream, &len, rec);
+    ok = e2e_codec_encode_video(s, &o, q, key, frames + i * fb, w, h, w * 3, er, &stream, &len, rec);
+    if (ok && kbps > 0) codec_rate_update(&rc, len, stream[6] != 0, &o);
     double t1 = e2e_now_s();
     ok = ok && e2e_codec_decode_video(s, NULL, stream, len, dec + i * fb, w, h, dr);
     double t2 = e2e_now_s();
@@ -122,7 +127,7 @@ static bool run_ours(e2e_session *s, const uint8_t *frames, int n, int w, int h,
     if (ok && stream[6]) (*predicted)++;
     enc_s += t1 - t0, dec_s += t2 - t1, bytes += len;
     free(stream);
-    fprintf(stderr, "\r  q%d: %d/%d frames", quality, i + 1, n);
+    fprintf(stderr, "\r  q%d: %d/%d frames", q, i + 1, n);
   }
   fprintf(stderr, "\n");
   if (ok) {
@@ -166,7 +171,8 @@ static void curve_add(video_curve *c, const video_point *p) {
 
 int e2e_codec_eval_video(int argc, char **argv) {
   const char *model = NULL, *path = NULL, *plot = "codec-video-rd.png", *csv = NULL;
-  int threads = 0, max_frames = 0, key_int = 0, qmin = CODEC_MIN_QUALITY, qmax = CODEC_MAX_QUALITY;
+  int threads = 0, max_frames = 0, key_int = 0, qmin = CODEC_MIN_QUALITY, qmax = CODEC_MAX_QUALITY, n_rates = 0;
+  double rates[MAX_SETTINGS];
   bool intra = false, msssim = true, bad = false, refs = true;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
@@ -174,6 +180,9 @@ int e2e_codec_eval_video(int argc, char **argv) {
     else if (!strcmp(argv[i], "--key-int-max") && i + 1 < argc) key_int = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--qualities") && i + 1 < argc && sscanf(argv[++i], "%d..%d", &qmin, &qmax) == 2) continue;
     else if (!strcmp(argv[i], "--intra")) intra = true;
+    else if (!strcmp(argv[i], "--bitrate") && i + 1 < argc) {
+      for (char *t = strtok(argv[++i], ","); t && n_rates < MAX_SETTINGS; t = strtok(NULL, ",")) rates[n_rates++] = atof(t);
+    }
     else if (!strcmp(argv[i], "--no-ms-ssim")) msssim = false;
     else if (!strcmp(argv[i], "--no-references")) refs = false;
     else if (!strcmp(argv[i], "--plot") && i + 1 < argc) plot = argv[++i];
@@ -185,9 +194,11 @@ int e2e_codec_eval_video(int argc, char **argv) {
   if (bad || !path || key_int < 0 || qmin < CODEC_MIN_QUALITY || qmax > CODEC_MAX_QUALITY || qmin > qmax) {
     fprintf(stderr, "usage: e2e codec eval-video [--model FILE] [--frames N] [--key-int-max N (0: only the first)]\n"
                     "                            [--qualities A..B] [--intra (also every frame intra, vs x264 all-intra)]\n"
+                    "                            [--bitrate KBPS,KBPS,... (also rate-controlled, starting at level 3)]\n"
                     "                            [--no-ms-ssim] [--no-references] [--plot PNG] [--csv FILE] [--threads N] FILE\n");
     return 2;
   }
+  setvbuf(stdout, NULL, _IOLBF, 0); /* each result as soon as it is measured: a long run may be cut short */
 #ifndef E2E_HAVE_GST
   fprintf(stderr, "e2e codec eval-video: this build has no GStreamer to read videos with\n");
   return 1;
@@ -214,13 +225,29 @@ int e2e_codec_eval_video(int argc, char **argv) {
          e2e_model_describe(e2e_session_model(s))->id, threads ? threads : nn_get_num_threads());
   video_curve ours = {.label = "e2ecodec video"}, ours_intra = {.label = "e2ecodec all-intra"};
   int status = 0;
+  double fps = fps_n > 0 ? (double)fps_n / fps_d : 25.0;
+  for (int r = 0; r < n_rates && !status; r++) {
+    video_point p = {0};
+    int mism = 0, pred = 0;
+    if (!run_ours(s, frames, n, w, h, fps, CODEC_DEFAULT_QUALITY, key_int, rates[r], msssim, dec, &p, &mism, &pred)) {
+      status = 1;
+      break;
+    }
+    char set[48];
+    snprintf(set, sizeof set, "%.0f kbps", rates[r]);
+    print_point("e2ecodec rate", set, &p);
+    printf("    achieved %.1f kbit/s for a target of %.0f (%+.1f %%); decoder == encoder reconstruction on %d/%d frames\n",
+           p.bpp * w * h * fps / 1000, rates[r], 100 * (p.bpp * w * h * fps / 1000 / rates[r] - 1), n - mism, n);
+    if (mism) status = 1;
+    if (cf) fprintf(cf, "e2ecodec rate,%.0f,%.5f,%.4f,%.5f,%.3f,%.3f\n", rates[r], p.bpp, p.psnr, p.msssim, p.enc_fps, p.dec_fps);
+  }
   for (int pass = 0; pass < (intra ? 2 : 1) && !status; pass++) {
     video_curve *c = pass ? &ours_intra : &ours;
     int ki = pass ? 1 : key_int;
     for (int q = qmin; q <= qmax; q++) {
       video_point p = {0};
       int mism = 0, pred = 0;
-      if (!run_ours(s, frames, n, w, h, q, ki, msssim, dec, &p, &mism, &pred)) {
+      if (!run_ours(s, frames, n, w, h, fps, q, ki, 0, msssim, dec, &p, &mism, &pred)) {
         status = 1;
         break;
       }

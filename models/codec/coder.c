@@ -268,7 +268,7 @@ static void z_symbols(const codec_model *c, const float *z, int nz_per_ch, int32
 /* A predicted picture's choice: which latent positions to code. An intra trial of the whole picture gives
  * each position's bits (its share of its z tile's included) and the reconstruction coding it would give;
  * codec_choose_coded weighs that against copying the reference. */
-static bool choose_coded(codec_model *c, int quality, const uint8_t *rgb, int w, int h, int stride, const float *y,
+static bool choose_coded(codec_model *c, const codec_options *o, int quality, const uint8_t *rgb, int w, int h, int stride, const float *y,
                          const float *z_new, const int32_t *zq, int zh, int zw, const codec_reference *ref,
                          uint8_t *coded) {
   int H = 4 * zh, W = 4 * zw, pw = W * 16, ph = H * 16;
@@ -288,7 +288,8 @@ static bool choose_coded(codec_model *c, int quality, const uint8_t *rgb, int w,
     }
     ok = reconstruct(c, quality, y_hat, pw, ph, w, h, intra);
   }
-  if (ok) codec_choose_coded(rgb, stride, intra, ref->recon, w, h, H, W, bits, codec_lambda(&c->cfg, quality), coded);
+  float scale = o && o->block_lambda > 0 ? o->block_lambda : 1.0f;
+  if (ok) codec_choose_coded(rgb, stride, intra, ref->recon, w, h, H, W, bits, scale * codec_lambda(&c->cfg, quality), coded);
   else if (!bits || !intra) nn_set_error("e2ecodec: out of memory for the mode decision");
   rans_writer_free(&trial);
   free(bits);
@@ -332,7 +333,7 @@ bool codec_compress_video(codec_model *c, const codec_options *o, int quality, b
   if (predict) {
     coded = malloc((size_t)H * W);
     if (!coded) goto done;
-    if (!choose_coded(c, quality, rgb, w, h, stride, nn_f32(y), nn_f32(z_hat), zq, zh, zw, ref, coded)) goto done;
+    if (!choose_coded(c, o, quality, rgb, w, h, stride, nn_f32(y), nn_f32(z_hat), zq, zh, zw, ref, coded)) goto done;
     codec_put_coded_map(&wz, coded, H, W);
   }
   /* z's tiles: all of them in an intra picture; in a predicted one those with a coded position (the others

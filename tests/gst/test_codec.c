@@ -615,3 +615,45 @@ TEST(parser_knows_the_duration_and_seeks_from_the_intra_picture_before) {
   unlink(model);
   g_free(model);
 }
+
+/* bitrate: the level follows the target at key frames (far too low a target drives it to 1, far too high to
+ * 5), and the per-frame message reports the rate achieved beside the target. */
+TEST(encoder_bitrate_steers_the_level_at_key_frames_and_reports_the_rate) {
+  char *model = make_model(12, NULL);
+  const struct { guint kbps; int want; } cases[] = {{1, 1}, {1000000, 5}};
+  for (int k = 0; k < 2; k++) {
+    gchar *launch = g_strdup_printf("e2ecodecenc model=%s key-int-max=2 quality=3 message=true bitrate=%u", model, cases[k].kbps);
+    GstHarness *hs = gst_harness_new_parse(launch);
+    g_free(launch);
+    GstElement *enc = gst_harness_find_element(hs, "e2ecodecenc");
+    GstBus *bus = gst_bus_new();
+    gst_element_set_bus(enc, bus);
+    int w = 64, h = 48, last = 0;
+    gst_harness_set_src_caps_str(hs, "video/x-raw,format=RGB,width=64,height=48,framerate=10/1");
+    for (int i = 0; i < 12; i++) {
+      uint8_t *pic = picture(w, h, i); /* a moving checkerboard: every block changes */
+      gst_harness_push(hs, frame_buffer(pic, w, h, GST_VIDEO_FORMAT_RGB, (GstClockTime)i * GST_SECOND / 10));
+      g_free(pic);
+      GstBuffer *b = gst_harness_pull(hs);
+      GstMapInfo m;
+      codec_header hd;
+      if (b && gst_buffer_map(b, &m, GST_MAP_READ)) {
+        if (codec_parse_header(m.data, m.size, &hd)) last = hd.quality;
+        gst_buffer_unmap(b, &m);
+      }
+      if (b) gst_buffer_unref(b);
+    }
+    CHECK(last == cases[k].want, "bitrate %u kbit/s: level %d after 6 groups (want %d)", cases[k].kbps, last, cases[k].want);
+    GstMessage *msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT);
+    double target = 0, kbps = 0;
+    CHECK(msg && gst_structure_get_double(gst_message_get_structure(msg), "target-kbps", &target) &&
+              gst_structure_get_double(gst_message_get_structure(msg), "kbps", &kbps) && target == cases[k].kbps && kbps > 0,
+          "the frame message has target-kbps %g and kbps %g", target, kbps);
+    if (msg) gst_message_unref(msg);
+    gst_object_unref(bus);
+    gst_object_unref(enc);
+    gst_harness_teardown(hs);
+  }
+  unlink(model);
+  g_free(model);
+}

@@ -192,6 +192,8 @@ bool codec_parse_header(const uint8_t *data, size_t len, codec_header *h);
 typedef struct {
   int refine_steps;      /* encoder effort: gradient steps on each picture's own latents (0: none) */
   uint64_t memory_limit; /* bytes of working memory a picture may need (0: this machine's physical memory) */
+  float block_lambda;    /* scales lambda in a predicted picture's choice of the blocks it codes (0: 1, the
+                            model's own trade-off): above 1 codes more of them, below fewer (rate control) */
 } codec_options;
 
 /* Both directions run in no-grad mode and reset the current thread's arena. Coding only reads the model
@@ -273,6 +275,36 @@ bool codec_compress_video(codec_model *c, const codec_options *o, int quality, b
  * current without reconstructing (pictures before a seek's target). */
 bool codec_decompress_video(codec_model *c, const codec_options *o, const uint8_t *data, size_t len, uint8_t *rgb,
                             int w, int h, codec_reference *ref);
+
+/* ---- rate control for video ---- */
+/* A leaky bucket of the bits spent against a target rate. Predicted pictures get a block_lambda of
+ * 2^(-fullness / (CODEC_RATE_WINDOW frames' target)), within 1/32..32: spending too much codes fewer blocks,
+ * too little more of them, which brings the mean rate to the target where the level allows it. The level
+ * itself, the coarse lever, changes only at an intra picture (a predicted picture keeps its reference's):
+ * down when the group of pictures before spent over 1.25x the target with the bucket over, up when under
+ * 0.7x with the bucket under (1.05x and 0.95x when the group's block scale sat within 2x of its floor or
+ * ceiling: the blocks had nothing more to give). */
+typedef struct {
+  double target;   /* bits per frame */
+  double fullness; /* bits spent minus the target, summed */
+  int quality;     /* the level of the current group of pictures */
+  double group_bits, group_log2_scale;
+  int group_frames, group_predicted; /* the current group's spending, and its predicted pictures' scales */
+  uint64_t frames;
+  double bits;     /* all spent */
+} codec_rate_control;
+
+#define CODEC_RATE_WINDOW 10 /* frames: an overshoot of this many frames' target halves the block scale */
+
+/* bits_per_second > 0, fps > 0; quality: the first group's level. */
+void codec_rate_init(codec_rate_control *rc, double bits_per_second, double fps, int quality);
+/* The level to code the next picture at, and its block_lambda in *o. key: it will be intra (the first, or
+ * the encoder's choice): only then may the level change; a changed level makes the picture intra anyway. */
+int codec_rate_next(codec_rate_control *rc, bool key, codec_options *o);
+/* After coding it: its size, whether it was predicted, and the options it was coded with. */
+void codec_rate_update(codec_rate_control *rc, size_t bytes, bool predicted, const codec_options *o);
+/* The mean rate so far, in bits per frame. */
+double codec_rate_achieved(const codec_rate_control *rc);
 
 /* ---- the codec through the task-model interface (e2e/model.h) ---- */
 
