@@ -9,6 +9,7 @@
 
 #include "e2e.h"
 #include "e2e/codec.h"
+#include "e2e/detect.h"
 #include "e2e/image.h"
 #include "plot.h"
 #include "rd.h"
@@ -86,7 +87,67 @@ static uint8_t *read_frames(const char *path, int max, int *n, int *w, int *h, i
 
 typedef struct {
   double bpp, psnr, msssim, enc_fps, dec_fps;
+  double recall; /* with --detect: persons found on the decoded frames, of those found on the originals (-1: not measured) */
 } video_point;
+
+/* --detect: the shipped COCO detector's persons on every frame of the originals are the reference; a coded
+ * version's recall is the share of them that the detector still finds on its decoded frames (IoU >= 0.5). */
+typedef struct {
+  e2e_session *s;
+  e2e_detect_params p;
+  int person;     /* the label's index */
+  det_box *ref;   /* E2E_DETECT_DEFAULT_MAX per frame */
+  int *n_ref;
+} person_check;
+
+static int persons(person_check *pc, const uint8_t *rgb, int w, int h, det_box *out) {
+  det_box all[E2E_DETECT_DEFAULT_MAX];
+  int n = e2e_detect_frame(pc->s, &pc->p, rgb, w, h, w * 3, all, E2E_DETECT_DEFAULT_MAX), k = 0;
+  for (int i = 0; i < n; i++)
+    if (all[i].cls == pc->person) out[k++] = all[i];
+  return k;
+}
+
+static bool person_check_open(person_check *pc, const uint8_t *frames, int n, int w, int h) {
+  char *path = e2e_default_model(E2E_TASK_DETECT);
+  e2e_slot *slot = e2e_slot_open(NULL, path, E2E_TASK_DETECT);
+  free(path);
+  pc->s = slot ? e2e_session_new(slot, 0) : NULL;
+  e2e_slot_unref(slot);
+  if (!pc->s) return false;
+  pc->p = e2e_detect_defaults();
+  const e2e_model_info *info = e2e_model_describe(e2e_session_model(pc->s));
+  pc->person = -1;
+  for (int c = 0; c < info->n_labels; c++)
+    if (!strcmp(info->labels[c], "person")) pc->person = c;
+  pc->ref = malloc(sizeof(det_box) * E2E_DETECT_DEFAULT_MAX * n);
+  pc->n_ref = calloc(n, sizeof(int));
+  if (pc->person < 0 || !pc->ref || !pc->n_ref) return false;
+  int total = 0;
+  for (int i = 0; i < n; i++) total += pc->n_ref[i] = persons(pc, frames + (size_t)i * w * h * 3, w, h, pc->ref + i * E2E_DETECT_DEFAULT_MAX);
+  printf("  the detector finds %d persons on the %d original frames (%.1f a frame): the reference for recall\n", total, n,
+         (double)total / n);
+  return true;
+}
+
+static double person_recall(person_check *pc, const uint8_t *dec, int n, int w, int h) {
+  int found = 0, total = 0;
+  det_box got[E2E_DETECT_DEFAULT_MAX];
+  for (int i = 0; i < n; i++) {
+    int m = persons(pc, dec + (size_t)i * w * h * 3, w, h, got);
+    bool used[E2E_DETECT_DEFAULT_MAX] = {false};
+    for (int r = 0; r < pc->n_ref[i]; r++) { /* the reference boxes best first, each matched at most once */
+      const det_box *b = pc->ref + i * E2E_DETECT_DEFAULT_MAX + r;
+      int best = -1;
+      float best_iou = 0.5f;
+      for (int k = 0; k < m; k++)
+        if (!used[k] && det_iou(b, &got[k]) >= best_iou) best = k, best_iou = det_iou(b, &got[k]);
+      if (best >= 0) used[best] = true, found++;
+      total++;
+    }
+  }
+  return total ? (double)found / total : -1;
+}
 
 /* Mean PSNR-RGB and MS-SSIM of n decoded frames against the originals. */
 static void measure(const uint8_t *orig, const uint8_t *dec, int n, int w, int h, bool msssim, video_point *p) {
@@ -144,6 +205,7 @@ static bool run_ours(e2e_session *s, const uint8_t *frames, int n, int w, int h,
 static void print_point(const char *codec, const char *setting, const video_point *p) {
   printf("  %-12s %-10s %7.4f bpp  %6.2f dB", codec, setting, p->bpp, p->psnr);
   if (p->msssim > 0) printf("  MS-SSIM %.4f", p->msssim);
+  if (p->recall >= 0) printf("  person recall %.1f %%", 100 * p->recall);
   if (p->enc_fps > 0) printf("  encode %.2f fps, decode %.2f fps", p->enc_fps, p->dec_fps);
   printf("\n");
 }
@@ -173,13 +235,14 @@ int e2e_codec_eval_video(int argc, char **argv) {
   const char *model = NULL, *path = NULL, *plot = "codec-video-rd.png", *csv = NULL;
   int threads = 0, max_frames = 0, key_int = 0, qmin = CODEC_MIN_QUALITY, qmax = CODEC_MAX_QUALITY, n_rates = 0;
   double rates[MAX_SETTINGS];
-  bool intra = false, msssim = true, bad = false, refs = true;
+  bool intra = false, msssim = true, bad = false, refs = true, detect = false;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
     else if (!strcmp(argv[i], "--frames") && i + 1 < argc) max_frames = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--key-int-max") && i + 1 < argc) key_int = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--qualities") && i + 1 < argc && sscanf(argv[++i], "%d..%d", &qmin, &qmax) == 2) continue;
     else if (!strcmp(argv[i], "--intra")) intra = true;
+    else if (!strcmp(argv[i], "--detect")) detect = true;
     else if (!strcmp(argv[i], "--bitrate") && i + 1 < argc) {
       for (char *t = strtok(argv[++i], ","); t && n_rates < MAX_SETTINGS; t = strtok(NULL, ",")) rates[n_rates++] = atof(t);
     }
@@ -195,6 +258,7 @@ int e2e_codec_eval_video(int argc, char **argv) {
     fprintf(stderr, "usage: e2e codec eval-video [--model FILE] [--frames N] [--key-int-max N (0: only the first)]\n"
                     "                            [--qualities A..B] [--intra (also every frame intra, vs x264 all-intra)]\n"
                     "                            [--bitrate KBPS,KBPS,... (also rate-controlled, starting at level 3)]\n"
+                    "                            [--detect (the person detector's recall on decoded frames, against the originals)]\n"
                     "                            [--no-ms-ssim] [--no-references] [--plot PNG] [--csv FILE] [--threads N] FILE\n");
     return 2;
   }
@@ -225,6 +289,11 @@ int e2e_codec_eval_video(int argc, char **argv) {
          e2e_model_describe(e2e_session_model(s))->id, threads ? threads : nn_get_num_threads());
   video_curve ours = {.label = "e2ecodec video"}, ours_intra = {.label = "e2ecodec all-intra"};
   int status = 0;
+  person_check pc = {0};
+  if (detect && !person_check_open(&pc, frames, n, w, h)) {
+    fprintf(stderr, "e2e codec eval-video: the person detector: %s\n", e2e_last_error());
+    status = 1;
+  }
   double fps = fps_n > 0 ? (double)fps_n / fps_d : 25.0;
   for (int r = 0; r < n_rates && !status; r++) {
     video_point p = {0};
@@ -233,6 +302,7 @@ int e2e_codec_eval_video(int argc, char **argv) {
       status = 1;
       break;
     }
+    p.recall = pc.s ? person_recall(&pc, dec, n, w, h) : -1;
     char set[48];
     snprintf(set, sizeof set, "%.0f kbps", rates[r]);
     print_point("e2ecodec rate", set, &p);
@@ -251,6 +321,7 @@ int e2e_codec_eval_video(int argc, char **argv) {
         status = 1;
         break;
       }
+      p.recall = pc.s ? person_recall(&pc, dec, n, w, h) : -1;
       char set[48];
       snprintf(set, sizeof set, "q%d", q);
       print_point(c->label, set, &p);
@@ -286,6 +357,7 @@ int e2e_codec_eval_video(int argc, char **argv) {
       double t = e2e_now_s() - t0;
       video_point p = {.bpp = 8.0 * bytes / ((double)fb / 3 * n)};
       measure(frames, dec, n, w, h, msssim, &p);
+      p.recall = pc.s ? person_recall(&pc, dec, n, w, h) : -1;
       char set[32];
       snprintf(set, sizeof set, "%s %d", ref_runs[r].codec == VIDEO_REF_MJPEG ? "q" : "crf", ref_runs[r].settings[k]);
       print_point(video_ref_name(ref_runs[r].codec), set, &p);
@@ -318,6 +390,9 @@ int e2e_codec_eval_video(int argc, char **argv) {
     if (plot_lines_png(plot, &spec, series, ns)) printf("RD plot: %s\n", plot);
   }
   if (cf) fclose(cf);
+  if (pc.s) e2e_session_free(pc.s);
+  free(pc.ref);
+  free(pc.n_ref);
   free(dec);
   g_free(frames);
   e2e_session_free(s);
