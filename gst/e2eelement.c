@@ -222,6 +222,11 @@ void e2e_element_copy_property(GObjectClass *oc, guint id, GType from, const gch
   }
   case G_TYPE_STRING: c = g_param_spec_string(name, nick, blurb, G_PARAM_SPEC_STRING(p)->default_value, flags); break;
   case G_TYPE_BOOLEAN: c = g_param_spec_boolean(name, nick, blurb, G_PARAM_SPEC_BOOLEAN(p)->default_value, flags); break;
+  case G_TYPE_DOUBLE: {
+    GParamSpecDouble *d = G_PARAM_SPEC_DOUBLE(p);
+    c = g_param_spec_double(name, nick, blurb, d->minimum, d->maximum, d->default_value, flags);
+    break;
+  }
   default: g_return_if_reached();
   }
   g_object_class_install_property(oc, id, c);

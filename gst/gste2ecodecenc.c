@@ -23,6 +23,7 @@ struct _GstE2eCodecEnc {
   E2eElementModel model; /* model, model-name, device, num-threads, max-memory; the session while running */
   GMutex lock;           /* the properties below */
   guint quality, refine_steps, key_int_max, bitrate;
+  gdouble roi_weight, background_weight;
   gboolean post_messages;
   codec_reference *ref;  /* the last coded picture, for the next predicted one */
   guint since_key;       /* frames since the last intra picture */
@@ -32,9 +33,13 @@ struct _GstE2eCodecEnc {
   GstVideoCodecState *in_state;
   GstVideoConverter *conv;
   guint8 *rgb, *recon;
+  gfloat *weights; /* per 16x16 block, from the frame's regions of interest */
 };
 
-enum { PROP_0, PROP_QUALITY, PROP_MESSAGE, PROP_REFINE_STEPS, PROP_KEY_INT_MAX, PROP_BITRATE };
+enum { PROP_0, PROP_QUALITY, PROP_MESSAGE, PROP_REFINE_STEPS, PROP_KEY_INT_MAX, PROP_BITRATE, PROP_ROI_WEIGHT,
+       PROP_BACKGROUND_WEIGHT };
+
+#define DEFAULT_ROI_WEIGHT 4.0
 
 #define DEFAULT_KEY_INT_MAX 60
 
@@ -57,9 +62,32 @@ static gboolean enc_stop(GstVideoEncoder *enc) {
   self->conv = NULL;
   g_clear_pointer(&self->rgb, g_free);
   g_clear_pointer(&self->recon, g_free);
+  g_clear_pointer(&self->weights, g_free);
   g_clear_pointer(&self->in_state, gst_video_codec_state_unref);
   g_clear_pointer(&self->ref, codec_reference_free);
   return TRUE;
+}
+
+/* The frame's regions of interest (GstVideoRegionOfInterestMeta, e.g. e2edetect's) as block weights: roi
+ * inside a region, background elsewhere. NULL when the frame has none, or both weights are 1. */
+static const float *roi_weights(GstE2eCodecEnc *self, GstBuffer *buf, int w, int h, double roi, double background) {
+  if (roi == 1.0 && background == 1.0) return NULL;
+  int cols, rows;
+  codec_block_grid(w, h, &cols, &rows);
+  gpointer state = NULL;
+  GstMeta *meta;
+  gboolean any = FALSE;
+  while ((meta = gst_buffer_iterate_meta_filtered(buf, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))) {
+    const GstVideoRegionOfInterestMeta *r = (const GstVideoRegionOfInterestMeta *)meta;
+    if (!any) {
+      self->weights = g_renew(gfloat, self->weights, (gsize)cols * rows);
+      for (int k = 0; k < cols * rows; k++) self->weights[k] = (float)background;
+      any = TRUE;
+    }
+    for (guint by = r->y / 16; by < (guint)rows && by * 16 < (guint64)r->y + r->h; by++)
+      for (guint bx = r->x / 16; bx < (guint)cols && bx * 16 < (guint64)r->x + r->w; bx++) self->weights[by * cols + bx] = (float)roi;
+  }
+  return any ? self->weights : NULL;
 }
 
 /* Reports the coding time as latency when it grew, or fell by more than a quarter. */
@@ -163,12 +191,14 @@ static GstFlowReturn enc_handle_frame(GstVideoEncoder *enc, GstVideoCodecFrame *
   int quality = (int)self->quality;
   gboolean post = self->post_messages;
   guint key_int = self->key_int_max, bitrate = self->bitrate;
+  double roi = self->roi_weight, background = self->background_weight;
   codec_options opts = {.refine_steps = (int)self->refine_steps, .memory_limit = e2e_element_max_memory(&self->model)};
   g_mutex_unlock(&self->lock);
   uint8_t *stream = NULL;
   size_t len = 0;
   gint64 t0 = g_get_monotonic_time();
   gboolean key = GST_VIDEO_CODEC_FRAME_IS_FORCE_KEYFRAME(frame) || (key_int > 0 && self->since_key + 1 >= key_int);
+  opts.block_weights = roi_weights(self, frame->input_buffer, w, h, roi, background);
   if (bitrate > 0) { /* rate control: the level (at intra pictures) and how many blocks predicted ones code */
     if (self->rate_bitrate != bitrate) {
       double fps = GST_VIDEO_INFO_FPS_N(in) > 0 ? (double)GST_VIDEO_INFO_FPS_N(in) / GST_VIDEO_INFO_FPS_D(in) : 30.0;
@@ -220,6 +250,8 @@ static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps
   case PROP_REFINE_STEPS: self->refine_steps = g_value_get_uint(v); break;
   case PROP_KEY_INT_MAX: self->key_int_max = g_value_get_uint(v); break;
   case PROP_BITRATE: self->bitrate = g_value_get_uint(v); break;
+  case PROP_ROI_WEIGHT: self->roi_weight = g_value_get_double(v); break;
+  case PROP_BACKGROUND_WEIGHT: self->background_weight = g_value_get_double(v); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -235,6 +267,8 @@ static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
   case PROP_REFINE_STEPS: g_value_set_uint(v, self->refine_steps); break;
   case PROP_KEY_INT_MAX: g_value_set_uint(v, self->key_int_max); break;
   case PROP_BITRATE: g_value_set_uint(v, self->bitrate); break;
+  case PROP_ROI_WEIGHT: g_value_set_double(v, self->roi_weight); break;
+  case PROP_BACKGROUND_WEIGHT: g_value_set_double(v, self->background_weight); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -252,6 +286,8 @@ static void gst_e2e_codec_enc_init(GstE2eCodecEnc *self) {
   g_mutex_init(&self->lock);
   self->quality = CODEC_DEFAULT_QUALITY;
   self->key_int_max = DEFAULT_KEY_INT_MAX;
+  self->roi_weight = DEFAULT_ROI_WEIGHT;
+  self->background_weight = 1.0;
 }
 
 static void gst_e2e_codec_enc_class_init(GstE2eCodecEncClass *klass) {
@@ -283,6 +319,13 @@ static void gst_e2e_codec_enc_class_init(GstE2eCodecEncClass *klass) {
       "blocks to meet it on average, and the quality level, starting at 'quality', steps at key frames when that "
       "is not enough; 'message' reports the rate achieved beside the target", 0, 10000000, 0,
       rw | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property(oc, PROP_ROI_WEIGHT, g_param_spec_double("roi-weight", "Region-of-interest weight",
+      "How much more a change inside a region of interest (a GstVideoRegionOfInterestMeta on the frame, e.g. from "
+      "e2edetect) is worth than its bits, in predicted frames: above 1 codes more of the 16x16 blocks that changed "
+      "there (1: regions count as any other block)", 1.0 / 64, 64, DEFAULT_ROI_WEIGHT, rw | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property(oc, PROP_BACKGROUND_WEIGHT, g_param_spec_double("background-weight", "Background weight",
+      "The same outside the regions of interest, on frames that have some: below 1 codes fewer of the blocks that "
+      "changed there", 1.0 / 64, 64, 1.0, rw | GST_PARAM_MUTABLE_PLAYING));
   gst_element_class_add_static_pad_template(ec, &sink_t);
   gst_element_class_add_static_pad_template(ec, &src_t);
   gst_element_class_set_static_metadata(ec, "e2e learned image codec encoder", "Codec/Encoder/Video",

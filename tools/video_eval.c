@@ -88,6 +88,7 @@ static uint8_t *read_frames(const char *path, int max, int *n, int *w, int *h, i
 typedef struct {
   double bpp, psnr, msssim, enc_fps, dec_fps;
   double recall; /* with --detect: persons found on the decoded frames, of those found on the originals (-1: not measured) */
+  double psnr_in, psnr_out; /* with --detect: PSNR-RGB over the pixels inside the originals' person boxes, and outside */
 } video_point;
 
 /* --detect: the shipped COCO detector's persons on every frame of the originals are the reference; a coded
@@ -149,6 +150,43 @@ static double person_recall(person_check *pc, const uint8_t *dec, int n, int w, 
   return total ? (double)found / total : -1;
 }
 
+/* Whether pixel (x, y) of frame i lies in one of the originals' person boxes. */
+static bool in_person(const person_check *pc, int i, int x, int y) {
+  const det_box *b = pc->ref + i * E2E_DETECT_DEFAULT_MAX;
+  for (int k = 0; k < pc->n_ref[i]; k++)
+    if (x >= b[k].x1 && x < b[k].x2 && y >= b[k].y1 && y < b[k].y2) return true;
+  return false;
+}
+
+/* PSNR-RGB pooled over all frames' pixels inside the person boxes, and over those outside. */
+static void person_psnr(const person_check *pc, const uint8_t *orig, const uint8_t *dec, int n, int w, int h, video_point *p) {
+  double sse[2] = {0}, count[2] = {0};
+  for (int i = 0; i < n; i++)
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < w; x++) {
+        int in = in_person(pc, i, x, y);
+        for (int c = 0; c < 3; c++) {
+          size_t k = (((size_t)i * h + y) * w + x) * 3 + c;
+          double d = (double)orig[k] - dec[k];
+          sse[in] += d * d, count[in] += 1;
+        }
+      }
+  p->psnr_in = count[1] > 0 ? 10 * log10(255.0 * 255.0 / fmax(sse[1] / count[1], 1e-10)) : NAN;
+  p->psnr_out = count[0] > 0 ? 10 * log10(255.0 * 255.0 / fmax(sse[0] / count[0], 1e-10)) : NAN;
+}
+
+/* Block weights for frame i: roi inside the originals' person boxes (as e2edetect's metas would mark them),
+ * 1 elsewhere. */
+static void person_weights(const person_check *pc, int i, int w, int h, float roi, float *weights) {
+  int cols, rows;
+  codec_block_grid(w, h, &cols, &rows);
+  for (int k = 0; k < cols * rows; k++) weights[k] = 1.0f;
+  const det_box *b = pc->ref + i * E2E_DETECT_DEFAULT_MAX;
+  for (int k = 0; k < pc->n_ref[i]; k++)
+    for (int by = (int)fmaxf(0, b[k].y1) / 16; by < rows && by * 16 < b[k].y2; by++)
+      for (int bx = (int)fmaxf(0, b[k].x1) / 16; bx < cols && bx * 16 < b[k].x2; bx++) weights[by * cols + bx] = roi;
+}
+
 /* Mean PSNR-RGB and MS-SSIM of n decoded frames against the originals. */
 static void measure(const uint8_t *orig, const uint8_t *dec, int n, int w, int h, bool msssim, video_point *p) {
   size_t fb = (size_t)w * h * 3;
@@ -162,11 +200,15 @@ static void measure(const uint8_t *orig, const uint8_t *dec, int n, int w, int h
 /* Codes the sequence with our codec at one quality and key-frame interval, decodes it with a decoder of its
  * own, and checks that every decoded frame equals the encoder's reconstruction. */
 static bool run_ours(e2e_session *s, const uint8_t *frames, int n, int w, int h, double fps, int quality, int key_int,
-                     double kbps, bool msssim, uint8_t *dec, video_point *p, int *mismatches, int *predicted) {
+                     double kbps, const person_check *roi, float roi_weight, bool msssim, uint8_t *dec, video_point *p,
+                     int *mismatches, int *predicted) {
   size_t fb = (size_t)w * h * 3, bytes = 0;
   codec_reference *er = codec_reference_new(), *dr = codec_reference_new();
   uint8_t *rec = malloc(fb);
-  bool ok = er && dr && rec;
+  int cols, rows;
+  codec_block_grid(w, h, &cols, &rows);
+  float *weights = roi ? malloc(sizeof(float) * cols * rows) : NULL;
+  bool ok = er && dr && rec && (!roi || weights);
   double enc_s = 0, dec_s = 0;
   codec_rate_control rc;
   if (kbps > 0) codec_rate_init(&rc, kbps * 1000, fps, quality);
@@ -177,6 +219,10 @@ static bool run_ours(e2e_session *s, const uint8_t *frames, int n, int w, int h,
     codec_options o = {0};
     bool key = key_int > 0 && i % key_int == 0;
     int q = kbps > 0 ? codec_rate_next(&rc, key || !codec_reference_ready(er, rc.quality, w, h), &o) : quality;
+    if (roi) {
+      person_weights(roi, i, w, h, roi_weight, weights);
+      o.block_weights = weights;
+    }
     double t0 = e2e_now_s();
     ok = e2e_codec_encode_video(s, &o, q, key, frames + i * fb, w, h, w * 3, er, &stream, &len, rec);
     if (ok && kbps > 0) codec_rate_update(&rc, len, stream[6] != 0, &o);
@@ -199,13 +245,14 @@ static bool run_ours(e2e_session *s, const uint8_t *frames, int n, int w, int h,
   codec_reference_free(er);
   codec_reference_free(dr);
   free(rec);
+  free(weights);
   return ok;
 }
 
 static void print_point(const char *codec, const char *setting, const video_point *p) {
   printf("  %-12s %-10s %7.4f bpp  %6.2f dB", codec, setting, p->bpp, p->psnr);
   if (p->msssim > 0) printf("  MS-SSIM %.4f", p->msssim);
-  if (p->recall >= 0) printf("  person recall %.1f %%", 100 * p->recall);
+  if (p->recall >= 0) printf("  person recall %.1f %%, PSNR in boxes %.2f dB, outside %.2f", 100 * p->recall, p->psnr_in, p->psnr_out);
   if (p->enc_fps > 0) printf("  encode %.2f fps, decode %.2f fps", p->enc_fps, p->dec_fps);
   printf("\n");
 }
@@ -236,6 +283,7 @@ int e2e_codec_eval_video(int argc, char **argv) {
   int threads = 0, max_frames = 0, key_int = 0, qmin = CODEC_MIN_QUALITY, qmax = CODEC_MAX_QUALITY, n_rates = 0;
   double rates[MAX_SETTINGS];
   bool intra = false, msssim = true, bad = false, refs = true, detect = false;
+  float roi_weight = 0;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
     else if (!strcmp(argv[i], "--frames") && i + 1 < argc) max_frames = atoi(argv[++i]);
@@ -243,6 +291,7 @@ int e2e_codec_eval_video(int argc, char **argv) {
     else if (!strcmp(argv[i], "--qualities") && i + 1 < argc && sscanf(argv[++i], "%d..%d", &qmin, &qmax) == 2) continue;
     else if (!strcmp(argv[i], "--intra")) intra = true;
     else if (!strcmp(argv[i], "--detect")) detect = true;
+    else if (!strcmp(argv[i], "--roi") && i + 1 < argc) roi_weight = strtof(argv[++i], NULL), detect = true;
     else if (!strcmp(argv[i], "--bitrate") && i + 1 < argc) {
       for (char *t = strtok(argv[++i], ","); t && n_rates < MAX_SETTINGS; t = strtok(NULL, ",")) rates[n_rates++] = atof(t);
     }
@@ -259,6 +308,7 @@ int e2e_codec_eval_video(int argc, char **argv) {
                     "                            [--qualities A..B] [--intra (also every frame intra, vs x264 all-intra)]\n"
                     "                            [--bitrate KBPS,KBPS,... (also rate-controlled, starting at level 3)]\n"
                     "                            [--detect (the person detector's recall on decoded frames, against the originals)]\n"
+                    "                            [--roi W (also with the persons' blocks weighted W as regions of interest)]\n"
                     "                            [--no-ms-ssim] [--no-references] [--plot PNG] [--csv FILE] [--threads N] FILE\n");
     return 2;
   }
@@ -287,7 +337,8 @@ int e2e_codec_eval_video(int argc, char **argv) {
   if (cf) fprintf(cf, "codec,setting,bpp,psnr_rgb,ms_ssim,encode_fps,decode_fps\n");
   printf("%s: %d frames of %dx%d at %d/%d fps; e2ecodec model %08x, %d threads\n", path, n, w, h, fps_n, fps_d,
          e2e_model_describe(e2e_session_model(s))->id, threads ? threads : nn_get_num_threads());
-  video_curve ours = {.label = "e2ecodec video"}, ours_intra = {.label = "e2ecodec all-intra"};
+  video_curve ours = {.label = "e2ecodec video"}, ours_intra = {.label = "e2ecodec all-intra"},
+              ours_roi = {.label = "e2ecodec video, persons as ROI"};
   int status = 0;
   person_check pc = {0};
   if (detect && !person_check_open(&pc, frames, n, w, h)) {
@@ -298,11 +349,12 @@ int e2e_codec_eval_video(int argc, char **argv) {
   for (int r = 0; r < n_rates && !status; r++) {
     video_point p = {0};
     int mism = 0, pred = 0;
-    if (!run_ours(s, frames, n, w, h, fps, CODEC_DEFAULT_QUALITY, key_int, rates[r], msssim, dec, &p, &mism, &pred)) {
+    if (!run_ours(s, frames, n, w, h, fps, CODEC_DEFAULT_QUALITY, key_int, rates[r], NULL, 0, msssim, dec, &p, &mism, &pred)) {
       status = 1;
       break;
     }
     p.recall = pc.s ? person_recall(&pc, dec, n, w, h) : -1;
+    if (pc.s) person_psnr(&pc, frames, dec, n, w, h, &p);
     char set[48];
     snprintf(set, sizeof set, "%.0f kbps", rates[r]);
     print_point("e2ecodec rate", set, &p);
@@ -311,17 +363,21 @@ int e2e_codec_eval_video(int argc, char **argv) {
     if (mism) status = 1;
     if (cf) fprintf(cf, "e2ecodec rate,%.0f,%.5f,%.4f,%.5f,%.3f,%.3f\n", rates[r], p.bpp, p.psnr, p.msssim, p.enc_fps, p.dec_fps);
   }
-  for (int pass = 0; pass < (intra ? 2 : 1) && !status; pass++) {
-    video_curve *c = pass ? &ours_intra : &ours;
-    int ki = pass ? 1 : key_int;
+  /* passes: predicted pictures, every picture intra (--intra), predicted with the persons as regions of interest (--roi) */
+  for (int pass = 0; pass < 3 && !status; pass++) {
+    if ((pass == 1 && !intra) || (pass == 2 && !(roi_weight > 0)))
+      continue;
+    video_curve *c = pass == 1 ? &ours_intra : pass == 2 ? &ours_roi : &ours;
+    int ki = pass == 1 ? 1 : key_int;
     for (int q = qmin; q <= qmax; q++) {
       video_point p = {0};
       int mism = 0, pred = 0;
-      if (!run_ours(s, frames, n, w, h, fps, q, ki, 0, msssim, dec, &p, &mism, &pred)) {
+      if (!run_ours(s, frames, n, w, h, fps, q, ki, 0, pass == 2 ? &pc : NULL, roi_weight, msssim, dec, &p, &mism, &pred)) {
         status = 1;
         break;
       }
       p.recall = pc.s ? person_recall(&pc, dec, n, w, h) : -1;
+      if (pc.s) person_psnr(&pc, frames, dec, n, w, h, &p);
       char set[48];
       snprintf(set, sizeof set, "q%d", q);
       print_point(c->label, set, &p);
@@ -358,6 +414,7 @@ int e2e_codec_eval_video(int argc, char **argv) {
       video_point p = {.bpp = 8.0 * bytes / ((double)fb / 3 * n)};
       measure(frames, dec, n, w, h, msssim, &p);
       p.recall = pc.s ? person_recall(&pc, dec, n, w, h) : -1;
+      if (pc.s) person_psnr(&pc, frames, dec, n, w, h, &p);
       char set[32];
       snprintf(set, sizeof set, "%s %d", ref_runs[r].codec == VIDEO_REF_MJPEG ? "q" : "crf", ref_runs[r].settings[k]);
       print_point(video_ref_name(ref_runs[r].codec), set, &p);
@@ -376,11 +433,18 @@ int e2e_codec_eval_video(int argc, char **argv) {
   if (!status && x264i.n >= 4 && ours.n >= 4)
     printf("BD-rate (PSNR-RGB) of e2ecodec video vs x264 all-intra: %s\n",
            bd_text(rd_bd_rate(x264i.bpp, x264i.psnr, x264i.n, ours.bpp, ours.psnr, ours.n), bd, sizeof bd));
+  if (!status && ours_roi.n >= 4 && ours.n >= 4) {
+    double pb[MAX_SETTINGS], pi[MAX_SETTINGS], rb[MAX_SETTINGS], ri[MAX_SETTINGS];
+    for (int k = 0; k < ours.n; k++) pb[k] = ours.p[k].bpp, pi[k] = ours.p[k].psnr_in;
+    for (int k = 0; k < ours_roi.n; k++) rb[k] = ours_roi.p[k].bpp, ri[k] = ours_roi.p[k].psnr_in;
+    printf("BD-rate of the ROI curve vs the plain one on PSNR inside the person boxes: %s\n",
+           bd_text(rd_bd_rate(pb, pi, ours.n, rb, ri, ours_roi.n), bd, sizeof bd));
+  }
   if (!status && plot) {
-    plot_series series[5];
+    plot_series series[6];
     int ns = 0;
-    video_curve *all[] = {&ours, &ours_intra, &x264, &x264i, &mjpeg};
-    for (int k = 0; k < 5; k++)
+    video_curve *all[] = {&ours, &ours_intra, &ours_roi, &x264, &x264i, &mjpeg};
+    for (int k = 0; k < 6; k++)
       if (all[k]->n) series[ns++] = (plot_series){.label = all[k]->label, .x = all[k]->bpp, .y = all[k]->psnr, .n = all[k]->n, .markers = true};
     char title[200];
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;

@@ -12,6 +12,11 @@ static const codec_options DEFAULT_OPTIONS = {0};
 
 static int pad_to(int v) { return (v + CODEC_STRIDE - 1) / CODEC_STRIDE * CODEC_STRIDE; }
 
+void codec_block_grid(int w, int h, int *cols, int *rows) {
+  *cols = pad_to(w) / 16;
+  *rows = pad_to(h) / 16;
+}
+
 /* Per padded pixel, with some headroom over the peak resident memory of `e2e codec decode|encode` on a
  * 3072x2048 picture, model included (docs/codec.md): decoding 168 bytes, encoding 292, encoding with the
  * latent search 1950 (its gradient graph over the synthesis). */
@@ -289,7 +294,9 @@ static bool choose_coded(codec_model *c, const codec_options *o, int quality, co
     ok = reconstruct(c, quality, y_hat, pw, ph, w, h, intra);
   }
   float scale = o && o->block_lambda > 0 ? o->block_lambda : 1.0f;
-  if (ok) codec_choose_coded(rgb, stride, intra, ref->recon, w, h, H, W, bits, scale * codec_lambda(&c->cfg, quality), coded);
+  if (ok)
+    codec_choose_coded(rgb, stride, intra, ref->recon, w, h, H, W, bits, scale * codec_lambda(&c->cfg, quality),
+                       o ? o->block_weights : NULL, coded);
   else if (!bits || !intra) nn_set_error("e2ecodec: out of memory for the mode decision");
   rans_writer_free(&trial);
   free(bits);

@@ -59,11 +59,12 @@ bool codec_reference_store(codec_reference *r, const codec_model *c, int quality
                            const float *y_hat, const float *z_hat);
 /* Whether z tile (ty, tx) covers a coded position (W: latent positions per row). */
 bool codec_tile_coded(const uint8_t *coded, int ty, int tx, int W);
-/* The encoder's choice for a predicted picture: coded[p] = 1 where lambda * (squared error of copying the
- * reference - that of coding) / 3 exceeds the bits that coding position p costs (bits[p]); both errors
- * over p's 16x16 block of the picture (0..255 values), intra and prev being the two reconstructions. */
+/* The encoder's choice for a predicted picture: coded[p] = 1 where lambda * weights[p] (1 without weights) *
+ * (squared error of copying the reference - that of coding) / 3 exceeds the bits that coding position p
+ * costs (bits[p]); both errors over p's 16x16 block of the picture (0..255 values), intra and prev being the
+ * two reconstructions. */
 void codec_choose_coded(const uint8_t *rgb, int stride, const uint8_t *intra, const uint8_t *prev, int w, int h, int H,
-                        int W, const float *bits, float lambda, uint8_t *coded);
+                        int W, const float *bits, float lambda, const float *weights, uint8_t *coded);
 /* The map of coded positions in a predicted picture's z payload (layout in e2e/codec.h). */
 void codec_put_coded_map(rans_writer *w, const uint8_t *coded, int H, int W);
 bool codec_get_coded_map(rans_reader *r, uint8_t *coded, int H, int W);

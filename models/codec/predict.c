@@ -85,12 +85,13 @@ static double block_sse(const uint8_t *rgb, int stride, const uint8_t *rec, int 
 }
 
 void codec_choose_coded(const uint8_t *rgb, int stride, const uint8_t *intra, const uint8_t *prev, int w, int h, int H,
-                        int W, const float *bits, float lambda, uint8_t *coded) {
+                        int W, const float *bits, float lambda, const float *weights, uint8_t *coded) {
   for (int by = 0; by < H; by++)
     for (int bx = 0; bx < W; bx++) {
       size_t p = (size_t)by * W + bx;
       /* the training loss per picture is lambda * MSE (over pixels and channels) + bits per pixel */
-      double gain = lambda * (block_sse(rgb, stride, prev, w, h, by, bx) - block_sse(rgb, stride, intra, w, h, by, bx)) / 3.0;
+      double gain = lambda * (weights ? weights[p] : 1.0f) *
+                    (block_sse(rgb, stride, prev, w, h, by, bx) - block_sse(rgb, stride, intra, w, h, by, bx)) / 3.0;
       coded[p] = gain > bits[p];
     }
 }

@@ -657,3 +657,49 @@ TEST(encoder_bitrate_steers_the_level_at_key_frames_and_reports_the_rate) {
   unlink(model);
   g_free(model);
 }
+
+/* Regions of interest on the frames (GstVideoRegionOfInterestMeta) reach the encoder's choice of blocks:
+ * weighted far up inside and far down outside, the predicted pictures change; weighted 1 and 1, they are
+ * the pictures coded without any region. */
+static gsize encode_sequence(const char *model, const char *props, gboolean regions, GByteArray *out) {
+  gchar *launch = g_strdup_printf("e2ecodecenc model=%s key-int-max=0 %s", model, props);
+  GstHarness *hs = gst_harness_new_parse(launch);
+  g_free(launch);
+  int w = 64, h = 64;
+  gst_harness_set_src_caps_str(hs, "video/x-raw,format=RGB,width=64,height=64,framerate=10/1");
+  for (int i = 0; i < 6; i++) {
+    uint8_t *pic = picture(w, h, i);
+    GstBuffer *b = frame_buffer(pic, w, h, GST_VIDEO_FORMAT_RGB, (GstClockTime)i * GST_SECOND / 10);
+    if (regions) gst_buffer_add_video_region_of_interest_meta(b, "person", 0, 0, 32, 32);
+    gst_harness_push(hs, b);
+    g_free(pic);
+    GstBuffer *o = gst_harness_pull(hs);
+    GstMapInfo m;
+    if (o && gst_buffer_map(o, &m, GST_MAP_READ)) {
+      g_byte_array_append(out, m.data, (guint)m.size);
+      gst_buffer_unmap(o, &m);
+    }
+    if (o) gst_buffer_unref(o);
+  }
+  gst_harness_teardown(hs);
+  return out->len;
+}
+
+TEST(encoder_reads_regions_of_interest_into_its_choice_of_blocks) {
+  codec_model c;
+  char *model = make_model(13, &c);
+  nn_fill_(c.gain_enc, 8.0f); /* latents that are not all zero: blocks whose coding changes the picture */
+  CHECK(codec_save(&c, model, NULL, 0), "save: %s", nn_last_error());
+  codec_free(&c);
+  GByteArray *plain = g_byte_array_new(), *neutral = g_byte_array_new(), *weighted = g_byte_array_new();
+  encode_sequence(model, "", FALSE, plain);
+  encode_sequence(model, "roi-weight=1 background-weight=1", TRUE, neutral);
+  encode_sequence(model, "roi-weight=64 background-weight=0.015625", TRUE, weighted);
+  CHECK(plain->len > 0 && plain->len == neutral->len && !memcmp(plain->data, neutral->data, plain->len),
+        "weights of 1: the regions change nothing (%u vs %u bytes)", plain->len, neutral->len);
+  CHECK(weighted->len != plain->len || memcmp(plain->data, weighted->data, plain->len) != 0,
+        "weighted regions change the predicted pictures (%u vs %u bytes)", weighted->len, plain->len);
+  g_byte_array_unref(plain), g_byte_array_unref(neutral), g_byte_array_unref(weighted);
+  unlink(model);
+  g_free(model);
+}

@@ -194,7 +194,13 @@ typedef struct {
   uint64_t memory_limit; /* bytes of working memory a picture may need (0: this machine's physical memory) */
   float block_lambda;    /* scales lambda in a predicted picture's choice of the blocks it codes (0: 1, the
                             model's own trade-off): above 1 codes more of them, below fewer (rate control) */
+  const float *block_weights; /* NULL, or a weight per 16x16 block (codec_block_grid's rows x cols, row by row)
+                            that multiplies lambda there too: above 1 where the picture matters more (regions
+                            of interest get their changes coded first), below 1 where it matters less */
 } codec_options;
+
+/* The grid of 16x16 blocks (latent positions) of a w x h picture, padding included. */
+void codec_block_grid(int w, int h, int *cols, int *rows);
 
 /* Both directions run in no-grad mode and reset the current thread's arena. Coding only reads the model
  * (once codec_prepare_inference has run), so several threads may code with one model at once. */
