@@ -90,6 +90,7 @@ static gboolean dec_set_format(GstVideoDecoder *dec, GstVideoCodecState *state) 
  * max-errors turns too many of them into an error. */
 static GstFlowReturn drop_picture(GstE2eCodecDec *self, GstVideoCodecFrame *frame, const gchar *what, const gchar *why) {
   GstFlowReturn ret = GST_FLOW_OK;
+  codec_reference_reset(self->ref); /* what follows it waits for the next intra picture */
   GST_ELEMENT_WARNING(self, STREAM, DECODE, ("%s e2ecodec picture dropped.", what), ("%s", why));
   GST_VIDEO_DECODER_ERROR(self, 1, STREAM, DECODE, ("Too many e2ecodec pictures dropped."), ("%s", why), ret);
   gst_video_decoder_drop_frame(GST_VIDEO_DECODER(self), frame);
@@ -116,9 +117,11 @@ static void decode_pending(GstE2eCodecDec *self, const codec_options *opts) {
     GstBuffer *b = g_ptr_array_index(self->pending, i);
     codec_header h;
     gboolean ok = gst_buffer_map(b, &map, GST_MAP_READ);
-    ok = ok && codec_parse_header(map.data, map.size, &h) &&
-         e2e_codec_decode_video(self->model.session, opts, map.data, map.size, NULL, h.width, h.height, self->ref);
-    if (ok || map.data) gst_buffer_unmap(b, &map);
+    if (ok) {
+      ok = codec_parse_header(map.data, map.size, &h) &&
+           e2e_codec_decode_video(self->model.session, opts, map.data, map.size, NULL, h.width, h.height, self->ref);
+      gst_buffer_unmap(b, &map);
+    }
     if (!ok) {
       GST_DEBUG_OBJECT(self, "a picture before the segment does not decode (%s)", e2e_last_error());
       codec_reference_reset(self->ref);
@@ -148,7 +151,6 @@ static GstFlowReturn dec_handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *
   codec_header h;
   if (!codec_parse_header(map.data, map.size, &h)) {
     gst_buffer_unmap(frame->input_buffer, &map);
-    codec_reference_reset(self->ref);
     return drop_corrupt(self, frame, e2e_last_error());
   }
   codec_options opts = {.memory_limit = e2e_element_max_memory(&self->model)};
