@@ -7,8 +7,9 @@
  * message=true it posts "e2ecodec-frame" messages {bytes, bpp, psnr, quality,
  * encode-ms, predicted} (and target-kbps, kbps with a bitrate); the PSNR is that of the decoder's exact
  * reconstruction. The LATENCY query gets the
- * coding time of a frame: measured on a grey frame at the negotiated size when the format is set (so a live
- * pipeline knows it before the first frame), then the slowest of the last frames. */
+ * coding time of a frame: estimated from a grey frame at the negotiated size when the format is set (so a
+ * live pipeline knows it before the first frame), then the slowest of the last frames. After a flush the
+ * next picture is intra. */
 #include <math.h>
 #include <string.h>
 
@@ -98,24 +99,30 @@ static void update_latency(GstE2eCodecEnc *self, GstClockTime took) {
   }
 }
 
-/* The time a predicted frame of this size takes (the slower kind: it reconstructs twice), on grey frames. */
+/* The coding time of a frame of this size before any has come: twice an intra picture's on a grey frame (a
+ * predicted picture reconstructs twice, an intra one once). Within the element's memory limit: a frame too
+ * large for it is refused at the first real frame, with a message. */
 static void measure_latency(GstE2eCodecEnc *self, int w, int h, int quality) {
-  codec_reference *ref = codec_reference_new();
+  codec_options opts = {.memory_limit = e2e_element_max_memory(&self->model)};
   guint8 *grey = g_malloc((size_t)w * h * 3);
   memset(grey, 128, (size_t)w * h * 3);
-  gint64 took = 0;
-  for (int i = 0; i < 2 && ref; i++) {
-    uint8_t *stream = NULL;
-    size_t len = 0;
-    gint64 t0 = g_get_monotonic_time();
-    if (!e2e_codec_encode_video(self->model.session, NULL, quality, i == 0, grey, w, h, w * 3, ref, &stream, &len, NULL)) break;
-    took = g_get_monotonic_time() - t0;
-    free(stream);
-  }
-  codec_reference_free(ref);
+  uint8_t *stream = NULL;
+  size_t len = 0;
+  gint64 t0 = g_get_monotonic_time();
+  gboolean ok = e2e_codec_encode_video(self->model.session, &opts, quality, TRUE, grey, w, h, w * 3, NULL, &stream, &len, NULL);
+  gint64 took = 2 * (g_get_monotonic_time() - t0);
+  free(stream);
   g_free(grey);
   self->latency = 0;
-  if (took > 0) update_latency(self, (GstClockTime)took * GST_USECOND);
+  if (ok) update_latency(self, (GstClockTime)took * GST_USECOND);
+}
+
+/* After a seek or a flush the decoder has forgotten the last picture: the next one is intra. */
+static gboolean enc_flush(GstVideoEncoder *enc) {
+  GstE2eCodecEnc *self = GST_E2E_CODEC_ENC(enc);
+  codec_reference_reset(self->ref);
+  self->since_key = 0;
+  return TRUE;
 }
 
 static gboolean enc_set_format(GstVideoEncoder *enc, GstVideoCodecState *state) {
@@ -332,6 +339,7 @@ static void gst_e2e_codec_enc_class_init(GstE2eCodecEncClass *klass) {
       "Codes video with a learned scale-hyperprior codec (e2ecodec): intra frames, and predicted frames that code only what changed", "gst-e2e");
   ec->change_state = change_state;
   vc->stop = enc_stop;
+  vc->flush = enc_flush;
   vc->set_format = enc_set_format;
   vc->handle_frame = enc_handle_frame;
 }

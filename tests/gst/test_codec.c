@@ -464,7 +464,9 @@ TEST(encoder_key_frames_every_key_int_max_and_on_request_and_reports_latency) {
   GstElement *enc = gst_harness_find_element(hs, "e2ecodecenc");
   GstClockTime min = 0, max = 0;
   gboolean live = FALSE;
-  CHECK(gst_pad_query(gst_element_get_static_pad(enc, "src"), q), "latency query answered");
+  GstPad *src = gst_element_get_static_pad(enc, "src");
+  CHECK(gst_pad_query(src, q), "latency query answered");
+  gst_object_unref(src);
   gst_query_parse_latency(q, &live, &min, &max);
   CHECK(min > 0 && min < 10 * GST_SECOND, "the encoder reports its coding time as latency (%" GST_TIME_FORMAT ")", GST_TIME_ARGS(min));
   gst_query_unref(q);
