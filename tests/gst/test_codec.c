@@ -546,14 +546,18 @@ TEST(decoder_does_not_show_pictures_before_the_segment_but_keeps_their_chain) {
 /* The first picture that reaches the decoder (after a reset), and how many do. */
 typedef struct {
   GstClockTime first_pts;
-  gboolean first_is_delta;
+  gboolean first_is_delta, first_is_discont;
   int count;
 } arrivals;
 
 static GstPadProbeReturn count_arrivals(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
   arrivals *a = data;
   GstBuffer *b = GST_PAD_PROBE_INFO_BUFFER(info);
-  if (a->count++ == 0) a->first_pts = GST_BUFFER_PTS(b), a->first_is_delta = GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT);
+  if (a->count++ == 0) {
+    a->first_pts = GST_BUFFER_PTS(b);
+    a->first_is_delta = GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT);
+    a->first_is_discont = GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DISCONT);
+  }
   return GST_PAD_PROBE_OK;
 }
 
@@ -600,9 +604,9 @@ TEST(parser_knows_the_duration_and_seeks_from_the_intra_picture_before) {
   int rest = 0;
   for (GstSample *x; (g_signal_emit_by_name(out, "pull-sample", &x), x); rest++) gst_sample_unref(x);
   CHECK(rest == 1, "then picture 11, and the end (%d more)", rest);
-  CHECK(seen.count == 4 && seen.first_pts == GST_SECOND * 8 / 10 && !seen.first_is_delta,
-        "the parser started at intra picture 8 (first %" GST_TIME_FORMAT ", %d pictures in all)", GST_TIME_ARGS(seen.first_pts),
-        seen.count);
+  CHECK(seen.count == 4 && seen.first_pts == GST_SECOND * 8 / 10 && !seen.first_is_delta && seen.first_is_discont,
+        "the parser started at intra picture 8, marked DISCONT (first %" GST_TIME_FORMAT ", discont %d, %d pictures in all)",
+        GST_TIME_ARGS(seen.first_pts), seen.first_is_discont, seen.count);
   if (dec_sink) gst_object_unref(dec_sink);
   if (dec) gst_object_unref(dec);
   gst_element_set_state(p, GST_STATE_NULL);
