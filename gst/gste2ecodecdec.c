@@ -2,7 +2,8 @@
  * one coded picture (the parser splits byte streams). A picture that is
  * truncated, corrupted, made by another model, or too large for max-memory is dropped with a warning
  * (GstVideoDecoder's max-errors decides when that becomes an error); the predicted pictures after it are
- * dropped quietly until the next intra picture, which the decoder asks upstream for.
+ * dropped until the next intra picture, which the decoder asks upstream for. A missing picture (a gap in the
+ * sequence numbers) gets one warning, and the pictures after it are dropped the same way.
  * Pictures that end before the segment starts (those a seek passes on its way to its target) are never
  * reconstructed: they are kept, undecoded, until a shown picture needs them as its reference chain,
  * and then only their latents are decoded; after an intra picture they are dropped unread. The LATENCY
@@ -23,6 +24,7 @@ struct _GstE2eCodecDec {
   codec_reference *ref; /* the last decoded picture's latents */
   GPtrArray *pending;   /* GstBuffer: pictures before the segment start since the last intra one, not decoded */
   GstClockTime latency; /* reported decoding time */
+  gboolean waiting;     /* for an intra picture, after a warning said why */
 };
 
 /* A chain of undecoded pictures longer than this is decoded as it grows (memory stays bounded). */
@@ -46,6 +48,7 @@ static gboolean dec_start(GstVideoDecoder *dec) {
   GstE2eCodecDec *self = GST_E2E_CODEC_DEC(dec);
   self->out_w = self->out_h = 0;
   self->latency = 0;
+  self->waiting = FALSE;
   self->ref = codec_reference_new();
   self->pending = g_ptr_array_new_with_free_func((GDestroyNotify)gst_buffer_unref);
   gst_video_decoder_set_packetized(dec, TRUE);
@@ -58,6 +61,7 @@ static gboolean dec_flush(GstVideoDecoder *dec) {
   GstE2eCodecDec *self = GST_E2E_CODEC_DEC(dec);
   codec_reference_reset(self->ref);
   if (self->pending) g_ptr_array_set_size(self->pending, 0);
+  self->waiting = FALSE; /* GstVideoDecoder drops predicted pictures until an intra one (needs-sync-point) */
   return TRUE;
 }
 
@@ -91,6 +95,7 @@ static gboolean dec_set_format(GstVideoDecoder *dec, GstVideoCodecState *state) 
 static GstFlowReturn drop_picture(GstE2eCodecDec *self, GstVideoCodecFrame *frame, const gchar *what, const gchar *why) {
   GstFlowReturn ret = GST_FLOW_OK;
   codec_reference_reset(self->ref); /* what follows it waits for the next intra picture */
+  self->waiting = TRUE;
   GST_ELEMENT_WARNING(self, STREAM, DECODE, ("%s e2ecodec picture dropped.", what), ("%s", why));
   GST_VIDEO_DECODER_ERROR(self, 1, STREAM, DECODE, ("Too many e2ecodec pictures dropped."), ("%s", why), ret);
   gst_video_decoder_drop_frame(GST_VIDEO_DECODER(self), frame);
@@ -165,8 +170,12 @@ static GstFlowReturn dec_handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *
   if (h.predicted) decode_pending(self, &opts);
   else g_ptr_array_set_size(self->pending, 0);
   if (!codec_reference_precedes(self->ref, &h)) {
-    /* after a lost or corrupt picture (already reported): quietly wait for the next intra picture */
+    /* a lost picture, or after a corrupt one (already reported): wait for the next intra picture */
     gst_buffer_unmap(frame->input_buffer, &map);
+    if (!self->waiting)
+      GST_ELEMENT_WARNING(self, STREAM, DECODE, ("An e2ecodec picture is missing: waiting for the next intra picture."),
+                          ("predicted picture %d does not follow the last decoded one", h.seq));
+    self->waiting = TRUE;
     GST_DEBUG_OBJECT(self, "predicted picture %d without its reference: dropped", h.seq);
     gst_video_decoder_request_sync_point(dec, frame, GST_VIDEO_DECODER_REQUEST_SYNC_POINT_DISCARD_INPUT);
     return gst_video_decoder_drop_frame(dec, frame);
@@ -197,6 +206,7 @@ static GstFlowReturn dec_handle_frame(GstVideoDecoder *dec, GstVideoCodecFrame *
   gboolean ok = e2e_codec_decode_video(self->model.session, &opts, map.data, map.size, self->rgb, h.width, h.height, self->ref);
   gst_buffer_unmap(frame->input_buffer, &map);
   if (ok) update_latency(self, (GstClockTime)(g_get_monotonic_time() - t0) * GST_USECOND);
+  if (ok) self->waiting = FALSE;
   if (!ok) return drop_corrupt(self, frame, e2e_last_error());
   ret = gst_video_decoder_allocate_output_frame(dec, frame);
   if (ret != GST_FLOW_OK) {
