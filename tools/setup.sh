@@ -67,7 +67,7 @@ test)
   build build-vg -Dnative=false -Dbuildtype=debugoptimized -Dbench=false -Dcuda=disabled
   (cd build-vg && meson test --print-errorlogs --suite valgrind) || true
   # the threads of nncore and the models under ThreadSanitizer (OpenBLAS's own threads are not instrumented)
-  tsan="tests/test_scope tests/test_models tests/test_codec"
+  tsan="tests/test_scope tests/test_models tests/test_codec tests/test_codec_video"
   [ -f build-tsan/build.ninja ] || meson setup build-tsan -Db_sanitize=thread -Dbuildtype=debugoptimized -Dbench=false \
     -Dcuda=disabled -Dgst=disabled >/dev/null
   ninja -C build-tsan $tsan
