@@ -413,6 +413,7 @@ static void usage_train(void) {
           "usage: e2e train tts --train SHARDS --val SHARDS --checkpoint CKPT --out MODEL [OPTIONS]\n"
           "  --train, --val LIST  comma-separated shards (e2e tts features)\n"
           "  --checkpoint FILE    resumed from when it exists (weights, optimizer state, step), written atomically\n"
+          "  --init MODEL         without a checkpoint: start from this model's weights (a new optimizer, step 0)\n"
           "  --out FILE           the model, written at every validation\n"
           "  --log FILE           JSON lines appended (and FILE-curves.png drawn at the end of the stage)\n"
           "  --seconds S          this stage's budget (default 6600)\n"
@@ -426,7 +427,7 @@ static void usage_train(void) {
 }
 
 int e2e_train_tts(int argc, char **argv) {
-  const char *train_list = NULL, *val_list = NULL, *ckpt = NULL, *out = NULL, *log_path = NULL;
+  const char *train_list = NULL, *val_list = NULL, *ckpt = NULL, *out = NULL, *log_path = NULL, *init = NULL;
   double seconds = 6600;
   int64_t total_steps = 60000, batch_frames = 8000;
   int val_every = 250, threads = 0;
@@ -440,6 +441,7 @@ int e2e_train_tts(int argc, char **argv) {
     else if (OPT("--val")) val_list = v;
     else if (OPT("--checkpoint")) ckpt = v;
     else if (OPT("--out")) out = v;
+    else if (OPT("--init")) init = v;
     else if (OPT("--log")) log_path = v;
     else if (OPT("--seconds")) seconds = atof(v);
     else if (OPT("--total-steps")) total_steps = atoll(v);
@@ -473,15 +475,32 @@ int e2e_train_tts(int argc, char **argv) {
   e2e_mel_config mel = tts_mel_default();
   nn_optim *opt = NULL;
   bool resumed = access(ckpt, F_OK) == 0;
+  int64_t init_steps = 0; /* the steps the --init model had seen: the saved model counts them too */
   if (resumed) {
     nn_st_file *f = nn_st_open(ckpt);
     bool ok = f && tts_init_from_meta(&m, f, ckpt);
+    const char *s = ok ? nn_st_meta(f, "init_steps") : NULL;
+    init_steps = s ? atoll(s) : 0;
     if (f) nn_st_close(f);
     if (ok) opt = nn_optim_new(&m.p, nn_optim_defaults(NN_ADAM, lr));
     if (!ok || !opt || !nn_checkpoint_load(ckpt, &m.p, opt)) {
       fprintf(stderr, "e2e train tts: resuming from %s: %s\n", ckpt, nn_last_error());
       return 1;
     }
+  } else if (init) {
+    /* a trained model goes on learning (its mel statistics kept); Adam's moments start again, hence step 0
+       and the warm-up */
+    nn_st_file *f = nn_st_open(init);
+    bool ok = f && tts_load_file(&m, f, init);
+    const char *s = ok ? nn_st_meta(f, "steps") : NULL;
+    init_steps = s ? atoll(s) : 0;
+    if (f) nn_st_close(f);
+    if (!ok) {
+      fprintf(stderr, "e2e train tts: --init: %s\n", nn_last_error());
+      set_free(&train), set_free(&val);
+      return 1;
+    }
+    opt = nn_optim_new(&m.p, nn_optim_defaults(NN_ADAM, lr));
   } else {
     if (!tts_init(&m, &cfg, &mel, seed)) {
       fprintf(stderr, "e2e train tts: %s\n", nn_last_error());
@@ -509,7 +528,7 @@ int e2e_train_tts(int argc, char **argv) {
   double audio_h = train.mel_off[train.n] * (double)m.mel.hop / m.mel.sample_rate / 3600.0;
   printf("%s TTS training at step %lld: %lld parameters, %d utterances (%.1f h) to train on, %d to validate on, "
          "%d threads, stage budget %.0f s\n",
-         resumed ? "resuming" : "starting", (long long)start_step, (long long)nn_params_numel(&m.p, true), train.n,
+         resumed ? "resuming" : init ? "continuing the given model's" : "starting", (long long)start_step, (long long)nn_params_numel(&m.p, true), train.n,
          audio_h, val.n, nn_get_num_threads(), seconds);
   FILE *log = log_path ? fopen(log_path, "a") : NULL;
   nn_lr_schedule sched = {.kind = NN_LR_COSINE, .base_lr = lr, .min_lr = lr * 0.05f, .warmup_steps = 300,
@@ -579,10 +598,11 @@ int e2e_train_tts(int argc, char **argv) {
                   (long long)step, vr.loss.mel, vr.loss.stop, vr.loss.guide, vr.diagonal),
               fflush(log);
       }
-      char *cj = tts_config_json(&m.cfg), *mj = tts_mel_json(&m.mel), s_step[32], s_val[160];
-      nn_kv meta[] = {{"architecture", TTS_ARCH}, {"config", cj}, {"mel", mj}};
-      if (!nn_checkpoint_save(ckpt, &m.p, opt, meta, 3)) fprintf(stderr, "e2e train tts: checkpoint: %s\n", nn_last_error());
-      snprintf(s_step, sizeof s_step, "%lld", (long long)step);
+      char *cj = tts_config_json(&m.cfg), *mj = tts_mel_json(&m.mel), s_step[32], s_val[160], s_init[32];
+      snprintf(s_init, sizeof s_init, "%lld", (long long)init_steps);
+      nn_kv meta[] = {{"architecture", TTS_ARCH}, {"config", cj}, {"mel", mj}, {"init_steps", s_init}};
+      if (!nn_checkpoint_save(ckpt, &m.p, opt, meta, 4)) fprintf(stderr, "e2e train tts: checkpoint: %s\n", nn_last_error());
+      snprintf(s_step, sizeof s_step, "%lld", (long long)(init_steps + step));
       snprintf(s_val, sizeof s_val, "{\"mel_l1\": %.5f, \"attention_diagonal\": %.5f, \"utterances\": %d}", vr.loss.mel,
                vr.diagonal, vr.n);
       nn_kv extra[] = {{"steps", s_step},

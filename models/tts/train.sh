@@ -4,7 +4,9 @@
 #   models/tts/train.sh data             the teacher voice (flite rms) reads the sentences; feature shards
 #   models/tts/train.sh stage [SECONDS]  one training stage (default 6000 s): resumes from the checkpoint with
 #                                        its optimizer state, validates every 250 steps, writes the model;
-#                                        TOTAL_STEPS=N sets the length of the learning-rate schedule (60000)
+#                                        TOTAL_STEPS=N sets the length of the learning-rate schedule (60000);
+#                                        INIT=MODEL, when there is no checkpoint, starts from that model's
+#                                        weights with a new optimizer (e.g. the shipped models/tts/e2etts.safetensors)
 #   models/tts/train.sh ship             copies the trained model to models/tts/e2etts.safetensors
 #
 # Data and checkpoints live in $E2E_TTS_DATA (default ~/.cache/gst-e2e/tts), outside the repository; logs go
@@ -36,7 +38,7 @@ stage)
   train=$(ls "$DATA"/train-*.safetensors | tr '\n' ',')
   env -u OPENBLAS_CORETYPE "$E2E" train tts --train "$train" --val "$DATA/val.safetensors" \
     --checkpoint "$DATA/checkpoint.safetensors" --out "$DATA/e2etts.safetensors" --log "$LOGS/log.jsonl" \
-    --seconds "$seconds" --total-steps "${TOTAL_STEPS:-60000}" 2>&1 | tee "$log"
+    --seconds "$seconds" --total-steps "${TOTAL_STEPS:-60000}" ${INIT:+--init "$INIT"} 2>&1 | tee "$log"
   ;;
 ship)
   cp "$DATA/e2etts.safetensors" "$ROOT/models/tts/e2etts.safetensors"
