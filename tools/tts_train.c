@@ -526,6 +526,8 @@ int e2e_train_tts(int argc, char **argv) {
   }
   int64_t start_step = opt->step;
   double audio_h = train.mel_off[train.n] * (double)m.mel.hop / m.mel.sample_rate / 3600.0;
+  if (init_steps) printf("the given model has seen %lld steps: steps below count them, its schedule starts again\n",
+                         (long long)init_steps);
   printf("%s TTS training at step %lld: %lld parameters, %d utterances (%.1f h) to train on, %d to validate on, "
          "%d threads, stage budget %.0f s\n",
          resumed ? "resuming" : init ? "continuing the given model's" : "starting", (long long)start_step, (long long)nn_params_numel(&m.p, true), train.n,
@@ -573,12 +575,12 @@ int e2e_train_tts(int argc, char **argv) {
         double el = e2e_now_s() - t0;
         printf("step %6lld  loss %.4f (mel %.4f stop %.4f guide %.4f)  lr %.2e  |g| %.2f  %.1f s of audio per s  "
                "stage %.0f/%.0f s\n",
-               (long long)step, sm.total, sm.mel, sm.stop, sm.guide, opt->cfg.lr, gnorm, done_audio_s / el, el, seconds);
+               (long long)(init_steps + step), sm.total, sm.mel, sm.stop, sm.guide, opt->cfg.lr, gnorm, done_audio_s / el, el, seconds);
         fflush(stdout);
         if (log)
           fprintf(log, "{\"step\": %lld, \"loss\": %.5f, \"mel_loss\": %.5f, \"stop_loss\": %.5f, \"guide_loss\": %.5f, "
                        "\"lr\": %.3e, \"grad_norm\": %.3f, \"audio_per_s\": %.2f}\n",
-                  (long long)step, sm.total, sm.mel, sm.stop, sm.guide, opt->cfg.lr, gnorm, done_audio_s / el),
+                  (long long)(init_steps + step), sm.total, sm.mel, sm.stop, sm.guide, opt->cfg.lr, gnorm, done_audio_s / el),
               fflush(log);
       }
     }
@@ -591,11 +593,11 @@ int e2e_train_tts(int argc, char **argv) {
           break;
         }
         printf("validation at step %lld: mel %.4f  stop %.4f  guide %.4f  attention on the diagonal %.1f%% (%d utterances)\n",
-               (long long)step, vr.loss.mel, vr.loss.stop, vr.loss.guide, 100 * vr.diagonal, vr.n);
+               (long long)(init_steps + step), vr.loss.mel, vr.loss.stop, vr.loss.guide, 100 * vr.diagonal, vr.n);
         if (log)
           fprintf(log, "{\"step\": %lld, \"val_mel_loss\": %.5f, \"val_stop_loss\": %.5f, \"val_guide_loss\": %.5f, "
                        "\"val_diagonal\": %.5f}\n",
-                  (long long)step, vr.loss.mel, vr.loss.stop, vr.loss.guide, vr.diagonal),
+                  (long long)(init_steps + step), vr.loss.mel, vr.loss.stop, vr.loss.guide, vr.diagonal),
               fflush(log);
       }
       char *cj = tts_config_json(&m.cfg), *mj = tts_mel_json(&m.mel), s_step[32], s_val[160], s_init[32];
