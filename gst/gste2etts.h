@@ -22,7 +22,7 @@ struct _GstE2eTts {
   /* properties (under lock) */
   GMutex lock;
   gchar *text;
-  gdouble rate, volume;
+  gdouble rate, volume, contrast;
   guint iterations;
 
   /* streaming state (the streaming thread, or the source task) */

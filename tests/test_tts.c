@@ -6,6 +6,7 @@
 
 #include "e2e/tts.h"
 #include "harness.h"
+#include "task.h" /* e2e_save_params: a file with hand-written metadata */
 #include "tts/synth.h"
 
 static void expect_normal(const char *in, const char *want) {
@@ -139,6 +140,51 @@ TEST(step_by_step_synthesis_matches_the_training_network) {
   CHECK(worst < 1e-4 && worst_stop < 1e-5, "step-by-step vs whole sequence: frames %g, stop %g", worst, worst_stop);
   free(frames), free(stop);
   tts_synth_free(s);
+  tts_free(&m);
+}
+
+/* The contrast stretches the frames that are heard around the voice's mean and nothing else: the network is
+ * fed what it predicted, so a stretched decode stays the same decode. The file keeps the setting, and a
+ * file whose setting is not a usable number is refused. */
+TEST(contrast_stretches_what_is_heard_and_is_kept_in_the_file) {
+  tts_model m = tiny_model();
+  CHECK(m.contrast == 1.0f, "a new model speaks as predicted (%g)", m.contrast);
+  uint8_t labels[16];
+  int n = 0;
+  for (const char *p = "a cat sat."; *p; p++) labels[n++] = (uint8_t)e2e_tts_label(*p);
+  int steps = 12, rm = m.cfg.reduction * m.cfg.n_mels;
+  tts_synth *plain = tts_synth_new(&m, labels, n, steps, 0), *crisp = tts_synth_new(&m, labels, n, steps, 0);
+  tts_synth_set_contrast(crisp, 1.5f);
+  float a[64], b[64], pa, pb;
+  const float *mean = nn_f32(m.mel_mean);
+  double worst = 0, moved = 0;
+  for (int t = 0; t < steps; t++) {
+    CHECK(tts_synth_step(plain, a, &pa) == tts_synth_step(crisp, b, &pb) && pa == pb, "step %d: same attention and stop", t);
+    for (int j = 0; j < rm; j++) {
+      double mu = mean[j % m.cfg.n_mels];
+      worst = fmax(worst, fabs((b[j] - mu) - 1.5 * (a[j] - mu)));
+      moved = fmax(moved, fabs(b[j] - a[j]));
+    }
+  }
+  CHECK(worst < 1e-4 && moved > 1e-3, "stretched frames: off by %g from 1.5x, moved up to %g", worst, moved);
+  tts_synth_free(plain), tts_synth_free(crisp);
+
+  char *path = g_strdup_printf("%s/e2e-test-tts-contrast-%d.safetensors", g_get_tmp_dir(), (int)getpid());
+  m.contrast = 1.3f;
+  CHECK(tts_save(&m, path, NULL, 0), "save: %s", nn_last_error());
+  tts_model back;
+  CHECK(tts_load(&back, path) && back.contrast == 1.3f, "the file keeps the contrast");
+  tts_free(&back);
+  char *cfg = tts_config_json(&m.cfg), *mel = tts_mel_json(&m.mel);
+  for (int i = 0; i < 3; i++) {
+    const char *bad = (const char *[]){"7", "nan", "1.2x"}[i];
+    nn_kv meta[] = {{"architecture", TTS_ARCH}, {"config", cfg}, {"mel", mel}, {"contrast", bad}};
+    CHECK(e2e_save_params(path, &m.p, meta, 4, NULL, 0), "save: %s", nn_last_error());
+    CHECK(!tts_load(&back, path) && strstr(nn_last_error(), "contrast"), "contrast '%s' refused: %s", bad, nn_last_error());
+  }
+  g_free(cfg), g_free(mel);
+  remove(path);
+  g_free(path);
   tts_free(&m);
 }
 

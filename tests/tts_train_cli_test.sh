@@ -1,7 +1,8 @@
 #!/bin/sh
 # `e2e tts features` and `e2e train tts` end to end, in seconds, on a few generated tones standing in for
 # speech: a tiny synthesiser trains, its stage resumes from the checkpoint where it stopped, and --init
-# starts a new stage from a trained model's weights (not from random ones) and keeps counting its steps.
+# starts a new stage from a trained model's weights (not from random ones) and keeps counting its steps, and
+# set-contrast writes the synthesis setting into a copy of a model.
 # Prints "N passed, M failed".
 set -u
 BUILD=${1:?build dir}
@@ -82,6 +83,13 @@ if ! "$E2E" train tts --train "$TMP/train.safetensors" --checkpoint "$TMP/ck6" -
        --init "$TMP/val.safetensors" >"$TMP/log6" 2>&1 && grep -q "\-\-init: .*val.safetensors" "$TMP/log6"; then
   ok "--init with a file that is not a synthesiser is refused, naming it"
 else bad "--init with a wrong file"; cat "$TMP/log6"; fi
+
+# the recipe's last step: the contrast chosen after training goes into the file, the rest of it kept
+if "$E2E" tts set-contrast "$TMP/m1" 1.2 -o "$TMP/m7" >"$TMP/log7" 2>&1 && "$E2E" info "$TMP/m7" >"$TMP/info7" 2>&1 &&
+   grep -q "^contrast *1.2" "$TMP/info7" && grep -q "^steps *30$" "$TMP/info7" && grep -q "^validation" "$TMP/info7" &&
+   ! "$E2E" tts set-contrast "$TMP/m1" 9 -o "$TMP/m8" >/dev/null 2>&1 && [ ! -e "$TMP/m8" ]; then
+  ok "set-contrast writes 1.2 and keeps steps and validation; 9 is refused"
+else bad "set-contrast"; cat "$TMP/log7" "$TMP/info7"; fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -58,6 +58,7 @@ static void usage(void) {
          "  eval tts --out DIR LIST.tsv   held-out sentences spoken: WAVs, attention robustness, speed\n"
          "  tts vocode IN.wav -o OUT.wav   a recording through the synthesiser's features and vocoder\n"
          "  tts normalize < TEXT     the synthesiser's text front end: numbers, dates, times, amounts in words\n"
+         "  tts set-contrast MODEL X -o OUT   a copy of a voice that stretches its spectrogram by X (0.5..2)\n"
          "  import MODEL.onnx|model.json -o OUT.safetensors [--head H --labels FILE ...]\n"
          "        an ONNX or TensorFlow.js model onto nncore's graph runtime (e2e import --help)\n"
          "  graph run MODEL [--input X.f32] [--out Y.f32] [--threads N] [--repeat N]\n"

@@ -95,12 +95,15 @@ static int speak(int argc, char **argv) {
     else if (!strcmp(argv[i], "--rate") && i + 1 < argc) o.rate = (float)atof(argv[++i]);
     else if (!strcmp(argv[i], "--plot") && i + 1 < argc) plot = argv[++i];
     else if (!strcmp(argv[i], "--dropout")) o.prenet_dropout = true;
+    else if (!strcmp(argv[i], "--contrast") && i + 1 < argc) o.contrast = (float)atof(argv[++i]);
     else if (!text) text = argv[i];
     else text = NULL, out_path = NULL, i = argc;
   }
   if (!text || !out_path) {
-    fprintf(stderr, "usage: e2e tts [--model FILE] [--rate X] [--iterations N] [--plot PNG] \"TEXT\" -o OUT.wav\n"
-                    "  --plot PNG   the output's log-mel spectrogram and the first sentence's attention alignment\n");
+    fprintf(stderr, "usage: e2e tts [--model FILE] [--rate X] [--iterations N] [--contrast X] [--plot PNG] \"TEXT\" -o OUT.wav\n"
+                    "  --contrast X the spectrogram's stretch from the voice's mean (0.5..2; default: the model's own)\n"
+                    "  --plot PNG   the output's log-mel spectrogram and the first sentence's attention alignment\n"
+                    "usage: e2e tts set-contrast MODEL X -o OUT   a copy of MODEL that speaks with contrast X\n");
     return 2;
   }
   char *def = model_path ? NULL : e2e_default_model(E2E_TASK_TTS);
@@ -193,12 +196,13 @@ int e2e_eval_tts(int argc, char **argv) {
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
     else if (!strcmp(argv[i], "--dropout")) o.prenet_dropout = true;
+    else if (!strcmp(argv[i], "--contrast") && i + 1 < argc) o.contrast = (float)atof(argv[++i]);
     else if (!strcmp(argv[i], "--out") && i + 1 < argc) dir = argv[++i];
     else if (!strcmp(argv[i], "--max") && i + 1 < argc) max = atoi(argv[++i]);
     else list = argv[i];
   }
   if (!list || !dir || max < 1) {
-    fprintf(stderr, "usage: e2e eval tts [--model FILE] [--max N] --out DIR LIST.tsv   (LIST: path<TAB>id<TAB>text)\n");
+    fprintf(stderr, "usage: e2e eval tts [--model FILE] [--max N] [--contrast X] --out DIR LIST.tsv   (LIST: path<TAB>id<TAB>text)\n");
     return 2;
   }
   char *def = model_path ? NULL : e2e_default_model(E2E_TASK_TTS);
@@ -317,8 +321,42 @@ int e2e_eval_tts(int argc, char **argv) {
   return 0;
 }
 
+/* The recipe's last step: the contrast chosen on held-out sentences goes into the model file, the rest of
+ * its metadata (steps, data, validation) kept. */
+static int set_contrast(int argc, char **argv) {
+  if (argc != 4 || strcmp(argv[2], "-o")) {
+    fprintf(stderr, "usage: e2e tts set-contrast MODEL X -o OUT\n");
+    return 2;
+  }
+  char *end = NULL;
+  float x = strtof(argv[1], &end);
+  if (end == argv[1] || *end || !(x >= TTS_CONTRAST_MIN && x <= TTS_CONTRAST_MAX)) {
+    fprintf(stderr, "e2e tts set-contrast: '%s' is not a number in [%g, %g]\n", argv[1], TTS_CONTRAST_MIN, TTS_CONTRAST_MAX);
+    return 2;
+  }
+  nn_st_file *f = nn_st_open(argv[0]);
+  tts_model m;
+  if (!f || !tts_load_file(&m, f, argv[0])) {
+    fprintf(stderr, "e2e tts set-contrast: %s\n", nn_last_error());
+    if (f) nn_st_close(f);
+    return 1;
+  }
+  static const char *const keep[] = {"steps", "dataset", "validation"};
+  nn_kv extra[3];
+  int n = 0;
+  for (int i = 0; i < 3; i++)
+    if (nn_st_meta(f, keep[i])) extra[n].key = keep[i], extra[n++].value = nn_st_meta(f, keep[i]);
+  m.contrast = x;
+  bool ok = tts_save(&m, argv[3], extra, n);
+  if (!ok) fprintf(stderr, "e2e tts set-contrast: %s\n", nn_last_error());
+  nn_st_close(f);
+  tts_free(&m);
+  return ok ? 0 : 1;
+}
+
 int e2e_tts(int argc, char **argv) {
   if (argc >= 1 && !strcmp(argv[0], "normalize")) return normalize_lines(argc - 1, argv + 1);
+  if (argc >= 1 && !strcmp(argv[0], "set-contrast")) return set_contrast(argc - 1, argv + 1);
   if (argc >= 1 && !strcmp(argv[0], "vocode")) return vocode(argc - 1, argv + 1);
   return speak(argc, argv);
 }

@@ -40,6 +40,10 @@ typedef struct {
   nn_linear dec[TTS_MAX_LAYERS];
   nn_linear fc1, fc2, out;          /* out: dim -> reduction * n_mels + 1 (the stop logit last) */
   nn_tensor *mel_mean, *mel_std;    /* [n_mels]: the model works on normalised log-mel */
+  /* Synthesis multiplies the predicted normalised log-mel by this: an L1-trained network predicts a
+   * smoothed spectrogram, flatter than speech, and stretching it back makes it clearer. Tuned after
+   * training on held-out sentences outside the evaluation sets and stored in the file ("contrast"). */
+  float contrast;
   uint32_t model_id;
 } tts_model;
 
@@ -48,6 +52,8 @@ bool tts_config_check(const tts_config *c);
 /* 16 kHz, 50 ms windows in a 1024-point FFT, 12.5 ms hop, 80 mels over 40-8000 Hz. */
 e2e_mel_config tts_mel_default(void);
 bool tts_init(tts_model *m, const tts_config *c, const e2e_mel_config *mel, uint64_t seed);
+#define TTS_CONTRAST_MIN 0.5f
+#define TTS_CONTRAST_MAX 2.0f
 void tts_free(tts_model *m);
 static inline int tts_dilation(int layer) { return layer % 4 == 0 ? 1 : layer % 4 == 1 ? 3 : layer % 4 == 2 ? 9 : 27; }
 

@@ -2,6 +2,7 @@
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../asr/internal.h" /* asr_mel_from_json: the front end's metadata, read as the recogniser reads it */
@@ -38,6 +39,7 @@ bool tts_init(tts_model *m, const tts_config *c, const e2e_mel_config *mel, uint
     return false;
   }
   m->cfg = *c;
+  m->contrast = 1.0f;
   m->mel = *mel;
   nn_params_init(&m->p);
   nn_rng rng;
@@ -182,10 +184,13 @@ char *tts_mel_json(const e2e_mel_config *c) {
 bool tts_save(tts_model *m, const char *path, const nn_kv *extra, int n_extra) {
   m->model_id = e2e_params_hash(&m->p);
   char *cfg = tts_config_json(&m->cfg), *mel = tts_mel_json(&m->mel);
-  char id[16];
+  char id[16], contrast[32];
   snprintf(id, sizeof id, "%08x", m->model_id);
-  bool ok = e2e_save_params(path, &m->p, (nn_kv[]){{"architecture", TTS_ARCH}, {"config", cfg}, {"mel", mel}, {"model_id", id}},
-                            4, extra, n_extra);
+  snprintf(contrast, sizeof contrast, "%.9g", m->contrast);
+  bool ok = e2e_save_params(path, &m->p,
+                            (nn_kv[]){{"architecture", TTS_ARCH}, {"config", cfg}, {"mel", mel}, {"model_id", id},
+                                      {"contrast", contrast}},
+                            5, extra, n_extra);
   g_free(cfg);
   g_free(mel);
   return ok;
@@ -239,6 +244,16 @@ bool tts_load_file(tts_model *m, const nn_st_file *f, const char *path) {
     snprintf(msg, sizeof msg, "%s", nn_last_error());
     tts_free(m);
     nn_set_error("%s: %s", path, msg);
+    return false;
+  }
+  /* files from before the setting existed synthesise as predicted */
+  const char *contrast = nn_st_meta(f, "contrast");
+  char *end = NULL;
+  m->contrast = contrast ? strtof(contrast, &end) : 1.0f;
+  if (contrast && (end == contrast || *end || !(m->contrast >= TTS_CONTRAST_MIN && m->contrast <= TTS_CONTRAST_MAX))) {
+    tts_free(m);
+    nn_set_error("%s: metadata 'contrast' is '%.32s', not a number in [%g, %g]", path, contrast, TTS_CONTRAST_MIN,
+                 TTS_CONTRAST_MAX);
     return false;
   }
   const float *mean = nn_f32(m->mel_mean), *sd = nn_f32(m->mel_std);

@@ -105,6 +105,8 @@ void e2e_tts_stream_set_opts(e2e_tts_stream *st, const e2e_tts_opts *o) {
   st->o.volume = fminf(fmaxf(st->o.volume, 0.0f), 4.0f);
   st->o.iterations = st->o.iterations < 1 ? 1 : st->o.iterations > 256 ? 256 : st->o.iterations;
   st->o.max_chars = st->o.max_chars < 16 ? 16 : st->o.max_chars > 1000 ? 1000 : st->o.max_chars;
+  if (!(st->o.contrast <= 0.0f)) st->o.contrast = fminf(fmaxf(st->o.contrast, TTS_CONTRAST_MIN), TTS_CONTRAST_MAX);
+  else st->o.contrast = 0.0f;
 }
 
 int e2e_tts_stream_sample_rate(const e2e_tts_stream *st) { return st->rate_hz; }
@@ -156,6 +158,7 @@ static bool start_sentence(e2e_tts_stream *st, bool *failed) {
     st->M = m->cfg.n_mels, st->r = m->cfg.reduction;
     /* the guard: three steps a character is twice the slowest speech a voice makes */
     st->synth = tts_synth_new(m, labels, k, 20 + 3 * (k + 1), st->o.prenet_dropout ? TTS_SYNTH_PRENET_DROPOUT : 0);
+    if (st->synth && st->o.contrast > 0.0f) tts_synth_set_contrast(st->synth, st->o.contrast);
     e2e_session_leave(st->session, &scope);
   }
   free(labels);

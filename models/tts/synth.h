@@ -21,6 +21,8 @@ int tts_synth_step(tts_synth *s, float *frames, float *stop_prob);
  * attention has lingered on the end mark (the element, the tool and the evaluation all stop here). */
 bool tts_synth_finished(const tts_synth *s);
 int tts_synth_text_len(const tts_synth *s); /* with the end mark */
+/* Overrides the model's contrast (tts_model.contrast) for this text's frames. */
+void tts_synth_set_contrast(tts_synth *s, float contrast);
 const float *tts_synth_attention(const tts_synth *s); /* [steps][text_len], or NULL */
 int64_t tts_synth_steps(const tts_synth *s);
 

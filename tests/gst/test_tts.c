@@ -171,6 +171,46 @@ TEST(float_output_when_downstream_wants_it_and_markup_is_read_as_text) {
   g_free(model);
 }
 
+/* The same sentence as F32 samples, with the contrast property set. */
+static GArray *speak_with_contrast(const char *model, double contrast) {
+  GstHarness *h = harness(model, "utf8", "audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved");
+  GstElement *tts = gst_harness_find_element(h, "e2etts");
+  g_object_set(tts, "contrast", contrast, NULL);
+  gst_object_unref(tts);
+  gst_harness_push(h, text_buffer("Hello there.", 0));
+  GArray *out = g_array_new(FALSE, FALSE, sizeof(float));
+  GstBuffer *b;
+  while ((b = gst_harness_try_pull(h))) {
+    GstMapInfo map;
+    if (gst_buffer_map(b, &map, GST_MAP_READ)) {
+      g_array_append_vals(out, map.data, (guint)(map.size / sizeof(float)));
+      gst_buffer_unmap(b, &map);
+    }
+    gst_buffer_unref(b);
+  }
+  teardown(h);
+  return out;
+}
+
+TEST(the_contrast_property_changes_the_sound_not_the_timing) {
+  char *model = tiny_voice();
+  double c0;
+  GstElement *e = gst_element_factory_make("e2etts", NULL);
+  g_object_get(e, "contrast", &c0, NULL);
+  gst_object_unref(e);
+  GArray *own = speak_with_contrast(model, 0.0), *one = speak_with_contrast(model, 1.0), *crisp = speak_with_contrast(model, 1.6);
+  CHECK(c0 == 0.0, "default 0: the model's own (%g)", c0);
+  /* a new model's own contrast is 1 */
+  CHECK(own->len > 0 && own->len == one->len && !memcmp(own->data, one->data, sizeof(float) * own->len),
+        "contrast 0 speaks with the model's own (1): %u and %u samples", own->len, one->len);
+  double diff = 0;
+  for (guint i = 0; i < MIN(one->len, crisp->len); i++) diff += fabs(g_array_index(one, float, i) - g_array_index(crisp, float, i));
+  CHECK(crisp->len == one->len && diff > 0, "contrast 1.6: as long (%u samples), different sound (%g)", crisp->len, diff);
+  g_array_free(own, TRUE), g_array_free(one, TRUE), g_array_free(crisp, TRUE);
+  unlink(model);
+  g_free(model);
+}
+
 TEST(bad_text_gives_silence_not_errors) {
   char *model = tiny_voice();
   GstHarness *h = harness(model, "utf8", NULL);

@@ -40,6 +40,7 @@ typedef struct {
   int iterations;   /* Griffin-Lim iterations per chunk */
   int max_chars;    /* longest sentence given to the network at once */
   bool prenet_dropout; /* keep the prenet's training dropout while speaking (Tacotron's choice; fixed seed) */
+  float contrast;   /* how far the spectrogram is stretched from the voice's mean (0.5..2); 0: the model's own */
 } e2e_tts_opts;
 e2e_tts_opts e2e_tts_opts_default(void);
 
