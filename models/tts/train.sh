@@ -7,7 +7,11 @@
 #                                        TOTAL_STEPS=N sets the length of the learning-rate schedule (60000);
 #                                        INIT=MODEL, when there is no checkpoint, starts from that model's
 #                                        weights with a new optimizer (e.g. the shipped models/tts/e2etts.safetensors)
-#   models/tts/train.sh ship             copies the trained model to models/tts/e2etts.safetensors
+#   models/tts/train.sh contrast [X...]  the trained model reads 60 held-out sentences that no evaluation uses
+#                                        (LJ 300-349 and generated 60-69 of val.tsv) at each contrast (default
+#                                        1.0 1.15 1.3 1.45); pocketsphinx's WER for each: pick the lowest
+#   models/tts/train.sh ship             CONTRAST=X (default 1): the trained model, speaking at that contrast,
+#                                        to models/tts/e2etts.safetensors
 #
 # Data and checkpoints live in $E2E_TTS_DATA (default ~/.cache/gst-e2e/tts), outside the repository; logs go
 # to docs/training/tts/. Needs flite (tools/setup.sh speech installs it).
@@ -40,11 +44,22 @@ stage)
     --checkpoint "$DATA/checkpoint.safetensors" --out "$DATA/e2etts.safetensors" --log "$LOGS/log.jsonl" \
     --seconds "$seconds" --total-steps "${TOTAL_STEPS:-60000}" ${INIT:+--init "$INIT"} 2>&1 | tee "$log"
   ;;
+contrast)
+  shift
+  T="$DATA/contrast"
+  mkdir -p "$T"
+  { grep -v "	GEN-" "$DATA/val.tsv" | sed -n 301,350p; grep "	GEN-" "$DATA/val.tsv" | sed -n 61,70p; } > "$T/tune.tsv"
+  for x in ${*:-1.0 1.15 1.3 1.45}; do
+    "$E2E" eval tts --model "$DATA/e2etts.safetensors" --contrast "$x" --max 60 --out "$T/$x" "$T/tune.tsv" > "$T/$x.log"
+    awk -F'\t' -v d="$T/$x" '{print d "/" $2 ".wav\tcontrast-'"$x"'\t" $3}' "$T/tune.tsv" > "$T/$x.tsv"
+    echo "contrast $x: $(/usr/bin/python3 "$ROOT/tools/compare/asr_baseline.py" pocketsphinx "$T/$x.tsv" | tail -1)"
+  done
+  ;;
 ship)
-  cp "$DATA/e2etts.safetensors" "$ROOT/models/tts/e2etts.safetensors"
+  "$E2E" tts set-contrast "$DATA/e2etts.safetensors" "${CONTRAST:-1}" -o "$ROOT/models/tts/e2etts.safetensors"
   ;;
 *)
-  echo "usage: $0 data | stage [SECONDS] | ship" >&2
+  echo "usage: $0 data | stage [SECONDS] | contrast [X...] | ship" >&2
   exit 2
   ;;
 esac
