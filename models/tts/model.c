@@ -186,7 +186,7 @@ bool tts_save(tts_model *m, const char *path, const nn_kv *extra, int n_extra) {
   char *cfg = tts_config_json(&m->cfg), *mel = tts_mel_json(&m->mel);
   char id[16], contrast[32];
   snprintf(id, sizeof id, "%08x", m->model_id);
-  snprintf(contrast, sizeof contrast, "%.9g", m->contrast);
+  snprintf(contrast, sizeof contrast, "%g", m->contrast); /* set from a short decimal: %g gives it back */
   bool ok = e2e_save_params(path, &m->p,
                             (nn_kv[]){{"architecture", TTS_ARCH}, {"config", cfg}, {"mel", mel}, {"model_id", id},
                                       {"contrast", contrast}},
