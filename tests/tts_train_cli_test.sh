@@ -91,5 +91,11 @@ if "$E2E" tts set-contrast "$TMP/m1" 1.2 -o "$TMP/m7" >"$TMP/log7" 2>&1 && "$E2E
   ok "set-contrast writes 1.2 and keeps steps and validation; 9 is refused"
 else bad "set-contrast"; cat "$TMP/log7" "$TMP/info7"; fi
 
+# a stage from a model with a tuned contrast writes a model at 1: the contrast is tuned again afterwards
+if train "$TMP/log9" --checkpoint "$TMP/ck9" --out "$TMP/m9" --init "$TMP/m7" --total-steps 1 &&
+   "$E2E" info "$TMP/m9" 2>/dev/null | grep -q "^contrast *1$"; then
+  ok "--init from a contrast-1.2 model trains a model at contrast 1"
+else bad "contrast after --init"; tail -3 "$TMP/log9"; "$E2E" info "$TMP/m9" | grep contrast; fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -500,6 +500,7 @@ int e2e_train_tts(int argc, char **argv) {
       set_free(&train), set_free(&val);
       return 1;
     }
+    m.contrast = 1.0f; /* chosen again for the new weights after training (train.sh contrast), as on resuming */
     opt = nn_optim_new(&m.p, nn_optim_defaults(NN_ADAM, lr));
   } else {
     if (!tts_init(&m, &cfg, &mel, seed)) {
