@@ -97,5 +97,23 @@ if train "$TMP/log9" --checkpoint "$TMP/ck9" --out "$TMP/m9" --init "$TMP/m7" --
   ok "--init from a contrast-1.2 model trains a model at contrast 1"
 else bad "contrast after --init"; tail -3 "$TMP/log9"; "$E2E" info "$TMP/m9" | grep contrast; fi
 
+# a postnet joins a trained model as no change (its validation after the postnet is the model's own), trains,
+# and speaks through the streaming path; a second, different postnet is refused
+val_post() { sed -n 's/^validation .* post \([0-9.]*\) .*/\1/p' "$1" | tail -1; }
+if train "$TMP/log10" --checkpoint "$TMP/ck10" --out "$TMP/m10" --init "$TMP/m1" --postnet 2 --postnet-dim 16 \
+     --total-steps 1 --lr 1e-12 && [ "$(val_post "$TMP/log10")" = "$trained" ] &&
+   "$E2E" info "$TMP/m10" 2>/dev/null | grep -q "^post.conv1.weight *f32 *\[80, 80\]"; then
+  ok "--postnet 2 on a trained model: post.conv0/1 added, validation after it $trained as before"
+else bad "--postnet with --init"; echo "trained: $trained"; tail -3 "$TMP/log10"; "$E2E" info "$TMP/m10" | grep post; fi
+if train "$TMP/log11" --checkpoint "$TMP/ck10" --out "$TMP/m10" --init "$TMP/m1" --postnet 2 --postnet-dim 16 \
+     --total-steps 15 && [ -n "$(val_post "$TMP/log11")" ] && [ "$(val_post "$TMP/log11")" != "$trained" ] &&
+   "$E2E" tts --model "$TMP/m10" "we sat." -o "$TMP/post.wav" >"$TMP/log12" 2>&1 && [ -s "$TMP/post.wav" ]; then
+  ok "the postnet trains (validation after it $(val_post "$TMP/log11")) and the voice speaks"
+else bad "postnet training and speech"; tail -3 "$TMP/log11" "$TMP/log12"; fi
+if ! train "$TMP/log13" --checkpoint "$TMP/ck13" --out "$TMP/m13" --init "$TMP/m10" --postnet 3 &&
+   grep -q "already has a 2-layer postnet" "$TMP/log13"; then
+  ok "--postnet 3 on a model with a 2-layer postnet is refused"
+else bad "a second postnet"; tail -3 "$TMP/log13"; fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -253,10 +253,12 @@ static void batch_make(tts_batch *b, const tts_set *set, const int *idx, int n, 
 }
 
 typedef struct {
-  double total, mel, stop, guide;
+  double total, mel, post, stop, guide;
 } loss_parts;
 
-/* L1 on the valid steps' frames + stop BCE + guided attention. attention gets the weights when asked. */
+/* L1 on the valid steps' frames (the decoder's, and the postnet's when there is one, as Tacotron 2 does:
+ * the decoder stays a good predictor on its own, since it is fed its own frames) + stop BCE + guided
+ * attention. attention gets the weights when asked. */
 static nn_tensor *batch_loss(const tts_model *m, const tts_batch *b, bool training, nn_rng *rng, loss_parts *parts,
                              nn_tensor **attention) {
   int rm = m->cfg.reduction * m->cfg.n_mels;
@@ -269,9 +271,20 @@ static nn_tensor *batch_loss(const tts_model *m, const tts_batch *b, bool traini
                                    (float)(1.0 / (b->valid_steps * rm)));
   nn_tensor *l_stop = nn_bce_with_logits(stop, b->stop);
   nn_tensor *l_guide = nn_mul_scalar(nn_sum_all(nn_mul(a, b->guide)), (float)(1.0 / b->valid_steps));
-  nn_tensor *loss = nn_add(nn_add(l_mel, l_stop), l_guide);
+  nn_tensor *loss = nn_add(nn_add(l_mel, l_stop), l_guide), *l_post = NULL;
+  if (m->cfg.postnet_layers) {
+    int r = m->cfg.reduction, M = m->cfg.n_mels;
+    int64_t frame_len[64];
+    for (int i = 0; i < b->n; i++) frame_len[i] = b->steps[i] * r;
+    nn_tensor *frames = nn_reshape(nn_contiguous(pred), 3, (int64_t[]){b->n, b->S * r, M});
+    nn_tensor *post = nn_reshape(nn_contiguous(tts_postnet(m, frames, frame_len)), 3, (int64_t[]){b->n, b->S, rm});
+    l_post = nn_mul_scalar(nn_sum_all(nn_mul(nn_abs(nn_sub(post, b->target)), b->step_mask)),
+                           (float)(1.0 / (b->valid_steps * rm)));
+    loss = nn_add(loss, l_post);
+  }
   if (!loss) return NULL;
   parts->mel = nn_item(l_mel), parts->stop = nn_item(l_stop), parts->guide = nn_item(l_guide);
+  parts->post = l_post ? nn_item(l_post) : parts->mel;
   parts->total = nn_item(loss);
   if (attention) *attention = a;
   return loss;
@@ -355,6 +368,7 @@ static bool validate(const tts_model *m, const tts_set *set, int max_utts, val_r
       ok = false;
     } else {
       r->loss.total += lp.total * k, r->loss.mel += lp.mel * k, r->loss.stop += lp.stop * k, r->loss.guide += lp.guide * k;
+      r->loss.post += lp.post * k;
       const float *ad = nn_f32(nn_contiguous(a));
       for (int j = 0; j < k; j++)
         for (int64_t s = 0; s < b.steps[j]; s++) {
@@ -368,7 +382,7 @@ static bool validate(const tts_model *m, const tts_set *set, int max_utts, val_r
     nn_arena_reset(nn_arena_current());
   }
   nn_no_grad_end();
-  r->loss.total /= n, r->loss.mel /= n, r->loss.stop /= n, r->loss.guide /= n;
+  r->loss.total /= n, r->loss.mel /= n, r->loss.stop /= n, r->loss.guide /= n, r->loss.post /= n;
   r->diagonal /= steps > 0 ? steps : 1;
   r->n = n;
   return ok;
@@ -378,16 +392,16 @@ static bool validate(const tts_model *m, const tts_set *set, int max_utts, val_r
 static void plot_log(const char *log_path, const char *png) {
   FILE *f = fopen(log_path, "r");
   if (!f) return;
-  GArray *x[4], *y[4];
-  for (int i = 0; i < 4; i++) x[i] = g_array_new(FALSE, FALSE, sizeof(double)), y[i] = g_array_new(FALSE, FALSE, sizeof(double));
+  GArray *x[5], *y[5];
+  for (int i = 0; i < 5; i++) x[i] = g_array_new(FALSE, FALSE, sizeof(double)), y[i] = g_array_new(FALSE, FALSE, sizeof(double));
   char line[4096];
   JsonParser *p = json_parser_new();
   while (fgets(line, sizeof line, f)) {
     if (!json_parser_load_from_data(p, line, -1, NULL) || !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(p))) continue;
     JsonObject *o = json_node_get_object(json_parser_get_root(p));
     double step = json_object_get_double_member_with_default(o, "step", -1);
-    const char *keys[4] = {"mel_loss", "val_mel_loss", "val_diagonal", "val_stop_loss"};
-    for (int i = 0; i < 4; i++)
+    const char *keys[5] = {"mel_loss", "val_mel_loss", "val_diagonal", "val_stop_loss", "val_post_loss"};
+    for (int i = 0; i < 5; i++)
       if (json_object_has_member(o, keys[i])) {
         double v = json_object_get_double_member(o, keys[i]);
         g_array_append_val(x[i], step), g_array_append_val(y[i], v);
@@ -395,15 +409,16 @@ static void plot_log(const char *log_path, const char *png) {
   }
   g_object_unref(p);
   fclose(f);
-  plot_series loss[2] = {{"training (L1, smoothed)", (double *)x[0]->data, (double *)y[0]->data, (int)x[0]->len, false},
-                         {"validation (L1)", (double *)x[1]->data, (double *)y[1]->data, (int)x[1]->len, true}};
+  plot_series loss[3] = {{"training (L1, smoothed)", (double *)x[0]->data, (double *)y[0]->data, (int)x[0]->len, false},
+                         {"validation (L1)", (double *)x[1]->data, (double *)y[1]->data, (int)x[1]->len, true},
+                         {"validation after the postnet (L1)", (double *)x[4]->data, (double *)y[4]->data, (int)x[4]->len, true}};
   plot_series diag[1] = {{"validation: attention within 0.1 of the diagonal", (double *)x[2]->data, (double *)y[2]->data,
                           (int)x[2]->len, true}};
   plot_panel panels[2] = {
-      {{"TTS mel loss (normalised log-mel, L1)", "step", "L1", false, false, 900, 360}, loss, 2},
+      {{"TTS mel loss (normalised log-mel, L1)", "step", "L1", false, false, 900, 360}, loss, x[4]->len ? 3 : 2},
       {{"TTS attention", "step", "fraction", false, true, 900, 300}, diag, 1}};
   plot_panels_png(png, panels, 2);
-  for (int i = 0; i < 4; i++) g_array_free(x[i], TRUE), g_array_free(y[i], TRUE);
+  for (int i = 0; i < 5; i++) g_array_free(x[i], TRUE), g_array_free(y[i], TRUE);
 }
 
 /* ---------------------------------------------------------------- training */
@@ -423,7 +438,27 @@ static void usage_train(void) {
           "  --val-every N        steps between validations and checkpoints (default 250)\n"
           "  --dim N --text-dim N --layers N   a new model's size (default 128, 128, 6)\n"
           "  --prenet-dropout P   a new model's prenet dropout (default 0.5)\n"
+          "  --postnet N          a new model's postnet layers (default 0: none); with --init, adds one to a\n"
+          "                       model that has none (it starts as no change)\n"
+          "  --postnet-dim N      its width (default 128)\n"
           "  --threads N --seed N\n");
+}
+
+/* The same network with a postnet added, every other weight (and the mel statistics) copied. */
+static bool add_postnet(tts_model *m, int layers, int dim, uint64_t seed) {
+  tts_config c = m->cfg;
+  c.postnet_layers = layers, c.postnet_dim = dim;
+  tts_model n;
+  if (!tts_init(&n, &c, &m->mel, seed)) return false;
+  for (int i = 0; i < m->p.n; i++)
+    for (int j = 0; j < n.p.n; j++)
+      if (!strcmp(m->p.names[i], n.p.names[j])) {
+        memcpy(nn_data(n.p.t[j]), nn_data(m->p.t[i]), sizeof(float) * (size_t)nn_numel(m->p.t[i]));
+        break;
+      }
+  tts_free(m);
+  *m = n; /* its model_id is set again when saved */
+  return true;
 }
 
 int e2e_train_tts(int argc, char **argv) {
@@ -434,6 +469,7 @@ int e2e_train_tts(int argc, char **argv) {
   float lr = 1e-3f;
   uint64_t seed = 1;
   tts_config cfg = tts_config_default();
+  cfg.postnet_dim = 128;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define OPT(name) (!strcmp(a, name) && v && ++i)
@@ -452,6 +488,8 @@ int e2e_train_tts(int argc, char **argv) {
     else if (OPT("--text-dim")) cfg.text_dim = atoi(v);
     else if (OPT("--layers")) cfg.audio_layers = cfg.dec_layers = atoi(v);
     else if (OPT("--prenet-dropout")) cfg.prenet_dropout = (float)atof(v);
+    else if (OPT("--postnet")) cfg.postnet_layers = atoi(v);
+    else if (OPT("--postnet-dim")) cfg.postnet_dim = atoi(v);
     else if (OPT("--threads")) threads = atoi(v);
     else if (OPT("--seed")) seed = strtoull(v, NULL, 10);
     else {
@@ -499,6 +537,20 @@ int e2e_train_tts(int argc, char **argv) {
       fprintf(stderr, "e2e train tts: --init: %s\n", nn_last_error());
       set_free(&train), set_free(&val);
       return 1;
+    }
+    if (ok && cfg.postnet_layers && m.cfg.postnet_layers != cfg.postnet_layers) {
+      if (m.cfg.postnet_layers) {
+        fprintf(stderr, "e2e train tts: --init: the model already has a %d-layer postnet\n", m.cfg.postnet_layers);
+        ok = false;
+      } else if (!add_postnet(&m, cfg.postnet_layers, cfg.postnet_dim, seed)) {
+        fprintf(stderr, "e2e train tts: --postnet: %s\n", nn_last_error());
+        ok = false;
+      }
+      if (!ok) {
+        tts_free(&m);
+        set_free(&train), set_free(&val);
+        return 1;
+      }
     }
     m.contrast = 1.0f; /* chosen again for the new weights after training (train.sh contrast), as on resuming */
     opt = nn_optim_new(&m.p, nn_optim_defaults(NN_ADAM, lr));
@@ -570,18 +622,21 @@ int e2e_train_tts(int argc, char **argv) {
       double k = since ? 0.98 : 0.0;
       sm.total = k * sm.total + (1 - k) * lp.total, sm.mel = k * sm.mel + (1 - k) * lp.mel;
       sm.stop = k * sm.stop + (1 - k) * lp.stop, sm.guide = k * sm.guide + (1 - k) * lp.guide;
+      sm.post = k * sm.post + (1 - k) * lp.post;
       since++;
       step = opt->step;
       if (step % 25 == 0) {
         double el = e2e_now_s() - t0;
-        printf("step %6lld  loss %.4f (mel %.4f stop %.4f guide %.4f)  lr %.2e  |g| %.2f  %.1f s of audio per s  "
+        printf("step %6lld  loss %.4f (mel %.4f post %.4f stop %.4f guide %.4f)  lr %.2e  |g| %.2f  %.1f s of audio per s  "
                "stage %.0f/%.0f s\n",
-               (long long)(init_steps + step), sm.total, sm.mel, sm.stop, sm.guide, opt->cfg.lr, gnorm, done_audio_s / el, el, seconds);
+               (long long)(init_steps + step), sm.total, sm.mel, sm.post, sm.stop, sm.guide, opt->cfg.lr, gnorm, done_audio_s / el,
+               el, seconds);
         fflush(stdout);
         if (log)
-          fprintf(log, "{\"step\": %lld, \"loss\": %.5f, \"mel_loss\": %.5f, \"stop_loss\": %.5f, \"guide_loss\": %.5f, "
-                       "\"lr\": %.3e, \"grad_norm\": %.3f, \"audio_per_s\": %.2f}\n",
-                  (long long)(init_steps + step), sm.total, sm.mel, sm.stop, sm.guide, opt->cfg.lr, gnorm, done_audio_s / el),
+          fprintf(log, "{\"step\": %lld, \"loss\": %.5f, \"mel_loss\": %.5f, \"post_loss\": %.5f, \"stop_loss\": %.5f, "
+                       "\"guide_loss\": %.5f, \"lr\": %.3e, \"grad_norm\": %.3f, \"audio_per_s\": %.2f}\n",
+                  (long long)(init_steps + step), sm.total, sm.mel, sm.post, sm.stop, sm.guide, opt->cfg.lr, gnorm,
+                  done_audio_s / el),
               fflush(log);
       }
     }
@@ -593,21 +648,25 @@ int e2e_train_tts(int argc, char **argv) {
           status = 1;
           break;
         }
-        printf("validation at step %lld: mel %.4f  stop %.4f  guide %.4f  attention on the diagonal %.1f%% (%d utterances)\n",
-               (long long)(init_steps + step), vr.loss.mel, vr.loss.stop, vr.loss.guide, 100 * vr.diagonal, vr.n);
-        if (log)
+        printf("validation at step %lld: mel %.4f  post %.4f  stop %.4f  guide %.4f  attention on the diagonal %.1f%% "
+               "(%d utterances)\n",
+               (long long)(init_steps + step), vr.loss.mel, vr.loss.post, vr.loss.stop, vr.loss.guide, 100 * vr.diagonal, vr.n);
+        if (log) {
           fprintf(log, "{\"step\": %lld, \"val_mel_loss\": %.5f, \"val_stop_loss\": %.5f, \"val_guide_loss\": %.5f, "
-                       "\"val_diagonal\": %.5f}\n",
-                  (long long)(init_steps + step), vr.loss.mel, vr.loss.stop, vr.loss.guide, vr.diagonal),
-              fflush(log);
+                       "\"val_diagonal\": %.5f",
+                  (long long)(init_steps + step), vr.loss.mel, vr.loss.stop, vr.loss.guide, vr.diagonal);
+          if (m.cfg.postnet_layers) fprintf(log, ", \"val_post_loss\": %.5f", vr.loss.post);
+          fprintf(log, "}\n");
+          fflush(log);
+        }
       }
       char *cj = tts_config_json(&m.cfg), *mj = tts_mel_json(&m.mel), s_step[32], s_val[160], s_init[32];
       snprintf(s_init, sizeof s_init, "%lld", (long long)init_steps);
       nn_kv meta[] = {{"architecture", TTS_ARCH}, {"config", cj}, {"mel", mj}, {"init_steps", s_init}};
       if (!nn_checkpoint_save(ckpt, &m.p, opt, meta, 4)) fprintf(stderr, "e2e train tts: checkpoint: %s\n", nn_last_error());
       snprintf(s_step, sizeof s_step, "%lld", (long long)(init_steps + step));
-      snprintf(s_val, sizeof s_val, "{\"mel_l1\": %.5f, \"attention_diagonal\": %.5f, \"utterances\": %d}", vr.loss.mel,
-               vr.diagonal, vr.n);
+      snprintf(s_val, sizeof s_val, "{\"mel_l1\": %.5f, \"post_l1\": %.5f, \"attention_diagonal\": %.5f, \"utterances\": %d}",
+               vr.loss.mel, vr.loss.post, vr.diagonal, vr.n);
       nn_kv extra[] = {{"steps", s_step},
                        {"dataset", "flite rms reading LJ Speech text and generated sentences; see models/tts/README.md"},
                        {"validation", s_val}};

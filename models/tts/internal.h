@@ -15,6 +15,7 @@
 #define TTS_MAX_LAYERS 12
 /* The convolutions' kernel: 3 taps, `dilation` steps apart (causal: t - 2d, t - d, t). */
 #define TTS_TAPS 3
+#define TTS_MAX_POSTNET 8
 
 typedef struct {
   int n_mels;
@@ -24,6 +25,7 @@ typedef struct {
   int dim;                          /* keys, values, queries and the decoder */
   int audio_layers, dec_layers;     /* highway layers; their dilations cycle 1, 3, 9, 27 */
   float prenet_dropout;
+  int postnet_layers, postnet_dim;  /* 0 layers: none (files from before it existed) */
 } tts_config;
 
 typedef struct {
@@ -39,6 +41,11 @@ typedef struct {
   nn_linear dec_in;                 /* 2 * dim -> dim */
   nn_linear dec[TTS_MAX_LAYERS];
   nn_linear fc1, fc2, out;          /* out: dim -> reduction * n_mels + 1 (the stop logit last) */
+  /* The postnet: centred 5-tap convolutions over the decoded frames (n_mels -> postnet_dim -> ... ->
+   * n_mels, tanh between), its output added to them. The decoder is causal and must hedge about what
+   * comes next, so its frames are smoothed; the postnet sees postnet_reach frames on either side and
+   * sharpens them. Synthesis waits for that many frames before a frame is heard (postnet.c). */
+  nn_linear post[TTS_MAX_POSTNET];
   nn_tensor *mel_mean, *mel_std;    /* [n_mels]: the model works on normalised log-mel */
   /* Synthesis multiplies the predicted normalised log-mel by this: an L1-trained network predicts a
    * smoothed spectrogram, flatter than speech, and stretching it back makes it clearer. Tuned after
@@ -73,6 +80,15 @@ bool tts_init_from_meta(tts_model *m, const nn_st_file *f, const char *path);
 /* A whole model from a file (opened, or by path). */
 bool tts_load_file(tts_model *m, const nn_st_file *f, const char *path);
 bool tts_load(tts_model *m, const char *path);
+/* The postnet's residual on normalised frames x [N, T, n_mels], frames at or past frame_len[n] taken as
+ * silence's zeros at every layer (as synthesis sees past the end); x itself when there is no postnet. */
+nn_tensor *tts_postnet(const tts_model *m, nn_tensor *x, const int64_t *frame_len);
+/* Frames of context the postnet needs on each side of a frame (2 per layer). */
+static inline int tts_postnet_reach(const tts_config *c) { return 2 * c->postnet_layers; }
+/* The same arithmetic on one sequence in plain arrays: out [b - a][n_mels] gets the refined frames a..b-1
+ * of the sequence in [n][n_mels], rows outside [0, n) zeros. Whole results need n >= b + reach, or n the
+ * sequence's full length. */
+bool tts_postnet_frames(const tts_model *m, const float *in, int64_t n, int64_t a, int64_t b, float *out);
 char *tts_config_json(const tts_config *c);
 /* The front end as the "mel" metadata (read back by asr_mel_from_json). */
 char *tts_mel_json(const e2e_mel_config *c);

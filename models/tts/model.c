@@ -23,9 +23,13 @@ bool tts_config_check(const tts_config *c) {
   if (c->n_mels < 8 || c->n_mels > 256 || c->reduction < 1 || c->reduction > 8 || c->embed < 4 || c->embed > 1024 ||
       c->text_dim < 4 || c->text_dim > 1024 || c->text_dim % 2 || c->dim < 4 || c->dim > 1024 || c->audio_layers < 1 ||
       c->audio_layers > TTS_MAX_LAYERS || c->dec_layers < 1 || c->dec_layers > TTS_MAX_LAYERS ||
-      !(c->prenet_dropout >= 0.0f && c->prenet_dropout < 1.0f)) {
-    nn_set_error("TTS config out of range (mels %d, reduction %d, embed %d, text dim %d, dim %d, layers %d/%d)",
-                 c->n_mels, c->reduction, c->embed, c->text_dim, c->dim, c->audio_layers, c->dec_layers);
+      !(c->prenet_dropout >= 0.0f && c->prenet_dropout < 1.0f) || c->postnet_layers < 0 ||
+      c->postnet_layers > TTS_MAX_POSTNET ||
+      (c->postnet_layers && (c->postnet_dim < 4 || c->postnet_dim > 1024))) {
+    nn_set_error("TTS config out of range (mels %d, reduction %d, embed %d, text dim %d, dim %d, layers %d/%d, "
+                 "postnet %d x %d)",
+                 c->n_mels, c->reduction, c->embed, c->text_dim, c->dim, c->audio_layers, c->dec_layers,
+                 c->postnet_layers, c->postnet_dim);
     return false;
   }
   return true;
@@ -68,6 +72,11 @@ bool tts_init(tts_model *m, const tts_config *c, const e2e_mel_config *mel, uint
   ok = ok && nn_linear_init(&m->fc1, &m->p, "dec.fc1", D, D, true, &rng) &&
        nn_linear_init(&m->fc2, &m->p, "dec.fc2", D, D, true, &rng) &&
        nn_linear_init(&m->out, &m->p, "dec.out", D, rm + 1, true, &rng);
+  for (int i = 0; ok && i < c->postnet_layers; i++) {
+    int in = i == 0 ? c->n_mels : c->postnet_dim, out = i == c->postnet_layers - 1 ? c->n_mels : c->postnet_dim;
+    snprintf(name, sizeof name, "post.conv%d", i);
+    ok = nn_linear_init(&m->post[i], &m->p, name, 5 * in, out, true, &rng);
+  }
   if (ok) {
     m->mel_mean = nn_params_add(&m->p, "mel_mean", nn_tensor_new(NN_F32, 1, (int64_t[]){c->n_mels}), false);
     m->mel_std = nn_params_add(&m->p, "mel_std", nn_tensor_new(NN_F32, 1, (int64_t[]){c->n_mels}), false);
@@ -89,6 +98,11 @@ bool tts_init(tts_model *m, const tts_config *c, const e2e_mel_config *mel, uint
   }
   /* the stop logit starts at "go on": most steps are not the last */
   nn_f32(m->out.bias)[rm] = -3.0f;
+  /* the postnet starts as no change, so it can join a trained decoder without undoing it */
+  if (c->postnet_layers) {
+    nn_fill_(m->post[c->postnet_layers - 1].weight, 0.0f);
+    nn_fill_(m->post[c->postnet_layers - 1].bias, 0.0f);
+  }
   m->model_id = e2e_params_hash(&m->p);
   return true;
 }
@@ -167,11 +181,24 @@ nn_tensor *tts_decode(const tts_model *m, nn_tensor *prev, nn_tensor *keys, nn_t
   return nn_linear_forward(&m->out, h);
 }
 
+nn_tensor *tts_postnet(const tts_model *m, nn_tensor *x, const int64_t *frame_len) {
+  const tts_config *c = &m->cfg;
+  if (!x || !c->postnet_layers) return x;
+  nn_tensor *mask = length_mask(frame_len, x->shape[0], x->shape[1], false);
+  nn_tensor *h = nn_mul(x, mask);
+  for (int i = 0; i < c->postnet_layers; i++) {
+    h = conv5(&m->post[i], h);
+    if (i < c->postnet_layers - 1) h = nn_mul(nn_tanh(h), mask);
+  }
+  return nn_add(x, h);
+}
+
 char *tts_config_json(const tts_config *c) {
   return g_strdup_printf("{\"n_mels\": %d, \"reduction\": %d, \"embed\": %d, \"text_dim\": %d, \"dim\": %d, "
-                         "\"audio_layers\": %d, \"dec_layers\": %d, \"prenet_dropout\": %.9g, \"symbols\": %d}",
+                         "\"audio_layers\": %d, \"dec_layers\": %d, \"prenet_dropout\": %.9g, \"postnet_layers\": %d, "
+                         "\"postnet_dim\": %d, \"symbols\": %d}",
                          c->n_mels, c->reduction, c->embed, c->text_dim, c->dim, c->audio_layers, c->dec_layers,
-                         c->prenet_dropout, E2E_TTS_SYMBOLS);
+                         c->prenet_dropout, c->postnet_layers, c->postnet_dim, E2E_TTS_SYMBOLS);
 }
 
 char *tts_mel_json(const e2e_mel_config *c) {
@@ -220,6 +247,8 @@ bool tts_init_from_meta(tts_model *m, const nn_st_file *f, const char *path) {
     c.audio_layers = (int)json_object_get_int_member_with_default(o, "audio_layers", 0);
     c.dec_layers = (int)json_object_get_int_member_with_default(o, "dec_layers", 0);
     c.prenet_dropout = (float)json_object_get_double_member_with_default(o, "prenet_dropout", -1.0);
+    c.postnet_layers = (int)json_object_get_int_member_with_default(o, "postnet_layers", 0);
+    c.postnet_dim = (int)json_object_get_int_member_with_default(o, "postnet_dim", 0);
     if (json_object_get_int_member_with_default(o, "symbols", 0) != E2E_TTS_SYMBOLS) {
       nn_set_error("%s: the model's character set is not this build's (%d symbols)", path, E2E_TTS_SYMBOLS);
       ok = false;

@@ -1,6 +1,7 @@
-/* Streaming synthesis: sentences decoded step by step, their frames vocoded in short chunks as soon as
- * enough frames (and a few of right context) exist, each chunk's start cross-faded with the previous
- * chunk's overhang. The speaking rate stretches the frame sequence in time (linear interpolation between
+/* Streaming synthesis: sentences decoded step by step, their frames refined by the postnet as soon as
+ * it has its right context (POST_BATCH frames at a time: each window recomputes its edges), vocoded in
+ * short chunks as soon as enough frames (and a few of right context) exist, each chunk's start
+ * cross-faded with the previous chunk's overhang. The speaking rate stretches the frame sequence in time (linear interpolation between
  * frames) before the vocoder, so the pitch stays. */
 #include <glib.h>
 #include <math.h>
@@ -15,6 +16,7 @@
 #define RIGHT 6        /* ... and after it (a window spans about five hops) */
 #define XFADE 256      /* samples cross-faded between chunks */
 #define PAUSE_S 0.25   /* silence between sentences */
+#define POST_BATCH 16  /* frames refined together */
 
 e2e_tts_opts e2e_tts_opts_default(void) {
   return (e2e_tts_opts){.rate = 1.0f, .volume = 1.0f, .iterations = 32, .max_chars = 300};
@@ -26,11 +28,14 @@ struct e2e_tts_stream {
   GQueue sentences;            /* normalised sentences (g_free'd) */
   /* the sentence in progress */
   e2e_model *model;            /* held while its decoder runs: a swap takes effect at the next sentence */
+  const tts_model *tm;         /* its network, valid while model is held */
+  float contrast;
   tts_synth *synth;
   int *word_start, n_words, next_word;
   char **words;
   int M, r, hop, rate_hz;
-  GArray *raw;                 /* decoded log-mel frames [n][M] */
+  GArray *norm;                /* the decoder's normalised frames [n][M] */
+  GArray *raw;                 /* frames as heard (after the postnet and contrast) [n][M]: a prefix of norm */
   bool decoded;                /* the decoder has finished this sentence */
   int64_t emitted;             /* stretched frames whose samples are out */
   int64_t sentence_start;      /* the stream sample where the sentence's first frame starts */
@@ -61,6 +66,7 @@ e2e_tts_stream *e2e_tts_stream_new(e2e_session *s, const e2e_tts_opts *o) {
   st->voc = tts_vocoder_new(&mel);
   st->overhang = calloc(XFADE, sizeof(float));
   st->raw = g_array_new(FALSE, FALSE, sizeof(float));
+  st->norm = g_array_new(FALSE, FALSE, sizeof(float));
   st->fifo = g_array_new(FALSE, FALSE, sizeof(float));
   st->pending_words = g_array_new(FALSE, FALSE, sizeof(e2e_tts_word));
   st->hop = mel.hop;
@@ -77,12 +83,14 @@ static void end_sentence(e2e_tts_stream *st) {
   st->synth = NULL;
   e2e_model_unref(st->model);
   st->model = NULL;
+  st->tm = NULL;
   free(st->word_start);
   st->word_start = NULL;
   g_strfreev(st->words);
   st->words = NULL;
   st->n_words = st->next_word = 0;
   if (st->raw) g_array_set_size(st->raw, 0);
+  if (st->norm) g_array_set_size(st->norm, 0);
   st->decoded = false;
   st->emitted = 0;
 }
@@ -94,6 +102,7 @@ void e2e_tts_stream_free(e2e_tts_stream *st) {
   tts_vocoder_free(st->voc);
   free(st->overhang);
   if (st->raw) g_array_free(st->raw, TRUE);
+  if (st->norm) g_array_free(st->norm, TRUE);
   if (st->fifo) g_array_free(st->fifo, TRUE);
   if (st->pending_words) g_array_free(st->pending_words, TRUE);
   free(st);
@@ -155,10 +164,11 @@ static bool start_sentence(e2e_tts_stream *st, bool *failed) {
   tts_model *m = e2e_session_enter(st->session, E2E_TASK_TTS, &scope);
   if (m) {
     st->model = e2e_model_ref((e2e_model *)e2e_session_model(st->session));
+    st->tm = m;
     st->M = m->cfg.n_mels, st->r = m->cfg.reduction;
+    st->contrast = st->o.contrast > 0.0f ? st->o.contrast : m->contrast;
     /* the guard: three steps a character is twice the slowest speech a voice makes */
     st->synth = tts_synth_new(m, labels, k, 20 + 3 * (k + 1), st->o.prenet_dropout ? TTS_SYNTH_PRENET_DROPOUT : 0);
-    if (st->synth && st->o.contrast > 0.0f) tts_synth_set_contrast(st->synth, st->o.contrast);
     e2e_session_leave(st->session, &scope);
   }
   free(labels);
@@ -195,8 +205,24 @@ static void stretched_frame(const e2e_tts_stream *st, int64_t j, float *out) {
   for (int k = 0; k < M; k++) out[k] = a[k] + f * (b[k] - a[k]);
 }
 
+/* Frames the postnet can finish go to raw, as heard: all of them once decoding is done. */
+static bool refine(e2e_tts_stream *st) {
+  int M = st->M;
+  int64_t n = st->norm->len / M, done = st->raw->len / M;
+  int64_t ready = st->decoded ? n : n - tts_postnet_reach(&st->tm->cfg);
+  if (ready <= done || (!st->decoded && ready - done < POST_BATCH)) return true;
+  float *post = malloc(sizeof(float) * (size_t)(ready - done) * M);
+  bool ok = post && tts_postnet_frames(st->tm, (float *)st->norm->data, n, done, ready, post);
+  if (ok) {
+    tts_heard_frames(st->tm, st->contrast, post, ready - done, post);
+    g_array_append_vals(st->raw, post, (guint)((ready - done) * M));
+  }
+  free(post);
+  return ok;
+}
+
 /* One decoder step; notes the words whose first character the attention reached. */
-static void decode_step(e2e_tts_stream *st) {
+static bool decode_step(e2e_tts_stream *st) {
   int rm = st->r * st->M;
   float *frames = g_alloca(sizeof(float) * (size_t)rm), stop = 0.0f;
   int64_t step = tts_synth_steps(st->synth);
@@ -204,9 +230,9 @@ static void decode_step(e2e_tts_stream *st) {
   if (peak < 0) {
     st->decoded = true;
     st->guard = true;
-    return;
+    return refine(st);
   }
-  g_array_append_vals(st->raw, frames, (guint)rm);
+  g_array_append_vals(st->norm, frames, (guint)rm);
   while (st->next_word < st->n_words && peak >= st->word_start[st->next_word]) {
     e2e_tts_word w = {.sample = st->sentence_start + (int64_t)((double)step * st->r / st->o.rate * st->hop)};
     g_strlcpy(w.word, st->words[st->next_word] ? st->words[st->next_word] : "", sizeof w.word);
@@ -217,6 +243,7 @@ static void decode_step(e2e_tts_stream *st) {
     st->next_word++;
   }
   if (tts_synth_finished(st->synth)) st->decoded = true;
+  return refine(st);
 }
 
 /* Vocodes stretched frames [a, b) with context, cross-fades, appends to the fifo. last: the sentence's
@@ -261,7 +288,11 @@ static bool produce(e2e_tts_stream *st, bool *failed) {
     if (!st->synth) {
       if (!start_sentence(st, failed)) return false;
     }
-    while (!st->decoded && stretched_frames(st) < st->emitted + CHUNK + RIGHT) decode_step(st);
+    while (!st->decoded && stretched_frames(st) < st->emitted + CHUNK + RIGHT)
+      if (!decode_step(st)) {
+        *failed = true;
+        return false;
+      }
     int64_t total = stretched_frames(st);
     if (!st->decoded || total - st->emitted > CHUNK + RIGHT) {
       if (!emit_chunk(st, st->emitted, st->emitted + CHUNK, false)) {

@@ -26,7 +26,6 @@ struct tts_synth {
   int at_end;                /* steps the attention has spent on the end mark */
   bool finished;
   bool dropout;              /* the prenet's dropout, as in training */
-  float contrast;            /* the model's, unless set */
   nn_rng rng;
   float *prev, *h, *z, *cat, *scores, *ctx, *out;
   int max_steps;
@@ -57,7 +56,6 @@ tts_synth *tts_synth_new(const tts_model *m, const uint8_t *labels, int n, int m
   s->back = flags & TTS_SYNTH_FULL_ATTENTION ? s->L : WINDOW_BACK;
   s->ahead = flags & TTS_SYNTH_FULL_ATTENTION ? s->L : WINDOW_AHEAD;
   s->dropout = (flags & TTS_SYNTH_PRENET_DROPOUT) && m->cfg.prenet_dropout > 0.0f;
-  s->contrast = m->contrast;
   nn_rng_seed(&s->rng, 20261207);
   /* keys and values through the training graph, once per utterance */
   nn_no_grad_begin();
@@ -171,9 +169,7 @@ int tts_synth_step(tts_synth *s, float *frames, float *stop_prob) {
   relu(s->h, D);
   linear(&m->out, s->h, s->out);
   memcpy(s->prev, s->out, sizeof(float) * s->rm);
-  const float *mean = nn_f32(m->mel_mean), *sd = nn_f32(m->mel_std);
-  /* the network goes on from what it predicted (s->prev); only what is heard is stretched */
-  for (int k = 0; k < s->rm; k++) frames[k] = s->contrast * s->out[k] * sd[k % c->n_mels] + mean[k % c->n_mels];
+  memcpy(frames, s->out, sizeof(float) * s->rm);
   *stop_prob = 1.0f / (1.0f + expf(-s->out[s->rm]));
   s->at_end += s->peak >= s->L - 1;
   s->finished = (*stop_prob > 0.5f && s->peak >= s->L - 3) || s->at_end > 8;
@@ -182,7 +178,13 @@ int tts_synth_step(tts_synth *s, float *frames, float *stop_prob) {
 }
 
 bool tts_synth_finished(const tts_synth *s) { return s->finished; }
-void tts_synth_set_contrast(tts_synth *s, float contrast) { s->contrast = contrast; }
+
+void tts_heard_frames(const tts_model *m, float contrast, const float *norm, int64_t n, float *log_mel) {
+  int M = m->cfg.n_mels;
+  const float *mean = nn_f32(m->mel_mean), *sd = nn_f32(m->mel_std);
+  for (int64_t t = 0; t < n; t++)
+    for (int j = 0; j < M; j++) log_mel[t * M + j] = contrast * norm[t * M + j] * sd[j] + mean[j];
+}
 int tts_synth_text_len(const tts_synth *s) { return s->L; }
 const float *tts_synth_attention(const tts_synth *s) { return s->attention; }
 int64_t tts_synth_steps(const tts_synth *s) { return s->t; }

@@ -13,7 +13,8 @@ enum {
 };
 tts_synth *tts_synth_new(const tts_model *m, const uint8_t *labels, int n, int max_steps, int flags);
 void tts_synth_free(tts_synth *s);
-/* The next step: reduction * n_mels log-mel values into frames, the stop probability into *stop_prob.
+/* The next step: the decoder's reduction * n_mels normalised log-mel values into frames (before the
+ * postnet: tts_postnet_frames, then tts_heard_frames), the stop probability into *stop_prob.
  * Returns the attention's position (a character index; the end mark is text length), or -1 past
  * max_steps. */
 int tts_synth_step(tts_synth *s, float *frames, float *stop_prob);
@@ -21,8 +22,10 @@ int tts_synth_step(tts_synth *s, float *frames, float *stop_prob);
  * attention has lingered on the end mark (the element, the tool and the evaluation all stop here). */
 bool tts_synth_finished(const tts_synth *s);
 int tts_synth_text_len(const tts_synth *s); /* with the end mark */
-/* Overrides the model's contrast (tts_model.contrast) for this text's frames. */
-void tts_synth_set_contrast(tts_synth *s, float contrast);
+/* Normalised frames [n][n_mels] to the log-mel the vocoder hears: contrast (tts_model.contrast unless
+ * overridden) stretches them around the voice's mean. The network goes on from what it predicted; only
+ * what is heard is stretched. */
+void tts_heard_frames(const tts_model *m, float contrast, const float *norm, int64_t n, float *log_mel);
 const float *tts_synth_attention(const tts_synth *s); /* [steps][text_len], or NULL */
 int64_t tts_synth_steps(const tts_synth *s);
 

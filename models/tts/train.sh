@@ -6,7 +6,9 @@
 #                                        its optimizer state, validates every 250 steps, writes the model;
 #                                        TOTAL_STEPS=N sets the length of the learning-rate schedule (60000);
 #                                        INIT=MODEL, when there is no checkpoint, starts from that model's
-#                                        weights with a new optimizer (e.g. the shipped models/tts/e2etts.safetensors)
+#                                        weights with a new optimizer (e.g. the shipped models/tts/e2etts.safetensors);
+#                                        POSTNET=N (and POSTNET_DIM, default 128) gives a new model, or an INIT
+#                                        model without one, an N-layer postnet
 #   models/tts/train.sh contrast [X...]  the trained model reads 60 held-out sentences that no evaluation uses
 #                                        (LJ 300-349 and generated 60-69 of val.tsv) at each contrast (default
 #                                        1.0 1.15 1.3 1.45); pocketsphinx's WER for each: pick the lowest
@@ -42,7 +44,8 @@ stage)
   train=$(ls "$DATA"/train-*.safetensors | tr '\n' ',')
   env -u OPENBLAS_CORETYPE "$E2E" train tts --train "$train" --val "$DATA/val.safetensors" \
     --checkpoint "$DATA/checkpoint.safetensors" --out "$DATA/e2etts.safetensors" --log "$LOGS/log.jsonl" \
-    --seconds "$seconds" --total-steps "${TOTAL_STEPS:-60000}" ${INIT:+--init "$INIT"} 2>&1 | tee "$log"
+    --seconds "$seconds" --total-steps "${TOTAL_STEPS:-60000}" ${INIT:+--init "$INIT"} \
+    ${POSTNET:+--postnet "$POSTNET" --postnet-dim "${POSTNET_DIM:-128}"} 2>&1 | tee "$log"
   ;;
 contrast)
   shift
