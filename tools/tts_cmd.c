@@ -282,10 +282,12 @@ int e2e_eval_tts(int argc, char **argv) {
           continue;
         }
         bool any = false, letters = false;
+        int w0 = l;
         for (; l < c && chars[l] != ' '; l++) {
           any |= held[l];
           letters |= chars[l] >= 'a' && chars[l] <= 'z';
         }
+        if (letters && !any) printf("possible skip: %s: \"%.*s\"\n", id, l - w0, chars + w0); /* to listen to */
         skipped |= letters && !any;
       }
       sentences++;
