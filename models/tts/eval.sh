@@ -4,7 +4,8 @@
 #
 # - robustness and speed: 200 held-out sentences through `e2e eval tts` (length guard, words whose letters
 #   never held the attention, real-time factor, first audio of a 20-word sentence), and the words
-#   pocketsphinx drops or doubles for our voice but not for the teacher on them (tools/compare/tts_skips.py);
+#   pocketsphinx drops or doubles for our voice but not for the teacher on them, and those e2easr drops or
+#   doubles too (tools/compare/tts_skips.py);
 # - intelligibility: 100 of them (80 LJ Speech sentences and 20 generated ones with numbers, dates, times
 #   and amounts), recognised by Debian's pocketsphinx (independent) and by our e2easr (bigram LM), spoken
 #   by the teacher voice itself (flite rms, the ceiling), by our model, and by espeak-ng en-us.
@@ -22,7 +23,11 @@ head -200 "$DATA/val.tsv" | awk -F'\t' '{print $1 "\tteacher\t" $3}' > "$OUT/tea
 cp "$OUT/e2etts/e2etts.tsv" "$OUT/ours200.tsv"
 $PS pocketsphinx "$OUT/teacher200.tsv" --json "$OUT/teacher200.json" | head -1
 $PS pocketsphinx "$OUT/ours200.tsv" --json "$OUT/ours200.json" | head -1
-/usr/bin/python3 "$ROOT/tools/compare/tts_skips.py" "$OUT/teacher200.json" "$OUT/ours200.json" | tail -1
+for who in teacher200 ours200; do
+  "$E2E" eval asr --lm "$ROOT/models/asr/lm.txt" --json "$OUT/$who-asr.json" "$OUT/$who.tsv" > /dev/null
+done
+/usr/bin/python3 "$ROOT/tools/compare/tts_skips.py" "$OUT/teacher200.json" "$OUT/ours200.json" \
+  "$OUT/teacher200-asr.json" "$OUT/ours200-asr.json" | grep "sentences:"
 # the 100 for intelligibility: the first 80 LJ sentences and the first 20 generated ones
 { grep -v "	GEN-" "$DATA/val.tsv" | head -80; grep "	GEN-" "$DATA/val.tsv" | head -20; } > "$OUT/val100.tsv"
 "$E2E" eval tts --model "$M" --max 100 --out "$OUT/e2etts" "$OUT/val100.tsv" > /dev/null

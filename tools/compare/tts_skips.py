@@ -3,11 +3,13 @@
 attention): a reference word pocketsphinx drops, or says twice, for our voice where it does not for the
 teacher voice on the same sentence.
 
-    tools/compare/tts_skips.py TEACHER.json OURS.json
+    tools/compare/tts_skips.py TEACHER.json OURS.json [TEACHER2.json OURS2.json]
 
-Both files come from `asr_baseline.py pocketsphinx LIST.tsv --json OUT` on the same sentences in the same
-order. A recogniser also drops words it merely misheard, so this counts more than the voice skips: it is an
-upper bound, listed sentence by sentence for listening."""
+Both files come from `asr_baseline.py pocketsphinx LIST.tsv --json OUT` (or `e2e eval asr --json`) on the
+same sentences in the same order. A recogniser also drops words it merely misheard, so this counts more
+than the voice skips: it is an upper bound, listed sentence by sentence for listening. Given a second
+recogniser's pair, it also counts the words both recognisers drop (or double) for ours only: two
+recognisers rarely mishear the same word the same way, so these are the likelier skips."""
 import json
 import sys
 
@@ -40,27 +42,41 @@ def dropped_and_doubled(ref, hyp):
     return dropped, doubled
 
 
-def main():
-    if len(sys.argv) != 3:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
-    teacher = [json.loads(line) for line in open(sys.argv[1])]
-    ours = [json.loads(line) for line in open(sys.argv[2])]
+def ours_only(teacher_path, ours_path):
+    """Per sentence: (file, reference words, positions dropped for ours only, positions doubled for ours only)."""
+    teacher = [json.loads(line) for line in open(teacher_path)]
+    ours = [json.loads(line) for line in open(ours_path)]
     if len(teacher) != len(ours) or any(t["ref"] != o["ref"] for t, o in zip(teacher, ours)):
-        sys.exit("the two files are not the same sentences in the same order")
-    skips = repeats = 0
+        sys.exit(f"{teacher_path} and {ours_path} are not the same sentences in the same order")
+    rows = []
     for t, o in zip(teacher, ours):
         ref = o["ref"].split()
         td, tr = dropped_and_doubled(ref, t["hyp"].split())
         od, orep = dropped_and_doubled(ref, o["hyp"].split())
-        new_drops, new_repeats = sorted(od - td), sorted(orep - tr)
-        skips += bool(new_drops)
-        repeats += bool(new_repeats)
-        if new_drops or new_repeats:
-            what = [f"dropped '{ref[k]}'" for k in new_drops] + [f"doubled '{ref[k]}'" for k in new_repeats]
-            print(f"{o['file']}: {', '.join(what)}")
-    print(f"{len(ours)} sentences: a word dropped for ours but not for the teacher in {skips}, "
-          f"a word doubled in {repeats}")
+        rows.append((o["file"], ref, od - td, orep - tr))
+    return rows
+
+
+def report(rows, prefix=""):
+    for file, ref, drops, repeats in rows:
+        if drops or repeats:
+            what = [f"dropped '{ref[k]}'" for k in sorted(drops)] + [f"doubled '{ref[k]}'" for k in sorted(repeats)]
+            print(f"{prefix}{file}: {', '.join(what)}")
+    print(f"{prefix}{len(rows)} sentences: a word dropped for ours but not for the teacher in "
+          f"{sum(bool(r[2]) for r in rows)}, a word doubled in {sum(bool(r[3]) for r in rows)}")
+
+
+def main():
+    if len(sys.argv) not in (3, 5):
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    rows = ours_only(sys.argv[1], sys.argv[2])
+    report(rows)
+    if len(sys.argv) == 5:
+        other = ours_only(sys.argv[3], sys.argv[4])
+        if len(other) != len(rows) or any(a[1] != b[1] for a, b in zip(rows, other)):
+            sys.exit("the second recogniser's files are not the same sentences")
+        report([(a[0], a[1], a[2] & b[2], a[3] & b[3]) for a, b in zip(rows, other)], "both recognisers: ")
 
 
 if __name__ == "__main__":
