@@ -1,8 +1,8 @@
 /* Streaming synthesis: sentences decoded step by step, their frames refined by the postnet as soon as
  * it has its right context (POST_BATCH frames at a time: each window recomputes its edges), vocoded in
  * short chunks as soon as enough frames (and a few of right context) exist, each chunk's start
- * cross-faded with the previous chunk's overhang. The speaking rate stretches the frame sequence in time (linear interpolation between
- * frames) before the vocoder, so the pitch stays. */
+ * cross-faded with the previous chunk's overhang. The speaking rate stretches the frame sequence in time
+ * (linear interpolation between frames) before the vocoder, so the pitch stays. */
 #include <glib.h>
 #include <math.h>
 #include <stdlib.h>
