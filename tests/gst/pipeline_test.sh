@@ -96,19 +96,14 @@ else bad "truncated e2ecodec file"; tail -5 "$TMP/log6"; fi
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 if [ -f "$SRC/models/asr/e2easr.safetensors" ]; then
   if gst-launch-1.0 -q filesrc location="$SRC/tests/data/speech-heldout.flac" ! decodebin ! audioconvert ! \
-     e2easr json-file="$TMP/asr.jsonl" ! fakesink >"$TMP/log7" 2>&1 && python3 - "$TMP/asr.jsonl" >"$TMP/asr.txt" 2>&1 <<'PY'
+     e2easr json-file="$TMP/asr.jsonl" ! fakesink >"$TMP/log7" 2>&1 && python3 - "$TMP/asr.jsonl" "$SRC" >"$TMP/asr.txt" 2>&1 <<'PY'
 import json, sys
+sys.path.insert(0, sys.argv[2] + "/tools/compare")
+from asr_baseline import edits as ed
 refs = ["set an alarm for ten twenty five in the morning", "it seeks to maintain the federal bench in full vigor",
         "the city justices had not fulfilled this obligation"]
 got = [json.loads(l) for l in open(sys.argv[1])]
 assert len(got) == 3, f"{len(got)} utterances, expected 3: {[g['text'] for g in got]}"
-def ed(a, b):
-    row = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        d, row[0] = row[0], i
-        for j in range(1, len(b) + 1):
-            u = row[j]; row[j] = min(d + (a[i - 1] != b[j - 1]), u + 1, row[j - 1] + 1); d = u
-    return row[-1]
 cer = sum(ed(r, g["text"]) for r, g in zip(refs, got)) / sum(len(r) for r in refs)
 prev = -1
 for g in got:
@@ -129,18 +124,13 @@ if [ -f "$SRC/models/tts/e2etts.safetensors" ] && [ -f "$SRC/models/asr/e2easr.s
   if gst-launch-1.0 -q e2etts text="The neglect of prison reform in those days was not to be visited upon the legislature. \
 On 3/4/2018 the train left Denver at 11:25. It seeks to maintain the federal bench in full vigor." ! audioconvert ! \
      audioresample ! e2easr json-file="$TMP/rt.jsonl" ! fakesink >"$TMP/log10" 2>&1 &&
-     python3 - "$TMP/rt.jsonl" >"$TMP/rt.txt" 2>&1 <<'PY'
+     python3 - "$TMP/rt.jsonl" "$SRC" >"$TMP/rt.txt" 2>&1 <<'PY'
 import json, sys
+sys.path.insert(0, sys.argv[2] + "/tools/compare")
+from asr_baseline import edits as ed
 ref = ("the neglect of prison reform in those days was not to be visited upon the legislature on march fourth twenty "
        "eighteen the train left denver at eleven twenty five it seeks to maintain the federal bench in full vigor")
 got = " ".join(json.loads(l)["text"] for l in open(sys.argv[1]))
-def ed(a, b):
-    row = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        d, row[0] = row[0], i
-        for j in range(1, len(b) + 1):
-            u = row[j]; row[j] = min(d + (a[i - 1] != b[j - 1]), u + 1, row[j - 1] + 1); d = u
-    return row[-1]
 cer = ed(ref, got) / len(ref)
 print(f"CER {cer:.3f}: {got}")
 assert cer < 0.45, f"CER {cer:.3f}"  # the shipped pair: 0.23 (greedy); an untrained voice gives nearly 1
