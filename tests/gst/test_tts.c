@@ -256,8 +256,10 @@ TEST(a_flush_in_the_middle_of_a_long_text_stops_it_and_speech_goes_on_after) {
   GstHarness *h = harness(model, "utf8", NULL);
   push_job j = {h, GST_FLOW_OK};
   GThread *t = g_thread_new("push", push_long_text, &j);
-  /* wait for audio to flow, then flush from this thread */
-  for (int i = 0; i < 500 && gst_harness_buffers_received(h) < 3; i++) g_usleep(10000);
+  /* wait for audio to flow (under valgrind, normalising the 100 kB alone takes seconds), then flush from this
+   * thread: the flush must land in the middle of synthesis */
+  for (int i = 0; i < 6000 && gst_harness_buffers_received(h) < 3; i++) g_usleep(10000);
+  CHECK(gst_harness_buffers_received(h) >= 3, "audio flowed before the flush");
   gint64 t0 = g_get_monotonic_time();
   gst_harness_push_event(h, gst_event_new_flush_start());
   g_thread_join(t);
