@@ -98,7 +98,7 @@ if train "$TMP/log9" --checkpoint "$TMP/ck9" --out "$TMP/m9" --init "$TMP/m7" --
 else bad "contrast after --init"; tail -3 "$TMP/log9"; "$E2E" info "$TMP/m9" | grep contrast; fi
 
 # a postnet joins a trained model as no change (its validation after the postnet is the model's own), trains,
-# and speaks through the streaming path; a second, different postnet is refused
+# and speaks through the streaming path; a postnet with other layers is refused
 val_post() { sed -n 's/^validation .* post \([0-9.]*\) .*/\1/p' "$1" | tail -1; }
 if train "$TMP/log10" --checkpoint "$TMP/ck10" --out "$TMP/m10" --init "$TMP/m1" --postnet 2 --postnet-dim 16 \
      --total-steps 1 --lr 1e-12 && [ "$(val_post "$TMP/log10")" = "$trained" ] &&
@@ -109,11 +109,34 @@ if train "$TMP/log11" --checkpoint "$TMP/ck10" --out "$TMP/m10" --init "$TMP/m1"
      --total-steps 15 && [ -n "$(val_post "$TMP/log11")" ] && [ "$(val_post "$TMP/log11")" != "$trained" ] &&
    "$E2E" tts --model "$TMP/m10" "we sat." -o "$TMP/post.wav" >"$TMP/log12" 2>&1 && [ -s "$TMP/post.wav" ]; then
   ok "the postnet trains (validation after it $(val_post "$TMP/log11")) and the voice speaks"
-else bad "postnet training and speech"; tail -3 "$TMP/log11" "$TMP/log12"; fi
+else bad "postnet training and speech"; tail -n 3 "$TMP/log11" "$TMP/log12"; fi
+# widening a trained 3-layer postnet keeps what it computes (the voice's samples within rounding: leaving the
+# new channels' outgoing weights random moves them by ~170); narrowing it is refused
+maxdiff() { python3 - "$1" "$2" <<'PY'
+import struct, sys, wave
+def samples(p):
+    with wave.open(p) as w:
+        return struct.unpack("<%dh" % w.getnframes(), w.readframes(w.getnframes()))
+a, b = samples(sys.argv[1]), samples(sys.argv[2])
+print(max(abs(x - y) for x, y in zip(a, b)) if len(a) == len(b) and a else 99999)
+PY
+}
+if train "$TMP/log14" --checkpoint "$TMP/ck14" --out "$TMP/m14" --init "$TMP/m1" --postnet 3 --postnet-dim 16 --lr 0.01 \
+     --total-steps 15 &&
+   train "$TMP/log15" --checkpoint "$TMP/ck15" --out "$TMP/m15" --init "$TMP/m14" --postnet 3 --postnet-dim 24 \
+     --total-steps 1 --lr 1e-12 &&
+   "$E2E" info "$TMP/m15" 2>/dev/null | grep -q "^post.conv1.weight *f32 *\[24, 120\]" &&
+   "$E2E" tts --model "$TMP/m14" "it is red." -o "$TMP/w14.wav" >/dev/null 2>&1 &&
+   "$E2E" tts --model "$TMP/m15" "it is red." -o "$TMP/w15.wav" >/dev/null 2>&1 &&
+   d=$(maxdiff "$TMP/w14.wav" "$TMP/w15.wav") && [ "$d" -le 8 ] &&
+   ! train "$TMP/log16" --checkpoint "$TMP/ck16" --out "$TMP/m16" --init "$TMP/m15" --postnet 3 --postnet-dim 16 &&
+   grep -q "can only be widened" "$TMP/log16"; then
+  ok "--postnet-dim 24 widens a trained 16-wide postnet (its voice moves by $d in 32767); 16 again is refused"
+else bad "widening the postnet"; echo "sample difference: ${d:-}"; tail -n 3 "$TMP/log14" "$TMP/log15" "$TMP/log16"; fi
 if ! train "$TMP/log13" --checkpoint "$TMP/ck13" --out "$TMP/m13" --init "$TMP/m10" --postnet 3 &&
    grep -q "already has a 2-layer postnet" "$TMP/log13"; then
   ok "--postnet 3 on a model with a 2-layer postnet is refused"
-else bad "a second postnet"; tail -3 "$TMP/log13"; fi
+else bad "a second postnet"; tail -n 3 "$TMP/log13"; fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -439,13 +439,27 @@ static void usage_train(void) {
           "  --dim N --text-dim N --layers N   a new model's size (default 128, 128, 6)\n"
           "  --prenet-dropout P   a new model's prenet dropout (default 0.5)\n"
           "  --postnet N          a new model's postnet layers (default 0: none); with --init, adds one to a\n"
-          "                       model that has none (it starts as no change)\n"
+          "                       model that has none, or widens its N-layer postnet to --postnet-dim (either\n"
+          "                       way it starts as no change)\n"
           "  --postnet-dim N      its width (default 128)\n"
           "  --threads N --seed N\n");
 }
 
-/* The same network with a postnet added, every other weight (and the mel statistics) copied. */
-static bool add_postnet(tts_model *m, int layers, int dim, uint64_t seed) {
+/* Copies a trained postnet layer into a wider one so that it computes the same: the old block of each tap is
+ * kept, the new channels' incoming weights stay random and their outgoing weights are zero. */
+static void widen_postnet_layer(const nn_tensor *from_w, const nn_tensor *from_b, nn_tensor *to_w, nn_tensor *to_b) {
+  int64_t out_old = from_w->shape[0], in_old = from_w->shape[1] / 5, in_new = to_w->shape[1] / 5;
+  const float *a = nn_data((nn_tensor *)from_w);
+  float *w = nn_data(to_w);
+  for (int64_t o = 0; o < out_old; o++)
+    for (int64_t t = 0; t < 5; t++)
+      for (int64_t c = 0; c < in_new; c++) w[o * 5 * in_new + t * in_new + c] = c < in_old ? a[o * 5 * in_old + t * in_old + c] : 0.0f;
+  memcpy(nn_data(to_b), nn_data((nn_tensor *)from_b), sizeof(float) * (size_t)out_old);
+}
+
+/* The same network with a new postnet, or its postnet widened, every other weight (and the mel statistics)
+ * copied: either way it starts out computing what the model did. */
+static bool set_postnet(tts_model *m, int layers, int dim, uint64_t seed) {
   tts_config c = m->cfg;
   c.postnet_layers = layers, c.postnet_dim = dim;
   tts_model n;
@@ -453,9 +467,12 @@ static bool add_postnet(tts_model *m, int layers, int dim, uint64_t seed) {
   for (int i = 0; i < m->p.n; i++)
     for (int j = 0; j < n.p.n; j++)
       if (!strcmp(m->p.names[i], n.p.names[j])) {
-        memcpy(nn_data(n.p.t[j]), nn_data(m->p.t[i]), sizeof(float) * (size_t)nn_numel(m->p.t[i]));
+        if (nn_numel(m->p.t[i]) == nn_numel(n.p.t[j]))
+          memcpy(nn_data(n.p.t[j]), nn_data(m->p.t[i]), sizeof(float) * (size_t)nn_numel(m->p.t[i]));
         break;
       }
+  for (int i = 0; i < layers && m->cfg.postnet_layers && m->cfg.postnet_dim != dim; i++)
+    widen_postnet_layer(m->post[i].weight, m->post[i].bias, n.post[i].weight, n.post[i].bias);
   tts_free(m);
   *m = n; /* its model_id is set again when saved */
   return true;
@@ -538,11 +555,13 @@ int e2e_train_tts(int argc, char **argv) {
       set_free(&train), set_free(&val);
       return 1;
     }
-    if (ok && cfg.postnet_layers && m.cfg.postnet_layers != cfg.postnet_layers) {
-      if (m.cfg.postnet_layers) {
-        fprintf(stderr, "e2e train tts: --init: the model already has a %d-layer postnet\n", m.cfg.postnet_layers);
+    bool other_layers = m.cfg.postnet_layers && m.cfg.postnet_layers != cfg.postnet_layers;
+    if (ok && cfg.postnet_layers && (m.cfg.postnet_layers != cfg.postnet_layers || m.cfg.postnet_dim != cfg.postnet_dim)) {
+      if (other_layers || (m.cfg.postnet_layers && m.cfg.postnet_dim > cfg.postnet_dim)) {
+        fprintf(stderr, "e2e train tts: --init: the model already has a %d-layer postnet %d wide (it can only be widened)\n",
+                m.cfg.postnet_layers, m.cfg.postnet_dim);
         ok = false;
-      } else if (!add_postnet(&m, cfg.postnet_layers, cfg.postnet_dim, seed)) {
+      } else if (!set_postnet(&m, cfg.postnet_layers, cfg.postnet_dim, seed)) {
         fprintf(stderr, "e2e train tts: --postnet: %s\n", nn_last_error());
         ok = false;
       }
