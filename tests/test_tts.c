@@ -40,6 +40,9 @@ TEST(abbreviations_acronyms_and_punctuation_become_words_and_pauses) {
   expect_normal("\"Hello,\" she said -- well...", "hello, she said well.");
   expect_normal("Caf\xc3\xa9 d\xc3\xa9j\xc3\xa0 vu, na\xc3\xafve", "cafe deja vu, naive");
   expect_normal("Wait?!", "wait?");
+  /* abbreviations that are everyday words stay words unless written as abbreviations mid-sentence */
+  expect_normal("We sat. I said no. The Sun. Meet on Sat. at 5, No. 7, Wed. the 3rd, No. C2.",
+                "we sat. i said no. the sun. meet on saturday at five, number seven, wednesday the third, number c two.");
 }
 
 static int drops;

@@ -179,10 +179,25 @@ static const char *ABBREVIATIONS[][2] = {
 /* Dotted forms read as words rather than letters. */
 static const char *DOTTED[][2] = {{"e.g", "for example"}, {"i.e", "that is"}, {"a.m", "a m"}, {"p.m", "p m"}};
 
-static const char *abbreviation(const char *lower) {
-  for (size_t i = 0; i < G_N_ELEMENTS(ABBREVIATIONS); i++)
-    if (!strcmp(lower, ABBREVIATIONS[i][0])) return ABBREVIATIONS[i][1];
-  return NULL;
+/* Abbreviations that are also everyday words ("we sat.", "I said no.") */
+static const char *WORDLIKE[] = {"no", "sat", "sun", "wed", "mar"};
+
+/* TOK is a lower-cased word that ends at the dot at S[N]. A word-like abbreviation counts only written with a
+ * capital and followed by more of its sentence ("Sat. at noon", "No. 5", "No. C2766"), not by its end or a new
+ * one. */
+static const char *abbreviation(const char *lower, const char *s, size_t n) {
+  const char *expansion = NULL;
+  for (size_t i = 0; i < G_N_ELEMENTS(ABBREVIATIONS) && !expansion; i++)
+    if (!strcmp(lower, ABBREVIATIONS[i][0])) expansion = ABBREVIATIONS[i][1];
+  for (size_t i = 0; i < G_N_ELEMENTS(WORDLIKE) && expansion; i++)
+    if (!strcmp(lower, WORDLIKE[i])) {
+      const char *q = s + n + 1;
+      while (*q == ' ') q++;
+      bool goes_on = isdigit((unsigned char)q[0]) || islower((unsigned char)q[0]) ||
+                     (isupper((unsigned char)q[0]) && isdigit((unsigned char)q[1])); /* "No. C2766" */
+      if (!isupper((unsigned char)s[0]) || !goes_on) expansion = NULL;
+    }
+  return expansion;
 }
 
 /* ---- the scanner over ASCII text ---- */
@@ -393,7 +408,7 @@ static size_t letters(writer *w, const char *s) {
     g_free(tok);
     return used;
   }
-  const char *expansion = s[n] == '.' ? abbreviation(tok) : NULL;
+  const char *expansion = s[n] == '.' ? abbreviation(tok, s, n) : NULL;
   bool upper = n >= 2 && n <= 4;  /* all capitals: an acronym or a numeral */
   bool vowel = false;
   for (size_t i = 0; i < n; i++) {

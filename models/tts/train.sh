@@ -8,7 +8,8 @@
 #                                        INIT=MODEL, when there is no checkpoint, starts from that model's
 #                                        weights with a new optimizer (e.g. the shipped models/tts/e2etts.safetensors);
 #                                        POSTNET=N (and POSTNET_DIM, default 128) gives a new model, or an INIT
-#                                        model without one, an N-layer postnet
+#                                        model without one, an N-layer postnet; a POSTNET_DIM wider than an INIT
+#                                        model's N-layer postnet widens it
 #   models/tts/train.sh contrast [X...]  the trained model reads 60 held-out sentences that no evaluation uses
 #                                        (LJ 300-349 and generated 60-69 of val.tsv) at each contrast (default
 #                                        1.0 1.15 1.3 1.45); pocketsphinx's WER for each: pick the lowest
