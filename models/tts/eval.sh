@@ -21,8 +21,8 @@ echo "== robustness and speed (200 held-out sentences)"
 "$E2E" eval tts --model "$M" --max 200 --out "$OUT/e2etts" "$DATA/val.tsv"
 head -200 "$DATA/val.tsv" | awk -F'\t' '{print $1 "\tteacher\t" $3}' > "$OUT/teacher200.tsv"
 cp "$OUT/e2etts/e2etts.tsv" "$OUT/ours200.tsv"
-$PS pocketsphinx "$OUT/teacher200.tsv" --json "$OUT/teacher200.json" | head -1
-$PS pocketsphinx "$OUT/ours200.tsv" --json "$OUT/ours200.json" | head -1
+$PS pocketsphinx "$OUT/teacher200.tsv" --json "$OUT/teacher200.json" | sed -n 1p
+$PS pocketsphinx "$OUT/ours200.tsv" --json "$OUT/ours200.json" | sed -n 1p
 for who in teacher200 ours200; do
   "$E2E" eval asr --lm "$ROOT/models/asr/lm.txt" --json "$OUT/$who-asr.json" "$OUT/$who.tsv" > /dev/null
 done
