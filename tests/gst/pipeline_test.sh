@@ -133,7 +133,7 @@ ref = ("the neglect of prison reform in those days was not to be visited upon th
 got = " ".join(json.loads(l)["text"] for l in open(sys.argv[1]))
 cer = ed(ref, got) / len(ref)
 print(f"CER {cer:.3f}: {got}")
-assert cer < 0.45, f"CER {cer:.3f}"  # the shipped pair: 0.23 (greedy); an untrained voice gives nearly 1
+assert cer < 0.45, f"CER {cer:.3f}"  # the shipped pair: 0.28 (greedy); an untrained voice gives nearly 1
 PY
   then ok "e2etts ! e2easr, shipped models, held-out sentences: $(tail -1 "$TMP/rt.txt")"
   else bad "e2etts ! e2easr round trip"; tail -5 "$TMP/log10" "$TMP/rt.txt"; fi
