@@ -393,6 +393,37 @@ TEST(checkpoint_save_load_gives_identical_outputs_and_training) {
 
 /* --------------------------------------------------- arena, threads */
 
+/* The step after the first must reuse the first's memory, not a fresh block (fresh memory is page-faulted
+ * again: a 720p decode's second picture took 2.5x as long), and steps of two shapes taking turns must
+ * settle instead of growing. */
+TEST(arena_reset_reuses_the_same_memory) {
+  nn_arena *a = nn_arena_new(1 << 16);
+  const size_t sizes[] = {40000, 900000, 3000000, 100, 5000000, 64};
+  const size_t other[] = {6000000, 10, 700000, 2500000};
+  void *first[6];
+  for (int i = 0; i < 6; i++) first[i] = nn_arena_alloc(a, sizes[i]);
+  size_t mallocs = nn_arena_mallocs(a), capacity = nn_arena_capacity(a);
+  CHECK(mallocs > 1, "the first step spilled into %zu chunks", mallocs);
+  for (int round = 0; round < 5; round++) {
+    nn_arena_reset(a);
+    CHECK(nn_arena_used(a) == 0, "reset empties the arena");
+    bool same = true;
+    for (int i = 0; i < 6; i++) {
+      char *p = nn_arena_alloc(a, sizes[i]);
+      same = same && p == first[i];
+      if (p) memset(p, i, sizes[i]); /* the memory is really there (ASan checks its bounds) */
+    }
+    CHECK(same, "round %d: each allocation lands where the first step's did", round);
+    nn_arena_reset(a);
+    for (int i = 0; i < 4; i++) CHECK(nn_arena_alloc(a, other[i]) != NULL, "the other shape allocates");
+    if (round == 0) mallocs = nn_arena_mallocs(a), capacity = nn_arena_capacity(a);
+  }
+  CHECK(nn_arena_mallocs(a) == mallocs && nn_arena_capacity(a) == capacity,
+        "alternating steps settle (%zu mallocs, %zu bytes after the first round; %zu, %zu now)", mallocs, capacity,
+        nn_arena_mallocs(a), nn_arena_capacity(a));
+  nn_arena_free(a);
+}
+
 TEST(arena_steady_state_training_makes_no_allocations) {
   nn_arena *arena = nn_arena_new(1 << 16); /* small on purpose: it must grow then settle */
   nn_arena *prev = nn_arena_set_current(arena);

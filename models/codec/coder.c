@@ -18,9 +18,9 @@ void codec_block_grid(int w, int h, int *cols, int *rows) {
 }
 
 /* Per padded pixel, with some headroom over the peak resident memory of `e2e codec decode|encode` on a
- * 3072x2048 picture, model included (docs/codec.md): decoding 168 bytes, encoding 292, encoding with the
+ * 3072x2048 picture, model included (docs/codec.md): decoding 195 bytes, encoding 219, encoding with the
  * latent search 1950 (its gradient graph over the synthesis). */
-enum { DECODE_BYTES_PER_PIXEL = 200, ENCODE_BYTES_PER_PIXEL = 340, REFINE_BYTES_PER_PIXEL = 2300 };
+enum { DECODE_BYTES_PER_PIXEL = 240, ENCODE_BYTES_PER_PIXEL = 340, REFINE_BYTES_PER_PIXEL = 2300 };
 
 uint64_t codec_working_bytes(const codec_model *c, const codec_options *o, int w, int h, bool encoding) {
   if (!o) o = &DEFAULT_OPTIONS;
@@ -149,20 +149,19 @@ static bool code_pass(const codec_model *c, int H, int W, latent_set set, const 
  * scales corrected from them), then the other half under means and scales corrected from the decoded
  * anchors. Encoding: y is the analysis output, w the writer. Decoding: y is NULL, r the reader. p: the
  * positions a predicted picture copies, NULL for an intra picture; bits: see code_pass. */
-static bool code_latents(const codec_model *c, const float *z_hat, int zh, int zw, const float *y, rans_writer *w,
+static bool code_latents(codec_model *c, const float *z_hat, int zh, int zw, const float *y, rans_writer *w,
                          rans_reader *r, const codec_prediction *p, float *y_hat, float *bits) {
   int H = 4 * zh, W = 4 * zw;
+  nn_arena *home = codec_scratch_borrow(c);
   size_t ny = (size_t)c->cfg.m * (size_t)H * (size_t)W;
-  float *means = calloc(ny, sizeof(float)), *scales = malloc(sizeof(float) * ny);
+  float *means = codec_scratch(ny, true), *scales = codec_scratch(ny, false);
   float *anchors = NULL, *cm = NULL, *cs = NULL;
   bool ok = means && scales;
-  if (!ok) nn_set_error("e2ecodec: out of memory for the latents");
   ok = ok && codec_hyper_scales_exact(c, z_hat, zh, zw, scales, c->cfg.mean_scale ? means : NULL);
   if (ok && !c->cfg.context) ok = code_pass(c, H, W, LATENTS_ALL, means, scales, y, w, r, p, y_hat, NULL, bits);
   if (ok && c->cfg.context) {
-    anchors = calloc(ny, sizeof(float)), cm = calloc(ny, sizeof(float)), cs = calloc(ny, sizeof(float));
+    anchors = codec_scratch(ny, true), cm = codec_scratch(ny, true), cs = codec_scratch(ny, true);
     ok = anchors && cm && cs;
-    if (!ok) nn_set_error("e2ecodec: out of memory for the context model");
     if (ok && !c->cfg.anchor_context) /* the anchors' integers, zero elsewhere */
       ok = code_pass(c, H, W, LATENTS_ANCHORS, means, scales, y, w, r, p, y_hat, anchors, bits);
     if (ok && c->cfg.anchor_context) {
@@ -182,7 +181,7 @@ static bool code_latents(const codec_model *c, const float *z_hat, int zh, int z
     ok = ok && codec_context_exact(c, anchors, means, scales, H, W, cm, cs);
     ok = ok && code_pass(c, H, W, LATENTS_SECOND_HALF, cm, cs, y, w, r, p, y_hat, NULL, bits);
   }
-  free(means), free(scales), free(anchors), free(cm), free(cs);
+  codec_scratch_return(c, home);
   return ok;
 }
 
@@ -277,8 +276,8 @@ static bool choose_coded(codec_model *c, const codec_options *o, int quality, co
                          const float *z_new, const int32_t *zq, int zh, int zw, const codec_reference *ref,
                          uint8_t *coded) {
   int H = 4 * zh, W = 4 * zw, pw = W * 16, ph = H * 16;
-  float *bits = calloc((size_t)H * W, sizeof(float));
-  uint8_t *intra = malloc((size_t)w * h * 3);
+  float *bits = codec_scratch((size_t)H * W, true);
+  uint8_t *intra = (uint8_t *)codec_scratch(((size_t)w * h * 3 + 3) / 4, false);
   rans_writer trial;
   rans_writer_init(&trial);
   nn_tensor *y_hat = nn_empty(NN_F32, 4, (int64_t[]){1, c->cfg.m, H, W});
@@ -297,10 +296,7 @@ static bool choose_coded(codec_model *c, const codec_options *o, int quality, co
   if (ok)
     codec_choose_coded(rgb, stride, intra, ref->recon, w, h, H, W, bits, scale * codec_lambda(&c->cfg, quality),
                        o ? o->block_weights : NULL, coded);
-  else if (!bits || !intra) nn_set_error("e2ecodec: out of memory for the mode decision");
   rans_writer_free(&trial);
-  free(bits);
-  free(intra);
   return ok;
 }
 

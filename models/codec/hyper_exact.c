@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "e2e/codec.h"
+#include "internal.h"
 
 /* not under a sanitizer: the clones' resolver runs before the sanitizer's runtime is up, and crashes */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
@@ -101,7 +101,7 @@ VECTOR_CLONES static void corr_blocks(void *ctx, int64_t g0, int64_t g1) {
 /* Packs w into [OC / OCB][C][T][OCB]; weight(ic, oc, t) reads the layer's own layout. */
 static float *pack_weights(int C, int OC, int T, const float *w, int64_t s_ic, int64_t s_oc, const int64_t *t_off) {
   int nb = (OC + OCB - 1) / OCB;
-  float *p = calloc((size_t)nb * C * T * OCB, sizeof(float));
+  float *p = codec_scratch((size_t)nb * C * T * OCB, true);
   if (!p) return NULL;
   for (int g = 0; g < nb; g++)
     for (int ic = 0; ic < C; ic++)
@@ -137,7 +137,6 @@ static bool deconv5s2_relu(const float *in, int C, int H, int W, const float *w,
       J.out = out + (1 + py) * orow + 1 + px;
       J.out_chan = (int64_t)(2 * H + 2) * orow, J.out_row = 2 * orow, J.out_col = 2;
       nn_parallel_for((OC + OCB - 1) / OCB, 1, corr_blocks, &J);
-      free(wpk);
     }
   return true;
 }
@@ -153,7 +152,6 @@ static bool conv3(const float *in, int C, int H, int W, const float *w, const fl
   if (!wpk) return false;
   J.wpk = wpk;
   nn_parallel_for((OC + OCB - 1) / OCB, 1, corr_blocks, &J);
-  free(wpk);
   return true;
 }
 
@@ -163,9 +161,9 @@ bool codec_hyper_scales_exact(const codec_model *c, const float *z_hat, int zh, 
     nn_set_error("e2ecodec: a mean-scale model needs somewhere to put the means");
     return false;
   }
-  float *z_pad = calloc(padded_size(n, zh, zw), sizeof(float));
-  float *h1 = calloc(padded_size(n, 2 * zh, 2 * zw), sizeof(float));
-  float *h2 = calloc(padded_size(n, 4 * zh, 4 * zw), sizeof(float));
+  float *z_pad = codec_scratch(padded_size(n, zh, zw), true);
+  float *h1 = codec_scratch(padded_size(n, 2 * zh, 2 * zw), true);
+  float *h2 = codec_scratch(padded_size(n, 4 * zh, 4 * zw), true);
   bool ok = z_pad && h1 && h2;
   if (ok) {
     for (int ch = 0; ch < n; ch++)
@@ -178,9 +176,6 @@ bool codec_hyper_scales_exact(const codec_model *c, const float *z_hat, int zh, 
          (!c->cfg.mean_scale ||
           conv3(h2, n, 4 * zh, 4 * zw, nn_f32(c->hs_mean.weight), nn_f32(c->hs_mean.bias), m, false, means));
   }
-  free(z_pad);
-  free(h1);
-  free(h2);
   if (!ok) nn_set_error("e2ecodec: out of memory for the hyper-synthesis");
   return ok;
 }
@@ -197,7 +192,6 @@ static bool conv1(const float *in, int C, int H, int W, const float *w, const fl
   if (!wpk) return false;
   J.wpk = wpk;
   nn_parallel_for((OC + OCB - 1) / OCB, 1, corr_blocks, &J);
-  free(wpk);
   return true;
 }
 
@@ -214,10 +208,10 @@ static bool context_exact(const codec_model *c, const nn_conv2d_layer *conv, con
                           int W, float *means, float *scales) {
   int m = c->cfg.m, C = hidden, W2 = (W + 1) / 2;
   int64_t row_u = W2 + 4 + SLACK, row_e = W2 + SLACK;
-  float *u = calloc((size_t)m * (H + 4) * row_u + SLACK, sizeof(float));
-  float *e = calloc((size_t)C * H * row_e + SLACK, sizeof(float));
-  float *f = calloc((size_t)m * H * row_e + SLACK, sizeof(float)), *e2 = malloc(sizeof(float) * (size_t)C * H * W2);
-  float *dm = malloc(sizeof(float) * (size_t)m * H * W2), *ds = malloc(sizeof(float) * (size_t)m * H * W2);
+  float *u = codec_scratch((size_t)m * (H + 4) * row_u + SLACK, true);
+  float *e = codec_scratch((size_t)C * H * row_e + SLACK, true);
+  float *f = codec_scratch((size_t)m * H * row_e + SLACK, true), *e2 = codec_scratch((size_t)C * H * W2, false);
+  float *dm = codec_scratch((size_t)m * H * W2, false), *ds = codec_scratch((size_t)m * H * W2, false);
   bool ok = u && e && f && e2 && dm && ds;
   if (ok) {
     /* the anchors' values in units of their scale, zero-padded by 2 rows and 2 columns */
@@ -254,8 +248,7 @@ static bool context_exact(const codec_model *c, const nn_conv2d_layer *conv, con
       if (ok) {
         J.wpk = wpk;
         nn_parallel_for((C + OCB - 1) / OCB, 1, corr_blocks, &J);
-        free(wpk);
-      }
+        }
     }
     ok = ok && conv1(f, m, H, W2, nn_f32(spread->weight), NULL, C, e2);
     if (ok) /* e = relu(window + spread) */
@@ -276,7 +269,6 @@ static bool context_exact(const codec_model *c, const nn_conv2d_layer *conv, con
           means[i] = hyper_means[i] + s * dm[k];
           scales[i] = s * (1.0f + ds[k]);
         }
-  free(u), free(e), free(f), free(e2), free(dm), free(ds);
   if (!ok) nn_set_error("e2ecodec: out of memory for the context model");
   return ok;
 }

@@ -332,6 +332,25 @@ static nn_tensor *run_layers(codec_model *c, layer_fn layer, nn_tensor *x, const
   return x;
 }
 
+nn_arena *codec_scratch_borrow(codec_model *c) {
+  if (atomic_flag_test_and_set(&c->scratch_busy)) return NULL;
+  if (!c->scratch[0]) c->scratch[0] = nn_arena_new(0);
+  if (!c->scratch[0]) {
+    atomic_flag_clear(&c->scratch_busy);
+    return NULL;
+  }
+  nn_arena *home = nn_arena_current();
+  nn_arena_set_current(c->scratch[0]);
+  return home;
+}
+
+void codec_scratch_return(codec_model *c, nn_arena *home) {
+  if (!home) return;
+  nn_arena_set_current(home);
+  nn_arena_reset(c->scratch[0]);
+  atomic_flag_clear(&c->scratch_busy);
+}
+
 nn_tensor *codec_analysis(codec_model *c, nn_tensor *x, const int *quality, bool copies) {
   return run_layers(c, analysis_layer, x, quality, copies);
 }
