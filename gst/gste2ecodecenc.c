@@ -23,7 +23,7 @@ struct _GstE2eCodecEnc {
   GstVideoEncoder parent;
   E2eElementModel model; /* model, model-name, device, num-threads, max-memory; the session while running */
   GMutex lock;           /* the properties below */
-  guint quality, refine_steps, key_int_max, bitrate;
+  guint quality, refine_steps, key_int_max, bitrate, roi_quality;
   gdouble roi_weight, background_weight;
   gboolean post_messages;
   codec_reference *ref;  /* the last coded picture, for the next predicted one */
@@ -34,11 +34,12 @@ struct _GstE2eCodecEnc {
   GstVideoCodecState *in_state;
   GstVideoConverter *conv;
   guint8 *rgb, *recon;
-  gfloat *weights; /* per 16x16 block, from the frame's regions of interest */
+  guint8 *inside;  /* per 16x16 block: 1 inside one of the frame's regions of interest */
+  gfloat *weights; /* per 16x16 block, from inside */
 };
 
 enum { PROP_0, PROP_QUALITY, PROP_MESSAGE, PROP_REFINE_STEPS, PROP_KEY_INT_MAX, PROP_BITRATE, PROP_ROI_WEIGHT,
-       PROP_BACKGROUND_WEIGHT };
+       PROP_BACKGROUND_WEIGHT, PROP_ROI_QUALITY };
 
 #define DEFAULT_ROI_WEIGHT 4.0
 
@@ -64,15 +65,15 @@ static gboolean enc_stop(GstVideoEncoder *enc) {
   g_clear_pointer(&self->rgb, g_free);
   g_clear_pointer(&self->recon, g_free);
   g_clear_pointer(&self->weights, g_free);
+  g_clear_pointer(&self->inside, g_free);
   g_clear_pointer(&self->in_state, gst_video_codec_state_unref);
   g_clear_pointer(&self->ref, codec_reference_free);
   return TRUE;
 }
 
-/* The frame's regions of interest (GstVideoRegionOfInterestMeta, e.g. e2edetect's) as block weights: roi
- * inside a region, background elsewhere. NULL when the frame has none, or both weights are 1. */
-static const float *roi_weights(GstE2eCodecEnc *self, GstBuffer *buf, int w, int h, double roi, double background) {
-  if (roi == 1.0 && background == 1.0) return NULL;
+/* The frame's regions of interest (GstVideoRegionOfInterestMeta, e.g. e2edetect's) as a map of the 16x16
+ * blocks they touch (self->inside); false when the frame has none. */
+static gboolean read_regions(GstE2eCodecEnc *self, GstBuffer *buf, int w, int h) {
   int cols, rows;
   codec_block_grid(w, h, &cols, &rows);
   gpointer state = NULL;
@@ -81,14 +82,24 @@ static const float *roi_weights(GstE2eCodecEnc *self, GstBuffer *buf, int w, int
   while ((meta = gst_buffer_iterate_meta_filtered(buf, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))) {
     const GstVideoRegionOfInterestMeta *r = (const GstVideoRegionOfInterestMeta *)meta;
     if (!any) {
-      self->weights = g_renew(gfloat, self->weights, (gsize)cols * rows);
-      for (int k = 0; k < cols * rows; k++) self->weights[k] = (float)background;
+      self->inside = g_realloc(self->inside, (gsize)cols * rows);
+      memset(self->inside, 0, (gsize)cols * rows);
       any = TRUE;
     }
     for (guint by = r->y / 16; by < (guint)rows && by * 16 < (guint64)r->y + r->h; by++)
-      for (guint bx = r->x / 16; bx < (guint)cols && bx * 16 < (guint64)r->x + r->w; bx++) self->weights[by * cols + bx] = (float)roi;
+      for (guint bx = r->x / 16; bx < (guint)cols && bx * 16 < (guint64)r->x + r->w; bx++) self->inside[by * cols + bx] = 1;
   }
-  return any ? self->weights : NULL;
+  return any;
+}
+
+/* The regions as block weights for predicted frames: roi inside, background elsewhere. NULL when both are 1. */
+static const float *roi_weights(GstE2eCodecEnc *self, int w, int h, double roi, double background) {
+  if (roi == 1.0 && background == 1.0) return NULL;
+  int cols, rows;
+  codec_block_grid(w, h, &cols, &rows);
+  self->weights = g_renew(gfloat, self->weights, (gsize)cols * rows);
+  for (int k = 0; k < cols * rows; k++) self->weights[k] = (float)(self->inside[k] ? roi : background);
+  return self->weights;
 }
 
 /* Reports the coding time as latency when it grew, or fell by more than a quarter. */
@@ -199,13 +210,18 @@ static GstFlowReturn enc_handle_frame(GstVideoEncoder *enc, GstVideoCodecFrame *
   gboolean post = self->post_messages;
   guint key_int = self->key_int_max, bitrate = self->bitrate;
   double roi = self->roi_weight, background = self->background_weight;
+  int roi_quality = (int)self->roi_quality;
   codec_options opts = {.refine_steps = (int)self->refine_steps, .memory_limit = e2e_element_max_memory(&self->model)};
   g_mutex_unlock(&self->lock);
   uint8_t *stream = NULL;
   size_t len = 0;
   gint64 t0 = g_get_monotonic_time();
   gboolean key = GST_VIDEO_CODEC_FRAME_IS_FORCE_KEYFRAME(frame) || (key_int > 0 && self->since_key + 1 >= key_int);
-  opts.block_weights = roi_weights(self, frame->input_buffer, w, h, roi, background);
+  if (read_regions(self, frame->input_buffer, w, h)) {
+    opts.block_weights = roi_weights(self, w, h, roi, background);
+    opts.roi_blocks = self->inside;
+    opts.roi_quality = roi_quality;
+  }
   if (bitrate > 0) { /* rate control: the level (at intra pictures) and how many blocks predicted ones code */
     if (self->rate_bitrate != bitrate) {
       double fps = GST_VIDEO_INFO_FPS_N(in) > 0 ? (double)GST_VIDEO_INFO_FPS_N(in) / GST_VIDEO_INFO_FPS_D(in) : 30.0;
@@ -225,7 +241,7 @@ static GstFlowReturn enc_handle_frame(GstVideoEncoder *enc, GstVideoCodecFrame *
     return GST_FLOW_ERROR;
   }
   update_latency(self, (GstClockTime)took * GST_USECOND);
-  gboolean predicted = stream[6] != 0; /* the header's flags */
+  gboolean predicted = (stream[6] & CODEC_FLAG_PREDICTED) != 0; /* the header's flags */
   if (bitrate > 0) codec_rate_update(&self->rate, len, predicted, &opts);
   self->since_key = predicted ? self->since_key + 1 : 0;
   codec_set_frame_rate(stream, GST_VIDEO_INFO_FPS_N(in), GST_VIDEO_INFO_FPS_D(in));
@@ -259,6 +275,7 @@ static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps
   case PROP_BITRATE: self->bitrate = g_value_get_uint(v); break;
   case PROP_ROI_WEIGHT: self->roi_weight = g_value_get_double(v); break;
   case PROP_BACKGROUND_WEIGHT: self->background_weight = g_value_get_double(v); break;
+  case PROP_ROI_QUALITY: self->roi_quality = g_value_get_uint(v); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -276,6 +293,7 @@ static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
   case PROP_BITRATE: g_value_set_uint(v, self->bitrate); break;
   case PROP_ROI_WEIGHT: g_value_set_double(v, self->roi_weight); break;
   case PROP_BACKGROUND_WEIGHT: g_value_set_double(v, self->background_weight); break;
+  case PROP_ROI_QUALITY: g_value_set_uint(v, self->roi_quality); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -333,6 +351,12 @@ static void gst_e2e_codec_enc_class_init(GstE2eCodecEncClass *klass) {
   g_object_class_install_property(oc, PROP_BACKGROUND_WEIGHT, g_param_spec_double("background-weight", "Background weight",
       "The same outside the regions of interest, on frames that have some: below 1 codes fewer of the blocks that "
       "changed there", 1.0 / 64, 64, 1.0, rw | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property(oc, PROP_ROI_QUALITY, g_param_spec_uint("roi-quality", "Region-of-interest quality",
+      "Quality level of the 16x16 blocks inside regions of interest (GstVideoRegionOfInterestMeta, e.g. from "
+      "e2edetect); 'quality' stays the level elsewhere. The transforms run at each block's level, in intra frames "
+      "and in the blocks predicted frames code, and the map rides in the stream. 0: regions are coded at 'quality' "
+      "(roi-weight still steers predicted frames). With regions on a frame, refine-steps does not run on it",
+      0, CODEC_MAX_QUALITY, 0, rw | GST_PARAM_MUTABLE_PLAYING));
   gst_element_class_add_static_pad_template(ec, &sink_t);
   gst_element_class_add_static_pad_template(ec, &src_t);
   gst_element_class_set_static_metadata(ec, "e2e learned image codec encoder", "Codec/Encoder/Video",

@@ -233,3 +233,119 @@ TEST(video_rate_control_meets_the_target_and_steps_levels) {
           cases[k].target, late, q, cases[k].lo, cases[k].hi, codec_rate_achieved(&rc) / 8);
   }
 }
+
+/* A model whose levels differ everywhere they can: gains and (with level_mod) the GDNs' scales. */
+static codec_model levelled_model(uint64_t seed) {
+  codec_model c;
+  codec_config cfg = codec_config_default();
+  cfg.n = 16, cfg.m = 24, cfg.level_mod = true, cfg.context = 8, cfg.anchor_context = 8;
+  if (!codec_init(&c, &cfg, seed)) memset(&c, 0, sizeof c);
+  for (int q = 0; q < CODEC_MAX_QUALITY; q++) {
+    for (int k = 0; k < cfg.m; k++) {
+      nn_f32(c.gain_enc)[q * cfg.m + k] = 3.0f + 2.5f * (float)q;
+      nn_f32(c.gain_dec)[q * cfg.m + k] = 1.0f / (3.0f + 2.5f * (float)q);
+    }
+    for (int i = 0; i < 3; i++)
+      for (int k = 0; k < cfg.n; k++) {
+        if (c.mod_a[i]) nn_f32(c.mod_a[i])[q * cfg.n + k] = 0.8f + 0.1f * (float)q;
+        if (c.mod_s[i]) nn_f32(c.mod_s[i])[q * cfg.n + k] = 1.2f - 0.1f * (float)q;
+      }
+  }
+  return c;
+}
+
+static double sse_cols(const uint8_t *a, const uint8_t *b, int w, int h, int x0, int x1) {
+  double s = 0;
+  for (int y = 0; y < h; y++)
+    for (int x = x0; x < x1; x++)
+      for (int k = 0; k < 3; k++) {
+        double d = (double)a[((size_t)y * w + x) * 3 + k] - b[((size_t)y * w + x) * 3 + k];
+        s += d * d;
+      }
+  return s;
+}
+
+TEST(video_regions_of_interest_run_their_blocks_at_their_level) {
+  codec_model c = levelled_model(8);
+  CHECK(c.p.n > 0 && c.mod_a[0] && c.mod_s[0], "model built with level scales");
+  int w = 200, h = 64, cols, rows;
+  codec_block_grid(w, h, &cols, &rows);
+  size_t fb = (size_t)w * h * 3;
+  uint8_t *f = scene(w, h, 1, 5), *inside = calloc((size_t)cols * rows, 1);
+  uint8_t *plain1 = malloc(fb), *plain5 = malloc(fb), *rec = malloc(fb), *dec = malloc(fb);
+  uint8_t *s = NULL, *p1 = NULL;
+  size_t len = 0, l1 = 0;
+  codec_header hd;
+  CHECK(codec_compress(&c, NULL, 1, f, w, h, w * 3, &p1, &l1, plain1) && codec_compress(&c, NULL, 5, f, w, h, w * 3, &s, &len, plain5),
+        "plain pictures at levels 1 and 5: %s", nn_last_error());
+  CHECK(memcmp(plain1, plain5, fb) != 0, "the levels differ");
+  free(s);
+  /* no block inside a region: the plain picture, byte for byte */
+  codec_options o = {.roi_blocks = inside, .roi_quality = 5};
+  CHECK(codec_compress(&c, &o, 1, f, w, h, w * 3, &s, &len, rec) && len == l1 && !memcmp(s, p1, len),
+        "a map without regions codes the plain picture");
+  free(s);
+  /* every block inside: level 5's picture, in a version-3 stream */
+  memset(inside, 1, (size_t)cols * rows);
+  CHECK(codec_compress(&c, &o, 1, f, w, h, w * 3, &s, &len, rec) && codec_parse_header(s, len, &hd) && hd.version == 3 &&
+            hd.regions && !hd.predicted && hd.quality == 1,
+        "all blocks at level 5: header version %d, regions %d (%s)", hd.version, hd.regions, nn_last_error());
+  CHECK(!memcmp(rec, plain5, fb), "all blocks at level 5 reconstruct as a level-5 picture");
+  CHECK(codec_decompress(&c, NULL, s, len, dec, w, h) && !memcmp(dec, rec, fb), "and decode to it: %s", nn_last_error());
+  free(s);
+  /* the left half inside: each side follows its own level (away from the seam) */
+  memset(inside, 0, (size_t)cols * rows);
+  for (int by = 0; by < rows; by++)
+    for (int bx = 0; bx < cols / 2; bx++) inside[by * cols + bx] = 1;
+  int seam = cols / 2 * 16;
+  for (int threads = 1; threads <= 2; threads++) {
+    nn_set_num_threads(threads);
+    CHECK(codec_compress(&c, &o, 1, f, w, h, w * 3, &s, &len, rec) && codec_decompress(&c, NULL, s, len, dec, w, h) &&
+              !memcmp(dec, rec, fb),
+          "%d threads: half the blocks at level 5 decode to the encoder's picture (%s)", threads, nn_last_error());
+    free(s);
+  }
+  nn_set_num_threads(0);
+  double left5 = sse_cols(rec, plain5, w, h, 0, seam - 32), left1 = sse_cols(rec, plain1, w, h, 0, seam - 32);
+  double right5 = sse_cols(rec, plain5, w, h, seam + 32, w), right1 = sse_cols(rec, plain1, w, h, seam + 32, w);
+  CHECK(left5 < left1 / 4 && right1 < right5 / 4, "left like level 5 (%.0f vs %.0f), right like level 1 (%.0f vs %.0f)", left5,
+        left1, right1, right5);
+  /* a moving region over predicted pictures: exact, and copied blocks keep the level they were coded at */
+  codec_reference *er = codec_reference_new(), *dr = codec_reference_new();
+  bool exact = true;
+  for (int i = 0; i < 5 && exact; i++) {
+    uint8_t *g = scene(w, h, i, 5);
+    memset(inside, 0, (size_t)cols * rows);
+    for (int by = 0; by < rows; by++) inside[by * cols + (i % cols)] = inside[by * cols + (i + 1) % cols] = 1;
+    exact = codec_compress_video(&c, &o, 2, i == 0, g, w, h, w * 3, er, &s, &len, rec) && codec_parse_header(s, len, &hd) &&
+            hd.predicted == (i > 0) && hd.regions && codec_decompress_video(&c, NULL, s, len, dec, w, h, dr) &&
+            !memcmp(dec, rec, fb);
+    free(s), free(g);
+  }
+  CHECK(exact, "predicted pictures with a moving region decode exactly (%s)", nn_last_error());
+  /* hostile payloads of a picture with regions (checksum fixed): refused or decoded, never a crash */
+  CHECK(codec_compress_video(&c, &o, 2, true, f, w, h, w * 3, er, &s, &len, NULL), "intra picture with regions");
+  nn_rng rng;
+  nn_rng_seed(&rng, 17);
+  uint8_t *m = malloc(len);
+  int refused = 0;
+  for (int it = 0; it < 60; it++) {
+    memcpy(m, s, len);
+    size_t at = CODEC_HEADER_BYTES + nn_rng_u64(&rng) % (len - CODEC_HEADER_BYTES);
+    m[at] ^= (uint8_t)(1 + nn_rng_u64(&rng) % 255);
+    uint32_t crc = codec_crc32(m + CODEC_HEADER_BYTES, len - CODEC_HEADER_BYTES);
+    m[28] = (uint8_t)(crc >> 24), m[29] = (uint8_t)(crc >> 16), m[30] = (uint8_t)(crc >> 8), m[31] = (uint8_t)crc;
+    refused += !codec_decompress(&c, NULL, m, len, dec, w, h);
+  }
+  CHECK(refused > 0, "%d of 60 hostile pictures refused, none crashed", refused);
+  /* flags that do not go with the version */
+  memcpy(m, s, len);
+  m[4] = 1;
+  CHECK(!codec_parse_header(m, len, &hd), "version 1 with the regions flag is refused");
+  m[4] = 3, m[6] = 0;
+  CHECK(!codec_parse_header(m, len, &hd), "version 3 without it is refused");
+  free(m), free(s), free(p1);
+  codec_reference_free(er), codec_reference_free(dr);
+  free(f), free(inside), free(plain1), free(plain5), free(rec), free(dec);
+  codec_free(&c);
+}

@@ -161,6 +161,25 @@ double rd_bd_rate(const double *rate_a, const double *psnr_a, int na, const doub
   return (exp(avg) - 1) * 100;
 }
 
+double rd_bd_psnr(const double *rate_a, const double *psnr_a, int na, const double *rate_b, const double *psnr_b, int nb) {
+  if (na < 4 || nb < 4 || na > 64 || nb > 64) return NAN;
+  double la[64], lb[64], ca[4], cb[4];
+  double lo_a = INFINITY, hi_a = -INFINITY, lo_b = INFINITY, hi_b = -INFINITY;
+  for (int i = 0; i < na; i++) {
+    la[i] = log(rate_a[i]);
+    lo_a = fmin(lo_a, la[i]);
+    hi_a = fmax(hi_a, la[i]);
+  }
+  for (int i = 0; i < nb; i++) {
+    lb[i] = log(rate_b[i]);
+    lo_b = fmin(lo_b, lb[i]);
+    hi_b = fmax(hi_b, lb[i]);
+  }
+  double lo = fmax(lo_a, lo_b), hi = fmin(hi_a, hi_b);
+  if (!(hi > lo) || !fit_cubic(la, psnr_a, na, ca) || !fit_cubic(lb, psnr_b, nb, cb)) return NAN;
+  return (integral(cb, lo, hi) - integral(ca, lo, hi)) / (hi - lo);
+}
+
 /* ---- CompressAI result files: {"name": ..., "results": {"bpp": [...], "psnr-rgb": [...]}} */
 bool rd_load_curve(const char *path, rd_curve *c) {
   memset(c, 0, sizeof *c);

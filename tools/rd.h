@@ -14,6 +14,9 @@ double rd_ms_ssim(const uint8_t *a, const uint8_t *b, int w, int h);
  * b needs fewer bits for the same PSNR). At least 4 points each; NaN when
  * the PSNR ranges do not overlap. */
 double rd_bd_rate(const double *rate_a, const double *psnr_a, int na, const double *rate_b, const double *psnr_b, int nb);
+/* Bjøntegaard delta PSNR of curve b against curve a, in dB (positive: b is better at the same rate): cubic
+ * fits of PSNR against log(rate), over the rate range both cover. NaN as rd_bd_rate. */
+double rd_bd_psnr(const double *rate_a, const double *psnr_a, int na, const double *rate_b, const double *psnr_b, int nb);
 
 typedef struct {
   char name[96];

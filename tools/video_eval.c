@@ -175,16 +175,17 @@ static void person_psnr(const person_check *pc, const uint8_t *orig, const uint8
   p->psnr_out = count[0] > 0 ? 10 * log10(255.0 * 255.0 / fmax(sse[0] / count[0], 1e-10)) : NAN;
 }
 
-/* Block weights for frame i: roi inside the originals' person boxes (as e2edetect's metas would mark them),
- * 1 elsewhere. */
-static void person_weights(const person_check *pc, int i, int w, int h, float roi, float *weights) {
+/* The blocks of frame i inside the originals' person boxes (as e2edetect's metas would mark them): 1 there,
+ * 0 elsewhere; and block weights: roi there, 1 elsewhere. */
+static void person_blocks(const person_check *pc, int i, int w, int h, float roi, uint8_t *inside, float *weights) {
   int cols, rows;
   codec_block_grid(w, h, &cols, &rows);
-  for (int k = 0; k < cols * rows; k++) weights[k] = 1.0f;
+  memset(inside, 0, (size_t)cols * rows);
   const det_box *b = pc->ref + i * E2E_DETECT_DEFAULT_MAX;
   for (int k = 0; k < pc->n_ref[i]; k++)
     for (int by = (int)fmaxf(0, b[k].y1) / 16; by < rows && by * 16 < b[k].y2; by++)
-      for (int bx = (int)fmaxf(0, b[k].x1) / 16; bx < cols && bx * 16 < b[k].x2; bx++) weights[by * cols + bx] = roi;
+      for (int bx = (int)fmaxf(0, b[k].x1) / 16; bx < cols && bx * 16 < b[k].x2; bx++) inside[by * cols + bx] = 1;
+  for (int k = 0; k < cols * rows; k++) weights[k] = inside[k] ? roi : 1.0f;
 }
 
 /* Mean PSNR-RGB and MS-SSIM of n decoded frames against the originals. */
@@ -200,15 +201,16 @@ static void measure(const uint8_t *orig, const uint8_t *dec, int n, int w, int h
 /* Codes the sequence with our codec at one quality and key-frame interval, decodes it with a decoder of its
  * own, and checks that every decoded frame equals the encoder's reconstruction. */
 static bool run_ours(e2e_session *s, const uint8_t *frames, int n, int w, int h, double fps, int quality, int key_int,
-                     double kbps, const person_check *roi, float roi_weight, bool msssim, uint8_t *dec, video_point *p,
-                     int *mismatches, int *predicted) {
+                     double kbps, const person_check *roi, float roi_weight, int roi_levels, bool msssim, uint8_t *dec,
+                     video_point *p, int *mismatches, int *predicted) {
   size_t fb = (size_t)w * h * 3, bytes = 0;
   codec_reference *er = codec_reference_new(), *dr = codec_reference_new();
   uint8_t *rec = malloc(fb);
   int cols, rows;
   codec_block_grid(w, h, &cols, &rows);
   float *weights = roi ? malloc(sizeof(float) * cols * rows) : NULL;
-  bool ok = er && dr && rec && (!roi || weights);
+  uint8_t *inside = roi ? malloc((size_t)cols * rows) : NULL;
+  bool ok = er && dr && rec && (!roi || (weights && inside));
   double enc_s = 0, dec_s = 0;
   codec_rate_control rc;
   if (kbps > 0) codec_rate_init(&rc, kbps * 1000, fps, quality);
@@ -220,18 +222,19 @@ static bool run_ours(e2e_session *s, const uint8_t *frames, int n, int w, int h,
     bool key = key_int > 0 && i % key_int == 0;
     int q = kbps > 0 ? codec_rate_next(&rc, key || !codec_reference_ready(er, rc.quality, w, h), &o) : quality;
     if (roi) {
-      person_weights(roi, i, w, h, roi_weight, weights);
-      o.block_weights = weights;
+      person_blocks(roi, i, w, h, roi_weight > 0 ? roi_weight : 1.0f, inside, weights);
+      if (roi_weight > 0) o.block_weights = weights;
+      if (roi_levels > 0) o.roi_blocks = inside, o.roi_quality = q + roi_levels > CODEC_MAX_QUALITY ? CODEC_MAX_QUALITY : q + roi_levels;
     }
     double t0 = e2e_now_s();
     ok = e2e_codec_encode_video(s, &o, q, key, frames + i * fb, w, h, w * 3, er, &stream, &len, rec);
-    if (ok && kbps > 0) codec_rate_update(&rc, len, stream[6] != 0, &o);
+    if (ok && kbps > 0) codec_rate_update(&rc, len, (stream[6] & CODEC_FLAG_PREDICTED) != 0, &o);
     double t1 = e2e_now_s();
     ok = ok && e2e_codec_decode_video(s, NULL, stream, len, dec + i * fb, w, h, dr);
     double t2 = e2e_now_s();
     if (!ok) fprintf(stderr, "e2e codec eval-video: frame %d: %s\n", i, e2e_last_error());
     if (ok && memcmp(rec, dec + i * fb, fb) != 0) (*mismatches)++;
-    if (ok && stream[6]) (*predicted)++;
+    if (ok && (stream[6] & CODEC_FLAG_PREDICTED)) (*predicted)++;
     enc_s += t1 - t0, dec_s += t2 - t1, bytes += len;
     free(stream);
     fprintf(stderr, "\r  q%d: %d/%d frames", q, i + 1, n);
@@ -246,7 +249,19 @@ static bool run_ours(e2e_session *s, const uint8_t *frames, int n, int w, int h,
   codec_reference_free(dr);
   free(rec);
   free(weights);
+  free(inside);
   return ok;
+}
+
+/* The plain curve's PSNR inside the boxes at rate bpp, linear in log(rate) between its two nearest points;
+ * NaN outside its range. */
+static double psnr_in_at(const video_point *plain, int n, double bpp) {
+  for (int k = 0; k + 1 < n; k++)
+    if (bpp >= plain[k].bpp && bpp <= plain[k + 1].bpp) {
+      double t = log(bpp / plain[k].bpp) / log(plain[k + 1].bpp / plain[k].bpp);
+      return plain[k].psnr_in + t * (plain[k + 1].psnr_in - plain[k].psnr_in);
+    }
+  return NAN;
 }
 
 static void print_point(const char *codec, const char *setting, const video_point *p) {
@@ -284,6 +299,7 @@ int e2e_codec_eval_video(int argc, char **argv) {
   double rates[MAX_SETTINGS];
   bool intra = false, msssim = true, bad = false, refs = true, detect = false;
   float roi_weight = 0;
+  int roi_levels = 0;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
     else if (!strcmp(argv[i], "--frames") && i + 1 < argc) max_frames = atoi(argv[++i]);
@@ -292,6 +308,7 @@ int e2e_codec_eval_video(int argc, char **argv) {
     else if (!strcmp(argv[i], "--intra")) intra = true;
     else if (!strcmp(argv[i], "--detect")) detect = true;
     else if (!strcmp(argv[i], "--roi") && i + 1 < argc) roi_weight = strtof(argv[++i], NULL), detect = true;
+    else if (!strcmp(argv[i], "--roi-levels") && i + 1 < argc) roi_levels = atoi(argv[++i]), detect = true;
     else if (!strcmp(argv[i], "--bitrate") && i + 1 < argc) {
       for (char *t = strtok(argv[++i], ","); t && n_rates < MAX_SETTINGS; t = strtok(NULL, ",")) rates[n_rates++] = atof(t);
     }
@@ -303,12 +320,14 @@ int e2e_codec_eval_video(int argc, char **argv) {
     else if (argv[i][0] != '-' && !path) path = argv[i];
     else bad = true;
   }
-  if (bad || !path || key_int < 0 || qmin < CODEC_MIN_QUALITY || qmax > CODEC_MAX_QUALITY || qmin > qmax) {
+  if (bad || !path || key_int < 0 || roi_levels < 0 || roi_levels > CODEC_MAX_QUALITY || qmin < CODEC_MIN_QUALITY || qmax > CODEC_MAX_QUALITY || qmin > qmax) {
     fprintf(stderr, "usage: e2e codec eval-video [--model FILE] [--frames N] [--key-int-max N (0: only the first)]\n"
                     "                            [--qualities A..B] [--intra (also every frame intra, vs x264 all-intra)]\n"
                     "                            [--bitrate KBPS,KBPS,... (also rate-controlled, starting at level 3)]\n"
                     "                            [--detect (the person detector's recall on decoded frames, against the originals)]\n"
                     "                            [--roi W (also with the persons' blocks weighted W as regions of interest)]\n"
+                    "                            [--roi-levels D (also with the persons' blocks coded D levels above the picture's;\n"
+                    "                             with --intra, an all-intra pass too)]\n"
                     "                            [--no-ms-ssim] [--no-references] [--plot PNG] [--csv FILE] [--threads N] FILE\n");
     return 2;
   }
@@ -338,7 +357,8 @@ int e2e_codec_eval_video(int argc, char **argv) {
   printf("%s: %d frames of %dx%d at %d/%d fps; e2ecodec model %08x, %d threads\n", path, n, w, h, fps_n, fps_d,
          e2e_model_describe(e2e_session_model(s))->id, threads ? threads : nn_get_num_threads());
   video_curve ours = {.label = "e2ecodec video"}, ours_intra = {.label = "e2ecodec all-intra"},
-              ours_roi = {.label = "e2ecodec video, persons as ROI"};
+              ours_roi = {.label = "e2ecodec video, persons as ROI"},
+              ours_intra_roi = {.label = "e2ecodec all-intra, persons as ROI"};
   int status = 0;
   person_check pc = {0};
   if (detect && !person_check_open(&pc, frames, n, w, h)) {
@@ -346,10 +366,15 @@ int e2e_codec_eval_video(int argc, char **argv) {
     status = 1;
   }
   double fps = fps_n > 0 ? (double)fps_n / fps_d : 25.0;
-  for (int r = 0; r < n_rates && !status; r++) {
+  bool roi = roi_weight > 0 || roi_levels > 0;
+  /* each target plainly, then (with --roi or --roi-levels) with the persons as regions of interest */
+  for (int k = 0; k < n_rates * (roi ? 2 : 1) && !status; k++) {
+    int r = roi ? k / 2 : k;
+    bool with_roi = roi && k % 2;
     video_point p = {0};
     int mism = 0, pred = 0;
-    if (!run_ours(s, frames, n, w, h, fps, CODEC_DEFAULT_QUALITY, key_int, rates[r], NULL, 0, msssim, dec, &p, &mism, &pred)) {
+    if (!run_ours(s, frames, n, w, h, fps, CODEC_DEFAULT_QUALITY, key_int, rates[r], with_roi ? &pc : NULL,
+                  with_roi ? roi_weight : 0, with_roi ? roi_levels : 0, msssim, dec, &p, &mism, &pred)) {
       status = 1;
       break;
     }
@@ -357,22 +382,26 @@ int e2e_codec_eval_video(int argc, char **argv) {
     if (pc.s) person_psnr(&pc, frames, dec, n, w, h, &p);
     char set[48];
     snprintf(set, sizeof set, "%.0f kbps", rates[r]);
-    print_point("e2ecodec rate", set, &p);
+    print_point(with_roi ? "e2ecodec rate, persons as ROI" : "e2ecodec rate", set, &p);
     printf("    achieved %.1f kbit/s for a target of %.0f (%+.1f %%); decoder == encoder reconstruction on %d/%d frames\n",
            p.bpp * w * h * fps / 1000, rates[r], 100 * (p.bpp * w * h * fps / 1000 / rates[r] - 1), n - mism, n);
     if (mism) status = 1;
-    if (cf) fprintf(cf, "e2ecodec rate,%.0f,%.5f,%.4f,%.5f,%.3f,%.3f\n", rates[r], p.bpp, p.psnr, p.msssim, p.enc_fps, p.dec_fps);
+    if (cf)
+      fprintf(cf, "%s,%.0f,%.5f,%.4f,%.5f,%.3f,%.3f\n", with_roi ? "e2ecodec rate roi" : "e2ecodec rate", rates[r], p.bpp, p.psnr,
+              p.msssim, p.enc_fps, p.dec_fps);
   }
-  /* passes: predicted pictures, every picture intra (--intra), predicted with the persons as regions of interest (--roi) */
-  for (int pass = 0; pass < 3 && !status; pass++) {
-    if ((pass == 1 && !intra) || (pass == 2 && !(roi_weight > 0)))
+  /* passes: predicted pictures, every picture intra (--intra), predicted with the persons as regions of interest
+   * (--roi, --roi-levels), and all-intra with them (--intra --roi-levels) */
+  for (int pass = 0; pass < 4 && !status; pass++) {
+    if ((pass == 1 && !intra) || (pass == 2 && !roi) || (pass == 3 && !(intra && roi_levels > 0)))
       continue;
-    video_curve *c = pass == 1 ? &ours_intra : pass == 2 ? &ours_roi : &ours;
-    int ki = pass == 1 ? 1 : key_int;
+    video_curve *c = pass == 1 ? &ours_intra : pass == 2 ? &ours_roi : pass == 3 ? &ours_intra_roi : &ours;
+    int ki = pass == 1 || pass == 3 ? 1 : key_int;
     for (int q = qmin; q <= qmax; q++) {
       video_point p = {0};
       int mism = 0, pred = 0;
-      if (!run_ours(s, frames, n, w, h, fps, q, ki, 0, pass == 2 ? &pc : NULL, roi_weight, msssim, dec, &p, &mism, &pred)) {
+      if (!run_ours(s, frames, n, w, h, fps, q, ki, 0, pass >= 2 ? &pc : NULL, pass == 2 ? roi_weight : 0, roi_levels, msssim,
+                    dec, &p, &mism, &pred)) {
         status = 1;
         break;
       }
@@ -382,6 +411,11 @@ int e2e_codec_eval_video(int argc, char **argv) {
       snprintf(set, sizeof set, "q%d", q);
       print_point(c->label, set, &p);
       printf("    %d of %d frames predicted; decoder == encoder reconstruction on %d/%d frames\n", pred, n, n - mism, n);
+      const video_curve *plain = pass == 2 ? &ours : pass == 3 ? &ours_intra : NULL;
+      double same_bits = plain ? psnr_in_at(plain->p, plain->n, p.bpp) : NAN;
+      if (isfinite(same_bits))
+        printf("    inside the boxes %+.2f dB against plain coding at the same total bits (%.2f dB there)\n",
+               p.psnr_in - same_bits, same_bits);
       if (mism) status = 1;
       if (cf) fprintf(cf, "%s,%d,%.5f,%.4f,%.5f,%.3f,%.3f\n", c->label, q, p.bpp, p.psnr, p.msssim, p.enc_fps, p.dec_fps);
       curve_add(c, &p);
@@ -433,18 +467,21 @@ int e2e_codec_eval_video(int argc, char **argv) {
   if (!status && x264i.n >= 4 && ours.n >= 4)
     printf("BD-rate (PSNR-RGB) of e2ecodec video vs x264 all-intra: %s\n",
            bd_text(rd_bd_rate(x264i.bpp, x264i.psnr, x264i.n, ours.bpp, ours.psnr, ours.n), bd, sizeof bd));
-  if (!status && ours_roi.n >= 4 && ours.n >= 4) {
-    double pb[MAX_SETTINGS], pi[MAX_SETTINGS], rb[MAX_SETTINGS], ri[MAX_SETTINGS];
-    for (int k = 0; k < ours.n; k++) pb[k] = ours.p[k].bpp, pi[k] = ours.p[k].psnr_in;
-    for (int k = 0; k < ours_roi.n; k++) rb[k] = ours_roi.p[k].bpp, ri[k] = ours_roi.p[k].psnr_in;
-    printf("BD-rate of the ROI curve vs the plain one on PSNR inside the person boxes: %s\n",
-           bd_text(rd_bd_rate(pb, pi, ours.n, rb, ri, ours_roi.n), bd, sizeof bd));
+  for (int k = 0; k < 2 && !status; k++) {
+    const video_curve *plain = k ? &ours_intra : &ours, *with = k ? &ours_intra_roi : &ours_roi;
+    if (plain->n < 4 || with->n < 4) continue;
+    double pb[MAX_SETTINGS], pi[MAX_SETTINGS], po[MAX_SETTINGS], rb[MAX_SETTINGS], ri[MAX_SETTINGS], ro[MAX_SETTINGS];
+    for (int j = 0; j < plain->n; j++) pb[j] = plain->p[j].bpp, pi[j] = plain->p[j].psnr_in, po[j] = plain->p[j].psnr_out;
+    for (int j = 0; j < with->n; j++) rb[j] = with->p[j].bpp, ri[j] = with->p[j].psnr_in, ro[j] = with->p[j].psnr_out;
+    /* BD-PSNR, not BD-rate: the regions' curve flattens where their level reaches the top one */
+    printf("%s vs %s: BD-PSNR inside the person boxes %+.2f dB, outside them %+.2f dB\n", with->label, plain->label,
+           rd_bd_psnr(pb, pi, plain->n, rb, ri, with->n), rd_bd_psnr(pb, po, plain->n, rb, ro, with->n));
   }
   if (!status && plot) {
-    plot_series series[6];
+    plot_series series[7];
     int ns = 0;
-    video_curve *all[] = {&ours, &ours_intra, &ours_roi, &x264, &x264i, &mjpeg};
-    for (int k = 0; k < 6; k++)
+    video_curve *all[] = {&ours, &ours_intra, &ours_roi, &ours_intra_roi, &x264, &x264i, &mjpeg};
+    for (int k = 0; k < 7; k++)
       if (all[k]->n) series[ns++] = (plot_series){.label = all[k]->label, .x = all[k]->bpp, .y = all[k]->psnr, .n = all[k]->n, .markers = true};
     char title[200];
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;

@@ -8,7 +8,7 @@ enum {
   AT_MAGIC = 0,    /* "E2EL" */
   AT_VERSION = 4,  /* u8 */
   AT_QUALITY = 5,  /* u8 */
-  AT_FLAGS = 6,    /* u8: 0, or CODEC_FLAG_PREDICTED in version 2 */
+  AT_FLAGS = 6,    /* u8: 0; CODEC_FLAG_PREDICTED in version 2; CODEC_FLAG_REGIONS (and maybe PREDICTED) in 3 */
   AT_SEQ = 7,      /* u8: pictures since the last intra one (0 in version 1) */
   AT_MODEL_ID = 8, /* u32 */
   AT_WIDTH = 12,   /* u16 */
@@ -45,7 +45,7 @@ void codec_write_header(uint8_t *s, const codec_header *h) {
   memcpy(s + AT_MAGIC, CODEC_MAGIC, 4);
   s[AT_VERSION] = (uint8_t)h->version;
   s[AT_QUALITY] = (uint8_t)h->quality;
-  s[AT_FLAGS] = h->predicted ? CODEC_FLAG_PREDICTED : 0;
+  s[AT_FLAGS] = (uint8_t)((h->predicted ? CODEC_FLAG_PREDICTED : 0) | (h->regions ? CODEC_FLAG_REGIONS : 0));
   s[AT_SEQ] = (uint8_t)(h->predicted ? h->seq : 0);
   put_u32(s + AT_MODEL_ID, h->model_id);
   put_u16(s + AT_WIDTH, (uint32_t)h->width);
@@ -72,10 +72,15 @@ bool codec_parse_header(const uint8_t *d, size_t len, codec_header *h) {
     nn_set_error("e2ecodec stream version %d is not supported (this decoder reads 1..%d)", h->version, CODEC_VERSION);
     return false;
   }
-  /* version 1: intra pictures only; version 2 adds predicted ones */
-  h->predicted = d[AT_FLAGS] == CODEC_FLAG_PREDICTED;
+  /* version 1: intra pictures only; version 2 adds predicted ones; version 3, regions of interest */
+  int flags = d[AT_FLAGS];
+  h->predicted = flags & CODEC_FLAG_PREDICTED;
+  h->regions = flags & CODEC_FLAG_REGIONS;
   h->seq = d[AT_SEQ];
-  if (h->version == 1 ? d[AT_FLAGS] != 0 || d[AT_SEQ] != 0 : !h->predicted || h->seq == 0) {
+  bool known = h->version == 1   ? flags == 0
+               : h->version == 2 ? flags == CODEC_FLAG_PREDICTED
+                                 : h->regions && !(flags & ~(CODEC_FLAG_PREDICTED | CODEC_FLAG_REGIONS));
+  if (!known || (h->predicted ? h->seq == 0 : h->seq != 0)) {
     nn_set_error("e2ecodec stream (version %d) has unknown flags 0x%02x or sequence number %d", h->version, d[AT_FLAGS],
                  d[AT_SEQ]);
     return false;

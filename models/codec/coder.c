@@ -185,13 +185,34 @@ static bool code_latents(codec_model *c, const float *z_hat, int zh, int zw, con
   return ok;
 }
 
+/* The levels a picture's n positions are reconstructed at: a coded position's own (levels, NULL: all at
+ * quality), a copied one's (coded[p] == 0) from the reference. *out: NULL when all are at quality, else an
+ * array in the current arena. False when out of memory. */
+static bool shown_levels(int quality, const uint8_t *levels, const uint8_t *coded, const codec_reference *ref, int n,
+                         const uint8_t **out) {
+  *out = NULL;
+  if (!levels && !coded) return true;
+  uint8_t *at = (uint8_t *)codec_scratch(((size_t)n + 3) / 4, false);
+  if (!at) return false;
+  bool uniform = true;
+  for (int p = 0; p < n; p++) {
+    at[p] = coded && !coded[p] ? ref->levels[p] : levels ? levels[p] : (uint8_t)quality;
+    uniform = uniform && at[p] == quality;
+  }
+  if (!uniform) *out = at;
+  return true;
+}
+
 static int z_table(const codec_model *c, int ch) {
   return codec_scale_index(&c->tables, expf(nn_f32(c->z_scale_raw)[ch]));
 }
 
-/* g_s(y_hat) -> 8-bit RGB: the reconstruction both sides compute. */
-static bool reconstruct(codec_model *c, int quality, nn_tensor *y_hat, int pw, int ph, int w, int h, uint8_t *rgb) {
-  nn_tensor *x_hat = codec_synthesis_levels(c, nn_mul(y_hat, codec_gains_for(c->gain_dec, &quality, 1)), &quality);
+/* g_s(y_hat) -> 8-bit RGB: the reconstruction both sides compute. levels: each position's level, NULL when
+ * all are at quality. */
+static bool reconstruct(codec_model *c, int quality, const uint8_t *levels, nn_tensor *y_hat, int pw, int ph, int w,
+                        int h, uint8_t *rgb) {
+  codec_levels lv = {.quality = &quality, .map = levels, .map_h = ph / 16, .map_w = pw / 16};
+  nn_tensor *x_hat = codec_synthesis_at(c, codec_gains_at(c->gain_dec, y_hat, &lv), &lv);
   if (!x_hat) return false;
   padded_to_rgb(nn_f32(x_hat), pw, ph, w, h, rgb);
   return true;
@@ -272,7 +293,7 @@ static void z_symbols(const codec_model *c, const float *z, int nz_per_ch, int32
 /* A predicted picture's choice: which latent positions to code. An intra trial of the whole picture gives
  * each position's bits (its share of its z tile's included) and the reconstruction coding it would give;
  * codec_choose_coded weighs that against copying the reference. */
-static bool choose_coded(codec_model *c, const codec_options *o, int quality, const uint8_t *rgb, int w, int h, int stride, const float *y,
+static bool choose_coded(codec_model *c, const codec_options *o, int quality, const uint8_t *levels, const uint8_t *rgb, int w, int h, int stride, const float *y,
                          const float *z_new, const int32_t *zq, int zh, int zw, const codec_reference *ref,
                          uint8_t *coded) {
   int H = 4 * zh, W = 4 * zw, pw = W * 16, ph = H * 16;
@@ -290,12 +311,20 @@ static bool choose_coded(codec_model *c, const codec_options *o, int quality, co
         for (int k = 0; k < 16; k++) bits[(size_t)(t / zw * 4 + k / 4) * W + t % zw * 4 + k % 4] += share;
       }
     }
-    ok = reconstruct(c, quality, y_hat, pw, ph, w, h, intra);
+    ok = reconstruct(c, quality, levels, y_hat, pw, ph, w, h, intra);
   }
   float scale = o && o->block_lambda > 0 ? o->block_lambda : 1.0f;
+  const float *weights = o ? o->block_weights : NULL;
+  if (ok && levels) { /* a block in a region weighs its change by its own level's lambda */
+    float *wl = codec_scratch((size_t)H * W, false);
+    ok = wl != NULL;
+    for (int p = 0; ok && p < H * W; p++)
+      wl[p] = (weights ? weights[p] : 1.0f) * codec_lambda(&c->cfg, levels[p]) / codec_lambda(&c->cfg, quality);
+    weights = wl;
+  }
   if (ok)
-    codec_choose_coded(rgb, stride, intra, ref->recon, w, h, H, W, bits, scale * codec_lambda(&c->cfg, quality),
-                       o ? o->block_weights : NULL, coded);
+    codec_choose_coded(rgb, stride, intra, ref->recon, w, h, H, W, bits, scale * codec_lambda(&c->cfg, quality), weights,
+                       coded);
   rans_writer_free(&trial);
   return ok;
 }
@@ -312,6 +341,8 @@ bool codec_compress_video(codec_model *c, const codec_options *o, int quality, b
   int pw = pad_to(w), ph = pad_to(h), zh = ph / CODEC_STRIDE, zw = pw / CODEC_STRIDE, H = 4 * zh, W = 4 * zw;
   int n = c->cfg.n, m = c->cfg.m;
   bool predict = ref && !key && codec_reference_fits(ref, c, quality, w, h);
+  bool regions = o->roi_blocks && o->roi_quality != 0 && o->roi_quality != quality;
+  if (regions && !codec_quality_valid(o->roi_quality)) return false;
   bool ok = false;
   uint8_t *zb = NULL, *yb = NULL, *coded = NULL;
   int32_t *zq = NULL;
@@ -319,11 +350,22 @@ bool codec_compress_video(codec_model *c, const codec_options *o, int quality, b
   rans_writer_init(&wz);
   rans_writer_init(&wy);
   nn_scope scope = nn_scope_begin(&(nn_scope_opts){.no_grad = true});
+  uint8_t *levels = NULL; /* this picture's level per position, NULL: all at quality */
+  if (regions) {
+    levels = (uint8_t *)codec_scratch(((size_t)H * W + 3) / 4, false);
+    if (!levels) goto done;
+    regions = false;
+    for (int p = 0; p < H * W; p++) {
+      levels[p] = o->roi_blocks[p] ? (uint8_t)o->roi_quality : (uint8_t)quality;
+      regions = regions || o->roi_blocks[p];
+    }
+    if (!regions) levels = NULL; /* no block in a region: a plain picture */
+  }
+  codec_levels lv = {.quality = &quality, .map = levels, .map_h = H, .map_w = W};
   nn_tensor *x = nn_empty(NN_F32, 4, (int64_t[]){1, 3, ph, pw});
   if (!x) goto done;
   rgb_to_padded(rgb, w, h, stride, pw, ph, nn_f32(x));
-  nn_tensor *y = nn_contiguous(
-      nn_mul(codec_analysis(c, x, &quality, c->enc_infer_ready), codec_gains_for(c->gain_enc, &quality, 1)));
+  nn_tensor *y = nn_contiguous(codec_gains_at(c->gain_enc, codec_analysis_at(c, x, &lv, c->enc_infer_ready), &lv));
   nn_tensor *z = codec_hyper_analysis(c, y, c->enc_infer_ready);
   if (!z) goto done;
   /* z: per-channel Gaussian around its learned mean */
@@ -336,8 +378,15 @@ bool codec_compress_video(codec_model *c, const codec_options *o, int quality, b
   if (predict) {
     coded = malloc((size_t)H * W);
     if (!coded) goto done;
-    if (!choose_coded(c, o, quality, rgb, w, h, stride, nn_f32(y), nn_f32(z_hat), zq, zh, zw, ref, coded)) goto done;
+    if (!choose_coded(c, o, quality, levels, rgb, w, h, stride, nn_f32(y), nn_f32(z_hat), zq, zh, zw, ref, coded)) goto done;
     codec_put_coded_map(&wz, coded, H, W);
+  }
+  if (regions) {
+    uint8_t *inside = (uint8_t *)codec_scratch(((size_t)H * W + 3) / 4, false);
+    if (!inside) goto done;
+    for (int p = 0; p < H * W; p++) inside[p] = levels[p] != quality;
+    rans_put_raw16(&wz, (uint32_t)o->roi_quality);
+    codec_put_coded_map(&wz, inside, H, W);
   }
   /* z's tiles: all of them in an intra picture; in a predicted one those with a coded position (the others
    * keep the reference's) */
@@ -350,7 +399,7 @@ bool codec_compress_video(codec_model *c, const codec_options *o, int quality, b
     }
   }
   /* the latent search keeps z (already coded) and its means and scales, and moves y under them */
-  if (!predict && o->refine_steps > 0 && !refine_latents(c, x, y, z_hat, quality, o->refine_steps)) goto done;
+  if (!predict && !regions && o->refine_steps > 0 && !refine_latents(c, x, y, z_hat, quality, o->refine_steps)) goto done;
   nn_tensor *y_hat = nn_empty(NN_F32, 4, (int64_t[]){1, m, H, W});
   codec_prediction pred = {.coded = coded, .y_hat = predict ? ref->y_hat : NULL};
   if (!y_hat || !code_latents(c, nn_f32(z_hat), zh, zw, nn_f32(y), &wy, NULL, predict ? &pred : NULL, nn_f32(y_hat), NULL))
@@ -364,17 +413,20 @@ bool codec_compress_video(codec_model *c, const codec_options *o, int quality, b
   }
   /* the encoder's reference keeps what the decoder will show: the next picture's choice compares with it */
   int seq = predict ? codec_next_seq(ref->seq) : 0;
-  if (ref && !codec_reference_store(ref, c, quality, w, h, seq, nn_f32(y_hat), nn_f32(z_hat))) goto done;
+  const uint8_t *shown_at;
+  if (!shown_levels(quality, levels, coded, ref, H * W, &shown_at)) goto done;
+  if (ref && !codec_reference_store(ref, c, quality, w, h, seq, nn_f32(y_hat), nn_f32(z_hat), shown_at)) goto done;
   uint8_t *shown = ref ? ref->recon : recon;
-  if (shown && !reconstruct(c, quality, y_hat, pw, ph, w, h, shown)) goto done;
+  if (shown && !reconstruct(c, quality, shown_at, y_hat, pw, ph, w, h, shown)) goto done;
   if (ref && recon) memcpy(recon, ref->recon, (size_t)w * h * 3);
   size_t len = CODEC_HEADER_BYTES + zl + yl;
   uint8_t *s = malloc(len);
   if (!s) goto done;
   memcpy(s + CODEC_HEADER_BYTES, zb, zl);
   memcpy(s + CODEC_HEADER_BYTES + zl, yb, yl);
-  codec_write_header(s, &(codec_header){.version = predict ? CODEC_VERSION_PREDICTED : 1, .quality = quality, .width = w,
-                                        .height = h, .predicted = predict, .seq = seq, .model_id = c->model_id,
+  codec_write_header(s, &(codec_header){.version = regions ? CODEC_VERSION_REGIONS : predict ? CODEC_VERSION_PREDICTED : 1,
+                                        .quality = quality, .width = w, .height = h, .predicted = predict,
+                                        .regions = regions, .seq = seq, .model_id = c->model_id,
                                         .z_bytes = (uint32_t)zl, .y_bytes = (uint32_t)yl,
                                         .crc = codec_crc32(s + CODEC_HEADER_BYTES, zl + yl)});
   *out = s;
@@ -441,6 +493,18 @@ bool codec_decompress_video(codec_model *c, const codec_options *o, const uint8_
     }
     if (!codec_get_coded_map(&rz, coded, H, W)) goto done;
   }
+  uint8_t *levels = NULL;
+  if (hd.regions) {
+    int roi_quality = (int)rans_get_raw16(&rz);
+    levels = (uint8_t *)codec_scratch(((size_t)H * W + 3) / 4, false);
+    if (!levels) goto done;
+    if (roi_quality < CODEC_MIN_QUALITY || roi_quality > CODEC_MAX_QUALITY || roi_quality == hd.quality) {
+      nn_set_error("e2ecodec: the regions' level %d is out of range or the picture's own (%d)", roi_quality, hd.quality);
+      goto done;
+    }
+    if (!codec_get_coded_map(&rz, levels, H, W)) goto done;
+    for (int p = 0; p < H * W; p++) levels[p] = levels[p] ? (uint8_t)roi_quality : (uint8_t)hd.quality;
+  }
   for (int ch = 0; ch < n; ch++) {
     int ti = z_table(c, ch);
     for (int t = 0; t < zh * zw; t++) {
@@ -460,8 +524,10 @@ bool codec_decompress_video(codec_model *c, const codec_options *o, const uint8_
     nn_set_error("e2ecodec: latent payload is corrupt (does not decode to its exact length)");
     goto done;
   }
-  ok = (!ref || codec_reference_store(ref, c, hd.quality, w, h, hd.seq, nn_f32(y_hat), nn_f32(z_hat))) &&
-       (!rgb || reconstruct(c, hd.quality, y_hat, pw, ph, w, h, rgb));
+  const uint8_t *shown_at;
+  ok = shown_levels(hd.quality, levels, coded, ref, H * W, &shown_at) &&
+       (!ref || codec_reference_store(ref, c, hd.quality, w, h, hd.seq, nn_f32(y_hat), nn_f32(z_hat), shown_at)) &&
+       (!rgb || reconstruct(c, hd.quality, shown_at, y_hat, pw, ph, w, h, rgb));
 done:
   if (!ok && ref) codec_reference_reset(ref);
   free(coded);

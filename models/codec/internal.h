@@ -38,6 +38,20 @@ bool codec_config_valid(const codec_config *c);
 /* Copies the entropy tables from the model's buffers (just loaded or regrown) into c->tables. */
 void codec_tables_from_buffers(codec_model *c);
 
+/* The quality level(s) a transform runs at: one per patch, or, coding one picture, one per 16x16 block
+ * (map: map_h x map_w levels 1..5, the padded picture's blocks, i.e. y's positions); quality then still
+ * names the picture's own level. */
+typedef struct {
+  const int *quality;
+  const uint8_t *map;
+  int map_h, map_w;
+} codec_levels;
+
+/* y times the gain table's row for each patch's or position's level (a new tensor). */
+nn_tensor *codec_gains_at(nn_tensor *table, nn_tensor *y, const codec_levels *lv);
+nn_tensor *codec_analysis_at(codec_model *c, nn_tensor *x, const codec_levels *lv, bool copies);
+nn_tensor *codec_synthesis_at(codec_model *c, nn_tensor *y, const codec_levels *lv);
+
 /* Rows of a [levels, channels] table for each patch, as [N, channels, 1, 1]. */
 nn_tensor *codec_gains_for(nn_tensor *table, const int *quality, int64_t n);
 /* The four transforms; quality holds one level per patch. copies: the packed encoder filters of
@@ -59,7 +73,8 @@ struct codec_reference {
   int quality, width, height, seq;
   float *y_hat, *z_hat; /* [m, H, W] and [n, H/4, W/4]: decoded latents and hyper-latents */
   uint8_t *recon;       /* width * height * 3: what the decoder shows (the encoder's side compares with it) */
-  size_t y_len, z_len, recon_len;
+  uint8_t *levels;      /* [H, W]: the level each position's latents were coded at (regions of interest) */
+  size_t y_len, z_len, recon_len, levels_len;
 };
 
 /* What a predicted picture takes from its reference while coding its latents. */
@@ -73,9 +88,10 @@ static inline int codec_next_seq(int seq) { return seq >= 255 ? 1 : seq + 1; }
 
 /* True when r holds a picture of c at this quality and size. */
 bool codec_reference_fits(const codec_reference *r, const codec_model *c, int quality, int w, int h);
-/* Keeps a picture's latents (and sizes recon for it); false when out of memory. */
+/* Keeps a picture's latents and their levels (NULL: all at quality), and sizes recon for it; false when out
+ * of memory. */
 bool codec_reference_store(codec_reference *r, const codec_model *c, int quality, int w, int h, int seq,
-                           const float *y_hat, const float *z_hat);
+                           const float *y_hat, const float *z_hat, const uint8_t *levels);
 /* Whether z tile (ty, tx) covers a coded position (W: latent positions per row). */
 bool codec_tile_coded(const uint8_t *coded, int ty, int tx, int W);
 /* The encoder's choice for a predicted picture: coded[p] = 1 where lambda * weights[p] (1 without weights) *

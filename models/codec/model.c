@@ -267,11 +267,33 @@ nn_tensor *codec_gains_for(nn_tensor *table, const int *quality, int64_t n) {
   return nn_reshape(nn_index_select(table, 0, idx), 4, (int64_t[]){n, table->shape[1], 1, 1});
 }
 
+/* x scaled in place by table's row for each position's level in a block map (coding one picture, no
+ * gradient): the map's blocks cover x's plane evenly, at any of the transforms' resolutions. */
+static nn_tensor *scaled_by_map(nn_tensor *table, nn_tensor *x, const codec_levels *lv) {
+  if (nn_grad_enabled() || !nn_is_contiguous(x) || x->dtype != NN_F32 || x->shape[0] != 1 || x->shape[2] % lv->map_h ||
+      x->shape[3] % lv->map_w) {
+    nn_set_error("e2ecodec: a level map needs one picture coded without a gradient, its blocks covering the plane");
+    return NULL;
+  }
+  int64_t ch = x->shape[1], h = x->shape[2], w = x->shape[3];
+  float *d = nn_f32(x);
+  const float *t = nn_f32(table);
+  for (int64_t k = 0; k < ch; k++)
+    for (int64_t yy = 0; yy < h; yy++) {
+      const uint8_t *levels = lv->map + yy * lv->map_h / h * lv->map_w;
+      float *row = d + (k * h + yy) * w;
+      for (int64_t xx = 0; xx < w; xx++) row[xx] *= t[(levels[xx * lv->map_w / w] - 1) * ch + k];
+    }
+  return x;
+}
+
 /* A (inverse) GDN's input through its per-level scales, when the model has them. x is always a layer's
  * fresh output: without a gradient to keep, it is scaled in place (the same products nn_mul would make)
  * instead of taking a second copy of the largest tensors a picture has. */
-static nn_tensor *modulated(nn_tensor *table, nn_tensor *x, const int *quality) {
+static nn_tensor *modulated(nn_tensor *table, nn_tensor *x, const codec_levels *lv) {
   if (!table || !x) return x;
+  if (lv->map) return scaled_by_map(table, x, lv);
+  const int *quality = lv->quality;
   if (nn_grad_enabled() || !nn_is_contiguous(x) || x->dtype != NN_F32)
     return nn_mul(x, codec_gains_for(table, quality, x->shape[0]));
   int64_t nb = x->shape[0], ch = x->shape[1], plane = x->shape[2] * x->shape[3];
@@ -284,6 +306,13 @@ static nn_tensor *modulated(nn_tensor *table, nn_tensor *x, const int *quality) 
   return x;
 }
 
+nn_tensor *codec_gains_at(nn_tensor *table, nn_tensor *y, const codec_levels *lv) {
+  if (!y || !lv->map) return nn_mul(y, codec_gains_for(table, lv->quality, y ? y->shape[0] : 1));
+  nn_tensor *out = nn_contiguous(y);
+  if (out == y) out = nn_mul_scalar(y, 1.0f); /* a copy: y may be the caller's */
+  return out ? scaled_by_map(table, out, lv) : NULL;
+}
+
 /* A (inverse) GDN; without a gradient, over its input (a layer's fresh output, like modulated's). */
 static nn_tensor *gdn(const nn_gdn_layer *l, nn_tensor *x) {
   return nn_grad_enabled() ? nn_gdn_forward(l, x) : nn_gdn_forward_(l, x);
@@ -291,18 +320,18 @@ static nn_tensor *gdn(const nn_gdn_layer *l, nn_tensor *x) {
 
 /* Layer i (0..3) of the analysis; copies: through the packed snapshots of codec_prepare_inference
  * (coding only, never training). */
-static nn_tensor *analysis_layer(codec_model *c, int i, nn_tensor *x, const int *quality, bool copies) {
+static nn_tensor *analysis_layer(codec_model *c, int i, nn_tensor *x, const codec_levels *lv, bool copies) {
   nn_tensor *t = copies ? nn_conv_infer_forward(&c->enc_infer[i], x) : nn_conv2d_forward(&c->ga[i], x);
-  return i < 3 ? gdn(&c->ga_gdn[i], modulated(c->mod_a[i], t, quality)) : t;
+  return i < 3 ? gdn(&c->ga_gdn[i], modulated(c->mod_a[i], t, lv)) : t;
 }
 
-static nn_tensor *synthesis_layer(codec_model *c, int i, nn_tensor *y, const int *quality, bool copies) {
+static nn_tensor *synthesis_layer(codec_model *c, int i, nn_tensor *y, const codec_levels *lv, bool copies) {
   (void)copies;
   nn_tensor *t = nn_conv_transpose2d_forward(&c->gs[i], y);
-  return i < 3 ? gdn(&c->gs_igdn[i], modulated(c->mod_s[i], t, quality)) : t;
+  return i < 3 ? gdn(&c->gs_igdn[i], modulated(c->mod_s[i], t, lv)) : t;
 }
 
-typedef nn_tensor *(*layer_fn)(codec_model *c, int i, nn_tensor *x, const int *quality, bool copies);
+typedef nn_tensor *(*layer_fn)(codec_model *c, int i, nn_tensor *x, const codec_levels *lv, bool copies);
 
 /* The four layers of a transform. Without a gradient (coding), each layer computes in one of the model's
  * two scratch arenas, and the other, holding its input and the last layer's temporaries, is emptied once
@@ -310,19 +339,19 @@ typedef nn_tensor *(*layer_fn)(codec_model *c, int i, nn_tensor *x, const int *q
  * The result lands in the caller's arena. With a gradient (training, the latent search) every
  * intermediate must stay for the backward pass, and the layers run in the current arena; so do they in a
  * second thread coding with the same model while the first holds the scratch arenas. */
-static nn_tensor *run_layers(codec_model *c, layer_fn layer, nn_tensor *x, const int *quality, bool copies) {
+static nn_tensor *run_layers(codec_model *c, layer_fn layer, nn_tensor *x, const codec_levels *lv, bool copies) {
   bool staged = !nn_grad_enabled() && !atomic_flag_test_and_set(&c->scratch_busy);
   for (int k = 0; k < 2 && staged; k++)
     if (!c->scratch[k]) c->scratch[k] = nn_arena_new(0);
   if (!staged || !c->scratch[0] || !c->scratch[1]) {
     if (staged) atomic_flag_clear(&c->scratch_busy);
-    for (int i = 0; i < 4; i++) x = layer(c, i, x, quality, copies);
+    for (int i = 0; i < 4; i++) x = layer(c, i, x, lv, copies);
     return x;
   }
   nn_arena *home = nn_arena_current();
   for (int i = 0; i < 4 && x; i++) {
     nn_arena_set_current(i == 3 ? home : c->scratch[i % 2]);
-    nn_tensor *out = layer(c, i, x, quality, copies);
+    nn_tensor *out = layer(c, i, x, lv, copies);
     if (i > 0) nn_arena_reset(c->scratch[(i - 1) % 2]); /* x and the last layer's temporaries */
     x = out;
   }
@@ -352,7 +381,11 @@ void codec_scratch_return(codec_model *c, nn_arena *home) {
 }
 
 nn_tensor *codec_analysis(codec_model *c, nn_tensor *x, const int *quality, bool copies) {
-  return run_layers(c, analysis_layer, x, quality, copies);
+  return run_layers(c, analysis_layer, x, &(codec_levels){.quality = quality}, copies);
+}
+
+nn_tensor *codec_analysis_at(codec_model *c, nn_tensor *x, const codec_levels *lv, bool copies) {
+  return run_layers(c, analysis_layer, x, lv, copies);
 }
 
 nn_tensor *codec_hyper_analysis(codec_model *c, nn_tensor *y, bool copies) {
@@ -373,7 +406,11 @@ nn_tensor *codec_hyper_synthesis(codec_model *c, nn_tensor *z, nn_tensor **means
 }
 
 nn_tensor *codec_synthesis_levels(codec_model *c, nn_tensor *y, const int *quality) {
-  return run_layers(c, synthesis_layer, y, quality, false);
+  return run_layers(c, synthesis_layer, y, &(codec_levels){.quality = quality}, false);
+}
+
+nn_tensor *codec_synthesis_at(codec_model *c, nn_tensor *y, const codec_levels *lv) {
+  return run_layers(c, synthesis_layer, y, lv, false);
 }
 
 nn_tensor *codec_synthesis(codec_model *c, nn_tensor *y, int quality) {

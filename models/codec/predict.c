@@ -18,6 +18,7 @@ void codec_reference_free(codec_reference *r) {
   free(r->y_hat);
   free(r->z_hat);
   free(r->recon);
+  free(r->levels);
   free(r);
 }
 
@@ -48,17 +49,19 @@ static bool reserve(void *buf, size_t *have, size_t n) {
 }
 
 bool codec_reference_store(codec_reference *r, const codec_model *c, int quality, int w, int h, int seq,
-                           const float *y_hat, const float *z_hat) {
+                           const float *y_hat, const float *z_hat, const uint8_t *levels) {
   int H = (h + CODEC_STRIDE - 1) / CODEC_STRIDE * 4, W = (w + CODEC_STRIDE - 1) / CODEC_STRIDE * 4;
   size_t ny = sizeof(float) * (size_t)c->cfg.m * H * W, nz = sizeof(float) * (size_t)c->cfg.n * (H / 4) * (W / 4);
   r->valid = false;
   if (!reserve(&r->y_hat, &r->y_len, ny) || !reserve(&r->z_hat, &r->z_len, nz) ||
-      !reserve(&r->recon, &r->recon_len, (size_t)w * h * 3)) {
+      !reserve(&r->recon, &r->recon_len, (size_t)w * h * 3) || !reserve(&r->levels, &r->levels_len, (size_t)H * W)) {
     nn_set_error("e2ecodec: out of memory for a video reference");
     return false;
   }
   memcpy(r->y_hat, y_hat, ny);
   memcpy(r->z_hat, z_hat, nz);
+  if (levels) memcpy(r->levels, levels, (size_t)H * W);
+  else memset(r->levels, quality, (size_t)H * W);
   r->model_id = c->model_id;
   r->quality = quality, r->width = w, r->height = h, r->seq = seq;
   r->valid = true;

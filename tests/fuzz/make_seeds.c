@@ -154,6 +154,20 @@ static void codec_streams(void) {
     write_bytes("codec_stream", name, s, n);
     g_byte_array_append(joined, s, (guint)n);
     free(s);
+    /* an intra picture with a region of interest (its top-left blocks at another level) */
+    int cols, rows;
+    codec_block_grid(w, h, &cols, &rows);
+    uint8_t *inside = calloc((size_t)cols * rows, 1);
+    if (!inside) exit(1);
+    inside[0] = 1;
+    codec_options o = {.roi_blocks = inside, .roi_quality = 5};
+    if (!codec_compress_video(&c, &o, 2, true, rgb, w, h, w * 3, ref, &s, &n, NULL) || !(s[6] & CODEC_FLAG_REGIONS)) exit(1);
+    codec_set_frame_rate(s, 30, 1);
+    snprintf(name, sizeof name, "%dx%d-q2-regions.e2el", w, h);
+    write_bytes("codec_stream", name, s, n);
+    g_byte_array_append(joined, s, (guint)n);
+    free(s);
+    free(inside);
     codec_reference_free(ref);
     free(rgb);
   }

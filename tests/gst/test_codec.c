@@ -669,7 +669,10 @@ TEST(encoder_bitrate_steers_the_level_at_key_frames_and_reports_the_rate) {
 /* Regions of interest on the frames (GstVideoRegionOfInterestMeta) reach the encoder's choice of blocks:
  * weighted far up inside and far down outside, the predicted pictures change; weighted 1 and 1, they are
  * the pictures coded without any region. */
+static int last_sequence_keys; /* the key (non-delta) buffers encode_sequence pulled */
+
 static gsize encode_sequence(const char *model, const char *props, gboolean regions, GByteArray *out) {
+  last_sequence_keys = 0;
   gchar *launch = g_strdup_printf("e2ecodecenc model=%s key-int-max=0 %s", model, props);
   GstHarness *hs = gst_harness_new_parse(launch);
   g_free(launch);
@@ -687,6 +690,7 @@ static gsize encode_sequence(const char *model, const char *props, gboolean regi
     g_free(pic);
     GstBuffer *o = gst_harness_pull(hs);
     GstMapInfo m;
+    if (o && !GST_BUFFER_FLAG_IS_SET(o, GST_BUFFER_FLAG_DELTA_UNIT)) last_sequence_keys++;
     if (o && gst_buffer_map(o, &m, GST_MAP_READ)) {
       g_byte_array_append(out, m.data, (guint)m.size);
       gst_buffer_unmap(o, &m);
@@ -712,6 +716,57 @@ TEST(encoder_reads_regions_of_interest_into_its_choice_of_blocks) {
   CHECK(weighted->len != plain->len || memcmp(plain->data, weighted->data, plain->len) != 0,
         "weighted regions change the predicted pictures (%u vs %u bytes)", weighted->len, plain->len);
   g_byte_array_unref(plain), g_byte_array_unref(neutral), g_byte_array_unref(weighted);
+  unlink(model);
+  g_free(model);
+}
+
+static gsize be32(const guint8 *p) { return (gsize)p[0] << 24 | (gsize)p[1] << 16 | (gsize)p[2] << 8 | p[3]; }
+
+/* Walks a stream of pictures: how many, how many carry regions, and whether each decodes (in order, with a
+ * reference, as e2ecodecdec does) with the model in path. */
+static int decode_pictures(const char *path, const GByteArray *st, int w, int h, int *with_regions, gboolean *all_decode) {
+  codec_model c = {0}; /* codec_load replaces a model: it frees what c held */
+  int n = 0;
+  *with_regions = 0;
+  *all_decode = codec_load(&c, path);
+  codec_reference *ref = codec_reference_new();
+  uint8_t *rgb = g_malloc((gsize)w * h * 3);
+  for (gsize at = 0; *all_decode && at + CODEC_HEADER_BYTES <= st->len; n++) {
+    gsize len = CODEC_HEADER_BYTES + be32(st->data + at + 20) + be32(st->data + at + 24); /* the header's sizes */
+    codec_header hd;
+    *all_decode = len <= st->len - at && codec_parse_header(st->data + at, len, &hd) &&
+                  codec_decompress_video(&c, NULL, st->data + at, len, rgb, w, h, ref);
+    *with_regions += *all_decode && hd.regions;
+    at += len;
+  }
+  codec_reference_free(ref);
+  g_free(rgb);
+  codec_free(&c);
+  return n;
+}
+
+TEST(encoder_codes_regions_of_interest_at_roi_quality) {
+  codec_model c;
+  char *model = make_model(14, &c);
+  nn_fill_(c.gain_enc, 8.0f);
+  CHECK(codec_save(&c, model, NULL, 0), "save: %s", nn_last_error());
+  codec_free(&c);
+  GByteArray *plain = g_byte_array_new(), *none = g_byte_array_new(), *roi = g_byte_array_new();
+  encode_sequence(model, "quality=2", TRUE, plain);
+  encode_sequence(model, "quality=2 roi-quality=5", FALSE, none);
+  encode_sequence(model, "quality=2 roi-quality=5", TRUE, roi);
+  CHECK(last_sequence_keys == 1, "one key frame (the intra picture with regions), %d found", last_sequence_keys);
+  int regions = 0;
+  gboolean decoded = FALSE;
+  CHECK(decode_pictures(model, plain, 64, 64, &regions, &decoded) == 6 && decoded && regions == 0,
+        "without roi-quality: 6 plain pictures (%d with regions)", regions);
+  CHECK(none->len == plain->len && !memcmp(none->data, plain->data, plain->len),
+        "roi-quality on frames without regions: the same stream as without it");
+  CHECK(decode_pictures(model, roi, 64, 64, &regions, &decoded) == 6 && decoded && regions == 6,
+        "with roi-quality: all 6 pictures carry their regions and decode (%d with regions, %s)", regions,
+        decoded ? "decoded" : nn_last_error());
+  CHECK(roi->len != plain->len || memcmp(roi->data, plain->data, roi->len) != 0, "and the stream differs from the plain one");
+  g_byte_array_unref(plain), g_byte_array_unref(none), g_byte_array_unref(roi);
   unlink(model);
   g_free(model);
 }

@@ -166,16 +166,22 @@ bool codec_load_file(codec_model *c, const nn_st_file *f, const char *path);
  * payload starts with the map of the latent positions it codes (three context probabilities, raw 16 bits
  * each, then one binary symbol per position, its context the number of coded neighbours left and above);
  * z follows for the tiles with a coded position, y for the coded positions; every other position, and z
- * tile, keeps the previous picture's decoded value. A video stream is pictures back to back. */
+ * tile, keeps the previous picture's decoded value. A picture with regions of interest (version 3, flag 2,
+ * with or without flag 1) has, after the map of coded positions if it is predicted, the regions' level (raw
+ * 16 bits) and their map of 16x16 blocks, coded like the map of coded positions: the transforms run at
+ * that level there. A copied position keeps the level the previous picture gave it. A video stream is
+ * pictures back to back. */
 #define CODEC_MAGIC "E2EL"
-#define CODEC_VERSION 2           /* the newest version this decoder reads */
+#define CODEC_VERSION 3           /* the newest version this decoder reads */
 #define CODEC_VERSION_PREDICTED 2 /* the version of a predicted picture */
+#define CODEC_VERSION_REGIONS 3   /* the version of a picture with regions of interest */
 #define CODEC_FLAG_PREDICTED 1
+#define CODEC_FLAG_REGIONS 2
 #define CODEC_HEADER_BYTES 32
 
 typedef struct {
   int version, quality, width, height, fps_n, fps_d;
-  bool predicted;
+  bool predicted, regions;
   int seq; /* 0 for an intra picture; 1..255 over and over for the predicted ones after it */
   uint32_t model_id, z_bytes, y_bytes, crc;
 } codec_header;
@@ -197,6 +203,12 @@ typedef struct {
   const float *block_weights; /* NULL, or a weight per 16x16 block (codec_block_grid's rows x cols, row by row)
                             that multiplies lambda there too: above 1 where the picture matters more (regions
                             of interest get their changes coded first), below 1 where it matters less */
+  const uint8_t *roi_blocks; /* NULL, or 1 per 16x16 block (codec_block_grid's order) inside a region of
+                            interest, 0 elsewhere: with roi_quality, those blocks are coded at that level */
+  int roi_quality;       /* the level of roi_blocks (1..5; 0, or the picture's own level: no regions). The
+                            transforms run at each block's level, in an intra picture and in a predicted one's
+                            coded blocks; the map rides in the picture (version 3). The latent search
+                            (refine_steps) is not run on a picture with regions. */
 } codec_options;
 
 /* The grid of 16x16 blocks (latent positions) of a w x h picture, padding included. */
