@@ -201,6 +201,26 @@ GstStateChangeReturn e2e_element_change_state(GstElement *e, E2eElementModel *m,
   return r;
 }
 
+void e2e_element_use_shipped(E2eElementModel *m, const char *rel) {
+  char *path = e2e_model_path(rel);
+  g_mutex_lock(&m->lock);
+  if (!m->model_given) {
+    g_free(m->model);
+    m->model = g_strdup(path);
+  }
+  g_mutex_unlock(&m->lock);
+  free(path);
+}
+
+gboolean e2e_element_reopen(GstElement *e, E2eElementModel *m, const char *path) {
+  e2e_element_close(m);
+  g_mutex_lock(&m->lock);
+  g_free(m->model);
+  m->model = g_strdup(path);
+  g_mutex_unlock(&m->lock);
+  return e2e_element_open(e, m);
+}
+
 guint64 e2e_element_max_memory(E2eElementModel *m) {
   g_mutex_lock(&m->lock);
   guint64 bytes = (guint64)m->max_memory_mb << 20;

@@ -53,6 +53,12 @@ void e2e_element_close(E2eElementModel *m);
 GstStateChangeReturn e2e_element_change_state(GstElement *e, E2eElementModel *m, GstStateChange t,
                                               GstElementClass *parent);
 guint64 e2e_element_max_memory(E2eElementModel *m); /* bytes (0: no limit beyond the machine's memory) */
+/* Makes the shipped model rel (under the models folder, e.g. "codec/e2ecodec-live.safetensors") the one
+ * this element loads, unless the model property was set: that one stays. */
+void e2e_element_use_shipped(E2eElementModel *m, const char *rel);
+/* While running (from the streaming thread), closes the model and opens path instead; FALSE, with an error
+ * posted, when that fails (the element then has no model). */
+gboolean e2e_element_reopen(GstElement *e, E2eElementModel *m, const char *path);
 
 /* For a bin: installs under id a copy of the property `name` of element type `from` (same name, blurb,
  * range, default and flags), so the bin declares nothing twice. */

@@ -31,6 +31,14 @@ G_DECLARE_FINAL_TYPE(GstE2eCodecParse, gst_e2e_codec_parse, GST, E2E_CODEC_PARSE
 #define GST_TYPE_E2E_CODEC_BIN (gst_e2e_codec_bin_get_type())
 G_DECLARE_FINAL_TYPE(GstE2eCodecBin, gst_e2e_codec_bin, GST, E2E_CODEC_BIN, GstBin)
 
+/* The shipped models, by profile: the quality one (the default) and the live one (narrower, for real time).
+ * A decoder whose model property was not set picks whichever of them a stream names. */
+#define E2E_CODEC_QUALITY_MODEL "codec/e2ecodec.safetensors"
+#define E2E_CODEC_LIVE_MODEL "codec/e2ecodec-live.safetensors"
+typedef enum { E2E_CODEC_PROFILE_QUALITY, E2E_CODEC_PROFILE_LIVE } E2eCodecProfile;
+#define GST_TYPE_E2E_CODEC_PROFILE (gst_e2e_codec_profile_get_type())
+GType gst_e2e_codec_profile_get_type(void);
+
 /* Type finder for "E2EL" streams. */
 gboolean e2e_codec_typefind_register(GstPlugin *plugin);
 

@@ -10,9 +10,9 @@ struct _GstE2eCodecBin {
 };
 
 /* Settings of the encoder alone, of both halves, and the bin's own message (on by default here). */
-enum { PROP_0, PROP_QUALITY, PROP_REFINE_STEPS, PROP_KEY_INT_MAX, PROP_BITRATE, PROP_ROI_WEIGHT, PROP_BACKGROUND_WEIGHT, PROP_ROI_QUALITY, PROP_MODEL, PROP_MODEL_NAME, PROP_DEVICE, PROP_NUM_THREADS, PROP_MAX_MEMORY, PROP_MESSAGE };
+enum { PROP_0, PROP_QUALITY, PROP_REFINE_STEPS, PROP_KEY_INT_MAX, PROP_BITRATE, PROP_ROI_WEIGHT, PROP_BACKGROUND_WEIGHT, PROP_ROI_QUALITY, PROP_PROFILE, PROP_MODEL, PROP_MODEL_NAME, PROP_DEVICE, PROP_NUM_THREADS, PROP_MAX_MEMORY, PROP_MESSAGE };
 static const gchar *const PROP_NAMES[] = {NULL, "quality", "refine-steps", "key-int-max", "bitrate", "roi-weight",
-                                          "background-weight", "roi-quality", "model", "model-name", "device", "num-threads",
+                                          "background-weight", "roi-quality", "profile", "model", "model-name", "device", "num-threads",
                                           "max-memory", "message"};
 
 G_DEFINE_TYPE(GstE2eCodecBin, gst_e2e_codec_bin, GST_TYPE_BIN)

@@ -74,6 +74,32 @@ static gboolean dec_stop(GstVideoDecoder *dec) {
   return TRUE;
 }
 
+/* A stream from the other shipped model (the live profile's, say): when neither model nor model-name was set,
+ * the decoder switches to the shipped model whose id the stream names. */
+static gboolean pick_shipped_model(GstE2eCodecDec *self, const gchar *id) {
+  g_mutex_lock(&self->model.lock);
+  gboolean chosen = self->model.model_given || (self->model.model_name && *self->model.model_name);
+  gchar *current = g_strdup(self->model.model);
+  g_mutex_unlock(&self->model.lock);
+  const char *const shipped[] = {E2E_CODEC_QUALITY_MODEL, E2E_CODEC_LIVE_MODEL};
+  gboolean switched = FALSE;
+  for (guint k = 0; !chosen && !switched && k < G_N_ELEMENTS(shipped); k++) {
+    char *path = e2e_model_path(shipped[k]);
+    e2e_model *m = strcmp(path, current) != 0 ? e2e_model_open(path, E2E_TASK_CODEC) : NULL;
+    gchar theirs[16] = "";
+    if (m) g_snprintf(theirs, sizeof theirs, "%08x", e2e_model_describe(m)->id);
+    e2e_model_unref(m);
+    if (m && g_ascii_strcasecmp(id, theirs) == 0) {
+      GST_INFO_OBJECT(self, "stream from model %s: switching to the shipped %s", id, path);
+      switched = e2e_element_reopen(GST_ELEMENT(self), &self->model, path);
+      codec_reference_reset(self->ref);
+    }
+    free(path);
+  }
+  g_free(current);
+  return switched;
+}
+
 static gboolean dec_set_format(GstVideoDecoder *dec, GstVideoCodecState *state) {
   GstE2eCodecDec *self = GST_E2E_CODEC_DEC(dec);
   g_clear_pointer(&self->in_state, gst_video_codec_state_unref);
@@ -81,6 +107,7 @@ static gboolean dec_set_format(GstVideoDecoder *dec, GstVideoCodecState *state) 
   const gchar *id = gst_structure_get_string(gst_caps_get_structure(state->caps, 0), "model-id");
   gchar mine[16];
   g_snprintf(mine, sizeof mine, "%08x", e2e_model_describe(e2e_session_model(self->model.session))->id);
+  if (id && g_ascii_strcasecmp(id, mine) != 0 && pick_shipped_model(self, id)) return TRUE;
   if (id && g_ascii_strcasecmp(id, mine) != 0) {
     GST_ELEMENT_ERROR(self, STREAM, WRONG_TYPE,
                       ("This stream was coded with codec model %s, but the decoder loaded model %s.", id, mine),

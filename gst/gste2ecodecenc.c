@@ -24,6 +24,7 @@ struct _GstE2eCodecEnc {
   E2eElementModel model; /* model, model-name, device, num-threads, max-memory; the session while running */
   GMutex lock;           /* the properties below */
   guint quality, refine_steps, key_int_max, bitrate, roi_quality;
+  E2eCodecProfile profile;
   gdouble roi_weight, background_weight;
   gboolean post_messages;
   codec_reference *ref;  /* the last coded picture, for the next predicted one */
@@ -39,13 +40,23 @@ struct _GstE2eCodecEnc {
 };
 
 enum { PROP_0, PROP_QUALITY, PROP_MESSAGE, PROP_REFINE_STEPS, PROP_KEY_INT_MAX, PROP_BITRATE, PROP_ROI_WEIGHT,
-       PROP_BACKGROUND_WEIGHT, PROP_ROI_QUALITY };
+       PROP_BACKGROUND_WEIGHT, PROP_ROI_QUALITY, PROP_PROFILE };
 
 #define DEFAULT_ROI_WEIGHT 4.0
 
 #define DEFAULT_KEY_INT_MAX 60
 
 G_DEFINE_TYPE(GstE2eCodecEnc, gst_e2e_codec_enc, GST_TYPE_VIDEO_ENCODER)
+
+GType gst_e2e_codec_profile_get_type(void) {
+  static GType type = 0;
+  static const GEnumValue values[] = {
+      {E2E_CODEC_PROFILE_QUALITY, "The shipped model (best rate-distortion)", "quality"},
+      {E2E_CODEC_PROFILE_LIVE, "The narrow live model: 640x480 at 30 fps on 2 cores, fewer dB", "live"},
+      {0, NULL, NULL}};
+  if (g_once_init_enter(&type)) g_once_init_leave(&type, g_enum_register_static("GstE2eCodecProfile", values));
+  return type;
+}
 
 static GstStaticPadTemplate sink_t = GST_STATIC_PAD_TEMPLATE("sink", GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS(E2E_CODEC_RAW_CAPS));
 static GstStaticPadTemplate src_t = GST_STATIC_PAD_TEMPLATE(
@@ -276,6 +287,10 @@ static void set_property(GObject *obj, guint id, const GValue *v, GParamSpec *ps
   case PROP_ROI_WEIGHT: self->roi_weight = g_value_get_double(v); break;
   case PROP_BACKGROUND_WEIGHT: self->background_weight = g_value_get_double(v); break;
   case PROP_ROI_QUALITY: self->roi_quality = g_value_get_uint(v); break;
+  case PROP_PROFILE:
+    self->profile = (E2eCodecProfile)g_value_get_enum(v);
+    e2e_element_use_shipped(&self->model, self->profile == E2E_CODEC_PROFILE_LIVE ? E2E_CODEC_LIVE_MODEL : E2E_CODEC_QUALITY_MODEL);
+    break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -294,6 +309,7 @@ static void get_property(GObject *obj, guint id, GValue *v, GParamSpec *ps) {
   case PROP_ROI_WEIGHT: g_value_set_double(v, self->roi_weight); break;
   case PROP_BACKGROUND_WEIGHT: g_value_set_double(v, self->background_weight); break;
   case PROP_ROI_QUALITY: g_value_set_uint(v, self->roi_quality); break;
+  case PROP_PROFILE: g_value_set_enum(v, self->profile); break;
   default: G_OBJECT_WARN_INVALID_PROPERTY_ID(obj, id, ps);
   }
   g_mutex_unlock(&self->lock);
@@ -351,6 +367,11 @@ static void gst_e2e_codec_enc_class_init(GstE2eCodecEncClass *klass) {
   g_object_class_install_property(oc, PROP_BACKGROUND_WEIGHT, g_param_spec_double("background-weight", "Background weight",
       "The same outside the regions of interest, on frames that have some: below 1 codes fewer of the blocks that "
       "changed there", 1.0 / 64, 64, 1.0, rw | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property(oc, PROP_PROFILE, g_param_spec_enum("profile", "Profile",
+      "Which shipped model codes, when 'model' is not set: 'quality' (the default) or 'live', a narrower model that "
+      "keeps up with 640x480 at 30 fps on 2 cores at a lower quality per bit (docs/codec.md). Decoders pick the "
+      "shipped model a stream names by themselves", GST_TYPE_E2E_CODEC_PROFILE, E2E_CODEC_PROFILE_QUALITY,
+      rw | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property(oc, PROP_ROI_QUALITY, g_param_spec_uint("roi-quality", "Region-of-interest quality",
       "Quality level of the 16x16 blocks inside regions of interest (GstVideoRegionOfInterestMeta, e.g. from "
       "e2edetect); 'quality' stays the level elsewhere. The transforms run at each block's level, in intra frames "

@@ -140,7 +140,7 @@ static void print_row(const char *codec, const char *setting, const rd_point *p)
 }
 
 static int eval(int argc, char **argv) {
-  const char *model = NULL, *dir = NULL, *plot = "codec-rd.png", *ref_dir = NULL, *csv = NULL;
+  const char *model = NULL, *dir = NULL, *plot = "codec-rd.png", *ref_dir = NULL, *csv = NULL, *against = NULL;
   int threads = 0, max_images = 0, refine = 0;
   bool per_image = false, bad = false;
   for (int i = 0; i < argc; i++) {
@@ -148,6 +148,7 @@ static int eval(int argc, char **argv) {
     else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
     else if (!strcmp(argv[i], "--plot") && i + 1 < argc) plot = argv[++i];
     else if (!strcmp(argv[i], "--published") && i + 1 < argc) ref_dir = argv[++i];
+    else if (!strcmp(argv[i], "--against") && i + 1 < argc) against = argv[++i];
     else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--max-images") && i + 1 < argc) max_images = atoi(argv[++i]);
@@ -158,6 +159,8 @@ static int eval(int argc, char **argv) {
   if (bad || refine < 0 || refine > CODEC_MAX_REFINE) {
     fprintf(stderr, "usage: e2e codec eval [--model FILE] [--dir FOLDER (default: Kodak)] [--plot PNG] [--csv FILE]\n"
                     "                      [--published FOLDER (CompressAI results)] [--threads N] [--max-images N] [--per-image]\n"
+                    "                      [--against CURVE.json (one more curve in CompressAI's format, e.g. another model's,\n"
+                    "                       plotted and its BD-rate printed)]\n"
                     "                      [--refine 0..%d (encoder effort: steps of latent search per picture)]\n", CODEC_MAX_REFINE);
     return 2;
   }
@@ -271,15 +274,16 @@ static int eval(int argc, char **argv) {
   static const char *PUBLISHED[] = {"jpeg.json", "webp.json", "bpg_444_x265_ycbcr.json", "vtm.json",
                                     "compressai-bmshj2018-hyperprior_mse_cpu.json"};
   enum { NP = sizeof PUBLISHED / sizeof PUBLISHED[0] };
-  rd_curve pub[NP];
-  plot_series series[3 + NP];
+  rd_curve pub[NP + 1];
+  plot_series series[4 + NP];
   int ns = 0;
   series[ns++] = (plot_series){.label = "e2ecodec (this model, measured)", .x = ob, .y = op, .n = CODEC_MAX_QUALITY, .markers = true};
   series[ns++] = (plot_series){.label = "JPEG libavcodec (measured)", .x = jb, .y = jp, .n = NJ, .markers = true};
   if (have_webp) series[ns++] = (plot_series){.label = "WebP libavcodec (measured)", .x = wb, .y = wp, .n = NW, .markers = true};
-  for (int k = 0; k < NP; k++) {
+  for (int k = 0; k < NP + (against != NULL); k++) {
     char path[1200];
-    snprintf(path, sizeof path, "%s/%s", ref_dir, PUBLISHED[k]);
+    snprintf(path, sizeof path, "%s/%s", ref_dir, k < NP ? PUBLISHED[k] : "");
+    if (k == NP) snprintf(path, sizeof path, "%s", against);
     if (!rd_load_curve(path, &pub[k])) {
       fprintf(stderr, "e2e codec eval: published curve %s not found or unreadable; left out\n", path);
       continue;
@@ -289,7 +293,7 @@ static int eval(int argc, char **argv) {
     for (int i = 0; i < pub[k].n; i++)
       if (pub[k].bpp[i] <= 2.0) pub[k].bpp[n] = pub[k].bpp[i], pub[k].psnr[n++] = pub[k].psnr[i];
     pub[k].n = n;
-    char *label = g_strdup_printf("%s (published)", pub[k].name);
+    char *label = g_strdup_printf(k < NP ? "%s (published)" : "%s", pub[k].name);
     snprintf(pub[k].name, sizeof pub[k].name, "%s", label);
     g_free(label);
     series[ns++] = (plot_series){.label = pub[k].name, .x = pub[k].bpp, .y = pub[k].psnr, .n = pub[k].n};

@@ -2,6 +2,7 @@
  * A small randomly initialised model is enough: coding must be exact and
  * robust whatever the weights. */
 #include <gst/check/gstharness.h>
+#include <glib/gstdio.h>
 #include <gst/video/video.h>
 #include <math.h>
 #include <unistd.h>
@@ -769,4 +770,51 @@ TEST(encoder_codes_regions_of_interest_at_roi_quality) {
   g_byte_array_unref(plain), g_byte_array_unref(none), g_byte_array_unref(roi);
   unlink(model);
   g_free(model);
+}
+
+/* Runs "launch" (an encoder and a decoder) over three 64x64 frames: how many frames came out, and the
+ * decoder's model afterwards. */
+static int run_profile_pipeline(const char *launch, gchar **dec_model) {
+  GstHarness *hs = gst_harness_new_parse(launch);
+  GstElement *dec = gst_harness_find_element(hs, "e2ecodecdec");
+  GstBus *bus = gst_bus_new();
+  gst_element_set_bus(dec, bus);
+  gst_harness_set_src_caps_str(hs, "video/x-raw,format=RGB,width=64,height=64,framerate=10/1");
+  int out = 0;
+  for (int i = 0; i < 3; i++) {
+    uint8_t *pic = picture(64, 64, i);
+    gst_harness_push(hs, frame_buffer(pic, 64, 64, GST_VIDEO_FORMAT_RGB, (GstClockTime)i * GST_SECOND / 10));
+    g_free(pic);
+  }
+  gst_harness_push_event(hs, gst_event_new_eos());
+  for (GstBuffer *b; (b = gst_harness_try_pull(hs)); out++) gst_buffer_unref(b);
+  g_object_get(dec, "model", dec_model, NULL);
+  gst_object_unref(dec);
+  gst_object_unref(bus);
+  gst_harness_teardown(hs);
+  return out;
+}
+
+TEST(encoder_profile_live_and_decoder_picks_the_shipped_model_a_stream_names) {
+  gchar *dir = g_dir_make_tmp("e2e-codec-models-XXXXXX", NULL), *sub = g_build_filename(dir, "codec", NULL);
+  CHECK(dir && g_mkdir(sub, 0700) == 0, "a models folder");
+  char *a = make_model(21, NULL), *b = make_model(22, NULL);
+  gchar *quality = g_build_filename(sub, "e2ecodec.safetensors", NULL), *live = g_build_filename(sub, "e2ecodec-live.safetensors", NULL);
+  CHECK(rename(a, quality) == 0 && rename(b, live) == 0, "two shipped models");
+  g_setenv("E2E_MODEL_DIR", dir, TRUE);
+  gchar *used = NULL;
+  int n = run_profile_pipeline("e2ecodecenc profile=live ! e2ecodecdec", &used);
+  CHECK(n == 3 && used && g_str_has_suffix(used, "e2ecodec-live.safetensors"),
+        "a live-profile stream: the decoder switched to the live model (%s) and decoded %d of 3 frames", used, n);
+  g_free(used);
+  n = run_profile_pipeline("e2ecodecenc ! e2ecodecdec", &used);
+  CHECK(n == 3 && used && g_str_has_suffix(used, "codec/e2ecodec.safetensors"), "the default profile: %d frames, %s", n, used);
+  g_free(used);
+  gchar *launch = g_strdup_printf("e2ecodecenc profile=live ! e2ecodecdec model=%s", quality);
+  n = run_profile_pipeline(launch, &used);
+  CHECK(n == 0 && !g_strcmp0(used, quality), "a decoder told its model keeps it and refuses the stream (%d frames)", n);
+  g_free(used), g_free(launch);
+  g_unsetenv("E2E_MODEL_DIR");
+  unlink(quality), unlink(live), g_rmdir(sub), g_rmdir(dir);
+  g_free(quality), g_free(live), g_free(sub), g_free(dir), g_free(a), g_free(b);
 }
