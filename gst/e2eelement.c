@@ -247,7 +247,12 @@ void e2e_element_copy_property(GObjectClass *oc, guint id, GType from, const gch
     c = g_param_spec_double(name, nick, blurb, d->minimum, d->maximum, d->default_value, flags);
     break;
   }
-  default: g_return_if_reached();
+  default:
+    if (G_IS_PARAM_SPEC_ENUM(p)) {
+      c = g_param_spec_enum(name, nick, blurb, G_PARAM_SPEC_VALUE_TYPE(p), G_PARAM_SPEC_ENUM(p)->default_value, flags);
+      break;
+    }
+    g_return_if_reached();
   }
   g_object_class_install_property(oc, id, c);
 }

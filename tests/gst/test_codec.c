@@ -814,6 +814,15 @@ TEST(encoder_profile_live_and_decoder_picks_the_shipped_model_a_stream_names) {
   n = run_profile_pipeline(launch, &used);
   CHECK(n == 0 && !g_strcmp0(used, quality), "a decoder told its model keeps it and refuses the stream (%d frames)", n);
   g_free(used), g_free(launch);
+  /* the preview bin carries the encoder's profile property (an enum copied from it) */
+  GstElement *bin = gst_element_factory_make("e2ecodec", NULL);
+  gint profile = -1;
+  if (bin) {
+    gst_util_set_object_arg(G_OBJECT(bin), "profile", "live");
+    g_object_get(bin, "profile", &profile, NULL);
+    gst_object_unref(bin);
+  }
+  CHECK(profile == 1, "the bin's profile property reads back 'live' (%d)", profile);
   g_unsetenv("E2E_MODEL_DIR");
   unlink(quality), unlink(live), g_rmdir(sub), g_rmdir(dir);
   g_free(quality), g_free(live), g_free(sub), g_free(dir), g_free(a), g_free(b);
