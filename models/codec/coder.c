@@ -491,7 +491,7 @@ bool codec_decompress_video(codec_model *c, const codec_options *o, const uint8_
       nn_set_error("e2ecodec: out of memory for the map of coded latents");
       goto done;
     }
-    if (!codec_get_coded_map(&rz, coded, H, W)) goto done;
+    if (!codec_get_coded_map(&rz, coded, H, W, "the predicted picture's map of coded latents")) goto done;
   }
   uint8_t *levels = NULL;
   if (hd.regions) {
@@ -502,7 +502,7 @@ bool codec_decompress_video(codec_model *c, const codec_options *o, const uint8_
       nn_set_error("e2ecodec: the regions' level %d is out of range or the picture's own (%d)", roi_quality, hd.quality);
       goto done;
     }
-    if (!codec_get_coded_map(&rz, levels, H, W)) goto done;
+    if (!codec_get_coded_map(&rz, levels, H, W, "the picture's map of regions of interest")) goto done;
     for (int p = 0; p < H * W; p++) levels[p] = levels[p] ? (uint8_t)roi_quality : (uint8_t)hd.quality;
   }
   for (int ch = 0; ch < n; ch++) {

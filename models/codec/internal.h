@@ -102,6 +102,7 @@ void codec_choose_coded(const uint8_t *rgb, int stride, const uint8_t *intra, co
                         int W, const float *bits, float lambda, const float *weights, uint8_t *coded);
 /* The map of coded positions in a predicted picture's z payload (layout in e2e/codec.h). */
 void codec_put_coded_map(rans_writer *w, const uint8_t *coded, int H, int W);
-bool codec_get_coded_map(rans_reader *r, uint8_t *coded, int H, int W);
+/* what: the map's name in messages ("the predicted picture's map of coded latents") */
+bool codec_get_coded_map(rans_reader *r, uint8_t *coded, int H, int W, const char *what);
 
 #endif

@@ -130,19 +130,19 @@ void codec_put_coded_map(rans_writer *w, const uint8_t *coded, int H, int W) {
     for (int x = 0; x < W; x++) rans_put(w, cdf[map_context(coded, y, x, W)], coded[(size_t)y * W + x]);
 }
 
-bool codec_get_coded_map(rans_reader *r, uint8_t *coded, int H, int W) {
+bool codec_get_coded_map(rans_reader *r, uint8_t *coded, int H, int W, const char *what) {
   int32_t cdf[MAP_CONTEXTS][3];
   for (int k = 0; k < MAP_CONTEXTS; k++) {
     uint32_t fq = rans_get_raw16(r);
     if (fq < 1) {
-      nn_set_error("e2ecodec: predicted picture's map of coded latents is corrupt");
+      nn_set_error("e2ecodec: %s is corrupt", what);
       return false;
     }
     map_cdf(fq, cdf[k]);
   }
   for (int y = 0; y < H; y++) {
     if (r->overrun) {
-      nn_set_error("e2ecodec: predicted picture's map of coded latents is corrupt (it ends early)");
+      nn_set_error("e2ecodec: %s is corrupt (it ends early)", what);
       return false;
     }
     for (int x = 0; x < W; x++) coded[(size_t)y * W + x] = (uint8_t)rans_get(r, cdf[map_context(coded, y, x, W)], 2);
