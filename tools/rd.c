@@ -140,44 +140,34 @@ static double integral(const double c[4], double a, double b) {
   return F - G;
 }
 
-double rd_bd_rate(const double *rate_a, const double *psnr_a, int na, const double *rate_b, const double *psnr_b, int nb) {
-  if (na < 4 || nb < 4) return NAN;
-  double la[64], lb[64], ca[4], cb[4];
-  if (na > 64 || nb > 64) return NAN;
-  double lo_a = INFINITY, hi_a = -INFINITY, lo_b = INFINITY, hi_b = -INFINITY;
-  for (int i = 0; i < na; i++) {
-    la[i] = log(rate_a[i]);
-    lo_a = fmin(lo_a, psnr_a[i]);
-    hi_a = fmax(hi_a, psnr_a[i]);
-  }
-  for (int i = 0; i < nb; i++) {
-    lb[i] = log(rate_b[i]);
-    lo_b = fmin(lo_b, psnr_b[i]);
-    hi_b = fmax(hi_b, psnr_b[i]);
-  }
+/* The mean gap between curve b and curve a: y fitted as a cubic in x for each, integrated over the x range
+ * both cover. x and y are already on the axes the delta is taken on (log rate or PSNR). */
+static double bd_mean_gap(const double *xa, const double *ya, int na, const double *xb, const double *yb, int nb) {
+  double ca[4], cb[4], lo_a = INFINITY, hi_a = -INFINITY, lo_b = INFINITY, hi_b = -INFINITY;
+  for (int i = 0; i < na; i++) lo_a = fmin(lo_a, xa[i]), hi_a = fmax(hi_a, xa[i]);
+  for (int i = 0; i < nb; i++) lo_b = fmin(lo_b, xb[i]), hi_b = fmax(hi_b, xb[i]);
   double lo = fmax(lo_a, lo_b), hi = fmin(hi_a, hi_b);
-  if (!(hi > lo) || !fit_cubic(psnr_a, la, na, ca) || !fit_cubic(psnr_b, lb, nb, cb)) return NAN;
-  double avg = (integral(cb, lo, hi) - integral(ca, lo, hi)) / (hi - lo);
-  return (exp(avg) - 1) * 100;
+  if (!(hi > lo) || !fit_cubic(xa, ya, na, ca) || !fit_cubic(xb, yb, nb, cb)) return NAN;
+  return (integral(cb, lo, hi) - integral(ca, lo, hi)) / (hi - lo);
+}
+
+/* log(rate) of n points (at most 64) into out; false when there are too few or too many */
+static bool log_rates(const double *rate, int n, double *out) {
+  if (n < 4 || n > 64) return false;
+  for (int i = 0; i < n; i++) out[i] = log(rate[i]);
+  return true;
+}
+
+double rd_bd_rate(const double *rate_a, const double *psnr_a, int na, const double *rate_b, const double *psnr_b, int nb) {
+  double la[64], lb[64];
+  if (!log_rates(rate_a, na, la) || !log_rates(rate_b, nb, lb)) return NAN;
+  return (exp(bd_mean_gap(psnr_a, la, na, psnr_b, lb, nb)) - 1) * 100;
 }
 
 double rd_bd_psnr(const double *rate_a, const double *psnr_a, int na, const double *rate_b, const double *psnr_b, int nb) {
-  if (na < 4 || nb < 4 || na > 64 || nb > 64) return NAN;
-  double la[64], lb[64], ca[4], cb[4];
-  double lo_a = INFINITY, hi_a = -INFINITY, lo_b = INFINITY, hi_b = -INFINITY;
-  for (int i = 0; i < na; i++) {
-    la[i] = log(rate_a[i]);
-    lo_a = fmin(lo_a, la[i]);
-    hi_a = fmax(hi_a, la[i]);
-  }
-  for (int i = 0; i < nb; i++) {
-    lb[i] = log(rate_b[i]);
-    lo_b = fmin(lo_b, lb[i]);
-    hi_b = fmax(hi_b, lb[i]);
-  }
-  double lo = fmax(lo_a, lo_b), hi = fmin(hi_a, hi_b);
-  if (!(hi > lo) || !fit_cubic(la, psnr_a, na, ca) || !fit_cubic(lb, psnr_b, nb, cb)) return NAN;
-  return (integral(cb, lo, hi) - integral(ca, lo, hi)) / (hi - lo);
+  double la[64], lb[64];
+  if (!log_rates(rate_a, na, la) || !log_rates(rate_b, nb, lb)) return NAN;
+  return bd_mean_gap(la, psnr_a, na, lb, psnr_b, nb);
 }
 
 /* ---- CompressAI result files: {"name": ..., "results": {"bpp": [...], "psnr-rgb": [...]}} */

@@ -63,7 +63,7 @@ typedef struct {
                       diagonal neighbours, which are all on even rows; needs context */
 } codec_config;
 
-/* The lambda of a quality level (clamped to 1..CODEC_MAX_QUALITY); used by training only. */
+/* The lambda of a quality level (clamped to 1..CODEC_MAX_QUALITY): training, and predicted pictures' choice of blocks. */
 float codec_lambda(const codec_config *cfg, int quality);
 /* True for a level in CODEC_MIN_QUALITY..CODEC_MAX_QUALITY; otherwise false with a message. */
 bool codec_quality_valid(int quality);
